@@ -1,0 +1,353 @@
+"""The ``enzyme`` dialect: autodiff requests, activities and caches.
+
+The textual form follows Enzyme-MLIR so that IR written for Enzyme runs through
+isozyme::
+
+    %r = enzyme.autodiff @f(%x, %seed) <{activity = [#enzyme.activity<enzyme_active>],
+             ret_activity = [#enzyme.activity<enzyme_activenoneed>]}> : (f64, f64) -> f64
+
+The activity lists may also be spelled ``<activity=[...], ret_activity=[...]>`` (without
+braces) or as an attribute dictionary ``{activity=[...]}``, and each activity as
+``#enzyme.activity<enzyme_dup>`` or the older ``#enzyme<activity enzyme_dup>``.
+
+Operand and result conventions (Enzyme-MLIR's):
+
+``enzyme.fwddiff``
+    operands: per argument its primal, followed by its shadow when the argument is
+    ``enzyme_dup``/``enzyme_dupnoneed`` (``width`` shadows in batch mode).
+    results: per return value its primal unless the return activity ends in
+    ``noneed`` or is ``enzyme_const``... precisely: ``enzyme_dup`` gives primal and
+    shadow, ``enzyme_dupnoneed`` the shadow only, ``enzyme_const`` the primal only,
+    ``enzyme_constnoneed`` nothing.
+
+``enzyme.autodiff``
+    operands: per argument its primal, followed by its shadow when the argument is
+    ``enzyme_dup``/``enzyme_dupnoneed``; then one seed (differential) per return value
+    whose activity is ``enzyme_active``/``enzyme_activenoneed``.
+    results: the primal of each return value whose activity is ``enzyme_active`` or
+    ``enzyme_const``, then one gradient per argument whose activity is
+    ``enzyme_active``.
+
+The cache ops ``enzyme.init``/``enzyme.push``/``enzyme.pop`` hold the values the reverse
+sweep needs from the forward sweep: a LIFO stack per cached value, growing with the trip
+count of the loops around the push.  ``enzyme.cache_free`` (an isozyme op) releases one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    FlatSymbolRefAttrConstr,
+    FunctionType,
+    IntegerAttr,
+    StringAttr,
+    SymbolRefAttr,
+    i64,
+)
+from xdsl.ir import (
+    Attribute,
+    Dialect,
+    EnumAttribute,
+    ParametrizedAttribute,
+    SSAValue,
+    TypeAttribute,
+)
+from xdsl.irdl import (
+    IRDLOperation,
+    ParamAttrConstraint,
+    irdl_attr_definition,
+    irdl_op_definition,
+    operand_def,
+    opt_prop_def,
+    param_def,
+    prop_def,
+    result_def,
+    var_operand_def,
+    var_result_def,
+)
+from xdsl.parser import AttrParser, Parser
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import VerifyException
+from xdsl.utils.str_enum import StrEnum
+
+
+class Activity(StrEnum):
+    """Enzyme's six activities, spelled as Enzyme-MLIR spells them."""
+
+    ACTIVE = "enzyme_active"
+    DUP = "enzyme_dup"
+    CONST = "enzyme_const"
+    DUPNONEED = "enzyme_dupnoneed"
+    ACTIVENONEED = "enzyme_activenoneed"
+    CONSTNONEED = "enzyme_constnoneed"
+
+
+@irdl_attr_definition
+class ActivityAttr(EnumAttribute[Activity]):
+    """``#enzyme.activity<enzyme_dup>``; also parses ``#enzyme<activity enzyme_dup>``."""
+
+    name = "enzyme.activity"
+
+    @classmethod
+    def parse_parameter(cls, parser: AttrParser) -> Activity:
+        # Pretty form: `<enzyme_dup>`; opaque form: the caller already consumed
+        # `#enzyme<activity` and parses the closing `>` itself.
+        if parser.parse_optional_punctuation("<") is not None:
+            value = cls._parse_activity_keyword(parser)
+            parser.parse_punctuation(">")
+            return value
+        return cls._parse_activity_keyword(parser)
+
+    @staticmethod
+    def _parse_activity_keyword(parser: AttrParser) -> Activity:
+        pos = parser.pos
+        word = parser.parse_identifier()
+        try:
+            return Activity(word)
+        except ValueError:
+            parser.raise_error(
+                f"unknown activity '{word}', expected one of "
+                + ", ".join(a.value for a in Activity),
+                pos,
+            )
+
+    def print_parameter(self, printer: Printer) -> None:
+        printer.print_string(f"<{self.data.value}>")
+
+
+@irdl_attr_definition
+class CacheType(ParametrizedAttribute, TypeAttribute):
+    """``!enzyme.Cache<T>``: a LIFO stack of values of type T (Enzyme-MLIR's type)."""
+
+    name = "enzyme.Cache"
+    type: Attribute = param_def()
+
+    def __init__(self, element_type: Attribute):
+        super().__init__(element_type)
+
+
+def _print_diff_op(op: "_DiffOpBase", printer: Printer) -> None:
+    printer.print_string(" ")
+    printer.print_attribute(op.fn)
+    printer.print_string("(")
+    printer.print_list(op.inputs, printer.print_operand)
+    printer.print_string(") <{activity = ")
+    printer.print_attribute(op.activity)
+    printer.print_string(", ret_activity = ")
+    printer.print_attribute(op.ret_activity)
+    if op.width is not None:
+        printer.print_string(", width = ")
+        printer.print_attribute(op.width)
+    printer.print_string("}>")
+    if op.attributes:
+        printer.print_op_attributes(op.attributes)
+    printer.print_string(" : ")
+    printer.print_attribute(
+        FunctionType.from_lists(
+            [v.type for v in op.inputs], [r.type for r in op.outputs]
+        )
+    )
+
+
+_DIFF_KEYS = ("activity", "ret_activity", "width")
+
+
+def _parse_diff_op(cls: type["_DiffOpBase"], parser: Parser) -> "_DiffOpBase":
+    fn = parser.parse_attribute()
+    if not isinstance(fn, SymbolRefAttr):
+        parser.raise_error("expected a function symbol such as @f")
+    unresolved = parser.parse_comma_separated_list(
+        parser.Delimiter.PAREN, parser.parse_unresolved_operand
+    )
+    props: dict[str, Attribute] = {}
+    if parser.parse_optional_punctuation("<") is not None:
+        if parser.parse_optional_punctuation("{") is not None:
+            props.update(_parse_key_values(parser, "}"))
+            parser.parse_punctuation(">")
+        else:
+            props.update(_parse_key_values(parser, ">"))
+    attrs = parser.parse_optional_attr_dict()
+    for key in _DIFF_KEYS:
+        if key in attrs:
+            props[key] = attrs.pop(key)
+    parser.parse_punctuation(":")
+    ftype = parser.parse_function_type()
+    operands = parser.resolve_operands(unresolved, ftype.inputs.data, parser.pos)
+    if "activity" not in props or "ret_activity" not in props:
+        parser.raise_error(f"{cls.name} needs both 'activity' and 'ret_activity'")
+    width = props.get("width")
+    op = cls(
+        fn,
+        operands,
+        list(ftype.outputs.data),
+        props["activity"],  # type: ignore[arg-type]
+        props["ret_activity"],  # type: ignore[arg-type]
+        width,  # type: ignore[arg-type]
+    )
+    op.attributes.update(attrs)
+    return op
+
+
+def _parse_key_values(parser: Parser, closing: str) -> dict[str, Attribute]:
+    """Parse ``key = attr, key = attr`` up to and including ``closing``."""
+    result: dict[str, Attribute] = {}
+    if parser.parse_optional_punctuation(closing) is not None:  # type: ignore[arg-type]
+        return result
+    while True:
+        key = parser.parse_identifier()
+        parser.parse_punctuation("=")
+        result[key] = parser.parse_attribute()
+        if parser.parse_optional_punctuation(",") is None:
+            break
+    parser.parse_punctuation(closing)  # type: ignore[arg-type]
+    return result
+
+
+class _DiffOpBase(IRDLOperation):
+    """Shared definition of the two differentiation requests."""
+
+    fn = prop_def(FlatSymbolRefAttrConstr)
+    inputs = var_operand_def()
+    outputs = var_result_def()
+    activity = prop_def(ArrayAttr[ActivityAttr])
+    ret_activity = prop_def(ArrayAttr[ActivityAttr])
+    width = opt_prop_def(IntegerAttr)
+
+    def __init__(
+        self,
+        fn: str | SymbolRefAttr,
+        inputs: Sequence[SSAValue],
+        result_types: Sequence[Attribute],
+        activity: Sequence[Activity] | ArrayAttr[ActivityAttr],
+        ret_activity: Sequence[Activity] | ArrayAttr[ActivityAttr],
+        width: int | IntegerAttr | None = None,
+    ):
+        if isinstance(fn, str):
+            fn = SymbolRefAttr(fn)
+        if not isinstance(activity, ArrayAttr):
+            activity = ArrayAttr([ActivityAttr(a) for a in activity])
+        if not isinstance(ret_activity, ArrayAttr):
+            ret_activity = ArrayAttr([ActivityAttr(a) for a in ret_activity])
+        props: dict[str, Attribute] = {
+            "fn": fn,
+            "activity": activity,
+            "ret_activity": ret_activity,
+        }
+        if isinstance(width, int):
+            width = IntegerAttr(width, i64)
+        if width is not None:
+            props["width"] = width
+        super().__init__(
+            operands=[inputs], result_types=[result_types], properties=props
+        )
+
+    @property
+    def activities(self) -> list[Activity]:
+        """The argument activities as enum values."""
+        return [a.data for a in self.activity.data]
+
+    @property
+    def ret_activities(self) -> list[Activity]:
+        """The return activities as enum values."""
+        return [a.data for a in self.ret_activity.data]
+
+    @property
+    def batch_width(self) -> int:
+        """Batch width (1 unless ``width`` is given)."""
+        return 1 if self.width is None else self.width.value.data
+
+    def print(self, printer: Printer) -> None:
+        _print_diff_op(self, printer)
+
+    @classmethod
+    def parse(cls, parser: Parser):
+        return _parse_diff_op(cls, parser)
+
+
+@irdl_op_definition
+class ForwardDiffOp(_DiffOpBase):
+    """``enzyme.fwddiff``: forward-mode derivative of ``fn`` at the given operands.
+
+    The AD pass replaces it by a ``func.call`` of the generated ``fwddiffe<fn>``.
+    """
+
+    name = "enzyme.fwddiff"
+
+    def verify_(self) -> None:
+        for a in self.activities:
+            if a in (Activity.ACTIVE, Activity.ACTIVENONEED):
+                raise VerifyException(
+                    "enzyme.fwddiff arguments cannot be enzyme_active; use enzyme_dup"
+                )
+
+
+@irdl_op_definition
+class AutoDiffOp(_DiffOpBase):
+    """``enzyme.autodiff``: reverse-mode derivative of ``fn`` at the given operands.
+
+    The AD pass replaces it by a ``func.call`` of the generated ``diffe<fn>``.
+    """
+
+    name = "enzyme.autodiff"
+
+
+@irdl_op_definition
+class InitOp(IRDLOperation):
+    """``enzyme.init``: create an empty cache (a LIFO stack) of one value type."""
+
+    name = "enzyme.init"
+    result = result_def(CacheType)
+    assembly_format = "attr-dict `:` type($result)"
+
+    def __init__(self, element_type: Attribute):
+        super().__init__(result_types=[CacheType(element_type)])
+
+
+@irdl_op_definition
+class PushOp(IRDLOperation):
+    """``enzyme.push``: push a value of the forward sweep onto a cache."""
+
+    name = "enzyme.push"
+    cache = operand_def(CacheType)
+    value = operand_def()
+    assembly_format = "$cache `,` $value attr-dict `:` type($cache) `,` type($value)"
+
+    def __init__(self, cache: SSAValue, value: SSAValue):
+        super().__init__(operands=[cache, value])
+
+
+@irdl_op_definition
+class PopOp(IRDLOperation):
+    """``enzyme.pop``: pop the most recently pushed value of a cache (reverse sweep)."""
+
+    name = "enzyme.pop"
+    cache = operand_def(CacheType)
+    result = result_def()
+    assembly_format = "$cache attr-dict `:` functional-type($cache, $result)"
+
+    def __init__(self, cache: SSAValue):
+        assert isinstance(cache.type, CacheType)
+        super().__init__(operands=[cache], result_types=[cache.type.type])
+
+
+@irdl_op_definition
+class CacheFreeOp(IRDLOperation):
+    """``enzyme.cache_free`` (isozyme): release a cache's storage once it is empty."""
+
+    name = "enzyme.cache_free"
+    cache = operand_def(CacheType)
+    assembly_format = "$cache attr-dict `:` type($cache)"
+
+    def __init__(self, cache: SSAValue):
+        super().__init__(operands=[cache])
+
+
+Enzyme = Dialect(
+    "enzyme",
+    [ForwardDiffOp, AutoDiffOp, InitOp, PushOp, PopOp, CacheFreeOp],
+    [ActivityAttr, CacheType],
+)
