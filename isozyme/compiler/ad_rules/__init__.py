@@ -1,0 +1,110 @@
+"""Derivative rules as data: one table module per dialect (Enzyme-MLIR's ``*Derivatives.td``).
+
+Most ops are described by their partial derivatives (``PartialsRule``): the AD passes
+derive the forward rule (tangent = sum of partial * operand tangent) and the reverse rule
+(operand adjoint += partial * result adjoint) from it.  Ops whose derivative is not a
+product (``arith.select``, casts between float widths) give both directions explicitly
+(``CustomRule``).  Supporting a new op is one table entry plus a finite-difference test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from xdsl.ir import Operation, SSAValue
+
+from isozyme.compiler.emitter import Emitter
+
+
+class Primals:
+    """Lazy access to an op's primal operands/result in the code being emitted.
+
+    Reverse mode fetches a primal only when a rule asks for it, because every fetch from
+    inside a loop costs a cache.
+    """
+
+    def __init__(self, op: Operation, fetch: Callable[[SSAValue], SSAValue]):
+        self._op = op
+        self._fetch = fetch
+        self._memo: dict[SSAValue, SSAValue] = {}
+
+    def _get(self, v: SSAValue) -> SSAValue:
+        if v not in self._memo:
+            self._memo[v] = self._fetch(v)
+        return self._memo[v]
+
+    def operand(self, i: int) -> SSAValue:
+        """The i-th primal operand."""
+        return self._get(self._op.operands[i])
+
+    @property
+    def x(self) -> SSAValue:
+        """Operand 0."""
+        return self.operand(0)
+
+    @property
+    def y(self) -> SSAValue:
+        """Operand 1 (binary ops)."""
+        return self.operand(1)
+
+    @property
+    def result(self) -> SSAValue:
+        """The primal result."""
+        return self._get(self._op.results[0])
+
+
+class _Unit:
+    """A partial derivative of exactly +1 or -1: applied without a multiplication."""
+
+    def __init__(self, sign: int):
+        self.sign = sign
+
+    def __repr__(self) -> str:
+        return "ONE" if self.sign > 0 else "MINUS_ONE"
+
+
+ONE = _Unit(1)
+MINUS_ONE = _Unit(-1)
+
+Partial = SSAValue | _Unit | None
+PartialsFn = Callable[[Emitter, Primals], Sequence[Partial]]
+
+
+@dataclass(frozen=True)
+class PartialsRule:
+    """d(result)/d(operand_i) for every operand (``None``: not differentiable)."""
+
+    partials: PartialsFn
+
+
+@dataclass(frozen=True)
+class CustomRule:
+    """Explicit forward and reverse rules.
+
+    ``forward(e, p, tangents) -> result tangent | None`` and
+    ``reverse(e, p, adjoint) -> per-operand adjoint contribution | None``.
+    """
+
+    forward: Callable[[Emitter, Primals, Sequence[SSAValue | None]], SSAValue | None]
+    reverse: Callable[[Emitter, Primals, SSAValue], Sequence[SSAValue | None]]
+
+
+Rule = PartialsRule | CustomRule
+
+
+def lookup_rule(op: Operation) -> Rule | None:
+    """The derivative rule of ``op``'s type, or None."""
+    from isozyme.compiler.ad_rules.arith import ARITH_RULES
+    from isozyme.compiler.ad_rules.math import MATH_RULES
+
+    t = type(op)
+    return ARITH_RULES.get(t) or MATH_RULES.get(t)
+
+
+def has_zero_derivative(op: Operation) -> bool:
+    """True for float-valued ops that are piecewise constant (floor, round, ...)."""
+    from isozyme.compiler.ad_rules.arith import ARITH_ZERO
+    from isozyme.compiler.ad_rules.math import MATH_ZERO
+
+    return type(op) in ARITH_ZERO or type(op) in MATH_ZERO

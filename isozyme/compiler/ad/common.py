@@ -1,0 +1,97 @@
+"""Pieces shared by forward and reverse mode: rule application and call handling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from xdsl.dialects import func
+from xdsl.ir import Operation, SSAValue
+
+from isozyme.compiler.ad_rules import (
+    CustomRule,
+    PartialsRule,
+    Primals,
+    Rule,
+    _Unit,
+    lookup_rule,
+)
+from isozyme.compiler.emitter import Emitter
+from isozyme.dialects.enzyme import Activity
+from isozyme.errors import UnsupportedError
+
+
+def rule_for(op: Operation) -> Rule:
+    """The derivative rule of an active op, or a clear error naming the op."""
+    rule = lookup_rule(op)
+    if rule is None:
+        raise UnsupportedError(
+            f"isozyme cannot differentiate '{op.name}': no derivative rule is registered "
+            "for it (see isozyme/compiler/ad_rules/)"
+        )
+    return rule
+
+
+def times_partial(e: Emitter, v: SSAValue, partial) -> SSAValue:
+    """v * partial, where partial may be the unit markers ONE / MINUS_ONE."""
+    if isinstance(partial, _Unit):
+        return v if partial.sign > 0 else e.neg(v)
+    return e.mul(v, partial)
+
+
+def jvp(
+    e: Emitter,
+    op: Operation,
+    fetch: Callable[[SSAValue], SSAValue],
+    tangents: Sequence[SSAValue | None],
+) -> SSAValue | None:
+    """The tangent of ``op``'s (single) result, or None when it is zero."""
+    if all(t is None for t in tangents):
+        return None
+    rule = rule_for(op)
+    p = Primals(op, fetch)
+    if isinstance(rule, CustomRule):
+        return rule.forward(e, p, tangents)
+    assert isinstance(rule, PartialsRule)
+    partials = rule.partials(e, p)
+    total: SSAValue | None = None
+    for t, d in zip(tangents, partials):
+        if t is None or d is None:
+            continue
+        term = times_partial(e, t, d)
+        total = term if total is None else e.add(total, term)
+    return total
+
+
+def vjp(
+    e: Emitter, op: Operation, fetch: Callable[[SSAValue], SSAValue], adj: SSAValue,
+    wanted: Sequence[bool],
+) -> list[SSAValue | None]:
+    """Per-operand adjoint contributions of ``op`` given its result's adjoint."""
+    rule = rule_for(op)
+    p = Primals(op, fetch)
+    if isinstance(rule, CustomRule):
+        contribs = list(rule.reverse(e, p, adj))
+    else:
+        assert isinstance(rule, PartialsRule)
+        contribs = [
+            None if (d is None or not w) else times_partial(e, adj, d)
+            for d, w in zip(rule.partials(e, p), wanted)
+        ]
+    return [c if w else None for c, w in zip(contribs, wanted)]
+
+
+def lookup_callee(op: func.CallOp) -> func.FuncOp:
+    """The ``func.func`` a ``func.call`` calls."""
+    from xdsl.traits import SymbolTable
+
+    callee = SymbolTable.lookup_symbol(op, op.callee)
+    if not isinstance(callee, func.FuncOp) or not callee.body.blocks:
+        raise UnsupportedError(
+            f"cannot differentiate a call of {op.callee}: its body is not available"
+        )
+    return callee
+
+
+def return_has_primal(act: Activity) -> bool:
+    """Whether a return activity asks for the primal value."""
+    return act in (Activity.ACTIVE, Activity.DUP, Activity.CONST)

@@ -1,0 +1,127 @@
+"""Derivative rules of the ``math`` dialect (Enzyme-MLIR's MathDerivatives.td).
+
+Each entry gives d(result)/d(operand) in terms of the primal operand ``p.x`` (and
+``p.y``) and the primal result ``p.result``.
+"""
+
+from __future__ import annotations
+
+import math as pymath
+
+from xdsl.dialects import math
+from xdsl.ir import Operation
+
+from isozyme.compiler.ad_rules import PartialsRule, Primals, Rule
+from isozyme.compiler.emitter import Emitter
+
+
+def _one_minus_sq(e: Emitter, v):
+    return e.sub(e.const(1.0, v.type), e.mul(v, v))
+
+
+def _one_plus_sq(e: Emitter, v):
+    return e.add(e.const(1.0, v.type), e.mul(v, v))
+
+
+def _recip(e: Emitter, v):
+    return e.div(e.const(1.0, v.type), v)
+
+
+def _sign(e: Emitter, p: Primals):
+    x = p.x
+    one, zero = e.const(1.0, x.type), e.zero(x.type)
+    pos = e.select(e.cmpf("ogt", x, zero), one, zero)
+    neg = e.select(e.cmpf("olt", x, zero), one, zero)
+    return (e.sub(pos, neg),)
+
+
+def _powf(e: Emitter, p: Primals):
+    # d(a^b)/da = b * a^(b-1);  d(a^b)/db = a^b * log(a)
+    a, b = p.x, p.y
+    da = e.mul(b, e.insert(math.PowFOp(a, e.sub(b, e.const(1.0, b.type)))).result)
+    db = e.mul(p.result, e.unary(math.LogOp, a))
+    return (da, db)
+
+
+def _fpowi(e: Emitter, p: Primals):
+    # d(a^n)/da = n * a^(n-1) for an integer n
+    from xdsl.dialects import arith
+
+    a, n = p.x, p.y
+    n_minus_1 = e.insert(arith.SubiOp(n, e.const(1, n.type))).result
+    nf = e.insert(arith.SIToFPOp(n, a.type)).result
+    return (e.mul(nf, e.insert(math.FPowIOp(a, n_minus_1)).result), None)
+
+
+def _atan2(e: Emitter, p: Primals):
+    # atan2(a, b): d/da = b / (a^2 + b^2), d/db = -a / (a^2 + b^2)
+    a, b = p.x, p.y
+    r2 = e.add(e.mul(a, a), e.mul(b, b))
+    return (e.div(b, r2), e.neg(e.div(a, r2)))
+
+
+def _copysign(e: Emitter, p: Primals):
+    # copysign(a, b) = |a| * sign(b): derivative wrt a is sign(a) * sign(b)
+    ratio = e.div(p.result, p.x)
+    return (ratio, None)
+
+
+MATH_RULES: dict[type[Operation], Rule] = {
+    math.SinOp: PartialsRule(lambda e, p: (e.unary(math.CosOp, p.x),)),
+    math.CosOp: PartialsRule(lambda e, p: (e.neg(e.unary(math.SinOp, p.x)),)),
+    math.TanOp: PartialsRule(lambda e, p: (_one_plus_sq(e, p.result),)),
+    math.AsinOp: PartialsRule(lambda e, p: (_recip(e, e.sqrt(_one_minus_sq(e, p.x))),)),
+    math.AcosOp: PartialsRule(
+        lambda e, p: (e.neg(_recip(e, e.sqrt(_one_minus_sq(e, p.x)))),)
+    ),
+    math.AtanOp: PartialsRule(lambda e, p: (_recip(e, _one_plus_sq(e, p.x)),)),
+    math.SinhOp: PartialsRule(lambda e, p: (e.unary(math.CoshOp, p.x),)),
+    math.CoshOp: PartialsRule(lambda e, p: (e.unary(math.SinhOp, p.x),)),
+    math.TanhOp: PartialsRule(lambda e, p: (_one_minus_sq(e, p.result),)),
+    math.AsinhOp: PartialsRule(lambda e, p: (_recip(e, e.sqrt(_one_plus_sq(e, p.x))),)),
+    math.AcoshOp: PartialsRule(
+        lambda e, p: (
+            _recip(e, e.sqrt(e.sub(e.mul(p.x, p.x), e.const(1.0, p.x.type)))),
+        )
+    ),
+    math.AtanhOp: PartialsRule(lambda e, p: (_recip(e, _one_minus_sq(e, p.x)),)),
+    math.ExpOp: PartialsRule(lambda e, p: (p.result,)),
+    math.Exp2Op: PartialsRule(lambda e, p: (e.scale(p.result, pymath.log(2.0)),)),
+    math.ExpM1Op: PartialsRule(
+        lambda e, p: (e.add(p.result, e.const(1.0, p.result.type)),)
+    ),
+    math.LogOp: PartialsRule(lambda e, p: (_recip(e, p.x),)),
+    math.Log2Op: PartialsRule(lambda e, p: (_recip(e, e.scale(p.x, pymath.log(2.0))),)),
+    math.Log10Op: PartialsRule(
+        lambda e, p: (_recip(e, e.scale(p.x, pymath.log(10.0))),)
+    ),
+    math.Log1pOp: PartialsRule(
+        lambda e, p: (_recip(e, e.add(e.const(1.0, p.x.type), p.x)),)
+    ),
+    math.SqrtOp: PartialsRule(lambda e, p: (e.div(e.const(0.5, p.x.type), p.result),)),
+    math.RsqrtOp: PartialsRule(
+        lambda e, p: (e.scale(e.mul(p.result, e.mul(p.result, p.result)), -0.5),)
+    ),
+    math.CbrtOp: PartialsRule(
+        lambda e, p: (
+            e.div(e.const(1.0 / 3.0, p.x.type), e.mul(p.result, p.result)),
+        )
+    ),
+    math.ErfOp: PartialsRule(
+        lambda e, p: (
+            e.scale(
+                e.unary(math.ExpOp, e.neg(e.mul(p.x, p.x))), 2.0 / pymath.sqrt(pymath.pi)
+            ),
+        )
+    ),
+    math.AbsFOp: PartialsRule(_sign),
+    math.PowFOp: PartialsRule(_powf),
+    math.FPowIOp: PartialsRule(_fpowi),
+    math.Atan2Op: PartialsRule(_atan2),
+    math.CopySignOp: PartialsRule(_copysign),
+}
+
+# Piecewise-constant float ops: zero derivative.
+MATH_ZERO: frozenset[type[Operation]] = frozenset(
+    {math.FloorOp, math.CeilOp, math.RoundOp, math.RoundEvenOp, math.TruncOp}
+)

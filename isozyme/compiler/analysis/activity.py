@@ -1,0 +1,126 @@
+"""Activity analysis (Enzyme's): which SSA values need derivative code.
+
+A value is *varied* if it depends differentiably on an active argument, *useful* if an
+active return value depends differentiably on it; it is *active* if both.  Inactive
+code gets no derivative code at all.  Only float-typed values can be active: integer
+arithmetic, comparisons and float->int casts stop the flow.
+
+The analysis builds the graph of differentiable value flow once (op operands to
+results, plus the loop-carried and branch-result edges of ``scf``) and runs two
+reachability searches on it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+
+from xdsl.dialects import arith, func, scf
+from xdsl.ir import Operation, SSAValue
+
+from isozyme.compiler.ad_rules import has_zero_derivative, lookup_rule
+from isozyme.compiler.emitter import is_float
+
+Edge = tuple[SSAValue, SSAValue]
+
+
+def _terminator(block) -> Operation:
+    last = block.last_op
+    assert last is not None
+    return last
+
+
+def value_flow_edges(op: Operation) -> Iterator[Edge]:
+    """The differentiable (source -> destination) value edges that ``op`` creates."""
+    match op:
+        case scf.ForOp():
+            body = op.body.block
+            yielded = _terminator(body).operands
+            for i, res in enumerate(op.res):
+                arg = body.args[i + 1]
+                yield op.iter_args[i], arg
+                yield yielded[i], arg
+                yield yielded[i], res
+                yield op.iter_args[i], res
+        case scf.IfOp():
+            for region in (op.true_region, op.false_region):
+                if region.blocks:
+                    for y, res in zip(_terminator(region.block).operands, op.results):
+                        yield y, res
+        case scf.WhileOp():
+            before, after = op.before_region.block, op.after_region.block
+            cond = _terminator(before)
+            after_yield = _terminator(after)
+            for i, arg in enumerate(before.args):
+                yield op.arguments[i], arg
+                yield after_yield.operands[i], arg
+            for i, v in enumerate(cond.operands[1:]):
+                yield v, after.args[i]
+                yield v, op.results[i]
+        case func.CallOp():
+            for a in op.arguments:
+                for r in op.results:
+                    yield a, r
+        case arith.SelectOp():
+            for a in op.operands[1:]:
+                yield a, op.result
+        case _ if op.regions or has_zero_derivative(op):
+            return
+        case _:
+            rule = lookup_rule(op)
+            if rule is None and not any(is_float(r.type) for r in op.results):
+                return
+            for a in op.operands:
+                for r in op.results:
+                    yield a, r
+
+
+class ActivityInfo:
+    """The result of :func:`analyze_activity` for one function."""
+
+    def __init__(self, varied: set[SSAValue], useful: set[SSAValue]):
+        self.varied = varied
+        self.useful = useful
+
+    def is_active(self, v: SSAValue) -> bool:
+        """True if ``v`` needs a derivative."""
+        return v in self.varied and v in self.useful
+
+    def any_active(self, values: Iterable[SSAValue]) -> bool:
+        """True if any of ``values`` is active."""
+        return any(self.is_active(v) for v in values)
+
+
+def analyze_activity(
+    fn: func.FuncOp, active_args: Iterable[int], active_returns: Iterable[int]
+) -> ActivityInfo:
+    """Run activity analysis on ``fn`` for the given active argument/return indices."""
+    succ: dict[SSAValue, list[SSAValue]] = defaultdict(list)
+    pred: dict[SSAValue, list[SSAValue]] = defaultdict(list)
+    ret_op = None
+    for op in fn.walk():
+        if isinstance(op, func.ReturnOp) and op.parent_op() is fn:
+            ret_op = op
+        for src, dst in value_flow_edges(op):
+            if is_float(src.type) and is_float(dst.type):
+                succ[src].append(dst)
+                pred[dst].append(src)
+    entry_args = fn.body.block.args
+    varied = _reach([entry_args[i] for i in active_args if is_float(entry_args[i].type)], succ)
+    seeds: list[SSAValue] = []
+    if ret_op is not None:
+        seeds = [ret_op.operands[i] for i in active_returns if is_float(ret_op.operands[i].type)]
+    useful = _reach(seeds, pred)
+    return ActivityInfo(varied, useful)
+
+
+def _reach(seeds: Iterable[SSAValue], edges: dict[SSAValue, list[SSAValue]]) -> set[SSAValue]:
+    seen: set[SSAValue] = set()
+    stack = list(seeds)
+    while stack:
+        v = stack.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        stack.extend(edges.get(v, ()))
+    return seen

@@ -1,0 +1,116 @@
+"""A terse IR builder for the compiler's own code generation (AD, lowering helpers).
+
+``Emitter`` inserts ops at an xDSL insertion point and returns their results, so that
+derivative rules read like the math they implement: ``e.mul(adj, e.cos(x))``.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from xdsl.dialects import arith, math
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+)
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.rewriter import InsertPoint, Rewriter
+
+OpT = TypeVar("OpT", bound=Operation)
+
+
+def is_float(t: Attribute) -> bool:
+    """True for the floating-point types AD differentiates."""
+    return isinstance(t, AnyFloat)
+
+
+class Emitter:
+    """Inserts ops at ``ip``; every helper returns the new op's (first) result."""
+
+    def __init__(self, ip: InsertPoint):
+        self.ip = ip
+
+    def insert(self, op: OpT) -> OpT:
+        """Insert ``op`` at the insertion point (which then moves past it)."""
+        Rewriter.insert_op(op, self.ip)
+        return op
+
+    # constants -------------------------------------------------------------------
+    def const(self, value: float | int, type: Attribute) -> SSAValue:
+        """An ``arith.constant`` of ``type`` (float, integer or index)."""
+        if isinstance(type, AnyFloat):
+            attr: Attribute = FloatAttr(float(value), type)
+        elif isinstance(type, (IntegerType, IndexType)):
+            attr = IntegerAttr(int(value), type)
+        else:  # pragma: no cover - caller bug
+            raise TypeError(f"no constant of type {type}")
+        return self.insert(arith.ConstantOp(attr)).result
+
+    def zero(self, type: Attribute) -> SSAValue:
+        """The additive identity of ``type``."""
+        return self.const(0, type)
+
+    # float arithmetic --------------------------------------------------------------
+    def add(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        """a + b."""
+        return self.insert(arith.AddfOp(a, b)).result
+
+    def sub(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        """a - b."""
+        return self.insert(arith.SubfOp(a, b)).result
+
+    def mul(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        """a * b."""
+        return self.insert(arith.MulfOp(a, b)).result
+
+    def div(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        """a / b."""
+        return self.insert(arith.DivfOp(a, b)).result
+
+    def neg(self, a: SSAValue) -> SSAValue:
+        """-a."""
+        return self.insert(arith.NegfOp(a)).result
+
+    def scale(self, a: SSAValue, c: float) -> SSAValue:
+        """a * c for a Python constant c."""
+        return self.mul(a, self.const(c, a.type))
+
+    def unary(self, op_type: type[Operation], x: SSAValue) -> SSAValue:
+        """A one-operand op such as ``math.sin``."""
+        return self.insert(op_type(x)).results[0]  # type: ignore[call-arg]
+
+    def cmpf(self, pred: str, a: SSAValue, b: SSAValue) -> SSAValue:
+        """``arith.cmpf`` with an ordered predicate such as ``"oge"``."""
+        return self.insert(arith.CmpfOp(a, b, pred)).result
+
+    def select(self, c: SSAValue, a: SSAValue, b: SSAValue) -> SSAValue:
+        """c ? a : b."""
+        return self.insert(arith.SelectOp(c, a, b)).result
+
+    def sqrt(self, x: SSAValue) -> SSAValue:
+        """sqrt(x)."""
+        return self.unary(math.SqrtOp, x)
+
+    # index arithmetic (loop trip counts) ------------------------------------------
+    def addi(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        """Integer a + b."""
+        return self.insert(arith.AddiOp(a, b)).result
+
+    def subi(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        """Integer a - b."""
+        return self.insert(arith.SubiOp(a, b)).result
+
+    def muli(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        """Integer a * b."""
+        return self.insert(arith.MuliOp(a, b)).result
+
+    def ceildivsi(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        """Signed ceil(a / b)."""
+        return self.insert(arith.CeilDivSIOp(a, b)).result
+
+    def maxsi(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        """Signed max(a, b)."""
+        return self.insert(arith.MaxSIOp(a, b)).result

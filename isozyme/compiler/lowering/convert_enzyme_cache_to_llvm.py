@@ -1,0 +1,234 @@
+"""``convert-enzyme-cache-to-llvm``: lower the ``enzyme`` cache ops to a growable stack.
+
+A ``!enzyme.Cache<T>`` becomes a pointer to a ``{ptr data, i64 size, i64 capacity}``
+struct, ``llvm.alloca``'d in the entry block of its function (so loops do not grow the
+stack) and zero-initialised where ``enzyme.init`` was.  ``enzyme.push``/``enzyme.pop``/
+``enzyme.cache_free`` call small internal helpers generated here in the llvm dialect:
+
+* ``__iz_cache_push_<T>(ptr c, T v)``: ``realloc`` to ``max(16, 2*capacity)`` elements
+  when full, then ``data[size++] = v``;
+* ``__iz_cache_pop_<T>(ptr c) -> T``: ``return data[--size]`` (popping an empty cache is
+  undefined, as in Enzyme);
+* ``__iz_cache_free(ptr c)``: ``free(data)`` and reset the struct to zero.
+
+They have internal linkage, so LLVM's O3 inlines them and drops their bodies.
+"""
+
+from __future__ import annotations
+
+from xdsl.builder import Builder
+from xdsl.context import Context
+from xdsl.dialects import builtin, func, llvm
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, i64
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.rewriter import InsertPoint
+
+from isozyme.compiler.lowering._common import (
+    CACHE_STRUCT,
+    HELPER_PREFIX,
+    byte_size,
+    call,
+    convert_type,
+    declare_function,
+    module_of,
+    type_suffix,
+)
+from isozyme.dialects.enzyme import CacheFreeOp, InitOp, PopOp, PushOp
+
+_PTR = llvm.LLVMPointerType()
+_FREE_HELPER = f"{HELPER_PREFIX}cache_free"
+
+
+def _has_symbol(module: ModuleOp, name: str) -> bool:
+    for op in module.ops:
+        sym = op.properties.get("sym_name")
+        if sym is not None and sym.data == name:  # type: ignore[attr-defined]
+            return True
+    return False
+
+
+def _const(b: Builder, value: int) -> SSAValue:
+    return b.insert(llvm.ConstantOp(IntegerAttr(value, i64), i64)).result
+
+
+def _field(b: Builder, cache: SSAValue, index: int) -> SSAValue:
+    """Pointer to field ``index`` of the cache struct."""
+    return b.insert(llvm.GEPOp(cache, [0, index], CACHE_STRUCT)).result
+
+
+def _helper(name: str, arg_types: list[Attribute], ret: Attribute, body: Region) -> llvm.FuncOp:
+    return llvm.FuncOp(
+        name,
+        llvm.LLVMFunctionType(arg_types, ret),
+        linkage=llvm.LinkageAttr("internal"),
+        body=body,
+    )
+
+
+def _build_push(name: str, t: Attribute) -> llvm.FuncOp:
+    entry = Block(arg_types=[_PTR, t])
+    grow = Block()
+    store = Block(arg_types=[_PTR])
+    cache, value = entry.args
+
+    b = Builder(InsertPoint.at_end(entry))
+    p_data = _field(b, cache, 0)
+    p_size = _field(b, cache, 1)
+    p_cap = _field(b, cache, 2)
+    data = b.insert(llvm.LoadOp(p_data, _PTR)).dereferenced_value
+    size = b.insert(llvm.LoadOp(p_size, i64)).dereferenced_value
+    cap = b.insert(llvm.LoadOp(p_cap, i64)).dereferenced_value
+    full = b.insert(
+        llvm.ICmpOp(size, cap, IntegerAttr(llvm.ICmpPredicateFlag("eq").to_int(), i64))
+    ).res
+    b.insert(llvm.CondBrOp(full, grow, [], store, [data]))
+
+    # Grow geometrically so n pushes cost O(n) copies.
+    b = Builder(InsertPoint.at_end(grow))
+    doubled = b.insert(llvm.MulOp(cap, _const(b, 2))).res
+    small = b.insert(
+        llvm.ICmpOp(
+            doubled, _const(b, 16), IntegerAttr(llvm.ICmpPredicateFlag("ult").to_int(), i64)
+        )
+    ).res
+    new_cap = b.insert(llvm.SelectOp(small, _const(b, 16), doubled)).res
+    nbytes = b.insert(llvm.MulOp(new_cap, _const(b, byte_size(t)))).res
+    new_data = b.insert(call("realloc", [data, nbytes], _PTR)).returned
+    assert new_data is not None
+    b.insert(llvm.StoreOp(new_data, p_data))
+    b.insert(llvm.StoreOp(new_cap, p_cap))
+    b.insert(llvm.BrOp(store, new_data))
+
+    b = Builder(InsertPoint.at_end(store))
+    slot = b.insert(
+        llvm.GEPOp(store.args[0], [llvm.GEP_USE_SSA_VAL], t, ssa_indices=[size])
+    ).result
+    b.insert(llvm.StoreOp(value, slot))
+    b.insert(llvm.StoreOp(b.insert(llvm.AddOp(size, _const(b, 1))).res, p_size))
+    b.insert(llvm.ReturnOp())
+    return _helper(name, [_PTR, t], llvm.LLVMVoidType(), Region([entry, grow, store]))
+
+
+def _build_pop(name: str, t: Attribute) -> llvm.FuncOp:
+    entry = Block(arg_types=[_PTR])
+    (cache,) = entry.args
+    b = Builder(InsertPoint.at_end(entry))
+    p_data = _field(b, cache, 0)
+    p_size = _field(b, cache, 1)
+    size = b.insert(llvm.LoadOp(p_size, i64)).dereferenced_value
+    top = b.insert(llvm.SubOp(size, _const(b, 1))).res
+    b.insert(llvm.StoreOp(top, p_size))
+    data = b.insert(llvm.LoadOp(p_data, _PTR)).dereferenced_value
+    slot = b.insert(llvm.GEPOp(data, [llvm.GEP_USE_SSA_VAL], t, ssa_indices=[top])).result
+    value = b.insert(llvm.LoadOp(slot, t)).dereferenced_value
+    b.insert(llvm.ReturnOp(value))
+    return _helper(name, [_PTR], t, Region([entry]))
+
+
+def _build_free(name: str) -> llvm.FuncOp:
+    entry = Block(arg_types=[_PTR])
+    (cache,) = entry.args
+    b = Builder(InsertPoint.at_end(entry))
+    data = b.insert(llvm.LoadOp(_field(b, cache, 0), _PTR)).dereferenced_value
+    b.insert(call("free", [data], None))
+    zero = b.insert(llvm.ZeroOp(result_types=[CACHE_STRUCT])).results[0]
+    b.insert(llvm.StoreOp(zero, cache))
+    b.insert(llvm.ReturnOp())
+    return _helper(name, [_PTR], llvm.LLVMVoidType(), Region([entry]))
+
+
+def _ensure_helper(module: ModuleOp, kind: str, element: Attribute | None) -> str:
+    """Declare the libc functions and define the helper ``kind`` once per module;
+    return its name."""
+    declare_function(module, "realloc", [_PTR, i64], _PTR)
+    declare_function(module, "free", [_PTR], llvm.LLVMVoidType())
+    if kind == "free":
+        name = _FREE_HELPER
+    else:
+        assert element is not None
+        name = f"{HELPER_PREFIX}cache_{kind}_{type_suffix(element)}"
+    if not _has_symbol(module, name):
+        if kind == "push":
+            helper = _build_push(name, element)  # type: ignore[arg-type]
+        elif kind == "pop":
+            helper = _build_pop(name, element)  # type: ignore[arg-type]
+        else:
+            helper = _build_free(name)
+        module.body.block.add_op(helper)
+    return name
+
+
+def _entry_block(op: Operation) -> Block:
+    """The entry block of the function enclosing ``op``."""
+    cur: Operation | None = op
+    while cur is not None and not isinstance(cur, (func.FuncOp, llvm.FuncOp)):
+        cur = cur.parent_op()
+    if cur is None or cur.regions[0].first_block is None:
+        raise ValueError("isozyme lowering: enzyme.init outside a function")
+    return cur.regions[0].first_block
+
+
+class InitLowering(RewritePattern):
+    """``enzyme.init`` -> ``llvm.alloca`` (function entry) + a zero ``llvm.store``."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: InitOp, rewriter: PatternRewriter, /):
+        entry = _entry_block(op)
+        one = llvm.ConstantOp(IntegerAttr(1, i64), i64)
+        alloca = llvm.AllocaOp(one, CACHE_STRUCT, alignment=8)
+        rewriter.insert_op([one, alloca], InsertPoint.at_start(entry))
+        zero = llvm.ZeroOp(result_types=[CACHE_STRUCT])
+        store = llvm.StoreOp(zero, alloca)
+        rewriter.replace_op(op, [zero, store], [alloca.res])
+
+
+class PushLowering(RewritePattern):
+    """``enzyme.push`` -> ``llvm.call @__iz_cache_push_<T>``."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: PushOp, rewriter: PatternRewriter, /):
+        t = convert_type(op.value.type)
+        name = _ensure_helper(module_of(op), "push", t)
+        rewriter.replace_op(op, call(name, [op.cache, op.value], None))
+
+
+class PopLowering(RewritePattern):
+    """``enzyme.pop`` -> ``llvm.call @__iz_cache_pop_<T>``."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: PopOp, rewriter: PatternRewriter, /):
+        t = convert_type(op.result.type)
+        name = _ensure_helper(module_of(op), "pop", t)
+        rewriter.replace_op(op, call(name, [op.cache], t))
+
+
+class CacheFreeLowering(RewritePattern):
+    """``enzyme.cache_free`` -> ``llvm.call @__iz_cache_free``."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: CacheFreeOp, rewriter: PatternRewriter, /):
+        name = _ensure_helper(module_of(op), "free", None)
+        rewriter.replace_op(op, call(name, [op.cache], None))
+
+
+class ConvertEnzymeCacheToLLVMPass(ModulePass):
+    """Lower ``enzyme.init``/``push``/``pop``/``cache_free`` to the ``llvm`` dialect."""
+
+    name = "convert-enzyme-cache-to-llvm"
+
+    def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
+        """Rewrite ``op`` in place, adding the helper functions it needs."""
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier(
+                [InitLowering(), PushLowering(), PopLowering(), CacheFreeLowering()]
+            ),
+            apply_recursively=False,
+        ).rewrite_module(op)

@@ -1,0 +1,129 @@
+"""The state of one trace: the module being built and where new ops are inserted.
+
+A :class:`TraceSession` owns the ``builtin.module`` and the cache of traced helper
+functions.  Each ``func.func`` being built has a :class:`FunctionBuilder` holding a stack
+of insertion blocks (the innermost ``scf`` region being filled is on top).  Ops are always
+appended at the end of the current block.  The active session and builder are found
+through :func:`current_builder`, so that operator overloads on traced values need no
+explicit context argument.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import keyword
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from xdsl.dialects import builtin, func
+from xdsl.ir import Block, Operation
+
+from isozyme.errors import TraceError
+
+
+class FunctionBuilder:
+    """Builds the body of one ``func.func``: a stack of blocks ops are appended to."""
+
+    def __init__(self, session: "TraceSession", entry: Block) -> None:
+        self.session = session
+        self.entry = entry
+        self._blocks: list[Block] = [entry]
+
+    @property
+    def block(self) -> Block:
+        """The block new ops are appended to."""
+        return self._blocks[-1]
+
+    def insert(self, op: Operation) -> Operation:
+        """Append ``op`` to the current block and return it."""
+        self.block.add_op(op)
+        return op
+
+    @contextlib.contextmanager
+    def at(self, block: Block) -> Iterator[Block]:
+        """Within the ``with``, append new ops to ``block`` (e.g. an ``scf`` region)."""
+        self._blocks.append(block)
+        try:
+            yield block
+        finally:
+            popped = self._blocks.pop()
+            assert popped is block
+
+
+@dataclass
+class HelperEntry:
+    """A traced helper function: its symbol and how to rebuild its Python results."""
+
+    name: str
+    result_types: list[Any]
+    rebuild: Any  # callable(list of result values) -> Python value
+    inline: bool = False
+
+
+@dataclass
+class TraceSession:
+    """One call of :func:`isozyme.frontends.python.trace`: the module and its caches."""
+
+    module: builtin.ModuleOp = field(default_factory=lambda: builtin.ModuleOp([]))
+    used_names: set[str] = field(default_factory=set)
+    helpers: dict[Any, HelperEntry] = field(default_factory=dict)
+    in_progress: set[Any] = field(default_factory=set)
+
+    def unique_name(self, base: str) -> str:
+        """Return ``base`` sanitized to an identifier, suffixed ``_1``, ``_2``... if taken."""
+        name = sanitize_name(base)
+        candidate, n = name, 0
+        while candidate in self.used_names:
+            n += 1
+            candidate = f"{name}_{n}"
+        self.used_names.add(candidate)
+        return candidate
+
+    def add_function(self, op: func.FuncOp) -> None:
+        """Append a finished ``func.func`` to the module."""
+        self.module.body.block.add_op(op)
+
+
+def sanitize_name(name: str) -> str:
+    """Turn a Python ``__name__`` (``<lambda>``, ``f.<locals>.g``) into a symbol name."""
+    name = re.sub(r"[^0-9A-Za-z_]", "_", name).strip("_") or "fn"
+    if name[0].isdigit() or keyword.iskeyword(name):
+        name = "_" + name
+    return name
+
+
+_STATE = threading.local()
+
+
+def _stack() -> list[FunctionBuilder]:
+    stack = getattr(_STATE, "stack", None)
+    if stack is None:
+        stack = _STATE.stack = []
+    return stack
+
+
+def current_builder() -> FunctionBuilder:
+    """The builder of the function being traced; a TraceError outside a trace."""
+    stack = _stack()
+    if not stack:
+        raise TraceError("no isozyme trace is active (traced values escaped their trace?)")
+    return stack[-1]
+
+
+def tracing() -> bool:
+    """Whether a trace is active on this thread."""
+    return bool(_stack())
+
+
+@contextlib.contextmanager
+def building(builder: FunctionBuilder) -> Iterator[FunctionBuilder]:
+    """Make ``builder`` the current function builder within the ``with``."""
+    stack = _stack()
+    stack.append(builder)
+    try:
+        yield builder
+    finally:
+        stack.pop()
