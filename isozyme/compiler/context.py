@@ -1,0 +1,26 @@
+"""The xDSL context with every dialect isozyme's IR may contain."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from xdsl.context import Context
+from xdsl.dialects import arith, builtin, cf, func, llvm, math, scf
+
+from isozyme.dialects.enzyme import Enzyme
+
+
+@cache
+def _dialects():
+    return (
+        builtin.Builtin, func.Func, arith.Arith, math.Math, scf.Scf, cf.Cf,
+        llvm.LLVM, Enzyme,
+    )
+
+
+def make_context() -> Context:
+    """A fresh context with builtin, func, arith, math, scf, cf, llvm and enzyme."""
+    ctx = Context(allow_unregistered=False)
+    for d in _dialects():
+        ctx.load_dialect(d)
+    return ctx

@@ -1,0 +1,80 @@
+"""Lowering of ``simplified``-stage IR to the ``llvm`` dialect and to LLVM IR.
+
+One ``ModulePass`` per file, named like MLIR's conversions. :func:`lower_to_llvm`
+runs them in order; :func:`translate_to_llvm_ir` turns the result into LLVM IR text.
+"""
+
+from __future__ import annotations
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+
+from isozyme.compiler.lowering.add_c_entry_points import AddCEntryPointsPass
+from isozyme.compiler.lowering.convert_arith_to_llvm import ConvertArithToLLVMPass
+from isozyme.compiler.lowering.convert_cf_to_llvm import ConvertCfToLLVMPass
+from isozyme.compiler.lowering.convert_enzyme_cache_to_llvm import (
+    ConvertEnzymeCacheToLLVMPass,
+)
+from isozyme.compiler.lowering.convert_func_to_llvm import ConvertFuncToLLVMPass
+from isozyme.compiler.lowering.convert_math_to_llvm import ConvertMathToLLVMPass
+from isozyme.compiler.lowering.convert_scf_to_cf import ConvertScfToCfPass
+from isozyme.compiler.lowering.translate import (
+    translate_to_llvm_ir,
+    translate_to_llvmlite,
+)
+
+#: The passes of :func:`lower_to_llvm`, in order.
+LOWERING_PASSES: tuple[type[ModulePass], ...] = (
+    ConvertScfToCfPass,
+    ConvertArithToLLVMPass,
+    ConvertMathToLLVMPass,
+    ConvertEnzymeCacheToLLVMPass,
+    ConvertFuncToLLVMPass,
+    ConvertCfToLLVMPass,
+    AddCEntryPointsPass,
+)
+
+
+class LoweringError(Exception):
+    """Raised when a module still holds ops outside the ``llvm`` dialect after lowering."""
+
+
+def lower_to_llvm(module: ModuleOp, ctx: Context | None = None) -> None:
+    """Lower a ``simplified``-stage module to the ``llvm`` stage, in place.
+
+    Runs :data:`LOWERING_PASSES` in order, then checks that only ``llvm`` ops are left
+    and verifies the module.
+    """
+    ctx = ctx if ctx is not None else Context(allow_unregistered=True)
+    for pass_cls in LOWERING_PASSES:
+        pass_cls().apply(ctx, module)
+    leftovers = sorted(
+        {
+            op.name
+            for op in module.walk()
+            if op is not module and not op.name.startswith("llvm.")
+        }
+    )
+    if leftovers:
+        raise LoweringError(
+            "isozyme lowering: no conversion to the llvm dialect for "
+            + ", ".join(leftovers)
+        )
+    module.verify()
+
+
+__all__ = [
+    "LOWERING_PASSES",
+    "AddCEntryPointsPass",
+    "ConvertArithToLLVMPass",
+    "ConvertCfToLLVMPass",
+    "ConvertEnzymeCacheToLLVMPass",
+    "ConvertFuncToLLVMPass",
+    "ConvertMathToLLVMPass",
+    "ConvertScfToCfPass",
+    "LoweringError",
+    "lower_to_llvm",
+    "translate_to_llvm_ir",
+    "translate_to_llvmlite",
+]

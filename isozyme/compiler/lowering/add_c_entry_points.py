@@ -1,0 +1,124 @@
+"""``add-c-entry-points``: give every public function a C-ABI entry point.
+
+For each public ``llvm.func @f`` with a body (a public ``func.func`` before
+``convert-func-to-llvm``) this adds ``llvm.func @_iz_entry_f(!llvm.ptr %in, !llvm.ptr %out)``
+that implements the ABI of ``docs/ir.md``: ``%in``/``%out`` point at one 8-byte slot per
+argument/result; ``f64``/``i64`` fill the slot, ``f32`` (and ``i32``) use its first 4
+bytes, ``i1`` is stored as an ``i64`` 0 or 1. The runtime calls these through ctypes.
+"""
+
+from __future__ import annotations
+
+from xdsl.builder import Builder
+from xdsl.context import Context
+from xdsl.dialects import builtin, llvm
+from xdsl.dialects.builtin import DenseArrayBase, IntegerType, i1, i64
+from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint
+
+from isozyme.compiler.lowering._common import ENTRY_PREFIX
+
+_PTR = llvm.LLVMPointerType()
+
+
+def _slot(b: Builder, base: SSAValue, k: int) -> SSAValue:
+    """Pointer to 8-byte slot ``k`` of ``base``."""
+    if k == 0:
+        return base
+    return b.insert(llvm.GEPOp(base, [k], i64)).result
+
+
+def _load_arg(b: Builder, base: SSAValue, k: int, t: Attribute) -> SSAValue:
+    ptr = _slot(b, base, k)
+    if t == i1:
+        # i1 travels as an i64 0/1.
+        wide = b.insert(llvm.LoadOp(ptr, i64)).dereferenced_value
+        return b.insert(llvm.TruncOp(wide, i1)).results[0]
+    return b.insert(llvm.LoadOp(ptr, t)).dereferenced_value
+
+
+def _store_result(b: Builder, base: SSAValue, k: int, value: SSAValue) -> None:
+    ptr = _slot(b, base, k)
+    t = value.type
+    if isinstance(t, IntegerType) and t.width.data < 64:
+        # Narrow integers fill the slot: i1 as 0/1, i32 sign-extended.
+        ext = llvm.ZExtOp(value, i64) if t == i1 else llvm.SExtOp(value, i64)
+        value = b.insert(ext).results[0]
+    b.insert(llvm.StoreOp(value, ptr))
+
+
+def build_entry(f: llvm.FuncOp) -> llvm.FuncOp:
+    """Build ``@_iz_entry_<f>`` for ``f`` (an ``llvm.func`` with a body)."""
+    ftype = f.function_type
+    out_t = ftype.output
+    if isinstance(out_t, llvm.LLVMVoidType):
+        result_types: list[Attribute] = []
+    elif isinstance(out_t, llvm.LLVMStructType):
+        result_types = list(out_t.types.data)
+    else:
+        result_types = [out_t]
+
+    block = Block(arg_types=[_PTR, _PTR])
+    in_ptr, out_ptr = block.args
+    b = Builder(InsertPoint.at_end(block))
+    args = [_load_arg(b, in_ptr, k, t) for k, t in enumerate(ftype.inputs.data)]
+    called = b.insert(
+        llvm.CallOp(
+            f.sym_name.data,
+            *args,
+            return_type=None if not result_types else out_t,
+        )
+    )
+    if len(result_types) == 1:
+        assert called.returned is not None
+        _store_result(b, out_ptr, 0, called.returned)
+    elif result_types:
+        assert called.returned is not None
+        for k, t in enumerate(result_types):
+            value = b.insert(
+                llvm.ExtractValueOp(
+                    DenseArrayBase.from_list(i64, [k]), called.returned, t
+                )
+            ).res
+            _store_result(b, out_ptr, k, value)
+    b.insert(llvm.ReturnOp())
+    return llvm.FuncOp(
+        ENTRY_PREFIX + f.sym_name.data,
+        llvm.LLVMFunctionType([_PTR, _PTR], llvm.LLVMVoidType()),
+        linkage=llvm.LinkageAttr("external"),
+        body=Region([block]),
+    )
+
+
+def is_public_definition(op: llvm.FuncOp) -> bool:
+    """Whether ``op`` is a public function with a body that is not itself an entry."""
+    return (
+        bool(op.body.blocks)
+        and op.linkage.linkage.data != "internal"
+        and not op.sym_name.data.startswith(ENTRY_PREFIX)
+    )
+
+
+class AddCEntryPointsPass(ModulePass):
+    """Add ``@_iz_entry_<f>(ptr in, ptr out)`` for every public ``llvm.func @f``.
+
+    Runs after ``convert-func-to-llvm`` (private functions are ``internal`` then).
+    """
+
+    name = "add-c-entry-points"
+
+    def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
+        """Append the entry points to ``op``."""
+        existing = {
+            f.sym_name.data for f in op.ops if isinstance(f, llvm.FuncOp)
+        }
+        targets = [
+            f
+            for f in op.ops
+            if isinstance(f, llvm.FuncOp)
+            and is_public_definition(f)
+            and ENTRY_PREFIX + f.sym_name.data not in existing
+        ]
+        for f in targets:
+            op.body.block.add_op(build_entry(f))

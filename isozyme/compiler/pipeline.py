@@ -1,0 +1,88 @@
+"""The pass pipeline, stage by stage (names used by ``--print-ir`` and the docs).
+
+=================  ==========================================================
+``traced``         frontend output plus the ``enzyme`` request
+``optimized``      inline, canonicalize, CSE, DCE, LICM (before AD)
+``differentiated`` ``enzyme-differentiate``: derivative functions generated
+``simplified``     ``simplify-ad``, canonicalize, CSE, DCE
+``llvm``           the llvm dialect (lowering passes of ``compiler/lowering``)
+=================  ==========================================================
+
+The runtime adds ``llvm-ir`` and ``llvm-ir-optimized`` (LLVM IR before and after
+LLVM's O3 pipeline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+from xdsl.transforms.canonicalize import CanonicalizePass
+from xdsl.transforms.common_subexpression_elimination import (
+    CommonSubexpressionElimination,
+)
+from xdsl.transforms.dead_code_elimination import DeadCodeElimination
+from xdsl.transforms.loop_invariant_code_motion import LoopInvariantCodeMotionPass
+
+from isozyme.compiler.context import make_context
+from isozyme.compiler.passes.differentiate import DifferentiatePass
+from isozyme.compiler.passes.inline import InlinePass
+from isozyme.compiler.passes.simplify_ad import SimplifyADPass
+
+IR_STAGES = ("traced", "optimized", "differentiated", "simplified", "llvm")
+ALL_STAGES = IR_STAGES + ("llvm-ir", "llvm-ir-optimized")
+
+
+def _lower() -> Sequence[ModulePass]:
+    from isozyme.compiler.lowering import LOWERING_PASSES
+
+    return LOWERING_PASSES
+
+
+STAGE_PASSES: dict[str, Callable[[], Sequence[ModulePass]]] = {
+    "optimized": lambda: (
+        InlinePass(),
+        CanonicalizePass(),
+        CommonSubexpressionElimination(),
+        DeadCodeElimination(),
+        LoopInvariantCodeMotionPass(),
+    ),
+    "differentiated": lambda: (DifferentiatePass(),),
+    "simplified": lambda: (
+        SimplifyADPass(),
+        InlinePass(),
+        CanonicalizePass(),
+        SimplifyADPass(),
+        CommonSubexpressionElimination(),
+        DeadCodeElimination(),
+        LoopInvariantCodeMotionPass(),
+    ),
+    "llvm": _lower,
+}
+
+
+def run_pipeline(
+    module: ModuleOp,
+    *,
+    upto: str = "llvm",
+    on_stage: Callable[[str, ModuleOp], None] | None = None,
+    ctx: Context | None = None,
+) -> ModuleOp:
+    """Run the stages after ``traced`` up to and including ``upto``, in place.
+
+    ``on_stage(name, module)`` is called after each stage (and for ``traced`` first),
+    e.g. to print it.
+    """
+    ctx = ctx or make_context()
+    if on_stage is not None:
+        on_stage("traced", module)
+    for stage in IR_STAGES[1:]:
+        for p in STAGE_PASSES[stage]():
+            p.apply(ctx, module)
+        if on_stage is not None:
+            on_stage(stage, module)
+        if stage == upto:
+            break
+    return module
