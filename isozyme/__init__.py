@@ -1,0 +1,44 @@
+"""isozyme: Enzyme for Python.
+
+Automatic differentiation done by a compiler on optimized IR: a Python function is
+traced once per signature into xDSL IR, optimized, differentiated by compiler passes
+and JIT-compiled with LLVM.  The API is Enzyme.jl's::
+
+    >>> import isozyme as iz
+    >>> def rosenbrock(x, y):
+    ...     return (1.0 - x) ** 2 + 100.0 * (y - x**2) ** 2
+    >>> iz.autodiff(iz.Reverse, rosenbrock, iz.Active, iz.Active(1.0), iz.Active(2.0))
+    ((-400.0, 200.0),)
+"""
+
+from isozyme.annotations import (
+    Active,
+    BatchDuplicated,
+    BatchDuplicatedNoNeed,
+    Const,
+    Duplicated,
+    DuplicatedNoNeed,
+    Forward,
+    ForwardWithPrimal,
+    Mode,
+    Reverse,
+    ReverseWithPrimal,
+)
+from isozyme.api import GradientResult, autodiff, gradient, ir, ir_stages
+from isozyme.errors import (
+    AnnotationError,
+    CompileError,
+    IsozymeError,
+    TraceError,
+    UnsupportedError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Active", "AnnotationError", "BatchDuplicated", "BatchDuplicatedNoNeed",
+    "CompileError", "Const", "Duplicated", "DuplicatedNoNeed", "Forward",
+    "ForwardWithPrimal", "GradientResult", "IsozymeError", "Mode", "Reverse",
+    "ReverseWithPrimal", "TraceError", "UnsupportedError", "autodiff", "gradient",
+    "ir", "ir_stages",
+]

@@ -1,0 +1,174 @@
+"""Activity annotations and differentiation modes (Enzyme.jl's, spelled the Python way).
+
+An argument passed to :func:`isozyme.autodiff` without annotation is ``Const``.
+Annotations check their inputs when constructed, so a bad annotation fails before
+anything is traced, compiled or written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from isozyme.errors import AnnotationError
+
+
+# -- modes ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Mode:
+    """A differentiation mode: ``Forward``, ``ForwardWithPrimal``, ``Reverse``,
+    ``ReverseWithPrimal``."""
+
+    name: str
+    reverse: bool
+    with_primal: bool
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+Forward = Mode("Forward", reverse=False, with_primal=False)
+ForwardWithPrimal = Mode("ForwardWithPrimal", reverse=False, with_primal=True)
+Reverse = Mode("Reverse", reverse=True, with_primal=False)
+ReverseWithPrimal = Mode("ReverseWithPrimal", reverse=True, with_primal=True)
+
+
+# -- value classification --------------------------------------------------------------
+def is_float_scalar(x: object) -> bool:
+    """Python floats and numpy float64/float32 scalars."""
+    return isinstance(x, (float, np.float64, np.float32)) and not isinstance(x, bool)
+
+
+def is_int_scalar(x: object) -> bool:
+    """Python ints and numpy integers (not bools)."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def is_array(x: object) -> bool:
+    """numpy arrays and anything exposing an array interface."""
+    return isinstance(x, np.ndarray) or hasattr(x, "__array_interface__") or hasattr(
+        x, "__cuda_array_interface__"
+    )
+
+
+def describe(x: object) -> str:
+    """A short description of a value's type for error messages."""
+    if isinstance(x, np.ndarray):
+        return f"numpy array of dtype {x.dtype} and shape {x.shape}"
+    return type(x).__name__
+
+
+# -- annotations -----------------------------------------------------------------------
+class Annotation:
+    """Base class of activity annotations."""
+
+    __slots__ = ("val",)
+    val: object
+
+
+class Const(Annotation):
+    """``Const(x)``: x is not differentiated."""
+
+    __slots__ = ()
+
+    def __init__(self, val: object):
+        self.val = val
+
+    def __repr__(self) -> str:
+        return f"Const({self.val!r})"
+
+
+class Active(Annotation):
+    """``Active(x)``: x is an immutable float whose derivative reverse mode returns."""
+
+    __slots__ = ()
+
+    def __init__(self, val: object):
+        if is_array(val):
+            raise AnnotationError(
+                f"Active(...) got a {describe(val)}: Active is for immutable float "
+                "scalars; pass arrays as Duplicated(x, dx)"
+            )
+        if not is_float_scalar(val):
+            raise AnnotationError(
+                f"Active(...) got a value of type {describe(val)}: only floats "
+                "(float, numpy.float64, numpy.float32) can be Active; use Const for "
+                "ints and other values"
+            )
+        self.val = val
+
+    def __repr__(self) -> str:
+        return f"Active({self.val!r})"
+
+
+class Duplicated(Annotation):
+    """``Duplicated(x, dx)``: x with its shadow dx (tangent seed in forward mode)."""
+
+    __slots__ = ("dval",)
+
+    def __init__(self, val: object, dval: object):
+        _check_shadow(type(self).__name__, val, dval)
+        self.val = val
+        self.dval = dval
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.val!r}, {self.dval!r})"
+
+
+class DuplicatedNoNeed(Duplicated):
+    """``DuplicatedNoNeed(x, dx)``: like Duplicated, but the primal result is not needed."""
+
+    __slots__ = ()
+
+
+class BatchDuplicated(Annotation):
+    """``BatchDuplicated(x, (dx1, dx2, ...))``: several shadows (vector forward mode)."""
+
+    __slots__ = ("dvals",)
+
+    def __init__(self, val: object, dvals: tuple):
+        if not isinstance(dvals, tuple) or not dvals:
+            raise AnnotationError("BatchDuplicated(x, dxs) needs a non-empty tuple of shadows")
+        for d in dvals:
+            _check_shadow("BatchDuplicated", val, d)
+        self.val = val
+        self.dvals = dvals
+
+
+class BatchDuplicatedNoNeed(BatchDuplicated):
+    """``BatchDuplicatedNoNeed``: BatchDuplicated without the primal result."""
+
+    __slots__ = ()
+
+
+def _check_shadow(kind: str, val: object, dval: object) -> None:
+    if is_float_scalar(val):
+        if not is_float_scalar(dval):
+            raise AnnotationError(
+                f"{kind}(x, dx): the shadow dx must be a float like x, got "
+                f"{describe(dval)}"
+            )
+        return
+    if is_array(val):
+        if not is_array(dval):
+            raise AnnotationError(
+                f"{kind}(x, dx): x is a {describe(val)} but dx is a {describe(dval)}"
+            )
+        a, d = np.asarray(val), np.asarray(dval)
+        if a.shape != d.shape or a.dtype != d.dtype:
+            raise AnnotationError(
+                f"{kind}(x, dx): shadow shape/dtype {d.shape}/{d.dtype} does not match "
+                f"primal {a.shape}/{a.dtype}"
+            )
+        if np.shares_memory(a, d):
+            raise AnnotationError(f"{kind}(x, dx): the shadow dx aliases the primal x")
+        return
+    raise AnnotationError(
+        f"{kind}(x, dx): x must be a float or an array, got {describe(val)}"
+    )
+
+
+#: Return activities may be given as these classes (``autodiff(Reverse, f, Active, ...)``).
+RETURN_ACTIVITIES = (Const, Active, Duplicated, DuplicatedNoNeed, BatchDuplicated,
+                     BatchDuplicatedNoNeed)

@@ -1,0 +1,397 @@
+"""The public API: ``autodiff``, ``gradient`` and ``ir``.
+
+This module is the only place that ties the frontend, the compiler and the runtime
+together.  A call is split into its *signature* (function, mode, activities, argument
+types: the compile-cache key) and its *values*.  The first call of a signature traces,
+optimizes, differentiates, lowers and JIT-compiles; later calls only marshal values
+into the compiled entry point.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import Float32Type, Float64Type, f32, f64, i1, i64
+from xdsl.ir import Attribute
+
+from isozyme.annotations import (
+    RETURN_ACTIVITIES,
+    Active,
+    Annotation,
+    BatchDuplicated,
+    Const,
+    Duplicated,
+    DuplicatedNoNeed,
+    Forward,
+    ForwardWithPrimal,
+    Mode,
+    describe,
+    is_array,
+    is_float_scalar,
+    is_int_scalar,
+)
+from isozyme.compiler.pipeline import ALL_STAGES, run_pipeline
+from isozyme.compiler.request import REQUEST_NAME, add_request
+from isozyme.dialects.enzyme import Activity
+from isozyme.errors import AnnotationError, IsozymeError, UnsupportedError
+
+#: Counters of the expensive steps, for tests and benchmarks.
+stats: dict[str, int] = {"traces": 0, "compiles": 0}
+
+GradientResult = namedtuple("GradientResult", ["derivs", "val"])
+GradientResult.__doc__ = "What ``gradient(...WithPrimal...)`` returns: derivatives and value."
+
+
+# -- signatures ------------------------------------------------------------------------
+def _ir_type(x: object) -> Attribute | None:
+    """The IR type of a runtime scalar argument, or None for a value baked in."""
+    if isinstance(x, (bool, np.bool_)):
+        return i1
+    if isinstance(x, np.float32):
+        return f32
+    if is_float_scalar(x):
+        return f64
+    if is_int_scalar(x):
+        return i64
+    return None
+
+
+def _baked_key(x: object) -> object:
+    try:
+        hash(x)
+        return ("v", type(x), x)
+    except TypeError:
+        return ("id", id(x))
+
+
+@dataclass
+class _Spec:
+    """Everything the compiler needs for one signature."""
+
+    fn: Callable
+    mode: Mode
+    annotations: list[Annotation]
+    ret_cls: type | None
+    trace_args: list[object] = field(default_factory=list)
+    activities: list[Activity] = field(default_factory=list)
+    runtime: list[bool] = field(default_factory=list)  # False: a value baked into the IR
+
+
+def _split_return_activity(args: Sequence[object]) -> tuple[type | None, list[object]]:
+    if args and isinstance(args[0], type) and issubclass(args[0], Annotation):
+        if args[0] not in RETURN_ACTIVITIES:
+            raise AnnotationError(f"{args[0].__name__} is not a return activity")
+        return args[0], list(args[1:])
+    return None, list(args)
+
+
+def _annotate(x: object) -> Annotation:
+    return x if isinstance(x, Annotation) else Const(x)
+
+
+def _prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> tuple[tuple, _Spec]:
+    if not isinstance(mode, Mode):
+        raise AnnotationError(
+            f"the first argument must be a mode (Forward, ForwardWithPrimal, Reverse, "
+            f"ReverseWithPrimal), got {mode!r}"
+        )
+    if not callable(fn):
+        raise AnnotationError(f"expected a function to differentiate, got {describe(fn)}")
+    ret_cls, rest = _split_return_activity(args)
+    anns = [_annotate(a) for a in rest]
+    spec = _Spec(fn, mode, anns, ret_cls)
+    key: list[object] = [fn, mode, ret_cls]
+    for i, a in enumerate(anns):
+        if isinstance(a, BatchDuplicated):
+            raise UnsupportedError("batch (vector) forward mode, BatchDuplicated, is not supported yet")
+        if is_array(a.val):
+            raise UnsupportedError(
+                f"argument {i}: array arguments ({describe(a.val)}) are not supported yet"
+            )
+        if isinstance(a, Active) and not mode.reverse:
+            raise AnnotationError(
+                f"argument {i}: Active is for reverse mode; in forward mode pass "
+                "Duplicated(x, dx)"
+            )
+        if isinstance(a, Duplicated) and mode.reverse:
+            raise AnnotationError(
+                f"argument {i}: Duplicated({a.val!r}, ...) on an immutable scalar in reverse "
+                "mode: its derivative cannot be written back; mark it Active"
+            )
+        t = _ir_type(a.val)
+        if t is None and not isinstance(a, Const):
+            raise AnnotationError(f"argument {i}: cannot differentiate a {describe(a.val)}")
+        if isinstance(a, Active):
+            spec.activities.append(Activity.ACTIVE)
+        elif isinstance(a, Duplicated):
+            spec.activities.append(Activity.DUP)
+        elif t is not None:
+            spec.activities.append(Activity.CONST)
+        spec.trace_args.append(t if t is not None else a.val)
+        spec.runtime.append(t is not None)
+        key.append((type(a), t) if t is not None else (Const, _baked_key(a.val)))
+    return tuple(key), spec
+
+
+def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[Activity]:
+    mode, ret = spec.mode, spec.ret_cls
+    if ret is not None and issubclass(ret, BatchDuplicated):
+        raise UnsupportedError("batch (vector) forward mode is not supported yet")
+    acts = []
+    for t in result_types:
+        is_f = isinstance(t, (Float64Type, Float32Type))
+        if mode.reverse:
+            if ret is not None and ret is not Active and ret is not Const:
+                raise AnnotationError(
+                    f"return activity {ret.__name__} is not valid in reverse mode; use "
+                    "Active or Const"
+                )
+            active = is_f and ret is not Const
+            if ret is Active and not is_f:
+                raise AnnotationError(
+                    f"the function returns a {t}, which cannot be Active"
+                )
+            if active:
+                acts.append(Activity.ACTIVE if mode.with_primal else Activity.ACTIVENONEED)
+            else:
+                acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
+        else:
+            if ret is Active:
+                raise AnnotationError(
+                    "return activity Active is for reverse mode; use Duplicated in forward mode"
+                )
+            shadow = is_f and ret is not Const
+            if shadow:
+                noneed = ret is DuplicatedNoNeed or not mode.with_primal
+                acts.append(Activity.DUPNONEED if noneed else Activity.DUP)
+            else:
+                acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
+    return acts
+
+
+# -- compilation -----------------------------------------------------------------------
+@dataclass
+class _Compiled:
+    """A compiled signature: the entry point and how to map values in and out."""
+
+    run: Callable[[Sequence[Annotation]], tuple]
+    stages: dict[str, str]
+
+
+def _build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> _Compiled:
+    from isozyme.frontends.python import trace
+
+    stats["traces"] += 1
+    traced = trace(spec.fn, spec.trace_args)
+    result_types = list(traced.result_types)
+    if not result_types:
+        raise AnnotationError(
+            f"{traced.func_name} returns nothing: there is no result to differentiate"
+        )
+    if spec.mode.reverse and len(result_types) > 1:
+        raise UnsupportedError(
+            "reverse mode of a function returning a tuple; return one float "
+            "(use jacobian for several outputs)"
+        )
+    ret_acts = _return_activities(spec, result_types)
+    arg_types = list(traced.arg_types)
+    add_request(
+        traced.module, traced.func_name, arg_types, result_types,
+        spec.activities, ret_acts, spec.mode.reverse,
+    )
+    stages: dict[str, str] = {}
+
+    def record(stage: str, module) -> None:
+        if keep_stages:
+            stages[stage] = str(module)
+
+    ir_upto = upto if upto in ("traced", "optimized", "differentiated", "simplified") else "llvm"
+    run_pipeline(traced.module, upto=ir_upto, on_stage=record)
+    if upto not in ("llvm", "llvm-ir", "llvm-ir-optimized"):
+        return _Compiled(lambda anns: (), stages)
+    if ir_upto == "llvm" and upto == "llvm":
+        return _Compiled(lambda anns: (), stages)
+
+    from isozyme.runtime.jit import compile_llvm_module
+
+    stats["compiles"] += 1
+    compiled = compile_llvm_module(traced.module)
+    if keep_stages:
+        stages["llvm-ir"] = compiled.llvm_ir
+        stages["llvm-ir-optimized"] = compiled.llvm_ir_optimized
+    from isozyme.compiler.request import request_signature
+
+    ins, outs = request_signature(
+        arg_types, result_types, spec.activities, ret_acts, spec.mode.reverse
+    )
+    entry = compiled.entry(REQUEST_NAME, ins, outs)
+    run = _make_runner(spec, entry, ret_acts, result_types, traced.returns_tuple)
+    run.keepalive = compiled  # type: ignore[attr-defined]
+    return _Compiled(run, stages)
+
+
+def _make_runner(
+    spec: _Spec,
+    entry: Callable[..., tuple],
+    ret_acts: list[Activity],
+    result_types: list[Attribute],
+    returns_tuple: bool,
+) -> Callable[[Sequence[Annotation]], tuple]:
+    """The per-call hot path: flatten values, call the entry, shape the result."""
+    # which annotations carry runtime values (baked Consts carry none)
+    runtime = spec.runtime
+    dup = [isinstance(a, Duplicated) for a in spec.annotations]
+    n_seeds = sum(a in (Activity.ACTIVE, Activity.ACTIVENONEED) for a in ret_acts)
+    active_pos = [i for i, a in enumerate(spec.annotations) if isinstance(a, Active)]
+    n_args = len(spec.annotations)
+    mode = spec.mode
+    f32_out = [isinstance(t, Float32Type) for t in result_types]
+    seeds = (1.0,) * n_seeds
+
+    def flatten(anns: Sequence[Annotation]) -> list[object]:
+        flat: list[object] = []
+        for a, r, d in zip(anns, runtime, dup):
+            if r:
+                flat.append(a.val)
+                if d:
+                    flat.append(a.dval)  # type: ignore[attr-defined]
+        return flat
+
+    if mode.reverse:
+        has_primal = bool(ret_acts) and ret_acts[0] in (Activity.ACTIVE, Activity.CONST)
+
+        def run(anns: Sequence[Annotation]) -> tuple:
+            out = entry(*flatten(anns), *seeds)
+            grads: list[object] = [None] * n_args
+            k = 1 if has_primal else 0
+            for i in active_pos:
+                grads[i] = out[k]
+                k += 1
+            if mode.with_primal:
+                return (tuple(grads), out[0] if has_primal else None)
+            return (tuple(grads),)
+
+        return run
+
+    def run_fwd(anns: Sequence[Annotation]) -> tuple:
+        out = entry(*flatten(anns))
+        primals: list[object] = []
+        tangents: list[object] = []
+        k = 0
+        for act, is32 in zip(ret_acts, f32_out):
+            if act in (Activity.DUP, Activity.CONST):
+                primals.append(out[k])
+                k += 1
+            if act in (Activity.DUP, Activity.DUPNONEED):
+                tangents.append(out[k])
+                k += 1
+        deriv = tuple(tangents) if returns_tuple else (tangents[0] if tangents else None)
+        if mode.with_primal:
+            primal = tuple(primals) if returns_tuple else (primals[0] if primals else None)
+            return (deriv, primal)
+        return (deriv,)
+
+    return run_fwd
+
+
+_CACHE: dict[tuple, _Compiled] = {}
+
+
+# -- public functions ----------------------------------------------------------------
+def autodiff(mode: Mode, f: Callable, *args: Any) -> tuple:
+    """Differentiate ``f`` at the given arguments (Enzyme.jl's ``autodiff``).
+
+    ``args`` may start with a return activity class (``Active``, ``Const``,
+    ``Duplicated``, ``DuplicatedNoNeed``); the rest are the arguments, each annotated
+    ``Const(x)``, ``Active(x)``, ``Duplicated(x, dx)`` or ``DuplicatedNoNeed(x, dx)``
+    (unannotated means ``Const``).
+
+    Returns, exactly as Enzyme.jl does:
+
+    * ``Reverse``: ``(derivs,)`` with one entry per argument (``None`` unless Active);
+      ``ReverseWithPrimal``: ``(derivs, primal)``.
+    * ``Forward``: ``(derivative,)``; ``ForwardWithPrimal``: ``(derivative, primal)``.
+
+    >>> autodiff(Reverse, lambda x, y: (1.0 - x)**2 + 100.0 * (y - x**2)**2,
+    ...          Active, Active(1.0), Active(2.0))
+    ((-400.0, 200.0),)
+    """
+    key, spec = _prepare(mode, f, args)
+    compiled = _CACHE.get(key)
+    if compiled is None:
+        compiled = _build(spec, keep_stages=False)
+        _CACHE[key] = compiled
+    return compiled.run(spec.annotations)
+
+
+def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> Any:
+    """The gradient of scalar-valued ``f`` with respect to each argument.
+
+    Returns a tuple with one entry per argument (``None`` for ``Const`` ones); with a
+    ``...WithPrimal`` mode a named tuple ``(derivs, val)``.  Forward mode computes one
+    directional derivative per float argument (``chunk`` is accepted for API
+    compatibility; scalars need one lane each).
+    """
+    if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
+        raise AnnotationError(f"chunk must be a positive int, got {chunk!r}")
+    for i, a in enumerate(args):
+        if isinstance(a, (list, np.ndarray)) or is_array(a):
+            raise UnsupportedError(
+                f"argument {i}: gradient with array arguments is not supported yet"
+            )
+        if isinstance(a, Annotation) and not isinstance(a, Const):
+            raise AnnotationError(
+                f"argument {i}: gradient takes plain values or Const(...), not {type(a).__name__}"
+            )
+    differentiable = [
+        not isinstance(a, Const) and is_float_scalar(a) for a in args
+    ]
+    if mode.reverse:
+        anns = [Active(a) if d else a for a, d in zip(args, differentiable)]
+        res = autodiff(mode, f, Active, *anns)
+        if mode.with_primal:
+            return GradientResult(res[0], res[1])
+        return res[0]
+    derivs: list[object] = []
+    val = None
+    for i, d in enumerate(differentiable):
+        if not d:
+            derivs.append(None)
+            continue
+        anns = [
+            Duplicated(a, type(a)(1.0)) if j == i else a for j, a in enumerate(args)
+        ]
+        out = autodiff(ForwardWithPrimal if mode.with_primal else Forward, f, *anns)
+        derivs.append(out[0])
+        if mode.with_primal:
+            val = out[1]
+    if mode.with_primal:
+        if val is None:
+            val = f(*[a.val if isinstance(a, Const) else a for a in args])
+        return GradientResult(tuple(derivs), val)
+    return tuple(derivs)
+
+
+def ir(mode: Mode, f: Callable, *args: Any, stage: str = "simplified") -> str:
+    """The text of one IR stage for ``autodiff(mode, f, *args)``.
+
+    Stages: ``traced``, ``optimized``, ``differentiated``, ``simplified``, ``llvm``,
+    ``llvm-ir`` (LLVM IR before LLVM's optimizer) and ``llvm-ir-optimized``.
+    """
+    return ir_stages(mode, f, *args, stages=(stage,))[stage]
+
+
+def ir_stages(mode: Mode, f: Callable, *args: Any, stages: Sequence[str] = ALL_STAGES) -> dict[str, str]:
+    """Texts of several IR stages (see :func:`ir`), keyed by stage name."""
+    for s in stages:
+        if s not in ALL_STAGES:
+            raise IsozymeError(f"unknown IR stage '{s}'; stages are: {', '.join(ALL_STAGES)}")
+    _, spec = _prepare(mode, f, args)
+    last = max(stages, key=ALL_STAGES.index)
+    built = _build(spec, keep_stages=True, upto=last)
+    return {s: built.stages[s] for s in stages}
+
