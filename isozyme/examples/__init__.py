@@ -1,0 +1,1 @@
+"""Bundled examples (used by ``isozyme demo`` and the docs)."""
