@@ -82,7 +82,8 @@ def llvm_fastmath(op: Operation) -> llvm.FastMathAttr:
     attr = op.properties.get("fastmath")
     if attr is None:
         return llvm.FastMathAttr(None)
-    flags = [llvm.FastMathFlag(f.value) for f in attr.data]  # type: ignore[attr-defined]
+    data = attr.data  # type: ignore[attr-defined]
+    flags = [llvm.FastMathFlag(f.value) for f in data]
     return llvm.FastMathAttr(flags if flags else None)
 
 
@@ -104,10 +105,19 @@ def declare_function(
     ret_type: Attribute,
 ) -> None:
     """Declare an external ``llvm.func`` (a libm/libc function or an LLVM intrinsic)
-    at the top of ``module`` unless a symbol of that name exists already."""
+    at the top of ``module`` unless it is declared already.
+
+    Raises ``ValueError`` when the module defines a function of that name itself (a
+    traced Python function called ``tan`` would otherwise be called for ``math.tan``).
+    """
     for op in module.ops:
         sym = op.properties.get("sym_name")
         if sym is not None and sym.data == name:  # type: ignore[attr-defined]
+            if op.regions and op.regions[0].blocks:
+                raise ValueError(
+                    f"isozyme lowering: the module defines @{name}, which clashes with "
+                    f"the external function @{name} that the lowering needs"
+                )
             return
     decl = llvm.FuncOp(
         name,

@@ -86,7 +86,7 @@ def int_constant(value: int, t: Attribute) -> llvm.ConstantOp:
 
 
 class ConstantLowering(RewritePattern):
-    """``arith.constant`` -> ``llvm.mlir.constant`` (``index`` constants become ``i64``)."""
+    """``arith.constant`` -> ``llvm.mlir.constant`` (``index`` becomes ``i64``)."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.ConstantOp, rewriter: PatternRewriter, /):
@@ -97,9 +97,10 @@ class ConstantLowering(RewritePattern):
             value = IntegerAttr(value.value.data, t)
         elif not isinstance(value, FloatAttr):
             raise NotImplementedError(
-                f"isozyme lowering: only scalar arith.constant is supported, got {value}"
+                "isozyme lowering: only scalar arith.constant is supported, "
+                f"got {value}"
             )
-        rewriter.replace_op(op, llvm.ConstantOp(value, t))
+        rewriter.replace(op, llvm.ConstantOp(value, t))
 
 
 class IntBinaryLowering(RewritePattern):
@@ -112,7 +113,7 @@ class IntBinaryLowering(RewritePattern):
             return
         t = convert_type(op.results[0].type)
         new = target(op.operands[0], op.operands[1])  # type: ignore[call-arg]
-        rewriter.replace_op(op, with_result_type(new, t))
+        rewriter.replace(op, with_result_type(new, t))
 
 
 class FloatBinaryLowering(RewritePattern):
@@ -122,7 +123,7 @@ class FloatBinaryLowering(RewritePattern):
         target = _FLOAT_BINARY.get(type(op))
         if target is None:
             return
-        rewriter.replace_op(
+        rewriter.replace(
             op, target(op.operands[0], op.operands[1], llvm_fastmath(op))
         )
 
@@ -132,11 +133,12 @@ class NegfLowering(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.NegfOp, rewriter: PatternRewriter, /):
-        rewriter.replace_op(op, llvm.FNegOp(op.operand, llvm_fastmath(op)))
+        rewriter.replace(op, llvm.FNegOp(op.operand, llvm_fastmath(op)))
 
 
 class FloatMinMaxLowering(RewritePattern):
-    """``maximumf``/``minimumf``/``maxnumf``/``minnumf`` -> call of ``llvm.maximum.f64``..."""
+    """``maximumf``/``minimumf``/``maxnumf``/``minnumf`` -> ``llvm.call`` of
+    ``llvm.maximum.f64``/``llvm.minimum``/``llvm.maxnum``/``llvm.minnum``."""
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
         base = _FLOAT_MINMAX.get(type(op))
@@ -145,7 +147,7 @@ class FloatMinMaxLowering(RewritePattern):
         t = op.results[0].type
         name = f"{base}.{type_suffix(t)}"
         declare_function(module_of(op), name, [t, t], t)
-        rewriter.replace_op(
+        rewriter.replace(
             op, call(name, [op.operands[0], op.operands[1]], t, llvm_fastmath(op))
         )
 
@@ -162,7 +164,7 @@ class IntMinMaxLowering(RewritePattern):
         sel = with_result_type(
             llvm.SelectOp(cmp, lhs, rhs), convert_type(op.results[0].type)
         )
-        rewriter.replace_op(op, [cmp, sel])
+        rewriter.replace(op, [cmp, sel])
 
 
 class CmpiLowering(RewritePattern):
@@ -171,7 +173,7 @@ class CmpiLowering(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.CmpiOp, rewriter: PatternRewriter, /):
         name = arith.CMPI_COMPARISON_OPERATIONS[op.predicate.value.data]
-        rewriter.replace_op(op, icmp(op.lhs, op.rhs, name))
+        rewriter.replace(op, icmp(op.lhs, op.rhs, name))
 
 
 class CmpfLowering(RewritePattern):
@@ -184,9 +186,9 @@ class CmpfLowering(RewritePattern):
     def match_and_rewrite(self, op: arith.CmpfOp, rewriter: PatternRewriter, /):
         name = arith.CMPF_COMPARISON_OPERATIONS[op.predicate.value.data]
         if name in ("true", "false"):
-            rewriter.replace_op(op, int_constant(int(name == "true"), i1))
+            rewriter.replace(op, int_constant(int(name == "true"), i1))
             return
-        rewriter.replace_op(op, llvm.FCmpOp(op.lhs, op.rhs, name))
+        rewriter.replace(op, llvm.FCmpOp(op.lhs, op.rhs, name))
 
 
 class SelectLowering(RewritePattern):
@@ -195,7 +197,7 @@ class SelectLowering(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.SelectOp, rewriter: PatternRewriter, /):
         new = llvm.SelectOp(op.cond, op.lhs, op.rhs)
-        rewriter.replace_op(op, with_result_type(new, convert_type(op.result.type)))
+        rewriter.replace(op, with_result_type(new, convert_type(op.result.type)))
 
 
 class FloorCeilDivLowering(RewritePattern):
@@ -212,18 +214,18 @@ class FloorCeilDivLowering(RewritePattern):
         one = int_constant(1, t)
         q = with_result_type(llvm.SDivOp(a, b), t)
         r = with_result_type(llvm.SRemOp(a, b), t)
-        r_nonzero = icmp(r, zero, "ne")
-        r_neg = icmp(r, zero, "slt")
-        b_neg = icmp(b, zero, "slt")
+        r_nonzero = icmp(r.results[0], zero.result, "ne")
+        r_neg = icmp(r.results[0], zero.result, "slt")
+        b_neg = icmp(b, zero.result, "slt")
         if isinstance(op, arith.FloorDivSIOp):
-            signs = icmp(r_neg, b_neg, "ne")
-            adjusted = with_result_type(llvm.SubOp(q, one), t)
+            signs = icmp(r_neg.res, b_neg.res, "ne")
+            adjusted = with_result_type(llvm.SubOp(q.results[0], one.result), t)
         else:
-            signs = icmp(r_neg, b_neg, "eq")
-            adjusted = with_result_type(llvm.AddOp(q, one), t)
-        fix = llvm.AndOp(r_nonzero, signs)
-        res = llvm.SelectOp(fix, adjusted, q)
-        rewriter.replace_op(
+            signs = icmp(r_neg.res, b_neg.res, "eq")
+            adjusted = with_result_type(llvm.AddOp(q.results[0], one.result), t)
+        fix = llvm.AndOp(r_nonzero.res, signs.res)
+        res = llvm.SelectOp(fix.res, adjusted.results[0], q.results[0])
+        rewriter.replace(
             op, [zero, one, q, r, r_nonzero, r_neg, b_neg, signs, adjusted, fix, res]
         )
 
@@ -276,7 +278,7 @@ class CastLowering(RewritePattern):
                 assert isinstance(src_t, IntegerType) and isinstance(dst_t, IntegerType)
                 src_w, dst_w = src_t.width.data, dst_t.width.data
                 if src_w == dst_w:
-                    rewriter.replace_op(op, [], [src])
+                    rewriter.replace(op, [], [src])
                     return
                 if src_w > dst_w:
                     new = llvm.TruncOp(src, dst_t)
@@ -285,7 +287,7 @@ class CastLowering(RewritePattern):
                     new = llvm.ZExtOp(src, dst_t)
                 else:
                     new = llvm.SExtOp(src, dst_t)
-        rewriter.replace_op(op, new)
+        rewriter.replace(op, new)
 
 
 class ConvertArithToLLVMPass(ModulePass):

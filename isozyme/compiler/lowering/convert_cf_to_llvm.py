@@ -19,15 +19,17 @@ class BranchLowering(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: cf.BranchOp, rewriter: PatternRewriter, /):
-        rewriter.replace_op(op, llvm.BrOp(op.successor, *op.arguments))
+        rewriter.replace(op, llvm.BrOp(op.successor, *op.arguments))
 
 
 class CondBranchLowering(RewritePattern):
     """``cf.cond_br`` -> ``llvm.cond_br``."""
 
     @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: cf.ConditionalBranchOp, rewriter: PatternRewriter, /):
-        rewriter.replace_op(
+    def match_and_rewrite(
+        self, op: cf.ConditionalBranchOp, rewriter: PatternRewriter, /
+    ):
+        rewriter.replace(
             op,
             llvm.CondBrOp(
                 op.cond,

@@ -59,12 +59,20 @@ def _const(b: Builder, value: int) -> SSAValue:
     return b.insert(llvm.ConstantOp(IntegerAttr(value, i64), i64)).result
 
 
+def _icmp(lhs: SSAValue, rhs: SSAValue, predicate: str) -> llvm.ICmpOp:
+    return llvm.ICmpOp(
+        lhs, rhs, IntegerAttr(llvm.ICmpPredicateFlag(predicate).to_int(), i64)
+    )
+
+
 def _field(b: Builder, cache: SSAValue, index: int) -> SSAValue:
     """Pointer to field ``index`` of the cache struct."""
     return b.insert(llvm.GEPOp(cache, [0, index], CACHE_STRUCT)).result
 
 
-def _helper(name: str, arg_types: list[Attribute], ret: Attribute, body: Region) -> llvm.FuncOp:
+def _helper(
+    name: str, arg_types: list[Attribute], ret: Attribute, body: Region
+) -> llvm.FuncOp:
     return llvm.FuncOp(
         name,
         llvm.LLVMFunctionType(arg_types, ret),
@@ -86,19 +94,13 @@ def _build_push(name: str, t: Attribute) -> llvm.FuncOp:
     data = b.insert(llvm.LoadOp(p_data, _PTR)).dereferenced_value
     size = b.insert(llvm.LoadOp(p_size, i64)).dereferenced_value
     cap = b.insert(llvm.LoadOp(p_cap, i64)).dereferenced_value
-    full = b.insert(
-        llvm.ICmpOp(size, cap, IntegerAttr(llvm.ICmpPredicateFlag("eq").to_int(), i64))
-    ).res
+    full = b.insert(_icmp(size, cap, "eq")).res
     b.insert(llvm.CondBrOp(full, grow, [], store, [data]))
 
     # Grow geometrically so n pushes cost O(n) copies.
     b = Builder(InsertPoint.at_end(grow))
     doubled = b.insert(llvm.MulOp(cap, _const(b, 2))).res
-    small = b.insert(
-        llvm.ICmpOp(
-            doubled, _const(b, 16), IntegerAttr(llvm.ICmpPredicateFlag("ult").to_int(), i64)
-        )
-    ).res
+    small = b.insert(_icmp(doubled, _const(b, 16), "ult")).res
     new_cap = b.insert(llvm.SelectOp(small, _const(b, 16), doubled)).res
     nbytes = b.insert(llvm.MulOp(new_cap, _const(b, byte_size(t)))).res
     new_data = b.insert(call("realloc", [data, nbytes], _PTR)).returned
@@ -127,7 +129,9 @@ def _build_pop(name: str, t: Attribute) -> llvm.FuncOp:
     top = b.insert(llvm.SubOp(size, _const(b, 1))).res
     b.insert(llvm.StoreOp(top, p_size))
     data = b.insert(llvm.LoadOp(p_data, _PTR)).dereferenced_value
-    slot = b.insert(llvm.GEPOp(data, [llvm.GEP_USE_SSA_VAL], t, ssa_indices=[top])).result
+    slot = b.insert(
+        llvm.GEPOp(data, [llvm.GEP_USE_SSA_VAL], t, ssa_indices=[top])
+    ).result
     value = b.insert(llvm.LoadOp(slot, t)).dereferenced_value
     b.insert(llvm.ReturnOp(value))
     return _helper(name, [_PTR], t, Region([entry]))
@@ -184,10 +188,10 @@ class InitLowering(RewritePattern):
         entry = _entry_block(op)
         one = llvm.ConstantOp(IntegerAttr(1, i64), i64)
         alloca = llvm.AllocaOp(one, CACHE_STRUCT, alignment=8)
-        rewriter.insert_op([one, alloca], InsertPoint.at_start(entry))
+        rewriter.insert([one, alloca], InsertPoint.at_start(entry))
         zero = llvm.ZeroOp(result_types=[CACHE_STRUCT])
         store = llvm.StoreOp(zero, alloca)
-        rewriter.replace_op(op, [zero, store], [alloca.res])
+        rewriter.replace(op, [zero, store], [alloca.res])
 
 
 class PushLowering(RewritePattern):
@@ -197,7 +201,7 @@ class PushLowering(RewritePattern):
     def match_and_rewrite(self, op: PushOp, rewriter: PatternRewriter, /):
         t = convert_type(op.value.type)
         name = _ensure_helper(module_of(op), "push", t)
-        rewriter.replace_op(op, call(name, [op.cache, op.value], None))
+        rewriter.replace(op, call(name, [op.cache, op.value], None))
 
 
 class PopLowering(RewritePattern):
@@ -207,7 +211,7 @@ class PopLowering(RewritePattern):
     def match_and_rewrite(self, op: PopOp, rewriter: PatternRewriter, /):
         t = convert_type(op.result.type)
         name = _ensure_helper(module_of(op), "pop", t)
-        rewriter.replace_op(op, call(name, [op.cache], t))
+        rewriter.replace(op, call(name, [op.cache], t))
 
 
 class CacheFreeLowering(RewritePattern):
@@ -216,7 +220,7 @@ class CacheFreeLowering(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: CacheFreeOp, rewriter: PatternRewriter, /):
         name = _ensure_helper(module_of(op), "free", None)
-        rewriter.replace_op(op, call(name, [op.cache], None))
+        rewriter.replace(op, call(name, [op.cache], None))
 
 
 class ConvertEnzymeCacheToLLVMPass(ModulePass):

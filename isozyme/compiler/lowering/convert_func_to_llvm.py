@@ -47,7 +47,7 @@ class FuncLowering(RewritePattern):
         private = op.sym_visibility is not None and op.sym_visibility.data == "private"
         is_declaration = not body.blocks
         linkage = "internal" if private and not is_declaration else "external"
-        rewriter.replace_op(
+        rewriter.replace(
             op,
             llvm.FuncOp(
                 op.sym_name.data,
@@ -65,14 +65,14 @@ class ReturnLowering(RewritePattern):
     def match_and_rewrite(self, op: func.ReturnOp, rewriter: PatternRewriter, /):
         values = list(op.arguments)
         if len(values) <= 1:
-            rewriter.replace_op(op, llvm.ReturnOp(values[0] if values else None))
+            rewriter.replace(op, llvm.ReturnOp(values[0] if values else None))
             return
         struct_t = result_type_of([convert_type(v.type) for v in values])
         new_ops: list[Operation] = [llvm.UndefOp(struct_t)]
         for i, v in enumerate(values):
             new_ops.append(llvm.InsertValueOp(_position(i), new_ops[-1].results[0], v))
         new_ops.append(llvm.ReturnOp(new_ops[-1].results[0]))
-        rewriter.replace_op(op, new_ops)
+        rewriter.replace(op, new_ops)
 
 
 class CallLowering(RewritePattern):
@@ -88,14 +88,14 @@ class CallLowering(RewritePattern):
             return_type=None if not result_types else ret,
         )
         if len(result_types) <= 1:
-            rewriter.replace_op(op, new_call)
+            rewriter.replace(op, new_call)
             return
         assert new_call.returned is not None
         extracts = [
             llvm.ExtractValueOp(_position(i), new_call.returned, t)
             for i, t in enumerate(result_types)
         ]
-        rewriter.replace_op(op, [new_call, *extracts], [e.res for e in extracts])
+        rewriter.replace(op, [new_call, *extracts], [e.res for e in extracts])
 
 
 class ConvertFuncToLLVMPass(ModulePass):

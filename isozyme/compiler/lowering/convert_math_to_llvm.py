@@ -93,7 +93,7 @@ class FloatMathLowering(RewritePattern):
         assert t is not None
         args = list(op.operands)
         declare_function(module_of(op), name, [a.type for a in args], t)
-        rewriter.replace_op(op, call(name, args, t, llvm_fastmath(op)))
+        rewriter.replace(op, call(name, args, t, llvm_fastmath(op)))
 
 
 class FPowILowering(RewritePattern):
@@ -123,7 +123,7 @@ class FPowILowering(RewritePattern):
         name = f"llvm.powi.{type_suffix(t)}.i32"
         declare_function(module_of(op), name, [t, i32], t)
         new_ops.append(call(name, [base, exponent], t, llvm_fastmath(op)))
-        rewriter.replace_op(op, new_ops)
+        rewriter.replace(op, new_ops)
 
 
 class RsqrtLowering(RewritePattern):
@@ -139,7 +139,7 @@ class RsqrtLowering(RewritePattern):
         sqrt = call(name, [op.operand], t, fm)
         one = llvm.ConstantOp(builtin.FloatAttr(1.0, t), t)  # type: ignore[arg-type]
         div = llvm.FDivOp(one, sqrt, fm)
-        rewriter.replace_op(op, [sqrt, one, div])
+        rewriter.replace(op, [sqrt, one, div])
 
 
 class IntMathLowering(RewritePattern):
@@ -161,7 +161,7 @@ class IntMathLowering(RewritePattern):
             args.append(false.result)
         declare_function(module_of(op), name, [a.type for a in args], t)
         new_ops.append(call(name, args, t))
-        rewriter.replace_op(op, new_ops)
+        rewriter.replace(op, new_ops)
 
 
 class ConvertMathToLLVMPass(ModulePass):
@@ -173,7 +173,12 @@ class ConvertMathToLLVMPass(ModulePass):
         """Rewrite ``op`` in place."""
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
-                [FloatMathLowering(), FPowILowering(), RsqrtLowering(), IntMathLowering()]
+                [
+                    FloatMathLowering(),
+                    FPowILowering(),
+                    RsqrtLowering(),
+                    IntMathLowering(),
+                ]
             ),
             apply_recursively=False,
         ).rewrite_module(op)

@@ -57,7 +57,7 @@ class WhileLowering(RewritePattern):
         for block in op.before_region.blocks:
             term = block.last_op
             if isinstance(term, scf.ConditionOp):
-                rewriter.replace_op(
+                rewriter.replace(
                     term,
                     cf.ConditionalBranchOp(
                         term.condition,
@@ -70,18 +70,19 @@ class WhileLowering(RewritePattern):
         for block in op.after_region.blocks:
             term = block.last_op
             if isinstance(term, scf.YieldOp):
-                rewriter.replace_op(term, cf.BranchOp(before_entry, *term.operands))
+                rewriter.replace(term, cf.BranchOp(before_entry, *term.operands))
 
-        rewriter.inline_region(op.before_region, BlockInsertPoint.before(continue_block))
+        before_continue = BlockInsertPoint.before(continue_block)
+        rewriter.inline_region(op.before_region, before_continue)
         rewriter.inline_region(op.after_region, BlockInsertPoint.before(continue_block))
         rewriter.insert(
             cf.BranchOp(before_entry, *op.arguments), InsertPoint.at_end(pre_block)
         )
-        rewriter.replace_op(op, [], continue_block.args)
+        rewriter.replace(op, [], continue_block.args)
 
 
 class ConvertScfToCfPass(ModulePass):
-    """Lower ``scf.for``, ``scf.if``, ``scf.index_switch`` and ``scf.while`` to ``cf``."""
+    """Lower ``scf.for``/``if``/``index_switch``/``while`` to ``cf`` branches."""
 
     name = "convert-scf-to-cf"
 

@@ -13,7 +13,9 @@ from xdsl.dialects import llvm
 from xdsl.dialects.builtin import ModuleOp
 
 
-def translate_to_llvmlite(module: ModuleOp, target_triple: str | None = None) -> ir.Module:
+def translate_to_llvmlite(
+    module: ModuleOp, target_triple: str | None = None
+) -> ir.Module:
     """Convert ``module`` (``llvm`` dialect only) to an ``llvmlite.ir.Module``.
 
     ``target_triple`` defaults to the host's triple.
