@@ -35,12 +35,6 @@ IR_STAGES = ("traced", "optimized", "differentiated", "simplified", "llvm")
 ALL_STAGES = IR_STAGES + ("llvm-ir", "llvm-ir-optimized")
 
 
-def _lower() -> Sequence[ModulePass]:
-    from isozyme.compiler.lowering import LOWERING_PASSES
-
-    return LOWERING_PASSES
-
-
 STAGE_PASSES: dict[str, Callable[[], Sequence[ModulePass]]] = {
     "optimized": lambda: (
         InlinePass(),
@@ -59,7 +53,6 @@ STAGE_PASSES: dict[str, Callable[[], Sequence[ModulePass]]] = {
         DeadCodeElimination(),
         LoopInvariantCodeMotionPass(),
     ),
-    "llvm": _lower,
 }
 
 
@@ -79,8 +72,13 @@ def run_pipeline(
     if on_stage is not None:
         on_stage("traced", module)
     for stage in IR_STAGES[1:]:
-        for p in STAGE_PASSES[stage]():
-            p.apply(ctx, module)
+        if stage == "llvm":
+            from isozyme.compiler.lowering import lower_to_llvm
+
+            lower_to_llvm(module, ctx)
+        else:
+            for p in STAGE_PASSES[stage]():
+                p.apply(ctx, module)
         if on_stage is not None:
             on_stage(stage, module)
         if stage == upto:

@@ -10,6 +10,8 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
+from isozyme.errors import CompileError
+
 from isozyme.compiler.lowering.add_c_entry_points import AddCEntryPointsPass
 from isozyme.compiler.lowering.convert_arith_to_llvm import ConvertArithToLLVMPass
 from isozyme.compiler.lowering.convert_cf_to_llvm import ConvertCfToLLVMPass
@@ -36,7 +38,7 @@ LOWERING_PASSES: tuple[type[ModulePass], ...] = (
 )
 
 
-class LoweringError(Exception):
+class LoweringError(CompileError):
     """Raised when a module still holds ops outside the ``llvm`` dialect after lowering."""
 
 

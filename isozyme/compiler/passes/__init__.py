@@ -32,7 +32,7 @@ def available_passes() -> dict[str, Callable[[], ModulePass]]:
         from isozyme.compiler.lowering import LOWERING_PASSES
 
         for lp in LOWERING_PASSES:
-            table[lp.name] = type(lp)
+            table[lp.name] = lp
     except ImportError:  # pragma: no cover - lowering always ships
         pass
     return table
