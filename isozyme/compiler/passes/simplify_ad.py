@@ -35,7 +35,7 @@ def float_constant(v: SSAValue) -> float | None:
 
 
 def _replace_with_const(rewriter: PatternRewriter, op: Operation, value: float) -> None:
-    rewriter.replace_op(op, arith.ConstantOp(FloatAttr(value, op.results[0].type)))
+    rewriter.replace(op, arith.ConstantOp(FloatAttr(value, op.results[0].type)))
 
 
 _FOLD = {
@@ -70,13 +70,13 @@ class SimplifyMul(RewritePattern):
         for c_side, other in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
             c = float_constant(c_side)
             if c == 1.0:
-                rewriter.replace_op(op, [], [other])
+                rewriter.replace(op, [], [other])
                 return
             if c == 0.0:
                 _replace_with_const(rewriter, op, 0.0)
                 return
             if c == -1.0:
-                rewriter.replace_op(op, arith.NegfOp(other))
+                rewriter.replace(op, arith.NegfOp(other))
                 return
 
 
@@ -87,10 +87,10 @@ class SimplifyAdd(RewritePattern):
     def match_and_rewrite(self, op: arith.AddfOp, rewriter: PatternRewriter) -> None:
         for c_side, other in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
             if float_constant(c_side) == 0.0:
-                rewriter.replace_op(op, [], [other])
+                rewriter.replace(op, [], [other])
                 return
         if isinstance(op.rhs.owner, arith.NegfOp):
-            rewriter.replace_op(op, arith.SubfOp(op.lhs, op.rhs.owner.operand))
+            rewriter.replace(op, arith.SubfOp(op.lhs, op.rhs.owner.operand))
 
 
 class SimplifySub(RewritePattern):
@@ -99,11 +99,11 @@ class SimplifySub(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.SubfOp, rewriter: PatternRewriter) -> None:
         if float_constant(op.rhs) == 0.0:
-            rewriter.replace_op(op, [], [op.lhs])
+            rewriter.replace(op, [], [op.lhs])
         elif float_constant(op.lhs) == 0.0:
-            rewriter.replace_op(op, arith.NegfOp(op.rhs))
+            rewriter.replace(op, arith.NegfOp(op.rhs))
         elif isinstance(op.rhs.owner, arith.NegfOp):
-            rewriter.replace_op(op, arith.AddfOp(op.lhs, op.rhs.owner.operand))
+            rewriter.replace(op, arith.AddfOp(op.lhs, op.rhs.owner.operand))
 
 
 class SimplifyDiv(RewritePattern):
@@ -112,7 +112,7 @@ class SimplifyDiv(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.DivfOp, rewriter: PatternRewriter) -> None:
         if float_constant(op.rhs) == 1.0:
-            rewriter.replace_op(op, [], [op.lhs])
+            rewriter.replace(op, [], [op.lhs])
         elif float_constant(op.lhs) == 0.0:
             _replace_with_const(rewriter, op, 0.0)
 
@@ -124,7 +124,7 @@ class SimplifyNeg(RewritePattern):
     def match_and_rewrite(self, op: arith.NegfOp, rewriter: PatternRewriter) -> None:
         inner = op.operand.owner
         if isinstance(inner, arith.NegfOp):
-            rewriter.replace_op(op, [], [inner.operand])
+            rewriter.replace(op, [], [inner.operand])
             return
         c = float_constant(op.operand)
         if c is not None:
@@ -137,7 +137,7 @@ class SimplifySelect(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.SelectOp, rewriter: PatternRewriter) -> None:
         if op.lhs == op.rhs:
-            rewriter.replace_op(op, [], [op.lhs])
+            rewriter.replace(op, [], [op.lhs])
 
 
 @dataclass(frozen=True)
