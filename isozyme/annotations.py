@@ -46,7 +46,9 @@ def is_int_scalar(x: object) -> bool:
 
 
 def is_array(x: object) -> bool:
-    """numpy arrays and anything exposing an array interface."""
+    """numpy arrays and anything exposing an array interface (numpy scalars are not)."""
+    if isinstance(x, np.generic):
+        return False
     return isinstance(x, np.ndarray) or hasattr(x, "__array_interface__") or hasattr(
         x, "__cuda_array_interface__"
     )

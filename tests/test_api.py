@@ -1,0 +1,229 @@
+"""API behaviour: annotations, result shapes, the compile cache, IR stages, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+
+import isozyme as iz
+from isozyme import (
+    Active,
+    AnnotationError,
+    Const,
+    Duplicated,
+    DuplicatedNoNeed,
+    Forward,
+    ForwardWithPrimal,
+    Reverse,
+    ReverseWithPrimal,
+    TraceError,
+    UnsupportedError,
+    autodiff,
+)
+from isozyme.api import stats
+
+
+def square_plus(x, y):
+    return x * x + 3.0 * y
+
+
+def with_int(x, n):
+    return x ** 2 * n
+
+
+def untraceable_break(x):
+    while x > 0.0:
+        x = x - 1.0
+        if x < 0.5:
+            break
+    return x
+
+
+def calls_str(x):
+    return float(str(x))
+
+
+def returns_pair(x):
+    return x * 2.0, x * 3.0
+
+
+def returns_int(x):
+    return 3
+
+
+# -- result shapes ---------------------------------------------------------------------
+def test_reverse_result_has_none_for_const():
+    assert autodiff(Reverse, square_plus, Active(2.0), Const(1.0)) == ((4.0, None),)
+    assert autodiff(Reverse, square_plus, Const(2.0), Active(1.0)) == ((None, 3.0),)
+
+
+def test_unannotated_argument_is_const():
+    assert autodiff(Reverse, square_plus, Active(2.0), 1.0) == ((4.0, None),)
+
+
+def test_return_activity_inferred_and_given():
+    a = autodiff(Reverse, square_plus, Active(2.0), Active(1.0))
+    b = autodiff(Reverse, square_plus, Active, Active(2.0), Active(1.0))
+    assert a == b == ((4.0, 3.0),)
+
+
+def test_const_return_gives_zero_gradient():
+    assert autodiff(Reverse, square_plus, Const, Active(2.0), Active(1.0)) == ((0.0, 0.0),)
+    assert autodiff(ReverseWithPrimal, square_plus, Const, Active(2.0), Active(1.0)) == (
+        (0.0, 0.0), 7.0)
+
+
+def test_int_argument_is_runtime_value():
+    assert autodiff(Reverse, with_int, Active(3.0), 2) == ((12.0, None),)
+    before = stats["traces"]
+    assert autodiff(Reverse, with_int, Active(3.0), 5) == ((30.0, None),)
+    assert stats["traces"] == before  # an int is a runtime i64, not baked in
+
+
+def test_duplicated_no_need_forward():
+    assert autodiff(Forward, square_plus, DuplicatedNoNeed(2.0, 1.0), Const(1.0)) == (4.0,)
+
+
+def test_forward_tuple_return():
+    assert autodiff(Forward, returns_pair, Duplicated(1.0, 1.0)) == ((2.0, 3.0),)
+    assert autodiff(ForwardWithPrimal, returns_pair, Duplicated(1.0, 2.0)) == (
+        (4.0, 6.0), (2.0, 3.0))
+
+
+def test_float32_scalars():
+    (g,) = autodiff(Reverse, square_plus, Active(np.float32(2.0)), Const(np.float32(1.0)))
+    assert g[0] == pytest.approx(4.0)
+    (t,) = autodiff(Forward, square_plus, Duplicated(np.float32(2.0), np.float32(1.0)), 1.0)
+    assert t == pytest.approx(4.0)
+
+
+# -- the compile cache -----------------------------------------------------------------
+def test_second_call_does_not_trace_or_compile():
+    def cubic(x):
+        return x * x * x
+
+    autodiff(Reverse, cubic, Active(2.0))
+    traces, compiles = stats["traces"], stats["compiles"]
+    assert autodiff(Reverse, cubic, Active(3.0)) == ((27.0,),)
+    assert (stats["traces"], stats["compiles"]) == (traces, compiles)
+    # another activity signature is another compilation
+    autodiff(Forward, cubic, Duplicated(3.0, 1.0))
+    assert stats["compiles"] == compiles + 1
+
+
+# -- IR stages ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "stage, marker",
+    [
+        ("traced", "enzyme.autodiff"),
+        ("optimized", "enzyme.autodiff"),
+        ("differentiated", "func.func private @diffesquare_plus"),
+        ("simplified", "func.func @__iz_request"),
+        ("llvm", "llvm.func"),
+        ("llvm-ir", "define"),
+        ("llvm-ir-optimized", "define"),
+    ],
+)
+def test_ir_stage(stage, marker):
+    text = iz.ir(Reverse, square_plus, Active(2.0), Active(1.0), stage=stage)
+    assert marker in text
+    if stage in ("differentiated", "simplified"):
+        assert "enzyme.autodiff" not in text
+
+
+def test_ir_forward_names_fwddiffe():
+    text = iz.ir(Forward, square_plus, Duplicated(2.0, 1.0), 1.0, stage="differentiated")
+    assert "@fwddiffesquare_plus" in text and "enzyme.fwddiff" not in text
+
+
+def test_ir_unknown_stage():
+    with pytest.raises(iz.IsozymeError, match="unknown IR stage 'nope'"):
+        iz.ir(Reverse, square_plus, Active(2.0), 1.0, stage="nope")
+
+
+# -- bad input ------------------------------------------------------------------------------
+def test_active_on_array():
+    x = np.array([1.0, 2.0])
+    with pytest.raises(AnnotationError, match="Active.*array.*Duplicated"):
+        Active(x)
+    assert x.tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("value", [1, True, "1.0", None, np.int64(3)])
+def test_non_float_active(value):
+    with pytest.raises(AnnotationError, match="only floats"):
+        Active(value)
+
+
+@pytest.mark.parametrize("shadow", [np.zeros(2), "x", 1, None])
+def test_duplicated_shadow_of_another_type(shadow):
+    with pytest.raises(AnnotationError, match="shadow|dx"):
+        Duplicated(1.0, shadow)
+
+
+def test_duplicated_array_shadow_mismatch_leaves_buffers():
+    x, dx = np.ones(3), np.zeros(4)
+    with pytest.raises(AnnotationError, match="shape"):
+        Duplicated(x, dx)
+    with pytest.raises(AnnotationError, match="aliases"):
+        Duplicated(x, x)
+    assert x.tolist() == [1.0] * 3 and dx.tolist() == [0.0] * 4
+
+
+def test_array_arguments_are_unsupported_for_now():
+    x, dx = np.ones(2), np.zeros(2)
+    with pytest.raises(UnsupportedError, match="array arguments"):
+        autodiff(Reverse, lambda v: v[0], Duplicated(x, dx))
+    assert dx.tolist() == [0.0, 0.0] and x.tolist() == [1.0, 1.0]
+
+
+def test_active_in_forward_mode():
+    with pytest.raises(AnnotationError, match="Active is for reverse mode"):
+        autodiff(Forward, square_plus, Active(1.0), 2.0)
+
+
+def test_duplicated_scalar_in_reverse_mode():
+    with pytest.raises(AnnotationError, match="immutable scalar.*Active"):
+        autodiff(Reverse, square_plus, Duplicated(1.0, 1.0), 2.0)
+
+
+def test_active_return_in_forward_mode():
+    with pytest.raises(AnnotationError, match="reverse mode"):
+        autodiff(Forward, square_plus, Active, Duplicated(1.0, 1.0), 2.0)
+
+
+def test_bad_mode():
+    with pytest.raises(AnnotationError, match="mode"):
+        autodiff("reverse", square_plus, Active(1.0), 2.0)
+
+
+def test_reverse_tuple_return_is_unsupported():
+    with pytest.raises(UnsupportedError, match="tuple"):
+        autodiff(Reverse, returns_pair, Active(1.0))
+
+
+def test_int_return_cannot_be_active():
+    with pytest.raises(AnnotationError, match="cannot be Active"):
+        autodiff(Reverse, returns_int, Active, Active(1.0))
+
+
+def test_untraceable_break_names_file_and_line():
+    with pytest.raises(TraceError) as err:
+        autodiff(Reverse, untraceable_break, Active(3.0))
+    msg = str(err.value)
+    assert "test_api.py" in msg
+    assert ":33" in msg or ":34" in msg or ":35" in msg or ":36" in msg
+
+
+def test_untraceable_call_names_construct():
+    with pytest.raises(TraceError) as err:
+        autodiff(Reverse, calls_str, Active(3.0))
+    assert "test_api.py" in str(err.value) and "str" in str(err.value)
+
+
+def test_exact_math_derivatives():
+    def f(x):
+        return math.sin(x) * math.exp(x)
+
+    (g,) = autodiff(Reverse, f, Active(0.7))
+    assert g[0] == pytest.approx(math.cos(0.7) * math.exp(0.7) + math.sin(0.7) * math.exp(0.7), rel=1e-14)
