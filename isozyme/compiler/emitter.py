@@ -32,10 +32,12 @@ class Emitter:
 
     def __init__(self, ip: InsertPoint):
         self.ip = ip
+        self.last: Operation | None = None  # the op inserted most recently
 
     def insert(self, op: OpT) -> OpT:
         """Insert ``op`` at the insertion point (which then moves past it)."""
         Rewriter.insert_op(op, self.ip)
+        self.last = op
         return op
 
     # constants -------------------------------------------------------------------

@@ -24,7 +24,8 @@ while loops of unknown trip count need no bookkeeping beyond push/pop order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from xdsl.dialects import arith, func, scf
@@ -43,6 +44,17 @@ if TYPE_CHECKING:
     from isozyme.compiler.ad.factory import DerivativeFactory
 
 _ACTIVE_RET = (Activity.ACTIVE, Activity.ACTIVENONEED)
+
+# Cheap pure ops the reverse sweep recomputes from their (fetched) operands instead of
+# caching their results: integer/index arithmetic and casts, usually of the induction
+# variable.  Float arithmetic is cached: recomputing it could chain arbitrarily deep.
+_RECOMPUTE: frozenset[type[Operation]] = frozenset(
+    {
+        arith.ConstantOp, arith.IndexCastOp, arith.SIToFPOp, arith.ExtFOp,
+        arith.AddiOp, arith.SubiOp, arith.MuliOp, arith.ExtUIOp, arith.ExtSIOp,
+        arith.TruncIOp, arith.CmpiOp,
+    }
+)
 
 
 def generate_reverse(
@@ -68,6 +80,7 @@ class _RevCtx:
         # forward-sweep value -> value usable in rev_block (pops, recomputations)
         self.fetched: dict[SSAValue, SSAValue] = {}
         self.recompute: dict[SSAValue, Callable[[], SSAValue]] = {}
+        self.prologue_last: Operation | None = None
 
 
 def _defining_block(v: SSAValue) -> Block | None:
@@ -199,7 +212,22 @@ class _ReverseDiff:
             level = level.parent
         if level is None:
             raise AssertionError(f"value {v} is not visible in the reverse sweep")
-        return self._fetch(self.fwd_map[v], level)
+        if level.parent is None:
+            return self.fwd_map[v]
+        clone = self.fwd_map[v]
+        if clone not in level.fetched:
+            if isinstance(v, OpResult) and type(v.op) in _RECOMPUTE:
+                level.fetched[clone] = self._recompute(v, level)
+            else:
+                level.fetched[clone] = self._fetch(clone, level)
+        return level.fetched[clone]
+
+    def _recompute(self, v: OpResult, level: _RevCtx) -> SSAValue:
+        """Re-emit a cheap pure op in ``level``'s prologue instead of caching its value."""
+        operands = {o: self._primal(o, level) for o in v.op.operands}
+        with self._prologue(level) as e:
+            new = e.insert(v.op.clone(value_mapper=dict(operands)))
+        return new.results[v.index]
 
     def _fetch(self, value: SSAValue, level: _RevCtx) -> SSAValue:
         """Make forward value ``value``, defined in ``level``'s block, usable there."""
@@ -214,6 +242,18 @@ class _ReverseDiff:
         level.fetched[value] = got
         return got
 
+    @contextmanager
+    def _prologue(self, level: _RevCtx) -> Iterator[Emitter]:
+        """An emitter for ``level``'s prologue: pops and recomputations, in request order."""
+        if level.prologue_last is None:
+            ip = InsertPoint.at_start(level.rev_block)
+        else:
+            ip = InsertPoint.after(level.prologue_last)
+        e = Emitter(ip)
+        yield e
+        if e.last is not None:
+            level.prologue_last = e.last
+
     def _cache(self, value: SSAValue, level: _RevCtx) -> SSAValue:
         assert self.entry is not None
         init = enzyme.InitOp(value.type)
@@ -225,8 +265,8 @@ class _ReverseDiff:
             assert isinstance(value, OpResult)
             ip = InsertPoint.after(value.op)
         Emitter(ip).insert(enzyme.PushOp(init.result, value))
-        pop = enzyme.PopOp(init.result)
-        Emitter(InsertPoint.at_start(level.rev_block)).insert(pop)
+        with self._prologue(level) as e:
+            pop = e.insert(enzyme.PopOp(init.result))
         return pop.result
 
     # the reverse sweep ------------------------------------------------------------
@@ -319,10 +359,10 @@ class _ReverseDiff:
         def iv_recompute(k: SSAValue, child: _RevCtx) -> Callable[[], SSAValue]:
             def emit() -> SSAValue:
                 # iteration k of the reverse loop is iteration n-1-k of the primal
-                ce = Emitter(InsertPoint.at_start(child.rev_block))
-                one = ce.const(1, IndexType())
-                j = ce.subi(ce.subi(n, one), k)
-                return ce.addi(lb, ce.muli(j, step))
+                with self._prologue(child) as ce:
+                    one = ce.const(1, IndexType())
+                    j = ce.subi(ce.subi(n, one), k)
+                    return ce.addi(lb, ce.muli(j, step))
 
             return emit
 
@@ -438,5 +478,3 @@ class _ReverseDiff:
         for a, g in zip(active_args, call.res):
             self._accumulate(ctx, a, g)
 
-
-_ = arith  # arith ops are emitted through Emitter

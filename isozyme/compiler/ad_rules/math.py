@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math as pymath
 
-from xdsl.dialects import math
+from xdsl.dialects import arith, math
+from xdsl.dialects.builtin import IntegerType
 from xdsl.ir import Operation
 
 from isozyme.compiler.ad_rules import PartialsRule, Primals, Rule
@@ -35,22 +36,31 @@ def _sign(e: Emitter, p: Primals):
     return (e.sub(pos, neg),)
 
 
+def _zero_where(e: Emitter, cond_value, value):
+    """select(cond_value == 0, 0, value): the limit of a 0 * inf product that is 0."""
+    zero = e.zero(value.type)
+    if isinstance(cond_value.type, IntegerType):
+        is_zero = e.insert(arith.CmpiOp(cond_value, e.const(0, cond_value.type), "eq")).result
+    else:
+        is_zero = e.cmpf("oeq", cond_value, e.zero(cond_value.type))
+    return e.select(is_zero, zero, value)
+
+
 def _powf(e: Emitter, p: Primals):
-    # d(a^b)/da = b * a^(b-1);  d(a^b)/db = a^b * log(a)
+    # d(a^b)/da = b * a^(b-1) (0 when b == 0);  d(a^b)/db = a^b * log(a) (0 when a^b == 0)
     a, b = p.x, p.y
     da = e.mul(b, e.insert(math.PowFOp(a, e.sub(b, e.const(1.0, b.type)))).result)
     db = e.mul(p.result, e.unary(math.LogOp, a))
-    return (da, db)
+    return (_zero_where(e, b, da), _zero_where(e, p.result, db))
 
 
 def _fpowi(e: Emitter, p: Primals):
-    # d(a^n)/da = n * a^(n-1) for an integer n
-    from xdsl.dialects import arith
-
+    # d(a^n)/da = n * a^(n-1) for an integer n (0 when n == 0, also at a == 0)
     a, n = p.x, p.y
     n_minus_1 = e.insert(arith.SubiOp(n, e.const(1, n.type))).result
     nf = e.insert(arith.SIToFPOp(n, a.type)).result
-    return (e.mul(nf, e.insert(math.FPowIOp(a, n_minus_1)).result), None)
+    da = e.mul(nf, e.insert(math.FPowIOp(a, n_minus_1)).result)
+    return (_zero_where(e, n, da), None)
 
 
 def _atan2(e: Emitter, p: Primals):

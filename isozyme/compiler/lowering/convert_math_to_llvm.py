@@ -97,32 +97,25 @@ class FloatMathLowering(RewritePattern):
 
 
 class FPowILowering(RewritePattern):
-    """``math.fpowi`` -> ``llvm.powi.<f>.i32`` (the exponent is truncated to ``i32``:
-    the x86 backend only has the ``int`` exponent libcall ``__powidf2``)."""
+    """``math.fpowi`` -> ``llvm.pow(x, sitofp(n))``.
+
+    ``llvm.powi`` only takes an ``i32`` exponent on x86 (libcall ``__powidf2``), which
+    would silently truncate a 64-bit exponent, and it multiplies repeatedly, so it
+    rounds differently from Python's ``x ** n``.  Python computes ``float ** int`` with
+    libm's ``pow`` on the exponent converted to float; so do we.
+    """
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
         if not isinstance(op, math.FPowIOp):
             return
         t = op.result.type
-        base, exponent = op.lhs, op.rhs
-        new_ops: list[Operation] = []
-        assert isinstance(exponent.type, (IntegerType, builtin.IndexType))
-        width = (
-            64
-            if isinstance(exponent.type, builtin.IndexType)
-            else exponent.type.width.data
-        )
-        if width > 32:
-            trunc = llvm.TruncOp(exponent, i32)
-            new_ops.append(trunc)
-            exponent = trunc.results[0]
-        elif width < 32:
-            ext = llvm.SExtOp(exponent, i32)
-            new_ops.append(ext)
-            exponent = ext.results[0]
-        name = f"llvm.powi.{type_suffix(t)}.i32"
-        declare_function(module_of(op), name, [t, i32], t)
-        new_ops.append(call(name, [base, exponent], t, llvm_fastmath(op)))
+        exponent = op.rhs
+        # index-typed exponents are already i64 here: arith lowering ran first
+        conv = llvm.SIToFPOp(exponent, t)
+        new_ops: list[Operation] = [conv]
+        name = f"llvm.pow.{type_suffix(t)}"
+        declare_function(module_of(op), name, [t, t], t)
+        new_ops.append(call(name, [op.lhs, conv.results[0]], t, llvm_fastmath(op)))
         rewriter.replace(op, new_ops)
 
 
