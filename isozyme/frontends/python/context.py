@@ -11,7 +11,6 @@ explicit context argument.
 from __future__ import annotations
 
 import contextlib
-import keyword
 import re
 import threading
 from collections.abc import Iterator
@@ -41,6 +40,11 @@ class FunctionBuilder:
         """Append ``op`` to the current block and return it."""
         self.block.add_op(op)
         return op
+
+    def visible(self, block: Block | None) -> bool:
+        """Whether values defined in ``block`` may be used at the insertion point: the
+        block is the current one or one the current one is nested in."""
+        return any(b is block for b in self._blocks)
 
     @contextlib.contextmanager
     def at(self, block: Block) -> Iterator[Block]:
@@ -90,7 +94,7 @@ class TraceSession:
 def sanitize_name(name: str) -> str:
     """Turn a Python ``__name__`` (``<lambda>``, ``f.<locals>.g``) into a symbol name."""
     name = re.sub(r"[^0-9A-Za-z_]", "_", name).strip("_") or "fn"
-    if name[0].isdigit() or keyword.iskeyword(name):
+    if name[0].isdigit():
         name = "_" + name
     return name
 

@@ -1,0 +1,630 @@
+"""AutoGraph-style AST conversion of Python functions for tracing.
+
+Each function is parsed once (``inspect`` + ``ast``), rewritten, and compiled with its
+original file name and line numbers, so tracebacks and isozyme's errors point at the
+user's code.  The rewritten function runs in the function's real ``__globals__``; its
+closure variables are passed in as the parameters of a small factory function.
+
+The rewrite (``_iz_`` below is :mod:`isozyme.frontends.python.ops`):
+
+* every call ``f(a, k=b)`` becomes ``_iz_.converted_call(f, a, k=b)``;
+* ``a and b``, ``a or b``, ``not a``, ``x if c else y`` and chained comparisons become
+  ``_iz_.and_/or_/not_/ifexp/compare_chain`` with lazily evaluated operands;
+* ``if``/``elif``/``else`` becomes two branch functions taking and returning the names
+  either branch assigns, and ``_iz_.if_stmt(...)``; an ``if`` whose branches all end in
+  ``return`` becomes ``return _iz_.if_return(...)`` (``if c: return a`` followed by more
+  statements is first rewritten so that the rest becomes the ``else`` branch);
+* ``for i in range(...)`` without ``else``/``break``/``continue``/``return`` becomes a
+  body function and ``_iz_.for_range(...)``;
+* ``while c:`` without ``else``/``break``/``continue``/``return`` becomes a condition
+  function, a body function and ``_iz_.while_(...)``;
+* nested ``def`` and ``lambda`` are converted too and marked as such.
+
+Constructs that cannot be converted stay plain Python; the reason is recorded by line
+(:func:`.diagnostics.note_unconverted`) so that a traced value reaching them produces an
+error that names the construct.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import inspect
+import textwrap
+import types
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .diagnostics import note_unconverted, trace_error
+
+OPS = "_iz_"
+_PREFIX = "_iz_"
+_CONVERTED_ATTR = "__iz_converted__"
+_INNER_NAME = "_iz_converted"
+# Calls that must see the caller's frame: leave them unconverted.
+_FRAME_CALLS = frozenset({"locals", "globals", "vars", "super", "eval", "exec", "dir"})
+
+
+# --------------------------------------------------------------------------- public
+
+
+def is_converted(f: object) -> bool:
+    """Whether ``f`` is a function produced by this module's conversion."""
+    return bool(getattr(f, _CONVERTED_ATTR, False))
+
+
+def mark_converted(f: Any) -> Any:
+    """Mark ``f`` as converted (used as a decorator on nested ``def``/``lambda``)."""
+    try:
+        setattr(f, _CONVERTED_ATTR, True)
+    except (AttributeError, TypeError):
+        pass
+    return f
+
+
+@dataclass
+class _Compiled:
+    code: types.CodeType | None  # None: run the function unconverted
+    factory_name: str = "_iz_factory"
+
+
+_CACHE: dict[types.CodeType, _Compiled] = {}
+
+
+def convert(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Return the converted version of Python function ``fn`` (cached per code object).
+
+    Raises TraceError when ``fn``'s source is unavailable (built by ``exec``, in a REPL).
+    """
+    if is_converted(fn):
+        return fn
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        raise trace_error(
+            f"{fn!r}", "isozyme traces Python functions (def or lambda) only"
+        )
+    compiled = _CACHE.get(code)
+    if compiled is None:
+        compiled = _CACHE[code] = _compile(fn)
+    if compiled.code is None:
+        return fn
+    from . import ops  # the namespace converted code calls into
+
+    namespace: dict[str, Any] = {}
+    exec(compiled.code, fn.__globals__, namespace)
+    factory = namespace[compiled.factory_name]
+    cells = []
+    from .tracer import Undefined
+
+    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+        try:
+            cells.append(cell.cell_contents)
+        except ValueError:  # empty cell
+            cells.append(Undefined(name, "free variable referenced before assignment"))
+    new_fn = factory(ops, *cells)
+    if new_fn.__code__.co_name == _INNER_NAME:
+        new_fn.__code__ = new_fn.__code__.replace(co_name=code.co_name, co_qualname=code.co_qualname)
+    new_fn.__name__, new_fn.__qualname__ = fn.__name__, fn.__qualname__
+    new_fn.__defaults__ = fn.__defaults__
+    new_fn.__kwdefaults__ = fn.__kwdefaults__
+    return mark_converted(new_fn)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _compile(fn: Callable[..., Any]) -> _Compiled:
+    code: types.CodeType = fn.__code__  # type: ignore[attr-defined]
+    filename = code.co_filename
+    try:
+        lines, first_line = inspect.getsourcelines(code)
+    except (OSError, TypeError) as exc:
+        raise trace_error(
+            f"function {code.co_name}()",
+            "its source code is not available (it was created by exec/eval, in an "
+            f"interactive session, or the file changed): {exc}",
+            (filename, code.co_firstlineno),
+        ) from None
+    source = textwrap.dedent("".join(lines))
+    if code.co_name == "<lambda>":
+        node, line_offset = _find_lambda(source, code)
+        if node is None:
+            return _Compiled(None)
+    else:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            return _Compiled(None)
+        node = tree.body[0] if tree.body else None
+        line_offset = 0
+        if isinstance(node, ast.AsyncFunctionDef):
+            raise trace_error(f"async function {code.co_name}()", "not supported",
+                              (filename, code.co_firstlineno))
+        if not isinstance(node, ast.FunctionDef) or node.name != code.co_name:
+            return _Compiled(None)
+        if _contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
+            return _Compiled(None)  # generators run as plain Python
+    ast.increment_lineno(node, first_line - 1 - line_offset)
+    converter = _Converter(filename)
+    if isinstance(node, ast.FunctionDef):
+        node.decorator_list = []
+        # Renamed so that the function's own name inside its body still resolves to the
+        # global (or closure) binding, not to the factory's local; convert() restores it.
+        node.name = _INNER_NAME
+        inner: ast.stmt = converter.function(node)
+        result: ast.expr = ast.Name(node.name, ast.Load())
+        body: list[ast.stmt] = [inner, ast.Return(result)]
+    else:
+        body = [ast.Return(converter.expr(node))]
+    factory = ast.FunctionDef(
+        name="_iz_factory",
+        args=_arguments([OPS, *code.co_freevars]),
+        body=body,
+        decorator_list=[],
+        returns=None,
+        type_comment=None,
+    )
+    ast.copy_location(factory, node)
+    module = ast.Module(body=[factory], type_ignores=[])
+    _fill_locations(module)
+    return _Compiled(compile(module, filename, "exec", dont_inherit=True))
+
+
+def _find_lambda(source: str, code: types.CodeType) -> tuple[ast.Lambda | None, int]:
+    """Find the lambda of ``code`` in the source lines inspect returned for it."""
+    arg_names = list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
+    stripped = source.strip()
+    attempts = [(source, 0), ("(\n" + stripped.rstrip(",;") + "\n)", 1)]
+    # A lambda in the middle of a larger expression: try cutting at its start.
+    at = stripped.find("lambda")
+    if at > 0:
+        attempts.append(("(\n" + stripped[at:].rstrip(",;)") + "\n)", 1))
+    for text, offset in attempts:
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        found = [
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Lambda)
+            and n.lineno - offset == 1
+            and [a.arg for a in (*n.args.posonlyargs, *n.args.args, *n.args.kwonlyargs)]
+            == arg_names
+        ]
+        dumps = {ast.dump(n) for n in found}
+        if found and len(dumps) == 1:
+            return found[0], offset
+    return None, 0
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _walk(nodes: Iterable[ast.AST], stop: tuple[type, ...] = _SCOPES) -> Iterable[ast.AST]:
+    """Walk nodes depth-first without entering nested scopes (``stop`` types)."""
+    stack = list(nodes)[::-1]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, stop):
+            continue
+        stack.extend(list(ast.iter_child_nodes(node))[::-1])
+
+
+def _contains(nodes: Iterable[ast.AST] | ast.AST, kinds: tuple[type, ...]) -> bool:
+    if isinstance(nodes, ast.AST):
+        nodes = [nodes]
+    for n in _walk(nodes):
+        if isinstance(n, kinds):
+            return True
+    return False
+
+
+def _loop_exits(stmts: list[ast.stmt]) -> bool:
+    """Whether ``stmts`` contain a ``break``/``continue`` of the enclosing loop."""
+    stack: list[ast.AST] = list(stmts)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Break, ast.Continue)):
+            return True
+        if isinstance(node, _SCOPES):
+            continue
+        if isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
+            stack.extend(node.orelse)  # `else:` of an inner loop belongs to ours
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def assigned_names(stmts: Iterable[ast.AST]) -> list[str]:
+    """Names bound by ``stmts`` in the enclosing scope, in order of first appearance."""
+    names: dict[str, None] = {}
+    stack: list[ast.AST] = list(stmts)[::-1]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names[node.id] = None
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names[node.name] = None
+            stack.extend(reversed(node.decorator_list))
+            continue
+        elif isinstance(node, ast.Lambda) or isinstance(node, _COMPREHENSIONS):
+            continue
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name != "*":
+                    names[(alias.asname or alias.name).split(".")[0]] = None
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names[node.name] = None
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            names[node.name] = None
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            names[node.rest] = None
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
+    return [n for n in names if not n.startswith(_PREFIX)]
+
+
+def _ends_in_return(stmts: list[ast.stmt]) -> bool:
+    if not stmts:
+        return False
+    last = stmts[-1]
+    if isinstance(last, ast.Return):
+        return True
+    return isinstance(last, ast.If) and _ends_in_return(last.body) and _ends_in_return(last.orelse)
+
+
+def _clean_tail(stmts: list[ast.stmt]) -> bool:
+    """``stmts`` return only at the end: a ``return`` or an ``if`` whose branches do."""
+    if not stmts or _contains(stmts[:-1], (ast.Return,)):
+        return False
+    last = stmts[-1]
+    if isinstance(last, ast.Return):
+        return True
+    return isinstance(last, ast.If) and _clean_tail(last.body) and _clean_tail(last.orelse)
+
+
+def normalize_returns(stmts: list[ast.stmt]) -> list[ast.stmt]:
+    """Rewrite early returns in ``if`` statements so that every returning ``if`` ends its
+    block: ``if c: return a`` + rest  ->  ``if c: return a`` / ``else: rest``."""
+    for i, stmt in enumerate(stmts):
+        if isinstance(stmt, ast.If) and _contains(stmt, (ast.Return,)):
+            rest = stmts[i + 1 :]
+            tail: list[ast.stmt] = rest if _ends_in_return(rest) else [*rest, _return_none(stmt)]
+
+            def complete(block: list[ast.stmt]) -> list[ast.stmt]:
+                if _ends_in_return(block):
+                    return normalize_returns(block)
+                return normalize_returns([*block, *copy.deepcopy(tail)])
+
+            new_if = ast.If(test=stmt.test, body=complete(stmt.body), orelse=complete(stmt.orelse))
+            ast.copy_location(new_if, stmt)
+            return [*stmts[:i], new_if]
+    return stmts
+
+
+def _return_none(at: ast.AST) -> ast.Return:
+    node = ast.Return(value=ast.Constant(None))
+    ast.copy_location(node, at)
+    node.lineno = getattr(at, "end_lineno", None) or at.lineno  # type: ignore[attr-defined]
+    return node
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _ops(attr: str) -> ast.expr:
+    return ast.Attribute(ast.Name(OPS, ast.Load()), attr, ast.Load())
+
+
+def _call(attr: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(func=_ops(attr), args=list(args), keywords=[])
+
+
+def _thunk(e: ast.expr) -> ast.Lambda:
+    return ast.Lambda(args=_arguments([]), body=e)
+
+
+def _arguments(names: list[str]) -> ast.arguments:
+    return ast.arguments(
+        posonlyargs=[],
+        args=[ast.arg(n) for n in names],
+        vararg=None,
+        kwonlyargs=[],
+        kw_defaults=[],
+        kwarg=None,
+        defaults=[],
+    )
+
+
+def _names_tuple(names: list[str], ctx: ast.expr_context) -> ast.Tuple:
+    return ast.Tuple([ast.Name(n, ctx) for n in names], ctx)
+
+
+def _str_tuple(names: list[str]) -> ast.Tuple:
+    return ast.Tuple([ast.Constant(n) for n in names], ast.Load())
+
+
+def _state(names: list[str]) -> ast.Tuple:
+    # _iz_.ld(lambda: x) reads x, or gives UNDEF when x is not bound yet.
+    return ast.Tuple([_call("ld", _thunk(ast.Name(n, ast.Load()))) for n in names], ast.Load())
+
+
+def _def(name: str, params: list[str], body: list[ast.stmt]) -> ast.FunctionDef:
+    return ast.FunctionDef(
+        name=name,
+        args=_arguments(params),
+        body=body or [ast.Pass()],
+        decorator_list=[],
+        returns=None,
+        type_comment=None,
+    )
+
+
+def _located(nodes: list[ast.stmt], at: ast.AST) -> list[ast.stmt]:
+    """Give generated statements the (first) line of ``at``; children get theirs from
+    :func:`_fill_locations`."""
+    for node in nodes:
+        if not hasattr(node, "lineno"):
+            _set_line(node, at)
+    return nodes
+
+
+def _set_line(node: ast.AST, at: ast.AST) -> None:
+    node.lineno = node.end_lineno = at.lineno  # type: ignore[attr-defined]
+    node.col_offset = node.end_col_offset = getattr(at, "col_offset", 0)  # type: ignore[attr-defined]
+
+
+def _fill_locations(node: ast.AST, parent: ast.AST | None = None) -> None:
+    """Like ``ast.fix_missing_locations`` but generated nodes get the *start* line of
+    their parent only: Python 3.11 reports a method call at its attribute's end line,
+    which must stay the user's statement line."""
+    if "lineno" in node._attributes and not hasattr(node, "lineno"):
+        if parent is not None:
+            _set_line(node, parent)
+    for child in ast.iter_child_nodes(node):
+        _fill_locations(child, node if hasattr(node, "lineno") else parent)
+
+
+_CMP_OPS = {
+    ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
+    ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in",
+}
+
+
+class _ExprConverter(ast.NodeTransformer):
+    """Rewrites calls, boolean operators, conditional expressions and comparison chains
+    inside expressions (and nested lambdas)."""
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.func, ast.Name) and node.func.id in _FRAME_CALLS:
+            return node
+        if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) \
+                and node.func.value.id == OPS:
+            return node
+        new = ast.Call(func=_ops("converted_call"), args=[node.func, *node.args],
+                       keywords=node.keywords)
+        return ast.copy_location(new, node)
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+        self.generic_visit(node)
+        if _contains(node.values, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
+            return node
+        name = "and_" if isinstance(node.op, ast.And) else "or_"
+        return ast.copy_location(_call(name, *[_thunk(v) for v in node.values]), node)
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Not):
+            return ast.copy_location(_call("not_", node.operand), node)
+        return node
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
+        self.generic_visit(node)
+        if _contains([node.body, node.orelse], (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
+            return node
+        new = _call("ifexp", node.test, _thunk(node.body), _thunk(node.orelse))
+        return ast.copy_location(new, node)
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+        if len(node.ops) == 1 or _contains(node, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
+            return node
+        ops = ast.Tuple([ast.Constant(_CMP_OPS[type(o)]) for o in node.ops], ast.Load())
+        new = _call("compare_chain", _thunk(node.left), ops, *[_thunk(c) for c in node.comparators])
+        return ast.copy_location(new, node)
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        self.generic_visit(node)
+        return ast.copy_location(_call("converted_fn", node), node)
+
+
+class _Converter:
+    """Converts the statements of one function (see the module docstring)."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.counter = 0
+
+    def fresh(self, kind: str) -> str:
+        self.counter += 1
+        return f"{_PREFIX}{kind}_{self.counter}"
+
+    def expr(self, node: ast.expr) -> ast.expr:
+        return _ExprConverter().visit(node)
+
+    def leave(self, node: ast.stmt, why: str) -> None:
+        note_unconverted(self.filename, node.lineno, why)
+
+    # -- functions and blocks
+
+    def function(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        node.args = self.expr(node.args)  # type: ignore[arg-type]
+        node.decorator_list = [self.expr(d) for d in node.decorator_list]
+        node.returns = None
+        for arg in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs,
+                    node.args.vararg, node.args.kwarg):
+            if arg is not None:
+                arg.annotation = None
+        node.body = self.block(normalize_returns(node.body), tail=True, in_loop=False)
+        return node
+
+    def block(self, stmts: list[ast.stmt], *, tail: bool, in_loop: bool) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        for i, stmt in enumerate(stmts):
+            out.extend(self.stmt(stmt, tail=tail and i == len(stmts) - 1, in_loop=in_loop))
+        return out
+
+    def stmt(self, node: ast.stmt, *, tail: bool, in_loop: bool) -> list[ast.stmt]:
+        if isinstance(node, ast.If):
+            return self.if_(node, tail=tail, in_loop=in_loop)
+        if isinstance(node, ast.For):
+            return self.for_(node, in_loop=in_loop)
+        if isinstance(node, ast.While):
+            return self.while_(node, in_loop=in_loop)
+        if isinstance(node, ast.FunctionDef):
+            if _contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
+                return [node]
+            new = self.function(node)
+            new.decorator_list.append(_ops("converted_fn"))
+            return [new]
+        if isinstance(node, ast.Return) and node.value is not None:
+            # _iz_.ret checks for undefined variables at the `return` line.
+            node.value = ast.copy_location(_call("ret", self.expr(node.value)), node.value)
+            return [node]
+        if isinstance(node, (ast.AsyncFunctionDef, ast.ClassDef, ast.AsyncFor, ast.AsyncWith)):
+            return [node]
+        if isinstance(node, ast.With):
+            node.items = [self.expr(i) for i in node.items]  # type: ignore[misc]
+            node.body = self.block(node.body, tail=False, in_loop=in_loop)
+            return [node]
+        if isinstance(node, (ast.Try, getattr(ast, "TryStar", ast.Try))):
+            node.body = self.block(node.body, tail=False, in_loop=in_loop)
+            for h in node.handlers:
+                h.body = self.block(h.body, tail=False, in_loop=in_loop)
+            node.orelse = self.block(node.orelse, tail=False, in_loop=in_loop)
+            node.finalbody = self.block(node.finalbody, tail=False, in_loop=in_loop)
+            return [node]
+        return [self.expr(node)]  # type: ignore[arg-type]
+
+    # -- if
+
+    def if_(self, node: ast.If, *, tail: bool, in_loop: bool) -> list[ast.stmt]:
+        test = self.expr(node.test)
+        has_return = _contains(node, (ast.Return,))
+        why = None
+        if _loop_exits(node.body) or _loop_exits(node.orelse):
+            why = "an `if` containing `break` or `continue`"
+        elif _contains(node, (ast.Yield, ast.YieldFrom, ast.Await)):
+            why = "an `if` containing `yield` or `await`"
+        elif has_return and (
+            in_loop or not tail or not (_clean_tail(node.body) and _clean_tail(node.orelse))
+        ):
+            why = "an `if` with a `return` inside a loop, `with` or `try` block"
+        if why is not None:
+            self.leave(node, why)
+            node.test = test
+            node.body = self.block(node.body, tail=False, in_loop=in_loop)
+            node.orelse = self.block(node.orelse, tail=False, in_loop=in_loop)
+            return [node]
+
+        names = assigned_names([*node.body, *node.orelse])
+        then_name, else_name = self.fresh("then"), self.fresh("else")
+        if has_return:
+            then_body = self.block(node.body, tail=True, in_loop=False)
+            else_body = self.block(node.orelse, tail=True, in_loop=False)
+        else:
+            result = ast.Return(_names_tuple(names, ast.Load()))
+            then_body = [*self.block(node.body, tail=False, in_loop=in_loop), result]
+            else_body = [*self.block(node.orelse, tail=False, in_loop=in_loop),
+                         copy.deepcopy(result)]
+        defs: list[ast.stmt] = [_def(then_name, names, then_body), _def(else_name, names, else_body)]
+        args = (test, ast.Name(then_name, ast.Load()), ast.Name(else_name, ast.Load()),
+                _state(names), _str_tuple(names))
+        out: ast.stmt
+        if has_return:
+            out = ast.Return(_call("if_return", *args))
+        elif names:
+            out = ast.Assign(targets=[_names_tuple(names, ast.Store())], value=_call("if_stmt", *args))
+        else:
+            out = ast.Expr(_call("if_stmt", *args))
+        return _located([*defs, out], node)
+
+    # -- for
+
+    def for_(self, node: ast.For, *, in_loop: bool) -> list[ast.stmt]:
+        it = node.iter
+        is_range = (
+            isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"
+            and 1 <= len(it.args) <= 3 and not it.keywords
+            and not any(isinstance(a, ast.Starred) for a in it.args)
+        )
+        why = None
+        if not is_range or not isinstance(node.target, ast.Name):
+            why = ""  # not a range loop: iterate in Python, silently
+        elif node.orelse:
+            why = "a `for` loop with an `else:` clause"
+        elif _loop_exits(node.body):
+            why = "a `for` loop with `break` or `continue`"
+        elif _contains(node.body, (ast.Return,)):
+            why = "a `for` loop with a `return` inside"
+        elif _contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
+            why = "a `for` loop with `yield` or `await`"
+        if why is not None:
+            if why:
+                self.leave(node, why)
+            node.iter = self.expr(node.iter)
+            node.body = self.block(node.body, tail=False, in_loop=True)
+            node.orelse = self.block(node.orelse, tail=False, in_loop=in_loop)
+            return [node]
+
+        assert isinstance(it, ast.Call) and isinstance(node.target, ast.Name)
+        target = node.target.id
+        names = [n for n in assigned_names(node.body) if n != target]
+        all_names = [target, *names]
+        body_name = self.fresh("for_body")
+        body = [*self.block(node.body, tail=False, in_loop=True),
+                ast.Return(_names_tuple(all_names, ast.Load()))]
+        range_args = ast.Tuple([self.expr(a) for a in it.args], ast.Load())
+        call = _call("for_range", ast.Name("range", ast.Load()), range_args,
+                     ast.Name(body_name, ast.Load()), _state(all_names), _str_tuple(all_names))
+        assign = ast.Assign(targets=[_names_tuple(all_names, ast.Store())], value=call)
+        return _located([_def(body_name, all_names, body), assign], node)
+
+    # -- while
+
+    def while_(self, node: ast.While, *, in_loop: bool) -> list[ast.stmt]:
+        why = None
+        if node.orelse:
+            why = "a `while` loop with an `else:` clause"
+        elif _loop_exits(node.body):
+            why = "a `while` loop with `break` or `continue`"
+        elif _contains(node.body, (ast.Return,)):
+            why = "a `while` loop with a `return` inside"
+        elif _contains(node, (ast.Yield, ast.YieldFrom, ast.Await, ast.NamedExpr)):
+            why = "a `while` loop with `yield`, `await` or `:=`"
+        if why is not None:
+            self.leave(node, why)
+            node.test = self.expr(node.test)
+            node.body = self.block(node.body, tail=False, in_loop=True)
+            node.orelse = self.block(node.orelse, tail=False, in_loop=in_loop)
+            return [node]
+        names = assigned_names(node.body)
+        cond_name, body_name = self.fresh("while_cond"), self.fresh("while_body")
+        cond_def = _def(cond_name, names, [ast.Return(self.expr(node.test))])
+        body_def = _def(body_name, names, [*self.block(node.body, tail=False, in_loop=True),
+                                           ast.Return(_names_tuple(names, ast.Load()))])
+        call = _call("while_", ast.Name(cond_name, ast.Load()), ast.Name(body_name, ast.Load()),
+                     _state(names), _str_tuple(names))
+        out: ast.stmt
+        if names:
+            out = ast.Assign(targets=[_names_tuple(names, ast.Store())], value=call)
+        else:
+            out = ast.Expr(call)
+        return _located([cond_def, body_def, out], node)

@@ -1,0 +1,528 @@
+"""Builders for converted control flow: ``if``, ``for ... in range``, ``while``, boolean
+operators and conditional expressions.
+
+Each builder runs plain Python control flow when the condition (or range bounds) is a
+Python value, and emits ``scf.if`` / ``scf.for`` / ``scf.while`` when it is traced.  The
+code converted by :mod:`.ast_transform` calls them with the statement bodies as
+functions that take and return the variables they assign (the *state*).
+"""
+
+from __future__ import annotations
+
+import builtins
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from xdsl.dialects import arith, scf
+from xdsl.dialects.builtin import i1, i64
+from xdsl.ir import Attribute, Block, Region
+
+from .context import current_builder
+from .diagnostics import trace_error, user_location
+from .tracer import (
+    UNDEF,
+    Tracer,
+    Undefined,
+    as_tracer,
+    cast,
+    check_defined,
+    constant,
+    emit,
+    emit1,
+    index,
+    is_bool_type,
+    is_float_type,
+    is_number,
+    join_types,
+    ssa,
+    to_bool,
+    type_and_strength,
+)
+
+State = tuple[Any, ...]
+
+# --------------------------------------------------------------------------- helpers
+
+
+def ld(thunk: Callable[[], Any]) -> Any:
+    """Read a variable through ``thunk`` (``lambda: x``); ``UNDEF`` if it is unbound."""
+    try:
+        return thunk()
+    except NameError:  # includes UnboundLocalError
+        return UNDEF
+
+
+def ret(value: Any) -> Any:
+    """A ``return`` of the user's code: fail here if it returns an undefined variable."""
+    values = value if type(value) is tuple else (value,)
+    check_defined(*values)
+    for v in values:
+        if isinstance(v, Tracer):
+            ssa(v)  # fails here if the value escaped its loop or branch
+    return value
+
+
+def _undefined(v: object) -> bool:
+    return isinstance(v, Undefined)
+
+
+def _line() -> int:
+    return user_location()[1]
+
+
+def _run_in(block: Block, fn: Callable[[], Any]) -> Any:
+    with current_builder().at(block):
+        return fn()
+
+
+def _yield(block: Block, values: Sequence[Tracer], terminator: type = scf.YieldOp) -> None:
+    with current_builder().at(block):
+        block.add_op(terminator(*[ssa(v) for v in values]))
+
+
+def _discard(*blocks: Block) -> None:
+    for b in blocks:
+        b.erase(safe_erase=False)
+
+
+def _bool_value(c: object) -> Tracer:
+    return to_bool(c) if isinstance(c, Tracer) else constant(bool(c), i1)
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def _merge(
+    cond: Tracer,
+    then_block: Block,
+    then_vals: Sequence[Any],
+    else_block: Block,
+    else_vals: Sequence[Any],
+    labels: Sequence[str],
+    undefined_ok: bool,
+) -> list[Any]:
+    """Emit ``scf.if`` over the two filled blocks, yielding the values that differ.
+
+    Values identical in both branches (the same object) pass through as they are;
+    numbers and tracers are unified to one type and become results; a value undefined
+    in a branch gives an :class:`Undefined` (``undefined_ok``) or an error.
+    """
+    line = _line()
+    out: list[Any] = [None] * len(labels)
+    yielded: list[tuple[int, Attribute]] = []
+    then_yield: list[Tracer] = []
+    else_yield: list[Tracer] = []
+    for k, (label, t, e) in enumerate(zip(labels, then_vals, else_vals)):
+        if t is e:
+            out[k] = t
+        elif _undefined(t) or _undefined(e):
+            if not undefined_ok:
+                raise (t if _undefined(t) else e).error()  # type: ignore[union-attr]
+            out[k] = Undefined(
+                label,
+                f"it is assigned in only one branch of the `if` on a traced condition "
+                f"at line {line}; assign it before the `if` or in both branches",
+            )
+        elif (isinstance(t, Tracer) or is_number(t)) and (isinstance(e, Tracer) or is_number(e)):
+            if not isinstance(t, Tracer) and not isinstance(e, Tracer) and type(t) is type(e) \
+                    and t == e:
+                out[k] = t
+                continue
+            type_ = join_types(type_and_strength(t), type_and_strength(e))
+            then_yield.append(_run_in(then_block, lambda t=t: as_tracer(t, type_)))
+            else_yield.append(_run_in(else_block, lambda e=e: as_tracer(e, type_)))
+            yielded.append((k, type_))
+        else:
+            raise trace_error(
+                f"variable '{label}' in an `if` on a traced condition",
+                f"its branches give it different non-numeric values "
+                f"({type(t).__name__} and {type(e).__name__})",
+            )
+    _yield(then_block, then_yield)
+    _yield(else_block, else_yield)
+    op = emit(scf.IfOp(ssa(cond), [t for _, t in yielded], Region(then_block), Region(else_block)))
+    for (k, _), r in zip(yielded, op.results):
+        out[k] = Tracer(r)
+    return out
+
+
+# --------------------------------------------------------------------------- if
+
+
+def if_stmt(
+    cond: Any, then_fn: Callable[..., State], else_fn: Callable[..., State],
+    state: State, names: Sequence[str],
+) -> State:
+    """An ``if`` statement: run one branch (Python condition) or emit ``scf.if``.
+
+    Returns the new values of ``names``.  After a traced ``if``, a name assigned in only
+    one branch and not before is :class:`Undefined`.
+    """
+    check_defined(cond)
+    if not isinstance(cond, Tracer):
+        out = then_fn(*state) if cond else else_fn(*state)
+        return tuple(
+            Undefined(n, "it is not assigned on the path the code took") if v is UNDEF else v
+            for n, v in zip(names, out)
+        )
+    c = to_bool(cond)
+    then_block, else_block = Block(), Block()
+    then_out = _run_in(then_block, lambda: then_fn(*state))
+    else_out = _run_in(else_block, lambda: else_fn(*state))
+    return tuple(_merge(c, then_block, then_out, else_block, else_out, names, undefined_ok=True))
+
+
+def _flatten_return(value: Any) -> tuple[list[Any], Any]:
+    if type(value) is tuple:
+        return list(value), ("tuple", len(value))
+    if value is None:
+        return [], None
+    return [value], "scalar"
+
+
+def if_return(
+    cond: Any, then_fn: Callable[..., Any], else_fn: Callable[..., Any],
+    state: State, names: Sequence[str],
+) -> Any:
+    """An ``if`` whose branches all end in ``return``; returns the function's value.
+
+    With a traced condition both branches are traced and must return the same structure
+    (a value, a tuple of the same length, or None).
+    """
+    check_defined(cond)
+    if not isinstance(cond, Tracer):
+        return then_fn(*state) if cond else else_fn(*state)
+    c = to_bool(cond)
+    then_block, else_block = Block(), Block()
+    then_ret = _run_in(then_block, lambda: then_fn(*state))
+    else_ret = _run_in(else_block, lambda: else_fn(*state))
+    then_leaves, then_def = _flatten_return(then_ret)
+    else_leaves, else_def = _flatten_return(else_ret)
+    if then_def != else_def:
+        raise trace_error(
+            "an `if` on a traced condition whose branches return different shapes",
+            f"one returns {_describe(then_ret)}, the other {_describe(else_ret)}",
+        )
+    labels = [f"return value {k}" for k in range(len(then_leaves))]
+    merged = _merge(c, then_block, then_leaves, else_block, else_leaves, labels, undefined_ok=False)
+    if then_def is None:
+        return None
+    if then_def == "scalar":
+        return merged[0]
+    return tuple(merged)
+
+
+def _describe(v: Any) -> str:
+    if v is None:
+        return "None"
+    if type(v) is tuple:
+        return f"a tuple of {len(v)}"
+    return "a single value"
+
+
+def ifexp(cond: Any, then_thunk: Callable[[], Any], else_thunk: Callable[[], Any]) -> Any:
+    """``a if cond else b``: Python selection, or ``scf.if`` with one result."""
+    check_defined(cond)
+    if not isinstance(cond, Tracer):
+        return then_thunk() if cond else else_thunk()
+    c = to_bool(cond)
+    then_block, else_block = Block(), Block()
+    t = _run_in(then_block, then_thunk)
+    e = _run_in(else_block, else_thunk)
+    return _merge(c, then_block, [t], else_block, [e], ["conditional expression"], False)[0]
+
+
+# --------------------------------------------------------------------------- and/or/not
+
+
+def and_(*thunks: Callable[[], Any]) -> Any:
+    """``a and b and ...``: Python semantics on Python values; with a traced operand,
+    the ``i1`` conjunction (``arith.andi``) of the operands' truth values."""
+    return _bool_chain(thunks, is_and=True)
+
+
+def or_(*thunks: Callable[[], Any]) -> Any:
+    """``a or b or ...``: like :func:`and_` with ``arith.ori``."""
+    return _bool_chain(thunks, is_and=False)
+
+
+def _bool_chain(thunks: Sequence[Callable[[], Any]], is_and: bool) -> Any:
+    acc: Tracer | None = None
+    value: Any = None
+    for thunk in thunks:
+        value = thunk()
+        check_defined(value)
+        if isinstance(value, Tracer):
+            b = to_bool(value)
+            if acc is None:
+                acc = b
+            else:
+                cls = arith.AndIOp if is_and else arith.OrIOp
+                acc = emit1(cls(ssa(acc), ssa(b)))
+        elif bool(value) != is_and:  # decides the result: falsy for `and`, truthy for `or`
+            return value if acc is None else (not is_and)
+    return value if acc is None else acc
+
+
+def not_(value: Any) -> Any:
+    """``not value``: ``arith.xori`` with ``true`` on a traced value."""
+    check_defined(value)
+    if isinstance(value, Tracer):
+        return emit1(arith.XOrIOp(ssa(to_bool(value)), ssa(constant(True, i1))))
+    return not value
+
+
+_CMP = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq, "!=": operator.ne, "is": operator.is_, "is not": operator.is_not,
+    "in": lambda a, b: a in b, "not in": lambda a, b: a not in b,
+}
+
+
+def compare_chain(left: Callable[[], Any], ops: Sequence[str], *rights: Callable[[], Any]) -> Any:
+    """``a < b < c``: each operand evaluated once; traced comparisons are and-ed."""
+    lhs = left()
+    acc: Tracer | None = None
+    result: Any = True
+    for op, right in zip(ops, rights):
+        rhs = right()
+        result = _CMP[op](lhs, rhs)
+        if isinstance(result, Tracer):
+            acc = result if acc is None else emit1(arith.AndIOp(ssa(acc), ssa(result)))
+        elif not result:
+            return result if acc is None else False
+        lhs = rhs
+    return result if acc is None else acc
+
+
+# --------------------------------------------------------------------------- loops
+
+
+class _Carried:
+    """The loop-carried variables of a traced loop and their IR types."""
+
+    def __init__(self, names: Sequence[str], state: State, loop: str) -> None:
+        self.names = list(names)
+        self.loop = loop
+        self.line = _line()
+        self.initial = list(state)
+        self.slots: list[int] = []  # positions of carried numeric values
+        self.kinds: list[tuple[Attribute, bool]] = []
+        for k, v in enumerate(state):
+            if isinstance(v, Tracer) or is_number(v):
+                self.slots.append(k)
+                self.kinds.append(type_and_strength(v))
+
+    @property
+    def types(self) -> list[Attribute]:
+        return [t for t, _ in self.kinds]
+
+    def inputs(self, args: Sequence[Any]) -> list[Any]:
+        """The state inside the body: block arguments for carried values."""
+        values = list(self.initial)
+        for slot, arg in zip(self.slots, args):
+            values[slot] = Tracer(arg)
+        return values
+
+    def check(self, out: Sequence[Any]) -> bool:
+        """Check the body's new state; widen carried types; True if they changed."""
+        changed = False
+        carried = set(self.slots)
+        for k, (name, before, after) in enumerate(zip(self.names, self.initial, out)):
+            if k in carried:
+                if _undefined(after):
+                    raise after.error()
+                if not (isinstance(after, Tracer) or is_number(after)):
+                    raise trace_error(
+                        f"variable '{name}' in a {self.loop}",
+                        f"it is a number before the loop and a {type(after).__name__} in it",
+                    )
+                i = self.slots.index(k)
+                joined = join_types(self.kinds[i], type_and_strength(after))
+                if joined != self.kinds[i][0]:
+                    strong = self.kinds[i][1] or isinstance(after, Tracer)
+                    self.kinds[i] = (joined, strong)
+                    changed = True
+            elif not _undefined(before) and after is not before:
+                raise trace_error(
+                    f"variable '{name}' in a {self.loop}",
+                    f"it holds a {type(before).__name__} before the loop and the loop body "
+                    "changes it; only numbers can be carried through a traced loop "
+                    "(initialize it with a number before the loop)",
+                )
+        return changed
+
+    def yields(self, out: Sequence[Any]) -> list[Tracer]:
+        """The carried values of ``out`` converted to the carried types."""
+        return [as_tracer(out[slot], t) for slot, t in zip(self.slots, self.types)]
+
+    def init_values(self) -> list[Tracer]:
+        """The carried values before the loop, converted to the carried types."""
+        return [as_tracer(self.initial[slot], t) for slot, t in zip(self.slots, self.types)]
+
+    def results(self, results: Sequence[Any], first_assigned: str) -> State:
+        """The state after the loop: results for carried values, Undefined for names
+        first assigned in the body."""
+        out = list(self.initial)
+        for slot, r in zip(self.slots, results):
+            out[slot] = Tracer(r)
+        for k, v in enumerate(out):
+            if _undefined(v):
+                out[k] = Undefined(
+                    self.names[k],
+                    f"it is {first_assigned} the {self.loop} at line {self.line}, so it has "
+                    "no value after the loop; assign it before the loop",
+                )
+        return tuple(out)
+
+
+_MAX_RETRACES = 8
+
+
+def _trip_count(start: Any, stop: Any, step: Any) -> Tracer:
+    """``len(range(start, stop, step))`` as an ``i64`` tracer."""
+    diff = stop if (not isinstance(start, Tracer) and start == 0) else stop - start
+    if not isinstance(step, Tracer):
+        if step == 1:
+            n = diff
+        elif step > 0:
+            n = _divsi(diff + (step - 1), step)
+        else:
+            n = _divsi((start - stop) + (-step - 1), -step)
+    else:
+        n = emit1(arith.CeilDivSIOp(ssa(as_tracer(diff, i64)), ssa(step)))
+    n = as_tracer(n, i64)
+    return emit1(arith.MaxSIOp(ssa(n), ssa(constant(0, i64))))
+
+
+def _divsi(a: Any, b: int) -> Tracer:
+    return emit1(arith.DivSIOp(ssa(as_tracer(a, i64)), ssa(constant(b, i64))))
+
+
+def _range_operand(v: Any, what: str) -> Any:
+    check_defined(v)
+    if isinstance(v, Tracer):
+        if is_float_type(v.type):
+            raise trace_error("range() with a float argument",
+                              f"the {what} is a traced float; use int(...)")
+        return cast(v, i64) if is_bool_type(v.type) else v
+    return operator.index(v)
+
+
+def for_range(
+    range_fn: Any, args: tuple[Any, ...], body_fn: Callable[..., State],
+    state: State, names: Sequence[str],
+) -> State:
+    """``for i in range(*args)``: a Python loop when the bounds are Python ints (and
+    ``range`` is the builtin), else one ``scf.for`` whose trip count is computed in IR.
+
+    ``state``/``names`` start with the loop variable, then the names the body assigns.
+    """
+    check_defined(*args)
+    if range_fn is not builtins.range or not any(isinstance(a, Tracer) for a in args):
+        current = tuple(state)
+        for value in range_fn(*args):
+            current = tuple(body_fn(value, *current[1:]))
+        return current
+    if len(args) == 1:
+        start, stop, step = 0, args[0], 1
+    elif len(args) == 2:
+        start, stop, step = args[0], args[1], 1
+    else:
+        start, stop, step = args
+    start = _range_operand(start, "start")
+    stop = _range_operand(stop, "stop")
+    step = _range_operand(step, "step")
+    if not isinstance(step, Tracer) and step == 0:
+        raise ValueError("range() arg 3 must not be zero")
+
+    carried = _Carried(names[1:], tuple(state[1:]), "`for` loop over a traced range")
+    for _ in range(_MAX_RETRACES):
+        block = Block(arg_types=[index, *carried.types])
+
+        def body(block: Block = block) -> tuple[bool, list[Tracer]]:
+            k = cast(Tracer(block.args[0]), i64)
+            i = k
+            if isinstance(step, Tracer) or step != 1:
+                i = i * step
+            if isinstance(start, Tracer) or start != 0:
+                i = start + i
+            out = tuple(body_fn(i, *carried.inputs(block.args[1:])))[1:]
+            if carried.check(out):
+                return True, []
+            return False, carried.yields(out)
+
+        retrace, yields = _run_in(block, body)
+        if retrace:
+            _discard(block)
+            continue
+        _yield(block, yields)
+        break
+    else:  # pragma: no cover - types only widen, so this cannot loop forever
+        raise trace_error("a `for` loop", "loop-carried types did not settle")
+
+    n = _trip_count(start, stop, step)
+    upper = emit1(arith.IndexCastOp(ssa(n), index))
+    lower, one = constant(0, index), constant(1, index)
+    inits = carried.init_values()
+    op = emit(scf.ForOp(ssa(lower), ssa(upper), ssa(one), [ssa(v) for v in inits], Region(block)))
+    after = carried.results(op.results, "first assigned inside")
+    target = Undefined(
+        names[0], f"it is the variable of the `for` loop over a traced range at line "
+        f"{carried.line}, which has no value after the loop",
+    )
+    return (target, *after)
+
+
+def while_(
+    cond_fn: Callable[..., Any], body_fn: Callable[..., State],
+    state: State, names: Sequence[str],
+) -> State:
+    """``while cond: body``: Python iterations while the condition is a Python value;
+    once it is traced, one ``scf.while`` for the remaining iterations."""
+    current = tuple(state)
+    fb = current_builder()
+    while True:
+        scratch = Block()
+        cond = _run_in(scratch, lambda: cond_fn(*current))
+        check_defined(cond)
+        if isinstance(cond, Tracer):
+            _discard(scratch)
+            break
+        for op in list(scratch.ops):  # keep ops a Python-valued condition emitted
+            op.detach()
+            fb.insert(op)
+        if not cond:
+            return current
+        current = tuple(body_fn(*current))
+
+    carried = _Carried(names, current, "`while` loop on a traced condition")
+    for _ in range(_MAX_RETRACES):
+        before = Block(arg_types=carried.types)
+        after = Block(arg_types=carried.types)
+
+        def before_body() -> None:
+            c = cond_fn(*carried.inputs(before.args))
+            check_defined(c)
+            before.add_op(scf.ConditionOp(ssa(_bool_value(c)), *before.args))
+
+        def after_body() -> tuple[bool, list[Tracer]]:
+            out = tuple(body_fn(*carried.inputs(after.args)))
+            if carried.check(out):
+                return True, []
+            return False, carried.yields(out)
+
+        _run_in(before, before_body)
+        retrace, yields = _run_in(after, after_body)
+        if retrace:
+            _discard(before, after)
+            continue
+        _yield(after, yields)
+        break
+    else:  # pragma: no cover
+        raise trace_error("a `while` loop", "loop-carried types did not settle")
+
+    inits = carried.init_values()
+    op = emit(scf.WhileOp([ssa(v) for v in inits], carried.types, Region(before), Region(after)))
+    return carried.results(op.results, "first assigned inside")

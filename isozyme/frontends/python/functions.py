@@ -1,0 +1,299 @@
+"""Calls inside traced code: the function table, helper functions and plain Python.
+
+Every call in a converted function goes through :func:`converted_call`:
+
+1. a callable in :mod:`.builtins_table` with a traced argument emits its IR;
+2. a function already converted (a nested ``def``/``lambda`` of converted code) runs
+   inline;
+3. a call with no traced argument anywhere runs as plain Python, at trace time;
+4. a Python function with traced arguments is traced (AST-converted) into a private
+   ``func.func`` called with ``func.call``; one function per (function, signature),
+   where the signature is the traced arguments' types and the other arguments' values;
+5. a built-in or C function with traced arguments raises a TraceError naming it.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import types
+from collections.abc import Callable
+from typing import Any
+
+from xdsl.dialects import func
+from xdsl.ir import Attribute, Block, Region
+
+from .ast_transform import convert, is_converted
+from .builtins_table import lookup, passes_through
+from .context import FunctionBuilder, HelperEntry, building, current_builder
+from .diagnostics import trace_error
+from .tracer import (
+    EscapedValueError,
+    Tracer,
+    Undefined,
+    check_defined,
+    ssa,
+)
+
+# --------------------------------------------------------------------------- pytrees
+
+Leaf = Any
+TreeDef = Any
+
+
+def flatten(obj: object) -> tuple[list[Leaf], TreeDef]:
+    """Flatten tuples, lists and dicts (recursively) into leaves and a structure."""
+    if isinstance(obj, (tuple, list)) and type(obj) in (tuple, list):
+        leaves: list[Leaf] = []
+        defs = []
+        for item in obj:
+            sub_leaves, sub_def = flatten(item)
+            leaves.extend(sub_leaves)
+            defs.append((len(sub_leaves), sub_def))
+        return leaves, (type(obj), defs)
+    if type(obj) is dict:
+        keys = list(obj.keys())
+        leaves, vdef = flatten([obj[k] for k in keys])
+        return leaves, (dict, keys, vdef)
+    return [obj], None
+
+
+def unflatten(treedef: TreeDef, leaves: list[Leaf]) -> Any:
+    """Inverse of :func:`flatten`."""
+    if treedef is None:
+        return leaves[0]
+    if treedef[0] is dict:
+        _, keys, vdef = treedef
+        return dict(zip(keys, unflatten(vdef, leaves)))
+    kind, defs = treedef
+    out, pos = [], 0
+    for n, sub in defs:
+        out.append(unflatten(sub, leaves[pos : pos + n]))
+        pos += n
+    return kind(out)
+
+
+def contains_tracer(obj: object) -> bool:
+    """Whether a tracer is in ``obj`` or in the tuples, lists and dicts it holds."""
+    if isinstance(obj, Tracer):
+        return True
+    if isinstance(obj, (tuple, list)):
+        return any(contains_tracer(x) for x in obj)
+    if isinstance(obj, dict):
+        return any(contains_tracer(x) for x in obj.values())
+    return False
+
+
+def _key_of(value: object) -> object:
+    """A cache key for a leaf argument: the type of a tracer, else the value itself."""
+    if isinstance(value, Tracer):
+        return ("traced", value.type)
+    try:
+        hash(value)
+    except TypeError:
+        return ("object", id(value))
+    return ("const", type(value), value)
+
+
+def _callable_name(f: object) -> str:
+    name = getattr(f, "__qualname__", None) or getattr(f, "__name__", None) or repr(f)
+    module = getattr(f, "__module__", None)
+    if module and module not in ("builtins", "__main__"):
+        return f"{module}.{name}"
+    return str(name)
+
+
+# --------------------------------------------------------------------------- calls
+
+
+def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``f(*args, **kwargs)`` from converted code (see the module docstring)."""
+    check_defined(f, *args, *kwargs.values())
+    builder = lookup(f)
+    if builder is not None:
+        if contains_tracer(args) or contains_tracer(kwargs):
+            return builder(*args, **kwargs)
+        return f(*args, **kwargs)
+    if is_converted(f):
+        return _call_inline(f, args, kwargs)
+    if not (contains_tracer(args) or contains_tracer(kwargs)):
+        return f(*args, **kwargs)
+    if isinstance(f, functools.partial):
+        return converted_call(f.func, *f.args, *args, **{**f.keywords, **kwargs})
+    if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
+        return converted_call(f.__func__, f.__self__, *args, **kwargs)
+    if isinstance(f, types.FunctionType):
+        module = getattr(f, "__module__", "") or ""
+        if module.split(".")[0] in ("numpy", "math", "isozyme"):
+            raise trace_error(
+                f"a call to {_callable_name(f)}",
+                "isozyme has no rule for this library function on traced values",
+            )
+        return call_helper(f, args, kwargs)
+    if isinstance(f, type) and f.__module__ != "builtins":
+        return f(*args, **kwargs)  # a user class: build the object at trace time
+    if passes_through(f) or _is_container_method(f):
+        return f(*args, **kwargs)
+    call = getattr(type(f), "__call__", None)
+    if isinstance(call, types.FunctionType):  # a callable object defined in Python
+        return converted_call(call, f, *args, **kwargs)
+    raise trace_error(
+        f"a call to {_callable_name(f)}",
+        "it is a built-in or C function that isozyme has no rule for "
+        "(register one in isozyme.rules, or compute it from supported operations)",
+    )
+
+
+_INLINE_DEPTH: dict[int, int] = {}
+_MAX_INLINE_DEPTH = 64
+
+
+def _call_inline(f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call a converted nested function in place, refusing unbounded recursion."""
+    key = id(getattr(f, "__code__", f))
+    depth = _INLINE_DEPTH.get(key, 0)
+    if depth >= _MAX_INLINE_DEPTH and (contains_tracer(args) or contains_tracer(kwargs)):
+        raise trace_error(
+            f"a recursive call of {getattr(f, '__name__', f)}()",
+            f"more than {_MAX_INLINE_DEPTH} nested calls with traced arguments; recursion "
+            "on traced values has no bound known at trace time",
+        )
+    _INLINE_DEPTH[key] = depth + 1
+    try:
+        return f(*args, **kwargs)
+    finally:
+        _INLINE_DEPTH[key] = depth
+        if depth == 0:
+            del _INLINE_DEPTH[key]
+
+
+def _is_container_method(f: object) -> bool:
+    """``lst.append``, ``d.update``...: C methods of Python objects store traced values
+    without looking at them.  (Module-level C functions are not included.)"""
+    owner = getattr(f, "__self__", None)
+    return (
+        isinstance(f, types.BuiltinMethodType)
+        and owner is not None
+        and not isinstance(owner, types.ModuleType)
+        and isinstance(owner, (list, dict, set, collections.deque))
+    )
+
+
+def call_helper(f: types.FunctionType, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Emit ``func.call`` of the private ``func.func`` traced from ``f`` for these
+    arguments (tracing it on first use), and return its results as Python values."""
+    fb = current_builder()
+    session = fb.session
+    leaves, treedef = flatten((args, kwargs))
+    key = (f, tuple(_key_of(x) for x in leaves), treedef_key(treedef))
+    entry = session.helpers.get(key)
+    if entry is None:
+        if key in session.in_progress:
+            raise trace_error(
+                f"a recursive call of {f.__name__}()",
+                "recursion with traced arguments has no bound known at trace time",
+            )
+        entry = _trace_helper(f, leaves, treedef, key)
+    if entry.inline:
+        return convert(f)(*args, **kwargs)
+    traced = [x for x in leaves if isinstance(x, Tracer)]
+    call = fb.insert(func.CallOp(entry.name, [ssa(t) for t in traced], entry.result_types))
+    return entry.rebuild([Tracer(r) for r in call.results])
+
+
+def treedef_key(treedef: TreeDef) -> object:
+    """A hashable form of a structure from :func:`flatten`."""
+    if treedef is None:
+        return None
+    if treedef[0] is dict:
+        return ("dict", tuple(treedef[1]), treedef_key(treedef[2]))
+    return (treedef[0].__name__, tuple((n, treedef_key(d)) for n, d in treedef[1]))
+
+
+def _trace_helper(
+    f: types.FunctionType, leaves: list[Leaf], treedef: TreeDef, key: object
+) -> HelperEntry:
+    session = current_builder().session
+    session.in_progress.add(key)
+    name = session.unique_name(f.__name__)
+    try:
+        traced_types = [x.type for x in leaves if isinstance(x, Tracer)]
+        out: dict[str, Any] = {}
+
+        def collect(result: object) -> list[Tracer]:
+            out_leaves, out_def = flatten(result)
+            for leaf in out_leaves:
+                if isinstance(leaf, Undefined):
+                    raise leaf.error()
+            out["leaves"], out["def"] = out_leaves, out_def
+            return [x for x in out_leaves if isinstance(x, Tracer)]
+
+        try:
+            func_op, _ = trace_function(
+                session, f, leaves, treedef, name, traced_types, collect, private=True
+            )
+        except EscapedValueError:
+            # The helper uses a traced value of its caller (through a closure or an
+            # object argument): it cannot be a separate function, so inline it.
+            session.used_names.discard(name)
+            entry = HelperEntry(name, [], None, inline=True)
+            session.helpers[key] = entry
+            return entry
+        session.add_function(func_op)
+        out_leaves, out_def = out["leaves"], out["def"]
+
+        def rebuild(results: list[Any]) -> Any:
+            it = iter(results)
+            rebuilt = [next(it) if isinstance(x, Tracer) else x for x in out_leaves]
+            return unflatten(out_def, rebuilt)
+
+        entry = HelperEntry(name, list(func_op.function_type.outputs.data), rebuild)
+        session.helpers[key] = entry
+        return entry
+    finally:
+        session.in_progress.discard(key)
+
+
+def trace_function(
+    session: Any,
+    f: Callable[..., Any],
+    leaves: list[Leaf],
+    treedef: TreeDef,
+    name: str,
+    traced_types: list[Attribute],
+    collect: Callable[[Any], list[Tracer]],
+    *,
+    private: bool,
+) -> tuple[func.FuncOp, Any]:
+    """Trace ``f`` into a new ``func.func @name`` (not yet added to the module).
+
+    ``leaves``/``treedef`` describe the call's ``(args, kwargs)`` (see :func:`flatten`);
+    each leaf that is a tracer or an IR type becomes the next block argument (of the
+    matching type in ``traced_types``), the other leaves are passed as they are.
+    ``collect`` maps the Python return value to the tracers to return.  Returns the op
+    and the Python return value.
+    """
+    converted = convert(f)
+    block = Block(arg_types=traced_types)
+    fb = FunctionBuilder(session, block)
+    with building(fb):
+        arg_iter = iter(block.args)
+        new_leaves = [
+            Tracer(next(arg_iter), fb) if isinstance(x, (Tracer, Attribute)) else x
+            for x in leaves
+        ]
+        args, kwargs = unflatten(treedef, new_leaves)
+        try:
+            result = converted(*args, **kwargs)
+            result_values = collect(result)
+            fb.insert(func.ReturnOp(*[ssa(v) for v in result_values]))
+        except BaseException:
+            block.erase(safe_erase=False)
+            raise
+    func_op = func.FuncOp(
+        name,
+        (traced_types, [v.type for v in result_values]),
+        Region(block),
+        visibility="private" if private else None,
+    )
+    return func_op, result

@@ -1,0 +1,110 @@
+"""The frontend's entry point: trace a Python function of scalars into ``traced`` IR."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from xdsl.dialects import builtin
+from xdsl.dialects.builtin import Float32Type, Float64Type, IntegerType, i64
+from xdsl.ir import Attribute
+from xdsl.utils.exceptions import VerifyException
+
+from isozyme.errors import TraceError
+
+from .context import TraceSession, sanitize_name
+from .diagnostics import trace_error
+from .functions import flatten, trace_function
+from .tracer import Tracer, Undefined, as_tracer, is_number, scalar_type_of
+
+
+@dataclass
+class TracedFunction:
+    """The result of :func:`trace`.
+
+    ``module`` holds the public ``func.func @func_name`` (one argument per traced
+    argument, in order) and a private ``func.func`` per traced helper.  ``returns_tuple``
+    says whether the Python function returned a tuple (its results map back into a
+    tuple); otherwise there is one result, or none when it returned ``None``.
+    """
+
+    module: builtin.ModuleOp
+    func_name: str
+    arg_types: list[Attribute] = field(default_factory=list)
+    result_types: list[Attribute] = field(default_factory=list)
+    returns_tuple: bool = False
+
+
+def _is_traced_type(a: object) -> bool:
+    return isinstance(a, (Float64Type, Float32Type)) or (
+        isinstance(a, IntegerType) and a.width.data in (1, 64)
+    )
+
+
+def trace(fn: Callable[..., Any], args: Sequence[object], *, name: str | None = None) -> TracedFunction:
+    """Trace ``fn`` once on abstract arguments into a verified xDSL module.
+
+    Each entry of ``args`` describes one positional argument of ``fn``: an IR type
+    (``f64``, ``f32``, ``i64``, ``i1``) makes it a traced argument of the function; any
+    other object is passed as a constant baked in at trace time.  ``name`` (default
+    ``fn.__name__``) names the public function.  Raises
+    :class:`isozyme.errors.TraceError` for code that cannot be traced.
+    """
+    if isinstance(fn, types.MethodType):
+        bound_self, fn = fn.__self__, fn.__func__
+        args = [bound_self, *args]
+    if not isinstance(fn, types.FunctionType):
+        raise trace_error(f"{fn!r}", "isozyme traces Python functions (def or lambda)")
+    for a in args:
+        if isinstance(a, Attribute) and not _is_traced_type(a):
+            raise trace_error(f"an argument of type {a}", "traced arguments are f64, f32, i64 or i1",
+                              (fn.__code__.co_filename, fn.__code__.co_firstlineno))
+    session = TraceSession()
+    func_name = session.unique_name(sanitize_name(name or fn.__name__))
+    arg_types = [a for a in args if isinstance(a, Attribute)]
+    leaves, treedef = flatten((list(args), {}))
+    shape: dict[str, bool] = {}
+
+    def collect(result: object) -> list[Tracer]:
+        shape["tuple"] = type(result) is tuple
+        if result is None:
+            return []
+        values = list(result) if type(result) is tuple else [result]
+        return [_result(v) for v in values]
+
+    func_op, _ = trace_function(
+        session, fn, leaves, treedef, func_name, arg_types, collect, private=False
+    )
+    session.add_function(func_op)
+    module = session.module
+    try:
+        module.verify()
+    except VerifyException as exc:
+        raise TraceError(
+            f"{fn.__code__.co_filename}:{fn.__code__.co_firstlineno}: cannot trace "
+            f"function {fn.__name__}(): the traced IR does not verify, most likely because "
+            "a traced value escaped the traced loop or branch that computed it through a "
+            f"Python object (a list, a dict, an attribute): {exc}"
+        ) from exc
+    return TracedFunction(
+        module=module,
+        func_name=func_name,
+        arg_types=arg_types,
+        result_types=list(func_op.function_type.outputs.data),
+        returns_tuple=shape["tuple"],
+    )
+
+
+def _result(value: object) -> Tracer:
+    if isinstance(value, Undefined):
+        raise value.error()
+    if isinstance(value, Tracer):
+        return value
+    if is_number(value):
+        return as_tracer(value, i64 if scalar_type_of(value) == i64 else None)
+    raise trace_error(
+        f"returning a value of type {type(value).__name__}",
+        "a traced function returns numbers, traced values, None, or a flat tuple of them",
+    )

@@ -1,0 +1,154 @@
+"""A reference evaluator for ``traced`` IR, for tests only (the JIT lives elsewhere).
+
+Uses xDSL's interpreter (``func``, ``arith``, ``scf``, ``math``) and fills in the ops it
+lacks (``arith.divf``, casts, ``math.sin``...) on Python floats and ints.  ``i1`` values
+are Python bools.  ``f32`` results are rounded to float32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import arith, builtin
+from xdsl.dialects import math as mathd
+from xdsl.interpreter import Interpreter, InterpreterFunctions, PythonValues, impl, register_impls
+from xdsl.interpreters.arith import ArithFunctions
+from xdsl.interpreters.func import FuncFunctions
+from xdsl.interpreters.math import MathFunctions
+from xdsl.interpreters.scf import ScfFunctions
+from xdsl.ir import Operation
+
+
+def _round_to(op: Operation, value: Any) -> Any:
+    t = op.results[0].type
+    if isinstance(t, builtin.Float32Type):
+        return float(np.float32(value))
+    if isinstance(t, builtin.IntegerType) and t.width.data == 1:
+        return bool(value)
+    if isinstance(t, builtin.IntegerType | builtin.IndexType) and isinstance(value, int):
+        value &= (1 << 64) - 1
+        return value - (1 << 64) if value >= 1 << 63 else value
+    return value
+
+
+def _unary(fn: Callable[[Any], Any]):
+    def run(self: Any, interpreter: Interpreter, op: Operation, args: PythonValues) -> PythonValues:
+        return (_round_to(op, fn(args[0])),)
+
+    return run
+
+
+def _binary(fn: Callable[[Any, Any], Any]):
+    def run(self: Any, interpreter: Interpreter, op: Operation, args: PythonValues) -> PythonValues:
+        return (_round_to(op, fn(args[0], args[1])),)
+
+    return run
+
+
+def _fdiv(a: float, b: float) -> float:
+    if b == 0:
+        if a == 0 or math.isnan(a):
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+    return a / b
+
+
+def _safe(fn: Callable[..., float]) -> Callable[..., float]:
+    def run(*args: float) -> float:
+        try:
+            return fn(*args)
+        except ValueError:
+            return math.nan
+        except OverflowError:
+            return math.inf
+
+    return run
+
+
+def _ceildiv(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+@register_impls
+class ExtraFunctions(InterpreterFunctions):
+    """The ops xDSL's interpreter does not implement (or implements for another use)."""
+
+    @impl(arith.ConstantOp)
+    def run_constant(self, interpreter: Interpreter, op: arith.ConstantOp, args: PythonValues):
+        value = op.value
+        if isinstance(value, builtin.IntegerAttr) and value.type == builtin.i1:
+            return (bool(value.value.data),)
+        return (value.value.data,)  # type: ignore[union-attr]
+
+    run_divf = impl(arith.DivfOp)(_binary(_fdiv))
+    run_addf = impl(arith.AddfOp)(_binary(lambda a, b: a + b))
+    run_subf = impl(arith.SubfOp)(_binary(lambda a, b: a - b))
+    run_mulf = impl(arith.MulfOp)(_binary(lambda a, b: a * b))
+    run_addi = impl(arith.AddiOp)(_binary(lambda a, b: a + b))
+    run_subi = impl(arith.SubiOp)(_binary(lambda a, b: a - b))
+    run_muli = impl(arith.MuliOp)(_binary(lambda a, b: a * b))
+    run_andi = impl(arith.AndIOp)(_binary(lambda a, b: a & b))
+    run_ori = impl(arith.OrIOp)(_binary(lambda a, b: a | b))
+    run_xori = impl(arith.XOrIOp)(_binary(lambda a, b: a ^ b))
+    run_negf = impl(arith.NegfOp)(_unary(lambda a: -a))
+    run_sitofp = impl(arith.SIToFPOp)(_unary(float))
+    run_fptosi = impl(arith.FPToSIOp)(_unary(int))
+    run_extf = impl(arith.ExtFOp)(_unary(float))
+    run_truncf = impl(arith.TruncFOp)(_unary(float))
+    run_extui = impl(arith.ExtUIOp)(_unary(int))
+    run_extsi = impl(arith.ExtSIOp)(_unary(int))
+    run_trunci = impl(arith.TruncIOp)(_unary(int))
+    run_minsi = impl(arith.MinSIOp)(_binary(min))
+    run_maxsi = impl(arith.MaxSIOp)(_binary(max))
+    run_ceildivsi = impl(arith.CeilDivSIOp)(_binary(_ceildiv))
+    run_divsi = impl(arith.DivSIOp)(_binary(lambda a, b: int(a / b)))
+    run_maxnumf = impl(arith.MaxnumfOp)(_binary(lambda a, b: b if math.isnan(a) else a if math.isnan(b) else max(a, b)))
+    run_minnumf = impl(arith.MinnumfOp)(_binary(lambda a, b: b if math.isnan(a) else a if math.isnan(b) else min(a, b)))
+
+    run_sin = impl(mathd.SinOp)(_unary(math.sin))
+    run_cos = impl(mathd.CosOp)(_unary(math.cos))
+    run_tan = impl(mathd.TanOp)(_unary(math.tan))
+    run_asin = impl(mathd.AsinOp)(_unary(_safe(math.asin)))
+    run_acos = impl(mathd.AcosOp)(_unary(_safe(math.acos)))
+    run_atan = impl(mathd.AtanOp)(_unary(math.atan))
+    run_atan2 = impl(mathd.Atan2Op)(_binary(math.atan2))
+    run_sinh = impl(mathd.SinhOp)(_unary(_safe(math.sinh)))
+    run_cosh = impl(mathd.CoshOp)(_unary(_safe(math.cosh)))
+    run_tanh = impl(mathd.TanhOp)(_unary(math.tanh))
+    run_asinh = impl(mathd.AsinhOp)(_unary(math.asinh))
+    run_acosh = impl(mathd.AcoshOp)(_unary(_safe(math.acosh)))
+    run_atanh = impl(mathd.AtanhOp)(_unary(_safe(math.atanh)))
+    run_exp = impl(mathd.ExpOp)(_unary(_safe(math.exp)))
+    run_exp2 = impl(mathd.Exp2Op)(_unary(_safe(lambda x: 2.0**x)))
+    run_expm1 = impl(mathd.ExpM1Op)(_unary(_safe(math.expm1)))
+    run_log = impl(mathd.LogOp)(_unary(_safe(math.log)))
+    run_log1p = impl(mathd.Log1pOp)(_unary(_safe(math.log1p)))
+    run_log2 = impl(mathd.Log2Op)(_unary(_safe(math.log2)))
+    run_log10 = impl(mathd.Log10Op)(_unary(_safe(math.log10)))
+    run_sqrt = impl(mathd.SqrtOp)(_unary(_safe(math.sqrt)))
+    run_cbrt = impl(mathd.CbrtOp)(_unary(lambda x: math.copysign(abs(x) ** (1 / 3), x)))
+    run_powf = impl(mathd.PowFOp)(_binary(_safe(math.pow)))
+    run_fpowi = impl(mathd.FPowIOp)(_binary(_safe(lambda a, n: float(a) ** int(n))))
+    run_ipowi = impl(mathd.IPowIOp)(_binary(lambda a, n: a**n if n >= 0 else 0))
+    run_absf = impl(mathd.AbsFOp)(_unary(abs))
+    run_absi = impl(mathd.AbsIOp)(_unary(abs))
+    run_floor = impl(mathd.FloorOp)(_unary(lambda x: float(math.floor(x)) if math.isfinite(x) else x))
+    run_ceil = impl(mathd.CeilOp)(_unary(lambda x: float(math.ceil(x)) if math.isfinite(x) else x))
+    run_trunc = impl(mathd.TruncOp)(_unary(lambda x: float(math.trunc(x)) if math.isfinite(x) else x))
+    run_roundeven = impl(mathd.RoundEvenOp)(_unary(lambda x: float(round(x)) if math.isfinite(x) else x))
+    run_copysign = impl(mathd.CopySignOp)(_binary(math.copysign))
+    run_erf = impl(mathd.ErfOp)(_unary(math.erf))
+
+
+def evaluate(module: builtin.ModuleOp, name: str, *args: Any) -> tuple[Any, ...]:
+    """Run ``func.func @name`` of ``module`` on Python values; returns its results."""
+    interpreter = Interpreter(module)
+    interpreter.register_implementations(FuncFunctions())
+    interpreter.register_implementations(ArithFunctions())
+    interpreter.register_implementations(ScfFunctions())
+    interpreter.register_implementations(MathFunctions())
+    interpreter.register_implementations(ExtraFunctions(), override=True)
+    return tuple(interpreter.call_op(name, args))
