@@ -60,6 +60,15 @@ def _ir_type(x: object) -> Attribute | None:
     return None
 
 
+_NUMERIC = frozenset({float, int, bool, np.float64, np.float32, np.int64, np.int32, np.bool_})
+
+
+def _arg_key(a: Annotation) -> object:
+    """The part of the cache key one argument contributes."""
+    t = type(a.val)
+    return (type(a), t) if t in _NUMERIC else (type(a), _baked_key(a.val))
+
+
 def _baked_key(x: object) -> object:
     try:
         hash(x)
@@ -81,6 +90,45 @@ class _Spec:
     runtime: list[bool] = field(default_factory=list)  # False: a value baked into the IR
 
 
+_SCALARS = (int, float, bool, complex, str, type(None))
+_READS: dict[object, tuple[str, ...]] = {}
+
+
+def _global_names(code) -> tuple[str, ...]:
+    """Global names a code object (and the code nested in it) may read."""
+    names = list(code.co_names)
+    for c in code.co_consts:
+        if hasattr(c, "co_names"):
+            names.extend(_global_names(c))
+    return tuple(dict.fromkeys(names))
+
+
+def _reads_fingerprint(fn: Callable) -> tuple:
+    """The values of the globals and closure cells ``fn`` reads (DESIGN §3's cache key).
+
+    Scalars are baked into the trace as constants, so a rebound global must miss the
+    cache; other objects count by identity.
+    """
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ()
+    names = _READS.get(code)
+    if names is None:
+        names = _READS[code] = _global_names(code)
+    g = fn.__globals__  # type: ignore[attr-defined]
+    out = []
+    for n in names:
+        v = g.get(n, _SCALARS)
+        out.append(v if type(v) in _SCALARS else id(v))
+    for cell in fn.__closure__ or ():  # type: ignore[attr-defined]
+        try:
+            v = cell.cell_contents
+        except ValueError:  # empty cell
+            v = None
+        out.append(v if type(v) in _SCALARS else id(v))
+    return tuple(out)
+
+
 def _split_return_activity(args: Sequence[object]) -> tuple[type | None, list[object]]:
     if args and isinstance(args[0], type) and issubclass(args[0], Annotation):
         if args[0] not in RETURN_ACTIVITIES:
@@ -93,7 +141,8 @@ def _annotate(x: object) -> Annotation:
     return x if isinstance(x, Annotation) else Const(x)
 
 
-def _prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> tuple[tuple, _Spec]:
+def _prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> _Spec:
+    """Validate a call and describe its signature for the compiler."""
     if not isinstance(mode, Mode):
         raise AnnotationError(
             f"the first argument must be a mode (Forward, ForwardWithPrimal, Reverse, "
@@ -104,7 +153,6 @@ def _prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> tuple[tuple, _
     ret_cls, rest = _split_return_activity(args)
     anns = [_annotate(a) for a in rest]
     spec = _Spec(fn, mode, anns, ret_cls)
-    key: list[object] = [fn, mode, ret_cls]
     for i, a in enumerate(anns):
         if isinstance(a, BatchDuplicated):
             raise UnsupportedError("batch (vector) forward mode, BatchDuplicated, is not supported yet")
@@ -133,8 +181,7 @@ def _prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> tuple[tuple, _
             spec.activities.append(Activity.CONST)
         spec.trace_args.append(t if t is not None else a.val)
         spec.runtime.append(t is not None)
-        key.append((type(a), t) if t is not None else (Const, _baked_key(a.val)))
-    return tuple(key), spec
+    return spec
 
 
 def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[Activity]:
@@ -320,12 +367,19 @@ def autodiff(mode: Mode, f: Callable, *args: Any) -> tuple:
     ...          Active, Active(1.0), Active(2.0))
     ((-400.0, 200.0),)
     """
-    key, spec = _prepare(mode, f, args)
+    # The hot path: build the cache key from types alone; validate only on a miss
+    # (every check depends on nothing but the key).
+    if args and isinstance(args[0], type) and issubclass(args[0], Annotation):
+        ret_cls, rest = args[0], args[1:]
+    else:
+        ret_cls, rest = None, args
+    anns = [a if isinstance(a, Annotation) else Const(a) for a in rest]
+    key = (f, mode, ret_cls, _reads_fingerprint(f), *map(_arg_key, anns))
     compiled = _CACHE.get(key)
     if compiled is None:
-        compiled = _build(spec, keep_stages=False)
+        compiled = _build(_prepare(mode, f, args), keep_stages=False)
         _CACHE[key] = compiled
-    return compiled.run(spec.annotations)
+    return compiled.run(anns)
 
 
 def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> Any:
@@ -390,7 +444,7 @@ def ir_stages(mode: Mode, f: Callable, *args: Any, stages: Sequence[str] = ALL_S
     for s in stages:
         if s not in ALL_STAGES:
             raise IsozymeError(f"unknown IR stage '{s}'; stages are: {', '.join(ALL_STAGES)}")
-    _, spec = _prepare(mode, f, args)
+    spec = _prepare(mode, f, args)
     last = max(stages, key=ALL_STAGES.index)
     built = _build(spec, keep_stages=True, upto=last)
     return {s: built.stages[s] for s in stages}

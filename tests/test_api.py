@@ -227,3 +227,30 @@ def test_exact_math_derivatives():
 
     (g,) = autodiff(Reverse, f, Active(0.7))
     assert g[0] == pytest.approx(math.cos(0.7) * math.exp(0.7) + math.sin(0.7) * math.exp(0.7), rel=1e-14)
+
+
+SCALE = 2.0
+
+
+def scaled(x):
+    return SCALE * x * x
+
+
+def test_rebinding_a_global_retraces():
+    global SCALE
+    assert autodiff(Reverse, scaled, Active(1.0)) == ((4.0,),)
+    SCALE = 3.0
+    try:
+        assert autodiff(Reverse, scaled, Active(1.0)) == ((6.0,),)
+    finally:
+        SCALE = 2.0
+
+
+def test_closure_values_are_part_of_the_key():
+    def make(k):
+        def f(x):
+            return k * x
+        return f
+
+    assert autodiff(Reverse, make(2.0), Active(1.0)) == ((2.0,),)
+    assert autodiff(Reverse, make(5.0), Active(1.0)) == ((5.0,),)
