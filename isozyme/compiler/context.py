@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from xdsl.context import Context
-from xdsl.dialects import arith, builtin, cf, func, llvm, math, scf
+from xdsl.dialects import arith, builtin, cf, func, llvm, math, memref, scf
 
 from isozyme.dialects.enzyme import Enzyme
 
@@ -14,7 +14,7 @@ from isozyme.dialects.enzyme import Enzyme
 def _dialects():
     return (
         builtin.Builtin, func.Func, arith.Arith, math.Math, scf.Scf, cf.Cf,
-        llvm.LLVM, Enzyme,
+        llvm.LLVM, memref.MemRef, Enzyme,
     )
 
 

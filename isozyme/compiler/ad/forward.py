@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from xdsl.dialects import func, scf
+from xdsl.dialects import func, memref, scf
 from xdsl.dialects.builtin import FunctionType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 
 from isozyme.compiler.ad.common import jvp, lookup_callee
+from isozyme.compiler.ad.memory import emit_shadow_alloc, is_buffer
 from isozyme.compiler.analysis.activity import ActivityInfo, analyze_activity
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects.enzyme import Activity
@@ -57,10 +58,12 @@ class _ForwardDiff:
         active_rets = [
             i for i, a in enumerate(self.ret_activities) if a in _SHADOWED
         ]
+        shadowed = [i for i, a in enumerate(self.activities) if a in _SHADOWED]
         self.info: ActivityInfo = analyze_activity(
             fn,
-            [i for i, a in enumerate(self.activities) if a in _SHADOWED],
+            shadowed,
             active_rets,
+            [i for i in shadowed if is_buffer(fn.body.block.args[i])],
         )
         self.vmap: dict[SSAValue, SSAValue] = {}
         self.tan: dict[SSAValue, SSAValue] = {}
@@ -79,7 +82,8 @@ class _ForwardDiff:
             self.vmap[arg] = block.args[k]
             k += 1
             if act in _SHADOWED:
-                if self.info.is_active(arg):
+                # a buffer's shadow receives tangents of every store, active or not
+                if self.info.is_active(arg) or is_buffer(arg):
                     self.tan[arg] = block.args[k]
                 k += 1
         e = Emitter(InsertPoint.at_end(block))
@@ -125,6 +129,9 @@ class _ForwardDiff:
                 self._emit_while(e, op)
             case func.CallOp() if self.info.any_active(op.results):
                 self._emit_call(e, op)
+            case memref.LoadOp() | memref.StoreOp() | memref.AllocOp() | memref.DeallocOp() \
+                    | memref.CastOp() | memref.SubviewOp():
+                self._emit_memory(e, op)
             case _ if op.regions:
                 if self.info.any_active(r for o in op.walk() for r in o.results):
                     raise UnsupportedError(f"forward mode of '{op.name}' is not supported")
@@ -139,6 +146,31 @@ class _ForwardDiff:
                     if t is not None:
                         self.tan[op.results[0]] = t
                 del clone
+
+    # memory -------------------------------------------------------------------
+    def _emit_memory(self, e: Emitter, op: Operation) -> None:
+        """Shadow-memory rules: tangents live in the shadow buffer at the same index."""
+        e.insert(op.clone(value_mapper=self.vmap))
+        idx = lambda o: [self.vmap.get(i, i) for i in o.indices]  # noqa: E731
+        match op:
+            case memref.LoadOp() if op.memref in self.tan and self.info.is_active(op.res):
+                self.tan[op.res] = e.insert(
+                    memref.LoadOp.get(self.tan[op.memref], idx(op))
+                ).res
+            case memref.StoreOp() if op.memref in self.tan:
+                t = self._tangent_or_zero(e, op.value)
+                e.insert(memref.StoreOp.get(t, self.tan[op.memref], idx(op)))
+            case memref.AllocOp() if self.info.is_active(op.memref):
+                self.tan[op.memref] = emit_shadow_alloc(
+                    e, self.vmap[op.memref].owner, zero=False  # type: ignore[arg-type]
+                )
+            case memref.DeallocOp() if op.memref in self.tan:
+                e.insert(memref.DeallocOp.get(self.tan[op.memref]))
+            case memref.CastOp() | memref.SubviewOp() if op.source in self.tan:
+                view = e.insert(op.clone(value_mapper={**self.vmap, op.source: self.tan[op.source]}))
+                self.tan[op.results[0]] = view.results[0]
+            case _:
+                pass
 
     # scf.for ------------------------------------------------------------------
     def _carried_active(self, *groups: Sequence[SSAValue]) -> list[int]:
@@ -236,6 +268,11 @@ class _ForwardDiff:
 
     # func.call ----------------------------------------------------------------
     def _emit_call(self, e: Emitter, op: func.CallOp) -> None:
+        if any(is_buffer(a) and a in self.tan for a in op.arguments):
+            raise UnsupportedError(
+                f"forward mode of a call of {op.callee} with an active buffer argument "
+                "(inline the callee)"
+            )
         callee = lookup_callee(op)
         acts = [
             Activity.DUP if self.tan.get(a) is not None else Activity.CONST

@@ -28,12 +28,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from xdsl.dialects import arith, func, scf
+from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import FunctionType, IndexType
 from xdsl.ir import Block, BlockArgument, Operation, OpResult, Region, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from isozyme.compiler.ad.common import lookup_callee, vjp
+from isozyme.compiler.ad.memory import emit_shadow_alloc, is_buffer
 from isozyme.compiler.analysis.activity import ActivityInfo, analyze_activity
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects import enzyme
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from isozyme.compiler.ad.factory import DerivativeFactory
 
 _ACTIVE_RET = (Activity.ACTIVE, Activity.ACTIVENONEED)
+_SHADOWED = (Activity.DUP, Activity.DUPNONEED)
 
 # Cheap pure ops the reverse sweep recomputes from their (fetched) operands instead of
 # caching their results: integer/index arithmetic and casts, usually of the induction
@@ -124,18 +126,35 @@ class _ReverseDiff:
         self.activities = list(activities)
         self.ret_activities = list(ret_activities)
         for a, arg in zip(self.activities, fn.body.block.args):
-            if a in (Activity.DUP, Activity.DUPNONEED):
+            if a in (Activity.DUP, Activity.DUPNONEED) and not is_buffer(arg):
                 raise UnsupportedError(
                     f"reverse mode with a Duplicated argument of type {arg.type}: "
                     "scalars are immutable, mark them Active instead"
                 )
-            if a not in (Activity.ACTIVE, Activity.CONST):
+            if a in (Activity.ACTIVENONEED, Activity.CONSTNONEED):
                 raise UnsupportedError(f"reverse mode does not accept activity {a.value}")
+        shadowed = [i for i, a in enumerate(self.activities) if a in _SHADOWED]
         self.info: ActivityInfo = analyze_activity(
             fn,
-            [i for i, a in enumerate(self.activities) if a is Activity.ACTIVE],
+            [i for i, a in enumerate(self.activities) if a is Activity.ACTIVE] + shadowed,
             [i for i, a in enumerate(self.ret_activities) if a in _ACTIVE_RET],
+            shadowed,
         )
+        self.shadow: dict[SSAValue, SSAValue] = {}  # primal buffer -> shadow buffer
+        # buffers nothing writes (no store, no view, no call): their loads are
+        # recomputed in the reverse sweep instead of cached
+        written = {
+            o for op in fn.walk()
+            for o in (
+                [op.memref] if isinstance(op, memref.StoreOp)
+                else op.operands if isinstance(op, (memref.CastOp, memref.SubviewOp, func.CallOp))
+                else []
+            )
+        }
+        self.read_only = {
+            a for a in fn.body.block.args if is_buffer(a) and a not in written
+        }
+        self.deferred_frees: list[SSAValue] = []
         self.fwd_map: dict[SSAValue, SSAValue] = {}
         self.op_map: dict[Operation, Operation] = {}
         self.while_counters: dict[Operation, SSAValue] = {}
@@ -150,26 +169,37 @@ class _ReverseDiff:
         seeds_for = [
             i for i, a in enumerate(self.ret_activities) if a in _ACTIVE_RET
         ]
-        in_types = [a.type for a in old.args] + [
-            ret_op.operands[i].type for i in seeds_for
-        ]
+        in_types = []
+        for a, act in zip(old.args, self.activities):
+            in_types += [a.type, a.type] if act in _SHADOWED else [a.type]
+        in_types += [ret_op.operands[i].type for i in seeds_for]
         block = Block(arg_types=in_types)
         self.entry = block
-        for a, b in zip(old.args, block.args):
-            self.fwd_map[a] = b
+        k = 0
+        for a, act in zip(old.args, self.activities):
+            self.fwd_map[a] = block.args[k]
+            if act in _SHADOWED:
+                self.shadow[a] = block.args[k + 1]
+                k += 1
+            k += 1
         # forward sweep
         e = Emitter(InsertPoint.at_end(block))
         for op in list(old.ops)[:-1]:
+            if self._forward_memory(e, op):
+                continue
             clone = e.insert(op.clone(value_mapper=self.fwd_map))
             for p, c in zip(op.walk(), clone.walk()):
                 self.op_map[p] = c
         for op in old.walk():
-            if isinstance(op, scf.WhileOp) and self._needs_reverse(op):
+            if isinstance(op, scf.WhileOp) and (
+                self._needs_reverse(op) or self._touches_shadow(op)
+            ):
                 self._add_trip_counter(op)
         # reverse sweep
         ctx = _RevCtx(old, None, block)
+        n_in = len(in_types) - len(seeds_for)
         for k, i in enumerate(seeds_for):
-            self._accumulate(ctx, ret_op.operands[i], block.args[len(old.args) + k])
+            self._accumulate(ctx, ret_op.operands[i], block.args[n_in + k])
         self._reverse_ops(ctx)
         outs: list[SSAValue] = []
         for v, act in zip(ret_op.operands, self.ret_activities):
@@ -180,6 +210,8 @@ class _ReverseDiff:
                 outs.append(self._adj_or_zero(ctx, ctx, arg))
         for cache in self.caches:
             ctx.e.insert(enzyme.CacheFreeOp(cache))
+        for buf in self.deferred_frees:
+            ctx.e.insert(memref.DeallocOp.get(buf))
         ctx.e.insert(func.ReturnOp(*outs))
         return func.FuncOp(
             name,
@@ -187,6 +219,61 @@ class _ReverseDiff:
             Region(block),
             visibility="private",
         )
+
+    # memory ---------------------------------------------------------------------
+    def _forward_memory(self, e: Emitter, op: Operation) -> bool:
+        """Forward-sweep handling of top-level buffer ops; True if ``op`` was consumed.
+
+        An active local buffer gets a zeroed shadow next to it; its frees (and its
+        shadow's) move after the reverse sweep, which still reads the shadow.
+        """
+        match op:
+            case memref.AllocOp() if self.info.is_active(op.memref):
+                clone = e.insert(op.clone(value_mapper=self.fwd_map))
+                self.shadow[op.memref] = emit_shadow_alloc(e, clone, zero=True)
+                return True
+            case memref.DeallocOp() if op.memref in self.shadow:
+                self.deferred_frees += [self.fwd_map[op.memref], self.shadow[op.memref]]
+                return True
+            case memref.CastOp() | memref.SubviewOp() if op.source in self.shadow:
+                e.insert(op.clone(value_mapper=self.fwd_map))
+                view = e.insert(
+                    op.clone(value_mapper={**self.fwd_map, op.source: self.shadow[op.source]})
+                )
+                self.shadow[op.results[0]] = view.results[0]
+                return True
+        return False
+
+    def _check_nested_memory(self, op: Operation) -> None:
+        for inner in op.walk():
+            if isinstance(inner, (memref.AllocOp, memref.CastOp, memref.SubviewOp)):
+                if self.info.any_active(inner.results):
+                    raise UnsupportedError(
+                        f"reverse mode of an active '{inner.name}' inside a loop or branch"
+                    )
+
+    def _touches_shadow(self, op: Operation) -> bool:
+        return any(v in self.shadow for v in free_values(op))
+
+    def _reverse_memory(self, ctx: _RevCtx, op: memref.LoadOp | memref.StoreOp) -> None:
+        """Enzyme's shadow memory: a load adds its adjoint into the shadow; a store
+        takes the overwritten value's adjoint from the shadow and zeroes it."""
+        sh = self.shadow.get(op.memref)
+        if sh is None:
+            return
+        e = ctx.e
+        if isinstance(op, memref.LoadOp):
+            adj = ctx.adj.get(op.res)
+            if adj is None or not self.info.is_active(op.res):
+                return
+            idx = [self._primal(i, ctx) for i in op.indices]
+            old = e.insert(memref.LoadOp.get(sh, idx)).res
+            e.insert(memref.StoreOp.get(e.add(old, adj), sh, idx))
+            return
+        idx = [self._primal(i, ctx) for i in op.indices]
+        old = e.insert(memref.LoadOp.get(sh, idx)).res
+        e.insert(memref.StoreOp.get(e.zero(old.type), sh, idx))
+        self._accumulate(ctx, op.value, old)
 
     # helpers --------------------------------------------------------------------
     def _needs_reverse(self, op: Operation) -> bool:
@@ -216,7 +303,10 @@ class _ReverseDiff:
             return self.fwd_map[v]
         clone = self.fwd_map[v]
         if clone not in level.fetched:
-            if isinstance(v, OpResult) and type(v.op) in _RECOMPUTE:
+            if isinstance(v, OpResult) and (
+                type(v.op) in _RECOMPUTE
+                or isinstance(v.op, memref.LoadOp) and v.op.memref in self.read_only
+            ):
                 level.fetched[clone] = self._recompute(v, level)
             else:
                 level.fetched[clone] = self._fetch(clone, level)
@@ -282,6 +372,11 @@ class _ReverseDiff:
                     self._reverse_if(ctx, op)
                 case func.CallOp():
                     self._reverse_call(ctx, op)
+                case memref.LoadOp() | memref.StoreOp():
+                    self._reverse_memory(ctx, op)
+                case memref.AllocOp() | memref.DeallocOp() | memref.CastOp() | \
+                        memref.SubviewOp() | memref.DimOp():
+                    pass
                 case _ if op.regions:
                     if self._needs_reverse(op):
                         raise UnsupportedError(
@@ -317,8 +412,10 @@ class _ReverseDiff:
             i for i in range(len(carried))
             if self.info.is_active(carried[i]) or self.info.is_active(results[i])
         ]
-        outer = [v for v in free_values(op) if self.info.is_active(v)]
-        if not act and not outer:
+        outer = [
+            v for v in free_values(op) if self.info.is_active(v) and not is_buffer(v)
+        ]
+        if not act and not outer and not self._touches_shadow(op):
             return
         e = ctx.e
         rinits = [self._adj_or_zero(ctx, ctx, results[i]) for i in act]
@@ -348,8 +445,9 @@ class _ReverseDiff:
             self._accumulate(ctx, inits[i], rloop.res[k])
 
     def _reverse_for(self, ctx: _RevCtx, op: scf.ForOp) -> None:
-        if not self._needs_reverse(op):
+        if not self._needs_reverse(op) and not self._touches_shadow(op):
             return
+        self._check_nested_memory(op)
         e = ctx.e
         lb, ub, step = (self._primal(v, ctx) for v in (op.lb, op.ub, op.step))
         if lb.type != IndexType():
@@ -373,8 +471,9 @@ class _ReverseDiff:
         )
 
     def _reverse_while(self, ctx: _RevCtx, op: scf.WhileOp) -> None:
-        if not self._needs_reverse(op):
+        if not self._needs_reverse(op) and not self._touches_shadow(op):
             return
+        self._check_nested_memory(op)
         before, after = op.before_region.block, op.after_region.block
         cond = before.last_op
         assert isinstance(cond, scf.ConditionOp)
@@ -431,8 +530,11 @@ class _ReverseDiff:
         self.while_counters[op] = new.results[-1]
 
     def _reverse_if(self, ctx: _RevCtx, op: scf.IfOp) -> None:
-        outer = [v for v in free_values(op) if self.info.is_active(v)]
-        if not outer:
+        self._check_nested_memory(op)
+        outer = [
+            v for v in free_values(op) if self.info.is_active(v) and not is_buffer(v)
+        ]
+        if not outer and not self._touches_shadow(op):
             return
         e = ctx.e
         cond = self._primal(op.cond, ctx)
@@ -458,6 +560,11 @@ class _ReverseDiff:
             ctx.adj[v] = rif.results[k]
 
     def _reverse_call(self, ctx: _RevCtx, op: func.CallOp) -> None:
+        if any(is_buffer(a) and self.info.is_active(a) for a in op.arguments):
+            raise UnsupportedError(
+                f"reverse mode of a call of {op.callee} with an active buffer argument "
+                "(inline the callee)"
+            )
         act_res = [r for r in op.results if self.info.is_active(r) and r in ctx.adj]
         if not act_res:
             return

@@ -1,4 +1,4 @@
-"""Activity analysis (Enzyme's): which SSA values need derivative code.
+"""Activity analysis (Enzyme's): which SSA values and buffers need derivative code.
 
 A value is *varied* if it depends differentiably on an active argument, *useful* if an
 active return value depends differentiably on it; it is *active* if both.  Inactive
@@ -8,6 +8,11 @@ arithmetic, comparisons and float->int casts stop the flow.
 The analysis builds the graph of differentiable value flow once (op operands to
 results, plus the loop-carried and branch-result edges of ``scf``) and runs two
 reachability searches on it.
+
+Memory takes part as buffer nodes: a ``memref`` of floats is a node, a store is an edge
+from the stored value to the buffer, a load an edge from the buffer to the loaded value
+and a view (``memref.cast``/``memref.subview``) an edge each way.  Duplicated buffers
+are inputs *and* outputs (their shadows carry seeds in and derivatives out).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from xdsl.dialects import arith, func, scf
-from xdsl.ir import Operation, SSAValue
+from xdsl.dialects import arith, func, memref, scf
+from xdsl.dialects.builtin import MemRefType
+from xdsl.ir import Attribute, Operation, SSAValue
 
 from isozyme.compiler.ad_rules import has_zero_derivative, lookup_rule
 from isozyme.compiler.emitter import is_float
@@ -30,9 +36,25 @@ def _terminator(block) -> Operation:
     return last
 
 
+def is_differentiable_type(t: Attribute) -> bool:
+    """Floats, and buffers (memrefs) of floats."""
+    if isinstance(t, MemRefType):
+        return is_float(t.element_type)
+    return is_float(t)
+
+
 def value_flow_edges(op: Operation) -> Iterator[Edge]:
     """The differentiable (source -> destination) value edges that ``op`` creates."""
     match op:
+        case memref.LoadOp():
+            yield op.memref, op.res
+        case memref.StoreOp():
+            yield op.value, op.memref
+        case memref.CastOp() | memref.SubviewOp():
+            yield op.source, op.results[0]
+            yield op.results[0], op.source
+        case memref.AllocOp() | memref.DeallocOp() | memref.DimOp():
+            return
         case scf.ForOp():
             body = op.body.block
             yielded = _terminator(body).operands
@@ -92,9 +114,16 @@ class ActivityInfo:
 
 
 def analyze_activity(
-    fn: func.FuncOp, active_args: Iterable[int], active_returns: Iterable[int]
+    fn: func.FuncOp,
+    active_args: Iterable[int],
+    active_returns: Iterable[int],
+    memory_outputs: Iterable[int] = (),
 ) -> ActivityInfo:
-    """Run activity analysis on ``fn`` for the given active argument/return indices."""
+    """Run activity analysis on ``fn`` for the given active argument/return indices.
+
+    ``memory_outputs`` are the indices of Duplicated buffer arguments: what is stored
+    into them is an output.
+    """
     succ: dict[SSAValue, list[SSAValue]] = defaultdict(list)
     pred: dict[SSAValue, list[SSAValue]] = defaultdict(list)
     ret_op = None
@@ -102,14 +131,21 @@ def analyze_activity(
         if isinstance(op, func.ReturnOp) and op.parent_op() is fn:
             ret_op = op
         for src, dst in value_flow_edges(op):
-            if is_float(src.type) and is_float(dst.type):
+            if is_differentiable_type(src.type) and is_differentiable_type(dst.type):
                 succ[src].append(dst)
                 pred[dst].append(src)
     entry_args = fn.body.block.args
-    varied = _reach([entry_args[i] for i in active_args if is_float(entry_args[i].type)], succ)
-    seeds: list[SSAValue] = []
+    varied = _reach(
+        [entry_args[i] for i in active_args if is_differentiable_type(entry_args[i].type)],
+        succ,
+    )
+    seeds: list[SSAValue] = [
+        entry_args[i] for i in memory_outputs if is_differentiable_type(entry_args[i].type)
+    ]
     if ret_op is not None:
-        seeds = [ret_op.operands[i] for i in active_returns if is_float(ret_op.operands[i].type)]
+        seeds += [
+            ret_op.operands[i] for i in active_returns if is_float(ret_op.operands[i].type)
+        ]
     useful = _reach(seeds, pred)
     return ActivityInfo(varied, useful)
 

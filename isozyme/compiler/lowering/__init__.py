@@ -10,8 +10,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from isozyme.errors import CompileError
-
+from isozyme.compiler.lowering._common import LoweringError
 from isozyme.compiler.lowering.add_c_entry_points import AddCEntryPointsPass
 from isozyme.compiler.lowering.convert_arith_to_llvm import ConvertArithToLLVMPass
 from isozyme.compiler.lowering.convert_cf_to_llvm import ConvertCfToLLVMPass
@@ -20,6 +19,7 @@ from isozyme.compiler.lowering.convert_enzyme_cache_to_llvm import (
 )
 from isozyme.compiler.lowering.convert_func_to_llvm import ConvertFuncToLLVMPass
 from isozyme.compiler.lowering.convert_math_to_llvm import ConvertMathToLLVMPass
+from isozyme.compiler.lowering.convert_memref_to_llvm import ConvertMemrefToLLVMPass
 from isozyme.compiler.lowering.convert_scf_to_cf import ConvertScfToCfPass
 from isozyme.compiler.lowering.translate import (
     translate_to_llvm_ir,
@@ -29,6 +29,7 @@ from isozyme.compiler.lowering.translate import (
 #: The passes of :func:`lower_to_llvm`, in order.
 LOWERING_PASSES: tuple[type[ModulePass], ...] = (
     ConvertScfToCfPass,
+    ConvertMemrefToLLVMPass,
     ConvertArithToLLVMPass,
     ConvertMathToLLVMPass,
     ConvertEnzymeCacheToLLVMPass,
@@ -36,10 +37,6 @@ LOWERING_PASSES: tuple[type[ModulePass], ...] = (
     ConvertCfToLLVMPass,
     AddCEntryPointsPass,
 )
-
-
-class LoweringError(CompileError):
-    """Raised when a module still holds ops outside the ``llvm`` dialect after lowering."""
 
 
 def lower_to_llvm(module: ModuleOp, ctx: Context | None = None) -> None:
@@ -74,6 +71,7 @@ __all__ = [
     "ConvertEnzymeCacheToLLVMPass",
     "ConvertFuncToLLVMPass",
     "ConvertMathToLLVMPass",
+    "ConvertMemrefToLLVMPass",
     "ConvertScfToCfPass",
     "LoweringError",
     "lower_to_llvm",

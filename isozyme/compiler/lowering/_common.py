@@ -2,7 +2,10 @@
 
 Conventions of the ``llvm`` stage (see ``docs/ir.md``): ``index`` is ``i64``, an
 ``!enzyme.Cache<T>`` is an ``!llvm.ptr`` to a ``{ptr data, i64 size, i64 capacity}``
-struct, a function with several results returns an LLVM literal struct.
+struct, a ``memref`` of rank r is MLIR's descriptor struct
+``{ptr allocated, ptr aligned, i64 offset, array<r x i64> sizes, array<r x i64> strides}``
+(``{ptr, ptr, i64}`` for rank 0), a function with several results returns an LLVM
+literal struct.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from xdsl.dialects.builtin import (
     Float64Type,
     IndexType,
     IntegerType,
+    MemRefType,
     ModuleOp,
     i64,
 )
@@ -22,6 +26,12 @@ from xdsl.ir import Attribute, Operation, Region, SSAValue
 from xdsl.rewriter import Rewriter
 
 from isozyme.dialects.enzyme import CacheType
+from isozyme.errors import CompileError
+
+
+class LoweringError(CompileError):
+    """Raised when a module cannot be lowered to the ``llvm`` dialect (an op without a
+    conversion, or a construct the C entry points do not support)."""
 
 #: The struct a cache points to: ``{ptr data, i64 size, i64 capacity}``.
 CACHE_STRUCT = llvm.LLVMStructType.from_type_list([llvm.LLVMPointerType(), i64, i64])
@@ -33,12 +43,45 @@ HELPER_PREFIX = "__iz_"
 ENTRY_PREFIX = "_iz_entry_"
 
 
+def memref_descriptor_type(rank: int) -> llvm.LLVMStructType:
+    """MLIR's memref descriptor of rank ``rank``:
+    ``{ptr allocated, ptr aligned, i64 offset, array<r x i64> sizes,
+    array<r x i64> strides}`` (no arrays for rank 0). Strides and offset are in
+    elements."""
+    ptr = llvm.LLVMPointerType()
+    fields: list[Attribute] = [ptr, ptr, i64]
+    if rank > 0:
+        fields += [llvm.LLVMArrayType(rank, i64)] * 2
+    return llvm.LLVMStructType.from_type_list(fields)
+
+
+def descriptor_rank(t: Attribute) -> int | None:
+    """The rank of a memref descriptor struct type, or ``None`` when ``t`` is not one."""
+    if not isinstance(t, llvm.LLVMStructType):
+        return None
+    fields = list(t.types.data)
+    ptr = llvm.LLVMPointerType()
+    if len(fields) == 3 and fields == [ptr, ptr, i64]:
+        return 0
+    if (
+        len(fields) == 5
+        and fields[:3] == [ptr, ptr, i64]
+        and isinstance(fields[3], llvm.LLVMArrayType)
+        and fields[3] == fields[4]
+        and fields[3].type == i64
+    ):
+        return fields[3].size.data
+    return None
+
+
 def convert_type(t: Attribute) -> Attribute:
     """Map a ``simplified``-stage type to its ``llvm``-stage type."""
     if isinstance(t, IndexType):
         return i64
     if isinstance(t, CacheType):
         return llvm.LLVMPointerType()
+    if isinstance(t, MemRefType):
+        return memref_descriptor_type(t.get_num_dims())
     return t
 
 

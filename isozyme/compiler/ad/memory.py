@@ -1,0 +1,50 @@
+"""Helpers for derivatives of memory (memref buffers and their shadows)."""
+
+from __future__ import annotations
+
+from xdsl.dialects import memref, scf
+from xdsl.dialects.builtin import IndexType, MemRefType
+from xdsl.ir import Block, SSAValue
+from xdsl.rewriter import InsertPoint
+
+from isozyme.compiler.emitter import Emitter
+
+
+def is_buffer(v: SSAValue) -> bool:
+    """True for memref values."""
+    return isinstance(v.type, MemRefType)
+
+
+def emit_shadow_alloc(e: Emitter, alloc: memref.AllocOp, zero: bool) -> SSAValue:
+    """A buffer shaped like ``alloc``'s result (zero-filled when ``zero``)."""
+    shadow = e.insert(
+        memref.AllocOp(list(alloc.dynamic_sizes), [], alloc.memref.type)
+    ).memref
+    if zero:
+        emit_fill(e, shadow, 0.0)
+    return shadow
+
+
+def emit_fill(e: Emitter, buf: SSAValue, value: float) -> None:
+    """Store ``value`` into every element of ``buf`` (a nest of ``scf.for`` loops)."""
+    t = buf.type
+    assert isinstance(t, MemRefType)
+    index = IndexType()
+    rank = len(t.get_shape())
+    c0, c1 = e.const(0, index), e.const(1, index)
+    dims = [
+        e.insert(memref.DimOp.from_source_and_index(buf, e.const(k, index))).result
+        for k in range(rank)
+    ]
+
+    def nest(em: Emitter, k: int, ivs: list[SSAValue]) -> None:
+        if k == rank:
+            em.insert(memref.StoreOp.get(em.const(value, t.element_type), buf, ivs))
+            return
+        body = Block(arg_types=[index])
+        be = Emitter(InsertPoint.at_end(body))
+        nest(be, k + 1, [*ivs, body.args[0]])
+        be.insert(scf.YieldOp())
+        em.insert(scf.ForOp(c0, dims[k], c1, [], body))
+
+    nest(e, 0, [])
