@@ -24,7 +24,7 @@ from isozyme.annotations import (
     Reverse,
     ReverseWithPrimal,
 )
-from isozyme.api import GradientResult, autodiff, gradient, ir, ir_stages
+from isozyme.api import GradientResult, autodiff, gradient, gradient_, ir, ir_stages
 from isozyme.errors import (
     AnnotationError,
     CompileError,
@@ -40,5 +40,6 @@ __all__ = [
     "CompileError", "Const", "Duplicated", "DuplicatedNoNeed", "Forward",
     "ForwardWithPrimal", "GradientResult", "IsozymeError", "Mode", "Reverse",
     "ReverseWithPrimal", "TraceError", "UnsupportedError", "autodiff", "gradient",
+    "gradient_",
     "ir", "ir_stages",
 ]

@@ -47,8 +47,26 @@ GradientResult.__doc__ = "What ``gradient(...WithPrimal...)`` returns: derivativ
 
 
 # -- signatures ------------------------------------------------------------------------
+_ARRAY_DTYPES = {np.dtype(np.float64): f64, np.dtype(np.float32): f32, np.dtype(np.int64): i64}
+
+
+def _array_type(x: object) -> Attribute:
+    """The memref type of an array argument (any shape and strides of its rank)."""
+    from isozyme.frontends.python import array_memref_type
+
+    a = np.asarray(x)
+    elt = _ARRAY_DTYPES.get(a.dtype)
+    if elt is None:
+        raise UnsupportedError(
+            f"arrays of dtype {a.dtype} are not supported (float64, float32, int64 are)"
+        )
+    return array_memref_type(a.ndim, elt)
+
+
 def _ir_type(x: object) -> Attribute | None:
-    """The IR type of a runtime scalar argument, or None for a value baked in."""
+    """The IR type of a runtime argument, or None for a value baked in."""
+    if is_array(x):
+        return _array_type(x)
     if isinstance(x, (bool, np.bool_)):
         return i1
     if isinstance(x, np.float32):
@@ -65,8 +83,16 @@ _NUMERIC = frozenset({float, int, bool, np.float64, np.float32, np.int64, np.int
 
 def _arg_key(a: Annotation) -> object:
     """The part of the cache key one argument contributes."""
-    t = type(a.val)
-    return (type(a), t) if t in _NUMERIC else (type(a), _baked_key(a.val))
+    v = a.val
+    t = type(v)
+    if t in _NUMERIC:
+        return (type(a), t)
+    if t is np.ndarray:
+        return (type(a), t, v.dtype, v.ndim)  # type: ignore[attr-defined]
+    if is_array(v):
+        arr = np.asarray(v)
+        return (type(a), np.ndarray, arr.dtype, arr.ndim)
+    return (type(a), _baked_key(v))
 
 
 def _baked_key(x: object) -> object:
@@ -148,6 +174,11 @@ def _prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> _Spec:
             f"the first argument must be a mode (Forward, ForwardWithPrimal, Reverse, "
             f"ReverseWithPrimal), got {mode!r}"
         )
+    if isinstance(fn, type) and issubclass(fn, Annotation):
+        raise AnnotationError(
+            f"got the annotation {fn.__name__} where the function belongs: the order is "
+            "autodiff(mode, f, [return activity,] args...)"
+        )
     if not callable(fn):
         raise AnnotationError(f"expected a function to differentiate, got {describe(fn)}")
     ret_cls, rest = _split_return_activity(args)
@@ -156,16 +187,12 @@ def _prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> _Spec:
     for i, a in enumerate(anns):
         if isinstance(a, BatchDuplicated):
             raise UnsupportedError("batch (vector) forward mode, BatchDuplicated, is not supported yet")
-        if is_array(a.val):
-            raise UnsupportedError(
-                f"argument {i}: array arguments ({describe(a.val)}) are not supported yet"
-            )
         if isinstance(a, Active) and not mode.reverse:
             raise AnnotationError(
                 f"argument {i}: Active is for reverse mode; in forward mode pass "
                 "Duplicated(x, dx)"
             )
-        if isinstance(a, Duplicated) and mode.reverse:
+        if isinstance(a, Duplicated) and mode.reverse and not is_array(a.val):
             raise AnnotationError(
                 f"argument {i}: Duplicated({a.val!r}, ...) on an immutable scalar in reverse "
                 "mode: its derivative cannot be written back; mark it Active"
@@ -200,7 +227,7 @@ def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[A
             active = is_f and ret is not Const
             if ret is Active and not is_f:
                 raise AnnotationError(
-                    f"the function returns a {t}, which cannot be Active"
+                    f"the function returns a value of type {t}, which cannot be Active"
                 )
             if active:
                 acts.append(Activity.ACTIVE if mode.with_primal else Activity.ACTIVENONEED)
@@ -382,52 +409,102 @@ def autodiff(mode: Mode, f: Callable, *args: Any) -> tuple:
     return compiled.run(anns)
 
 
+def _is_float_array(x: object) -> bool:
+    return is_array(x) and np.asarray(x).dtype in (np.float64, np.float32)
+
+
 def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> Any:
     """The gradient of scalar-valued ``f`` with respect to each argument.
 
-    Returns a tuple with one entry per argument (``None`` for ``Const`` ones); with a
-    ``...WithPrimal`` mode a named tuple ``(derivs, val)``.  Forward mode computes one
-    directional derivative per float argument (``chunk`` is accepted for API
-    compatibility; scalars need one lane each).
+    Float scalars and float arrays are differentiated (lists are taken as float64
+    arrays); ``Const(...)`` arguments and integers get ``None``.  Returns a tuple with
+    one entry per argument — a float for a scalar, an array shaped like the argument
+    for an array; with a ``...WithPrimal`` mode a named tuple ``(derivs, val)``.
+
+    Reverse mode takes one reverse sweep.  Forward mode takes one forward sweep per
+    scalar input (per element of each array); ``chunk`` is accepted for Enzyme.jl
+    compatibility (batch forward mode is not implemented yet, so lanes run one by one).
     """
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise AnnotationError(f"chunk must be a positive int, got {chunk!r}")
+    args = tuple(np.asarray(a, dtype=np.float64) if isinstance(a, list) else a for a in args)
     for i, a in enumerate(args):
-        if isinstance(a, (list, np.ndarray)) or is_array(a):
-            raise UnsupportedError(
-                f"argument {i}: gradient with array arguments is not supported yet"
-            )
         if isinstance(a, Annotation) and not isinstance(a, Const):
             raise AnnotationError(
                 f"argument {i}: gradient takes plain values or Const(...), not {type(a).__name__}"
             )
-    differentiable = [
-        not isinstance(a, Const) and is_float_scalar(a) for a in args
+    kinds = [
+        "const" if isinstance(a, Const)
+        else "array" if _is_float_array(a)
+        else "scalar" if is_float_scalar(a)
+        else "const"
+        for a in args
     ]
     if mode.reverse:
-        anns = [Active(a) if d else a for a, d in zip(args, differentiable)]
-        res = autodiff(mode, f, Active, *anns)
-        if mode.with_primal:
-            return GradientResult(res[0], res[1])
-        return res[0]
-    derivs: list[object] = []
-    val = None
-    for i, d in enumerate(differentiable):
-        if not d:
-            derivs.append(None)
-            continue
+        shadows = [np.zeros_like(a) if k == "array" else None for a, k in zip(args, kinds)]
         anns = [
-            Duplicated(a, type(a)(1.0)) if j == i else a for j, a in enumerate(args)
+            Active(a) if k == "scalar" else Duplicated(a, sh) if k == "array" else a
+            for a, k, sh in zip(args, kinds, shadows)
         ]
-        out = autodiff(ForwardWithPrimal if mode.with_primal else Forward, f, *anns)
-        derivs.append(out[0])
+        res = autodiff(mode, f, Active, *anns)
+        derivs = tuple(
+            res[0][i] if k == "scalar" else shadows[i] if k == "array" else None
+            for i, k in enumerate(kinds)
+        )
+        return GradientResult(derivs, res[1]) if mode.with_primal else derivs
+    fwd = ForwardWithPrimal if mode.with_primal else Forward
+    plain = [a.val if isinstance(a, Const) else a for a in args]
+    derivs_l: list[object] = []
+    val = None
+
+    def one_direction(i: int, seed: object) -> tuple:
+        anns = [
+            Duplicated(a, seed) if j == i else (Const(a) if kinds[j] != "const" else a)
+            for j, a in enumerate(args)
+        ]
+        return autodiff(fwd, f, *anns)
+
+    for i, k in enumerate(kinds):
+        if k == "scalar":
+            out = one_direction(i, type(plain[i])(1.0))
+            derivs_l.append(out[0])
+        elif k == "array":
+            a = np.asarray(plain[i])
+            g = np.empty(a.shape, dtype=a.dtype)
+            seed = np.zeros_like(a)
+            flat = seed.reshape(-1)
+            for j in range(a.size):
+                flat[j] = 1.0
+                out = one_direction(i, seed)
+                flat[j] = 0.0
+                g.reshape(-1)[j] = out[0]
+            derivs_l.append(g)
+        else:
+            derivs_l.append(None)
+            continue
         if mode.with_primal:
             val = out[1]
     if mode.with_primal:
         if val is None:
-            val = f(*[a.val if isinstance(a, Const) else a for a in args])
-        return GradientResult(tuple(derivs), val)
-    return tuple(derivs)
+            val = f(*plain)
+        return GradientResult(tuple(derivs_l), val)
+    return tuple(derivs_l)
+
+
+def gradient_(mode: Mode, dx: Any, f: Callable, x: Any) -> tuple:
+    """In-place ``gradient``: overwrite array ``dx`` with the gradient of ``f`` at ``x``.
+
+    Returns ``(dx,)`` (Enzyme.jl's ``gradient!``).  Reverse mode only.
+    """
+    if not mode.reverse:
+        raise UnsupportedError("gradient_ is implemented for Reverse/ReverseWithPrimal")
+    x = np.asarray(x, dtype=np.float64) if isinstance(x, list) else x
+    if not (_is_float_array(x) and _is_float_array(dx)):
+        raise AnnotationError("gradient_(mode, dx, f, x) needs float arrays dx and x")
+    shadow = Duplicated(x, dx)  # validates shape, dtype and aliasing before writing
+    dx[...] = 0
+    res = autodiff(mode, f, Active, shadow)
+    return GradientResult((dx,), res[1]) if mode.with_primal else (dx,)
 
 
 def ir(mode: Mode, f: Callable, *args: Any, stage: str = "simplified") -> str:

@@ -149,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def opt_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isozyme-opt``: run named passes on an MLIR file."""
     from xdsl.parser import Parser
+    from xdsl.utils.exceptions import ParseError
 
     from isozyme.compiler.context import make_context
     from isozyme.compiler.passes import available_passes
@@ -161,7 +162,11 @@ def opt_main(argv: Sequence[str] | None = None) -> int:
     ns = p.parse_args(argv)
     text = sys.stdin.read() if ns.file == "-" else Path(ns.file).read_text()
     ctx = make_context()
-    module = Parser(ctx, text, ns.file).parse_module()
+    try:
+        module = Parser(ctx, text, ns.file).parse_module()
+    except ParseError as e:
+        print(f"isozyme-opt: {e}", file=sys.stderr)
+        return 1
     for name in [s.strip() for s in ns.passes.split(",") if s.strip()]:
         if name not in passes:
             print(f"isozyme-opt: unknown pass {name!r}", file=sys.stderr)

@@ -170,13 +170,6 @@ def test_duplicated_array_shadow_mismatch_leaves_buffers():
     assert x.tolist() == [1.0] * 3 and dx.tolist() == [0.0] * 4
 
 
-def test_array_arguments_are_unsupported_for_now():
-    x, dx = np.ones(2), np.zeros(2)
-    with pytest.raises(UnsupportedError, match="array arguments"):
-        autodiff(Reverse, lambda v: v[0], Duplicated(x, dx))
-    assert dx.tolist() == [0.0, 0.0] and x.tolist() == [1.0, 1.0]
-
-
 def test_active_in_forward_mode():
     with pytest.raises(AnnotationError, match="Active is for reverse mode"):
         autodiff(Forward, square_plus, Active(1.0), 2.0)
@@ -254,3 +247,20 @@ def test_closure_values_are_part_of_the_key():
 
     assert autodiff(Reverse, make(2.0), Active(1.0)) == ((2.0,),)
     assert autodiff(Reverse, make(5.0), Active(1.0)) == ((5.0,),)
+
+
+def test_swapped_function_and_return_activity():
+    with pytest.raises(AnnotationError, match="where the function belongs"):
+        autodiff(Reverse, Active, square_plus, Active(3.0))
+
+
+def halve(x, n):
+    for i in range(n):
+        x = x * 0.5
+    return x
+
+
+def test_dead_caches_are_eliminated():
+    text = iz.ir(Reverse, halve, Active(3.0), 4, stage="simplified")
+    assert "enzyme.push" not in text and "enzyme.init" not in text
+    assert autodiff(Reverse, halve, Active(3.0), 4) == ((0.0625, None),)

@@ -4,7 +4,7 @@
 ``traced``         frontend output plus the ``enzyme`` request
 ``optimized``      inline, canonicalize, CSE, DCE, LICM (before AD)
 ``differentiated`` ``enzyme-differentiate``: derivative functions generated
-``simplified``     ``simplify-ad``, canonicalize, CSE, DCE
+``simplified``     ``simplify-ad``, canonicalize, CSE, DCE, ``eliminate-dead-caches``
 ``llvm``           the llvm dialect (lowering passes of ``compiler/lowering``)
 =================  ==========================================================
 
@@ -28,6 +28,7 @@ from xdsl.transforms.loop_invariant_code_motion import LoopInvariantCodeMotionPa
 
 from isozyme.compiler.context import make_context
 from isozyme.compiler.passes.differentiate import DifferentiatePass
+from isozyme.compiler.passes.eliminate_dead_caches import EliminateDeadCachesPass
 from isozyme.compiler.passes.inline import InlinePass
 from isozyme.compiler.passes.simplify_ad import SimplifyADPass
 
@@ -50,6 +51,8 @@ STAGE_PASSES: dict[str, Callable[[], Sequence[ModulePass]]] = {
         CanonicalizePass(),
         SimplifyADPass(),
         CommonSubexpressionElimination(),
+        DeadCodeElimination(),
+        EliminateDeadCachesPass(),
         DeadCodeElimination(),
         LoopInvariantCodeMotionPass(),
     ),

@@ -34,7 +34,7 @@ from xdsl.ir import Block, BlockArgument, Operation, OpResult, Region, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from isozyme.compiler.ad.common import lookup_callee, vjp
-from isozyme.compiler.ad.memory import emit_shadow_alloc, is_buffer
+from isozyme.compiler.ad.memory import emit_fill, emit_shadow_alloc, is_buffer
 from isozyme.compiler.analysis.activity import ActivityInfo, analyze_activity
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects import enzyme
@@ -246,7 +246,7 @@ class _ReverseDiff:
 
     def _check_nested_memory(self, op: Operation) -> None:
         for inner in op.walk():
-            if isinstance(inner, (memref.AllocOp, memref.CastOp, memref.SubviewOp)):
+            if isinstance(inner, (memref.CastOp, memref.SubviewOp)):
                 if self.info.any_active(inner.results):
                     raise UnsupportedError(
                         f"reverse mode of an active '{inner.name}' inside a loop or branch"
@@ -362,6 +362,15 @@ class _ReverseDiff:
     # the reverse sweep ------------------------------------------------------------
     def _reverse_ops(self, ctx: _RevCtx) -> None:
         assert ctx.fwd_block is not None
+        if ctx.parent is not None:
+            # A buffer allocated in a loop body or branch lives for one iteration: its
+            # shadow lives for the matching reverse iteration, zeroed at its start.
+            for op in ctx.fwd_block.ops:
+                if isinstance(op, memref.AllocOp) and self.info.is_active(op.memref):
+                    sizes = [self._primal(v, ctx) for v in op.dynamic_sizes]
+                    sh = ctx.e.insert(memref.AllocOp(sizes, [], op.memref.type)).memref
+                    emit_fill(ctx.e, sh, 0.0)
+                    self.shadow[op.memref] = sh
         for op in reversed(list(ctx.fwd_block.ops)[:-1]):
             match op:
                 case scf.ForOp():
@@ -374,6 +383,8 @@ class _ReverseDiff:
                     self._reverse_call(ctx, op)
                 case memref.LoadOp() | memref.StoreOp():
                     self._reverse_memory(ctx, op)
+                case memref.AllocOp() if ctx.parent is not None and op.memref in self.shadow:
+                    ctx.e.insert(memref.DeallocOp.get(self.shadow.pop(op.memref)))
                 case memref.AllocOp() | memref.DeallocOp() | memref.CastOp() | \
                         memref.SubviewOp() | memref.DimOp():
                     pass

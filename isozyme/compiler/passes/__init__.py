@@ -17,6 +17,7 @@ def available_passes() -> dict[str, Callable[[], ModulePass]]:
     from xdsl.transforms.loop_invariant_code_motion import LoopInvariantCodeMotionPass
 
     from isozyme.compiler.passes.differentiate import DifferentiatePass
+    from isozyme.compiler.passes.eliminate_dead_caches import EliminateDeadCachesPass
     from isozyme.compiler.passes.inline import InlinePass
     from isozyme.compiler.passes.simplify_ad import SimplifyADPass
 
@@ -25,7 +26,7 @@ def available_passes() -> dict[str, Callable[[], ModulePass]]:
         for p in (
             InlinePass, CanonicalizePass, CommonSubexpressionElimination,
             DeadCodeElimination, LoopInvariantCodeMotionPass, DifferentiatePass,
-            SimplifyADPass,
+            SimplifyADPass, EliminateDeadCachesPass,
         )
     }
     try:
