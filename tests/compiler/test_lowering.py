@@ -82,6 +82,7 @@ func.func @main(%x: f64, %n: index, %flag: i1, %s: f32) -> (f64, index, i1, f32)
 def test_pass_names_follow_mlir() -> None:
     assert [p.name for p in LOWERING_PASSES] == [
         "convert-scf-to-cf",
+        "convert-memref-to-llvm",
         "convert-arith-to-llvm",
         "convert-math-to-llvm",
         "convert-enzyme-cache-to-llvm",

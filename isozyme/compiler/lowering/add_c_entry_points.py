@@ -4,7 +4,11 @@ For each public ``llvm.func @f`` with a body (a public ``func.func`` before
 ``convert-func-to-llvm``) this adds ``llvm.func @_iz_entry_f(!llvm.ptr %in, !llvm.ptr %out)``
 that implements the ABI of ``docs/ir.md``: ``%in``/``%out`` point at one 8-byte slot per
 argument/result; ``f64``/``i64`` fill the slot, ``f32`` (and ``i32``) use its first 4
-bytes, ``i1`` is stored as an ``i64`` 0 or 1. The runtime calls these through ctypes.
+bytes, ``i1`` is stored as an ``i64`` 0 or 1. A memref argument (a descriptor struct
+after ``convert-memref-to-llvm``) is passed by reference: its slot holds a pointer to the
+descriptor ``{ptr allocated, ptr aligned, i64 offset, i64 sizes[r], i64 strides[r]}`` in
+memory, which the entry loads and passes by value. Memref results are not supported.
+The runtime calls these through ctypes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint
 
-from isozyme.compiler.lowering._common import ENTRY_PREFIX
+from isozyme.compiler.lowering._common import (
+    ENTRY_PREFIX,
+    LoweringError,
+    descriptor_rank,
+)
 
 _PTR = llvm.LLVMPointerType()
 
@@ -35,6 +43,10 @@ def _load_arg(b: Builder, base: SSAValue, k: int, t: Attribute) -> SSAValue:
         # i1 travels as an i64 0/1.
         wide = b.insert(llvm.LoadOp(ptr, i64)).dereferenced_value
         return b.insert(llvm.TruncOp(wide, i1)).results[0]
+    if descriptor_rank(t) is not None:
+        # A memref: the slot holds a pointer to its descriptor.
+        desc_ptr = b.insert(llvm.LoadOp(ptr, _PTR)).dereferenced_value
+        return b.insert(llvm.LoadOp(desc_ptr, t)).dereferenced_value
     return b.insert(llvm.LoadOp(ptr, t)).dereferenced_value
 
 
@@ -54,10 +66,16 @@ def build_entry(f: llvm.FuncOp) -> llvm.FuncOp:
     out_t = ftype.output
     if isinstance(out_t, llvm.LLVMVoidType):
         result_types: list[Attribute] = []
-    elif isinstance(out_t, llvm.LLVMStructType):
+    elif isinstance(out_t, llvm.LLVMStructType) and descriptor_rank(out_t) is None:
         result_types = list(out_t.types.data)
     else:
         result_types = [out_t]
+    if any(isinstance(t, llvm.LLVMStructType) for t in result_types):
+        raise LoweringError(
+            f"isozyme lowering: public function @{f.sym_name.data} returns a memref; "
+            "memref results cannot cross the C entry point (return scalars, or write "
+            "into an array argument)"
+        )
 
     block = Block(arg_types=[_PTR, _PTR])
     in_ptr, out_ptr = block.args

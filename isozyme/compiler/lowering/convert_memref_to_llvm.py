@@ -1,0 +1,333 @@
+"""``convert-memref-to-llvm``: lower ``memref`` values and ops to MLIR's descriptor.
+
+A ``memref`` of rank r becomes the LLVM struct MLIR uses (``docs/ir.md``)::
+
+    !llvm.struct<(ptr, ptr, i64, array<r x i64>, array<r x i64>)>
+    //            allocated, aligned, offset, sizes, strides (in elements)
+
+(``!llvm.struct<(ptr, ptr, i64)>`` for rank 0), whatever the layout: identity
+(``memref<?xf64>``) or strided (``memref<?x?xf64, strided<[?, ?], offset: ?>>``).
+Sizes, strides and the offset that the memref type fixes statically are used as
+constants; the others are read from the descriptor.
+
+* ``memref.load``/``memref.store``: address ``aligned + offset + sum(i_k * stride_k)``
+  elements (``f64``, ``f32``, integers; ``i1`` is stored as an ``i8`` 0/1);
+* ``memref.dim``: ``sizes[k]`` (a constant for a static size; a ``select`` chain over
+  the sizes when the dimension index is not a constant);
+* ``memref.alloc``: ``malloc`` of ``product(sizes) * sizeof(T)`` bytes (plus the
+  ``alignment`` when it exceeds malloc's 16 bytes, the aligned pointer rounded up),
+  offset 0, row-major strides; only the identity layout;
+* ``memref.dealloc``: ``free`` of the allocated pointer;
+* ``memref.cast`` (same rank, any layouts): the descriptor passes through unchanged.
+
+The pass runs after ``convert-scf-to-cf`` and before ``convert-func-to-llvm``. It first
+records the memref type of every op it lowers, rewrites the ops (the results of
+``memref.alloc``/``memref.cast`` become descriptor structs), then retypes every
+remaining memref-typed value, that is block arguments (function arguments and the
+blocks ``convert-scf-to-cf`` made) and ``func.call`` results, to the descriptor struct.
+``convert-func-to-llvm`` maps memref types in signatures the same way
+(``_common.convert_type``).
+"""
+
+from __future__ import annotations
+
+from xdsl.builder import Builder
+from xdsl.context import Context
+from xdsl.dialects import arith, builtin, llvm, memref
+from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
+    DenseArrayBase,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    NoneAttr,
+    i1,
+    i64,
+)
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from isozyme.compiler.lowering._common import (
+    LoweringError,
+    byte_size,
+    call,
+    convert_type,
+    declare_function,
+    memref_descriptor_type,
+    module_of,
+    with_result_type,
+)
+
+_PTR = llvm.LLVMPointerType()
+_I8 = IntegerType(8)
+
+#: Alignment (bytes) that ``malloc`` guarantees on the supported 64-bit hosts.
+_MALLOC_ALIGNMENT = 16
+
+# Positions of the descriptor's fields.
+_ALLOCATED, _ALIGNED, _OFFSET, _SIZES, _STRIDES = range(5)
+
+
+def _pos(*indices: int) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i64, list(indices))
+
+
+class _Lowerer:
+    """Emits llvm ops before one memref op, for a memref of the recorded type."""
+
+    def __init__(self, op: Operation, mtype: MemRefType) -> None:
+        self.b = Builder(InsertPoint.before(op))
+        self.mtype = mtype
+        self.rank = mtype.get_num_dims()
+        self.desc_t = memref_descriptor_type(self.rank)
+
+    # -- scalars ----------------------------------------------------------------
+    def const(self, value: int) -> SSAValue:
+        return self.b.insert(llvm.ConstantOp(IntegerAttr(value, i64), i64)).result
+
+    def extract(self, desc: SSAValue, t: Attribute, *position: int) -> SSAValue:
+        return self.b.insert(llvm.ExtractValueOp(_pos(*position), desc, t)).res
+
+    def insert(self, desc: SSAValue, value: SSAValue, *position: int) -> SSAValue:
+        return self.b.insert(llvm.InsertValueOp(_pos(*position), desc, value)).res
+
+    def mul(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.b.insert(with_result_type(llvm.MulOp(a, b), i64)).results[0]
+
+    def add(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.b.insert(with_result_type(llvm.AddOp(a, b), i64)).results[0]
+
+    # -- descriptor fields --------------------------------------------------------
+    def static_size(self, k: int) -> int | None:
+        size = self.mtype.get_shape()[k]
+        return None if size == DYNAMIC_INDEX else size
+
+    def static_strides(self) -> list[int | None]:
+        strides = self.mtype.get_strides()
+        if strides is None:
+            raise LoweringError(
+                f"isozyme lowering: memref layout of {self.mtype} is not strided"
+            )
+        return [None if s is None or s == DYNAMIC_INDEX else s for s in strides]
+
+    def static_offset(self) -> int | None:
+        offset = self.mtype.get_offset()
+        return None if offset is None or offset == DYNAMIC_INDEX else offset
+
+    def size(self, desc: SSAValue, k: int) -> SSAValue:
+        static = self.static_size(k)
+        if static is not None:
+            return self.const(static)
+        return self.extract(desc, i64, _SIZES, k)
+
+    def element_pointer(self, desc: SSAValue, indices: list[SSAValue]) -> SSAValue:
+        """``aligned + offset + sum(i_k * stride_k)`` (in elements of the storage type)."""
+        strides = self.static_strides()
+        offset = self.static_offset()
+        linear: SSAValue | None = None
+        const_part = 0
+        if offset is None:
+            linear = self.extract(desc, i64, _OFFSET)
+        else:
+            const_part = offset
+        for k, idx in enumerate(indices):
+            stride = strides[k]
+            if stride == 0:
+                continue
+            if stride is None:
+                term = self.mul(idx, self.extract(desc, i64, _STRIDES, k))
+            elif stride == 1:
+                term = idx
+            else:
+                term = self.mul(idx, self.const(stride))
+            linear = term if linear is None else self.add(linear, term)
+        if const_part:
+            c = self.const(const_part)
+            linear = c if linear is None else self.add(linear, c)
+        aligned = self.extract(desc, _PTR, _ALIGNED)
+        if linear is None:
+            return aligned
+        return self.b.insert(
+            llvm.GEPOp(
+                aligned,
+                [llvm.GEP_USE_SSA_VAL],
+                storage_type(self.mtype.element_type),
+                ssa_indices=[linear],
+            )
+        ).result
+
+
+def storage_type(element: Attribute) -> Attribute:
+    """The LLVM type an element is stored as (``i1`` as ``i8``, ``index`` as ``i64``)."""
+    if element == i1:
+        return _I8
+    return convert_type(element)
+
+
+def _memref_type(value: SSAValue, what: str) -> MemRefType:
+    t = value.type
+    if not isinstance(t, MemRefType):
+        raise LoweringError(f"isozyme lowering: {what} of a non-ranked memref {t}")
+    return t
+
+
+def _lower_load(op: memref.LoadOp, mtype: MemRefType) -> None:
+    lo = _Lowerer(op, mtype)
+    ptr = lo.element_pointer(op.memref, list(op.indices))
+    st = storage_type(mtype.element_type)
+    value = lo.b.insert(llvm.LoadOp(ptr, st)).dereferenced_value
+    if mtype.element_type == i1:
+        value = lo.b.insert(llvm.TruncOp(value, i1)).results[0]
+    Rewriter.replace_op(op, [], [value])
+
+
+def _lower_store(op: memref.StoreOp, mtype: MemRefType) -> None:
+    lo = _Lowerer(op, mtype)
+    ptr = lo.element_pointer(op.memref, list(op.indices))
+    value = op.value
+    if mtype.element_type == i1:
+        value = lo.b.insert(llvm.ZExtOp(value, _I8)).results[0]
+    lo.b.insert(llvm.StoreOp(value, ptr))
+    Rewriter.erase_op(op)
+
+
+def _constant_index(value: SSAValue) -> int | None:
+    owner = value.owner
+    if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
+        return owner.value.value.data
+    if isinstance(owner, llvm.ConstantOp) and isinstance(owner.value, IntegerAttr):
+        return owner.value.value.data
+    return None
+
+
+def _lower_dim(op: memref.DimOp, mtype: MemRefType) -> None:
+    lo = _Lowerer(op, mtype)
+    k = _constant_index(op.index)
+    if lo.rank == 0:
+        raise LoweringError("isozyme lowering: memref.dim of a rank-0 memref")
+    if k is not None:
+        if not 0 <= k < lo.rank:
+            raise LoweringError(
+                f"isozyme lowering: memref.dim index {k} out of range for {mtype}"
+            )
+        result = lo.size(op.source, k)
+    else:
+        # A chain of selects over the sizes (out of range reads the last size: UB).
+        result = lo.size(op.source, lo.rank - 1)
+        for j in range(lo.rank - 2, -1, -1):
+            cmp = lo.b.insert(
+                llvm.ICmpOp(
+                    op.index,
+                    lo.const(j),
+                    IntegerAttr(llvm.ICmpPredicateFlag("eq").to_int(), i64),
+                )
+            ).res
+            sel = llvm.SelectOp(cmp, lo.size(op.source, j), result)
+            result = lo.b.insert(with_result_type(sel, i64)).results[0]
+    Rewriter.replace_op(op, [], [result])
+
+
+def _lower_alloc(op: memref.AllocOp, mtype: MemRefType) -> None:
+    if not isinstance(mtype.layout, NoneAttr):
+        raise LoweringError(
+            f"isozyme lowering: memref.alloc supports the identity layout only, "
+            f"got {mtype}"
+        )
+    if op.symbol_operands:
+        raise LoweringError("isozyme lowering: memref.alloc with symbol operands")
+    lo = _Lowerer(op, mtype)
+    module = module_of(op)
+    declare_function(module, "malloc", [i64], _PTR)
+    dynamic = iter(op.dynamic_sizes)
+    sizes: list[SSAValue] = []
+    for k in range(lo.rank):
+        static = lo.static_size(k)
+        sizes.append(lo.const(static) if static is not None else next(dynamic))
+    # Row-major strides: stride[r-1] = 1, stride[k] = stride[k+1] * size[k+1].
+    strides: list[SSAValue] = [lo.const(1)] * lo.rank
+    for k in range(lo.rank - 2, -1, -1):
+        strides[k] = lo.mul(strides[k + 1], sizes[k + 1])
+    count = lo.mul(strides[0], sizes[0]) if lo.rank else lo.const(1)
+    elem_bytes = byte_size(storage_type(mtype.element_type))
+    nbytes = lo.mul(count, lo.const(elem_bytes))
+    alignment = op.alignment.value.data if op.alignment is not None else 0
+    over_aligned = alignment > _MALLOC_ALIGNMENT
+    if over_aligned:
+        nbytes = lo.add(nbytes, lo.const(alignment - 1))
+    allocated = lo.b.insert(call("malloc", [nbytes], _PTR)).returned
+    assert allocated is not None
+    aligned = allocated
+    if over_aligned:
+        as_int = lo.b.insert(llvm.PtrToIntOp(allocated, i64)).results[0]
+        bumped = lo.add(as_int, lo.const(alignment - 1))
+        rounded = lo.b.insert(llvm.AndOp(bumped, lo.const(-alignment))).res
+        aligned = lo.b.insert(llvm.IntToPtrOp(rounded)).results[0]
+    desc = lo.b.insert(llvm.UndefOp(lo.desc_t)).res
+    desc = lo.insert(desc, allocated, _ALLOCATED)
+    desc = lo.insert(desc, aligned, _ALIGNED)
+    desc = lo.insert(desc, lo.const(0), _OFFSET)
+    for k in range(lo.rank):
+        desc = lo.insert(desc, sizes[k], _SIZES, k)
+        desc = lo.insert(desc, strides[k], _STRIDES, k)
+    Rewriter.replace_op(op, [], [desc])
+
+
+def _lower_dealloc(op: memref.DeallocOp, mtype: MemRefType) -> None:
+    lo = _Lowerer(op, mtype)
+    declare_function(module_of(op), "free", [_PTR], llvm.LLVMVoidType())
+    allocated = lo.extract(op.memref, _PTR, _ALLOCATED)
+    lo.b.insert(call("free", [allocated], None))
+    Rewriter.erase_op(op)
+
+
+def _lower_cast(op: memref.CastOp, mtype: MemRefType) -> None:
+    dest = op.dest.type
+    if not isinstance(dest, MemRefType) or dest.get_num_dims() != mtype.get_num_dims():
+        raise LoweringError(
+            f"isozyme lowering: memref.cast from {mtype} to {dest} is not supported "
+            "(only between ranked memrefs of the same rank)"
+        )
+    Rewriter.replace_op(op, [], [op.source])
+
+
+_LOWERINGS = {
+    memref.LoadOp: (_lower_load, lambda op: op.memref),
+    memref.StoreOp: (_lower_store, lambda op: op.memref),
+    memref.DimOp: (_lower_dim, lambda op: op.source),
+    memref.AllocOp: (_lower_alloc, lambda op: op.memref),
+    memref.DeallocOp: (_lower_dealloc, lambda op: op.memref),
+    memref.CastOp: (_lower_cast, lambda op: op.source),
+}
+
+
+class ConvertMemrefToLLVMPass(ModulePass):
+    """Lower ``memref`` types to descriptor structs and the supported ``memref`` ops
+    to the ``llvm`` dialect."""
+
+    name = "convert-memref-to-llvm"
+
+    def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
+        """Rewrite ``op`` in place."""
+        # Record the memref types first: lowering an alloc/cast retypes its users'
+        # operands to the descriptor struct.
+        todo: list[tuple[Operation, MemRefType]] = []
+        for o in op.walk():
+            entry = _LOWERINGS.get(type(o))
+            if entry is not None:
+                todo.append((o, _memref_type(entry[1](o), o.name)))
+        for o, mtype in todo:
+            _LOWERINGS[type(o)][0](o, mtype)
+        # Remaining memref values: block arguments and results of other ops
+        # (func.call, ...).
+        for o in op.walk():
+            for res in list(o.results):
+                if isinstance(res.type, MemRefType):
+                    Rewriter.replace_value_with_new_type(res, convert_type(res.type))
+            for region in o.regions:
+                for block in region.blocks:
+                    for arg in list(block.args):
+                        if isinstance(arg.type, MemRefType):
+                            Rewriter.replace_value_with_new_type(
+                                arg, convert_type(arg.type)
+                            )
