@@ -3,6 +3,11 @@
 Uses xDSL's interpreter (``func``, ``arith``, ``scf``, ``math``) and fills in the ops it
 lacks (``arith.divf``, casts, ``math.sin``...) on Python floats and ints.  ``i1`` values
 are Python bools.  ``f32`` results are rounded to float32.
+
+Memrefs are numpy arrays (any strides: a memref argument may be a view): ``memref.load``,
+``store``, ``dim``, ``alloc`` (with dynamic sizes) and ``dealloc`` act on them.  Pass a
+``memory`` dict to :func:`evaluate` to count allocations and frees; a load, store or
+dealloc of a freed buffer raises.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from xdsl.dialects import arith, builtin
+from xdsl.dialects import arith, builtin, memref
 from xdsl.dialects import math as mathd
 from xdsl.interpreter import Interpreter, InterpreterFunctions, PythonValues, impl, register_impls
 from xdsl.interpreters.arith import ArithFunctions
@@ -143,9 +148,84 @@ class ExtraFunctions(InterpreterFunctions):
     run_erf = impl(mathd.ErfOp)(_unary(math.erf))
 
 
-def evaluate(module: builtin.ModuleOp, name: str, *args: Any) -> tuple[Any, ...]:
-    """Run ``func.func @name`` of ``module`` on Python values; returns its results."""
+def _np_dtype(t: Any) -> Any:
+    if isinstance(t, builtin.Float64Type):
+        return np.float64
+    if isinstance(t, builtin.Float32Type):
+        return np.float32
+    return np.int64
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+@register_impls
+class MemRefNumpyFunctions(InterpreterFunctions):
+    """``memref`` ops on numpy arrays (honoring their strides and offsets)."""
+
+    def __init__(self, memory: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.memory = memory if memory is not None else {}
+        self.memory.setdefault("allocs", 0)
+        self.memory.setdefault("deallocs", 0)
+        self.freed: list[np.ndarray] = []
+
+    def _check(self, arr: np.ndarray, what: str) -> None:
+        if any(arr is f for f in self.freed):
+            raise RuntimeError(f"{what} of a freed buffer")
+
+    @impl(memref.AllocOp)
+    def run_alloc(self, interpreter: Interpreter, op: memref.AllocOp, args: PythonValues):
+        t = op.memref.type
+        dyn = iter(args)
+        shape = [next(dyn) if d == builtin.DYNAMIC_INDEX else d for d in t.get_shape()]
+        self.memory["allocs"] += 1
+        # Fill with NaN / a marker so that reading an unwritten element shows.
+        dtype = _np_dtype(t.element_type)
+        fill = np.nan if dtype is not np.int64 else -999999
+        return (np.full(shape, fill, dtype=dtype),)
+
+    @impl(memref.DeallocOp)
+    def run_dealloc(self, interpreter: Interpreter, op: memref.DeallocOp, args: PythonValues):
+        self._check(args[0], "dealloc")
+        self.freed.append(args[0])
+        self.memory["deallocs"] += 1
+        return ()
+
+    @impl(memref.LoadOp)
+    def run_load(self, interpreter: Interpreter, op: memref.LoadOp, args: PythonValues):
+        arr, *indices = args
+        self._check(arr, "load")
+        if any(not 0 <= i < n for i, n in zip(indices, arr.shape)):
+            raise IndexError(f"load out of bounds: {indices} of shape {arr.shape}")
+        return (_scalar(arr[tuple(indices)]),)
+
+    @impl(memref.StoreOp)
+    def run_store(self, interpreter: Interpreter, op: memref.StoreOp, args: PythonValues):
+        value, arr, *indices = args
+        self._check(arr, "store")
+        if any(not 0 <= i < n for i, n in zip(indices, arr.shape)):
+            raise IndexError(f"store out of bounds: {indices} of shape {arr.shape}")
+        arr[tuple(indices)] = value
+        return ()
+
+    @impl(memref.DimOp)
+    def run_dim(self, interpreter: Interpreter, op: memref.DimOp, args: PythonValues):
+        return (int(args[0].shape[args[1]]),)
+
+
+def evaluate(
+    module: builtin.ModuleOp, name: str, *args: Any, memory: dict[str, Any] | None = None
+) -> tuple[Any, ...]:
+    """Run ``func.func @name`` of ``module`` on Python values (numpy arrays for memrefs);
+    returns its results.  ``memory``, if given, receives ``allocs``/``deallocs`` counts."""
     interpreter = Interpreter(module)
+    interpreter.register_implementations(MemRefNumpyFunctions(memory))
     interpreter.register_implementations(FuncFunctions())
     interpreter.register_implementations(ArithFunctions())
     interpreter.register_implementations(ScfFunctions())

@@ -33,7 +33,7 @@ def emit_fill(e: Emitter, buf: SSAValue, value: float) -> None:
     rank = len(t.get_shape())
     c0, c1 = e.const(0, index), e.const(1, index)
     dims = [
-        e.insert(memref.DimOp.from_source_and_index(buf, e.const(k, index))).result
+        e.insert(memref.DimOp(buf, e.const(k, index))).result
         for k in range(rank)
     ]
 

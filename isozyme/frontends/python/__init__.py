@@ -1,4 +1,5 @@
-"""isozyme's Python frontend: trace Python functions of scalars into ``traced`` IR.
+"""isozyme's Python frontend: trace Python functions of scalars and
+numpy arrays into ``traced`` IR.
 
 ``trace(fn, args)`` rewrites ``fn``'s AST once (AutoGraph-style, see
 :mod:`.ast_transform`), runs it on :class:`Tracer` values and returns a
@@ -7,7 +8,8 @@
 
 from __future__ import annotations
 
+from .arrays import ArrayTracer, array_memref_type
 from .trace import TracedFunction, trace
 from .tracer import Tracer, Undefined
 
-__all__ = ["TracedFunction", "Tracer", "Undefined", "trace"]
+__all__ = ["ArrayTracer", "TracedFunction", "Tracer", "Undefined", "array_memref_type", "trace"]

@@ -30,6 +30,12 @@ class FunctionBuilder:
         self.session = session
         self.entry = entry
         self._blocks: list[Block] = [entry]
+        # Arrays allocated (memref.alloc) and the block they were allocated in; freed at
+        # the end of that block (see arrays.free_allocs).
+        self.allocs: list[tuple[Any, Block]] = []
+        # Known lower bounds of integer values (id of the SSAValue -> (value, bound)),
+        # used to skip the wrapping of negative array indices.
+        self.lower_bounds: dict[int, tuple[Any, int]] = {}
 
     @property
     def block(self) -> Block:
@@ -65,6 +71,7 @@ class HelperEntry:
     result_types: list[Any]
     rebuild: Any  # callable(list of result values) -> Python value
     inline: bool = False
+    owned: list[bool] | None = None  # per result: an array the caller must free
 
 
 @dataclass

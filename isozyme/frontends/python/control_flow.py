@@ -33,8 +33,11 @@ from .tracer import (
     index,
     is_bool_type,
     is_float_type,
+    is_array_value,
     is_number,
     join_types,
+    lower_bound,
+    set_lower_bound,
     ssa,
     to_bool,
     type_and_strength,
@@ -60,6 +63,8 @@ def ret(value: Any) -> Any:
     for v in values:
         if isinstance(v, Tracer):
             ssa(v)  # fails here if the value escaped its loop or branch
+            if is_array_value(v):
+                current_builder().array_return_at = user_location()
     return value
 
 
@@ -77,8 +82,20 @@ def _run_in(block: Block, fn: Callable[[], Any]) -> Any:
 
 
 def _yield(block: Block, values: Sequence[Tracer], terminator: type = scf.YieldOp) -> None:
+    from .arrays import free_allocs  # noqa: PLC0415 (import cycle)
+
     with current_builder().at(block):
+        free_allocs(block)  # arrays allocated in a loop body or branch die at its end
         block.add_op(terminator(*[ssa(v) for v in values]))
+
+
+def _array_rebound(name: str, where: str) -> Exception:
+    return trace_error(
+        f"array variable '{name}' re-bound inside {where}",
+        "arrays cannot be carried through traced loops or branches yet: assign the array "
+        "before the loop/branch and write its elements (x[i] = ...) instead of re-binding "
+        "the name",
+    )
 
 
 def _discard(*blocks: Block) -> None:
@@ -116,6 +133,8 @@ def _merge(
     for k, (label, t, e) in enumerate(zip(labels, then_vals, else_vals)):
         if t is e:
             out[k] = t
+        elif (is_array_value(t) or is_array_value(e)) and not (_undefined(t) or _undefined(e)):
+            raise _array_rebound(label, f"an `if` on a traced condition (line {line})")
         elif _undefined(t) or _undefined(e):
             if not undefined_ok:
                 raise (t if _undefined(t) else e).error()  # type: ignore[union-attr]
@@ -310,6 +329,8 @@ class _Carried:
         self.slots: list[int] = []  # positions of carried numeric values
         self.kinds: list[tuple[Attribute, bool]] = []
         for k, v in enumerate(state):
+            if is_array_value(v):
+                continue  # arrays are references: used as captured values, never carried
             if isinstance(v, Tracer) or is_number(v):
                 self.slots.append(k)
                 self.kinds.append(type_and_strength(v))
@@ -330,9 +351,13 @@ class _Carried:
         changed = False
         carried = set(self.slots)
         for k, (name, before, after) in enumerate(zip(self.names, self.initial, out)):
+            if is_array_value(before) and after is not before:
+                raise _array_rebound(name, f"a {self.loop} (line {self.line})")
             if k in carried:
                 if _undefined(after):
                     raise after.error()
+                if is_array_value(after):
+                    raise _array_rebound(name, f"a {self.loop} (line {self.line})")
                 if not (isinstance(after, Tracer) or is_number(after)):
                     raise trace_error(
                         f"variable '{name}' in a {self.loop}",
@@ -392,7 +417,10 @@ def _trip_count(start: Any, stop: Any, step: Any) -> Tracer:
             n = _divsi((start - stop) + (-step - 1), -step)
     else:
         n = emit1(arith.CeilDivSIOp(ssa(as_tracer(diff, i64)), ssa(step)))
+    known = lower_bound(n)
     n = as_tracer(n, i64)
+    if known is not None and known >= 0:
+        return n  # e.g. range(len(x)): no clamp needed
     return emit1(arith.MaxSIOp(ssa(n), ssa(constant(0, i64))))
 
 
@@ -443,11 +471,15 @@ def for_range(
 
         def body(block: Block = block) -> tuple[bool, list[Tracer]]:
             k = cast(Tracer(block.args[0]), i64)
+            set_lower_bound(k, 0)
             i = k
             if isinstance(step, Tracer) or step != 1:
                 i = i * step
             if isinstance(start, Tracer) or start != 0:
                 i = start + i
+            start_lb, step_lb = lower_bound(start), lower_bound(step)
+            if start_lb is not None and step_lb is not None and step_lb > 0:
+                set_lower_bound(i, start_lb)  # an index of an increasing range
             out = tuple(body_fn(i, *carried.inputs(block.args[1:])))[1:]
             if carried.check(out):
                 return True, []
@@ -463,7 +495,11 @@ def for_range(
         raise trace_error("a `for` loop", "loop-carried types did not settle")
 
     n = _trip_count(start, stop, step)
-    upper = emit1(arith.IndexCastOp(ssa(n), index))
+    owner = n.value.owner
+    if isinstance(owner, arith.IndexCastOp) and owner.input.type == index:
+        upper = Tracer(owner.input)  # range(len(x)): the memref.dim itself
+    else:
+        upper = emit1(arith.IndexCastOp(ssa(n), index))
     lower, one = constant(0, index), constant(1, index)
     inits = carried.init_values()
     op = emit(scf.ForOp(ssa(lower), ssa(upper), ssa(one), [ssa(v) for v in inits], Region(block)))
@@ -503,9 +539,13 @@ def while_(
         after = Block(arg_types=carried.types)
 
         def before_body() -> None:
+            from .arrays import free_allocs  # noqa: PLC0415 (import cycle)
+
             c = cond_fn(*carried.inputs(before.args))
             check_defined(c)
-            before.add_op(scf.ConditionOp(ssa(_bool_value(c)), *before.args))
+            cv = ssa(_bool_value(c))
+            free_allocs(before)
+            before.add_op(scf.ConditionOp(cv, *before.args))
 
         def after_body() -> tuple[bool, list[Tracer]]:
             out = tuple(body_fn(*carried.inputs(after.args)))

@@ -2,6 +2,10 @@
 
 Every call in a converted function goes through :func:`converted_call`:
 
+0. array constructors (``np.zeros``... :data:`.arrays.ARRAY_TABLE`) always build a
+   traced buffer; with a traced array argument, ``len``/``np.shape``... and the array's
+   own methods (``x.copy()``) run, and other numpy or table functions raise
+   "whole-array numpy operations are not supported yet";
 1. a callable in :mod:`.builtins_table` with a traced argument emits its IR;
 2. a function already converted (a nested ``def``/``lambda`` of converted code) runs
    inline;
@@ -23,6 +27,9 @@ from typing import Any
 from xdsl.dialects import func
 from xdsl.ir import Attribute, Block, Region
 
+import numpy as np
+
+from .arrays import ARRAY_AWARE, ARRAY_TABLE, adopt, free_allocs, owned_results, wrap
 from .ast_transform import convert, is_converted
 from .builtins_table import lookup, passes_through
 from .context import FunctionBuilder, HelperEntry, building, current_builder
@@ -32,7 +39,9 @@ from .tracer import (
     Tracer,
     Undefined,
     check_defined,
+    is_array_value,
     ssa,
+    whole_array_error,
 )
 
 # --------------------------------------------------------------------------- pytrees
@@ -73,6 +82,31 @@ def unflatten(treedef: TreeDef, leaves: list[Leaf]) -> Any:
     return kind(out)
 
 
+def contains_array(obj: object) -> bool:
+    """Whether a traced array is in ``obj`` or in the tuples, lists and dicts it holds."""
+    if is_array_value(obj):
+        return True
+    if isinstance(obj, (tuple, list)):
+        return any(contains_array(x) for x in obj)
+    if isinstance(obj, dict):
+        return any(contains_array(x) for x in obj.values())
+    return False
+
+
+def _table_get(table: dict[Any, Any], f: object) -> Any:
+    try:
+        return table.get(f)
+    except TypeError:  # unhashable callable
+        return None
+
+
+def _is_numpy_callable(f: object) -> bool:
+    if isinstance(f, np.ufunc):
+        return True
+    module = getattr(f, "__module__", None) or ""
+    return module.split(".")[0] == "numpy"
+
+
 def contains_tracer(obj: object) -> bool:
     """Whether a tracer is in ``obj`` or in the tuples, lists and dicts it holds."""
     if isinstance(obj, Tracer):
@@ -109,6 +143,20 @@ def _callable_name(f: object) -> str:
 def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call ``f(*args, **kwargs)`` from converted code (see the module docstring)."""
     check_defined(f, *args, *kwargs.values())
+    array_builder = _table_get(ARRAY_TABLE, f)
+    if array_builder is not None:  # np.zeros(...) etc.: always a traced buffer
+        return array_builder(*args, **kwargs)
+    has_array = contains_array(args) or contains_array(kwargs)
+    if has_array:
+        aware = _table_get(ARRAY_AWARE, f)
+        if aware is not None:
+            return aware(*args, **kwargs)
+        if isinstance(f, types.MethodType) and is_array_value(f.__self__):
+            return f(*args, **kwargs)  # x.copy(), x.fill(v)
+        if lookup(f) is not None or _is_numpy_callable(f):
+            raise whole_array_error(f"a call to {_callable_name(f)} on an array")
+    elif isinstance(f, types.MethodType) and is_array_value(f.__self__):
+        return f(*args, **kwargs)  # x.copy(), x.fill(v)
     builder = lookup(f)
     if builder is not None:
         if contains_tracer(args) or contains_tracer(kwargs):
@@ -198,7 +246,10 @@ def call_helper(f: types.FunctionType, args: tuple[Any, ...], kwargs: dict[str, 
         return convert(f)(*args, **kwargs)
     traced = [x for x in leaves if isinstance(x, Tracer)]
     call = fb.insert(func.CallOp(entry.name, [ssa(t) for t in traced], entry.result_types))
-    return entry.rebuild([Tracer(r) for r in call.results])
+    for r, owned in zip(call.results, entry.owned or []):
+        if owned:
+            adopt(r)  # an array the helper allocated: freed by the caller
+    return entry.rebuild([wrap(r) for r in call.results])
 
 
 def treedef_key(treedef: TreeDef) -> object:
@@ -228,9 +279,11 @@ def _trace_helper(
             out["leaves"], out["def"] = out_leaves, out_def
             return [x for x in out_leaves if isinstance(x, Tracer)]
 
+        owned: list[bool] = []
         try:
             func_op, _ = trace_function(
-                session, f, leaves, treedef, name, traced_types, collect, private=True
+                session, f, leaves, treedef, name, traced_types, collect, private=True,
+                owned=owned,
             )
         except EscapedValueError:
             # The helper uses a traced value of its caller (through a closure or an
@@ -248,6 +301,7 @@ def _trace_helper(
             return unflatten(out_def, rebuilt)
 
         entry = HelperEntry(name, list(func_op.function_type.outputs.data), rebuild)
+        entry.owned = owned
         session.helpers[key] = entry
         return entry
     finally:
@@ -264,6 +318,7 @@ def trace_function(
     collect: Callable[[Any], list[Tracer]],
     *,
     private: bool,
+    owned: list[bool] | None = None,
 ) -> tuple[func.FuncOp, Any]:
     """Trace ``f`` into a new ``func.func @name`` (not yet added to the module).
 
@@ -271,7 +326,9 @@ def trace_function(
     each leaf that is a tracer or an IR type becomes the next block argument (of the
     matching type in ``traced_types``), the other leaves are passed as they are.
     ``collect`` maps the Python return value to the tracers to return.  Returns the op
-    and the Python return value.
+    and the Python return value.  Arrays allocated in the function are freed before
+    its ``func.return``, except returned ones; ``owned`` (if given) receives, per result,
+    whether it is such an array (the caller then frees it).
     """
     converted = convert(f)
     block = Block(arg_types=traced_types)
@@ -279,13 +336,16 @@ def trace_function(
     with building(fb):
         arg_iter = iter(block.args)
         new_leaves = [
-            Tracer(next(arg_iter), fb) if isinstance(x, (Tracer, Attribute)) else x
+            wrap(next(arg_iter), fb) if isinstance(x, (Tracer, Attribute)) else x
             for x in leaves
         ]
         args, kwargs = unflatten(treedef, new_leaves)
         try:
             result = converted(*args, **kwargs)
             result_values = collect(result)
+            if owned is not None:
+                owned[:] = owned_results(block, result_values)
+            free_allocs(block, keep=result_values)
             fb.insert(func.ReturnOp(*[ssa(v) for v in result_values]))
         except BaseException:
             block.erase(safe_erase=False)

@@ -1,4 +1,5 @@
-"""The frontend's entry point: trace a Python function of scalars into ``traced`` IR."""
+"""The frontend's entry point: trace a Python function of scalars and numpy arrays into
+``traced`` IR."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from xdsl.utils.exceptions import VerifyException
 
 from isozyme.errors import TraceError
 
+from .arrays import is_array_type
 from .context import TraceSession, sanitize_name
 from .diagnostics import trace_error
 from .functions import flatten, trace_function
-from .tracer import Tracer, Undefined, as_tracer, is_number, scalar_type_of
+from .tracer import Tracer, Undefined, as_tracer, is_array_value, is_number, scalar_type_of
 
 
 @dataclass
@@ -40,14 +42,15 @@ class TracedFunction:
 def _is_traced_type(a: object) -> bool:
     return isinstance(a, (Float64Type, Float32Type)) or (
         isinstance(a, IntegerType) and a.width.data in (1, 64)
-    )
+    ) or is_array_type(a)
 
 
 def trace(fn: Callable[..., Any], args: Sequence[object], *, name: str | None = None) -> TracedFunction:
     """Trace ``fn`` once on abstract arguments into a verified xDSL module.
 
     Each entry of ``args`` describes one positional argument of ``fn``: an IR type
-    (``f64``, ``f32``, ``i64``, ``i1``) makes it a traced argument of the function; any
+    (``f64``, ``f32``, ``i64``, ``i1``, or a ``memref`` type for a numpy array, see
+    :func:`array_memref_type`) makes it a traced argument of the function; any
     other object is passed as a constant baked in at trace time.  ``name`` (default
     ``fn.__name__``) names the public function.  Raises
     :class:`isozyme.errors.TraceError` for code that cannot be traced.
@@ -59,7 +62,9 @@ def trace(fn: Callable[..., Any], args: Sequence[object], *, name: str | None = 
         raise trace_error(f"{fn!r}", "isozyme traces Python functions (def or lambda)")
     for a in args:
         if isinstance(a, Attribute) and not _is_traced_type(a):
-            raise trace_error(f"an argument of type {a}", "traced arguments are f64, f32, i64 or i1",
+            raise trace_error(f"an argument of type {a}", "traced arguments are f64, f32, i64 "
+                              "or i1, or arrays: memref types of f64, f32 or i64 elements "
+                              "(see array_memref_type)",
                               (fn.__code__.co_filename, fn.__code__.co_firstlineno))
     session = TraceSession()
     func_name = session.unique_name(sanitize_name(name or fn.__name__))
@@ -100,6 +105,11 @@ def trace(fn: Callable[..., Any], args: Sequence[object], *, name: str | None = 
 def _result(value: object) -> Tracer:
     if isinstance(value, Undefined):
         raise value.error()
+    if is_array_value(value):
+        raise trace_error("returning an array from the traced function",
+                          "returning arrays is not supported yet; write the result into an "
+                          "output array argument instead",
+                          getattr(value.builder, "array_return_at", None))
     if isinstance(value, Tracer):
         return value
     if is_number(value):

@@ -14,8 +14,11 @@ Everything that needs the *concrete* value of a tracer (``bool(x)``, ``int(x)`` 
 unconverted code paths, ``range(x)``) raises :class:`isozyme.errors.TraceError` naming the
 user's file and line.
 
-The class is designed to be subclassed (arrays get a tensor tracer later): operators
-dispatch through module-level functions keyed on the IR type.
+The class is subclassed by :class:`.arrays.ArrayTracer` (``memref`` values); operators
+dispatch through module-level functions keyed on the IR type and refuse arrays
+(:func:`whole_array_error`).  Integer values may carry a known lower bound
+(:func:`lower_bound`: loop indices, sizes) so that array indexing can skip the
+negative-index wrap.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from xdsl.dialects.builtin import (
     IndexType,
     IntegerAttr,
     IntegerType,
+    MemRefType,
     f32,
     f64,
     i1,
@@ -212,6 +216,8 @@ def as_tracer(value: object, type_: Attribute | None = None) -> "Tracer":
     """A tracer of ``type_`` for a tracer or Python number (constants are materialized)."""
     check_defined(value)
     if isinstance(value, Tracer):
+        if type_ is not None and is_array_value(value):
+            raise whole_array_error("an array used as a number")
         return value if type_ is None else cast(value, type_)
     t = scalar_type_of(value)
     if t is None:
@@ -220,6 +226,54 @@ def as_tracer(value: object, type_: Attribute | None = None) -> "Tracer":
             "only numbers (float, int, bool) and traced values can be used in traced code",
         )
     return constant(value, type_ if type_ is not None else t)
+
+
+def is_array_value(value: object) -> bool:
+    """Whether ``value`` is a traced array (a tracer of ``memref`` type)."""
+    return isinstance(value, Tracer) and isinstance(value.value.type, MemRefType)
+
+
+def whole_array_error(construct: str) -> TraceError:
+    """The TraceError for an operation on whole arrays (not supported yet)."""
+    return trace_error(
+        construct,
+        "whole-array numpy operations are not supported yet; write a loop over the "
+        "elements (`for i in range(len(x)): ... x[i] ...`)",
+    )
+
+
+def _reject_arrays(op: str, *operands: object) -> None:
+    if any(is_array_value(x) for x in operands):
+        raise whole_array_error(f"the array operation `{op}`")
+
+
+def lower_bound(value: object) -> int | None:
+    """A known lower bound of an integer value (Python ints are their own bound)."""
+    if isinstance(value, Tracer):
+        entry = value.builder.lower_bounds.get(id(value.value))
+        if entry is not None and entry[0] is value.value:
+            return entry[1]
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    return None
+
+
+def set_lower_bound(value: "Tracer", bound: int) -> None:
+    """Record that the integer ``value`` is at least ``bound`` (e.g. a loop index)."""
+    value.builder.lower_bounds[id(value.value)] = (value.value, bound)
+
+
+def _propagate_lower_bound(op: str, a: object, b: object, result: "Tracer") -> None:
+    la, lb = lower_bound(a), lower_bound(b)
+    if la is None or lb is None:
+        return
+    if op == "+":
+        set_lower_bound(result, la + lb)
+    elif op == "-" and not isinstance(b, Tracer):
+        set_lower_bound(result, la - lb)
+    elif op in ("*", "//") and la >= 0 and lb >= 0:
+        set_lower_bound(result, 0)
 
 
 def to_bool(value: "Tracer") -> "Tracer":
@@ -326,6 +380,7 @@ def binary(op: str, a: object, b: object) -> Any:
     check_defined(a, b)
     if not (isinstance(a, Tracer) or isinstance(b, Tracer)):
         return _PY_OPS[op](a, b)
+    _reject_arrays(op, a, b)
     if not (_operand_ok(a) and _operand_ok(b)):
         return NotImplemented
     if op in _CMPF:
@@ -362,7 +417,10 @@ def binary(op: str, a: object, b: object) -> Any:
         return emit1(arith.FloorDivSIOp(ssa(x), ssa(y)))
     if op == "%":
         return _int_mod(x, y, b)
-    return emit1(_INT_BINOPS[op](ssa(x), ssa(y)))
+    result = emit1(_INT_BINOPS[op](ssa(x), ssa(y)))
+    if op in ("+", "-", "*"):
+        _propagate_lower_bound(op, a, b, result)
+    return result
 
 
 def _int_mod(x: "Tracer", y: "Tracer", b_original: object) -> "Tracer":
@@ -387,6 +445,7 @@ def compare(op: str, a: object, b: object) -> Any:
     check_defined(a, b)
     if not (isinstance(a, Tracer) or isinstance(b, Tracer)):
         return _PY_OPS[op](a, b)
+    _reject_arrays(op, a, b)
     if not (_operand_ok(a) and _operand_ok(b)):
         return NotImplemented
     t = result_type(a, b)
@@ -418,6 +477,7 @@ def power(a: object, b: object) -> Any:
     check_defined(a, b)
     if not (isinstance(a, Tracer) or isinstance(b, Tracer)):
         return a**b  # type: ignore[operator]
+    _reject_arrays("**", a, b)
     if not (_operand_ok(a) and _operand_ok(b)):
         return NotImplemented
     # A float constant exponent with an integral value acts as an int (x ** 2.0).
