@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from isozyme.errors import AnnotationError
+from isozyme.pytree import check_same_structure, flatten, is_node
 
 
 # -- modes ---------------------------------------------------------------------------
@@ -87,6 +88,12 @@ class Active(Annotation):
     __slots__ = ()
 
     def __init__(self, val: object):
+        if is_node(val):
+            leaves, _ = flatten(val)
+            for leaf in leaves:
+                Active(leaf)  # every leaf must be a float scalar
+            self.val = val
+            return
         if is_array(val):
             raise AnnotationError(
                 f"Active(...) got a {describe(val)}: Active is for immutable float "
@@ -145,6 +152,11 @@ class BatchDuplicatedNoNeed(BatchDuplicated):
 
 
 def _check_shadow(kind: str, val: object, dval: object) -> None:
+    if is_node(val):
+        check_same_structure(f"{kind}(x, dx)", val, dval)
+        for v, d in zip(flatten(val)[0], flatten(dval)[0]):
+            _check_shadow(kind, v, d)
+        return
     if is_float_scalar(val):
         if not is_float_scalar(dval):
             raise AnnotationError(
@@ -163,11 +175,12 @@ def _check_shadow(kind: str, val: object, dval: object) -> None:
                 f"{kind}(x, dx): shadow shape/dtype {d.shape}/{d.dtype} does not match "
                 f"primal {a.shape}/{a.dtype}"
             )
-        if np.shares_memory(a, d):
+        # may_share_memory is a cheap bounds check; shares_memory is exact but costly
+        if np.may_share_memory(a, d) and np.shares_memory(a, d):
             raise AnnotationError(f"{kind}(x, dx): the shadow dx aliases the primal x")
         return
     raise AnnotationError(
-        f"{kind}(x, dx): x must be a float or an array, got {describe(val)}"
+        f"{kind}(x, dx): x must be a float, an array or a pytree of them, got {describe(val)}"
     )
 
 

@@ -35,6 +35,9 @@ from isozyme.annotations import (
     is_int_scalar,
 )
 from isozyme.compiler.pipeline import ALL_STAGES, run_pipeline
+from isozyme.pytree import TreeDef, is_node
+from isozyme.pytree import flatten as flatten_tree
+from isozyme.pytree import unflatten as unflatten_tree
 from isozyme.compiler.request import REQUEST_NAME, add_request
 from isozyme.dialects.enzyme import Activity
 from isozyme.errors import AnnotationError, IsozymeError, UnsupportedError
@@ -92,6 +95,9 @@ def _arg_key(a: Annotation) -> object:
     if is_array(v):
         arr = np.asarray(v)
         return (type(a), np.ndarray, arr.dtype, arr.ndim)
+    if is_node(v):
+        leaves, tree = flatten_tree(v)
+        return (type(a), tree, *(_arg_key(Const(x)) for x in leaves))
     return (type(a), _baked_key(v))
 
 
@@ -111,9 +117,12 @@ class _Spec:
     mode: Mode
     annotations: list[Annotation]
     ret_cls: type | None
-    trace_args: list[object] = field(default_factory=list)
+    trace_args: list[object] = field(default_factory=list)  # per argument (may be a pytree)
+    trees: list[TreeDef | None] = field(default_factory=list)  # per argument: pytree or None
+    # per traced leaf (one entry per IR argument):
     activities: list[Activity] = field(default_factory=list)
-    runtime: list[bool] = field(default_factory=list)  # False: a value baked into the IR
+    # per leaf of every argument: does it carry a runtime value (False: baked in the IR)
+    runtime: list[bool] = field(default_factory=list)
 
 
 _SCALARS = (int, float, bool, complex, str, type(None))
@@ -187,28 +196,46 @@ def _prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> _Spec:
     for i, a in enumerate(anns):
         if isinstance(a, BatchDuplicated):
             raise UnsupportedError("batch (vector) forward mode, BatchDuplicated, is not supported yet")
-        if isinstance(a, Active) and not mode.reverse:
-            raise AnnotationError(
-                f"argument {i}: Active is for reverse mode; in forward mode pass "
-                "Duplicated(x, dx)"
-            )
-        if isinstance(a, Duplicated) and mode.reverse and not is_array(a.val):
-            raise AnnotationError(
-                f"argument {i}: Duplicated({a.val!r}, ...) on an immutable scalar in reverse "
-                "mode: its derivative cannot be written back; mark it Active"
-            )
-        t = _ir_type(a.val)
-        if t is None and not isinstance(a, Const):
-            raise AnnotationError(f"argument {i}: cannot differentiate a {describe(a.val)}")
-        if isinstance(a, Active):
-            spec.activities.append(Activity.ACTIVE)
-        elif isinstance(a, Duplicated):
-            spec.activities.append(Activity.DUP)
-        elif t is not None:
-            spec.activities.append(Activity.CONST)
-        spec.trace_args.append(t if t is not None else a.val)
-        spec.runtime.append(t is not None)
+        if is_node(a.val):
+            leaves, tree = flatten_tree(a.val)
+            if isinstance(a, Duplicated):
+                shadows = flatten_tree(a.dval)[0]  # type: ignore[attr-defined]
+                leaf_anns = [type(a)(v, d) for v, d in zip(leaves, shadows)]
+            else:
+                leaf_anns = [type(a)(v) for v in leaves]
+            types = [_prepare_leaf(spec, i, la) for la in leaf_anns]
+            spec.trace_args.append(unflatten_tree(tree, types))
+            spec.trees.append(tree)
+        else:
+            spec.trace_args.append(_prepare_leaf(spec, i, a))
+            spec.trees.append(None)
     return spec
+
+
+def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
+    """Check one leaf of argument ``i``; record its activity; return what to trace."""
+    mode = spec.mode
+    if isinstance(a, Active) and not mode.reverse:
+        raise AnnotationError(
+            f"argument {i}: Active is for reverse mode; in forward mode pass "
+            "Duplicated(x, dx)"
+        )
+    if isinstance(a, Duplicated) and mode.reverse and not is_array(a.val):
+        raise AnnotationError(
+            f"argument {i}: Duplicated({a.val!r}, ...) on an immutable scalar in reverse "
+            "mode: its derivative cannot be written back; mark it Active"
+        )
+    t = _ir_type(a.val)
+    if t is None and not isinstance(a, Const):
+        raise AnnotationError(f"argument {i}: cannot differentiate a {describe(a.val)}")
+    if isinstance(a, Active):
+        spec.activities.append(Activity.ACTIVE)
+    elif isinstance(a, Duplicated):
+        spec.activities.append(Activity.DUP)
+    elif t is not None:
+        spec.activities.append(Activity.CONST)
+    spec.runtime.append(t is not None)
+    return t if t is not None else a.val
 
 
 def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[Activity]:
@@ -316,23 +343,37 @@ def _make_runner(
     returns_tuple: bool,
 ) -> Callable[[Sequence[Annotation]], tuple]:
     """The per-call hot path: flatten values, call the entry, shape the result."""
-    # which annotations carry runtime values (baked Consts carry none)
-    runtime = spec.runtime
-    dup = [isinstance(a, Duplicated) for a in spec.annotations]
     n_seeds = sum(a in (Activity.ACTIVE, Activity.ACTIVENONEED) for a in ret_acts)
-    active_pos = [i for i, a in enumerate(spec.annotations) if isinstance(a, Active)]
     n_args = len(spec.annotations)
     mode = spec.mode
-    f32_out = [isinstance(t, Float32Type) for t in result_types]
     seeds = (1.0,) * n_seeds
+    # per argument: its pytree (or None), and per leaf whether it is a runtime value
+    trees = spec.trees
+    runtime_of: list[list[bool]] = []
+    pos = 0
+    for tree in trees:
+        n = 1 if tree is None else tree.num_leaves
+        runtime_of.append(spec.runtime[pos : pos + n])
+        pos += n
+    dup = [isinstance(a, Duplicated) for a in spec.annotations]
+    active_pos = [i for i, a in enumerate(spec.annotations) if isinstance(a, Active)]
 
     def flatten(anns: Sequence[Annotation]) -> list[object]:
         flat: list[object] = []
-        for a, r, d in zip(anns, runtime, dup):
-            if r:
-                flat.append(a.val)
-                if d:
-                    flat.append(a.dval)  # type: ignore[attr-defined]
+        for a, tree, rt, d in zip(anns, trees, runtime_of, dup):
+            if tree is None:
+                if rt[0]:
+                    flat.append(a.val)
+                    if d:
+                        flat.append(a.dval)  # type: ignore[attr-defined]
+                continue
+            leaves = flatten_tree(a.val)[0]
+            shadows = flatten_tree(a.dval)[0] if d else leaves  # type: ignore[attr-defined]
+            for leaf, sh, r in zip(leaves, shadows, rt):
+                if r:
+                    flat.append(leaf)
+                    if d:
+                        flat.append(sh)
         return flat
 
     if mode.reverse:
@@ -343,8 +384,14 @@ def _make_runner(
             grads: list[object] = [None] * n_args
             k = 1 if has_primal else 0
             for i in active_pos:
-                grads[i] = out[k]
-                k += 1
+                tree = trees[i]
+                if tree is None:
+                    grads[i] = out[k]
+                    k += 1
+                else:
+                    n = tree.num_leaves
+                    grads[i] = unflatten_tree(tree, list(out[k : k + n]))
+                    k += n
             if mode.with_primal:
                 return (tuple(grads), out[0] if has_primal else None)
             return (tuple(grads),)
@@ -356,7 +403,7 @@ def _make_runner(
         primals: list[object] = []
         tangents: list[object] = []
         k = 0
-        for act, is32 in zip(ret_acts, f32_out):
+        for act in ret_acts:
             if act in (Activity.DUP, Activity.CONST):
                 primals.append(out[k])
                 k += 1

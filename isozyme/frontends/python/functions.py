@@ -29,6 +29,8 @@ from xdsl.ir import Attribute, Block, Region
 
 import numpy as np
 
+from isozyme import pytree
+
 from .arrays import ARRAY_AWARE, ARRAY_TABLE, adopt, free_allocs, owned_results, wrap
 from .ast_transform import convert, is_converted
 from .builtins_table import lookup, passes_through
@@ -47,39 +49,18 @@ from .tracer import (
 # --------------------------------------------------------------------------- pytrees
 
 Leaf = Any
-TreeDef = Any
+TreeDef = pytree.TreeDef
 
 
 def flatten(obj: object) -> tuple[list[Leaf], TreeDef]:
-    """Flatten tuples, lists and dicts (recursively) into leaves and a structure."""
-    if isinstance(obj, (tuple, list)) and type(obj) in (tuple, list):
-        leaves: list[Leaf] = []
-        defs = []
-        for item in obj:
-            sub_leaves, sub_def = flatten(item)
-            leaves.extend(sub_leaves)
-            defs.append((len(sub_leaves), sub_def))
-        return leaves, (type(obj), defs)
-    if type(obj) is dict:
-        keys = list(obj.keys())
-        leaves, vdef = flatten([obj[k] for k in keys])
-        return leaves, (dict, keys, vdef)
-    return [obj], None
+    """Flatten pytrees (tuples, lists, dicts, NamedTuples, dataclasses) into leaves and
+    a structure (see :mod:`isozyme.pytree`)."""
+    return pytree.flatten(obj)
 
 
 def unflatten(treedef: TreeDef, leaves: list[Leaf]) -> Any:
     """Inverse of :func:`flatten`."""
-    if treedef is None:
-        return leaves[0]
-    if treedef[0] is dict:
-        _, keys, vdef = treedef
-        return dict(zip(keys, unflatten(vdef, leaves)))
-    kind, defs = treedef
-    out, pos = [], 0
-    for n, sub in defs:
-        out.append(unflatten(sub, leaves[pos : pos + n]))
-        pos += n
-    return kind(out)
+    return pytree.unflatten(treedef, leaves)
 
 
 def contains_array(obj: object) -> bool:
@@ -253,12 +234,8 @@ def call_helper(f: types.FunctionType, args: tuple[Any, ...], kwargs: dict[str, 
 
 
 def treedef_key(treedef: TreeDef) -> object:
-    """A hashable form of a structure from :func:`flatten`."""
-    if treedef is None:
-        return None
-    if treedef[0] is dict:
-        return ("dict", tuple(treedef[1]), treedef_key(treedef[2]))
-    return (treedef[0].__name__, tuple((n, treedef_key(d)) for n, d in treedef[1]))
+    """A hashable key for a structure (structures are hashable already)."""
+    return treedef
 
 
 def _trace_helper(

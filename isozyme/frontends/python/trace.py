@@ -68,8 +68,8 @@ def trace(fn: Callable[..., Any], args: Sequence[object], *, name: str | None = 
                               (fn.__code__.co_filename, fn.__code__.co_firstlineno))
     session = TraceSession()
     func_name = session.unique_name(sanitize_name(name or fn.__name__))
-    arg_types = [a for a in args if isinstance(a, Attribute)]
     leaves, treedef = flatten((list(args), {}))
+    arg_types = [a for a in leaves if isinstance(a, Attribute)]
     shape: dict[str, bool] = {}
 
     def collect(result: object) -> list[Tracer]:

@@ -1,0 +1,120 @@
+"""Pytrees: nested tuples, lists, dicts, NamedTuples and dataclasses of leaves.
+
+Arguments may be pytrees of scalars and arrays; isozyme flattens them into leaves (one
+traced argument each) and rebuilds the structure around the traced leaves, so the
+user's function sees the structure it was written for.  A ``Duplicated`` pytree has a
+shadow pytree of the same structure.
+
+A structure (``TreeDef``) is hashable and compares equal for equal shapes, so it can be
+part of the compile-cache key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+from isozyme.errors import AnnotationError
+
+
+class TreeDef(NamedTuple):
+    """The structure of a pytree: a node kind, its static data and its children."""
+
+    kind: Any  # type of the node, or None for a leaf
+    data: Any  # dict keys / dataclass field names / None
+    children: tuple["TreeDef", ...]
+
+    @property
+    def num_leaves(self) -> int:
+        """How many leaves the structure holds."""
+        if self.kind is None:
+            return 1
+        return sum(c.num_leaves for c in self.children)
+
+
+LEAF = TreeDef(None, None, ())
+
+
+def _is_namedtuple(x: object) -> bool:
+    return isinstance(x, tuple) and hasattr(type(x), "_fields")
+
+
+def _is_user_dataclass(x: object) -> bool:
+    # xDSL's IR attributes are dataclasses too, but they are values, not containers
+    return (
+        dataclasses.is_dataclass(x)
+        and not isinstance(x, type)
+        and not type(x).__module__.startswith("xdsl.")
+    )
+
+
+def is_node(x: object) -> bool:
+    """True for the containers isozyme looks into."""
+    return type(x) in (tuple, list, dict) or _is_namedtuple(x) or _is_user_dataclass(x)
+
+
+def flatten(x: object) -> tuple[list[Any], TreeDef]:
+    """Leaves of ``x`` in a fixed order (dict keys sorted) and its structure."""
+    leaves: list[Any] = []
+    tree = _flatten(x, leaves)
+    return leaves, tree
+
+
+def _flatten(x: object, leaves: list[Any]) -> TreeDef:
+    t = type(x)
+    if t is tuple or t is list:
+        return TreeDef(t, None, tuple(_flatten(v, leaves) for v in x))  # type: ignore[union-attr]
+    if t is dict:
+        keys = tuple(sorted(x, key=repr))  # type: ignore[arg-type]
+        return TreeDef(dict, keys, tuple(_flatten(x[k], leaves) for k in keys))  # type: ignore[index]
+    if _is_namedtuple(x):
+        return TreeDef(t, None, tuple(_flatten(v, leaves) for v in x))  # type: ignore[union-attr]
+    if _is_user_dataclass(x):
+        names = tuple(f.name for f in dataclasses.fields(x) if f.init)
+        return TreeDef(t, names, tuple(_flatten(getattr(x, n), leaves) for n in names))
+    leaves.append(x)
+    return LEAF
+
+
+def unflatten(tree: TreeDef, leaves: list[Any]) -> Any:
+    """Rebuild the structure ``tree`` around ``leaves``."""
+    it = iter(leaves)
+    out = _unflatten(tree, it)
+    return out
+
+
+def _unflatten(tree: TreeDef, it) -> Any:
+    if tree.kind is None:
+        return next(it)
+    values = [_unflatten(c, it) for c in tree.children]
+    kind = tree.kind
+    if kind is tuple or kind is list:
+        return kind(values)
+    if kind is dict:
+        return dict(zip(tree.data, values))
+    if tree.data is None:  # NamedTuple
+        return kind(*values)
+    return kind(**dict(zip(tree.data, values)))
+
+
+def check_same_structure(what: str, a: object, b: object) -> None:
+    """Raise an AnnotationError unless ``a`` and ``b`` have the same structure."""
+    la, ta = flatten(a)
+    lb, tb = flatten(b)
+    if ta != tb:
+        raise AnnotationError(
+            f"{what}: the shadow's structure {describe_tree(tb)} differs from the "
+            f"primal's {describe_tree(ta)}"
+        )
+
+
+def describe_tree(tree: TreeDef) -> str:
+    """A short human-readable rendering of a structure."""
+    if tree.kind is None:
+        return "*"
+    inner = ", ".join(describe_tree(c) for c in tree.children)
+    name = tree.kind.__name__
+    if tree.kind is dict:
+        inner = ", ".join(f"{k!r}: {describe_tree(c)}" for k, c in zip(tree.data, tree.children))
+        return "{" + inner + "}"
+    return f"{name}({inner})"
