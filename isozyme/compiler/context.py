@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from xdsl.context import Context
-from xdsl.dialects import arith, builtin, cf, func, llvm, math, memref, scf
+from xdsl.dialects import affine, arith, builtin, cf, func, linalg, llvm, math, memref, scf
 
 from isozyme.dialects.enzyme import Enzyme
 
@@ -14,12 +14,12 @@ from isozyme.dialects.enzyme import Enzyme
 def _dialects():
     return (
         builtin.Builtin, func.Func, arith.Arith, math.Math, scf.Scf, cf.Cf,
-        llvm.LLVM, memref.MemRef, Enzyme,
+        llvm.LLVM, memref.MemRef, linalg.Linalg, affine.Affine, Enzyme,
     )
 
 
 def make_context() -> Context:
-    """A fresh context with builtin, func, arith, math, scf, cf, llvm and enzyme."""
+    """A fresh context with every dialect of isozyme's IR stages."""
     ctx = Context(allow_unregistered=False)
     for d in _dialects():
         ctx.load_dialect(d)

@@ -2,7 +2,7 @@
 
 =================  ==========================================================
 ``traced``         frontend output plus the ``enzyme`` request
-``optimized``      inline, canonicalize, CSE, DCE, LICM (before AD)
+``optimized``      linalg to loops, inline, canonicalize, CSE, DCE, LICM (before AD)
 ``differentiated`` ``enzyme-differentiate``: derivative functions generated
 ``simplified``     ``simplify-ad``, canonicalize, CSE, DCE, ``eliminate-dead-caches``
 ``llvm``           the llvm dialect (lowering passes of ``compiler/lowering``)
@@ -24,7 +24,9 @@ from xdsl.transforms.common_subexpression_elimination import (
     CommonSubexpressionElimination,
 )
 from xdsl.transforms.dead_code_elimination import DeadCodeElimination
+from xdsl.transforms.convert_linalg_to_loops import ConvertLinalgToLoopsPass
 from xdsl.transforms.loop_invariant_code_motion import LoopInvariantCodeMotionPass
+from xdsl.transforms.lower_affine import LowerAffinePass
 
 from isozyme.compiler.context import make_context
 from isozyme.compiler.passes.differentiate import DifferentiatePass
@@ -38,6 +40,10 @@ ALL_STAGES = IR_STAGES + ("llvm-ir", "llvm-ir-optimized")
 
 STAGE_PASSES: dict[str, Callable[[], Sequence[ModulePass]]] = {
     "optimized": lambda: (
+        # Whole-array code becomes loops over buffers before AD, so that the loop and
+        # shadow-memory rules differentiate it (see docs/architecture.md).
+        ConvertLinalgToLoopsPass(),
+        LowerAffinePass(),
         InlinePass(),
         CanonicalizePass(),
         CommonSubexpressionElimination(),
