@@ -57,6 +57,16 @@ _RECOMPUTE: frozenset[type[Operation]] = frozenset(
         arith.TruncIOp, arith.CmpiOp,
     }
 )
+# Float ops recomputed when their operands are cheap to obtain (loads of read-only
+# buffers, top-level values, other recomputable values), up to a small depth: a few
+# flops per reverse iteration are cheaper than a cache push and pop.
+_RECOMPUTE_FLOAT: frozenset[type[Operation]] = frozenset(
+    {
+        arith.AddfOp, arith.SubfOp, arith.MulfOp, arith.NegfOp, arith.CmpfOp,
+        arith.SelectOp, arith.TruncFOp,
+    }
+)
+_MAX_RECOMPUTE_DEPTH = 4
 
 
 def generate_reverse(
@@ -303,14 +313,35 @@ class _ReverseDiff:
             return self.fwd_map[v]
         clone = self.fwd_map[v]
         if clone not in level.fetched:
-            if isinstance(v, OpResult) and (
-                type(v.op) in _RECOMPUTE
-                or isinstance(v.op, memref.LoadOp) and v.op.memref in self.read_only
-            ):
+            if isinstance(v, OpResult) and self._recomputable(v, _MAX_RECOMPUTE_DEPTH):
                 level.fetched[clone] = self._recompute(v, level)
             else:
                 level.fetched[clone] = self._fetch(clone, level)
         return level.fetched[clone]
+
+    def _recomputable(self, v: SSAValue, depth: int) -> bool:
+        """Whether the reverse sweep may recompute ``v`` rather than cache it: ``v`` is
+        the result of a cheap pure op (or a load of a buffer nothing writes) whose
+        operands are top-level values or recomputable themselves, ``depth`` ops deep at
+        most.  Integer ops recompute at any depth (their chains end at loop indices)."""
+        if not isinstance(v, OpResult):
+            block = _defining_block(v)
+            if block is self.fn.body.block:
+                return True
+            # the induction variable of a for loop is recomputed from the reverse counter
+            return isinstance(block.parent_op(), scf.ForOp) and v is block.args[0]
+        op = v.op
+        if op.parent_block() is self.fn.body.block:
+            return True
+        if type(op) in _RECOMPUTE:
+            return all(self._recomputable(o, depth) for o in op.operands)
+        if depth <= 0:
+            return False
+        if type(op) in _RECOMPUTE_FLOAT or (
+            isinstance(op, memref.LoadOp) and op.memref in self.read_only
+        ):
+            return all(self._recomputable(o, depth - 1) for o in op.operands)
+        return False
 
     def _recompute(self, v: OpResult, level: _RevCtx) -> SSAValue:
         """Re-emit a cheap pure op in ``level``'s prologue instead of caching its value."""
