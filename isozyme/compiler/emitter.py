@@ -56,9 +56,10 @@ class Emitter:
         return self.const(0, type)
 
     # float arithmetic --------------------------------------------------------------
-    def add(self, a: SSAValue, b: SSAValue) -> SSAValue:
-        """a + b."""
-        return self.insert(arith.AddfOp(a, b)).result
+    def add(self, a: SSAValue, b: SSAValue, reassoc: bool = False) -> SSAValue:
+        """a + b; ``reassoc`` lets LLVM reorder it (vectorize sums)."""
+        flags = arith.FastMathFlagsAttr(["reassoc", "contract"]) if reassoc else None
+        return self.insert(arith.AddfOp(a, b, flags)).result
 
     def sub(self, a: SSAValue, b: SSAValue) -> SSAValue:
         """a - b."""

@@ -28,6 +28,12 @@ reversed views included). The data pointer of an ``ndarray`` is read from the ob
 itself (numpy's C ABI: ``PyArrayObject.data`` follows the object header; checked once
 against ``__array_interface__`` at start-up, which is the fallback), because
 ``__array_interface__`` costs about 1 us per array.
+
+Memref results: the entry stores each returned descriptor's fields into 3 + 2r
+consecutive out slots (allocated, aligned, offset, sizes[r], strides[r]). The callable
+returns a numpy array viewing that memory which owns it: the allocated pointer is
+``free``-d (libc) when the array and every view of it are garbage-collected
+(:func:`_make_result_wrapper`, :class:`_MallocBlock`).
 """
 
 from __future__ import annotations
@@ -262,7 +268,9 @@ class CompiledModule:
         ``__array_interface__``/``__array_struct__``; it is viewed, never copied, so
         the function's stores land in the caller's array). It returns a tuple with one
         value per result: ``float`` for ``f64``/``f32``, ``int`` for
-        ``i64``/``i32``/``index``, ``bool`` for ``i1``. Each callable owns its buffers.
+        ``i64``/``i32``/``index``, ``bool`` for ``i1``, and a numpy array for a memref
+        result (see :func:`_result_array`: it owns the memory the function allocated
+        and frees it when garbage-collected). Each callable owns its buffers.
 
         Types are xDSL types or their names: ``"f64"``, ``"i64"``..., and memref types as
         ``MemRefType`` or text (``"memref<?xf64>"``,
@@ -283,14 +291,10 @@ class CompiledModule:
         for t in arg_types:
             spec = memref_spec(t)
             args.append(spec if spec is not None else type_name(t))
-        results: list[str] = []
+        results: list[str | MemrefSpec] = []
         for t in result_types:
-            if memref_spec(t) is not None:
-                raise TypeError(
-                    f"isozyme runtime: memref results ({t}) cannot cross the C entry "
-                    "point"
-                )
-            results.append(type_name(t))
+            spec = memref_spec(t)
+            results.append(spec if spec is not None else type_name(t))
         return make_entry_callable(
             self.entry_addresses[key], args, results, keepalive=self
         )
@@ -423,10 +427,118 @@ def _memref_lines(
     return lines, fields
 
 
+_libc = ctypes.CDLL(None)
+_libc_free = _libc.free
+_libc_free.argtypes = [ctypes.c_void_p]
+_libc_free.restype = None
+
+
+class _MallocBlock:
+    """Owns one block that compiled code ``malloc``-ed and returned (a memref
+    result's allocated pointer): ``free``-s it when the last array using it dies."""
+
+    __slots__ = ("ptr", "__weakref__")
+
+    def __init__(self, ptr: int) -> None:
+        self.ptr = ptr
+
+    def __del__(self, _free: Any = _libc_free) -> None:
+        ptr, self.ptr = self.ptr, 0
+        if ptr:
+            _free(ptr)
+
+
+class _ArrayView:
+    """What a memref result's numpy array views: ``__array_interface__`` over the
+    descriptor's memory, and a reference to its owner (a :class:`_MallocBlock`, or
+    the argument array when the function returned a view of an argument), so the
+    array's ``base`` keeps the memory alive."""
+
+    __slots__ = ("__array_interface__", "owner")
+
+    def __init__(self, interface: dict[str, Any], owner: object) -> None:
+        self.__array_interface__ = interface
+        self.owner = owner
+
+
+def _result_array(
+    spec: MemrefSpec, fields: Sequence[int], owner: object
+) -> np.ndarray:
+    """The numpy array of one memref result from its descriptor ``fields``
+    ``(allocated, aligned, offset, sizes..., strides...)`` (strides in elements).
+
+    The array views the memory in place (dtype from the element type, shape from the
+    sizes, byte strides = strides * itemsize) and its ``base`` references ``owner``.
+    A zero-size result is a fresh empty array (the pointer may be NULL)."""
+    r = spec.rank
+    aligned, offset = fields[1], fields[2]
+    shape = tuple(fields[3 : 3 + r])
+    if 0 in shape:
+        return np.empty(shape, spec.dtype)
+    if not aligned:
+        raise MemoryError(f"isozyme runtime: a {spec.text} result has a NULL pointer")
+    itemsize = spec.dtype.itemsize
+    interface = {
+        "version": 3,
+        "shape": shape,
+        "typestr": spec.dtype.str,
+        "data": (aligned + offset * itemsize, False),
+        "strides": tuple(s * itemsize for s in fields[3 + r : 3 + 2 * r]),
+    }
+    return np.asarray(_ArrayView(interface, owner))
+
+
+def _make_result_wrapper(
+    result_types: Sequence[str | MemrefSpec],
+) -> Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]]:
+    """Turn the unpacked out slots into the result tuple (memref results to arrays).
+
+    Ownership of a memref result: the function transfers its ``malloc``-ed block to
+    the caller, which ``free``-s the allocated pointer when the array is collected.
+    Two results with the same allocated pointer share one owner (freed once), and a
+    result whose allocated pointer is that of a memref argument of this call (the
+    function returned an argument or a view of one) is not freed: its array keeps
+    the argument array alive instead."""
+    layout: list[tuple[int, MemrefSpec | None]] = []
+    pos = 0
+    for t in result_types:
+        if isinstance(t, MemrefSpec):
+            layout.append((pos, t))
+            pos += 3 + 2 * t.rank
+        else:
+            layout.append((pos, None))
+            pos += 1
+
+    def wrap(raw: tuple[Any, ...], args: tuple[Any, ...]) -> tuple[Any, ...]:
+        owners: dict[int, object] = {
+            args[i]: args[i + 1] for i in range(0, len(args), 2) if args[i]
+        }
+        out: list[Any] = []
+        for start, spec in layout:
+            if spec is None:
+                out.append(raw[start])
+                continue
+            fields = raw[start : start + 3 + 2 * spec.rank]
+            allocated = fields[0]
+            owner = owners.get(allocated) if allocated else None
+            if owner is None and allocated:
+                owner = owners[allocated] = _MallocBlock(allocated)
+            out.append(_result_array(spec, fields, owner))
+        return tuple(out)
+
+    return wrap
+
+
+def _out_code(t: str | MemrefSpec) -> str:
+    if isinstance(t, MemrefSpec):
+        return "QQq" + "q" * (2 * t.rank)
+    return _SLOT_CODES[t]
+
+
 def make_entry_callable(
     address: int,
     arg_types: Sequence[str | MemrefSpec],
-    result_types: Sequence[str],
+    result_types: Sequence[str | MemrefSpec],
     keepalive: object = None,
 ) -> Callable[..., tuple[Any, ...]]:
     """Build the fast Python wrapper of the entry point at ``address``.
@@ -448,7 +560,7 @@ def make_entry_callable(
         "QQq" + "q" * (2 * t.rank) for t in arg_types if isinstance(t, MemrefSpec)
     )
     in_struct = struct.Struct("<" + slots_codes + desc_codes)
-    out_struct = struct.Struct("<" + "".join(_SLOT_CODES[t] for t in result_types))
+    out_struct = struct.Struct("<" + "".join(_out_code(t) for t in result_types))
     # At least one byte each so the buffers have an address; 8-byte aligned.
     in_buf = (ctypes.c_int64 * max((in_struct.size + 7) // 8, 1))()
     out_buf = (ctypes.c_int64 * max((out_struct.size + 7) // 8, 1))()
@@ -490,7 +602,16 @@ def make_entry_callable(
         values = ", ".join(slot_values + desc_values)
         lines.append(f"    pack_into(in_buf, 0, {values})")
     lines.append("    fn(in_ptr, out_ptr)")
-    lines.append("    return unpack_from(out_buf)" if result_types else "    return ()")
+    if any(isinstance(t, MemrefSpec) for t in result_types):
+        namespace["wrap"] = _make_result_wrapper(result_types)
+        arg_owners = "".join(
+            f"p{k}, x{k}, " for k, t in enumerate(arg_types) if isinstance(t, MemrefSpec)
+        )
+        lines.append(f"    return wrap(unpack_from(out_buf), ({arg_owners}))")
+    elif result_types:
+        lines.append("    return unpack_from(out_buf)")
+    else:
+        lines.append("    return ()")
     source = "\n".join(lines)
     exec(compile(source, f"<isozyme entry {address:#x}>", "exec"), namespace)
     entry = namespace["entry"]
@@ -499,7 +620,8 @@ def make_entry_callable(
     )
     entry._iz_source = source  # type: ignore[attr-defined]
     shown = [t.text if isinstance(t, MemrefSpec) else t for t in arg_types]
-    entry.__doc__ = f"isozyme entry ({', '.join(shown)}) -> ({', '.join(result_types)})"
+    shown_r = [t.text if isinstance(t, MemrefSpec) else t for t in result_types]
+    entry.__doc__ = f"isozyme entry ({', '.join(shown)}) -> ({', '.join(shown_r)})"
     return entry
 
 

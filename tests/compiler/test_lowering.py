@@ -81,6 +81,7 @@ func.func @main(%x: f64, %n: index, %flag: i1, %s: f32) -> (f64, index, i1, f32)
 
 def test_pass_names_follow_mlir() -> None:
     assert [p.name for p in LOWERING_PASSES] == [
+        "expand-memref-copy",
         "convert-scf-to-cf",
         "convert-memref-to-llvm",
         "convert-arith-to-llvm",

@@ -10,7 +10,7 @@ from xdsl.dialects import math as math_dialect
 from xdsl.dialects.builtin import MemRefType, f64
 from xdsl.parser import Parser
 
-from isozyme.compiler.lowering import LoweringError, lower_to_llvm
+from isozyme.compiler.lowering import lower_to_llvm
 from isozyme.dialects.enzyme import Enzyme
 from isozyme.runtime import CompiledModule, compile_llvm_module
 from isozyme.runtime.jit import descriptor_struct
@@ -424,19 +424,6 @@ def test_array_interface_objects_are_viewed_not_copied() -> None:
     m = np.arange(4.0).view(np.recarray)
     f(m, 3.0)
     np.testing.assert_array_equal(np.asarray(m), [0, 3, 6, 9])
-
-
-def test_memref_result_rejected() -> None:
-    src = f"""
-func.func @f(%a: {V}) -> {V} {{
-  func.return %a : {V}
-}}
-"""
-    with pytest.raises(LoweringError, match="returns a memref"):
-        compile_src(src)
-    cm = compile_src(DOT)
-    with pytest.raises(TypeError, match="memref results"):
-        cm.entry("dot", [V, V], [V])
 
 
 def test_descriptor_struct_layout() -> None:

@@ -278,7 +278,7 @@ class _ReverseDiff:
                 return
             idx = [self._primal(i, ctx) for i in op.indices]
             old = e.insert(memref.LoadOp.get(sh, idx)).res
-            e.insert(memref.StoreOp.get(e.add(old, adj), sh, idx))
+            e.insert(memref.StoreOp.get(e.add(old, adj, reassoc=True), sh, idx))
             return
         idx = [self._primal(i, ctx) for i in op.indices]
         old = e.insert(memref.LoadOp.get(sh, idx)).res
@@ -292,10 +292,13 @@ class _ReverseDiff:
         ) or any(self.info.any_active(b.args) for r in op.regions for b in r.blocks)
 
     def _accumulate(self, ctx: _RevCtx, v: SSAValue, c: SSAValue | None) -> None:
+        # Adjoint accumulation is AD's own sum, not the user's: its order is free, so
+        # it may be reassociated (Enzyme makes the same choice); LLVM then vectorizes
+        # the reductions reverse loops carry.
         if c is None or not self.info.is_active(v):
             return
         cur = ctx.adj.get(v)
-        ctx.adj[v] = c if cur is None else ctx.e.add(cur, c)
+        ctx.adj[v] = c if cur is None else ctx.e.add(cur, c, reassoc=True)
 
     def _adj_or_zero(self, ctx: _RevCtx, at: _RevCtx, v: SSAValue) -> SSAValue:
         a = ctx.adj.get(v)

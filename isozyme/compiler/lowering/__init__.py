@@ -21,6 +21,7 @@ from isozyme.compiler.lowering.convert_func_to_llvm import ConvertFuncToLLVMPass
 from isozyme.compiler.lowering.convert_math_to_llvm import ConvertMathToLLVMPass
 from isozyme.compiler.lowering.convert_memref_to_llvm import ConvertMemrefToLLVMPass
 from isozyme.compiler.lowering.convert_scf_to_cf import ConvertScfToCfPass
+from isozyme.compiler.lowering.expand_memref_copy import ExpandMemrefCopyPass
 from isozyme.compiler.lowering.translate import (
     translate_to_llvm_ir,
     translate_to_llvmlite,
@@ -28,6 +29,7 @@ from isozyme.compiler.lowering.translate import (
 
 #: The passes of :func:`lower_to_llvm`, in order.
 LOWERING_PASSES: tuple[type[ModulePass], ...] = (
+    ExpandMemrefCopyPass,
     ConvertScfToCfPass,
     ConvertMemrefToLLVMPass,
     ConvertArithToLLVMPass,
@@ -73,6 +75,7 @@ __all__ = [
     "ConvertMathToLLVMPass",
     "ConvertMemrefToLLVMPass",
     "ConvertScfToCfPass",
+    "ExpandMemrefCopyPass",
     "LoweringError",
     "lower_to_llvm",
     "translate_to_llvm_ir",

@@ -126,7 +126,9 @@ def llvm_fastmath(op: Operation) -> llvm.FastMathAttr:
     if attr is None:
         return llvm.FastMathAttr(None)
     data = attr.data  # type: ignore[attr-defined]
-    flags = [llvm.FastMathFlag(f.value) for f in data]
+    # xDSL keeps the flags as given: FastMathFlag enums when parsed, but plain
+    # strings when built as ``FastMathFlagsAttr(["reassoc", ...])``.
+    flags = [llvm.FastMathFlag(f if isinstance(f, str) else f.value) for f in data]
     return llvm.FastMathAttr(flags if flags else None)
 
 

@@ -7,8 +7,11 @@ argument/result; ``f64``/``i64`` fill the slot, ``f32`` (and ``i32``) use its fi
 bytes, ``i1`` is stored as an ``i64`` 0 or 1. A memref argument (a descriptor struct
 after ``convert-memref-to-llvm``) is passed by reference: its slot holds a pointer to the
 descriptor ``{ptr allocated, ptr aligned, i64 offset, i64 sizes[r], i64 strides[r]}`` in
-memory, which the entry loads and passes by value. Memref results are not supported.
-The runtime calls these through ctypes.
+memory, which the entry loads and passes by value. A memref result fills 3 + 2r
+consecutive slots with its descriptor's fields: allocated pointer, aligned pointer,
+offset, sizes[r], strides[r] (the slots of later results follow). The caller owns
+the returned memory (``free`` of the allocated pointer); the runtime wraps it in a
+numpy array. The runtime calls these through ctypes.
 """
 
 from __future__ import annotations
@@ -50,14 +53,30 @@ def _load_arg(b: Builder, base: SSAValue, k: int, t: Attribute) -> SSAValue:
     return b.insert(llvm.LoadOp(ptr, t)).dereferenced_value
 
 
-def _store_result(b: Builder, base: SSAValue, k: int, value: SSAValue) -> None:
-    ptr = _slot(b, base, k)
+def _store_result(b: Builder, base: SSAValue, k: int, value: SSAValue) -> int:
+    """Store result ``value`` from slot ``k`` on; return the next free slot."""
     t = value.type
+    rank = descriptor_rank(t)
+    if rank is not None:
+        # A memref: allocated, aligned, offset, sizes[r], strides[r] in 3 + 2r slots.
+        fields: list[tuple[tuple[int, ...], Attribute]] = [
+            ((0,), _PTR), ((1,), _PTR), ((2,), i64)
+        ]
+        fields += [((3, d), i64) for d in range(rank)]
+        fields += [((4, d), i64) for d in range(rank)]
+        for j, (position, ft) in enumerate(fields):
+            field = b.insert(
+                llvm.ExtractValueOp(DenseArrayBase.from_list(i64, list(position)), value, ft)
+            ).res
+            b.insert(llvm.StoreOp(field, _slot(b, base, k + j)))
+        return k + len(fields)
+    ptr = _slot(b, base, k)
     if isinstance(t, IntegerType) and t.width.data < 64:
         # Narrow integers fill the slot: i1 as 0/1, i32 sign-extended.
         ext = llvm.ZExtOp(value, i64) if t == i1 else llvm.SExtOp(value, i64)
         value = b.insert(ext).results[0]
     b.insert(llvm.StoreOp(value, ptr))
+    return k + 1
 
 
 def build_entry(f: llvm.FuncOp) -> llvm.FuncOp:
@@ -70,12 +89,12 @@ def build_entry(f: llvm.FuncOp) -> llvm.FuncOp:
         result_types = list(out_t.types.data)
     else:
         result_types = [out_t]
-    if any(isinstance(t, llvm.LLVMStructType) for t in result_types):
-        raise LoweringError(
-            f"isozyme lowering: public function @{f.sym_name.data} returns a memref; "
-            "memref results cannot cross the C entry point (return scalars, or write "
-            "into an array argument)"
-        )
+    for t in result_types:
+        if isinstance(t, llvm.LLVMStructType) and descriptor_rank(t) is None:
+            raise LoweringError(
+                f"isozyme lowering: public function @{f.sym_name.data} returns "
+                f"{t}, which cannot cross the C entry point"
+            )
 
     block = Block(arg_types=[_PTR, _PTR])
     in_ptr, out_ptr = block.args
@@ -93,13 +112,14 @@ def build_entry(f: llvm.FuncOp) -> llvm.FuncOp:
         _store_result(b, out_ptr, 0, called.returned)
     elif result_types:
         assert called.returned is not None
+        slot = 0
         for k, t in enumerate(result_types):
             value = b.insert(
                 llvm.ExtractValueOp(
                     DenseArrayBase.from_list(i64, [k]), called.returned, t
                 )
             ).res
-            _store_result(b, out_ptr, k, value)
+            slot = _store_result(b, out_ptr, slot, value)
     b.insert(llvm.ReturnOp())
     return llvm.FuncOp(
         ENTRY_PREFIX + f.sym_name.data,

@@ -18,7 +18,15 @@ constants; the others are read from the descriptor.
   ``alignment`` when it exceeds malloc's 16 bytes, the aligned pointer rounded up),
   offset 0, row-major strides; only the identity layout;
 * ``memref.dealloc``: ``free`` of the allocated pointer;
-* ``memref.cast`` (same rank, any layouts): the descriptor passes through unchanged.
+* ``memref.cast`` (same rank, any layouts): the descriptor passes through unchanged;
+* ``memref.subview`` (static or dynamic offsets, sizes and steps; rank-reducing when
+  every dropped dimension has the static size 1): a new descriptor with the source's
+  allocated and aligned pointers, ``offset = src.offset + sum(off_k * src.stride_k)``,
+  the given sizes and ``stride_k = src.stride_k * step_k`` (the dropped dimensions
+  only contribute to the offset). Sizes are taken as given (no clamping, as in MLIR).
+
+``memref.copy`` is expanded into ``scf.for`` loops before ``convert-scf-to-cf``
+(``expand_memref_copy.py``).
 
 The pass runs after ``convert-scf-to-cf`` and before ``convert-func-to-llvm``. It first
 records the memref type of every op it lowers, rewrites the ops (the results of
@@ -30,6 +38,8 @@ blocks ``convert-scf-to-cf`` made) and ``func.call`` results, to the descriptor 
 """
 
 from __future__ import annotations
+
+import itertools
 
 from xdsl.builder import Builder
 from xdsl.context import Context
@@ -291,6 +301,132 @@ def _lower_cast(op: memref.CastOp, mtype: MemRefType) -> None:
     Rewriter.replace_op(op, [], [op.source])
 
 
+_Value = int | SSAValue  # a folded constant or an i64/index SSA value
+
+
+def _fold_mul(lo: _Lowerer, a: _Value, b: _Value) -> _Value:
+    if isinstance(a, int) and isinstance(b, int):
+        return a * b
+    for x, y in ((a, b), (b, a)):
+        if isinstance(x, int) and x == 1:
+            return y
+        if isinstance(x, int) and x == 0:
+            return 0
+    return lo.mul(lo.const(a) if isinstance(a, int) else a,
+                  lo.const(b) if isinstance(b, int) else b)
+
+
+def _fold_add(lo: _Lowerer, a: _Value, b: _Value) -> _Value:
+    if isinstance(a, int) and isinstance(b, int):
+        return a + b
+    if isinstance(a, int) and a == 0:
+        return b
+    if isinstance(b, int) and b == 0:
+        return a
+    return lo.add(lo.const(a) if isinstance(a, int) else a,
+                  lo.const(b) if isinstance(b, int) else b)
+
+
+def _materialize(lo: _Lowerer, v: _Value) -> SSAValue:
+    return lo.const(v) if isinstance(v, int) else v
+
+
+def _kept_dims(
+    src: MemRefType, result: MemRefType, sizes: list[int | None],
+    strides: list[int | None],
+) -> list[int]:
+    """The source dimensions a (possibly rank-reducing) subview keeps, in order.
+
+    ``sizes``/``strides`` are the subview's static sizes and result strides (``None``
+    when dynamic). Dropped dimensions must have the static size 1; among the
+    candidate sets, the first whose kept sizes fit the result shape and whose static
+    strides agree with the result layout's is chosen (ambiguities only concern
+    size-1 dimensions, whose strides never contribute to an address).
+    """
+    rank, rrank = len(sizes), result.get_num_dims()
+    if rrank == rank:
+        return list(range(rank))
+    ones = [k for k in range(rank) if sizes[k] == 1]
+    if rrank > rank or rank - rrank > len(ones):
+        raise LoweringError(
+            f"isozyme lowering: memref.subview from {src} to {result}: a rank-reducing "
+            "subview may only drop dimensions of static size 1"
+        )
+    rshape = result.get_shape()
+    rstrides = result.get_strides() or [DYNAMIC_INDEX] * rrank
+    fallback: list[int] | None = None
+    for dropped in itertools.combinations(ones, rank - rrank):
+        kept = [k for k in range(rank) if k not in dropped]
+        if not all(
+            rshape[j] == DYNAMIC_INDEX or sizes[k] is None or rshape[j] == sizes[k]
+            for j, k in enumerate(kept)
+        ):
+            continue
+        if all(
+            rstrides[j] is None or rstrides[j] == DYNAMIC_INDEX or strides[k] is None
+            or rstrides[j] == strides[k] or rshape[j] == 1
+            for j, k in enumerate(kept)
+        ):
+            return kept
+        if fallback is None:
+            fallback = kept
+    if fallback is None:
+        raise LoweringError(
+            f"isozyme lowering: memref.subview from {src} to {result}: cannot match "
+            "the result shape by dropping dimensions of static size 1"
+        )
+    return fallback
+
+
+def _lower_subview(op: memref.SubviewOp, mtype: MemRefType) -> None:
+    result_t = op.result.type
+    if not isinstance(result_t, MemRefType):
+        raise LoweringError(f"isozyme lowering: memref.subview to {result_t}")
+    lo = _Lowerer(op, mtype)
+    rank = lo.rank
+    src = op.source
+
+    def operands(static: DenseArrayBase, dynamic, what: str) -> list[_Value]:
+        values = static.get_values()
+        if len(values) != rank:
+            raise LoweringError(
+                f"isozyme lowering: memref.subview of {mtype} has {len(values)} "
+                f"{what} (expected {rank})"
+            )
+        dyn = iter(dynamic)
+        return [next(dyn) if v == DYNAMIC_INDEX else v for v in values]
+
+    offsets = operands(op.static_offsets, op.offsets, "offsets")
+    sizes = operands(op.static_sizes, op.sizes, "sizes")
+    steps = operands(op.static_strides, op.strides, "strides")
+
+    src_strides: list[_Value] = [
+        s if s is not None else lo.extract(src, i64, _STRIDES, k)
+        for k, s in enumerate(lo.static_strides())
+    ]
+    static_offset = lo.static_offset()
+    offset: _Value = (
+        static_offset if static_offset is not None else lo.extract(src, i64, _OFFSET)
+    )
+    for k in range(rank):
+        offset = _fold_add(lo, offset, _fold_mul(lo, offsets[k], src_strides[k]))
+    new_strides = [_fold_mul(lo, src_strides[k], steps[k]) for k in range(rank)]
+    kept = _kept_dims(
+        mtype,
+        result_t,
+        [v if isinstance(v, int) else None for v in sizes],
+        [v if isinstance(v, int) else None for v in new_strides],
+    )
+    desc = lo.b.insert(llvm.UndefOp(memref_descriptor_type(len(kept)))).res
+    desc = lo.insert(desc, lo.extract(src, _PTR, _ALLOCATED), _ALLOCATED)
+    desc = lo.insert(desc, lo.extract(src, _PTR, _ALIGNED), _ALIGNED)
+    desc = lo.insert(desc, _materialize(lo, offset), _OFFSET)
+    for j, k in enumerate(kept):
+        desc = lo.insert(desc, _materialize(lo, sizes[k]), _SIZES, j)
+        desc = lo.insert(desc, _materialize(lo, new_strides[k]), _STRIDES, j)
+    Rewriter.replace_op(op, [], [desc])
+
+
 _LOWERINGS = {
     memref.LoadOp: (_lower_load, lambda op: op.memref),
     memref.StoreOp: (_lower_store, lambda op: op.memref),
@@ -298,6 +434,7 @@ _LOWERINGS = {
     memref.AllocOp: (_lower_alloc, lambda op: op.memref),
     memref.DeallocOp: (_lower_dealloc, lambda op: op.memref),
     memref.CastOp: (_lower_cast, lambda op: op.source),
+    memref.SubviewOp: (_lower_subview, lambda op: op.source),
 }
 
 
