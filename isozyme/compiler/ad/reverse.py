@@ -54,7 +54,9 @@ _RECOMPUTE: frozenset[type[Operation]] = frozenset(
     {
         arith.ConstantOp, arith.IndexCastOp, arith.SIToFPOp, arith.ExtFOp,
         arith.AddiOp, arith.SubiOp, arith.MuliOp, arith.ExtUIOp, arith.ExtSIOp,
-        arith.TruncIOp, arith.CmpiOp,
+        arith.TruncIOp, arith.CmpiOp, arith.DivSIOp, arith.FloorDivSIOp,
+        arith.CeilDivSIOp, arith.RemSIOp, arith.MaxSIOp, arith.MinSIOp, arith.AndIOp,
+        arith.OrIOp, arith.XOrIOp, memref.DimOp,
     }
 )
 # Float ops recomputed when their operands are cheap to obtain (loads of read-only
