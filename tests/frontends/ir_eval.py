@@ -4,6 +4,9 @@ Uses xDSL's interpreter (``func``, ``arith``, ``scf``, ``math``) and fills in th
 lacks (``arith.divf``, casts, ``math.sin``...) on Python floats and ints.  ``i1`` values
 are Python bools.  ``f32`` results are rounded to float32.
 
+``linalg.generic`` is not interpreted: run xDSL's ``convert-linalg-to-loops`` first
+(:func:`lower_linalg`); the ``affine.apply`` ops it emits for constant indices are.
+
 Memrefs are numpy arrays (any strides: a memref argument may be a view): ``memref.load``,
 ``store``, ``dim``, ``alloc`` (with dynamic sizes) and ``dealloc`` act on them.  Pass a
 ``memory`` dict to :func:`evaluate` to count allocations and frees; a load, store or
@@ -20,6 +23,7 @@ import numpy as np
 from xdsl.dialects import arith, builtin, memref
 from xdsl.dialects import math as mathd
 from xdsl.interpreter import Interpreter, InterpreterFunctions, PythonValues, impl, register_impls
+from xdsl.interpreters.affine import AffineFunctions
 from xdsl.interpreters.arith import ArithFunctions
 from xdsl.interpreters.func import FuncFunctions
 from xdsl.interpreters.math import MathFunctions
@@ -149,6 +153,8 @@ class ExtraFunctions(InterpreterFunctions):
 
 
 def _np_dtype(t: Any) -> Any:
+    if isinstance(t, builtin.IntegerType) and t.width.data == 1:
+        return np.bool_
     if isinstance(t, builtin.Float64Type):
         return np.float64
     if isinstance(t, builtin.Float32Type):
@@ -157,6 +163,8 @@ def _np_dtype(t: Any) -> Any:
 
 
 def _scalar(value: Any) -> Any:
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, np.floating):
         return float(value)
     if isinstance(value, np.integer):
@@ -187,7 +195,7 @@ class MemRefNumpyFunctions(InterpreterFunctions):
         self.memory["allocs"] += 1
         # Fill with NaN / a marker so that reading an unwritten element shows.
         dtype = _np_dtype(t.element_type)
-        fill = np.nan if dtype is not np.int64 else -999999
+        fill = {np.int64: -999999, np.bool_: False}.get(dtype, np.nan)
         return (np.full(shape, fill, dtype=dtype),)
 
     @impl(memref.DeallocOp)
@@ -230,5 +238,18 @@ def evaluate(
     interpreter.register_implementations(ArithFunctions())
     interpreter.register_implementations(ScfFunctions())
     interpreter.register_implementations(MathFunctions())
+    interpreter.register_implementations(AffineFunctions())  # affine.apply (linalg lowering)
     interpreter.register_implementations(ExtraFunctions(), override=True)
     return tuple(interpreter.call_op(name, args))
+
+
+def lower_linalg(module: builtin.ModuleOp) -> builtin.ModuleOp:
+    """A clone of ``module`` with every ``linalg.generic`` lowered to ``scf.for`` loops by
+    xDSL's ``convert-linalg-to-loops`` (verified)."""
+    from xdsl.context import Context
+    from xdsl.transforms.convert_linalg_to_loops import ConvertLinalgToLoopsPass
+
+    lowered = module.clone()
+    ConvertLinalgToLoopsPass().apply(Context(), lowered)
+    lowered.verify()
+    return lowered

@@ -15,8 +15,10 @@ size, stride and the offset dynamic, so one trace serves every shape and every v
   sizes and the identity layout, filled by ``scf.for`` loops, and freed by
   ``memref.dealloc`` at the end of the region that allocated them (the function, or the
   body of a traced loop or branch) unless a helper function returns them.
-* Whole-array numpy operations (``x * 2``, ``np.sin(x)``, ``np.sum(x)``, slices) raise a
-  :class:`isozyme.errors.TraceError`.
+* Whole-array numpy operations (``x * 2``, ``np.sin(x)``, ``np.sum(x)``, ``x @ y``,
+  ``x[:, None]``...) are ``linalg.generic`` ops on buffers: see :mod:`.whole_array`, which
+  installs the operators and methods on :class:`ArrayTracer`.  Slices other than ``:``
+  raise a :class:`isozyme.errors.TraceError`.
 """
 
 from __future__ import annotations
@@ -110,6 +112,8 @@ def element_type_of_dtype(dtype: object) -> Attribute:
 
 def numpy_dtype(t: Attribute) -> np.dtype:
     """The numpy dtype of IR element type ``t``."""
+    if isinstance(t, IntegerType) and t.width.data == 1:
+        return np.dtype(np.bool_)  # comparisons of whole arrays give i1 arrays
     key = _elt_key(t)
     assert key is not None
     return _NP_OF[key]
@@ -222,7 +226,8 @@ class ArrayTracer(Tracer):
     """A traced numpy array: an SSA value of ``memref`` type (see the module docstring).
 
     Element reads and writes, ``shape``/``len``/``size``/``ndim``/``dtype`` and
-    ``copy()``/``fill()`` are supported; whole-array operations raise a TraceError.
+    ``copy()``/``fill()``; whole-array operators and methods (``+``, ``@``, ``.sum()``,
+    ``.T``, ``x[:, None]``...) come from :mod:`.whole_array`.
     """
 
     __slots__ = ("_cache",)
@@ -363,12 +368,27 @@ class ArrayTracer(Tracer):
         return ssa(emit1(arith.AddiOp(self.dim_index(k), to_index(i))))
 
     def __getitem__(self, key: object) -> Tracer:
+        from .whole_array import getitem_view, is_view_key  # noqa: PLC0415
+
+        check_defined(key)
+        if is_view_key(self, key):
+            return getitem_view(self, key)
         idx = self._indices(key)
         return emit1(memref.LoadOp.get(ssa(self), idx))
 
     def __setitem__(self, key: object, value: object) -> None:
+        from .whole_array import is_view_key, setitem_view  # noqa: PLC0415
+
+        check_defined(key)
+        if is_view_key(self, key):
+            setitem_view(self, key, value)
+            return
         idx = self._indices(key)
         check_defined(value)
+        if "copy_of_view" in self._cache:
+            from .whole_array import check_writable  # noqa: PLC0415
+
+            check_writable(self)
         if is_array_value(value):
             raise whole_array_error("assigning an array to an array element")
         if not (isinstance(value, Tracer) or is_number(value)):
@@ -682,3 +702,8 @@ ARRAY_AWARE: dict[Any, Callable[..., Any]] = {
     np.ndim: np_ndim,
 }
 
+
+
+# Whole-array operations (linalg.generic): installs ArrayTracer operators/methods and
+# extends ARRAY_AWARE.  Imported last: it builds on this module.
+from . import whole_array as _whole_array  # noqa: E402,F401

@@ -234,11 +234,14 @@ def is_array_value(value: object) -> bool:
 
 
 def whole_array_error(construct: str) -> TraceError:
-    """The TraceError for an operation on whole arrays (not supported yet)."""
+    """The TraceError for an operation on whole arrays that has no rule (the supported
+    ones are listed in :mod:`.whole_array`)."""
     return trace_error(
         construct,
-        "whole-array numpy operations are not supported yet; write a loop over the "
-        "elements (`for i in range(len(x)): ... x[i] ...`)",
+        "this whole-array numpy operation is not supported (elementwise operators and "
+        "ufuncs, np.where/clip, sum/prod/max/min/mean, dot/@/einsum/outer, transposes and "
+        "`x[:, None]` are); write a loop over the elements "
+        "(`for i in range(len(x)): ... x[i] ...`)",
     )
 
 
