@@ -101,3 +101,133 @@ def write_output(x, out):
     for i in range(len(x)):
         out[i] = x[i] * x[i] + 1.0
     return 0.0
+
+
+# -- whole-array numpy ----------------------------------------------------------------
+def elementwise(x, y):
+    return np.sum(np.sin(x) * y + x / (1.0 + y * y))
+
+
+def ufuncs(x):
+    return np.sum(np.exp(x) + np.tanh(x) + np.sqrt(x * x + 1.0) + np.log1p(x * x) + np.arctan(x))
+
+
+def power_ops(x):
+    return np.sum(x ** 2 + np.abs(x) ** 1.5 + np.square(x) * 0.5)
+
+
+def broadcast_row(A, v):
+    return np.sum((A - v) ** 2)
+
+
+def broadcast_newaxis(x, y):
+    return np.sum(np.cos(x[:, None] * y[None, :]))
+
+
+def reduce_axis0(A):
+    return np.sum(np.sum(A * A, axis=0) ** 2)
+
+
+def reduce_axis1_keepdims(A):
+    return np.sum(A / np.sum(A * A, axis=1, keepdims=True))
+
+
+def mean_and_prod(x):
+    return np.mean(x * x) + np.prod(x)
+
+
+def max_min(x):
+    return np.max(x * x) - np.min(np.sin(x))
+
+
+def dot_vec(x, y):
+    return np.dot(x, y) ** 2
+
+
+def matvec(A, x):
+    return np.sum((A @ x) ** 2)
+
+
+def matmat(A, B):
+    return np.sum(np.tanh(A @ B))
+
+
+def outer_fn(x, y):
+    return np.sum(np.outer(x, y) ** 2)
+
+
+def transpose_fn(A):
+    return np.sum(A.T @ A)
+
+
+def einsum_fn(A, B):
+    return np.sum(np.einsum("ik,jk->ij", A, B) ** 2)
+
+
+def where_fn(x):
+    return np.sum(np.where(x > 0.0, x * x, -2.0 * x))
+
+
+def clip_fn(x):
+    return np.sum(np.clip(x, -0.5, 0.5) * x)
+
+
+def maximum_fn(x, y):
+    return np.sum(np.maximum(x, y) * np.minimum(x, y))
+
+
+def logsumexp(x):
+    m = np.max(x)
+    return m + np.log(np.sum(np.exp(x - m)))
+
+
+def logsumexp_rows(A):
+    m = np.max(A, axis=1, keepdims=True)
+    return np.sum(m[:, 0] + np.log(np.sum(np.exp(A - m), axis=1)))
+
+
+def diag_fn(A):
+    return np.sum(np.diag(A) ** 2) + np.sum(np.diag(np.diag(A)) * A)
+
+
+def stack_concat(x, y):
+    return np.sum(np.concatenate([x, y]) ** 2) + np.sum(np.stack([x, y]) * 2.0)
+
+
+def array_from_scalars(x):
+    v = np.array([x[0] * x[1], np.sin(x[0]), x[1] ** 2])
+    return np.sum(v * v)
+
+
+def reshape_fn(x):
+    return np.sum(x.reshape(2, -1) @ x.reshape(-1, 2))
+
+
+def scalar_times_array(x, a):
+    return np.sum(a * x * x) * a
+
+
+def gmm_objective(alphas, means, icf, x):
+    qdiags = np.exp(icf)
+    sum_qs = np.sum(icf, axis=1)
+    xcentered = x[:, None, :] - means[None, :, :]
+    lx = qdiags[None, :, :] * xcentered
+    sqsum = np.sum(lx * lx, axis=2)
+    inner = alphas[None, :] + sum_qs[None, :] - 0.5 * sqsum
+    m = np.max(inner, axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.sum(np.exp(inner - m), axis=1))
+    am = np.max(alphas)
+    return np.sum(lse) - x.shape[0] * (am + np.log(np.sum(np.exp(alphas - am))))
+
+
+def mixed_loop_and_array(x):
+    y = np.sin(x) * 2.0
+    s = 0.0
+    for i in range(len(y)):
+        s += y[i] * x[i]
+    return s + np.sum(y * y)
+
+
+def in_place_whole_array(x, y):
+    x += y * y
+    return np.sum(x * x)

@@ -43,7 +43,54 @@ CASES = {
     "branchy": (P.branchy, lambda: [np.array([0.5, -0.3, 0.8, -1.2])]),
     "while_over_array": (P.while_over_array, lambda: [np.array([0.9, 1.1, 0.7])]),
     "float32": (P.sum_sq, lambda: [_point(4, dtype=np.float32)]),
+    # whole-array numpy
+    "elementwise": (P.elementwise, lambda: [_point(5), _point(5)]),
+    "ufuncs": (P.ufuncs, lambda: [_point(6, 0.1, 0.9)]),
+    "power_ops": (P.power_ops, lambda: [np.array([0.3, -0.7, 1.2, -0.4])]),
+    "broadcast_row": (P.broadcast_row, lambda: [_point(6).reshape(2, 3), _point(3)]),
+    "broadcast_newaxis": (P.broadcast_newaxis, lambda: [_point(3), _point(4)]),
+    "reduce_axis0": (P.reduce_axis0, lambda: [_point(6).reshape(3, 2)]),
+    "reduce_axis1_keepdims": (P.reduce_axis1_keepdims, lambda: [_point(6, 0.2, 1.0).reshape(2, 3)]),
+    "mean_and_prod": (P.mean_and_prod, lambda: [_point(4, 0.3, 1.0)]),
+    "max_min": (P.max_min, lambda: [np.array([0.3, -0.9, 0.5, 0.1])]),
+    "dot_vec": (P.dot_vec, lambda: [_point(4), _point(4)]),
+    "matvec": (P.matvec, lambda: [_point(6).reshape(3, 2), _point(2)]),
+    "matmat": (P.matmat, lambda: [_point(6).reshape(2, 3), _point(12).reshape(3, 4)]),
+    "outer": (P.outer_fn, lambda: [_point(3), _point(2)]),
+    "transpose": (P.transpose_fn, lambda: [_point(6).reshape(3, 2)]),
+    "einsum": (P.einsum_fn, lambda: [_point(6).reshape(2, 3), _point(9).reshape(3, 3)]),
+    "where": (P.where_fn, lambda: [np.array([0.5, -0.3, 0.8, -1.2])]),
+    "clip": (P.clip_fn, lambda: [np.array([0.2, -0.9, 0.7, 0.1])]),
+    "maximum": (P.maximum_fn, lambda: [np.array([0.2, -0.9, 0.7]), np.array([0.5, -0.1, 0.3])]),
+    "logsumexp": (P.logsumexp, lambda: [_point(5)]),
+    "logsumexp_rows": (P.logsumexp_rows, lambda: [_point(6).reshape(2, 3)]),
+    "diag": (P.diag_fn, lambda: [_point(9).reshape(3, 3)]),
+    "stack_concat": (P.stack_concat, lambda: [_point(3), _point(3)]),
+    "array_from_scalars": (P.array_from_scalars, lambda: [_point(2)]),
+    "reshape": (P.reshape_fn, lambda: [_point(6)]),
+    "scalar_times_array": (P.scalar_times_array, lambda: [_point(4), 1.3]),
+    "gmm": (P.gmm_objective, lambda: [_point(3), _point(6).reshape(3, 2), _point(6).reshape(3, 2),
+                                      _point(8).reshape(4, 2)]),
+    "mixed_loop_and_array": (P.mixed_loop_and_array, lambda: [_point(5)]),
+    "in_place_whole_array": (P.in_place_whole_array, lambda: [_point(4), _point(4)]),
+    "float32_whole_array": (P.elementwise, lambda: [_point(4, dtype=np.float32),
+                                                   _point(4, dtype=np.float32)]),
+    "transposed_view_input": (P.matvec, lambda: [_point(6).reshape(2, 3).T, _point(2)]),
 }
+
+
+# programs that write into an array argument with values that depend on the others:
+# every array must be Duplicated (a zero shadow for the ones not being checked)
+ALL_DUPLICATED = {"in_place_whole_array"}
+
+
+def annotate(name, work, k, shadow):
+    return [
+        Duplicated(a, shadow) if i == k
+        else Duplicated(a, np.zeros_like(a)) if name in ALL_DUPLICATED and isinstance(a, np.ndarray)
+        else Const(a)
+        for i, a in enumerate(work)
+    ]
 
 
 def fd_gradient(f, args, k, h=1e-6):
@@ -82,8 +129,7 @@ def test_reverse_matches_finite_differences(name, mode):
                                for a in args], k)
         work = copies(args)
         shadow = np.zeros_like(work[k])
-        anns = [Duplicated(a, shadow) if i == k else Const(a) for i, a in enumerate(work)]
-        res = autodiff(mode, f, Active, *anns)
+        res = autodiff(mode, f, Active, *annotate(name, work, k, shadow))
         assert res[0] == (None,) * len(args)
         np.testing.assert_allclose(shadow, want, rtol=rtol, atol=atol)
         if mode.with_primal:
@@ -100,8 +146,7 @@ def test_forward_matches_finite_differences(name):
                                for a in args], k)
         seed = RNG.uniform(-1, 1, args[k].shape).astype(args[k].dtype)
         work = copies(args)
-        anns = [Duplicated(a, seed.copy()) if i == k else Const(a) for i, a in enumerate(work)]
-        (t, primal) = autodiff(ForwardWithPrimal, f, *anns)
+        (t, primal) = autodiff(ForwardWithPrimal, f, *annotate(name, work, k, seed.copy()))
         assert t == pytest.approx(float(np.sum(want * seed)), rel=rtol, abs=atol * 10)
         assert primal == pytest.approx(f(*copies(args)), rel=rtol)
 
@@ -204,3 +249,10 @@ def test_aliasing_shadow_is_rejected():
 def test_unsupported_dtype():
     with pytest.raises(iz.UnsupportedError, match="complex128"):
         autodiff(Reverse, P.sum_sq, Active, Const(np.ones(2, dtype=np.complex128)))
+
+
+def test_const_array_receiving_active_values_is_refused():
+    x, y = np.ones(3), np.ones(3)
+    with pytest.raises(AnnotationError, match="argument 0 .* Const array"):
+        autodiff(Forward, P.in_place_whole_array, Const(x), Duplicated(y, np.ones(3)))
+    assert x.tolist() == [1.0] * 3

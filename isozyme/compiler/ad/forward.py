@@ -18,7 +18,11 @@ from xdsl.rewriter import InsertPoint
 
 from isozyme.compiler.ad.common import jvp, lookup_callee
 from isozyme.compiler.ad.memory import emit_shadow_alloc, is_buffer
-from isozyme.compiler.analysis.activity import ActivityInfo, analyze_activity
+from isozyme.compiler.analysis.activity import (
+    ActivityInfo,
+    analyze_activity,
+    check_const_buffers,
+)
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects.enzyme import Activity
 from isozyme.errors import UnsupportedError
@@ -65,6 +69,7 @@ class _ForwardDiff:
             active_rets,
             [i for i in shadowed if is_buffer(fn.body.block.args[i])],
         )
+        check_const_buffers(fn, self.info, shadowed)
         self.vmap: dict[SSAValue, SSAValue] = {}
         self.tan: dict[SSAValue, SSAValue] = {}
 

@@ -35,7 +35,11 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from isozyme.compiler.ad.common import lookup_callee, vjp
 from isozyme.compiler.ad.memory import emit_fill, emit_shadow_alloc, is_buffer
-from isozyme.compiler.analysis.activity import ActivityInfo, analyze_activity
+from isozyme.compiler.analysis.activity import (
+    ActivityInfo,
+    analyze_activity,
+    check_const_buffers,
+)
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects import enzyme
 from isozyme.dialects.enzyme import Activity
@@ -152,6 +156,7 @@ class _ReverseDiff:
             [i for i, a in enumerate(self.ret_activities) if a in _ACTIVE_RET],
             shadowed,
         )
+        check_const_buffers(fn, self.info, shadowed)
         self.shadow: dict[SSAValue, SSAValue] = {}  # primal buffer -> shadow buffer
         # buffers nothing writes (no store, no view, no call): their loads are
         # recomputed in the reverse sweep instead of cached

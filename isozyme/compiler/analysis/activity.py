@@ -26,6 +26,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from isozyme.compiler.ad_rules import has_zero_derivative, lookup_rule
 from isozyme.compiler.emitter import is_float
+from isozyme.errors import AnnotationError
 
 Edge = tuple[SSAValue, SSAValue]
 
@@ -95,6 +96,19 @@ def value_flow_edges(op: Operation) -> Iterator[Edge]:
             for a in op.operands:
                 for r in op.results:
                     yield a, r
+
+
+def check_const_buffers(fn: func.FuncOp, info: "ActivityInfo", shadowed: Iterable[int]) -> None:
+    """Refuse Const buffer arguments that receive active values (Enzyme refuses too):
+    their derivative would have nowhere to go."""
+    shadowed = set(shadowed)
+    for i, arg in enumerate(fn.body.block.args):
+        if i not in shadowed and isinstance(arg.type, MemRefType) and info.is_active(arg):
+            raise AnnotationError(
+                f"argument {i} of {fn.sym_name.data} is a Const array, but the function "
+                "stores values that depend on active inputs into it; pass it as "
+                "Duplicated(x, dx)"
+            )
 
 
 class ActivityInfo:
