@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import Float32Type, Float64Type, f32, f64, i1, i64
+from xdsl.dialects.builtin import Float32Type, Float64Type, MemRefType, f32, f64, i1, i64
 from xdsl.ir import Attribute
 
 from isozyme.annotations import (
@@ -244,7 +244,18 @@ def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[A
         raise UnsupportedError("batch (vector) forward mode is not supported yet")
     acts = []
     for t in result_types:
-        is_f = isinstance(t, (Float64Type, Float32Type))
+        is_f = isinstance(t, (Float64Type, Float32Type)) or (
+            isinstance(t, MemRefType) and isinstance(t.element_type, (Float64Type, Float32Type))
+        )
+        if mode.reverse and isinstance(t, MemRefType):
+            if is_f and ret is not Const:
+                raise AnnotationError(
+                    "reverse mode of a function that returns an array: return a float, or "
+                    "write the array into a Duplicated output argument (its shadow holds "
+                    "the seed), or use Forward mode"
+                )
+            acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
+            continue
         if mode.reverse:
             if ret is not None and ret is not Active and ret is not Const:
                 raise AnnotationError(
@@ -289,10 +300,7 @@ def _build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> _
     stats["traces"] += 1
     traced = trace(spec.fn, spec.trace_args)
     result_types = list(traced.result_types)
-    if not result_types:
-        raise AnnotationError(
-            f"{traced.func_name} returns nothing: there is no result to differentiate"
-        )
+    # A function may return nothing and write its outputs into Duplicated arrays.
     if spec.mode.reverse and len(result_types) > 1:
         raise UnsupportedError(
             "reverse mode of a function returning a tuple; return one float "

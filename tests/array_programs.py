@@ -231,3 +231,17 @@ def mixed_loop_and_array(x):
 def in_place_whole_array(x, y):
     x += y * y
     return np.sum(x * x)
+
+
+def write_only(x, out):
+    for i in range(len(x)):
+        out[i] = x[i] * x[i] + 1.0
+
+
+def returns_array(x):
+    return np.sin(x) * x
+
+
+def returns_pair(x):
+    y = x * x
+    return y, np.sum(y)

@@ -256,3 +256,16 @@ def test_const_array_receiving_active_values_is_refused():
     with pytest.raises(AnnotationError, match="argument 0 .* Const array"):
         autodiff(Forward, P.in_place_whole_array, Const(x), Duplicated(y, np.ones(3)))
     assert x.tolist() == [1.0] * 3
+
+
+def test_function_returning_nothing_differentiates_through_output_buffer():
+    x = np.array([1.0, 2.0, 3.0])
+    out, dout = np.zeros(3), np.array([1.0, 10.0, 100.0])
+    dx = np.zeros(3)
+    assert autodiff(Reverse, P.write_only, Duplicated(x, dx), Duplicated(out, dout)) == (
+        (None, None),)
+    assert dx.tolist() == [2.0, 40.0, 600.0]
+    out, dout = np.zeros(3), np.zeros(3)
+    assert autodiff(Forward, P.write_only, Duplicated(x, np.ones(3)), Duplicated(out, dout)) == (
+        None,)
+    assert out.tolist() == [2.0, 5.0, 10.0] and dout.tolist() == [2.0, 4.0, 6.0]

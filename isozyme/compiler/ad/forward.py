@@ -17,7 +17,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 
 from isozyme.compiler.ad.common import jvp, lookup_callee
-from isozyme.compiler.ad.memory import emit_shadow_alloc, is_buffer
+from isozyme.compiler.ad.memory import emit_shadow_alloc, emit_zero_like, is_buffer
 from isozyme.compiler.analysis.activity import (
     ActivityInfo,
     analyze_activity,
@@ -105,7 +105,11 @@ class _ForwardDiff:
 
     def _tangent_or_zero(self, e: Emitter, v: SSAValue) -> SSAValue:
         t = self.tan.get(v)
-        return t if t is not None else e.zero(v.type)
+        if t is not None:
+            return t
+        if is_buffer(v):  # an inactive returned array: its tangent is a zero array
+            return emit_zero_like(e, self.vmap.get(v, v))
+        return e.zero(v.type)
 
     def _emit_return(self, e: Emitter, op: func.ReturnOp) -> list:
         outs: list[SSAValue] = []

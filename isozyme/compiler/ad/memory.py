@@ -25,6 +25,21 @@ def emit_shadow_alloc(e: Emitter, alloc: memref.AllocOp, zero: bool) -> SSAValue
     return shadow
 
 
+def emit_zero_like(e: Emitter, buf: SSAValue) -> SSAValue:
+    """A new zero-filled buffer with ``buf``'s sizes (identity layout)."""
+    t = buf.type
+    assert isinstance(t, MemRefType)
+    index = IndexType()
+    shape = t.get_shape()
+    dyn = [
+        e.insert(memref.DimOp(buf, e.const(k, index))).result
+        for k, size in enumerate(shape) if size < 0
+    ]
+    out = e.insert(memref.AllocOp(dyn, [], MemRefType(t.element_type, shape))).memref
+    emit_fill(e, out, 0.0)
+    return out
+
+
 def emit_fill(e: Emitter, buf: SSAValue, value: float) -> None:
     """Store ``value`` into every element of ``buf`` (a nest of ``scf.for`` loops)."""
     t = buf.type
