@@ -8,7 +8,8 @@ are Python bools.  ``f32`` results are rounded to float32.
 (:func:`lower_linalg`); the ``affine.apply`` ops it emits for constant indices are.
 
 Memrefs are numpy arrays (any strides: a memref argument may be a view): ``memref.load``,
-``store``, ``dim``, ``alloc`` (with dynamic sizes) and ``dealloc`` act on them.  Pass a
+``store``, ``dim``, ``alloc`` (with dynamic sizes), ``dealloc``, ``copy`` and
+``subview`` (a numpy view, checked to lie within its source) act on them.  Pass a
 ``memory`` dict to :func:`evaluate` to count allocations and frees; a load, store or
 dealloc of a freed buffer raises.
 """
@@ -184,7 +185,7 @@ class MemRefNumpyFunctions(InterpreterFunctions):
         self.freed: list[np.ndarray] = []
 
     def _check(self, arr: np.ndarray, what: str) -> None:
-        if any(arr is f for f in self.freed):
+        if any(arr is f or arr.base is f for f in self.freed):  # the buffer or a view
             raise RuntimeError(f"{what} of a freed buffer")
 
     @impl(memref.AllocOp)
@@ -225,6 +226,55 @@ class MemRefNumpyFunctions(InterpreterFunctions):
     @impl(memref.DimOp)
     def run_dim(self, interpreter: Interpreter, op: memref.DimOp, args: PythonValues):
         return (int(args[0].shape[args[1]]),)
+
+    @impl(memref.SubviewOp)
+    def run_subview(self, interpreter: Interpreter, op: memref.SubviewOp, args: PythonValues):
+        """A numpy view: offsets, sizes and steps (any sign) per dimension; a
+        rank-reducing subview drops dimensions of static size 1 (the first ones that
+        make the result rank)."""
+        arr = args[0]
+        self._check(arr, "subview")
+        dyn = iter(args[1:])
+
+        def values(static: Any) -> list[int]:
+            return [next(dyn) if v == builtin.DYNAMIC_INDEX else v for v in static.get_values()]
+
+        offsets = values(op.static_offsets)
+        sizes = values(op.static_sizes)
+        steps = values(op.static_strides)
+        result_rank = op.result.type.get_num_dims()
+        static_ones = [k for k, v in enumerate(op.static_sizes.get_values()) if v == 1]
+        dropped = set(static_ones[: arr.ndim - result_rank])
+        assert len(dropped) == arr.ndim - result_rank, "rank reduction of a non-1 dimension"
+        index: list[Any] = []
+        for k in range(arr.ndim):
+            o, n, s = offsets[k], sizes[k], steps[k]
+            if k in dropped:
+                if not 0 <= o < arr.shape[k]:
+                    raise IndexError(f"subview offset {o} out of bounds for size {arr.shape[k]}")
+                index.append(o)
+                continue
+            if n < 0:
+                raise IndexError(f"subview with negative size {n}")
+            if n == 0:
+                index.append(slice(0, 0))
+                continue
+            last = o + (n - 1) * s
+            if not (0 <= o < arr.shape[k] and 0 <= last < arr.shape[k]):
+                raise IndexError(f"subview [{o}, {last}] out of bounds for size {arr.shape[k]}")
+            stop = last + (1 if s > 0 else -1)
+            index.append(slice(o, None if stop < 0 else stop, s))
+        out = arr[tuple(index)]
+        assert out.ndim == result_rank and np.shares_memory(out, arr) or out.size == 0
+        return (out,)
+
+    @impl(memref.CopyOp)
+    def run_copy(self, interpreter: Interpreter, op: memref.CopyOp, args: PythonValues):
+        src, dst = args
+        self._check(src, "copy")
+        self._check(dst, "copy")
+        dst[...] = src
+        return ()
 
 
 def evaluate(

@@ -439,16 +439,12 @@ def err_method(x):
     return x.cumsum()  # ERR
 
 
-def err_slice(x):
-    return x[1:]  # ERR
+def err_slice(x, k):
+    return x[::k][0]  # ERR
 
 
 def err_row(A):
-    return A[0]  # ERR
-
-
-def err_return(x):
-    return x  # ERR
+    return A[[0, 1]][0, 0]  # ERR
 
 
 def err_rebind_loop(x):
@@ -481,9 +477,8 @@ def err_builtin_sum(x):
         (err_sin, [A1], ["math.sin", "whole-array"]),
         (err_sum, [A1], ["norm", "whole-array"]),
         (err_method, [A1], ["cumsum", "whole-array"]),
-        (err_slice, [A1], ["slicing/row views are not supported yet"]),
-        (err_row, [A2], ["partial index", "slicing/row views are not supported yet"]),
-        (err_return, [A1], ["returning arrays is not supported yet"]),
+        (err_slice, [A1, i64], ["slice step that is traced"]),
+        (err_row, [A2], ["fancy indexing is not supported"]),
         (err_rebind_loop, [A1], ["'y'", "re-bound"]),
         (err_rebind_if, [A1, f64], ["'y'", "re-bound"]),
         (err_float_index, [A1, f64], ["float"]),

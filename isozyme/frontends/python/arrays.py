@@ -17,8 +17,9 @@ size, stride and the offset dynamic, so one trace serves every shape and every v
   body of a traced loop or branch) unless a helper function returns them.
 * Whole-array numpy operations (``x * 2``, ``np.sin(x)``, ``np.sum(x)``, ``x @ y``,
   ``x[:, None]``...) are ``linalg.generic`` ops on buffers: see :mod:`.whole_array`, which
-  installs the operators and methods on :class:`ArrayTracer`.  Slices other than ``:``
-  raise a :class:`isozyme.errors.TraceError`.
+  installs the operators and methods on :class:`ArrayTracer`.
+* Slices, partial indices (``A[i]``, ``A[:, j]``), ``...``: views (``memref.subview``),
+  see :mod:`.views`; slice assignment ``x[a:b] = v`` writes through such a view.
 """
 
 from __future__ import annotations
@@ -191,6 +192,25 @@ def owned_results(block: Block, results: Sequence[object]) -> list[bool]:
     return [isinstance(r, Tracer) and id(r.value) in ids for r in results]
 
 
+def returned_array(t: "ArrayTracer", *, public: bool) -> "ArrayTracer":
+    """The array to return for ``t`` from the function being built (whose body block is
+    the current block): ``t`` itself when the function allocated it (ownership passes to
+    the caller), else a fresh copy (a new allocation, also owned by the caller) when the
+    function is the public one (``t`` is an argument or a view of one, or a view of a
+    local array), or, in a helper, when ``t`` views an array the helper allocated (that
+    array is freed on return).  A helper may return its arguments and views of them."""
+    fb = current_builder()
+    local = {id(v) for v, b in fb.allocs if b is fb.block}
+    if id(t.value) in local:
+        return t
+    root = t._cache.get("root")
+    if public or (root is not None and id(root) in local):
+        from .whole_array import copy_to_new  # noqa: PLC0415
+
+        return copy_to_new(t)
+    return t
+
+
 def adopt(value: SSAValue) -> None:
     """Record ``value`` (an array a helper allocated and returned) as allocated here."""
     _record_alloc(current_builder(), value)
@@ -217,10 +237,6 @@ def _for_each_index(sizes: Sequence[SSAValue], body: Callable[[list[SSAValue]], 
 
 
 # --------------------------------------------------------------------------- tracer
-
-_SLICE_WHY = ("slicing/row views are not supported yet; index every dimension with an "
-              "integer (x[i, j]) inside a loop")
-
 
 class ArrayTracer(Tracer):
     """A traced numpy array: an SSA value of ``memref`` type (see the module docstring).
@@ -323,19 +339,10 @@ class ArrayTracer(Tracer):
     # -- indexing
 
     def _indices(self, key: object) -> list[SSAValue]:
-        check_defined(key)
-        keys = key if type(key) is tuple else (key,)
-        for k in keys:
-            if isinstance(k, slice) or k is Ellipsis or k is None:
-                raise trace_error("slicing of a traced array (`:`, `...` or `None`)", _SLICE_WHY)
-            if is_array_value(k) or isinstance(k, (list, np.ndarray)):
-                raise trace_error("indexing a traced array with an array",
-                                  "fancy indexing is not supported yet")
-        if len(keys) < self.ndim:
-            raise trace_error(f"a partial index of a rank-{self.ndim} array", _SLICE_WHY)
-        if len(keys) > self.ndim:
-            raise IndexError(f"too many indices for array: array is {self.ndim}-dimensional, "
-                             f"but {len(keys)} were indexed")
+        """The ``index`` values of an element key (every dimension an integer)."""
+        from .views import expand_key  # noqa: PLC0415
+
+        keys = expand_key(self, key)
         return [self._one_index(k, i) for k, i in enumerate(keys)]
 
     def _one_index(self, k: int, i: object) -> SSAValue:
@@ -368,20 +375,14 @@ class ArrayTracer(Tracer):
         return ssa(emit1(arith.AddiOp(self.dim_index(k), to_index(i))))
 
     def __getitem__(self, key: object) -> Tracer:
-        from .whole_array import getitem_view, is_view_key  # noqa: PLC0415
+        from .views import getitem  # noqa: PLC0415
 
-        check_defined(key)
-        if is_view_key(self, key):
-            return getitem_view(self, key)
-        idx = self._indices(key)
-        return emit1(memref.LoadOp.get(ssa(self), idx))
+        return getitem(self, key)
 
     def __setitem__(self, key: object, value: object) -> None:
-        from .whole_array import is_view_key, setitem_view  # noqa: PLC0415
+        from .views import setitem  # noqa: PLC0415
 
-        check_defined(key)
-        if is_view_key(self, key):
-            setitem_view(self, key, value)
+        if setitem(self, key, value):
             return
         idx = self._indices(key)
         check_defined(value)

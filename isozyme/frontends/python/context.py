@@ -53,6 +53,25 @@ class FunctionBuilder:
         return any(b is block for b in self._blocks)
 
     @contextlib.contextmanager
+    def at_entry(self) -> Iterator[Block]:
+        """Within the ``with``, append new ops to the entry block, with only its values
+        visible (while a loop or branch body is being built, its op is not in the entry
+        block yet: the new ops come before it)."""
+        saved = self._blocks
+        self._blocks = [self.entry]
+        try:
+            yield self.entry
+        finally:
+            self._blocks = saved
+
+    def defined_in_entry(self, value: Any) -> bool:
+        """Whether the SSA value is defined in the entry block (an argument or an op
+        there)."""
+        owner = value.owner
+        block = owner if isinstance(owner, Block) else owner.parent_block()
+        return block is self.entry
+
+    @contextlib.contextmanager
     def at(self, block: Block) -> Iterator[Block]:
         """Within the ``with``, append new ops to ``block`` (e.g. an ``scf`` region)."""
         self._blocks.append(block)

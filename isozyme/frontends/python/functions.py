@@ -31,7 +31,15 @@ import numpy as np
 
 from isozyme import pytree
 
-from .arrays import ARRAY_AWARE, ARRAY_TABLE, adopt, free_allocs, owned_results, wrap
+from .arrays import (
+    ARRAY_AWARE,
+    ARRAY_TABLE,
+    adopt,
+    free_allocs,
+    owned_results,
+    returned_array,
+    wrap,
+)
 from .ast_transform import convert, is_converted
 from .builtins_table import lookup, passes_through
 from .context import FunctionBuilder, HelperEntry, building, current_builder
@@ -253,6 +261,8 @@ def _trace_helper(
             for leaf in out_leaves:
                 if isinstance(leaf, Undefined):
                     raise leaf.error()
+            out_leaves = [returned_array(x, public=False) if is_array_value(x) else x
+                          for x in out_leaves]
             out["leaves"], out["def"] = out_leaves, out_def
             return [x for x in out_leaves if isinstance(x, Tracer)]
 

@@ -15,7 +15,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from isozyme.errors import TraceError
 
-from .arrays import is_array_type
+from .arrays import is_array_type, returned_array
 from .context import TraceSession, sanitize_name
 from .diagnostics import trace_error
 from .functions import flatten, trace_function
@@ -30,6 +30,12 @@ class TracedFunction:
     argument, in order) and a private ``func.func`` per traced helper.  ``returns_tuple``
     says whether the Python function returned a tuple (its results map back into a
     tuple); otherwise there is one result, or none when it returned ``None``.
+
+    A returned array is a ``memref`` result owned by the caller: an array the function
+    allocated (``np.zeros``, a whole-array expression...) is returned as it is
+    (``memref<?xf64>``, identity layout); an argument, or a view of an argument or of a
+    local array (``x``, ``x[1:]``), is first copied into a new array, so the result never
+    aliases an argument.
     """
 
     module: builtin.ModuleOp
@@ -106,15 +112,16 @@ def _result(value: object) -> Tracer:
     if isinstance(value, Undefined):
         raise value.error()
     if is_array_value(value):
-        raise trace_error("returning an array from the traced function",
-                          "returning arrays is not supported yet; write the result into an "
-                          "output array argument instead",
-                          getattr(value.builder, "array_return_at", None))
+        # A memref result: an array the function allocated is returned as it is (the
+        # caller owns it); an argument, or a view of one or of a local array, is copied
+        # into a new array first, so that every returned array is owned by the caller.
+        return returned_array(value, public=True)  # type: ignore[arg-type]
     if isinstance(value, Tracer):
         return value
     if is_number(value):
         return as_tracer(value, i64 if scalar_type_of(value) == i64 else None)
     raise trace_error(
         f"returning a value of type {type(value).__name__}",
-        "a traced function returns numbers, traced values, None, or a flat tuple of them",
+        "a traced function returns numbers, traced values, arrays, None, or a flat tuple "
+        "of them",
     )

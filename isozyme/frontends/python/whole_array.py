@@ -43,12 +43,15 @@ dimensions that are statically 1 (``x[:, None]``, ``keepdims=True``), which stay
   explicit or implicit subscripts) are one generic whose loops are the output indices
   (``parallel``) then the summed indices (``reduction``); the body multiplies the inputs
   and, when something is summed, adds the output argument (after a fill with 0).
+* **Views**: slices and partial indices (``x[1:-1]``, ``A[i]``, ``A[:, j]``, ``x[::-1]``)
+  are ``memref.subview`` views (:mod:`.views`); generics read and write through them.
 * **Copies**: ``x.T``/``np.transpose`` (permuted input map) and ``x[:, None]``-style
-  indexing with ``:``/``None``/``...`` (a new buffer with static 1 dimensions; its
-  loops include those dimensions, of trip count 1) are copy generics.
+  indexing with ``None`` (a new buffer with static 1 dimensions; its loops include those
+  dimensions, of trip count 1) are copy generics; writes into them raise.
 * **In place**: ``x += y`` (any binary operator) is a generic with ``outs = [x]`` whose
-  body reads the output argument; ``x[:] = y``/``x[...] = y`` copies ``y``
-  (broadcast) into ``x``.
+  body reads the output argument; ``x[key] = y`` copies ``y`` (broadcast) into the view
+  ``x[key]``.  An operand that is another view of the output's memory is copied into a
+  new buffer first (numpy's overlap rule).
 * Not expressible as a generic with dynamic sizes (they need index arithmetic on
   sizes), so emitted as ``scf.for`` loops of ``memref.load``/``store`` like the other
   local-array builders: ``np.array([a, b, ...])`` (and nested lists), ``np.diag``,
@@ -332,8 +335,11 @@ def elementwise(fn: Callable[..., object], *operands: object,
 
 def inplace(op: str, target: ArrayTracer, value: object) -> ArrayTracer:
     """``target op= value`` (numpy: in place, ``value`` broadcast to ``target``)."""
+    from .views import separate_if_overlapping  # noqa: PLC0415
+
     check_writable(target)
     value = _as_array_operand(value, f"`{op}=`")
+    value = separate_if_overlapping(target, value)
     # Only whether a dimension is statically 1 matters here (no memref.dim needed).
     shape: list[Size] = [_static(target, j) if _static(target, j) != DYNAMIC_INDEX else None
                          for j in range(target.ndim)]
@@ -760,22 +766,8 @@ def np_transpose(a: object, axes: object = None) -> Any:
     return mark_copy(out, "a transpose (x.T, np.transpose)")
 
 
-def _is_full_slice(k: object) -> bool:
-    return isinstance(k, slice) and k.start is None and k.stop is None and k.step is None
-
-
 def _is_py_int(k: object) -> bool:
     return isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
-
-
-def is_view_key(x: ArrayTracer, key: object) -> bool:
-    """Whether ``x[key]`` is made of ``:``, ``None``, ``...`` and Python ints, with at
-    least one ``:``, ``None`` or ``...`` (a plain partial index ``A[0]`` stays an
-    error)."""
-    keys = key if type(key) is tuple else (key,)
-    special = [k for k in keys if _is_full_slice(k) or k is None or k is Ellipsis]
-    return bool(special) and all(_is_full_slice(k) or k is None or k is Ellipsis
-                                 or _is_py_int(k) for k in keys)
 
 
 def _expand_key(x: ArrayTracer, key: object) -> list[object]:
@@ -810,9 +802,10 @@ def check_writable(x: ArrayTracer) -> None:
 
 
 def getitem_view(x: ArrayTracer, key: object) -> ArrayTracer:
-    """``x[:, None]``, ``x[None]``, ``x[...]``, ``x[:, 0]``: a copy into a new buffer with
-    a static 1 dimension for each ``None`` (Python int indices are constants in the
-    input's map)."""
+    """``x[:, None]``, ``x[None]``: a copy into a new buffer with a static 1 dimension for
+    each ``None`` (Python int indices are constants in the input's map).  Slices and
+    integer indices are views (:mod:`.views`), which calls this for the ``None`` items
+    only."""
     keys = _expand_key(x, key)
     shape: list[Size] = []
     in_exprs: list[AffineExpr] = []
@@ -839,22 +832,15 @@ def getitem_view(x: ArrayTracer, key: object) -> ArrayTracer:
     n = len(shape)
     out = generic([ssa(x)], [_map(n, in_exprs)], None, _identity(n), ["parallel"] * n,
                   lambda v: v, output_shape=shape, output_type=x.element_type)
-    if all(_is_full_slice(k) for k in keys):  # x[:], x[...]: numpy's view of all of x
-        return mark_copy(out, "x[:] / x[...]")
-    return mark_copy(out, "indexing with `:`/`None`")
+    return mark_copy(out, "indexing with `None` (a new axis)")
 
 
-def setitem_view(x: ArrayTracer, key: object, value: object) -> None:
-    """``x[:] = v`` / ``x[...] = v``: copy ``v`` (broadcast) into ``x``."""
-    keys = _expand_key(x, key)
-    if not all(_is_full_slice(k) for k in keys):
-        raise trace_error("an assignment to part of an array (`x[:, 0] = ...`, `None`)",
-                          "only x[:] = value / x[...] = value assign whole arrays; "
-                          "write a loop for parts")
-    check_writable(x)
-    if is_array_value(value) and value is x:
-        return
-    inplace("=", x, value)
+def copy_to_new(x: ArrayTracer) -> ArrayTracer:
+    """A copy generic of ``x`` into a new buffer (identity layout)."""
+    n = x.ndim
+    return generic([ssa(x)], [_identity(n)], None, _identity(n), ["parallel"] * n,
+                   lambda v: v, output_shape=[_size(x, j) for j in range(n)],
+                   output_type=x.element_type)
 
 
 # --------------------------------------------------------------------------- loop-built
