@@ -245,3 +245,31 @@ def returns_array(x):
 def returns_pair(x):
     y = x * x
     return y, np.sum(y)
+
+
+def rows_in_loop(A, v):
+    s = 0.0
+    for i in range(A.shape[0]):
+        s += np.sum(A[i] * v) ** 2
+    return s
+
+
+def vectorized_rosenbrock(x):
+    return np.sum((1.0 - x[:-1]) ** 2 + 100.0 * (x[1:] - x[:-1] ** 2) ** 2)
+
+
+def stencil_vectorized(u, steps):
+    for t in range(steps):
+        u[1:-1] = u[1:-1] + 0.1 * (u[:-2] - 2.0 * u[1:-1] + u[2:])
+    return np.sum(u * u)
+
+
+def slice_assign(x, y):
+    z = np.zeros(len(x) + len(y))
+    z[: len(x)] = x * 2.0
+    z[len(x):] = np.sin(y)
+    return np.sum(z * z)
+
+
+def strided_slices(x):
+    return np.sum(x[::2] * x[1::2]) + np.sum(x[::-1] * x)

@@ -76,6 +76,12 @@ CASES = {
     "float32_whole_array": (P.elementwise, lambda: [_point(4, dtype=np.float32),
                                                    _point(4, dtype=np.float32)]),
     "transposed_view_input": (P.matvec, lambda: [_point(6).reshape(2, 3).T, _point(2)]),
+    # slices and views
+    "rows_in_loop": (P.rows_in_loop, lambda: [_point(6).reshape(3, 2), _point(2)]),
+    "vectorized_rosenbrock": (P.vectorized_rosenbrock, lambda: [_point(6)]),
+    "stencil_vectorized": (P.stencil_vectorized, lambda: [_point(7), 3]),
+    "slice_assign": (P.slice_assign, lambda: [_point(3), _point(2)]),
+    "strided_slices": (P.strided_slices, lambda: [_point(6)]),
 }
 
 
@@ -269,3 +275,19 @@ def test_function_returning_nothing_differentiates_through_output_buffer():
     assert autodiff(Forward, P.write_only, Duplicated(x, np.ones(3)), Duplicated(out, dout)) == (
         None,)
     assert out.tolist() == [2.0, 5.0, 10.0] and dout.tolist() == [2.0, 4.0, 6.0]
+
+
+def test_returned_array_forward_tangent_and_primal():
+    x = np.array([0.5, 1.0, 2.0])
+    t, y = autodiff(ForwardWithPrimal, P.returns_array, Duplicated(x, np.ones(3)))
+    np.testing.assert_allclose(y, np.sin(x) * x)
+    np.testing.assert_allclose(t, np.cos(x) * x + np.sin(x))
+    (t2,) = autodiff(Forward, P.returns_pair, Duplicated(x, np.ones(3)))
+    np.testing.assert_allclose(t2[0], 2 * x)
+    assert t2[1] == pytest.approx(float(np.sum(2 * x)))
+
+
+def test_returned_array_in_reverse_is_refused():
+    x = np.ones(2)
+    with pytest.raises(AnnotationError, match="returns an array"):
+        autodiff(Reverse, P.returns_array, Duplicated(x, np.zeros(2)))

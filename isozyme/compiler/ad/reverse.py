@@ -261,14 +261,6 @@ class _ReverseDiff:
                 return True
         return False
 
-    def _check_nested_memory(self, op: Operation) -> None:
-        for inner in op.walk():
-            if isinstance(inner, (memref.CastOp, memref.SubviewOp)):
-                if self.info.any_active(inner.results):
-                    raise UnsupportedError(
-                        f"reverse mode of an active '{inner.name}' inside a loop or branch"
-                    )
-
     def _touches_shadow(self, op: Operation) -> bool:
         return any(v in self.shadow for v in free_values(op))
 
@@ -406,12 +398,20 @@ class _ReverseDiff:
         if ctx.parent is not None:
             # A buffer allocated in a loop body or branch lives for one iteration: its
             # shadow lives for the matching reverse iteration, zeroed at its start.
+            # Views taken in the body are taken again of the shadows, in order.
             for op in ctx.fwd_block.ops:
                 if isinstance(op, memref.AllocOp) and self.info.is_active(op.memref):
                     sizes = [self._primal(v, ctx) for v in op.dynamic_sizes]
                     sh = ctx.e.insert(memref.AllocOp(sizes, [], op.memref.type)).memref
                     emit_fill(ctx.e, sh, 0.0)
                     self.shadow[op.memref] = sh
+                elif isinstance(op, (memref.SubviewOp, memref.CastOp)) and (
+                    op.source in self.shadow
+                ):
+                    mapping = {o: self._primal(o, ctx) for o in op.operands[1:]}
+                    mapping[op.source] = self.shadow[op.source]
+                    view = ctx.e.insert(op.clone(value_mapper=mapping))
+                    self.shadow[op.results[0]] = view.results[0]
         for op in reversed(list(ctx.fwd_block.ops)[:-1]):
             match op:
                 case scf.ForOp():
@@ -426,6 +426,8 @@ class _ReverseDiff:
                     self._reverse_memory(ctx, op)
                 case memref.AllocOp() if ctx.parent is not None and op.memref in self.shadow:
                     ctx.e.insert(memref.DeallocOp.get(self.shadow.pop(op.memref)))
+                case memref.SubviewOp() | memref.CastOp() if ctx.parent is not None:
+                    self.shadow.pop(op.results[0], None)
                 case memref.AllocOp() | memref.DeallocOp() | memref.CastOp() | \
                         memref.SubviewOp() | memref.DimOp():
                     pass
@@ -499,7 +501,6 @@ class _ReverseDiff:
     def _reverse_for(self, ctx: _RevCtx, op: scf.ForOp) -> None:
         if not self._needs_reverse(op) and not self._touches_shadow(op):
             return
-        self._check_nested_memory(op)
         e = ctx.e
         lb, ub, step = (self._primal(v, ctx) for v in (op.lb, op.ub, op.step))
         if lb.type != IndexType():
@@ -525,7 +526,6 @@ class _ReverseDiff:
     def _reverse_while(self, ctx: _RevCtx, op: scf.WhileOp) -> None:
         if not self._needs_reverse(op) and not self._touches_shadow(op):
             return
-        self._check_nested_memory(op)
         before, after = op.before_region.block, op.after_region.block
         cond = before.last_op
         assert isinstance(cond, scf.ConditionOp)
@@ -582,7 +582,6 @@ class _ReverseDiff:
         self.while_counters[op] = new.results[-1]
 
     def _reverse_if(self, ctx: _RevCtx, op: scf.IfOp) -> None:
-        self._check_nested_memory(op)
         outer = [
             v for v in free_values(op) if self.info.is_active(v) and not is_buffer(v)
         ]

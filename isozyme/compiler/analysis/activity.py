@@ -158,7 +158,9 @@ def analyze_activity(
     ]
     if ret_op is not None:
         seeds += [
-            ret_op.operands[i] for i in active_returns if is_float(ret_op.operands[i].type)
+            ret_op.operands[i]
+            for i in active_returns
+            if is_differentiable_type(ret_op.operands[i].type)
         ]
     useful = _reach(seeds, pred)
     return ActivityInfo(varied, useful)
