@@ -36,15 +36,12 @@ count of the loops around the push.  ``enzyme.cache_free`` (an isozyme op) relea
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
-    DictionaryAttr,
     FlatSymbolRefAttrConstr,
     FunctionType,
     IntegerAttr,
-    StringAttr,
     SymbolRefAttr,
     i64,
 )
@@ -58,7 +55,6 @@ from xdsl.ir import (
 )
 from xdsl.irdl import (
     IRDLOperation,
-    ParamAttrConstraint,
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,

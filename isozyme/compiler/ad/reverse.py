@@ -15,22 +15,23 @@ Structured control flow reverses structurally:
   adjoints of the outside values the branches read.
 * ``func.call`` calls the callee's own ``diffe`` function (which recomputes its primal).
 
-Primal values that the reverse sweep needs from inside a loop body or branch are cached:
-``enzyme.init`` at function entry, ``enzyme.push`` right after the value's definition in
-the forward sweep, ``enzyme.pop`` at the start of the matching reverse block and
-``enzyme.cache_free`` at the end.  Every cache is a LIFO stack, so nested loops and
-while loops of unknown trip count need no bookkeeping beyond push/pop order.
+Memory follows Enzyme's shadow semantics: a load adds its adjoint into the shadow
+buffer, a store takes the overwritten value's adjoint from the shadow and zeroes it.
+Active local buffers get zeroed shadows (per reverse iteration when allocated in a
+loop), and views of shadowed buffers are taken again of the shadows.
+
+Primal values needed from inside loop bodies and branches are recomputed or cached
+(see :mod:`isozyme.compiler.ad.tape`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from xdsl.dialects import arith, func, memref, scf
+from xdsl.dialects import func, memref, scf
 from xdsl.dialects.builtin import FunctionType, IndexType
-from xdsl.ir import Block, BlockArgument, Operation, OpResult, Region, SSAValue
+from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from isozyme.compiler.ad.common import lookup_callee, vjp
@@ -40,6 +41,7 @@ from isozyme.compiler.analysis.activity import (
     analyze_activity,
     check_const_buffers,
 )
+from isozyme.compiler.ad.tape import PrimalFetcher, RevCtx, defining_op
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects import enzyme
 from isozyme.dialects.enzyme import Activity
@@ -50,30 +52,6 @@ if TYPE_CHECKING:
 
 _ACTIVE_RET = (Activity.ACTIVE, Activity.ACTIVENONEED)
 _SHADOWED = (Activity.DUP, Activity.DUPNONEED)
-
-# Cheap pure ops the reverse sweep recomputes from their (fetched) operands instead of
-# caching their results: integer/index arithmetic and casts, usually of the induction
-# variable.  Float arithmetic is cached: recomputing it could chain arbitrarily deep.
-_RECOMPUTE: frozenset[type[Operation]] = frozenset(
-    {
-        arith.ConstantOp, arith.IndexCastOp, arith.SIToFPOp, arith.ExtFOp,
-        arith.AddiOp, arith.SubiOp, arith.MuliOp, arith.ExtUIOp, arith.ExtSIOp,
-        arith.TruncIOp, arith.CmpiOp, arith.DivSIOp, arith.FloorDivSIOp,
-        arith.CeilDivSIOp, arith.RemSIOp, arith.MaxSIOp, arith.MinSIOp, arith.AndIOp,
-        arith.OrIOp, arith.XOrIOp, memref.DimOp,
-    }
-)
-# Float ops recomputed when their operands are cheap to obtain (loads of read-only
-# buffers, top-level values, other recomputable values), up to a small depth: a few
-# flops per reverse iteration are cheaper than a cache push and pop.
-_RECOMPUTE_FLOAT: frozenset[type[Operation]] = frozenset(
-    {
-        arith.AddfOp, arith.SubfOp, arith.MulfOp, arith.NegfOp, arith.CmpfOp,
-        arith.SelectOp, arith.TruncFOp,
-    }
-)
-_MAX_RECOMPUTE_DEPTH = 4
-
 
 def generate_reverse(
     factory: "DerivativeFactory",
@@ -86,35 +64,6 @@ def generate_reverse(
     return _ReverseDiff(factory, fn, activities, ret_activities).build(name)
 
 
-class _RevCtx:
-    """The reverse sweep of one primal block."""
-
-    def __init__(self, fwd_block: Block | None, parent: "_RevCtx | None", rev_block: Block):
-        self.fwd_block = fwd_block
-        self.parent = parent
-        self.rev_block = rev_block
-        self.e = Emitter(InsertPoint.at_end(rev_block))
-        self.adj: dict[SSAValue, SSAValue] = {}
-        # forward-sweep value -> value usable in rev_block (pops, recomputations)
-        self.fetched: dict[SSAValue, SSAValue] = {}
-        self.recompute: dict[SSAValue, Callable[[], SSAValue]] = {}
-        self.prologue_last: Operation | None = None
-
-
-def _defining_block(v: SSAValue) -> Block | None:
-    if isinstance(v, BlockArgument):
-        return v.block
-    assert isinstance(v, OpResult)
-    return v.op.parent_block()
-
-
-def _defining_op(v: SSAValue) -> Operation | None:
-    if isinstance(v, BlockArgument):
-        return v.block.parent_op()
-    assert isinstance(v, OpResult)
-    return v.op
-
-
 def free_values(op: Operation) -> list[SSAValue]:
     """Values defined outside ``op`` that ops inside its regions use, in walk order."""
     seen: dict[SSAValue, None] = {}
@@ -122,14 +71,14 @@ def free_values(op: Operation) -> list[SSAValue]:
         if inner is op:
             continue
         for v in inner.operands:
-            d = _defining_op(v)
+            d = defining_op(v)
             if d is not None and (d is op or op.is_ancestor(d)):
                 continue
             seen[v] = None
     return list(seen)
 
 
-class _ReverseDiff:
+class _ReverseDiff(PrimalFetcher):
     def __init__(
         self,
         factory: "DerivativeFactory",
@@ -213,7 +162,7 @@ class _ReverseDiff:
             ):
                 self._add_trip_counter(op)
         # reverse sweep
-        ctx = _RevCtx(old, None, block)
+        ctx = RevCtx(old, None, block)
         n_in = len(in_types) - len(seeds_for)
         for k, i in enumerate(seeds_for):
             self._accumulate(ctx, ret_op.operands[i], block.args[n_in + k])
@@ -264,7 +213,7 @@ class _ReverseDiff:
     def _touches_shadow(self, op: Operation) -> bool:
         return any(v in self.shadow for v in free_values(op))
 
-    def _reverse_memory(self, ctx: _RevCtx, op: memref.LoadOp | memref.StoreOp) -> None:
+    def _reverse_memory(self, ctx: RevCtx, op: memref.LoadOp | memref.StoreOp) -> None:
         """Enzyme's shadow memory: a load adds its adjoint into the shadow; a store
         takes the overwritten value's adjoint from the shadow and zeroes it."""
         sh = self.shadow.get(op.memref)
@@ -290,7 +239,7 @@ class _ReverseDiff:
             free_values(op)
         ) or any(self.info.any_active(b.args) for r in op.regions for b in r.blocks)
 
-    def _accumulate(self, ctx: _RevCtx, v: SSAValue, c: SSAValue | None) -> None:
+    def _accumulate(self, ctx: RevCtx, v: SSAValue, c: SSAValue | None) -> None:
         # Adjoint accumulation is AD's own sum, not the user's: its order is free, so
         # it may be reassociated (Enzyme makes the same choice); LLVM then vectorizes
         # the reductions reverse loops carry.
@@ -299,101 +248,12 @@ class _ReverseDiff:
         cur = ctx.adj.get(v)
         ctx.adj[v] = c if cur is None else ctx.e.add(cur, c, reassoc=True)
 
-    def _adj_or_zero(self, ctx: _RevCtx, at: _RevCtx, v: SSAValue) -> SSAValue:
+    def _adj_or_zero(self, ctx: RevCtx, at: RevCtx, v: SSAValue) -> SSAValue:
         a = ctx.adj.get(v)
         return a if a is not None else at.e.zero(v.type)
 
-    def _primal(self, v: SSAValue, ctx: _RevCtx) -> SSAValue:
-        """The forward-sweep value of primal ``v``, usable in ``ctx``'s reverse block."""
-        block = _defining_block(v)
-        level = ctx
-        while level is not None and level.fwd_block is not block:
-            level = level.parent
-        if level is None:
-            raise AssertionError(f"value {v} is not visible in the reverse sweep")
-        if level.parent is None:
-            return self.fwd_map[v]
-        clone = self.fwd_map[v]
-        if clone not in level.fetched:
-            if isinstance(v, OpResult) and self._recomputable(v, _MAX_RECOMPUTE_DEPTH):
-                level.fetched[clone] = self._recompute(v, level)
-            else:
-                level.fetched[clone] = self._fetch(clone, level)
-        return level.fetched[clone]
-
-    def _recomputable(self, v: SSAValue, depth: int) -> bool:
-        """Whether the reverse sweep may recompute ``v`` rather than cache it: ``v`` is
-        the result of a cheap pure op (or a load of a buffer nothing writes) whose
-        operands are top-level values or recomputable themselves, ``depth`` ops deep at
-        most.  Integer ops recompute at any depth (their chains end at loop indices)."""
-        if not isinstance(v, OpResult):
-            block = _defining_block(v)
-            if block is self.fn.body.block:
-                return True
-            # the induction variable of a for loop is recomputed from the reverse counter
-            return isinstance(block.parent_op(), scf.ForOp) and v is block.args[0]
-        op = v.op
-        if op.parent_block() is self.fn.body.block:
-            return True
-        if type(op) in _RECOMPUTE:
-            return all(self._recomputable(o, depth) for o in op.operands)
-        if depth <= 0:
-            return False
-        if type(op) in _RECOMPUTE_FLOAT or (
-            isinstance(op, memref.LoadOp) and op.memref in self.read_only
-        ):
-            return all(self._recomputable(o, depth - 1) for o in op.operands)
-        return False
-
-    def _recompute(self, v: OpResult, level: _RevCtx) -> SSAValue:
-        """Re-emit a cheap pure op in ``level``'s prologue instead of caching its value."""
-        operands = {o: self._primal(o, level) for o in v.op.operands}
-        with self._prologue(level) as e:
-            new = e.insert(v.op.clone(value_mapper=dict(operands)))
-        return new.results[v.index]
-
-    def _fetch(self, value: SSAValue, level: _RevCtx) -> SSAValue:
-        """Make forward value ``value``, defined in ``level``'s block, usable there."""
-        if level.parent is None:
-            return value
-        if value in level.fetched:
-            return level.fetched[value]
-        if value in level.recompute:
-            got = level.recompute[value]()
-        else:
-            got = self._cache(value, level)
-        level.fetched[value] = got
-        return got
-
-    @contextmanager
-    def _prologue(self, level: _RevCtx) -> Iterator[Emitter]:
-        """An emitter for ``level``'s prologue: pops and recomputations, in request order."""
-        if level.prologue_last is None:
-            ip = InsertPoint.at_start(level.rev_block)
-        else:
-            ip = InsertPoint.after(level.prologue_last)
-        e = Emitter(ip)
-        yield e
-        if e.last is not None:
-            level.prologue_last = e.last
-
-    def _cache(self, value: SSAValue, level: _RevCtx) -> SSAValue:
-        assert self.entry is not None
-        init = enzyme.InitOp(value.type)
-        Emitter(InsertPoint.at_start(self.entry)).insert(init)
-        self.caches.append(init.result)
-        if isinstance(value, BlockArgument):
-            ip = InsertPoint.at_start(value.block)
-        else:
-            assert isinstance(value, OpResult)
-            ip = InsertPoint.after(value.op)
-        Emitter(ip).insert(enzyme.PushOp(init.result, value))
-        with self._prologue(level) as e:
-            pop = e.insert(enzyme.PopOp(init.result))
-        return pop.result
-
     # the reverse sweep ------------------------------------------------------------
-    def _reverse_ops(self, ctx: _RevCtx) -> None:
+    def _reverse_ops(self, ctx: RevCtx) -> None:
         assert ctx.fwd_block is not None
         if ctx.parent is not None:
             # A buffer allocated in a loop body or branch lives for one iteration: its
@@ -439,7 +299,7 @@ class _ReverseDiff:
                 case _:
                     self._reverse_simple(ctx, op)
 
-    def _reverse_simple(self, ctx: _RevCtx, op: Operation) -> None:
+    def _reverse_simple(self, ctx: RevCtx, op: Operation) -> None:
         if not op.results or not self.info.is_active(op.results[0]):
             return
         adj = ctx.adj.get(op.results[0])
@@ -452,14 +312,14 @@ class _ReverseDiff:
 
     def _loop_reverse(
         self,
-        ctx: _RevCtx,
+        ctx: RevCtx,
         op: Operation,
         body: Block,
         carried: Sequence[SSAValue],
         results: Sequence[SSAValue],
         inits: Sequence[SSAValue],
         trip_count: SSAValue,
-        iv_recompute: Callable[[SSAValue, _RevCtx], Callable[[], SSAValue]] | None,
+        iv_recompute: Callable[[SSAValue, RevCtx], Callable[[], SSAValue]] | None,
     ) -> None:
         """Reverse a loop whose body block is ``body`` with carried block args ``carried``."""
         act = [
@@ -476,7 +336,7 @@ class _ReverseDiff:
         rinits += [self._adj_or_zero(ctx, ctx, v) for v in outer]
         index = IndexType()
         rblock = Block(arg_types=[index] + [v.type for v in rinits])
-        child = _RevCtx(body, ctx, rblock)
+        child = RevCtx(body, ctx, rblock)
         for k, v in enumerate(outer):
             child.adj[v] = rblock.args[1 + len(act) + k]
         if iv_recompute is not None:
@@ -498,7 +358,7 @@ class _ReverseDiff:
         for k, i in enumerate(act):
             self._accumulate(ctx, inits[i], rloop.res[k])
 
-    def _reverse_for(self, ctx: _RevCtx, op: scf.ForOp) -> None:
+    def _reverse_for(self, ctx: RevCtx, op: scf.ForOp) -> None:
         if not self._needs_reverse(op) and not self._touches_shadow(op):
             return
         e = ctx.e
@@ -507,7 +367,7 @@ class _ReverseDiff:
             raise UnsupportedError("reverse mode of scf.for needs index-typed bounds")
         n = e.maxsi(e.ceildivsi(e.subi(ub, lb), step), e.const(0, IndexType()))
 
-        def iv_recompute(k: SSAValue, child: _RevCtx) -> Callable[[], SSAValue]:
+        def iv_recompute(k: SSAValue, child: RevCtx) -> Callable[[], SSAValue]:
             def emit() -> SSAValue:
                 # iteration k of the reverse loop is iteration n-1-k of the primal
                 with self._prologue(child) as ce:
@@ -523,7 +383,7 @@ class _ReverseDiff:
             iv_recompute,
         )
 
-    def _reverse_while(self, ctx: _RevCtx, op: scf.WhileOp) -> None:
+    def _reverse_while(self, ctx: RevCtx, op: scf.WhileOp) -> None:
         if not self._needs_reverse(op) and not self._touches_shadow(op):
             return
         before, after = op.before_region.block, op.after_region.block
@@ -581,7 +441,7 @@ class _ReverseDiff:
         self.op_map[op] = new
         self.while_counters[op] = new.results[-1]
 
-    def _reverse_if(self, ctx: _RevCtx, op: scf.IfOp) -> None:
+    def _reverse_if(self, ctx: RevCtx, op: scf.IfOp) -> None:
         outer = [
             v for v in free_values(op) if self.info.is_active(v) and not is_buffer(v)
         ]
@@ -595,7 +455,7 @@ class _ReverseDiff:
         for region in (op.true_region, op.false_region):
             rblock = Block()
             fwd_block = region.block if region.blocks else None
-            child = _RevCtx(fwd_block, ctx, rblock)
+            child = RevCtx(fwd_block, ctx, rblock)
             for v, a in zip(outer, current):
                 child.adj[v] = a
             if fwd_block is not None:
@@ -610,7 +470,7 @@ class _ReverseDiff:
         for k, v in enumerate(outer):
             ctx.adj[v] = rif.results[k]
 
-    def _reverse_call(self, ctx: _RevCtx, op: func.CallOp) -> None:
+    def _reverse_call(self, ctx: RevCtx, op: func.CallOp) -> None:
         if any(is_buffer(a) and self.info.is_active(a) for a in op.arguments):
             raise UnsupportedError(
                 f"reverse mode of a call of {op.callee} with an active buffer argument "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from xdsl.context import Context
 from xdsl.dialects import builtin, llvm, math
-from xdsl.dialects.builtin import Float32Type, IntegerType, i1, i32
+from xdsl.dialects.builtin import Float32Type, i1
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (

@@ -1,0 +1,182 @@
+"""What the reverse sweep gets from the forward sweep: recomputation or caches.
+
+A primal value the reverse sweep needs is usable directly when it is defined at the
+function's top level (the reverse sweep runs after the whole forward sweep in the same
+block).  Inside a loop body or branch it is either
+
+* recomputed in the reverse block's *prologue* when it is a cheap pure op whose operands
+  are themselves cheap to obtain (integer/index arithmetic of induction variables, loads
+  of buffers nothing writes, a few float ops over those), or
+* cached: ``enzyme.init`` at function entry, ``enzyme.push`` right after its definition
+  in the forward sweep, ``enzyme.pop`` in the prologue of the matching reverse block,
+  ``enzyme.cache_free`` at the end.  Every cache is a LIFO stack, so nested loops and
+  while loops of unknown trip count need no bookkeeping beyond push/pop order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from xdsl.dialects import arith, memref, scf
+from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
+from xdsl.rewriter import InsertPoint
+
+from isozyme.compiler.emitter import Emitter
+from isozyme.dialects import enzyme
+
+# Cheap pure integer ops the reverse sweep recomputes from their operands instead of
+# caching their results: index arithmetic and casts, usually of induction variables.
+# Their chains end at loop indices, so they recompute at any depth.
+_RECOMPUTE: frozenset[type[Operation]] = frozenset(
+    {
+        arith.ConstantOp, arith.IndexCastOp, arith.SIToFPOp, arith.ExtFOp,
+        arith.AddiOp, arith.SubiOp, arith.MuliOp, arith.ExtUIOp, arith.ExtSIOp,
+        arith.TruncIOp, arith.CmpiOp, arith.DivSIOp, arith.FloorDivSIOp,
+        arith.CeilDivSIOp, arith.RemSIOp, arith.MaxSIOp, arith.MinSIOp, arith.AndIOp,
+        arith.OrIOp, arith.XOrIOp, memref.DimOp,
+    }
+)
+# Float ops recomputed when their operands are cheap to obtain (loads of read-only
+# buffers, top-level values, other recomputable values), up to a small depth: a few
+# flops per reverse iteration are cheaper than a cache push and pop.
+_RECOMPUTE_FLOAT: frozenset[type[Operation]] = frozenset(
+    {
+        arith.AddfOp, arith.SubfOp, arith.MulfOp, arith.NegfOp, arith.CmpfOp,
+        arith.SelectOp, arith.TruncFOp,
+    }
+)
+_MAX_RECOMPUTE_DEPTH = 4
+
+
+class RevCtx:
+    """The reverse sweep of one primal block."""
+
+    def __init__(self, fwd_block: Block | None, parent: "RevCtx | None", rev_block: Block):
+        self.fwd_block = fwd_block
+        self.parent = parent
+        self.rev_block = rev_block
+        self.e = Emitter(InsertPoint.at_end(rev_block))
+        self.adj: dict[SSAValue, SSAValue] = {}
+        # forward-sweep value -> value usable in rev_block (pops, recomputations)
+        self.fetched: dict[SSAValue, SSAValue] = {}
+        self.recompute: dict[SSAValue, Callable[[], SSAValue]] = {}
+        self.prologue_last: Operation | None = None
+
+
+def defining_block(v: SSAValue) -> Block | None:
+    if isinstance(v, BlockArgument):
+        return v.block
+    assert isinstance(v, OpResult)
+    return v.op.parent_block()
+
+
+def defining_op(v: SSAValue) -> Operation | None:
+    if isinstance(v, BlockArgument):
+        return v.block.parent_op()
+    assert isinstance(v, OpResult)
+    return v.op
+
+
+class PrimalFetcher:
+    """Mixin of the reverse-mode generator: fetch primal values for the reverse sweep.
+
+    Expects ``self.fn`` (the primal function), ``self.fwd_map`` (primal value ->
+    forward-sweep clone), ``self.read_only`` (buffers nothing writes), ``self.entry``
+    (the derivative's entry block) and ``self.caches`` (caches to free at the end).
+    """
+
+    fn: object
+    fwd_map: dict[SSAValue, SSAValue]
+    read_only: set[SSAValue]
+    entry: Block | None
+    caches: list[SSAValue]
+
+    def _primal(self, v: SSAValue, ctx: RevCtx) -> SSAValue:
+        """The forward-sweep value of primal ``v``, usable in ``ctx``'s reverse block."""
+        block = defining_block(v)
+        level = ctx
+        while level is not None and level.fwd_block is not block:
+            level = level.parent
+        if level is None:
+            raise AssertionError(f"value {v} is not visible in the reverse sweep")
+        if level.parent is None:
+            return self.fwd_map[v]
+        clone = self.fwd_map[v]
+        if clone not in level.fetched:
+            if isinstance(v, OpResult) and self._recomputable(v, _MAX_RECOMPUTE_DEPTH):
+                level.fetched[clone] = self._recompute(v, level)
+            else:
+                level.fetched[clone] = self._fetch(clone, level)
+        return level.fetched[clone]
+
+    def _recomputable(self, v: SSAValue, depth: int) -> bool:
+        """Whether the reverse sweep may recompute ``v`` rather than cache it: ``v`` is
+        the result of a cheap pure op (or a load of a buffer nothing writes) whose
+        operands are top-level values or recomputable themselves, ``depth`` ops deep at
+        most.  Integer ops recompute at any depth (their chains end at loop indices)."""
+        if not isinstance(v, OpResult):
+            block = defining_block(v)
+            if block is self.fn.body.block:
+                return True
+            # the induction variable of a for loop is recomputed from the reverse counter
+            return isinstance(block.parent_op(), scf.ForOp) and v is block.args[0]
+        op = v.op
+        if op.parent_block() is self.fn.body.block:
+            return True
+        if type(op) in _RECOMPUTE:
+            return all(self._recomputable(o, depth) for o in op.operands)
+        if depth <= 0:
+            return False
+        if type(op) in _RECOMPUTE_FLOAT or (
+            isinstance(op, memref.LoadOp) and op.memref in self.read_only
+        ):
+            return all(self._recomputable(o, depth - 1) for o in op.operands)
+        return False
+
+    def _recompute(self, v: OpResult, level: RevCtx) -> SSAValue:
+        """Re-emit a cheap pure op in ``level``'s prologue instead of caching its value."""
+        operands = {o: self._primal(o, level) for o in v.op.operands}
+        with self._prologue(level) as e:
+            new = e.insert(v.op.clone(value_mapper=dict(operands)))
+        return new.results[v.index]
+
+    def _fetch(self, value: SSAValue, level: RevCtx) -> SSAValue:
+        """Make forward value ``value``, defined in ``level``'s block, usable there."""
+        if level.parent is None:
+            return value
+        if value in level.fetched:
+            return level.fetched[value]
+        if value in level.recompute:
+            got = level.recompute[value]()
+        else:
+            got = self._cache(value, level)
+        level.fetched[value] = got
+        return got
+
+    @contextmanager
+    def _prologue(self, level: RevCtx) -> Iterator[Emitter]:
+        """An emitter for ``level``'s prologue: pops and recomputations, in request order."""
+        if level.prologue_last is None:
+            ip = InsertPoint.at_start(level.rev_block)
+        else:
+            ip = InsertPoint.after(level.prologue_last)
+        e = Emitter(ip)
+        yield e
+        if e.last is not None:
+            level.prologue_last = e.last
+
+    def _cache(self, value: SSAValue, level: RevCtx) -> SSAValue:
+        assert self.entry is not None
+        init = enzyme.InitOp(value.type)
+        Emitter(InsertPoint.at_start(self.entry)).insert(init)
+        self.caches.append(init.result)
+        if isinstance(value, BlockArgument):
+            ip = InsertPoint.at_start(value.block)
+        else:
+            assert isinstance(value, OpResult)
+            ip = InsertPoint.after(value.op)
+        Emitter(ip).insert(enzyme.PushOp(init.result, value))
+        with self._prologue(level) as e:
+            pop = e.insert(enzyme.PopOp(init.result))
+        return pop.result
