@@ -2,7 +2,8 @@
 
 =================  ==========================================================
 ``traced``         frontend output plus the ``enzyme`` request
-``optimized``      linalg to loops, inline, canonicalize, CSE, DCE, LICM (before AD)
+``optimized``      inline, fuse elementwise linalg, linalg to loops, canonicalize, CSE,
+                   DCE, LICM (before AD)
 ``differentiated`` ``enzyme-differentiate``: derivative functions generated
 ``simplified``     ``simplify-ad``, canonicalize, CSE, DCE, ``eliminate-dead-caches``
 ``llvm``           the llvm dialect (lowering passes of ``compiler/lowering``)
@@ -31,6 +32,7 @@ from xdsl.transforms.lower_affine import LowerAffinePass
 from isozyme.compiler.context import make_context
 from isozyme.compiler.passes.differentiate import DifferentiatePass
 from isozyme.compiler.passes.eliminate_dead_caches import EliminateDeadCachesPass
+from isozyme.compiler.passes.fuse_elementwise import FuseElementwisePass
 from isozyme.compiler.passes.inline import InlinePass
 from isozyme.compiler.passes.simplify_ad import SimplifyADPass
 
@@ -40,8 +42,11 @@ ALL_STAGES = IR_STAGES + ("llvm-ir", "llvm-ir-optimized")
 
 STAGE_PASSES: dict[str, Callable[[], Sequence[ModulePass]]] = {
     "optimized": lambda: (
-        # Whole-array code becomes loops over buffers before AD, so that the loop and
-        # shadow-memory rules differentiate it (see docs/architecture.md).
+        # Whole-array code: fuse elementwise chains, then lower to loops over buffers
+        # before AD, so that the loop and shadow-memory rules differentiate it (see
+        # docs/architecture.md).
+        InlinePass(),
+        FuseElementwisePass(),
         ConvertLinalgToLoopsPass(),
         LowerAffinePass(),
         InlinePass(),

@@ -7,12 +7,13 @@ from xdsl.dialects.builtin import IndexType, MemRefType
 from xdsl.ir import Block, SSAValue
 from xdsl.rewriter import InsertPoint
 
+from isozyme.compiler.analysis.buffers import is_buffer, read_only_buffers, root_buffer
 from isozyme.compiler.emitter import Emitter
 
-
-def is_buffer(v: SSAValue) -> bool:
-    """True for memref values."""
-    return isinstance(v.type, MemRefType)
+__all__ = [
+    "emit_fill", "emit_shadow_alloc", "emit_zero_like", "is_buffer", "read_only_buffers",
+    "root_buffer",
+]
 
 
 def emit_shadow_alloc(e: Emitter, alloc: memref.AllocOp, zero: bool) -> SSAValue:

@@ -35,7 +35,12 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from isozyme.compiler.ad.common import lookup_callee, vjp
-from isozyme.compiler.ad.memory import emit_fill, emit_shadow_alloc, is_buffer
+from isozyme.compiler.ad.memory import (
+    emit_fill,
+    emit_shadow_alloc,
+    is_buffer,
+    read_only_buffers,
+)
 from isozyme.compiler.analysis.activity import (
     ActivityInfo,
     analyze_activity,
@@ -107,19 +112,7 @@ class _ReverseDiff(PrimalFetcher):
         )
         check_const_buffers(fn, self.info, shadowed)
         self.shadow: dict[SSAValue, SSAValue] = {}  # primal buffer -> shadow buffer
-        # buffers nothing writes (no store, no view, no call): their loads are
-        # recomputed in the reverse sweep instead of cached
-        written = {
-            o for op in fn.walk()
-            for o in (
-                [op.memref] if isinstance(op, memref.StoreOp)
-                else op.operands if isinstance(op, (memref.CastOp, memref.SubviewOp, func.CallOp))
-                else []
-            )
-        }
-        self.read_only = {
-            a for a in fn.body.block.args if is_buffer(a) and a not in written
-        }
+        self.read_only = read_only_buffers(fn)
         self.deferred_frees: list[SSAValue] = []
         self.fwd_map: dict[SSAValue, SSAValue] = {}
         self.op_map: dict[Operation, Operation] = {}

@@ -18,6 +18,7 @@ def available_passes() -> dict[str, Callable[[], ModulePass]]:
 
     from isozyme.compiler.passes.differentiate import DifferentiatePass
     from isozyme.compiler.passes.eliminate_dead_caches import EliminateDeadCachesPass
+    from isozyme.compiler.passes.fuse_elementwise import FuseElementwisePass
     from isozyme.compiler.passes.inline import InlinePass
     from isozyme.compiler.passes.simplify_ad import SimplifyADPass
 
@@ -26,7 +27,7 @@ def available_passes() -> dict[str, Callable[[], ModulePass]]:
         for p in (
             InlinePass, CanonicalizePass, CommonSubexpressionElimination,
             DeadCodeElimination, LoopInvariantCodeMotionPass, DifferentiatePass,
-            SimplifyADPass, EliminateDeadCachesPass,
+            SimplifyADPass, EliminateDeadCachesPass, FuseElementwisePass,
         )
     }
     try:

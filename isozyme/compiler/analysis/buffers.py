@@ -1,0 +1,41 @@
+"""Buffer facts: which buffer a view looks into, and which buffers nothing writes."""
+
+from __future__ import annotations
+
+from xdsl.dialects import func, memref
+from xdsl.dialects.builtin import MemRefType
+from xdsl.ir import SSAValue
+
+
+def is_buffer(v: SSAValue) -> bool:
+    """True for memref values."""
+    return isinstance(v.type, MemRefType)
+
+
+def root_buffer(v: SSAValue) -> SSAValue:
+    """The buffer a view (``memref.subview``/``memref.cast``) ultimately looks into."""
+    while isinstance(v.owner, (memref.SubviewOp, memref.CastOp)):
+        v = v.owner.source
+    return v
+
+
+def read_only_buffers(fn: func.FuncOp) -> set[SSAValue]:
+    """Buffer arguments, and views of them, that nothing in ``fn`` writes.
+
+    Loads from them can be repeated at any time with the same result, so the reverse
+    sweep recomputes them instead of caching.  A buffer passed to a call counts as
+    written.
+    """
+    written: set[SSAValue] = set()
+    views: list[SSAValue] = []
+    for op in fn.walk():
+        if isinstance(op, memref.StoreOp):
+            written.add(root_buffer(op.memref))
+        elif isinstance(op, memref.CopyOp):
+            written.add(root_buffer(op.destination))
+        elif isinstance(op, func.CallOp):
+            written.update(root_buffer(a) for a in op.arguments if is_buffer(a))
+        elif isinstance(op, (memref.SubviewOp, memref.CastOp)):
+            views.append(op.results[0])
+    args = {a for a in fn.body.block.args if is_buffer(a) and a not in written}
+    return args | {v for v in views if root_buffer(v) in args}
