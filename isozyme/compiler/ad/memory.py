@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from xdsl.dialects import memref, scf
+from xdsl.dialects import arith, memref, scf
 from xdsl.dialects.builtin import IndexType, MemRefType
-from xdsl.ir import Block, SSAValue
+from xdsl.ir import Block, Operation, SSAValue
 from xdsl.rewriter import InsertPoint
 
 from isozyme.compiler.analysis.buffers import is_buffer, read_only_buffers, root_buffer
@@ -14,6 +14,43 @@ __all__ = [
     "emit_fill", "emit_shadow_alloc", "emit_zero_like", "is_buffer", "read_only_buffers",
     "root_buffer",
 ]
+
+
+def _fills_with_constants(op: Operation, buf: SSAValue) -> bool:
+    """Whether ``op``'s only memory effect is storing constants into ``buf``."""
+    stores = False
+    for inner in op.walk():
+        if isinstance(inner, memref.StoreOp):
+            if inner.memref is not buf or not isinstance(inner.value.owner, arith.ConstantOp):
+                return False
+            stores = True
+        elif not isinstance(
+            inner, (scf.ForOp, scf.YieldOp, arith.ConstantOp, memref.DimOp)
+        ) and not (inner.name.startswith("arith.") and not inner.regions):
+            return False
+    return stores
+
+
+def initializations(block: Block) -> set[Operation]:
+    """Ops that fill a buffer allocated in ``block`` with constants right after its
+    ``memref.alloc`` (``np.zeros(n)``), before anything reads it.
+
+    Their reverse would zero the buffer's shadow; but in the reverse sweep nothing reads
+    that shadow after them (the allocation comes next, and ends the shadow's life), so
+    the reverse sweep skips them.
+    """
+    skip: set[Operation] = set()
+    ops = list(block.ops)
+    for k, op in enumerate(ops):
+        if not isinstance(op, memref.AllocOp):
+            continue
+        for nxt in ops[k + 1 :]:
+            if isinstance(nxt, (arith.ConstantOp, memref.DimOp)):
+                continue
+            if not _fills_with_constants(nxt, op.memref):
+                break
+            skip.add(nxt)
+    return skip
 
 
 def emit_shadow_alloc(e: Emitter, alloc: memref.AllocOp, zero: bool) -> SSAValue:

@@ -38,6 +38,7 @@ from isozyme.compiler.ad.common import lookup_callee, vjp
 from isozyme.compiler.ad.memory import (
     emit_fill,
     emit_shadow_alloc,
+    initializations,
     is_buffer,
     read_only_buffers,
 )
@@ -265,7 +266,10 @@ class _ReverseDiff(PrimalFetcher):
                     mapping[op.source] = self.shadow[op.source]
                     view = ctx.e.insert(op.clone(value_mapper=mapping))
                     self.shadow[op.results[0]] = view.results[0]
+        skip = initializations(ctx.fwd_block)
         for op in reversed(list(ctx.fwd_block.ops)[:-1]):
+            if op in skip:
+                continue
             match op:
                 case scf.ForOp():
                     self._reverse_for(ctx, op)
