@@ -1,0 +1,184 @@
+"""Contractions: ``np.einsum``, ``np.dot``, ``@``/``np.matmul``, ``np.outer``,
+``np.inner``/``np.vdot``.  Each is one generic whose loops are the output indices
+(``parallel``) then the summed indices (``reduction``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from xdsl.dialects import memref
+from xdsl.dialects.builtin import DYNAMIC_INDEX, i64
+
+from ..arrays import ArrayTracer
+from ..diagnostics import trace_error
+from ..tracer import (
+    Tracer,
+    cast,
+    emit1,
+    is_array_value,
+    is_bool_type,
+    join_types,
+    ssa,
+    whole_array_error,
+)
+from .array_builders import _as_array_operand
+from .elementwise import _BINARY_FNS, elementwise
+from .linalg_builder import (
+    _ZERO,
+    Size,
+    _d,
+    _is_one,
+    _map,
+    _static,
+    fill,
+    generic,
+    new_buffer,
+)
+
+
+def _parse_einsum(subscripts: str, n: int) -> tuple[list[str], str]:
+    s = subscripts.replace(" ", "")
+    if "." in s:
+        raise trace_error("np.einsum with `...`", "write every index explicitly")
+    if "->" in s:
+        lhs, out = s.split("->")
+    else:
+        lhs = s
+        letters = lhs.replace(",", "")
+        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    ins = lhs.split(",")
+    if len(ins) != n:
+        raise ValueError(f"einsum: {len(ins)} operand subscripts for {n} operands")
+    for part in [*ins, out]:
+        if not all(c.isalpha() for c in part):
+            raise ValueError(f"einsum: invalid subscripts {subscripts!r}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"einsum: output subscript repeated in {subscripts!r}")
+    if any(c not in lhs for c in out):
+        raise ValueError(f"einsum: output subscript not in the inputs in {subscripts!r}")
+    return ins, out
+
+
+def contract(operands: Sequence[ArrayTracer], subs: Sequence[str], out: str) -> Any:
+    """One generic for ``np.einsum(','.join(subs) + '->' + out, *operands)``."""
+    for x, s in zip(operands, subs):
+        if x.ndim != len(s):
+            raise ValueError(f"einsum: operand of rank {x.ndim} has subscripts {s!r}")
+    letters = list(out)
+    for s in subs:
+        for c in s:
+            if c not in letters:
+                letters.append(c)
+    pos = {c: k for k, c in enumerate(letters)}
+    size: dict[str, Size] = {}
+    for c in letters:
+        found: Size = None
+        for x, s in zip(operands, subs):
+            for j, cj in enumerate(s):
+                if cj != c:
+                    continue
+                st = _static(x, j)
+                if st == DYNAMIC_INDEX:
+                    if found is None or _is_one(found):
+                        found = x.dim_index(j)
+                elif st != 1 or found is None:
+                    found = st
+        size[c] = found
+    nloops = len(letters)
+    maps = []
+    for x, s in zip(operands, subs):
+        exprs = [_ZERO if _static(x, j) == 1 and not _is_one(size[c]) else _d(pos[c])
+                 for j, c in enumerate(s)]
+        maps.append(_map(nloops, exprs))
+    elt = join_types(*[(x.element_type, True) for x in operands])
+    if is_bool_type(elt):
+        elt = i64
+    summed = nloops > len(out)
+    result = new_buffer([size[c] for c in out], elt)
+    if summed:
+        fill(result, 0)
+
+    def body(*args: Tracer) -> object:
+        vals = [cast(a, elt) for a in args[: len(operands)]]
+        p = vals[0]
+        for v in vals[1:]:
+            p = p * v
+        return args[len(operands)] + p if summed else p
+
+    generic([ssa(x) for x in operands], maps, result, _map(nloops, [_d(pos[c]) for c in out]),
+            ["parallel"] * len(out) + ["reduction"] * (nloops - len(out)), body,
+            reads_output=summed)
+    if result.ndim == 0:
+        return emit1(memref.LoadOp.get(ssa(result), []))
+    return result
+
+
+def np_einsum(subscripts: object, *operands: object, **kwargs: object) -> Any:
+    """``np.einsum`` with explicit or implicit subscripts (no ``...``) on arrays."""
+    if not isinstance(subscripts, str):
+        raise trace_error("np.einsum without a subscripts string",
+                          "pass the subscripts as the first argument")
+    if kwargs.get("out") is not None:
+        raise trace_error("np.einsum with out=", "not supported on traced arrays")
+    ops = [_as_array_operand(o, "np.einsum") for o in operands]
+    subs, out = _parse_einsum(subscripts, len(ops))
+    if not all(is_array_value(o) for o in ops):
+        raise trace_error("np.einsum with a scalar operand", "operands must be arrays")
+    return contract(ops, subs, out)  # type: ignore[arg-type]
+
+
+_DOT_SUBS = {(1, 1): (["i", "i"], ""), (2, 1): (["ij", "j"], "i"),
+             (1, 2): (["j", "jk"], "k"), (2, 2): (["ij", "jk"], "ik")}
+
+
+def np_dot(a: object, b: object, out: object = None) -> Any:
+    """``np.dot`` of 1-D/2-D arrays (a product when an operand is a scalar)."""
+    if out is not None:
+        raise trace_error("np.dot with out=", "not supported on traced arrays")
+    a, b = _as_array_operand(a, "np.dot"), _as_array_operand(b, "np.dot")
+    if not (is_array_value(a) and is_array_value(b)):
+        return elementwise(_BINARY_FNS["*"], a, b)
+    key = (a.ndim, b.ndim)  # type: ignore[union-attr]
+    if key not in _DOT_SUBS:
+        raise whole_array_error(f"np.dot of arrays of ranks {key}")
+    subs, out_s = _DOT_SUBS[key]
+    return contract([a, b], subs, out_s)  # type: ignore[list-item]
+
+
+def np_matmul(a: object, b: object, **kwargs: object) -> Any:
+    """``a @ b``/``np.matmul`` of 1-D/2-D arrays, or of two 3-D stacks of matrices."""
+    if kwargs.get("out") is not None:
+        raise trace_error("np.matmul with out=", "not supported on traced arrays")
+    a, b = _as_array_operand(a, "`@`"), _as_array_operand(b, "`@`")
+    if not (is_array_value(a) and is_array_value(b)):
+        raise ValueError("matmul: Input operand does not have enough dimensions")
+    key = (a.ndim, b.ndim)  # type: ignore[union-attr]
+    if key == (3, 3):
+        return contract([a, b], ["bij", "bjk"], "bik")  # type: ignore[list-item]
+    if key not in _DOT_SUBS:
+        raise whole_array_error(f"`@` (matmul) of arrays of ranks {key}")
+    subs, out_s = _DOT_SUBS[key]
+    return contract([a, b], subs, out_s)  # type: ignore[list-item]
+
+
+def np_outer(a: object, b: object, out: object = None) -> Any:
+    """``np.outer`` of two 1-D arrays."""
+    a, b = _as_array_operand(a, "np.outer"), _as_array_operand(b, "np.outer")
+    if not (is_array_value(a) and is_array_value(b)) or a.ndim != 1 or b.ndim != 1:  # type: ignore[union-attr]
+        raise whole_array_error("np.outer of operands that are not both 1-D arrays")
+    return contract([a, b], ["i", "j"], "ij")  # type: ignore[list-item]
+
+
+def np_inner(a: object, b: object) -> Any:
+    """``np.inner`` of two 1-D arrays (a traced scalar)."""
+    a, b = _as_array_operand(a, "np.inner"), _as_array_operand(b, "np.inner")
+    if not (is_array_value(a) and is_array_value(b)) or a.ndim != 1 or b.ndim != 1:  # type: ignore[union-attr]
+        raise whole_array_error("np.inner of operands that are not both 1-D arrays")
+    return contract([a, b], ["i", "i"], "")  # type: ignore[list-item]
+
+
+def np_vdot(a: object, b: object) -> Any:
+    """``np.vdot`` of two 1-D real arrays: the same as :func:`np_inner`."""
+    return np_inner(a, b)

@@ -1,0 +1,115 @@
+"""Import-time wiring of whole-array operations into the tracer: the ``ArrayTracer``
+operators and methods, and the numpy functions in ``ARRAY_AWARE`` (used when an
+argument is a traced array) and ``TABLE``.  Imported by the package ``__init__``, which
+:mod:`..arrays` imports last.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import arith
+from xdsl.dialects.builtin import i1
+
+from .. import builtins_table
+from ..arrays import ARRAY_AWARE, ArrayTracer
+from ..builtins_table import TABLE
+from ..tracer import absolute, constant, emit1, is_bool_type, negate, ssa
+from .array_builders import np_array, np_concatenate, np_diag, np_stack, reshape
+from .contractions import np_dot, np_einsum, np_inner, np_matmul, np_outer, np_vdot
+from .copies import np_transpose
+from .elementwise import (
+    _binop,
+    _operand_like,
+    _ufunc,
+    astype,
+    elementwise,
+    inplace,
+    np_clip,
+    np_where,
+)
+from .reductions import _method_reducer, _reducer
+
+_INPLACE_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "truediv", "//": "floordiv",
+                  "%": "mod", "**": "pow", "&": "and", "|": "or", "^": "xor",
+                  "<<": "lshift", ">>": "rshift"}
+for _op, _name in _INPLACE_NAMES.items():
+    _f, _r = _binop(_op)
+    setattr(ArrayTracer, f"__{_name}__", _f)
+    setattr(ArrayTracer, f"__r{_name}__", _r)
+    setattr(ArrayTracer, f"__i{_name}__",
+            (lambda o: lambda self, other: inplace(o, self, other))(_op))
+for _op, _name, _refl in [("<", "lt", ">"), ("<=", "le", ">="), (">", "gt", "<"),
+                          (">=", "ge", "<="), ("==", "eq", "=="), ("!=", "ne", "!=")]:
+    setattr(ArrayTracer, f"__{_name}__", _binop(_op)[0])
+ArrayTracer.__hash__ = object.__hash__  # type: ignore[method-assign,assignment]
+ArrayTracer.__neg__ = lambda self: elementwise(negate, self)  # type: ignore[method-assign,assignment,return-value]
+ArrayTracer.__pos__ = lambda self: elementwise(lambda a: +a, self)  # type: ignore[method-assign,assignment,return-value]
+ArrayTracer.__abs__ = lambda self: elementwise(absolute, self)  # type: ignore[method-assign,assignment,return-value]
+ArrayTracer.__invert__ = lambda self: elementwise(  # type: ignore[method-assign,assignment]
+    lambda a: emit1(arith.XOrIOp(ssa(a), ssa(constant(1, i1)))) if is_bool_type(a.type)
+    else ~a, self)
+
+
+# `@` lives here rather than in .elementwise: it is a contraction (.contractions).
+def _matmul_method(self: ArrayTracer, other: object) -> Any:
+    if not _operand_like(other):
+        return NotImplemented
+    return np_matmul(self, other)
+
+
+def _rmatmul_method(self: ArrayTracer, other: object) -> Any:
+    if not _operand_like(other):
+        return NotImplemented
+    return np_matmul(other, self)
+
+
+ArrayTracer.__matmul__ = _matmul_method  # type: ignore[method-assign,assignment]
+ArrayTracer.__rmatmul__ = _rmatmul_method  # type: ignore[method-assign,assignment]
+
+
+for _f, _b in list(TABLE.items()):
+    if isinstance(_f, np.ufunc):
+        ARRAY_AWARE[_f] = _ufunc(_b, _f.__name__)
+ARRAY_AWARE[builtins.abs] = lambda x: elementwise(absolute, x)
+ARRAY_AWARE[np.round] = ARRAY_AWARE[np.around] = (
+    lambda a, decimals=0: elementwise(lambda v: builtins_table._np_round(v, decimals), a))
+ARRAY_AWARE[np.where] = np_where
+ARRAY_AWARE[np.clip] = np_clip
+for _kind, _fns in [("sum", [np.sum]), ("prod", [np.prod]), ("mean", [np.mean]),
+                    ("max", [np.max, np.amax]), ("min", [np.min, np.amin])]:
+    for _fn in _fns:
+        ARRAY_AWARE[_fn] = _reducer(_kind)
+    setattr(ArrayTracer, _kind, _method_reducer(_kind))
+ARRAY_AWARE.update({
+    np.dot: np_dot,
+    np.matmul: np_matmul,
+    np.outer: np_outer,
+    np.inner: np_inner,
+    np.vdot: np_vdot,
+    np.einsum: np_einsum,
+    np.transpose: np_transpose,
+    np.array: np_array,
+    np.asarray: np_array,
+    np.concatenate: np_concatenate,
+    np.stack: np_stack,
+    np.diag: np_diag,
+    np.reshape: lambda a, newshape=None, order="C", **kw: reshape(
+        a, kw.get("shape", newshape), order=order),
+    np.ravel: lambda a, order="C": reshape(a, -1, order=order),
+})
+# np.array / np.asarray of lists holding traced scalars (no array argument).
+TABLE[np.array] = np_array
+TABLE[np.asarray] = np_array
+
+ArrayTracer.T = property(np_transpose)  # type: ignore[attr-defined]
+ArrayTracer.transpose = lambda self, *axes: np_transpose(  # type: ignore[attr-defined]
+    self, (axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes) or None)
+ArrayTracer.dot = lambda self, other: np_dot(self, other)  # type: ignore[attr-defined]
+ArrayTracer.reshape = lambda self, *shape, order="C": reshape(self, *shape, order=order)  # type: ignore[attr-defined]
+ArrayTracer.ravel = lambda self, order="C": reshape(self, -1, order=order)  # type: ignore[attr-defined]
+ArrayTracer.flatten = lambda self, order="C": reshape(self, -1, order=order)  # type: ignore[attr-defined]
+ArrayTracer.astype = astype  # type: ignore[attr-defined]
+ArrayTracer.clip = lambda self, a_min=None, a_max=None, **kw: np_clip(self, a_min, a_max, **kw)  # type: ignore[attr-defined]

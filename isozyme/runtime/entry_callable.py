@@ -1,0 +1,133 @@
+"""The fast Python callables of compiled entry points (:func:`make_entry_callable`).
+
+They are generated Python functions specialised to the signature, packing arguments
+with one precompiled ``struct.Struct.pack_into`` into a preallocated buffer and reading
+results with one ``unpack_from``, which returns the result tuple directly. Measured on
+a 2-argument f64 function: about 0.34 us per call; indexing ``ctypes`` double arrays is
+within 0.03 us of it but needs one view per type and one index per result, passing the
+ctypes arrays themselves costs 0.45 us.
+
+Argument types and memref descriptors are :mod:`isozyme.runtime.marshal`; memref
+results become owning numpy arrays in :mod:`isozyme.runtime.result_arrays`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from isozyme.runtime.marshal import (
+    _SLOT_CODES,
+    MemrefSpec,
+    _as_array,
+    _bad_layout,
+    _memref_lines,
+    descriptor_struct,
+)
+from isozyme.runtime.result_arrays import make_result_wrapper
+
+#: ctypes signature of every entry point: ``void (*)(void *in, void *out)``.
+#: ``CFUNCTYPE`` releases the GIL during the call (long loops do not block other
+#: threads); ``PYFUNCTYPE`` would save about 0.03 us per call but hold the GIL.
+_ENTRY_FNTYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def _out_code(t: str | MemrefSpec) -> str:
+    """The ``struct`` codes of one result's out slots (3 + 2r for a memref)."""
+    if isinstance(t, MemrefSpec):
+        return "QQq" + "q" * (2 * t.rank)
+    return _SLOT_CODES[t]
+
+
+def make_entry_callable(
+    address: int,
+    arg_types: Sequence[str | MemrefSpec],
+    result_types: Sequence[str | MemrefSpec],
+    keepalive: object = None,
+) -> Callable[..., tuple[Any, ...]]:
+    """Build the fast Python wrapper of the entry point at ``address``.
+
+    The wrapper's source is generated for the exact arity so a call is: one
+    ``pack_into``, one ctypes call with two preconverted pointers, one ``unpack_from``
+    (plus, per memref argument, a few attribute reads and checks).
+    ``keepalive`` is referenced from the wrapper so the compiled code outlives it.
+
+    The descriptors of memref arguments are ctypes structures
+    (:func:`descriptor_struct`) placed in the input buffer after the slots, so the
+    one ``pack_into`` fills the slots (descriptor addresses) and the descriptors.
+    """
+    slots_codes = "".join(
+        "Q" if isinstance(t, MemrefSpec) else _SLOT_CODES[t] for t in arg_types
+    )
+    slots_size = struct.calcsize("<" + slots_codes)
+    desc_codes = "".join(
+        "QQq" + "q" * (2 * t.rank) for t in arg_types if isinstance(t, MemrefSpec)
+    )
+    in_struct = struct.Struct("<" + slots_codes + desc_codes)
+    out_struct = struct.Struct("<" + "".join(_out_code(t) for t in result_types))
+    # At least one byte each so the buffers have an address; 8-byte aligned.
+    in_buf = (ctypes.c_int64 * max((in_struct.size + 7) // 8, 1))()
+    out_buf = (ctypes.c_int64 * max((out_struct.size + 7) // 8, 1))()
+    fn = _ENTRY_FNTYPE(address)
+    names = [f"a{i}" for i in range(len(arg_types))]
+    params = ", ".join(names)
+    namespace: dict[str, Any] = {
+        "pack_into": in_struct.pack_into,
+        "unpack_from": out_struct.unpack_from,
+        "in_buf": in_buf,
+        "out_buf": out_buf,
+        "fn": fn,
+        # ctypes converts a c_void_p argument fastest from a c_void_p object.
+        "in_ptr": ctypes.c_void_p(ctypes.addressof(in_buf)),
+        "out_ptr": ctypes.c_void_p(ctypes.addressof(out_buf)),
+        "ndarray": np.ndarray,
+        "as_array": _as_array,
+        "bad_layout": _bad_layout,
+        "from_address": ctypes.c_void_p.from_address,
+    }
+    lines = [f"def entry({params}):"]
+    slot_values: list[str] = []
+    desc_values: list[str] = []
+    descriptors: list[ctypes.Structure] = []
+    desc_offset = slots_size
+    for k, t in enumerate(arg_types):
+        if isinstance(t, MemrefSpec):
+            desc = descriptor_struct(t.rank).from_buffer(in_buf, desc_offset)
+            descriptors.append(desc)
+            desc_offset += ctypes.sizeof(desc)
+            namespace[f"D{k}"] = ctypes.addressof(desc)
+            arg_lines, fields = _memref_lines(k, t, namespace)
+            lines += arg_lines
+            desc_values += fields
+            slot_values.append(f"D{k}")
+        else:
+            slot_values.append(names[k])
+    if arg_types:
+        values = ", ".join(slot_values + desc_values)
+        lines.append(f"    pack_into(in_buf, 0, {values})")
+    lines.append("    fn(in_ptr, out_ptr)")
+    if any(isinstance(t, MemrefSpec) for t in result_types):
+        namespace["wrap"] = make_result_wrapper(result_types)
+        arg_owners = "".join(
+            f"p{k}, x{k}, " for k, t in enumerate(arg_types) if isinstance(t, MemrefSpec)
+        )
+        lines.append(f"    return wrap(unpack_from(out_buf), ({arg_owners}))")
+    elif result_types:
+        lines.append("    return unpack_from(out_buf)")
+    else:
+        lines.append("    return ()")
+    source = "\n".join(lines)
+    exec(compile(source, f"<isozyme entry {address:#x}>", "exec"), namespace)
+    entry = namespace["entry"]
+    entry._iz_keepalive = (  # type: ignore[attr-defined]
+        keepalive, in_buf, out_buf, fn, descriptors
+    )
+    entry._iz_source = source  # type: ignore[attr-defined]
+    shown = [t.text if isinstance(t, MemrefSpec) else t for t in arg_types]
+    shown_r = [t.text if isinstance(t, MemrefSpec) else t for t in result_types]
+    entry.__doc__ = f"isozyme entry ({', '.join(shown)}) -> ({', '.join(shown_r)})"
+    return entry
