@@ -88,6 +88,9 @@ class Active(Annotation):
     __slots__ = ()
 
     def __init__(self, val: object):
+        if type(val) is float:  # the common case first: this runs on every call
+            self.val = val
+            return
         if is_node(val):
             leaves, _ = flatten(val)
             for leaf in leaves:

@@ -48,9 +48,18 @@ def _is_user_dataclass(x: object) -> bool:
     )
 
 
+_CONTAINERS = frozenset({tuple, list, dict})
+_LEAVES = frozenset({float, int, bool, str, type(None)})
+
+
 def is_node(x: object) -> bool:
     """True for the containers isozyme looks into."""
-    return type(x) in (tuple, list, dict) or _is_namedtuple(x) or _is_user_dataclass(x)
+    t = type(x)
+    if t in _CONTAINERS:
+        return True
+    if t in _LEAVES:  # the common case, on every autodiff call: keep it cheap
+        return False
+    return _is_namedtuple(x) or _is_user_dataclass(x)
 
 
 def flatten(x: object) -> tuple[list[Any], TreeDef]:
