@@ -106,7 +106,7 @@ def type_suffix(t: Attribute) -> str:
         return "i64"
     if isinstance(t, llvm.LLVMPointerType):
         return "ptr"
-    raise NotImplementedError(f"isozyme lowering: no LLVM type suffix for {t}")
+    raise LoweringError(f"isozyme lowering: no LLVM type suffix for {t}")
 
 
 def byte_size(t: Attribute) -> int:
@@ -117,7 +117,7 @@ def byte_size(t: Attribute) -> int:
         return 4
     if isinstance(t, IntegerType):
         return max(1, (t.width.data + 7) // 8)
-    raise NotImplementedError(f"isozyme lowering: no byte size for {t}")
+    raise LoweringError(f"isozyme lowering: no byte size for {t}")
 
 
 def llvm_fastmath(op: Operation) -> llvm.FastMathAttr:

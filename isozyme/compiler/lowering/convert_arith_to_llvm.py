@@ -22,6 +22,7 @@ from xdsl.pattern_rewriter import (
 )
 
 from isozyme.compiler.lowering._common import (
+    LoweringError,
     call,
     convert_type,
     declare_function,
@@ -96,7 +97,7 @@ class ConstantLowering(RewritePattern):
             assert isinstance(t, IntegerType)
             value = IntegerAttr(value.value.data, t)
         elif not isinstance(value, FloatAttr):
-            raise NotImplementedError(
+            raise LoweringError(
                 "isozyme lowering: only scalar arith.constant is supported, "
                 f"got {value}"
             )
