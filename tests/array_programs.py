@@ -273,3 +273,13 @@ def slice_assign(x, y):
 
 def strided_slices(x):
     return np.sum(x[::2] * x[1::2]) + np.sum(x[::-1] * x)
+
+
+def gmm_einsum(alphas, means, icf, x):
+    """The GMM objective with the contractions written as einsums."""
+    q = np.exp(icf)
+    xc = x[:, None, :] - means[None, :, :]
+    sq = np.einsum("nkd,nkd->nk", xc * q[None, :, :], xc * q[None, :, :])
+    inner = alphas[None, :] + np.einsum("kd->k", icf)[None, :] - 0.5 * sq
+    m = np.max(inner, axis=1, keepdims=True)
+    return np.sum(m[:, 0] + np.log(np.sum(np.exp(inner - m), axis=1)))

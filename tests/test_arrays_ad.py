@@ -71,6 +71,8 @@ CASES = {
     "scalar_times_array": (P.scalar_times_array, lambda: [_point(4), 1.3]),
     "gmm": (P.gmm_objective, lambda: [_point(3), _point(6).reshape(3, 2), _point(6).reshape(3, 2),
                                       _point(8).reshape(4, 2)]),
+    "gmm_einsum": (P.gmm_einsum, lambda: [_point(3), _point(6).reshape(3, 2),
+                                          _point(6).reshape(3, 2), _point(8).reshape(4, 2)]),
     "mixed_loop_and_array": (P.mixed_loop_and_array, lambda: [_point(5)]),
     "in_place_whole_array": (P.in_place_whole_array, lambda: [_point(4), _point(4)]),
     "float32_whole_array": (P.elementwise, lambda: [_point(4, dtype=np.float32),
@@ -291,3 +293,17 @@ def test_returned_array_in_reverse_is_refused():
     x = np.ones(2)
     with pytest.raises(AnnotationError, match="returns an array"):
         autodiff(Reverse, P.returns_array, Duplicated(x, np.zeros(2)))
+
+
+class _Wrapped:
+    """An array owned by someone else, exposing only __array_interface__ (like torch)."""
+
+    def __init__(self, a):
+        self._a = a
+        self.__array_interface__ = a.__array_interface__
+
+
+def test_array_interface_objects_are_accepted_without_copy():
+    x, dx = np.array([1.0, 2.0]), np.zeros(2)
+    autodiff(Reverse, P.rosenbrock_inp, Active, Duplicated(_Wrapped(x), _Wrapped(dx)))
+    assert dx.tolist() == [-400.0, 200.0]
