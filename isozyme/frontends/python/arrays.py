@@ -536,23 +536,27 @@ def _default_fill_type(value: object) -> Attribute:
 
 
 def np_zeros(shape: object, dtype: object = None, order: str = "C", **kw: object) -> ArrayTracer:
+    """``numpy.zeros`` of traced arrays (a local buffer or a query)."""
     x = alloc(_shape_operands(shape), _dtype_or(dtype, f64))
     _fill(x, 0)
     return x
 
 
 def np_ones(shape: object, dtype: object = None, order: str = "C", **kw: object) -> ArrayTracer:
+    """``numpy.ones`` of traced arrays (a local buffer or a query)."""
     x = alloc(_shape_operands(shape), _dtype_or(dtype, f64))
     _fill(x, 1)
     return x
 
 
 def np_empty(shape: object, dtype: object = None, order: str = "C", **kw: object) -> ArrayTracer:
+    """``numpy.empty`` of traced arrays (a local buffer or a query)."""
     return alloc(_shape_operands(shape), _dtype_or(dtype, f64))
 
 
 def np_full(shape: object, fill_value: object, dtype: object = None, order: str = "C",
             **kw: object) -> ArrayTracer:
+    """``numpy.full`` of traced arrays (a local buffer or a query)."""
     x = alloc(_shape_operands(shape), _dtype_or(dtype, _default_fill_type(fill_value)))
     _fill(x, fill_value)
     return x
@@ -573,6 +577,7 @@ def _alloc_like(x: ArrayTracer, dtype: object, shape: object) -> ArrayTracer:
 
 def np_zeros_like(a: object, dtype: object = None, order: str = "K", subok: bool = True,
                   shape: object = None, **kw: object) -> ArrayTracer:
+    """``numpy.zeros_like`` of traced arrays (a local buffer or a query)."""
     x = _alloc_like(_like(a, "np.zeros_like"), dtype, shape)
     _fill(x, 0)
     return x
@@ -580,6 +585,7 @@ def np_zeros_like(a: object, dtype: object = None, order: str = "K", subok: bool
 
 def np_ones_like(a: object, dtype: object = None, order: str = "K", subok: bool = True,
                  shape: object = None, **kw: object) -> ArrayTracer:
+    """``numpy.ones_like`` of traced arrays (a local buffer or a query)."""
     x = _alloc_like(_like(a, "np.ones_like"), dtype, shape)
     _fill(x, 1)
     return x
@@ -587,11 +593,13 @@ def np_ones_like(a: object, dtype: object = None, order: str = "K", subok: bool 
 
 def np_empty_like(a: object, dtype: object = None, order: str = "K", subok: bool = True,
                   shape: object = None, **kw: object) -> ArrayTracer:
+    """``numpy.empty_like`` of traced arrays (a local buffer or a query)."""
     return _alloc_like(_like(a, "np.empty_like"), dtype, shape)
 
 
 def np_full_like(a: object, fill_value: object, dtype: object = None, order: str = "K",
                  subok: bool = True, shape: object = None, **kw: object) -> ArrayTracer:
+    """``numpy.full_like`` of traced arrays (a local buffer or a query)."""
     x = _alloc_like(_like(a, "np.full_like"), dtype, shape)
     _fill(x, fill_value)
     return x
@@ -667,16 +675,19 @@ def np_len(x: object) -> Any:
 
 
 def np_shape(x: object) -> Any:
+    """``numpy.shape`` of traced arrays (a local buffer or a query)."""
     return x.shape if is_array_value(x) else np.shape(x)  # type: ignore[union-attr]
 
 
 def np_size(x: object, axis: int | None = None) -> Any:
+    """``numpy.size`` of traced arrays (a local buffer or a query)."""
     if is_array_value(x):
         return x.size if axis is None else x.shape[axis]  # type: ignore[union-attr]
     return np.size(x, axis)  # type: ignore[arg-type]
 
 
 def np_ndim(x: object) -> Any:
+    """``numpy.ndim`` of traced arrays (a local buffer or a query)."""
     return x.ndim if is_array_value(x) else np.ndim(x)  # type: ignore[union-attr]
 
 
