@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import llvmlite.binding as llb
 import pytest
-from xdsl.context import Context
-from xdsl.dialects import arith, builtin, cf, func, llvm, scf
-from xdsl.dialects import math as math_dialect
+from xdsl.dialects import builtin, func, llvm
 from xdsl.dialects.builtin import ModuleOp, f64, i1, i64
 from xdsl.parser import Parser
 
@@ -20,23 +18,9 @@ from isozyme.compiler.lowering import (
     lower_to_llvm,
     translate_to_llvm_ir,
 )
-from isozyme.dialects.enzyme import Enzyme
+from isozyme.compiler.context import make_context as _context
 
 
-def _context() -> Context:
-    ctx = Context()
-    for dialect in (
-        builtin.Builtin,
-        func.Func,
-        arith.Arith,
-        math_dialect.Math,
-        scf.Scf,
-        cf.Cf,
-        llvm.LLVM,
-        Enzyme,
-    ):
-        ctx.load_dialect(dialect)
-    return ctx
 
 
 def parse(src: str) -> ModuleOp:

@@ -7,30 +7,13 @@ import math
 import llvmlite.binding as llb
 import numpy as np
 import pytest
-from xdsl.context import Context
-from xdsl.dialects import arith, builtin, cf, func, llvm, scf
-from xdsl.dialects import math as math_dialect
 from xdsl.parser import Parser
 
 from isozyme.compiler.lowering import lower_to_llvm
-from isozyme.dialects.enzyme import Enzyme
+from isozyme.compiler.context import make_context as _context
 from isozyme.runtime import CompiledModule, compile_llvm_module
 
 
-def _context() -> Context:
-    ctx = Context()
-    for dialect in (
-        builtin.Builtin,
-        func.Func,
-        arith.Arith,
-        math_dialect.Math,
-        scf.Scf,
-        cf.Cf,
-        llvm.LLVM,
-        Enzyme,
-    ):
-        ctx.load_dialect(dialect)
-    return ctx
 
 
 def compile_src(src: str) -> CompiledModule:

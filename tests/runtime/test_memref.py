@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from xdsl.context import Context
-from xdsl.dialects import arith, builtin, cf, func, llvm, memref, scf
-from xdsl.dialects import math as math_dialect
 from xdsl.dialects.builtin import MemRefType, f64
 from xdsl.parser import Parser
 
 from isozyme.compiler.lowering import lower_to_llvm
-from isozyme.dialects.enzyme import Enzyme
+from isozyme.compiler.context import make_context as _context
 from isozyme.runtime import CompiledModule, compile_llvm_module
 from isozyme.runtime.jit import descriptor_struct
 
@@ -20,21 +17,6 @@ V = "memref<?xf64, strided<[?], offset: ?>>"
 M = "memref<?x?xf64, strided<[?, ?], offset: ?>>"
 
 
-def _context() -> Context:
-    ctx = Context()
-    for dialect in (
-        builtin.Builtin,
-        func.Func,
-        arith.Arith,
-        math_dialect.Math,
-        scf.Scf,
-        cf.Cf,
-        memref.MemRef,
-        llvm.LLVM,
-        Enzyme,
-    ):
-        ctx.load_dialect(dialect)
-    return ctx
 
 
 def compile_src(src: str) -> CompiledModule:
@@ -183,27 +165,27 @@ def test_matvec_views(case: str) -> None:
 
 # ------------------------------------------------------------------ alloc
 
-ALLOC = f"""
-func.func @squares(%n: index) -> f64 {{
+ALLOC = """
+func.func @squares(%n: index) -> f64 {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
   %z = arith.constant 0.0 : f64
   %t = memref.alloc(%n) : memref<?xf64>
-  scf.for %i = %c0 to %n step %c1 {{
+  scf.for %i = %c0 to %n step %c1 {
     %ii = arith.index_cast %i : index to i64
     %fi = arith.sitofp %ii : i64 to f64
     %sq = arith.mulf %fi, %fi : f64
     memref.store %sq, %t[%i] : memref<?xf64>
-  }}
+  }
   %m = memref.dim %t, %c0 : memref<?xf64>
-  %r = scf.for %i = %c0 to %m step %c1 iter_args(%acc = %z) -> (f64) {{
+  %r = scf.for %i = %c0 to %m step %c1 iter_args(%acc = %z) -> (f64) {
     %v = memref.load %t[%i] : memref<?xf64>
     %a = arith.addf %acc, %v : f64
     scf.yield %a : f64
-  }}
+  }
   memref.dealloc %t : memref<?xf64>
   func.return %r : f64
-}}
+}
 """
 
 
