@@ -53,8 +53,14 @@ GradientResult.__doc__ = "What ``gradient(...WithPrimal...)`` returns: derivativ
 _ARRAY_DTYPES = {np.dtype(np.float64): f64, np.dtype(np.float32): f32, np.dtype(np.int64): i64}
 
 
-def _array_type(x: object) -> Attribute:
-    """The memref type of an array argument (any shape and strides of its rank)."""
+def _unit_inner(a: np.ndarray) -> bool:
+    """Whether the innermost dimension is contiguous (or has at most one element)."""
+    return a.shape[-1] <= 1 or a.strides[-1] == a.itemsize
+
+
+def _array_type(x: object, unit_inner: bool) -> Attribute:
+    """The memref type of an array argument: any shape of its rank, any strides, or
+    unit innermost stride when ``unit_inner`` (contiguous rows vectorize)."""
     from isozyme.frontends.python import array_memref_type
 
     a = np.asarray(x)
@@ -63,13 +69,15 @@ def _array_type(x: object) -> Attribute:
         raise UnsupportedError(
             f"arrays of dtype {a.dtype} are not supported (float64, float32, int64 are)"
         )
-    return array_memref_type(a.ndim, elt)
+    if a.ndim == 0:
+        raise UnsupportedError("0-dimensional arrays are not supported; pass a float")
+    return array_memref_type(a.ndim, elt, unit_inner)
 
 
-def _ir_type(x: object) -> Attribute | None:
+def _ir_type(x: object, unit_inner: bool = False) -> Attribute | None:
     """The IR type of a runtime argument, or None for a value baked in."""
     if is_array(x):
-        return _array_type(x)
+        return _array_type(x, unit_inner)
     if isinstance(x, (bool, np.bool_)):
         return i1
     if isinstance(x, np.float32):
@@ -90,15 +98,29 @@ def _arg_key(a: Annotation) -> object:
     t = type(v)
     if t in _NUMERIC:
         return (type(a), t)
-    if t is np.ndarray:
-        return (type(a), t, v.dtype, v.ndim)  # type: ignore[attr-defined]
-    if is_array(v):
-        arr = np.asarray(v)
-        return (type(a), np.ndarray, arr.dtype, arr.ndim)
+    if t is np.ndarray or is_array(v):
+        arr = v if t is np.ndarray else np.asarray(v)
+        return (type(a), np.ndarray, arr.dtype, arr.ndim, _arg_unit_inner(a))  # type: ignore[union-attr]
     if is_node(v):
         leaves, tree = flatten_tree(v)
+        if isinstance(a, Duplicated):
+            shadows = flatten_tree(a.dval)[0]  # type: ignore[attr-defined]
+            return (type(a), tree, *(
+                _arg_key(Duplicated(x, d) if is_array(x) else Const(x))
+                for x, d in zip(leaves, shadows)
+            ))
         return (type(a), tree, *(_arg_key(Const(x)) for x in leaves))
     return (type(a), _baked_key(v))
+
+
+def _arg_unit_inner(a: Annotation) -> bool:
+    """Unit innermost stride for an array argument: of the primal and of its shadow."""
+    arr = np.asarray(a.val)
+    if arr.ndim == 0 or not _unit_inner(arr):
+        return False
+    if isinstance(a, Duplicated):
+        return _unit_inner(np.asarray(a.dval))
+    return True
 
 
 def _baked_key(x: object) -> object:
@@ -225,7 +247,7 @@ def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
             f"argument {i}: Duplicated({a.val!r}, ...) on an immutable scalar in reverse "
             "mode: its derivative cannot be written back; mark it Active"
         )
-    t = _ir_type(a.val)
+    t = _ir_type(a.val, is_array(a.val) and _arg_unit_inner(a))
     if t is None and not isinstance(a, Const):
         raise AnnotationError(f"argument {i}: cannot differentiate a {describe(a.val)}")
     if isinstance(a, Active):

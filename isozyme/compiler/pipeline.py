@@ -5,7 +5,8 @@
 ``optimized``      inline, fuse elementwise linalg, linalg to loops, canonicalize, CSE,
                    DCE, LICM (before AD)
 ``differentiated`` ``enzyme-differentiate``: derivative functions generated
-``simplified``     ``simplify-ad``, canonicalize, CSE, DCE, ``eliminate-dead-caches``
+``simplified``     ``simplify-ad``, canonicalize, CSE, DCE, ``eliminate-dead-caches``,
+                   LICM, ``split-accumulations``
 ``llvm``           the llvm dialect (lowering passes of ``compiler/lowering``)
 =================  ==========================================================
 
@@ -35,6 +36,7 @@ from isozyme.compiler.passes.eliminate_dead_caches import EliminateDeadCachesPas
 from isozyme.compiler.passes.fuse_elementwise import FuseElementwisePass
 from isozyme.compiler.passes.inline import InlinePass
 from isozyme.compiler.passes.simplify_ad import SimplifyADPass
+from isozyme.compiler.passes.split_accumulations import SplitAccumulationsPass
 
 IR_STAGES = ("traced", "optimized", "differentiated", "simplified", "llvm")
 ALL_STAGES = IR_STAGES + ("llvm-ir", "llvm-ir-optimized")
@@ -66,6 +68,7 @@ STAGE_PASSES: dict[str, Callable[[], Sequence[ModulePass]]] = {
         EliminateDeadCachesPass(),
         DeadCodeElimination(),
         LoopInvariantCodeMotionPass(),
+        SplitAccumulationsPass(),
     ),
 }
 

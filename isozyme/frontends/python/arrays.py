@@ -87,15 +87,25 @@ def is_array_type(t: object) -> bool:
     return isinstance(t, MemRefType) and _elt_key(t.element_type) is not None
 
 
-def array_memref_type(rank: int, element_type: Attribute) -> MemRefType:
+def array_memref_type(
+    rank: int, element_type: Attribute, unit_inner_stride: bool = False
+) -> MemRefType:
     """The IR type of a numpy array argument of ``rank`` and element type ``element_type``
     (``f64``, ``f32`` or ``i64``): ``memref<?x...x?xT, strided<[?, ...], offset: ?>>``,
-    every size, stride and the offset dynamic."""
+    every size, stride and the offset dynamic.
+
+    With ``unit_inner_stride`` the innermost stride is the constant 1
+    (``strided<[?, 1], offset: ?>``): the layout of contiguous rows, which lets LLVM
+    vectorize loops over them.
+    """
     if _elt_key(element_type) is None:
         raise ValueError(f"array element types are f64, f32 or i64, not {element_type}")
     if rank < 1:
         raise ValueError(f"array rank must be at least 1, not {rank}")
-    layout = StridedLayoutAttr([NoneAttr()] * rank, NoneAttr())
+    strides: list = [NoneAttr()] * rank
+    if unit_inner_stride:
+        strides[-1] = 1
+    layout = StridedLayoutAttr(strides, NoneAttr())
     return MemRefType(element_type, [DYNAMIC_INDEX] * rank, layout)
 
 
