@@ -110,3 +110,54 @@ func.func @f(%x: f64) -> f64 {
     text = str(m)
     assert text.count("enzyme.init") == 1 and text.count("enzyme.push") == 1
     assert "%live" in text and "%dead" not in text
+
+
+SCATTER = """
+func.func @f(%x: memref<?xf64>, %dx: memref<?xf64>, %n: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  scf.for %i = %c0 to %n step %c1 {
+    %j = arith.addi %i, %c1 : index
+    %v = memref.load %x[%i] : memref<?xf64>
+    %a = memref.load %dx[%i] : memref<?xf64>
+    %a2 = arith.addf %a, %v : f64
+    memref.store %a2, %dx[%i] : memref<?xf64>
+    %b = memref.load %dx[%j] : memref<?xf64>
+    %w = arith.mulf %v, %v : f64
+    %b2 = arith.addf %b, %w : f64
+    memref.store %b2, %dx[%j] : memref<?xf64>
+  }
+  func.return
+}
+"""
+
+
+def test_split_accumulations_splits_scatter_loops():
+    from isozyme.compiler.passes.split_accumulations import SplitAccumulationsPass
+
+    ctx, m = parse(SCATTER)
+    SplitAccumulationsPass().apply(ctx, m)
+    m.verify()
+    assert str(m).count("scf.for") == 2
+
+
+def test_split_accumulations_keeps_loops_that_read_what_they_accumulate():
+    from isozyme.compiler.passes.split_accumulations import SplitAccumulationsPass
+
+    src = SCATTER.replace("%v = memref.load %x[%i]", "%v = memref.load %dx[%j]")
+    ctx, m = parse(src)
+    SplitAccumulationsPass().apply(ctx, m)
+    assert str(m).count("scf.for") == 1
+
+
+def test_fusion_keeps_the_temporary_of_an_in_place_stencil():
+    import numpy as np
+
+    from isozyme import Const, Forward, ir
+    from tests import array_programs as P
+
+    u = np.ones(8)
+    fused = ir(Forward, P.vectorized_rosenbrock, Const(u), stage="optimized")
+    assert fused.count("scf.for") == 1  # the whole chain is one loop
+    stencil = ir(Forward, P.stencil_vectorized, Const(u), Const(2), stage="optimized")
+    assert stencil.count("memref.alloc") >= 1  # u[1:-1] = f(u) keeps its temporary
