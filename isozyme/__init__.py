@@ -29,6 +29,7 @@ from isozyme.errors import (
     AnnotationError,
     CompileError,
     IsozymeError,
+    ShapeError,
     TraceError,
     UnsupportedError,
 )
@@ -39,7 +40,7 @@ __all__ = [
     "Active", "AnnotationError", "BatchDuplicated", "BatchDuplicatedNoNeed",
     "CompileError", "Const", "Duplicated", "DuplicatedNoNeed", "Forward",
     "ForwardWithPrimal", "GradientResult", "IsozymeError", "Mode", "Reverse",
-    "ReverseWithPrimal", "TraceError", "UnsupportedError", "autodiff", "gradient",
+    "ReverseWithPrimal", "ShapeError", "TraceError", "UnsupportedError", "autodiff", "gradient",
     "gradient_",
     "ir", "ir_stages",
 ]

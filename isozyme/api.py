@@ -40,7 +40,7 @@ from isozyme.pytree import flatten as flatten_tree
 from isozyme.pytree import unflatten as unflatten_tree
 from isozyme.compiler.request import REQUEST_NAME, add_request
 from isozyme.dialects.enzyme import Activity
-from isozyme.errors import AnnotationError, IsozymeError, UnsupportedError
+from isozyme.errors import AnnotationError, IsozymeError, ShapeError, UnsupportedError
 
 #: Counters of the expensive steps, for tests and benchmarks.
 stats: dict[str, int] = {"traces": 0, "compiles": 0}
@@ -360,7 +360,9 @@ def _build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> _
         arg_types, result_types, spec.activities, ret_acts, spec.mode.reverse
     )
     entry = compiled.entry(REQUEST_NAME, ins, outs)
-    run = _make_runner(spec, entry, ret_acts, result_types, traced.returns_tuple)
+    run = _make_runner(
+        spec, entry, ret_acts, result_types, traced.returns_tuple, traced.shape_constraints
+    )
     run.keepalive = compiled  # type: ignore[attr-defined]
     return _Compiled(run, stages)
 
@@ -371,8 +373,10 @@ def _make_runner(
     ret_acts: list[Activity],
     result_types: list[Attribute],
     returns_tuple: bool,
+    shape_constraints: Sequence[tuple[int, int, int, int]] = (),
 ) -> Callable[[Sequence[Annotation]], tuple]:
-    """The per-call hot path: flatten values, call the entry, shape the result."""
+    """The per-call hot path: flatten values, check sizes, call the entry, shape the
+    result."""
     n_seeds = sum(a in (Activity.ACTIVE, Activity.ACTIVENONEED) for a in ret_acts)
     n_args = len(spec.annotations)
     mode = spec.mode
@@ -387,6 +391,28 @@ def _make_runner(
         pos += n
     dup = [isinstance(a, Duplicated) for a in spec.annotations]
     active_pos = [i for i, a in enumerate(spec.annotations) if isinstance(a, Active)]
+
+    # where each traced argument's primal lands in the flat argument list
+    primal_pos: list[int] = []
+    pos = 0
+    for rt, d in zip(runtime_of, dup):
+        for r in rt:
+            if r:
+                primal_pos.append(pos)
+                pos += 2 if d else 1
+    checks = [(primal_pos[a], j, primal_pos[b], k) for a, j, b, k in shape_constraints]
+
+    def check_sizes(flat: list[object]) -> list[object]:
+        for p, j, q, k in checks:
+            if np.shape(flat[p])[j] != np.shape(flat[q])[k]:
+                raise ShapeError(
+                    f"array sizes do not fit: {fn_name} was traced assuming that dimension "
+                    f"{j} of one array argument ({np.shape(flat[p])}) equals dimension {k} "
+                    f"of another ({np.shape(flat[q])}), as its whole-array operations need"
+                )
+        return flat
+
+    fn_name = getattr(spec.fn, "__name__", "the function")
 
     def flatten(anns: Sequence[Annotation]) -> list[object]:
         flat: list[object] = []
@@ -404,7 +430,7 @@ def _make_runner(
                     flat.append(leaf)
                     if d:
                         flat.append(sh)
-        return flat
+        return check_sizes(flat) if checks else flat
 
     if mode.reverse:
         has_primal = bool(ret_acts) and ret_acts[0] in (Activity.ACTIVE, Activity.CONST)

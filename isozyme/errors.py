@@ -22,6 +22,10 @@ class TraceError(IsozymeError):
     """
 
 
+class ShapeError(IsozymeError, ValueError):
+    """Array arguments whose sizes do not fit together (checked before the call)."""
+
+
 class UnsupportedError(IsozymeError, NotImplementedError):
     """A feature isozyme does not implement (yet); the message names it."""
 

@@ -312,3 +312,17 @@ def test_array_interface_objects_are_accepted_without_copy():
     x, dx = np.array([1.0, 2.0]), np.zeros(2)
     autodiff(Reverse, P.rosenbrock_inp, Active, Duplicated(_Wrapped(x), _Wrapped(dx)))
     assert dx.tolist() == [-400.0, 200.0]
+
+
+def test_mismatched_sizes_raise_before_running():
+    x, y = np.ones(4), np.ones(3)
+    dx = np.zeros(4)
+    with pytest.raises(iz.ShapeError, match="dimension 0"):
+        autodiff(Reverse, P.elementwise, Active, Duplicated(x, dx), Const(y))
+    assert dx.tolist() == [0.0] * 4
+    A, v = np.ones((2, 3)), np.ones(4)
+    with pytest.raises(iz.ShapeError):
+        autodiff(Forward, P.matvec, Duplicated(A, np.ones((2, 3))), Const(v))
+    # the right sizes still work, with no new compilation
+    (g,) = gradient(Reverse, P.elementwise, np.ones(3), np.ones(3))[:1]
+    assert g.shape == (3,)

@@ -101,6 +101,10 @@ class TraceSession:
     used_names: set[str] = field(default_factory=set)
     helpers: dict[Any, HelperEntry] = field(default_factory=dict)
     in_progress: set[Any] = field(default_factory=set)
+    # the public function's entry block, and the size equalities its tracing assumed
+    # between its array arguments: (arg, dim, arg, dim), see shape_checks.py
+    public_entry: Block | None = None
+    shape_constraints: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     def unique_name(self, base: str) -> str:
         """Return ``base`` sanitized to an identifier, suffixed ``_1``, ``_2``... if taken."""

@@ -319,6 +319,8 @@ def trace_function(
     """
     converted = convert(f)
     block = Block(arg_types=traced_types)
+    if not private:
+        session.public_entry = block
     fb = FunctionBuilder(session, block)
     with building(fb):
         arg_iter = iter(block.args)

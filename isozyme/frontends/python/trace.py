@@ -43,6 +43,9 @@ class TracedFunction:
     arg_types: list[Attribute] = field(default_factory=list)
     result_types: list[Attribute] = field(default_factory=list)
     returns_tuple: bool = False
+    # sizes the trace assumed equal: (argument, dimension, argument, dimension), argument
+    # indices counting traced arguments; checked before every call (shape_checks.py)
+    shape_constraints: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 def _is_traced_type(a: object) -> bool:
@@ -105,6 +108,7 @@ def trace(fn: Callable[..., Any], args: Sequence[object], *, name: str | None = 
         arg_types=arg_types,
         result_types=list(func_op.function_type.outputs.data),
         returns_tuple=shape["tuple"],
+        shape_constraints=list(dict.fromkeys(session.shape_constraints)),
     )
 
 

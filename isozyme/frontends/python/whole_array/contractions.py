@@ -11,6 +11,7 @@ from typing import Any
 from xdsl.dialects import memref
 from xdsl.dialects.builtin import DYNAMIC_INDEX, i64
 
+from ..shape_checks import require_same_size
 from ..arrays import ArrayTracer
 from ..diagnostics import trace_error
 from ..tracer import (
@@ -75,12 +76,17 @@ def contract(operands: Sequence[ArrayTracer], subs: Sequence[str], out: str) -> 
     size: dict[str, Size] = {}
     for c in letters:
         found: Size = None
+        first: tuple[Any, int] | None = None
         for x, s in zip(operands, subs):
             for j, cj in enumerate(s):
                 if cj != c:
                     continue
                 st = _static(x, j)
                 if st == DYNAMIC_INDEX:
+                    if first is None:
+                        first = (x, j)
+                    else:
+                        require_same_size(first[0], first[1], x, j)
                     if found is None or _is_one(found):
                         found = x.dim_index(j)
                 elif st != 1 or found is None:

@@ -15,6 +15,7 @@ from xdsl.dialects import arith
 from xdsl.dialects.builtin import DYNAMIC_INDEX, AffineMapAttr, i1
 from xdsl.ir import Attribute, SSAValue
 
+from ..shape_checks import require_same_size
 from ..arrays import ArrayTracer
 from ..builtins_table import _min_max2
 from ..diagnostics import trace_error
@@ -54,6 +55,7 @@ def broadcast_shape(arrays: Sequence[ArrayTracer]) -> list[Size]:
     for k in range(rank):
         statics: list[int] = []
         dynamic: Size = None
+        first: tuple[ArrayTracer, int] | None = None
         for a in arrays:
             j = k - (rank - a.ndim)
             if j < 0:
@@ -62,6 +64,10 @@ def broadcast_shape(arrays: Sequence[ArrayTracer]) -> list[Size]:
             if s == DYNAMIC_INDEX:
                 if dynamic is None:
                     dynamic = a.dim_index(j)
+                    first = (a, j)
+                else:
+                    assert first is not None
+                    require_same_size(first[0], first[1], a, j)
             else:
                 statics.append(s)
         others = sorted({s for s in statics if s != 1})
