@@ -326,3 +326,11 @@ def test_mismatched_sizes_raise_before_running():
     # the right sizes still work, with no new compilation
     (g,) = gradient(Reverse, P.elementwise, np.ones(3), np.ones(3))[:1]
     assert g.shape == (3,)
+
+
+def test_final_loads_are_recomputed_not_cached():
+    # u is written by the time loop, but not after the final sum: the reverse sweep can
+    # load u again instead of caching every element of the sum loop
+    text = iz.ir(Reverse, P.stencil_steps, Active, Duplicated(np.ones(8), np.zeros(8)),
+                 Const(3), stage="simplified")
+    assert "enzyme.push" not in text

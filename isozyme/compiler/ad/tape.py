@@ -22,6 +22,7 @@ from xdsl.dialects import arith, memref, scf
 from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
 from xdsl.rewriter import InsertPoint
 
+from isozyme.compiler.analysis.buffers import buffers_written, root_buffer
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects import enzyme
 
@@ -129,10 +130,30 @@ class PrimalFetcher:
         if depth <= 0:
             return False
         if type(op) in _RECOMPUTE_FLOAT or (
-            isinstance(op, memref.LoadOp) and op.memref in self.read_only
+            isinstance(op, memref.LoadOp)
+            and (op.memref in self.read_only or self._final_value(op))
         ):
             return all(self._recomputable(o, depth - 1) for o in op.operands)
         return False
+
+    def _final_value(self, load: memref.LoadOp) -> bool:
+        """Whether ``load`` reads memory nothing writes afterwards: the reverse sweep runs
+        after the whole forward sweep, so the same load then gives the same value."""
+        top = load
+        entry = self.fn.body.block  # type: ignore[attr-defined]
+        while top.parent_block() is not entry:
+            parent = top.parent_op()
+            assert parent is not None
+            top = parent
+        root = root_buffer(load.memref)
+        if not (isinstance(root, BlockArgument) and root.block is entry):
+            return False  # a local buffer may be freed, or reallocated, before then
+        op: Operation | None = top
+        while op is not None:
+            if any(root_buffer(b) is root for b in buffers_written(op)):
+                return False
+            op = op.next_op
+        return True
 
     def _recompute(self, v: OpResult, level: RevCtx) -> SSAValue:
         """Re-emit a cheap pure op in ``level``'s prologue instead of caching its value."""

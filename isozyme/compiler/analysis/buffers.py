@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import MemRefType
-from xdsl.ir import SSAValue
+from xdsl.ir import Operation, SSAValue
 
 
 def is_buffer(v: SSAValue) -> bool:
@@ -17,6 +17,19 @@ def root_buffer(v: SSAValue) -> SSAValue:
     while isinstance(v.owner, (memref.SubviewOp, memref.CastOp)):
         v = v.owner.source
     return v
+
+
+def buffers_written(op: Operation) -> list[SSAValue]:
+    """Buffers ``op`` (or an op nested in it) may write; every buffer argument of a call."""
+    out: list[SSAValue] = []
+    for inner in op.walk():
+        if isinstance(inner, memref.StoreOp):
+            out.append(inner.memref)
+        elif isinstance(inner, memref.CopyOp):
+            out.append(inner.destination)
+        elif isinstance(inner, func.CallOp):
+            out.extend(a for a in inner.arguments if is_buffer(a))
+    return out
 
 
 def read_only_buffers(fn: func.FuncOp) -> set[SSAValue]:
