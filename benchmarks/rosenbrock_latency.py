@@ -125,12 +125,12 @@ def summarize_ms(samples: list[float]) -> dict:
 def phase_breakdown(iz) -> dict[str, float] | None:
     """Time the steps of one first call by wrapping isozyme's internal functions.
 
-    These are internals (``frontends.python.trace``, ``api.run_pipeline`` with its
+    These are internals (``frontends.python.trace``, ``calls.run_pipeline`` with its
     per-stage callback, ``runtime.jit`` translate/optimize/MCJIT); if they moved, the
     breakdown is skipped rather than guessed.
     """
     try:
-        import isozyme.api as api
+        import isozyme.calls as api
         import isozyme.frontends.python as fe
         import isozyme.runtime.jit as jit
     except ImportError:
@@ -189,7 +189,7 @@ def phase_breakdown(iz) -> dict[str, float] | None:
 def bench_isozyme(reps: int, repeat: int, min_time: float) -> dict:
     t0 = time.perf_counter()
     import isozyme as iz
-    import isozyme.api as api
+    import isozyme.calls as api
 
     import_ms = (time.perf_counter() - t0) * 1e3
     res: dict = {"import_ms": import_ms}

@@ -1,0 +1,473 @@
+"""One autodiff call: its signature (the compile-cache key), its compilation, and the
+runner that marshals values in and out of the compiled entry point.
+
+:mod:`isozyme.api` builds the key on every call and comes here on a cache miss.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from xdsl.dialects.builtin import Float32Type, Float64Type, MemRefType, f32, f64, i1, i64
+from xdsl.ir import Attribute
+
+from isozyme.annotations import (
+    RETURN_ACTIVITIES,
+    Active,
+    Annotation,
+    BatchDuplicated,
+    Const,
+    Duplicated,
+    DuplicatedNoNeed,
+    Mode,
+    describe,
+    is_array,
+    is_float_scalar,
+    is_int_scalar,
+)
+from isozyme.compiler.pipeline import run_pipeline
+from isozyme.pytree import TreeDef, is_node
+from isozyme.pytree import flatten as flatten_tree
+from isozyme.pytree import unflatten as unflatten_tree
+from isozyme.compiler.request import REQUEST_NAME, add_request
+from isozyme.dialects.enzyme import Activity
+from isozyme.errors import AnnotationError, ShapeError, UnsupportedError
+
+#: Counters of the expensive steps, for tests and benchmarks.
+stats: dict[str, int] = {"traces": 0, "compiles": 0}
+
+GradientResult = namedtuple("GradientResult", ["derivs", "val"])
+GradientResult.__doc__ = "What ``gradient(...WithPrimal...)`` returns: derivatives and value."
+
+
+# -- signatures ------------------------------------------------------------------------
+_ARRAY_DTYPES = {np.dtype(np.float64): f64, np.dtype(np.float32): f32, np.dtype(np.int64): i64}
+
+
+def _unit_inner(a: np.ndarray) -> bool:
+    """Whether the innermost dimension is contiguous (or has at most one element)."""
+    return a.shape[-1] <= 1 or a.strides[-1] == a.itemsize
+
+
+def _array_type(x: object, unit_inner: bool) -> Attribute:
+    """The memref type of an array argument: any shape of its rank, any strides, or
+    unit innermost stride when ``unit_inner`` (contiguous rows vectorize)."""
+    from isozyme.frontends.python import array_memref_type
+
+    a = np.asarray(x)
+    elt = _ARRAY_DTYPES.get(a.dtype)
+    if elt is None:
+        raise UnsupportedError(
+            f"arrays of dtype {a.dtype} are not supported (float64, float32, int64 are)"
+        )
+    if a.ndim == 0:
+        raise UnsupportedError("0-dimensional arrays are not supported; pass a float")
+    return array_memref_type(a.ndim, elt, unit_inner)
+
+
+def _ir_type(x: object, unit_inner: bool = False) -> Attribute | None:
+    """The IR type of a runtime argument, or None for a value baked in."""
+    if is_array(x):
+        return _array_type(x, unit_inner)
+    if isinstance(x, (bool, np.bool_)):
+        return i1
+    if isinstance(x, np.float32):
+        return f32
+    if is_float_scalar(x):
+        return f64
+    if is_int_scalar(x):
+        return i64
+    return None
+
+
+_NUMERIC = frozenset({float, int, bool, np.float64, np.float32, np.int64, np.int32, np.bool_})
+
+
+def _arg_key(a: Annotation) -> object:
+    """The part of the cache key one argument contributes."""
+    v = a.val
+    t = type(v)
+    if t in _NUMERIC:
+        return (type(a), t)
+    if t is np.ndarray or is_array(v):
+        arr = v if t is np.ndarray else np.asarray(v)
+        return (type(a), np.ndarray, arr.dtype, arr.ndim, _arg_unit_inner(a))  # type: ignore[union-attr]
+    if is_node(v):
+        leaves, tree = flatten_tree(v)
+        if isinstance(a, Duplicated):
+            shadows = flatten_tree(a.dval)[0]  # type: ignore[attr-defined]
+            return (type(a), tree, *(
+                _arg_key(Duplicated(x, d) if is_array(x) else Const(x))
+                for x, d in zip(leaves, shadows)
+            ))
+        return (type(a), tree, *(_arg_key(Const(x)) for x in leaves))
+    return (type(a), _baked_key(v))
+
+
+def _arg_unit_inner(a: Annotation) -> bool:
+    """Unit innermost stride for an array argument: of the primal and of its shadow."""
+    arr = np.asarray(a.val)
+    if arr.ndim == 0 or not _unit_inner(arr):
+        return False
+    if isinstance(a, Duplicated):
+        return _unit_inner(np.asarray(a.dval))
+    return True
+
+
+def _baked_key(x: object) -> object:
+    try:
+        hash(x)
+        return ("v", type(x), x)
+    except TypeError:
+        return ("id", id(x))
+
+
+@dataclass
+class _Spec:
+    """Everything the compiler needs for one signature."""
+
+    fn: Callable
+    mode: Mode
+    annotations: list[Annotation]
+    ret_cls: type | None
+    trace_args: list[object] = field(default_factory=list)  # per argument (may be a pytree)
+    trees: list[TreeDef | None] = field(default_factory=list)  # per argument: pytree or None
+    # per traced leaf (one entry per IR argument):
+    activities: list[Activity] = field(default_factory=list)
+    # per leaf of every argument: does it carry a runtime value (False: baked in the IR)
+    runtime: list[bool] = field(default_factory=list)
+
+
+_SCALARS = (int, float, bool, complex, str, type(None))
+_READS: dict[object, tuple[str, ...]] = {}
+
+
+def _global_names(code) -> tuple[str, ...]:
+    """Global names a code object (and the code nested in it) may read."""
+    names = list(code.co_names)
+    for c in code.co_consts:
+        if hasattr(c, "co_names"):
+            names.extend(_global_names(c))
+    return tuple(dict.fromkeys(names))
+
+
+def _reads_fingerprint(fn: Callable) -> tuple:
+    """The values of the globals and closure cells ``fn`` reads (DESIGN §3's cache key).
+
+    Scalars are baked into the trace as constants, so a rebound global must miss the
+    cache; other objects count by identity.
+    """
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ()
+    names = _READS.get(code)
+    if names is None:
+        names = _READS[code] = _global_names(code)
+    g = fn.__globals__  # type: ignore[attr-defined]
+    out = []
+    for n in names:
+        v = g.get(n, _SCALARS)
+        out.append(v if type(v) in _SCALARS else id(v))
+    for cell in fn.__closure__ or ():  # type: ignore[attr-defined]
+        try:
+            v = cell.cell_contents
+        except ValueError:  # empty cell
+            v = None
+        out.append(v if type(v) in _SCALARS else id(v))
+    return tuple(out)
+
+
+def _split_return_activity(args: Sequence[object]) -> tuple[type | None, list[object]]:
+    if args and isinstance(args[0], type) and issubclass(args[0], Annotation):
+        if args[0] not in RETURN_ACTIVITIES:
+            raise AnnotationError(f"{args[0].__name__} is not a return activity")
+        return args[0], list(args[1:])
+    return None, list(args)
+
+
+def _annotate(x: object) -> Annotation:
+    return x if isinstance(x, Annotation) else Const(x)
+
+
+def _prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> _Spec:
+    """Validate a call and describe its signature for the compiler."""
+    if not isinstance(mode, Mode):
+        raise AnnotationError(
+            f"the first argument must be a mode (Forward, ForwardWithPrimal, Reverse, "
+            f"ReverseWithPrimal), got {mode!r}"
+        )
+    if isinstance(fn, type) and issubclass(fn, Annotation):
+        raise AnnotationError(
+            f"got the annotation {fn.__name__} where the function belongs: the order is "
+            "autodiff(mode, f, [return activity,] args...)"
+        )
+    if not callable(fn):
+        raise AnnotationError(f"expected a function to differentiate, got {describe(fn)}")
+    ret_cls, rest = _split_return_activity(args)
+    anns = [_annotate(a) for a in rest]
+    spec = _Spec(fn, mode, anns, ret_cls)
+    for i, a in enumerate(anns):
+        if isinstance(a, BatchDuplicated):
+            raise UnsupportedError("batch (vector) forward mode, BatchDuplicated, is not supported yet")
+        if is_node(a.val):
+            leaves, tree = flatten_tree(a.val)
+            if isinstance(a, Duplicated):
+                shadows = flatten_tree(a.dval)[0]  # type: ignore[attr-defined]
+                leaf_anns = [type(a)(v, d) for v, d in zip(leaves, shadows)]
+            else:
+                leaf_anns = [type(a)(v) for v in leaves]
+            types = [_prepare_leaf(spec, i, la) for la in leaf_anns]
+            spec.trace_args.append(unflatten_tree(tree, types))
+            spec.trees.append(tree)
+        else:
+            spec.trace_args.append(_prepare_leaf(spec, i, a))
+            spec.trees.append(None)
+    return spec
+
+
+def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
+    """Check one leaf of argument ``i``; record its activity; return what to trace."""
+    mode = spec.mode
+    if isinstance(a, Active) and not mode.reverse:
+        raise AnnotationError(
+            f"argument {i}: Active is for reverse mode; in forward mode pass "
+            "Duplicated(x, dx)"
+        )
+    if isinstance(a, Duplicated) and mode.reverse and not is_array(a.val):
+        raise AnnotationError(
+            f"argument {i}: Duplicated({a.val!r}, ...) on an immutable scalar in reverse "
+            "mode: its derivative cannot be written back; mark it Active"
+        )
+    t = _ir_type(a.val, is_array(a.val) and _arg_unit_inner(a))
+    if t is None and not isinstance(a, Const):
+        raise AnnotationError(f"argument {i}: cannot differentiate a {describe(a.val)}")
+    if isinstance(a, Active):
+        spec.activities.append(Activity.ACTIVE)
+    elif isinstance(a, Duplicated):
+        spec.activities.append(Activity.DUP)
+    elif t is not None:
+        spec.activities.append(Activity.CONST)
+    spec.runtime.append(t is not None)
+    return t if t is not None else a.val
+
+
+def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[Activity]:
+    mode, ret = spec.mode, spec.ret_cls
+    if ret is not None and issubclass(ret, BatchDuplicated):
+        raise UnsupportedError("batch (vector) forward mode is not supported yet")
+    acts = []
+    for t in result_types:
+        is_f = isinstance(t, (Float64Type, Float32Type)) or (
+            isinstance(t, MemRefType) and isinstance(t.element_type, (Float64Type, Float32Type))
+        )
+        if mode.reverse and isinstance(t, MemRefType):
+            if is_f and ret is not Const:
+                raise AnnotationError(
+                    "reverse mode of a function that returns an array: return a float, or "
+                    "write the array into a Duplicated output argument (its shadow holds "
+                    "the seed), or use Forward mode"
+                )
+            acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
+            continue
+        if mode.reverse:
+            if ret is not None and ret is not Active and ret is not Const:
+                raise AnnotationError(
+                    f"return activity {ret.__name__} is not valid in reverse mode; use "
+                    "Active or Const"
+                )
+            active = is_f and ret is not Const
+            if ret is Active and not is_f:
+                raise AnnotationError(
+                    f"the function returns a value of type {t}, which cannot be Active"
+                )
+            if active:
+                acts.append(Activity.ACTIVE if mode.with_primal else Activity.ACTIVENONEED)
+            else:
+                acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
+        else:
+            if ret is Active:
+                raise AnnotationError(
+                    "return activity Active is for reverse mode; use Duplicated in forward mode"
+                )
+            shadow = is_f and ret is not Const
+            if shadow:
+                noneed = ret is DuplicatedNoNeed or not mode.with_primal
+                acts.append(Activity.DUPNONEED if noneed else Activity.DUP)
+            else:
+                acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
+    return acts
+
+
+# -- compilation -----------------------------------------------------------------------
+@dataclass
+class _Compiled:
+    """A compiled signature: the entry point and how to map values in and out."""
+
+    run: Callable[[Sequence[Annotation]], tuple]
+    stages: dict[str, str]
+
+
+def _build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> _Compiled:
+    from isozyme.frontends.python import trace
+
+    stats["traces"] += 1
+    traced = trace(spec.fn, spec.trace_args)
+    result_types = list(traced.result_types)
+    # A function may return nothing and write its outputs into Duplicated arrays.
+    if spec.mode.reverse and len(result_types) > 1:
+        raise UnsupportedError(
+            "reverse mode of a function returning a tuple; return one float "
+            "(use jacobian for several outputs)"
+        )
+    ret_acts = _return_activities(spec, result_types)
+    arg_types = list(traced.arg_types)
+    add_request(
+        traced.module, traced.func_name, arg_types, result_types,
+        spec.activities, ret_acts, spec.mode.reverse,
+    )
+    stages: dict[str, str] = {}
+
+    def record(stage: str, module) -> None:
+        if keep_stages:
+            stages[stage] = str(module)
+
+    ir_upto = upto if upto in ("traced", "optimized", "differentiated", "simplified") else "llvm"
+    run_pipeline(traced.module, upto=ir_upto, on_stage=record)
+    if upto not in ("llvm", "llvm-ir", "llvm-ir-optimized"):
+        return _Compiled(lambda anns: (), stages)
+    if ir_upto == "llvm" and upto == "llvm":
+        return _Compiled(lambda anns: (), stages)
+
+    from isozyme.runtime.jit import compile_llvm_module
+
+    stats["compiles"] += 1
+    compiled = compile_llvm_module(traced.module)
+    if keep_stages:
+        stages["llvm-ir"] = compiled.llvm_ir
+        stages["llvm-ir-optimized"] = compiled.llvm_ir_optimized
+    from isozyme.compiler.request import request_signature
+
+    ins, outs = request_signature(
+        arg_types, result_types, spec.activities, ret_acts, spec.mode.reverse
+    )
+    entry = compiled.entry(REQUEST_NAME, ins, outs)
+    run = _make_runner(
+        spec, entry, ret_acts, result_types, traced.returns_tuple, traced.shape_constraints
+    )
+    run.keepalive = compiled  # type: ignore[attr-defined]
+    return _Compiled(run, stages)
+
+
+def _make_runner(
+    spec: _Spec,
+    entry: Callable[..., tuple],
+    ret_acts: list[Activity],
+    result_types: list[Attribute],
+    returns_tuple: bool,
+    shape_constraints: Sequence[tuple[int, int, int, int]] = (),
+) -> Callable[[Sequence[Annotation]], tuple]:
+    """The per-call hot path: flatten values, check sizes, call the entry, shape the
+    result."""
+    n_seeds = sum(a in (Activity.ACTIVE, Activity.ACTIVENONEED) for a in ret_acts)
+    n_args = len(spec.annotations)
+    mode = spec.mode
+    seeds = (1.0,) * n_seeds
+    # per argument: its pytree (or None), and per leaf whether it is a runtime value
+    trees = spec.trees
+    runtime_of: list[list[bool]] = []
+    pos = 0
+    for tree in trees:
+        n = 1 if tree is None else tree.num_leaves
+        runtime_of.append(spec.runtime[pos : pos + n])
+        pos += n
+    dup = [isinstance(a, Duplicated) for a in spec.annotations]
+    active_pos = [i for i, a in enumerate(spec.annotations) if isinstance(a, Active)]
+
+    # where each traced argument's primal lands in the flat argument list
+    primal_pos: list[int] = []
+    pos = 0
+    for rt, d in zip(runtime_of, dup):
+        for r in rt:
+            if r:
+                primal_pos.append(pos)
+                pos += 2 if d else 1
+    checks = [(primal_pos[a], j, primal_pos[b], k) for a, j, b, k in shape_constraints]
+
+    def check_sizes(flat: list[object]) -> list[object]:
+        for p, j, q, k in checks:
+            if np.shape(flat[p])[j] != np.shape(flat[q])[k]:
+                raise ShapeError(
+                    f"array sizes do not fit: {fn_name} was traced assuming that dimension "
+                    f"{j} of one array argument ({np.shape(flat[p])}) equals dimension {k} "
+                    f"of another ({np.shape(flat[q])}), as its whole-array operations need"
+                )
+        return flat
+
+    fn_name = getattr(spec.fn, "__name__", "the function")
+
+    def flatten(anns: Sequence[Annotation]) -> list[object]:
+        flat: list[object] = []
+        for a, tree, rt, d in zip(anns, trees, runtime_of, dup):
+            if tree is None:
+                if rt[0]:
+                    flat.append(a.val)
+                    if d:
+                        flat.append(a.dval)  # type: ignore[attr-defined]
+                continue
+            leaves = flatten_tree(a.val)[0]
+            shadows = flatten_tree(a.dval)[0] if d else leaves  # type: ignore[attr-defined]
+            for leaf, sh, r in zip(leaves, shadows, rt):
+                if r:
+                    flat.append(leaf)
+                    if d:
+                        flat.append(sh)
+        return check_sizes(flat) if checks else flat
+
+    if mode.reverse:
+        has_primal = bool(ret_acts) and ret_acts[0] in (Activity.ACTIVE, Activity.CONST)
+
+        def run(anns: Sequence[Annotation]) -> tuple:
+            out = entry(*flatten(anns), *seeds)
+            grads: list[object] = [None] * n_args
+            k = 1 if has_primal else 0
+            for i in active_pos:
+                tree = trees[i]
+                if tree is None:
+                    grads[i] = out[k]
+                    k += 1
+                else:
+                    n = tree.num_leaves
+                    grads[i] = unflatten_tree(tree, list(out[k : k + n]))
+                    k += n
+            if mode.with_primal:
+                return (tuple(grads), out[0] if has_primal else None)
+            return (tuple(grads),)
+
+        return run
+
+    def run_fwd(anns: Sequence[Annotation]) -> tuple:
+        out = entry(*flatten(anns))
+        primals: list[object] = []
+        tangents: list[object] = []
+        k = 0
+        for act in ret_acts:
+            if act in (Activity.DUP, Activity.CONST):
+                primals.append(out[k])
+                k += 1
+            if act in (Activity.DUP, Activity.DUPNONEED):
+                tangents.append(out[k])
+                k += 1
+        deriv = tuple(tangents) if returns_tuple else (tangents[0] if tangents else None)
+        if mode.with_primal:
+            primal = tuple(primals) if returns_tuple else (primals[0] if primals else None)
+            return (deriv, primal)
+        return (deriv,)
+
+    return run_fwd
+
+
+
+
