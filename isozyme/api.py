@@ -27,11 +27,11 @@ from isozyme.annotations import (
 )
 from isozyme.calls import (
     GradientResult,
-    _arg_key,
-    _build,
-    _Compiled,
-    _prepare,
-    _reads_fingerprint,
+    arg_key,
+    build,
+    Compiled,
+    prepare,
+    reads_fingerprint,
     stats,
 )
 from isozyme.compiler.pipeline import ALL_STAGES
@@ -39,7 +39,7 @@ from isozyme.errors import AnnotationError, IsozymeError, UnsupportedError
 
 __all__ = ["GradientResult", "autodiff", "gradient", "gradient_", "ir", "ir_stages", "stats"]
 
-_CACHE: dict[tuple, _Compiled] = {}
+_CACHE: dict[tuple, Compiled] = {}
 
 
 # -- public functions ----------------------------------------------------------------
@@ -68,10 +68,10 @@ def autodiff(mode: Mode, f: Callable, *args: Any) -> tuple:
     else:
         ret_cls, rest = None, args
     anns = [a if isinstance(a, Annotation) else Const(a) for a in rest]
-    key = (f, mode, ret_cls, _reads_fingerprint(f), *map(_arg_key, anns))
+    key = (f, mode, ret_cls, reads_fingerprint(f), *map(arg_key, anns))
     compiled = _CACHE.get(key)
     if compiled is None:
-        compiled = _build(_prepare(mode, f, args), keep_stages=False)
+        compiled = build(prepare(mode, f, args), keep_stages=False)
         _CACHE[key] = compiled
     return compiled.run(anns)
 
@@ -188,8 +188,8 @@ def ir_stages(mode: Mode, f: Callable, *args: Any, stages: Sequence[str] = ALL_S
     for s in stages:
         if s not in ALL_STAGES:
             raise IsozymeError(f"unknown IR stage '{s}'; stages are: {', '.join(ALL_STAGES)}")
-    spec = _prepare(mode, f, args)
+    spec = prepare(mode, f, args)
     last = max(stages, key=ALL_STAGES.index)
-    built = _build(spec, keep_stages=True, upto=last)
+    built = build(spec, keep_stages=True, upto=last)
     return {s: built.stages[s] for s in stages}
 

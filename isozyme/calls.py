@@ -86,7 +86,7 @@ def _ir_type(x: object, unit_inner: bool = False) -> Attribute | None:
 _NUMERIC = frozenset({float, int, bool, np.float64, np.float32, np.int64, np.int32, np.bool_})
 
 
-def _arg_key(a: Annotation) -> object:
+def arg_key(a: Annotation) -> object:
     """The part of the cache key one argument contributes."""
     v = a.val
     t = type(v)
@@ -100,10 +100,10 @@ def _arg_key(a: Annotation) -> object:
         if isinstance(a, Duplicated):
             shadows = flatten_tree(a.dval)[0]  # type: ignore[attr-defined]
             return (type(a), tree, *(
-                _arg_key(Duplicated(x, d) if is_array(x) else Const(x))
+                arg_key(Duplicated(x, d) if is_array(x) else Const(x))
                 for x, d in zip(leaves, shadows)
             ))
-        return (type(a), tree, *(_arg_key(Const(x)) for x in leaves))
+        return (type(a), tree, *(arg_key(Const(x)) for x in leaves))
     return (type(a), _baked_key(v))
 
 
@@ -154,7 +154,7 @@ def _global_names(code) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _reads_fingerprint(fn: Callable) -> tuple:
+def reads_fingerprint(fn: Callable) -> tuple:
     """The values of the globals and closure cells ``fn`` reads (DESIGN §3's cache key).
 
     Scalars are baked into the trace as constants, so a rebound global must miss the
@@ -192,7 +192,7 @@ def _annotate(x: object) -> Annotation:
     return x if isinstance(x, Annotation) else Const(x)
 
 
-def _prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> _Spec:
+def prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> _Spec:
     """Validate a call and describe its signature for the compiler."""
     if not isinstance(mode, Mode):
         raise AnnotationError(
@@ -303,14 +303,14 @@ def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[A
 
 # -- compilation -----------------------------------------------------------------------
 @dataclass
-class _Compiled:
+class Compiled:
     """A compiled signature: the entry point and how to map values in and out."""
 
     run: Callable[[Sequence[Annotation]], tuple]
     stages: dict[str, str]
 
 
-def _build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> _Compiled:
+def build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> Compiled:
     from isozyme.frontends.python import trace
 
     stats["traces"] += 1
@@ -337,9 +337,9 @@ def _build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> _
     ir_upto = upto if upto in ("traced", "optimized", "differentiated", "simplified") else "llvm"
     run_pipeline(traced.module, upto=ir_upto, on_stage=record)
     if upto not in ("llvm", "llvm-ir", "llvm-ir-optimized"):
-        return _Compiled(lambda anns: (), stages)
+        return Compiled(lambda anns: (), stages)
     if ir_upto == "llvm" and upto == "llvm":
-        return _Compiled(lambda anns: (), stages)
+        return Compiled(lambda anns: (), stages)
 
     from isozyme.runtime.jit import compile_llvm_module
 
@@ -358,7 +358,7 @@ def _build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> _
         spec, entry, ret_acts, result_types, traced.returns_tuple, traced.shape_constraints
     )
     run.keepalive = compiled  # type: ignore[attr-defined]
-    return _Compiled(run, stages)
+    return Compiled(run, stages)
 
 
 def _make_runner(

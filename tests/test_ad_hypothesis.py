@@ -8,7 +8,7 @@ import itertools
 import math
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from isozyme import Active, Duplicated, Forward, Reverse, ReverseWithPrimal, autodiff
@@ -65,15 +65,18 @@ def smooth_at(f, x, y, n, h=1e-5):
 
 
 @settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
 @given(expr=expressions(3), shape=st.sampled_from(["plain", "branch", "loop"]),
        x=st.floats(-1.5, 1.5), y=st.floats(-1.5, 1.5))
 def test_random_programs_match_finite_differences(tmp_path, expr, shape, x, y):
+    # AD is exact only where every intermediate is differentiable: keep away from the
+    # kinks of abs/min/max at 0 and at ties (min(sin(|y|), y) is smooth at y = 0, but
+    # the abs inside it is not, and no AD tool gets its derivative there)
+    assume(min(abs(x), abs(y), abs(x - y)) >= 0.05)
     f = make_function(expr, shape, tmp_path)
     n = 3
     # stay away from kinks (abs/max/min/branch) where differences are meaningless
-    if not smooth_at(f, x, y, n):
-        return
+    assume(smooth_at(f, x, y, n))
     gx, gy = central(f, x, y, n)
     (grads, primal) = autodiff(ReverseWithPrimal, f, Active, Active(x), Active(y), n)
     assert primal == pytest.approx(f(x, y, n), rel=1e-12, abs=1e-12)
