@@ -69,6 +69,7 @@ import timeit  # noqa: E402
 import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
+from machine_info import machine  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -805,26 +806,6 @@ def versions(peers: Peers, iz) -> dict:
         out["llvm"] = None
     out.update(peers.versions)
     return out
-
-
-def machine() -> dict:
-    model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = None
-    return {"cpu_model": model, "processor": platform.processor(),
-            "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "cpus_usable": usable, "platform": platform.platform(),
-            "load_average_1_5_15min": ([round(v, 2) for v in os.getloadavg()]
-                                       if hasattr(os, "getloadavg") else None)}
 
 
 ROW_ORDER = [

@@ -50,6 +50,7 @@ import time  # noqa: E402
 import timeit  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
+from machine_info import machine  # noqa: E402
 
 GOAL_WARM_US = 10.0
 GOAL_FIRST_MS = 300.0
@@ -307,31 +308,6 @@ def versions() -> dict:
     except Exception:
         out["llvm"] = None
     return out
-
-
-def machine() -> dict:
-    model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = None
-    return {
-        "processor": platform.processor(),
-        "cpu_model": model,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "platform": platform.platform(),
-        "load_average_1_5_15min": ([round(v, 2) for v in os.getloadavg()]
-                                   if hasattr(os, "getloadavg") else None),
-    }
 
 
 def goal(value: float, limit: float) -> dict:

@@ -14,17 +14,13 @@ import os
 import numpy as np
 import pytest
 from xdsl.context import Context
-from xdsl.dialects.arith import Arith
 from xdsl.dialects.builtin import Builtin, MemRefType, f32, f64, i32, i64
-from xdsl.dialects.func import Func
-from xdsl.dialects.math import Math
-from xdsl.dialects.memref import MemRef
-from xdsl.dialects.scf import Scf
 from xdsl.parser import Parser
 
 from isozyme.errors import TraceError
 from isozyme.frontends.python import ArrayTracer, TracedFunction, array_memref_type, trace
 
+from .roundtrip import reparse
 from .ir_eval import evaluate
 
 THIS_FILE = os.path.basename(__file__)
@@ -34,19 +30,6 @@ RNG = np.random.default_rng(0)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def reparse(traced: TracedFunction) -> str:
-    """The module verifies, prints, and parses back to the same text."""
-    traced.module.verify()
-    ctx = Context()
-    for dialect in (Builtin, Func, Arith, Math, Scf, MemRef):
-        ctx.load_dialect(dialect)
-    text = str(traced.module)
-    parsed = Parser(ctx, text).parse_module()
-    parsed.verify()
-    assert str(parsed) == text
-    return text
 
 
 def _copy(a: object) -> object:

@@ -12,18 +12,13 @@ import os
 
 import numpy as np
 import pytest
-from xdsl.context import Context
 from xdsl.dialects import arith, func, scf
-from xdsl.dialects.arith import Arith
-from xdsl.dialects.builtin import Builtin, f32, f64, i1, i64
-from xdsl.dialects.func import Func
-from xdsl.dialects.math import Math
-from xdsl.dialects.scf import Scf
-from xdsl.parser import Parser
+from xdsl.dialects.builtin import f32, f64, i1, i64
 
 from isozyme.errors import TraceError
 from isozyme.frontends.python import TracedFunction, trace
 
+from .roundtrip import reparse
 from .ir_eval import evaluate
 
 THIS_FILE = os.path.basename(__file__)
@@ -59,16 +54,6 @@ def check(fn, types, *arg_sets, rel=1e-12, abs_=1e-12) -> TracedFunction:
     return traced
 
 
-def reparse(traced: TracedFunction) -> None:
-    """The module verifies, prints, and parses back to the same text."""
-    traced.module.verify()
-    ctx = Context()
-    for dialect in (Builtin, Func, Arith, Math, Scf):
-        ctx.load_dialect(dialect)
-    text = str(traced.module)
-    parsed = Parser(ctx, text).parse_module()
-    parsed.verify()
-    assert str(parsed) == text
 
 
 def ops_of(traced: TracedFunction, kind: type) -> list:

@@ -16,20 +16,13 @@ import numpy as np
 import pytest
 from xdsl.context import Context
 from xdsl.dialects.linalg.ops import GenericOp
-from xdsl.dialects.affine import Affine
-from xdsl.dialects.arith import Arith
-from xdsl.dialects.builtin import Builtin, MemRefType, f32, f64, i64
-from xdsl.dialects.func import Func
-from xdsl.dialects.linalg import Linalg
-from xdsl.dialects.math import Math
-from xdsl.dialects.memref import MemRef
-from xdsl.dialects.scf import Scf
-from xdsl.parser import Parser
+from xdsl.dialects.builtin import MemRefType, f32, f64, i64
 from xdsl.transforms.lower_affine import LowerAffinePass
 
 from isozyme.errors import TraceError
 from isozyme.frontends.python import TracedFunction, array_memref_type, trace
 
+from .roundtrip import reparse
 from .ir_eval import evaluate, lower_linalg
 
 THIS_FILE = os.path.basename(__file__)
@@ -42,18 +35,6 @@ RNG = np.random.default_rng(1)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def reparse(traced: TracedFunction) -> str:
-    traced.module.verify()
-    ctx = Context()
-    for dialect in (Builtin, Func, Arith, Math, Scf, MemRef, Linalg, Affine):
-        ctx.load_dialect(dialect)
-    text = str(traced.module)
-    parsed = Parser(ctx, text).parse_module()
-    parsed.verify()
-    assert str(parsed) == text
-    return text
 
 
 def _view_of(a: np.ndarray) -> np.ndarray:

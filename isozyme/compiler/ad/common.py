@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from xdsl.dialects import func
+from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Operation, SSAValue
 
 from isozyme.compiler.ad_rules import (
@@ -15,9 +17,47 @@ from isozyme.compiler.ad_rules import (
     _Unit,
     lookup_rule,
 )
+from isozyme.compiler.analysis.activity import (
+    ActivityInfo,
+    analyze_activity,
+    check_const_buffers,
+)
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects.enzyme import Activity
 from isozyme.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from isozyme.compiler.ad.factory import DerivativeFactory
+
+
+SHADOWED = (Activity.DUP, Activity.DUPNONEED)
+
+
+class DerivativeBuilder:
+    """What the forward and reverse generators share: the function, its activities,
+    and the activity analysis (Duplicated buffers are inputs and outputs)."""
+
+    def __init__(
+        self,
+        factory: "DerivativeFactory",
+        fn: func.FuncOp,
+        activities: Sequence[Activity],
+        ret_activities: Sequence[Activity],
+        active_rets: Sequence[Activity],
+    ):
+        self.factory = factory
+        self.fn = fn
+        self.activities = list(activities)
+        self.ret_activities = list(ret_activities)
+        self.shadowed = [i for i, a in enumerate(self.activities) if a in SHADOWED]
+        args = fn.body.block.args
+        self.info: ActivityInfo = analyze_activity(
+            fn,
+            [i for i, a in enumerate(self.activities) if a is Activity.ACTIVE] + self.shadowed,
+            [i for i, a in enumerate(self.ret_activities) if a in active_rets],
+            [i for i in self.shadowed if isinstance(args[i].type, MemRefType)],
+        )
+        check_const_buffers(fn, self.info, self.shadowed)
 
 
 def rule_for(op: Operation) -> Rule:

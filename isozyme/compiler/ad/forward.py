@@ -16,13 +16,8 @@ from xdsl.dialects.builtin import FunctionType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 
-from isozyme.compiler.ad.common import jvp, lookup_callee
+from isozyme.compiler.ad.common import DerivativeBuilder, jvp, lookup_callee
 from isozyme.compiler.ad.memory import emit_shadow_alloc, emit_zero_like, is_buffer
-from isozyme.compiler.analysis.activity import (
-    ActivityInfo,
-    analyze_activity,
-    check_const_buffers,
-)
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects.enzyme import Activity
 from isozyme.errors import UnsupportedError
@@ -44,7 +39,7 @@ def generate_forward(
     return _ForwardDiff(factory, fn, activities, ret_activities).build(name)
 
 
-class _ForwardDiff:
+class _ForwardDiff(DerivativeBuilder):
     def __init__(
         self,
         factory: "DerivativeFactory",
@@ -52,24 +47,10 @@ class _ForwardDiff:
         activities: Sequence[Activity],
         ret_activities: Sequence[Activity],
     ):
-        self.factory = factory
-        self.fn = fn
-        self.activities = list(activities)
-        self.ret_activities = list(ret_activities)
-        for a in self.activities:
+        for a in activities:
             if a not in (*_SHADOWED, Activity.CONST):
                 raise UnsupportedError(f"forward mode does not accept activity {a.value}")
-        active_rets = [
-            i for i, a in enumerate(self.ret_activities) if a in _SHADOWED
-        ]
-        shadowed = [i for i, a in enumerate(self.activities) if a in _SHADOWED]
-        self.info: ActivityInfo = analyze_activity(
-            fn,
-            shadowed,
-            active_rets,
-            [i for i in shadowed if is_buffer(fn.body.block.args[i])],
-        )
-        check_const_buffers(fn, self.info, shadowed)
+        super().__init__(factory, fn, activities, ret_activities, _SHADOWED)
         self.vmap: dict[SSAValue, SSAValue] = {}
         self.tan: dict[SSAValue, SSAValue] = {}
 

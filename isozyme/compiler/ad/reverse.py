@@ -34,18 +34,13 @@ from xdsl.dialects.builtin import FunctionType, IndexType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from isozyme.compiler.ad.common import lookup_callee, vjp
+from isozyme.compiler.ad.common import DerivativeBuilder, lookup_callee, vjp
 from isozyme.compiler.ad.memory import (
     emit_fill,
     emit_shadow_alloc,
     initializations,
     is_buffer,
     read_only_buffers,
-)
-from isozyme.compiler.analysis.activity import (
-    ActivityInfo,
-    analyze_activity,
-    check_const_buffers,
 )
 from isozyme.compiler.ad.tape import PrimalFetcher, RevCtx, defining_op
 from isozyme.compiler.emitter import Emitter
@@ -84,7 +79,7 @@ def free_values(op: Operation) -> list[SSAValue]:
     return list(seen)
 
 
-class _ReverseDiff(PrimalFetcher):
+class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
     def __init__(
         self,
         factory: "DerivativeFactory",
@@ -92,11 +87,7 @@ class _ReverseDiff(PrimalFetcher):
         activities: Sequence[Activity],
         ret_activities: Sequence[Activity],
     ):
-        self.factory = factory
-        self.fn = fn
-        self.activities = list(activities)
-        self.ret_activities = list(ret_activities)
-        for a, arg in zip(self.activities, fn.body.block.args):
+        for a, arg in zip(activities, fn.body.block.args):
             if a in (Activity.DUP, Activity.DUPNONEED) and not is_buffer(arg):
                 raise UnsupportedError(
                     f"reverse mode with a Duplicated argument of type {arg.type}: "
@@ -104,14 +95,7 @@ class _ReverseDiff(PrimalFetcher):
                 )
             if a in (Activity.ACTIVENONEED, Activity.CONSTNONEED):
                 raise UnsupportedError(f"reverse mode does not accept activity {a.value}")
-        shadowed = [i for i, a in enumerate(self.activities) if a in _SHADOWED]
-        self.info: ActivityInfo = analyze_activity(
-            fn,
-            [i for i, a in enumerate(self.activities) if a is Activity.ACTIVE] + shadowed,
-            [i for i, a in enumerate(self.ret_activities) if a in _ACTIVE_RET],
-            shadowed,
-        )
-        check_const_buffers(fn, self.info, shadowed)
+        super().__init__(factory, fn, activities, ret_activities, _ACTIVE_RET)
         self.shadow: dict[SSAValue, SSAValue] = {}  # primal buffer -> shadow buffer
         self.read_only = read_only_buffers(fn)
         self.deferred_frees: list[SSAValue] = []
