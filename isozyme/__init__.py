@@ -29,6 +29,8 @@ from isozyme.errors import (
     AnnotationError,
     CompileError,
     IsozymeError,
+    OutOfBoundsError,
+    ReadOnlyError,
     ShapeError,
     TraceError,
     UnsupportedError,
@@ -39,7 +41,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Active", "AnnotationError", "BatchDuplicated", "BatchDuplicatedNoNeed",
     "CompileError", "Const", "Duplicated", "DuplicatedNoNeed", "Forward",
-    "ForwardWithPrimal", "GradientResult", "IsozymeError", "Mode", "Reverse",
+    "ForwardWithPrimal", "GradientResult", "IsozymeError", "Mode", "OutOfBoundsError",
+    "ReadOnlyError", "Reverse",
     "ReverseWithPrimal", "ShapeError", "TraceError", "UnsupportedError", "autodiff", "gradient",
     "gradient_",
     "ir", "ir_stages",

@@ -26,6 +26,20 @@ class ShapeError(IsozymeError, ValueError):
     """Array arguments whose sizes do not fit together (checked before the call)."""
 
 
+class OutOfBoundsError(IsozymeError, IndexError):
+    """An index outside its array, found by a run-time bounds check of the compiled code.
+
+    The message names the file, the line, the index and the size.  It is an
+    ``IndexError`` too, as numpy's would be.
+    """
+
+
+class ReadOnlyError(IsozymeError, ValueError):
+    """A non-writeable array (``setflags(write=False)``, ``np.frombuffer`` of bytes, a
+    read-only memory map) passed where the compiled code may write it; checked before
+    the call, so nothing is written."""
+
+
 class UnsupportedError(IsozymeError, NotImplementedError):
     """A feature isozyme does not implement (yet); the message names it."""
 
