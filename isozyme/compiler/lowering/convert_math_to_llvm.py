@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from xdsl.context import Context
 from xdsl.dialects import builtin, llvm, math
-from xdsl.dialects.builtin import Float32Type, i1
-from xdsl.ir import Operation
+from xdsl.dialects.builtin import Float32Type, IntegerAttr, i1, i64
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -23,6 +23,7 @@ from xdsl.pattern_rewriter import (
 )
 
 from isozyme.compiler.lowering._common import (
+    HELPER_PREFIX,
     call,
     declare_function,
     llvm_fastmath,
@@ -119,6 +120,80 @@ class FPowILowering(RewritePattern):
         rewriter.replace(op, new_ops)
 
 
+def _ipowi_helper(name: str, t: Attribute) -> llvm.FuncOp:
+    """``name(b, e) -> b ** e`` on integers of type ``t``, by repeated squaring.
+
+    ``e >= 0``: Python's ``b ** e`` (wrapping on overflow, as every ``i64`` op does).
+    ``e < 0``, as MLIR defines ``math.ipowi``: ``1`` for ``b == 1``, ``+-1`` for
+    ``b == -1``, else ``0`` (MLIR leaves ``b == 0`` undefined; this gives ``0``).  The
+    frontend only emits ``math.ipowi`` for exponents known to be non-negative.
+    """
+    entry = Block(arg_types=[t, t])
+    header = Block(arg_types=[t, t, t])  # result, base, exponent
+    body = Block()
+    done = Block(arg_types=[t])
+    negative = Block()
+    b0, e0 = entry.args
+    r, b, e = header.args
+
+    def add(blk: Block, op: Operation) -> SSAValue:
+        blk.add_op(op)
+        return op.results[0]
+
+    def const(blk: Block, v: int) -> SSAValue:
+        return add(blk, llvm.ConstantOp(IntegerAttr(v, t), t))
+
+    def icmp(blk: Block, lhs: SSAValue, rhs: SSAValue, pred: str) -> SSAValue:
+        flag = IntegerAttr(llvm.ICmpPredicateFlag(pred).to_int(), i64)
+        return add(blk, llvm.ICmpOp(lhs, rhs, flag))
+
+    one = const(entry, 1)
+    zero = const(entry, 0)
+    entry.add_op(llvm.CondBrOp(icmp(entry, e0, zero, "slt"), negative, [], header,
+                               [one, b0, e0]))
+    header.add_op(llvm.CondBrOp(icmp(header, e, zero, "sgt"), body, [], done, [r]))
+    odd = icmp(body, add(body, llvm.AndOp(e, one)), zero, "ne")
+    times = add(body, llvm.MulOp(r, b))
+    r2 = add(body, llvm.SelectOp(odd, times, r))
+    b2 = add(body, llvm.MulOp(b, b))
+    e2 = add(body, llvm.AShrOp(e, one))
+    body.add_op(llvm.BrOp(header, r2, b2, e2))
+    done.add_op(llvm.ReturnOp(done.args[0]))
+    # b ** negative: 1 for b == 1; for b == -1, -1 if e is odd else 1; else 0.
+    minus_one = const(negative, -1)
+    is_one = icmp(negative, b0, one, "eq")
+    is_minus_one = icmp(negative, b0, minus_one, "eq")
+    e_odd = icmp(negative, add(negative, llvm.AndOp(e0, one)), zero, "ne")
+    sign = add(negative, llvm.SelectOp(e_odd, minus_one, one))
+    unit = add(negative, llvm.SelectOp(is_minus_one, sign, zero))
+    res = add(negative, llvm.SelectOp(is_one, one, unit))
+    negative.add_op(llvm.ReturnOp(res))
+    return llvm.FuncOp(
+        name,
+        llvm.LLVMFunctionType([t, t], t),
+        linkage=llvm.LinkageAttr("internal"),
+        body=Region([entry, header, body, done, negative]),
+    )
+
+
+class IPowILowering(RewritePattern):
+    """``math.ipowi`` -> ``llvm.call`` of an internal helper ``__iz_ipowi_<T>`` (one per
+    integer type and module; O3 inlines it) that squares repeatedly: ``O(log e)``
+    multiplications.  See :func:`_ipowi_helper` for negative exponents."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
+        if not isinstance(op, math.IPowIOp):
+            return
+        t = op.result.type
+        name = f"{HELPER_PREFIX}ipowi_{type_suffix(t)}"
+        module = module_of(op)
+        if not any(
+            getattr(o.properties.get("sym_name"), "data", None) == name for o in module.ops
+        ):
+            module.body.block.add_op(_ipowi_helper(name, t))
+        rewriter.replace(op, call(name, [op.lhs, op.rhs], t))
+
+
 class RsqrtLowering(RewritePattern):
     """``math.rsqrt`` -> ``1 / llvm.sqrt(x)``."""
 
@@ -158,7 +233,7 @@ class IntMathLowering(RewritePattern):
 
 
 class ConvertMathToLLVMPass(ModulePass):
-    """Lower every supported ``math`` op of the module (``math.ipowi`` is not)."""
+    """Lower every supported ``math`` op of the module."""
 
     name = "convert-math-to-llvm"
 
@@ -169,6 +244,7 @@ class ConvertMathToLLVMPass(ModulePass):
                 [
                     FloatMathLowering(),
                     FPowILowering(),
+                    IPowILowering(),
                     RsqrtLowering(),
                     IntMathLowering(),
                 ]

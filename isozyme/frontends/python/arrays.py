@@ -423,7 +423,13 @@ class ArrayTracer(Tracer):
                           "write `for i in range(len(x)):` and index with x[i]")
 
     def __bool__(self) -> bool:
-        raise whole_array_error("the truth value of an array")
+        """Refused as numpy refuses it (see :func:`.tracer.ambiguous_truth_error`); a
+        one-element array needs its run-time value, as a traced scalar does."""
+        from .tracer import ambiguous_truth_error  # noqa: PLC0415
+
+        if all(s == 1 for s in self.type.get_shape()):
+            return super().__bool__()
+        raise ambiguous_truth_error()
 
     def __array__(self, *args: object, **kwargs: object) -> Any:
         raise whole_array_error("converting a traced array to a numpy array")

@@ -5,8 +5,9 @@ Maps ``math.*``, numpy scalar functions and builtins (``abs``, ``min``, ``max``,
 an argument is traced; on plain numbers the original function runs (see
 :func:`isozyme.frontends.python.functions.converted_call`).
 
-Also lists the builtins that may safely receive a traced value as they are (``print``,
-``isinstance``, ``tuple``...) and the ones that must not (``str``, ``complex``...).
+Also lists the builtins that may safely receive a traced value as they are
+(``isinstance``, ``tuple``, ``len``...); ``print``, ``hash``, ``id`` and the like are
+handled before this table is consulted (:mod:`.side_effects`, :mod:`.debug_print`).
 """
 
 from __future__ import annotations
@@ -348,8 +349,6 @@ PASS_THROUGH: frozenset[Any] = frozenset(
         builtins.isinstance,
         builtins.issubclass,
         builtins.type,
-        builtins.id,
-        builtins.print,
         builtins.repr,
         builtins.getattr,
         builtins.setattr,
@@ -372,7 +371,6 @@ PASS_THROUGH: frozenset[Any] = frozenset(
         builtins.iter,
         builtins.next,
         builtins.len,
-        builtins.hash,
         builtins.range,
         builtins.slice,
         builtins.object,

@@ -2,6 +2,10 @@
 
 Every call in a converted function goes through :func:`converted_call`:
 
+-. ``print`` is done by the compiled code on every call (:mod:`.debug_print`); calls
+   whose value would be fixed at trace time (``hash``/``id`` of a tracer, ``random``,
+   ``np.random``, clocks, ``open``, ``input``) raise a TraceError, and ``isinstance``
+   answers for the value a tracer stands for (:mod:`.side_effects`);
 0. array constructors (``np.zeros``... :data:`.arrays.ARRAY_TABLE`) always build a
    traced buffer; with a traced array argument, ``len``/``np.shape``... and the array's
    own methods (``x.copy()``) run, and other numpy or table functions raise
@@ -18,6 +22,7 @@ Every call in a converted function goes through :func:`converted_call`:
 
 from __future__ import annotations
 
+import builtins
 import collections
 import functools
 import types
@@ -43,7 +48,9 @@ from .arrays import (
 from .ast_transform import convert, is_converted
 from .builtins_table import lookup, passes_through
 from .context import FunctionBuilder, HelperEntry, building, current_builder
+from .debug_print import traced_print
 from .diagnostics import trace_error
+from .side_effects import intercept
 from .tracer import (
     EscapedValueError,
     Tracer,
@@ -132,6 +139,11 @@ def _callable_name(f: object) -> str:
 def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call ``f(*args, **kwargs)`` from converted code (see the module docstring)."""
     check_defined(f, *args, *kwargs.values())
+    if f is builtins.print:  # printed by the compiled code on every call
+        return traced_print(*args, **kwargs)
+    special = intercept(f)  # hash/id/open/random...: refused; isinstance: for tracers
+    if special is not None:
+        return special(*args, **kwargs)
     array_builder = _table_get(ARRAY_TABLE, f)
     if array_builder is not None:  # np.zeros(...) etc.: always a traced buffer
         return array_builder(*args, **kwargs)

@@ -280,8 +280,26 @@ def _propagate_lower_bound(op: str, a: object, b: object, result: "Tracer") -> N
 
 
 def to_bool(value: "Tracer") -> "Tracer":
-    """Python truthiness of a tracer as an ``i1`` tracer."""
+    """Python truthiness of a tracer as an ``i1`` tracer (``if``, ``while``, ``and``,
+    ``or``, ``not``, ``bool()``); the truth value of an array raises, as numpy's does."""
+    if is_array_value(value):
+        shape = value.type.get_shape()  # type: ignore[attr-defined]
+        if not all(s == 1 for s in shape):  # dynamic sizes are never 1 (see arrays.py)
+            raise ambiguous_truth_error()
+        value = value[(0,) * len(shape)]  # numpy: the truth of its one element
     return cast(value, i1)
+
+
+def ambiguous_truth_error() -> TraceError:
+    """The TraceError for ``if x:``/``while x:``/``x and y``/``bool(x)`` on an array
+    (numpy raises a ValueError there, for any array of more than one element)."""
+    return trace_error(
+        "the truth value of a traced array",
+        "The truth value of an array with more than one element is ambiguous. Use "
+        "a.any() or a.all() (numpy's message; a traced array's size is not known at "
+        "trace time, so isozyme refuses every size); test a scalar instead, e.g. "
+        "`if np.max(x) > 0:` or `if x[i] > 0:`",
+    )
 
 
 # --------------------------------------------------------------------------- undefined
@@ -476,7 +494,10 @@ def _int_power_by_squaring(x: "Tracer", n: int) -> "Tracer":
 def power(a: object, b: object) -> Any:
     """``a ** b``: small integer constants become multiplications, float exponents
     ``math.powf``, integer exponents ``math.fpowi`` (``i64`` exponent) for a float
-    base and ``math.ipowi`` for an integer base."""
+    base.  An integer base with a traced integer exponent gives ``math.ipowi`` (an int,
+    as in Python) when the exponent is known to be non-negative (a loop index, a size),
+    else ``math.fpowi`` of the base as a float (a float: Python's result is a float for a
+    negative exponent, and the sign is only known at run time)."""
     check_defined(a, b)
     if not (isinstance(a, Tracer) or isinstance(b, Tracer)):
         return a**b  # type: ignore[operator]
@@ -510,7 +531,17 @@ def power(a: object, b: object) -> Any:
             x = as_tracer(a, t_a if isinstance(a, Tracer) else f64)
             return emit1(mathd.FPowIOp(ssa(x), ssa(n)))  # i64 exponent, never truncated
         x = as_tracer(a, i64)
-        return emit1(mathd.IPowIOp(ssa(x), ssa(n)))
+        n = cast(n, i64)  # an index (loop variable): ipowi's operands share one type
+        nb = lower_bound(b)
+        if nb is not None and nb >= 0:  # a loop index, a size: Python's int result
+            r = emit1(mathd.IPowIOp(ssa(x), ssa(n)))
+            if lower_bound(a) is not None and lower_bound(a) >= 0:  # type: ignore[operator]
+                set_lower_bound(r, 0)
+            return r
+        # Python's int ** int is an int for n >= 0 and a float for n < 0: a type known
+        # only at run time.  Give the float, as `float(a) ** n`: equal to Python's value
+        # in both cases (libm's pow is correctly rounded), an int only in type.
+        return emit1(mathd.FPowIOp(ssa(cast(x, f64)), ssa(n)))
     t = result_type(a, b)
     if not is_float_type(t):
         t = f64

@@ -1,0 +1,111 @@
+"""``print`` in traced code: print the run-time values on every call of the compiled code.
+
+Like ``jax.debug.print``, but spelled ``print``: ``print("x =", x, "n =", n)`` becomes
+calls of the host functions of :mod:`isozyme.printing` (one per traced value, then one
+that prints with the registered format).  Arguments that are not traced (strings,
+Python numbers, other objects) are converted with ``str`` at trace time and printed on
+every call too, so a ``print`` in a traced function prints once per call, whether or not
+it shows traced values.
+
+The calls have no results and are not pure, so no pass removes, merges or moves them;
+the AD passes copy them into the forward sweep like any op without active results, so
+forward mode prints the primal values and reverse mode prints once, in its forward
+sweep (never in the reverse sweep).
+
+Refused (TraceError): a traced array (print its elements or a reduction), a container
+or object whose text would show tracers (pass the values as separate arguments), and a
+traced ``sep``/``end``/``file``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xdsl.dialects import arith, func
+from xdsl.dialects.builtin import Float32Type, IndexType, f64, i64
+
+from isozyme import printing
+
+from .context import current_builder
+from .diagnostics import trace_error
+from .tracer import Tracer, is_array_value, is_bool_type, is_float_type, ssa
+
+
+def _declare(name: str, arg_type: Any) -> None:
+    """Declare the host function ``name`` once in the module being traced."""
+    session = current_builder().session
+    if name in session.used_names:
+        return
+    session.used_names.add(name)
+    session.add_function(func.FuncOp.external(name, [arg_type], []))
+
+
+def _call(name: str, value: Any, arg_type: Any) -> None:
+    _declare(name, arg_type)
+    current_builder().insert(func.CallOp(name, [value], []))
+
+
+def _pass_value(t: Tracer) -> str:
+    """Emit the call that hands ``t`` to the host; return its kind for the format."""
+    typ = t.type
+    v = ssa(t)
+    if is_float_type(typ):
+        if isinstance(typ, Float32Type):
+            v = current_builder().insert(arith.ExtFOp(v, f64)).result  # exact
+            kind = "float32"
+        else:
+            kind = "float64"
+        _call(printing.PRINT_F64, v, f64)
+        return kind
+    if is_bool_type(typ):
+        v = current_builder().insert(arith.ExtUIOp(v, i64)).result
+        _call(printing.PRINT_I64, v, i64)
+        return "bool"
+    if isinstance(typ, IndexType):
+        v = current_builder().insert(arith.IndexCastOp(v, i64)).result
+    _call(printing.PRINT_I64, v, i64)
+    return "int"
+
+
+def _plain_text(obj: object) -> str:
+    text = str(obj)
+    if "Tracer(%" in text:  # a tuple, list, dict or object holding traced values
+        raise trace_error(
+            f"print of a {type(obj).__name__} holding traced values",
+            "its text would show tracers, not numbers; pass the values to print as "
+            "separate arguments: print('x, y =', x, y)",
+        )
+    return text
+
+
+def _option(name: str, value: object, default: str) -> str:
+    if value is None:
+        return default
+    if isinstance(value, Tracer) or not isinstance(value, str):
+        raise TypeError(f"{name} must be None or a string, not {type(value).__name__}")
+    return value
+
+
+def traced_print(*args: object, sep: object = " ", end: object = "\n", file: Any = None,
+                 flush: bool = False) -> None:
+    """``print(*args, sep=, end=, file=, flush=)`` in converted code: emit the calls that
+    print these arguments each time the compiled code runs (see the module docstring)."""
+    if isinstance(file, Tracer) or isinstance(flush, Tracer):
+        raise trace_error("print with a traced `file` or `flush`", "they must be Python values")
+    sep_s, end_s = _option("sep", sep, " "), _option("end", end, "\n")
+    # Check every argument before emitting anything.
+    pieces: list[str | None] = []
+    for a in args:
+        if is_array_value(a):
+            raise trace_error(
+                "print of a traced array",
+                "printing whole arrays at run time is not supported; print elements "
+                "(print(x[i]) in a loop) or a reduction (print(np.sum(x)))",
+            )
+        pieces.append(None if isinstance(a, Tracer) else _plain_text(a))
+    kinds = [_pass_value(a) for a in args if isinstance(a, Tracer)]
+    fmt = printing.PrintFormat(tuple(pieces), tuple(kinds), sep_s, end_s, file, bool(flush))
+    printing.register_host_functions()
+    k = printing.register_format(fmt)
+    c = current_builder().insert(arith.ConstantOp.from_int_and_width(k, i64)).result
+    _call(printing.PRINT_END, c, i64)
