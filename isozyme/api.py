@@ -35,7 +35,7 @@ from isozyme.calls import (
     stats,
 )
 from isozyme.compiler.pipeline import ALL_STAGES
-from isozyme.errors import AnnotationError, IsozymeError, UnsupportedError
+from isozyme.errors import AnnotationError, IsozymeError, ReadOnlyError, UnsupportedError
 
 __all__ = ["GradientResult", "autodiff", "gradient", "gradient_", "ir", "ir_stages", "stats"]
 
@@ -161,16 +161,27 @@ def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> A
 def gradient_(mode: Mode, dx: Any, f: Callable, x: Any) -> tuple:
     """In-place ``gradient``: overwrite array ``dx`` with the gradient of ``f`` at ``x``.
 
-    Returns ``(dx,)`` (Enzyme.jl's ``gradient!``).  Reverse mode only.
+    Returns ``(dx,)`` (Enzyme.jl's ``gradient!``).  Reverse mode only.  When the call
+    fails (a trace, shape or annotation error, or an error raised while the compiled
+    code runs), ``dx`` holds what it held before and the error propagates.
     """
     if not mode.reverse:
         raise UnsupportedError("gradient_ is implemented for Reverse/ReverseWithPrimal")
     x = np.asarray(x, dtype=np.float64) if isinstance(x, list) else x
     if not (_is_float_array(x) and _is_float_array(dx)):
         raise AnnotationError("gradient_(mode, dx, f, x) needs float arrays dx and x")
+    if not dx.flags.writeable:
+        raise ReadOnlyError("gradient_: dx is read-only; it receives the gradient")
     shadow = Duplicated(x, dx)  # validates shape, dtype and aliasing before writing
+    # dx must be zero when the compiled code accumulates into it, and an error may come
+    # after that (tracing, compiling, or the compiled code itself): keep its old values.
+    saved = dx.copy()
     dx[...] = 0
-    res = autodiff(mode, f, Active, shadow)
+    try:
+        res = autodiff(mode, f, Active, shadow)
+    except BaseException:
+        dx[...] = saved
+        raise
     return GradientResult((dx,), res[1]) if mode.with_primal else (dx,)
 
 

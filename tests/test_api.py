@@ -264,3 +264,81 @@ def test_dead_caches_are_eliminated():
     text = iz.ir(Reverse, halve, Active(3.0), 4, stage="simplified")
     assert "enzyme.push" not in text and "enzyme.init" not in text
     assert autodiff(Reverse, halve, Active(3.0), 4) == ((0.0625, None),)
+
+
+# -- gradient_ leaves dx as it was when it fails -------------------------------------
+
+
+def sum_of_squares(x):
+    return np.sum(x * x)
+
+
+def hashes_a_tracer(x):
+    return x[0] * hash(x[1])
+
+
+def reads_past_the_end(x):
+    return x[len(x) + 3] * 2.0
+
+
+def mismatched_slices(x):
+    return np.sum(x[:3] * x[1:])
+
+
+def _dx_and_x():
+    return np.arange(5.0) + 0.25, np.linspace(1.0, 2.0, 5)
+
+
+def test_gradient_inplace_overwrites_dx():
+    dx, x = _dx_and_x()
+    (out,) = iz.gradient_(Reverse, dx, sum_of_squares, x)
+    assert out is dx
+    np.testing.assert_array_equal(dx, 2 * x)
+
+
+@pytest.mark.parametrize(
+    "f, error",
+    [
+        (hashes_a_tracer, TraceError),  # fails while tracing
+        (reads_past_the_end, IndexError),  # fails in the compiled code, after dx = 0
+        (mismatched_slices, ValueError),  # a run-time broadcasting error (ShapeError)
+    ],
+)
+def test_gradient_inplace_failure_leaves_dx(f, error):
+    dx, x = _dx_and_x()
+    dx0, x0 = dx.copy(), x.copy()
+    for _ in range(2):  # the first call compiles, the second finds the cached code
+        with pytest.raises(error):
+            iz.gradient_(Reverse, dx, f, x)
+        np.testing.assert_array_equal(dx, dx0)
+        np.testing.assert_array_equal(x, x0)
+
+
+def test_gradient_inplace_error_after_accumulating_restores_dx(monkeypatch):
+    # An error raised after the compiled code has written into dx: dx is restored.
+    dx, x = _dx_and_x()
+    dx0 = dx.copy()
+
+    def fails_after_writing(mode, f, ret, shadow):
+        shadow.dval[...] = 7.0
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(iz.api, "autodiff", fails_after_writing)
+    with pytest.raises(RuntimeError, match="boom"):
+        iz.gradient_(Reverse, dx, sum_of_squares, x)
+    np.testing.assert_array_equal(dx, dx0)
+
+
+@pytest.mark.parametrize("bad", ["shape", "dtype", "readonly"])
+def test_gradient_inplace_bad_dx_is_refused_untouched(bad):
+    dx, x = _dx_and_x()
+    if bad == "shape":
+        dx = np.arange(4.0)
+    elif bad == "dtype":
+        dx = np.arange(5)
+    else:
+        dx.setflags(write=False)
+    dx0 = dx.copy()
+    with pytest.raises(iz.IsozymeError):
+        iz.gradient_(Reverse, dx, sum_of_squares, x)
+    np.testing.assert_array_equal(dx, dx0)
