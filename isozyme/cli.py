@@ -5,6 +5,12 @@ differentiates FUNC, prints the requested IR stages under a header line each, th
 result.  ``isozyme-opt FILE.mlir --passes inline,enzyme-differentiate,simplify-ad``
 runs isozyme's passes on IR text (Enzyme-MLIR's ``enzyme.fwddiff``/``enzyme.autodiff``
 included) and prints the result.
+
+Every misuse (a bad option, a wrong number of ``--args`` or one that is not a Python
+literal, a missing file or function, a file that fails to import, an unknown pass, a
+closed output pipe, an error of isozyme or of the traced function) exits with a non-zero
+status and one line on standard error, never a Python traceback; set the environment
+variable ``ISOZYME_TRACEBACK=1`` to get the traceback of an unexpected error.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
+import inspect
+import os
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import isozyme as iz
@@ -32,6 +41,72 @@ def stage_header(stage: str) -> str:
     return f"// ===== isozyme IR stage: {stage} ====="
 
 
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` with one-line errors: ``PROG: error: MESSAGE (see PROG --help)``,
+    exit status 2 (argparse's usual status), no usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print one line and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: its non-blank lines, stripped, joined with `` | ``."""
+    return " | ".join(s.strip() for s in str(text).splitlines() if s.strip())
+
+
+def _fail(prog: str, message: str) -> int:
+    """Print ``PROG: error: MESSAGE`` as one line on standard error; return status 1."""
+    try:
+        print(f"{prog}: error: {one_line(message)}", file=sys.stderr, flush=True)
+    except OSError:  # standard error is closed too: nothing left to tell
+        pass
+    return 1
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: point standard output at /dev/null, so that the final flush
+    at exit does not fail again (Python's recommended handling of EPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (redirected in tests)
+        pass
+
+
+def _guarded(prog: str, run: Callable[[], int]) -> int:
+    """Run a command; turn every error into one line on standard error and a non-zero
+    status (1; 130 for Ctrl-C).  ``SystemExit`` (argparse, one-line messages) passes."""
+    try:
+        status = run()
+        sys.stdout.flush()  # a closed pipe fails here, not in the flush at exit
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return _fail(prog, "standard output was closed (broken pipe)")
+    except KeyboardInterrupt:
+        _fail(prog, "interrupted")
+        return 130
+    except iz.IsozymeError as e:
+        return _fail(prog, str(e))
+    except Exception as e:  # noqa: BLE001 (the command line never shows a traceback)
+        if os.environ.get("ISOZYME_TRACEBACK"):
+            raise
+        return _fail(prog, f"{type(e).__name__}: {e}")
+
+
+def _import_error(path: Path, e: BaseException) -> str:
+    """``importing PATH failed: TYPE: MESSAGE (line N)``, N the last line of PATH in the
+    traceback (a SyntaxError's own line)."""
+    line = None
+    if not isinstance(e, SyntaxError):  # a SyntaxError's message names its line
+        for frame in traceback.extract_tb(e.__traceback__):
+            if os.path.abspath(frame.filename) == os.path.abspath(path):
+                line = frame.lineno
+    where = f" (line {line})" if line else ""
+    return f"importing {path} failed: {type(e).__name__}: {e}{where}"
+
+
 def load_function(target: str):
     """Load ``FILE.py:FUNC`` and return the function object."""
     if ":" not in target:
@@ -41,14 +116,53 @@ def load_function(target: str):
     if not path.is_file():
         raise SystemExit(f"isozyme: no such file: {path}")
     spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"isozyme: not a Python file: {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(path.stem, module)
-    spec.loader.exec_module(module)
+    added = sys.modules.setdefault(path.stem, module) is module
     try:
-        return getattr(module, name)
-    except AttributeError:
-        raise SystemExit(f"isozyme: {path} has no function {name!r}") from None
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 (the user's module raised while importing)
+        if added:
+            sys.modules.pop(path.stem, None)
+        raise SystemExit(f"isozyme: error: {one_line(_import_error(path, e))}") from None
+    fn = getattr(module, name, None)
+    if fn is None:
+        raise SystemExit(f"isozyme: {path} has no function {name!r}")
+    if not callable(fn):
+        raise SystemExit(f"isozyme: {path}: {name!r} is not a function")
+    return fn
+
+
+def parse_args_values(texts: Sequence[str]) -> list[object]:
+    """The ``--args`` words as Python values (``ast.literal_eval``); a word that is not
+    a Python literal exits with a one-line message."""
+    values = []
+    for k, text in enumerate(texts):
+        try:
+            values.append(ast.literal_eval(text))
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise SystemExit(
+                f"isozyme: error: --args word {k + 1} ({text!r}) is not a Python literal "
+                "(a number, True/False, a quoted string, a tuple...)"
+            ) from None
+    return values
+
+
+def check_arity(fn, values: Sequence[object]) -> None:
+    """Exit with a one-line message when ``fn`` cannot take ``len(values)`` arguments."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: let autodiff say
+        return
+    try:
+        sig.bind(*values)
+    except TypeError as e:
+        params = ", ".join(sig.parameters)
+        raise SystemExit(
+            f"isozyme: error: {getattr(fn, '__name__', 'the function')}({params}) cannot "
+            f"take the {len(values)} value(s) given by --args: {e}"
+        ) from None
 
 
 def annotate(mode: iz.Mode, values: Sequence[object], activities: Sequence[str] | None):
@@ -109,7 +223,8 @@ def run_diff(fn, mode: iz.Mode, anns: Sequence[object], stages: Sequence[str], o
 def _cmd_diff(ns: argparse.Namespace) -> int:
     fn = load_function(ns.target)
     mode = _MODES[ns.mode]
-    values = [ast.literal_eval(a) for a in ns.args]
+    values = parse_args_values(ns.args)
+    check_arity(fn, values)
     anns = annotate(mode, values, ns.activity)
     run_diff(fn, mode, anns, parse_stages(ns.print_ir))
     return 0
@@ -124,7 +239,7 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``isozyme`` command."""
-    p = argparse.ArgumentParser(prog="isozyme", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="isozyme", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("diff", help="differentiate FILE.py:FUNC and print IR and result")
     d.add_argument("target", help="FILE.py:FUNC")
@@ -139,11 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--print-ir", default=None)
     demo.set_defaults(func=_cmd_demo)
     ns = p.parse_args(argv)
-    try:
-        return ns.func(ns)
-    except iz.IsozymeError as e:
-        print(f"isozyme: error: {e}", file=sys.stderr)
-        return 1
+    return _guarded("isozyme", lambda: ns.func(ns))
 
 
 def opt_main(argv: Sequence[str] | None = None) -> int:
@@ -155,26 +266,41 @@ def opt_main(argv: Sequence[str] | None = None) -> int:
     from isozyme.compiler.passes import available_passes
 
     passes = available_passes()
-    p = argparse.ArgumentParser(prog="isozyme-opt")
+    p = _Parser(prog="isozyme-opt")
     p.add_argument("file", help="MLIR text file ('-' for stdin)")
     p.add_argument("--passes", default="",
                    help=f"comma-separated pass names: {', '.join(sorted(passes))}")
     ns = p.parse_args(argv)
-    text = sys.stdin.read() if ns.file == "-" else Path(ns.file).read_text()
-    ctx = make_context()
-    try:
-        module = Parser(ctx, text, ns.file).parse_module()
-    except ParseError as e:
-        print(f"isozyme-opt: {e}", file=sys.stderr)
-        return 1
-    for name in [s.strip() for s in ns.passes.split(",") if s.strip()]:
-        if name not in passes:
-            print(f"isozyme-opt: unknown pass {name!r}", file=sys.stderr)
-            return 2
-        passes[name]().apply(ctx, module)
-    module.verify()
-    print(module)
-    return 0
+
+    def run() -> int:
+        names = [s.strip() for s in ns.passes.split(",") if s.strip()]
+        for name in names:  # before reading anything
+            if name not in passes:
+                print(f"isozyme-opt: unknown pass {name!r}; passes: "
+                      f"{', '.join(sorted(passes))}", file=sys.stderr)
+                return 2
+        if ns.file == "-":
+            text = sys.stdin.read()
+        else:
+            path = Path(ns.file)
+            if not path.is_file():
+                return _fail("isozyme-opt", f"no such file: {path}")
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError) as e:
+                return _fail("isozyme-opt", f"cannot read {path}: {e}")
+        ctx = make_context()
+        try:
+            module = Parser(ctx, text, ns.file).parse_module()
+        except ParseError as e:
+            return _fail("isozyme-opt", f"{ns.file} does not parse: {e}")
+        for name in names:
+            passes[name]().apply(ctx, module)
+        module.verify()
+        print(module)
+        return 0
+
+    return _guarded("isozyme-opt", run)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,8 @@
 """The command lines: isozyme diff / demo and isozyme-opt."""
 
 import io
+import os
+import shlex
 import subprocess
 import sys
 from contextlib import redirect_stdout
@@ -76,3 +78,118 @@ def test_isozyme_opt_runs_enzyme_mlir(capsys):
     out = capsys.readouterr().out
     assert "enzyme.fwddiff" not in out
     assert "arith.mulf" in out
+
+
+# -- misuse: a non-zero status, one line on stderr, never a traceback ----------------
+
+_OPT = "import sys; from isozyme.cli import opt_main; sys.exit(opt_main())"
+
+
+def _run_cli(args, opt=False, stdout=subprocess.PIPE):
+    cmd = [sys.executable, "-c", _OPT, *args] if opt else [sys.executable, "-m", "isozyme.cli",
+                                                          *args]
+    return subprocess.run(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
+
+
+def _assert_one_line_error(proc, *fragments, status=None):
+    assert proc.returncode != 0
+    if status is not None:
+        assert proc.returncode == status
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    (d / "raises.py").write_text("import math\n\nVALUE = 1 / 0\n\ndef f(x):\n    return x\n")
+    (d / "syntax.py").write_text("def f(x):\n    return x +\n")
+    (d / "bad.mlir").write_text("func.func @f(%x: f64) -> f64 {\n  %y = arith.bogus %x\n}\n")
+    return d
+
+
+@pytest.mark.parametrize(
+    "args, fragments, status",
+    [
+        (["--args", "1.0"], ["rosenbrock(x, y)", "1 value"], 1),
+        (["--args", "1.0", "2.0", "3.0"], ["rosenbrock(x, y)", "3 value"], 1),
+        (["--args", "1.0", "(2"], ["--args word 2", "not a Python literal"], 1),
+        (["--args", "1.0", "two"], ["'two'", "not a Python literal"], 1),
+        (["--args", "1.0", "2.0", "--activity", "active"], ["2 --args but 1 --activity"], 1),
+        (["--args", "1.0", "2.0", "--activity", "active", "bogus"], ["unknown activity"], 1),
+        (["--args", "1.0", "2.0", "--print-ir", "bogus"], ["unknown stage 'bogus'"], 1),
+        (["--mode", "bogus"], ["invalid choice: 'bogus'"], 2),
+        (["--args", "1.0", "'text'"], ["TypeError"], 1),  # the traced function fails
+    ],
+)
+def test_diff_misuse_is_one_line(args, fragments, status):
+    proc = _run_cli(["diff", f"{EXAMPLE}:rosenbrock", *args])
+    _assert_one_line_error(proc, *fragments, status=status)
+
+
+def test_diff_missing_file_and_function(tmp_path):
+    _assert_one_line_error(_run_cli(["diff", f"{tmp_path / 'nope.py'}:f", "--args", "1.0"]),
+                           "no such file")
+    _assert_one_line_error(_run_cli(["diff", f"{EXAMPLE}:nope", "--args", "1.0"]),
+                           "has no function 'nope'")
+    _assert_one_line_error(_run_cli(["diff", str(EXAMPLE)]), "expected FILE.py:FUNC")
+
+
+def test_diff_file_that_raises_on_import(bad_files):
+    proc = _run_cli(["diff", f"{bad_files / 'raises.py'}:f", "--args", "1.0"])
+    _assert_one_line_error(proc, "importing", "ZeroDivisionError", "(line 3)", status=1)
+    proc = _run_cli(["diff", f"{bad_files / 'syntax.py'}:f", "--args", "1.0"])
+    _assert_one_line_error(proc, "importing", "SyntaxError", status=1)
+
+
+def test_diff_trace_error_is_one_line():
+    # A TraceError's message has the source line on a second line: joined into one.
+    proc = _run_cli(["diff", str(DATA / "cli_misuse.py") + ":hashes", "--args", "1.0"])
+    _assert_one_line_error(proc, "cli_misuse.py:", "cannot trace `hash`", "| return", status=1)
+
+
+def test_unknown_subcommand_is_one_line():
+    _assert_one_line_error(_run_cli(["bogus"]), "invalid choice", status=2)
+
+
+def test_closed_pipe_is_one_line():
+    # The read end is closed before isozyme writes anything: every write fails (EPIPE).
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        proc = _run_cli(["diff", f"{EXAMPLE}:looped", "--args", "0.5", "4", "--print-ir", "all"],
+                        stdout=w)
+    finally:
+        os.close(w)
+    _assert_one_line_error(proc, "broken pipe", status=1)
+
+
+def test_closed_pipe_in_a_shell_pipeline():
+    proc = subprocess.run(
+        f"{shlex.quote(sys.executable)} -m isozyme.cli diff {shlex.quote(str(EXAMPLE))}:looped "
+        "--args 0.5 4 --print-ir all | head -1",
+        shell=True, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.stdout == stage_header("traced") + "\n"
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert len(proc.stderr.splitlines()) <= 1  # the pipe may close before or after the end
+
+
+@pytest.mark.parametrize(
+    "args, fragments, status",
+    [
+        (["missing.mlir"], ["no such file: missing.mlir"], 1),
+        ([str(DATA / "square.mlir"), "--passes", "inline,bogus"], ["unknown pass 'bogus'"], 2),
+        ([str(DATA / "square.mlir"), "--bogus"], ["unrecognized arguments"], 2),
+    ],
+)
+def test_opt_misuse_is_one_line(args, fragments, status):
+    _assert_one_line_error(_run_cli(args, opt=True), *fragments, status=status)
+
+
+def test_opt_parse_error_is_one_line(bad_files):
+    proc = _run_cli([str(bad_files / "bad.mlir")], opt=True)
+    _assert_one_line_error(proc, "bad.mlir", "does not parse", status=1)

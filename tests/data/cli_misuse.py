@@ -1,0 +1,5 @@
+"""Functions the CLI misuse tests differentiate."""
+
+
+def hashes(x):
+    return x * hash(x)
