@@ -47,14 +47,20 @@ GradientResult.__doc__ = "What ``gradient(...WithPrimal...)`` returns: derivativ
 _ARRAY_DTYPES = {np.dtype(np.float64): f64, np.dtype(np.float32): f32, np.dtype(np.int64): i64}
 
 
+def _ones(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The dimensions of size 1 (part of the signature: they broadcast, others do not)."""
+    return tuple(k for k, s in enumerate(shape) if s == 1)
+
+
 def _unit_inner(a: np.ndarray) -> bool:
     """Whether the innermost dimension is contiguous (or has at most one element)."""
     return a.shape[-1] <= 1 or a.strides[-1] == a.itemsize
 
 
 def _array_type(x: object, unit_inner: bool) -> Attribute:
-    """The memref type of an array argument: any shape of its rank, any strides, or
-    unit innermost stride when ``unit_inner`` (contiguous rows vectorize)."""
+    """The memref type of an array argument: any shape of its rank (dimensions of size 1
+    static), any strides, or unit innermost stride when ``unit_inner`` (contiguous rows
+    vectorize)."""
     from isozyme.frontends.python import array_memref_type
 
     a = np.asarray(x)
@@ -65,7 +71,7 @@ def _array_type(x: object, unit_inner: bool) -> Attribute:
         )
     if a.ndim == 0:
         raise UnsupportedError("0-dimensional arrays are not supported; pass a float")
-    return array_memref_type(a.ndim, elt, unit_inner)
+    return array_memref_type(a.ndim, elt, unit_inner, _ones(a.shape))
 
 
 def _ir_type(x: object, unit_inner: bool = False) -> Attribute | None:
@@ -94,7 +100,7 @@ def arg_key(a: Annotation) -> object:
         return (type(a), t)
     if t is np.ndarray or is_array(v):
         arr = v if t is np.ndarray else np.asarray(v)
-        return (type(a), np.ndarray, arr.dtype, arr.ndim, _arg_unit_inner(a))  # type: ignore[union-attr]
+        return (type(a), np.ndarray, arr.dtype, _ones(arr.shape), arr.ndim, _arg_unit_inner(a))  # type: ignore[union-attr]
     if is_node(v):
         leaves, tree = flatten_tree(v)
         if isinstance(a, Duplicated):
@@ -394,11 +400,19 @@ def _make_runner(
             if r:
                 primal_pos.append(pos)
                 pos += 2 if d else 1
-    checks = [(primal_pos[a], j, primal_pos[b], k) for a, j, b, k in shape_constraints]
+    # (argument, dimension) == (argument, dimension), or == a constant when b is None
+    checks = [(primal_pos[a], j, None if b is None else primal_pos[b], k)
+              for a, j, b, k in shape_constraints]
 
     def check_sizes(flat: list[object]) -> list[object]:
         for p, j, q, k in checks:
-            if np.shape(flat[p])[j] != np.shape(flat[q])[k]:
+            if q is None:
+                if np.shape(flat[p])[j] != k:
+                    raise ShapeError(
+                        f"array sizes do not fit: {fn_name} needs dimension {j} of an array "
+                        f"argument ({np.shape(flat[p])}) to be {k}, as its whole-array "
+                        "operations need")
+            elif np.shape(flat[p])[j] != np.shape(flat[q])[k]:
                 raise ShapeError(
                     f"array sizes do not fit: {fn_name} was traced assuming that dimension "
                     f"{j} of one array argument ({np.shape(flat[p])}) equals dimension {k} "

@@ -226,7 +226,9 @@ def test_no_retrace_for_new_shapes_or_strides():
 
     gradient(Reverse, P.sum_sq, np.ones(3))
     traces = stats["traces"]
-    for x in (np.ones(50), np.arange(10.0), np.ones(1)):  # contiguous: one signature
+    # contiguous, no dimension of size 1: one signature (size-1 dimensions are part of
+    # the signature: they broadcast; see test_broadcasting.py)
+    for x in (np.ones(50), np.arange(10.0), np.ones(2)):
         (g,) = gradient(Reverse, P.sum_sq, x)
         np.testing.assert_allclose(g, 2 * x)
     assert stats["traces"] == traces

@@ -7,14 +7,16 @@ from functools import cache
 from xdsl.context import Context
 from xdsl.dialects import affine, arith, builtin, cf, func, linalg, llvm, math, memref, scf
 
+from isozyme.dialects.check import Isz
 from isozyme.dialects.enzyme import Enzyme
+from isozyme.dialects.memref_ext import MemRefExt
 
 
 @cache
 def _dialects():
     return (
         builtin.Builtin, func.Func, arith.Arith, math.Math, scf.Scf, cf.Cf,
-        llvm.LLVM, memref.MemRef, linalg.Linalg, affine.Affine, Enzyme,
+        llvm.LLVM, memref.MemRef, linalg.Linalg, affine.Affine, MemRefExt, Enzyme, Isz,
     )
 
 

@@ -18,6 +18,7 @@ from xdsl.rewriter import InsertPoint
 
 from isozyme.compiler.ad.common import DerivativeBuilder, jvp, lookup_callee
 from isozyme.compiler.ad.memory import emit_shadow_alloc, emit_zero_like, is_buffer
+from isozyme.compiler.analysis.buffers import is_view, view_source
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects.enzyme import Activity
 from isozyme.errors import UnsupportedError
@@ -119,8 +120,9 @@ class _ForwardDiff(DerivativeBuilder):
                 self._emit_while(e, op)
             case func.CallOp() if self.info.any_active(op.results):
                 self._emit_call(e, op)
-            case memref.LoadOp() | memref.StoreOp() | memref.AllocOp() | memref.DeallocOp() \
-                    | memref.CastOp() | memref.SubviewOp():
+            case memref.LoadOp() | memref.StoreOp() | memref.AllocOp() | memref.DeallocOp():
+                self._emit_memory(e, op)
+            case _ if is_view(op):
                 self._emit_memory(e, op)
             case _ if op.regions:
                 if self.info.any_active(r for o in op.walk() for r in o.results):
@@ -156,8 +158,9 @@ class _ForwardDiff(DerivativeBuilder):
                 )
             case memref.DeallocOp() if op.memref in self.tan:
                 e.insert(memref.DeallocOp.get(self.tan[op.memref]))
-            case memref.CastOp() | memref.SubviewOp() if op.source in self.tan:
-                view = e.insert(op.clone(value_mapper={**self.vmap, op.source: self.tan[op.source]}))
+            case _ if is_view(op) and view_source(op) in self.tan:
+                src = view_source(op)
+                view = e.insert(op.clone(value_mapper={**self.vmap, src: self.tan[src]}))
                 self.tan[op.results[0]] = view.results[0]
             case _:
                 pass

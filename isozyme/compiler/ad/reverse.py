@@ -43,6 +43,7 @@ from isozyme.compiler.ad.memory import (
     read_only_buffers,
 )
 from isozyme.compiler.ad.tape import PrimalFetcher, RevCtx, defining_op
+from isozyme.compiler.analysis.buffers import is_view, view_source
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects import enzyme
 from isozyme.dialects.enzyme import Activity
@@ -179,10 +180,11 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
             case memref.DeallocOp() if op.memref in self.shadow:
                 self.deferred_frees += [self.fwd_map[op.memref], self.shadow[op.memref]]
                 return True
-            case memref.CastOp() | memref.SubviewOp() if op.source in self.shadow:
+            case _ if is_view(op) and view_source(op) in self.shadow:
+                src = view_source(op)
                 e.insert(op.clone(value_mapper=self.fwd_map))
                 view = e.insert(
-                    op.clone(value_mapper={**self.fwd_map, op.source: self.shadow[op.source]})
+                    op.clone(value_mapper={**self.fwd_map, src: self.shadow[src]})
                 )
                 self.shadow[op.results[0]] = view.results[0]
                 return True
@@ -243,11 +245,9 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
                     sh = ctx.e.insert(memref.AllocOp(sizes, [], op.memref.type)).memref
                     emit_fill(ctx.e, sh, 0.0)
                     self.shadow[op.memref] = sh
-                elif isinstance(op, (memref.SubviewOp, memref.CastOp)) and (
-                    op.source in self.shadow
-                ):
+                elif is_view(op) and view_source(op) in self.shadow:
                     mapping = {o: self._primal(o, ctx) for o in op.operands[1:]}
-                    mapping[op.source] = self.shadow[op.source]
+                    mapping[view_source(op)] = self.shadow[view_source(op)]
                     view = ctx.e.insert(op.clone(value_mapper=mapping))
                     self.shadow[op.results[0]] = view.results[0]
         skip = initializations(ctx.fwd_block)
@@ -267,10 +267,11 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
                     self._reverse_memory(ctx, op)
                 case memref.AllocOp() if ctx.parent is not None and op.memref in self.shadow:
                     ctx.e.insert(memref.DeallocOp.get(self.shadow.pop(op.memref)))
-                case memref.SubviewOp() | memref.CastOp() if ctx.parent is not None:
+                case _ if is_view(op) and ctx.parent is not None:
                     self.shadow.pop(op.results[0], None)
-                case memref.AllocOp() | memref.DeallocOp() | memref.CastOp() | \
-                        memref.SubviewOp() | memref.DimOp():
+                case memref.AllocOp() | memref.DeallocOp() | memref.DimOp():
+                    pass
+                case _ if is_view(op):
                     pass
                 case _ if op.regions:
                     if self._needs_reverse(op):

@@ -25,6 +25,7 @@ from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from isozyme.compiler.ad_rules import has_zero_derivative, lookup_rule
+from isozyme.compiler.analysis.buffers import is_view, view_source
 from isozyme.compiler.emitter import is_float
 from isozyme.errors import AnnotationError
 
@@ -51,9 +52,9 @@ def value_flow_edges(op: Operation) -> Iterator[Edge]:
             yield op.memref, op.res
         case memref.StoreOp():
             yield op.value, op.memref
-        case memref.CastOp() | memref.SubviewOp():
-            yield op.source, op.results[0]
-            yield op.results[0], op.source
+        case _ if is_view(op):
+            yield view_source(op), op.results[0]
+            yield op.results[0], view_source(op)
         case memref.AllocOp() | memref.DeallocOp() | memref.DimOp():
             return
         case scf.ForOp():

@@ -6,6 +6,25 @@ from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Operation, SSAValue
 
+from isozyme.dialects.memref_ext import TransposeOp
+
+#: Ops whose result is a view of their first operand's memory (no copy).  The AD passes
+#: take the same view of the shadow; the analyses treat a view like its source.
+VIEW_OPS: tuple[type[Operation], ...] = (
+    memref.SubviewOp, memref.CastOp, memref.ExpandShapeOp, memref.CollapseShapeOp,
+    TransposeOp,
+)
+
+
+def is_view(op: Operation) -> bool:
+    """Whether ``op`` makes a view of a buffer (see :data:`VIEW_OPS`)."""
+    return isinstance(op, VIEW_OPS)
+
+
+def view_source(op: Operation) -> SSAValue:
+    """The buffer a view op looks into (its first operand)."""
+    return op.operands[0]
+
 
 def is_buffer(v: SSAValue) -> bool:
     """True for memref values."""
@@ -13,9 +32,9 @@ def is_buffer(v: SSAValue) -> bool:
 
 
 def root_buffer(v: SSAValue) -> SSAValue:
-    """The buffer a view (``memref.subview``/``memref.cast``) ultimately looks into."""
-    while isinstance(v.owner, (memref.SubviewOp, memref.CastOp)):
-        v = v.owner.source
+    """The buffer a view (:data:`VIEW_OPS`) ultimately looks into."""
+    while isinstance(v.owner, VIEW_OPS):
+        v = view_source(v.owner)  # type: ignore[arg-type]
     return v
 
 
@@ -48,7 +67,7 @@ def read_only_buffers(fn: func.FuncOp) -> set[SSAValue]:
             written.add(root_buffer(op.destination))
         elif isinstance(op, func.CallOp):
             written.update(root_buffer(a) for a in op.arguments if is_buffer(a))
-        elif isinstance(op, (memref.SubviewOp, memref.CastOp)):
+        elif isinstance(op, VIEW_OPS):
             views.append(op.results[0])
     args = {a for a in fn.body.block.args if is_buffer(a) and a not in written}
     return args | {v for v in views if root_buffer(v) in args}

@@ -58,6 +58,8 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from isozyme.compiler.lowering.convert_arith_to_llvm import icmp
+from isozyme.dialects.memref_ext import TransposeOp
 from isozyme.compiler.lowering._common import (
     LoweringError,
     byte_size,
@@ -427,6 +429,111 @@ def _lower_subview(op: memref.SubviewOp, mtype: MemRefType) -> None:
     Rewriter.replace_op(op, [], [desc])
 
 
+def _src_fields(lo: _Lowerer, src: SSAValue) -> tuple[list[_Value], list[_Value]]:
+    """The source's sizes and strides, static ones as ints."""
+    sizes: list[_Value] = [
+        s if s is not None else lo.extract(src, i64, _SIZES, k)
+        for k, s in ((k, lo.static_size(k)) for k in range(lo.rank))
+    ]
+    strides: list[_Value] = [
+        s if s is not None else lo.extract(src, i64, _STRIDES, k)
+        for k, s in enumerate(lo.static_strides())
+    ]
+    return sizes, strides
+
+
+def _new_descriptor(lo: _Lowerer, src: SSAValue, sizes: list[_Value],
+                    strides: list[_Value]) -> SSAValue:
+    """A descriptor with ``src``'s pointers and offset and the given sizes/strides."""
+    desc = lo.b.insert(llvm.UndefOp(memref_descriptor_type(len(sizes)))).res
+    desc = lo.insert(desc, lo.extract(src, _PTR, _ALLOCATED), _ALLOCATED)
+    desc = lo.insert(desc, lo.extract(src, _PTR, _ALIGNED), _ALIGNED)
+    static_offset = lo.static_offset()
+    offset = lo.const(static_offset) if static_offset is not None else \
+        lo.extract(src, i64, _OFFSET)
+    desc = lo.insert(desc, offset, _OFFSET)
+    for j, (size, stride) in enumerate(zip(sizes, strides)):
+        desc = lo.insert(desc, _materialize(lo, size), _SIZES, j)
+        desc = lo.insert(desc, _materialize(lo, stride), _STRIDES, j)
+    return desc
+
+
+def _lower_transpose(op: TransposeOp, mtype: MemRefType) -> None:
+    """Result dimension ``k`` is source dimension ``perm[k]``: permute sizes, strides."""
+    lo = _Lowerer(op, mtype)
+    sizes, strides = _src_fields(lo, op.source)
+    perm = op.perm
+    desc = _new_descriptor(lo, op.source, [sizes[p] for p in perm],
+                           [strides[p] for p in perm])
+    Rewriter.replace_op(op, [], [desc])
+
+
+def _groups(op: memref.ExpandShapeOp | memref.CollapseShapeOp) -> list[list[int]]:
+    return [[int(i.value.data) for i in g.data] for g in op.reassociation.data]
+
+
+def _lower_expand_shape(op: memref.ExpandShapeOp, mtype: MemRefType) -> None:
+    """Source dimension ``i`` splits into the result dimensions of group ``i`` (sizes
+    from ``output_shape``); the group's innermost stride is the source's, each outer one
+    the next inner stride times the next inner size (a split is always a view)."""
+    lo = _Lowerer(op, mtype)
+    _, src_strides = _src_fields(lo, op.src)
+    dyn = iter(op.output_shape)
+    out_sizes: list[_Value] = [
+        next(dyn) if v == DYNAMIC_INDEX else v for v in op.static_output_shape.get_values()
+    ]
+    out_strides: list[_Value] = [0] * len(out_sizes)
+    for i, group in enumerate(_groups(op)):
+        stride = src_strides[i]
+        for k in reversed(group):
+            out_strides[k] = stride
+            stride = _fold_mul(lo, stride, out_sizes[k])
+    Rewriter.replace_op(op, [], [_new_descriptor(lo, op.src, out_sizes, out_strides)])
+
+
+def _lower_collapse_shape(op: memref.CollapseShapeOp, mtype: MemRefType) -> None:
+    """Each group of source dimensions becomes one dimension of the product of their
+    sizes, with the stride of the group's innermost dimension whose size is not 1 (the
+    frontend checks at run time that the group is contiguous)."""
+    lo = _Lowerer(op, mtype)
+    sizes, strides = _src_fields(lo, op.src)
+    out_sizes: list[_Value] = []
+    out_strides: list[_Value] = []
+    for group in _groups(op):
+        size: _Value = 1
+        for k in group:
+            size = _fold_mul(lo, size, sizes[k])
+        stride: _Value = 1
+        for k in group:  # outer to inner: the last dimension not of size 1 wins
+            if isinstance(sizes[k], int):
+                if sizes[k] != 1:
+                    stride = strides[k]
+                continue
+            one = lo.b.insert(icmp(sizes[k], lo.const(1), "eq")).res
+            stride = lo.b.insert(llvm.SelectOp(
+                one, _materialize(lo, stride), _materialize(lo, strides[k]))).res
+        out_sizes.append(size)
+        out_strides.append(stride)
+    Rewriter.replace_op(op, [], [_new_descriptor(lo, op.src, out_sizes, out_strides)])
+
+
+def _lower_extract_strided_metadata(op: memref.ExtractStridedMetaDataOp,
+                                    mtype: MemRefType) -> None:
+    """The descriptor's fields; the base buffer is a rank-0 descriptor of the same
+    allocation."""
+    lo = _Lowerer(op, mtype)
+    sizes, strides = _src_fields(lo, op.source)
+    base = lo.b.insert(llvm.UndefOp(memref_descriptor_type(0))).res
+    base = lo.insert(base, lo.extract(op.source, _PTR, _ALLOCATED), _ALLOCATED)
+    base = lo.insert(base, lo.extract(op.source, _PTR, _ALIGNED), _ALIGNED)
+    base = lo.insert(base, lo.const(0), _OFFSET)
+    static_offset = lo.static_offset()
+    offset = lo.const(static_offset) if static_offset is not None else \
+        lo.extract(op.source, i64, _OFFSET)
+    Rewriter.replace_op(op, [], [base, offset, *[_materialize(lo, v) for v in sizes],
+                                 *[_materialize(lo, v) for v in strides]])
+
+
 _LOWERINGS = {
     memref.LoadOp: (_lower_load, lambda op: op.memref),
     memref.StoreOp: (_lower_store, lambda op: op.memref),
@@ -435,6 +542,10 @@ _LOWERINGS = {
     memref.DeallocOp: (_lower_dealloc, lambda op: op.memref),
     memref.CastOp: (_lower_cast, lambda op: op.source),
     memref.SubviewOp: (_lower_subview, lambda op: op.source),
+    memref.ExpandShapeOp: (_lower_expand_shape, lambda op: op.src),
+    memref.CollapseShapeOp: (_lower_collapse_shape, lambda op: op.src),
+    memref.ExtractStridedMetaDataOp: (_lower_extract_strided_metadata, lambda op: op.source),
+    TransposeOp: (_lower_transpose, lambda op: op.source),
 }
 
 

@@ -199,8 +199,11 @@ def np_diag(v: object, k: int = 0) -> Any:
     return out
 
 
-def reshape(x: object, *shape: object, order: str = "C") -> Any:
-    """``x.reshape(...)`` between 1-D and 2-D (C order), with one ``-1`` allowed."""
+def reshape(x: object, *shape: object, order: str = "C", what: str = "reshape") -> Any:
+    """``x.reshape(...)``/``np.reshape`` (C order, one ``-1`` allowed), and ``ravel``
+    with ``what="ravel"``: a view of ``x`` (:func:`..view_ops.reshape`)."""
+    from ..view_ops import reshape as reshape_view  # noqa: PLC0415
+
     if order != "C":
         raise whole_array_error("reshape with order other than 'C'")
     x = _as_array_operand(x, "reshape")
@@ -209,40 +212,25 @@ def reshape(x: object, *shape: object, order: str = "C") -> Any:
     assert isinstance(x, ArrayTracer)
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    dims = list(shape)
-    if any(isinstance(d, Tracer) and is_array_value(d) for d in dims):
-        raise whole_array_error("an array used as a shape")
-    if dims.count(-1) > 1:
-        raise ValueError("can only specify one unknown dimension")
-    size = x.size
-    if -1 in dims:
-        known: Any = 1
-        for d in dims:
-            if not (isinstance(d, int) and d == -1):
-                known = d if isinstance(known, int) and known == 1 else known * d
-        dims[dims.index(-1)] = size // known
-    if x.ndim == 1 and len(dims) == 1:
-        return x
-    if x.ndim == 2 and len(dims) == 1:  # flatten
-        buf = new_buffer([to_index(dims[0])], x.element_type)
-        ncols = x.dim_index(1)
+    return reshape_view(x, list(shape), what)
 
-        def body(ivs: list[SSAValue]) -> None:
-            v = emit1(memref.LoadOp.get(ssa(x), ivs))
-            j = emit1(arith.AddiOp(ssa(emit1(arith.MuliOp(ivs[0], ncols))), ivs[1]))
-            _store(v, buf, [ssa(j)])
 
-        _for_each_index([x.dim_index(0), ncols], body)
-        return buf
-    if x.ndim == 1 and len(dims) == 2:  # (n,) -> (r, c)
-        r, c = to_index(dims[0]), to_index(dims[1])
-        buf = new_buffer([r, c], x.element_type)
+def flatten(x: object, order: str = "C") -> Any:
+    """``x.flatten()``: a 1-D copy, as in numpy (never a view)."""
+    from .copies import copy_to_new  # noqa: PLC0415
 
-        def body2(ivs: list[SSAValue]) -> None:
-            j = emit1(arith.AddiOp(ssa(emit1(arith.MuliOp(ivs[0], c))), ivs[1]))
-            v = emit1(memref.LoadOp.get(ssa(x), [ssa(j)]))
-            _store(v, buf, ivs)
+    if order != "C":
+        raise whole_array_error("flatten with order other than 'C'")
+    assert isinstance(x, ArrayTracer)
+    return reshape(copy_to_new(x), -1)
 
-        _for_each_index([r, c], body2)
-        return buf
-    raise whole_array_error(f"reshape of a rank-{x.ndim} array to rank {len(dims)}")
+
+def np_asarray(obj: object, dtype: object = None, **kwargs: object) -> Any:
+    """``np.asarray(x)``: ``x`` itself for a traced array of that dtype (numpy returns
+    the same array, so writes through the result reach ``x``); otherwise ``np.array``."""
+    from ..arrays import element_type_of_dtype  # noqa: PLC0415
+
+    if is_array_value(obj) and not kwargs and (
+            dtype is None or element_type_of_dtype(dtype) == obj.element_type):  # type: ignore[union-attr]
+        return obj
+    return np_array(obj, dtype=dtype, **kwargs)

@@ -1,7 +1,7 @@
-"""Copies where numpy gives a view: ``x.T``/``np.transpose`` and indexing with
-``None`` (``x[:, None]``) are copy generics into new buffers, marked so that writes into
-them raise instead of being silently lost (:func:`mark_copy`, :func:`check_writable`).
-Slices and integer indices are real views (:mod:`..views`).
+"""Transposes and new axes (views, built by :mod:`..view_ops`), copies into new buffers
+(:func:`copy_to_new`), and the mark for results that must not be written
+(:func:`mark_copy`, :func:`check_writable`).  Slices and integer indices are views too
+(:mod:`..views`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from xdsl.dialects.builtin import DYNAMIC_INDEX
 from xdsl.ir.affine import AffineExpr
 
 from ..arrays import ArrayTracer
+from isozyme.errors import UnsupportedError
+
 from ..diagnostics import trace_error
 from ..tracer import is_array_value, ssa
 from .array_builders import _as_array_operand
@@ -20,8 +22,9 @@ from .linalg_builder import _ZERO, Size, _d, _identity, _map, _size, _static, ge
 
 
 def np_transpose(a: object, axes: object = None) -> Any:
-    """``np.transpose(a, axes)``/``x.T``: a copy generic with a permuted input map
-    (marked so that writes into it raise)."""
+    """``np.transpose(a, axes)``/``x.T``: a view (``memref.transpose``), as in numpy."""
+    from ..view_ops import transpose  # noqa: PLC0415
+
     a = _as_array_operand(a, "np.transpose")
     if not is_array_value(a):
         return a
@@ -33,14 +36,7 @@ def np_transpose(a: object, axes: object = None) -> Any:
         perm = [int(p) % n for p in (axes if isinstance(axes, (tuple, list)) else [axes])]
         if sorted(perm) != list(range(n)):
             raise ValueError("axes don't match array")
-    # out[k] = in[perm[k]]: input dimension perm[k] is loop k.
-    in_exprs: list[AffineExpr] = [_ZERO] * n
-    for k, p in enumerate(perm):
-        in_exprs[p] = _d(k)
-    shape = [_size(a, p) for p in perm]
-    out = generic([ssa(a)], [_map(n, in_exprs)], None, _identity(n), ["parallel"] * n,
-                  lambda v: v, output_shape=shape, output_type=a.element_type)
-    return mark_copy(out, "a transpose (x.T, np.transpose)")
+    return transpose(a, perm)
 
 
 def _is_py_int(k: object) -> bool:
@@ -80,37 +76,15 @@ def check_writable(x: ArrayTracer) -> None:
 
 
 def getitem_view(x: ArrayTracer, key: object) -> ArrayTracer:
-    """``x[:, None]``, ``x[None]``: a copy into a new buffer with a static 1 dimension for
-    each ``None`` (Python int indices are constants in the input's map).  Slices and
-    integer indices are views (:mod:`.views`), which calls this for the ``None`` items
-    only."""
+    """``x[:, None]``, ``x[None]``: a view with a new axis of size 1 for each ``None``
+    (``memref.expand_shape``).  The key holds ``None`` and full slices only (views.py
+    takes the view of the other items first)."""
+    from ..view_ops import new_axes  # noqa: PLC0415
+
     keys = _expand_key(x, key)
-    shape: list[Size] = []
-    in_exprs: list[AffineExpr] = []
-    j = 0
-    for k in keys:
-        if k is None:
-            shape.append(1)
-            continue
-        if _is_py_int(k):
-            i, static = int(k), _static(x, j)
-            if static != DYNAMIC_INDEX:
-                if not -static <= i < static:
-                    raise IndexError(f"index {i} is out of bounds for axis {j} with size "
-                                     f"{static}")
-                i %= static
-            elif i < 0:
-                raise trace_error("a negative index next to `:` on a dimension of "
-                                  "unknown size", "use x.shape[k] - 1 in a loop instead")
-            in_exprs.append(AffineExpr.constant(i))
-        else:
-            in_exprs.append(_d(len(shape)))
-            shape.append(_size(x, j))
-        j += 1
-    n = len(shape)
-    out = generic([ssa(x)], [_map(n, in_exprs)], None, _identity(n), ["parallel"] * n,
-                  lambda v: v, output_shape=shape, output_type=x.element_type)
-    return mark_copy(out, "indexing with `None` (a new axis)")
+    if any(k is not None and not (isinstance(k, slice) and k == slice(None)) for k in keys):
+        raise UnsupportedError("indexing with None mixed with integers here")
+    return new_axes(x, [k is None for k in keys])
 
 
 def copy_to_new(x: ArrayTracer) -> ArrayTracer:

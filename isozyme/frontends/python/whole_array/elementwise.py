@@ -15,7 +15,9 @@ from xdsl.dialects import arith
 from xdsl.dialects.builtin import DYNAMIC_INDEX, AffineMapAttr, i1
 from xdsl.ir import Attribute, SSAValue
 
-from ..shape_checks import require_same_size
+from isozyme.errors import ShapeError
+
+from ..shape_checks import broadcast_view, fit_size, unify_sizes
 from ..arrays import ArrayTracer
 from ..builtins_table import _min_max2
 from ..diagnostics import trace_error
@@ -42,44 +44,28 @@ from .linalg_builder import (
     _identity,
     _is_one,
     _map,
+    _size,
     _static,
     generic,
 )
 
 
-def broadcast_shape(arrays: Sequence[ArrayTracer]) -> list[Size]:
-    """numpy's broadcast of the arrays' shapes on ranks and static 1 dimensions (two
-    dynamic dimensions are assumed equal)."""
+def broadcast_shape(arrays: Sequence[ArrayTracer]) -> tuple[list[Size], list[list[int]]]:
+    """numpy's broadcast of the arrays' shapes (aligned right), with the checks it needs
+    (:func:`..shape_checks.unify_sizes`).  Returns the shape and, per array, the
+    dimensions that must be broadcast at run time (their size may be 1)."""
     rank = max(a.ndim for a in arrays)
     shape: list[Size] = []
+    late: list[list[int]] = [[] for _ in arrays]
     for k in range(rank):
-        statics: list[int] = []
-        dynamic: Size = None
-        first: tuple[ArrayTracer, int] | None = None
-        for a in arrays:
-            j = k - (rank - a.ndim)
-            if j < 0:
-                continue
-            s = _static(a, j)
-            if s == DYNAMIC_INDEX:
-                if dynamic is None:
-                    dynamic = a.dim_index(j)
-                    first = (a, j)
-                else:
-                    assert first is not None
-                    require_same_size(first[0], first[1], a, j)
-            else:
-                statics.append(s)
-        others = sorted({s for s in statics if s != 1})
-        if len(others) > 1:
-            raise ValueError(f"operands could not be broadcast together (sizes {others})")
-        if others:
-            shape.append(others[0])
-        elif dynamic is not None:
-            shape.append(dynamic)
-        else:
-            shape.append(1)
-    return shape
+        dims = [(a, k - (rank - a.ndim)) for a in arrays if k - (rank - a.ndim) >= 0]
+        size, runtime = unify_sizes(dims)
+        shape.append(size)
+        for a, j in runtime:
+            for i, b in enumerate(arrays):
+                if b is a and j not in late[i]:
+                    late[i].append(j)
+    return shape, late
 
 
 def broadcast_map(a: ArrayTracer, shape: Sequence[Size]) -> AffineMapAttr:
@@ -95,6 +81,10 @@ def broadcast_map(a: ArrayTracer, shape: Sequence[Size]) -> AffineMapAttr:
     return _map(rank, exprs)
 
 
+def _broadcast_operand(a: ArrayTracer, shape: Sequence[Size], dims: Sequence[int]) -> ArrayTracer:
+    return broadcast_view(a, shape, dims) if dims else a
+
+
 def elementwise(fn: Callable[..., object], *operands: object,
                 output_type: Attribute | None = None) -> Any:
     """``fn`` applied elementwise (with broadcasting) to arrays, traced scalars and
@@ -104,13 +94,15 @@ def elementwise(fn: Callable[..., object], *operands: object,
     arrays = [o for o in ops if is_array_value(o)]
     if not arrays:
         return fn(*ops)
-    shape = broadcast_shape(arrays)  # type: ignore[arg-type]
+    shape, late = broadcast_shape(arrays)  # type: ignore[arg-type]
     rank = len(shape)
     inputs: list[SSAValue] = []
     maps: list[AffineMapAttr] = []
     slots: list[int | None] = []
     for o in ops:
         if is_array_value(o):
+            i = next(i for i, a in enumerate(arrays) if a is o)  # not ==: elementwise
+            o = _broadcast_operand(o, shape, late[i])  # type: ignore[arg-type]
             slots.append(len(inputs))
             inputs.append(ssa(o))  # type: ignore[arg-type]
             maps.append(broadcast_map(o, shape))  # type: ignore[arg-type]
@@ -136,17 +128,20 @@ def inplace(op: str, target: ArrayTracer, value: object) -> ArrayTracer:
     check_writable(target)
     value = _as_array_operand(value, f"`{op}=`")
     value = separate_if_overlapping(target, value)
-    # Only whether a dimension is statically 1 matters here (no memref.dim needed).
-    shape: list[Size] = [_static(target, j) if _static(target, j) != DYNAMIC_INDEX else None
-                         for j in range(target.ndim)]
+    shape: list[Size] = [_size(target, j) for j in range(target.ndim)]
     rank = len(shape)
     inputs: list[SSAValue] = []
     maps: list[AffineMapAttr] = []
     if is_array_value(value):
-        if value.ndim > rank:  # type: ignore[union-attr]
-            raise ValueError("non-broadcastable output operand")
-        inputs.append(ssa(value))  # type: ignore[arg-type]
-        maps.append(broadcast_map(value, shape))  # type: ignore[arg-type]
+        assert isinstance(value, ArrayTracer)
+        if value.ndim > rank:
+            raise ShapeError(f"non-broadcastable output operand: a rank-{value.ndim} value "
+                             f"into a rank-{rank} array")
+        late = [j for j in range(value.ndim)
+                if fit_size(target, j + rank - value.ndim, value, j)]
+        value = _broadcast_operand(value, shape, late)
+        inputs.append(ssa(value))
+        maps.append(broadcast_map(value, shape))
     elif isinstance(value, Tracer):
         inputs.append(ssa(value))
         maps.append(_map(rank, []))

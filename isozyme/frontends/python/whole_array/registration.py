@@ -17,7 +17,7 @@ from .. import builtins_table
 from ..arrays import ARRAY_AWARE, ArrayTracer
 from ..builtins_table import TABLE
 from ..tracer import absolute, constant, emit1, is_bool_type, negate, ssa
-from .array_builders import np_array, np_concatenate, np_diag, np_stack, reshape
+from .array_builders import flatten, np_array, np_asarray, np_concatenate, np_diag, np_stack, reshape
 from .contractions import np_dot, np_einsum, np_inner, np_matmul, np_outer, np_vdot
 from .copies import np_transpose
 from .elementwise import (
@@ -92,24 +92,24 @@ ARRAY_AWARE.update({
     np.einsum: np_einsum,
     np.transpose: np_transpose,
     np.array: np_array,
-    np.asarray: np_array,
+    np.asarray: np_asarray,
     np.concatenate: np_concatenate,
     np.stack: np_stack,
     np.diag: np_diag,
     np.reshape: lambda a, newshape=None, order="C", **kw: reshape(
         a, kw.get("shape", newshape), order=order),
-    np.ravel: lambda a, order="C": reshape(a, -1, order=order),
+    np.ravel: lambda a, order="C": reshape(a, -1, order=order, what="ravel"),
 })
 # np.array / np.asarray of lists holding traced scalars (no array argument).
 TABLE[np.array] = np_array
-TABLE[np.asarray] = np_array
+TABLE[np.asarray] = np_asarray
 
 ArrayTracer.T = property(np_transpose)  # type: ignore[attr-defined]
 ArrayTracer.transpose = lambda self, *axes: np_transpose(  # type: ignore[attr-defined]
     self, (axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes) or None)
 ArrayTracer.dot = lambda self, other: np_dot(self, other)  # type: ignore[attr-defined]
 ArrayTracer.reshape = lambda self, *shape, order="C": reshape(self, *shape, order=order)  # type: ignore[attr-defined]
-ArrayTracer.ravel = lambda self, order="C": reshape(self, -1, order=order)  # type: ignore[attr-defined]
-ArrayTracer.flatten = lambda self, order="C": reshape(self, -1, order=order)  # type: ignore[attr-defined]
+ArrayTracer.ravel = lambda self, order="C": reshape(self, -1, order=order, what="ravel")  # type: ignore[attr-defined]
+ArrayTracer.flatten = lambda self, order="C": flatten(self, order=order)  # type: ignore[attr-defined]
 ArrayTracer.astype = astype  # type: ignore[attr-defined]
 ArrayTracer.clip = lambda self, a_min=None, a_max=None, **kw: np_clip(self, a_min, a_max, **kw)  # type: ignore[attr-defined]

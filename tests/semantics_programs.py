@@ -1,0 +1,114 @@
+"""Programs for tests/test_numpy_semantics.py: numpy's broadcasting (size-1 dimensions
+known at trace time and at run time) and view semantics (reshape, ravel, asarray, .T,
+new axes), each returning a float so that it can be differentiated."""
+
+import numpy as np
+
+
+# -- broadcasting --------------------------------------------------------------------
+def col_times_matrix(w, X):
+    return np.sum(w.reshape(-1, 1) * X)
+
+
+def const_row(X):
+    return np.sum(X * np.array([[1.0, 2.0, 3.0]]))
+
+
+def zeros_column(X):
+    return np.sum((np.zeros((X.shape[0], 1)) + X) ** 2)
+
+
+def slice_ratio(A):
+    return np.sum(A[:, 0:2] / A[:, 2:3])
+
+
+def times(x, y):
+    return np.sum(x * y)
+
+
+def tail_times(x, y):
+    return np.sum(x[2:] * y)
+
+
+def first_into(X, v):
+    Y = X.copy()
+    Y += v[0:1] * 2.0
+    return np.sum(Y * Y)
+
+
+def row_assign(X, v):
+    Y = np.zeros((X.shape[0], X.shape[1]))
+    Y[:, :] = v[1:2]
+    return np.sum(Y * X)
+
+
+def stencil_like(u):
+    return np.sum((u[:-2] - 2.0 * u[1:-1] + u[2:]) ** 2)
+
+
+# -- views -----------------------------------------------------------------------------
+def reshape_write(x):
+    y = x.reshape(2, -1)
+    y[0, 1] = x[0] * 3.0
+    return np.sum(x**2)
+
+
+def ravel_write(X):
+    r = X.ravel()
+    r[1] = X[0, 0] ** 2
+    return np.sum(X * X)
+
+
+def asarray_write(x):
+    y = np.asarray(x)
+    y[0] = x[1] * 2.0
+    return np.sum(x**3)
+
+
+def transpose_sees_writes(X):
+    t = X.T
+    X[0, 1] = X[1, 0] * 5.0
+    return np.sum(t * t)
+
+
+def transpose_write(X):
+    t = np.transpose(X)
+    t[0, 1] = X[0, 0] * 3.0
+    return np.sum(X**2)
+
+
+def newaxis_sees_writes(x):
+    c = x[:, None]
+    x[0] = x[1] * 2.0
+    return np.sum(c * c)
+
+
+def flatten_copies(x):
+    f = x.flatten()
+    f[0] = 100.0
+    return np.sum(x**2) + f[0] * x[1]
+
+
+def reshape_2d(X):
+    Y = X.reshape(3, 2)
+    return np.sum(Y[0] * Y[2]) + np.sum(X.reshape(-1, 1) * X.ravel())
+
+
+def transposed_product(A, x):
+    return np.sum((A.T @ x) ** 2)
+
+
+def ravel_any(X):
+    return np.sum(X.ravel() * np.arange(X.size))
+
+
+def add_into(X, v):
+    Y = X.copy()
+    Y += v
+    return np.sum(Y * Y)
+
+
+def reshape_flat_write(X):
+    f = X.reshape(-1)
+    f[1] = 7.0
+    return np.sum(f * f)
