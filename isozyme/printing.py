@@ -8,7 +8,7 @@ host functions, made in order by the compiled code each time it runs:
 * ``__iz_print_f64(double v)`` / ``__iz_print_i64(int64 v)`` for each traced value;
 * ``__iz_print_end(int64 format)``, which prints the values collected on this thread
   with the :class:`PrintFormat` registered under that number (the text arguments,
-  ``sep``, ``end``, ``file``, ``flush``) through Python's own ``print``.
+  ``sep``, ``end``, ``file``, ``flush``) as Python's ``print`` would, in one write.
 
 The host functions are ctypes callbacks registered with llvmlite under those names
 (:func:`register_host_functions`), so MCJIT resolves them like libm's functions.  A
@@ -23,7 +23,6 @@ runtime needs only the symbol names to be registered before it links a module.
 
 from __future__ import annotations
 
-import builtins
 import ctypes
 import sys
 import threading
@@ -113,7 +112,13 @@ def _end(k: int) -> None:
                 args.append(_CONVERT[kind](v))
             else:
                 args.append(p)
-        builtins.print(*args, sep=fmt.sep, end=fmt.end, file=fmt.file, flush=fmt.flush)
+        # One write per print, so that lines printed by threads at once stay whole.
+        file = fmt.file if fmt.file is not None else sys.stdout
+        if file is None:  # no standard output (pythonw): print() does nothing either
+            return
+        file.write(fmt.sep.join(map(str, args)) + fmt.end)
+        if fmt.flush:
+            file.flush()
     except Exception as e:  # noqa: BLE001
         _report(e)
 

@@ -302,7 +302,8 @@ def test_comparisons():
 
 def test_mixed_types_promote():
     t = check(mixed, [f64, i64], (1.5, 3), (-2.25, 4))
-    assert [str(x) for x in t.result_types] == ["f64", "i64", "f64", "i64", "f64", "f64", "f64"]
+    # 2 ** n with n of unknown sign is a float: Python's type depends on the sign of n
+    assert [str(x) for x in t.result_types] == ["f64", "i64", "f64", "f64", "f64", "f64", "f64"]
     assert ops_of(t, arith.SIToFPOp)
 
 

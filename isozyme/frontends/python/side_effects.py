@@ -14,7 +14,8 @@ that is what the user wants (``len(x)``, ``range(n)``...), but not for these:
 
 They raise :class:`isozyme.errors.TraceError` naming the file and line.  ``print`` runs
 at *run time* instead (see :mod:`.debug_print`), and ``isinstance`` answers for the
-value a tracer stands for (:func:`traced_isinstance`).
+value a tracer stands for (:func:`traced_isinstance`); ``bool`` of an array follows numpy's
+rule (:func:`traced_bool`).
 
 :func:`intercept` is what :func:`.functions.converted_call` consults first.
 """
@@ -36,7 +37,7 @@ from xdsl.dialects.builtin import Float32Type, MemRefType
 from isozyme.errors import TraceError
 
 from .diagnostics import trace_error
-from .tracer import Tracer, is_bool_type, is_float_type, is_int_type
+from .tracer import Tracer, is_bool_type, is_float_type, is_int_type, to_bool
 
 _FIXED = "the value would be fixed at trace time"
 
@@ -153,8 +154,15 @@ def traced_isinstance(obj: object, classinfo: Any) -> bool:
     return any(issubclass(s, classinfo) for s in stands_for)
 
 
+def traced_bool(x: object = False) -> Any:
+    """``bool(x)`` for converted code: the truth value of a tracer as an ``i1`` tracer;
+    for an array, numpy's rule (refused unless it has exactly one element)."""
+    return to_bool(x) if isinstance(x, Tracer) else bool(x)
+
+
 def _build_table() -> dict[Any, Callable[..., Any]]:
     table: dict[Any, Callable[..., Any]] = {
+        builtins.bool: traced_bool,
         builtins.hash: _hash_or_id(builtins.hash),
         builtins.id: _hash_or_id(builtins.id),
         builtins.open: _io("open"),
