@@ -25,6 +25,7 @@ from isozyme.annotations import (
     ReverseWithPrimal,
 )
 from isozyme.api import GradientResult, autodiff, gradient, gradient_, ir, ir_stages
+from isozyme.config import config
 from isozyme.errors import (
     AnnotationError,
     CompileError,
@@ -43,7 +44,8 @@ __all__ = [
     "CompileError", "Const", "Duplicated", "DuplicatedNoNeed", "Forward",
     "ForwardWithPrimal", "GradientResult", "IsozymeError", "Mode", "OutOfBoundsError",
     "ReadOnlyError", "Reverse",
-    "ReverseWithPrimal", "ShapeError", "TraceError", "UnsupportedError", "autodiff", "gradient",
+    "ReverseWithPrimal", "ShapeError", "TraceError", "UnsupportedError", "autodiff", "config",
+    "gradient",
     "gradient_",
     "ir", "ir_stages",
 ]

@@ -30,6 +30,37 @@ from isozyme.runtime.marshal import (
 )
 from isozyme.runtime.result_arrays import make_result_wrapper
 
+#: ``(kind, message, n_values)`` per check id (id ``k`` at index ``k - 1``), as
+#: ``isozyme.compiler.lowering.convert_check_to_llvm.check_table`` reads it.
+CheckTable = Sequence[tuple[str, str, int]]
+
+
+def _error_class(kind: str) -> type[Exception]:
+    """The isozyme error a failing check of ``kind`` raises."""
+    from isozyme import errors  # noqa: PLC0415
+    from isozyme.dialects.check import CHECK_KINDS  # noqa: PLC0415
+
+    return getattr(errors, CHECK_KINDS.get(kind, "UnsupportedError"))
+
+
+def make_check_failure(
+    checks: CheckTable, out_buf: ctypes.Array, status_slot: int
+) -> Callable[[], None]:
+    """The function raising the error of the check whose id the status record in
+    ``out_buf`` (from 8-byte slot ``status_slot`` on) names, with its values."""
+    record = (ctypes.c_int64 * (1 + max(n for _, _, n in checks))).from_buffer(
+        out_buf, 8 * status_slot
+    )
+
+    def fail() -> None:
+        code = record[0]
+        if not 1 <= code <= len(checks):
+            raise RuntimeError(f"isozyme runtime: bad check status {code}")
+        kind, message, n = checks[code - 1]
+        raise _error_class(kind)(message.format(*record[1 : 1 + n]))
+
+    return fail
+
 #: ctypes signature of every entry point: ``void (*)(void *in, void *out)``.
 #: ``CFUNCTYPE`` releases the GIL during the call (long loops do not block other
 #: threads); ``PYFUNCTYPE`` would save about 0.03 us per call but hold the GIL.
@@ -48,6 +79,7 @@ def make_entry_callable(
     arg_types: Sequence[str | MemrefSpec],
     result_types: Sequence[str | MemrefSpec],
     keepalive: object = None,
+    checks: CheckTable = (),
 ) -> Callable[..., tuple[Any, ...]]:
     """Build the fast Python wrapper of the entry point at ``address``.
 
@@ -59,6 +91,11 @@ def make_entry_callable(
     The descriptors of memref arguments are ctypes structures
     (:func:`descriptor_struct`) placed in the input buffer after the slots, so the
     one ``pack_into`` fills the slots (descriptor addresses) and the descriptors.
+
+    ``checks``: the run-time checks of the module (empty when it has none). The entry
+    then writes a status record after the result slots; the wrapper tests its first
+    slot after the call (one integer test) and raises the failing check's error
+    before reading any result.
     """
     slots_codes = "".join(
         "Q" if isinstance(t, MemrefSpec) else _SLOT_CODES[t] for t in arg_types
@@ -71,7 +108,9 @@ def make_entry_callable(
     out_struct = struct.Struct("<" + "".join(_out_code(t) for t in result_types))
     # At least one byte each so the buffers have an address; 8-byte aligned.
     in_buf = (ctypes.c_int64 * max((in_struct.size + 7) // 8, 1))()
-    out_buf = (ctypes.c_int64 * max((out_struct.size + 7) // 8, 1))()
+    out_slots = (out_struct.size + 7) // 8
+    status_size = 1 + max(n for _, _, n in checks) if checks else 0
+    out_buf = (ctypes.c_int64 * max(out_slots + status_size, 1))()
     fn = _ENTRY_FNTYPE(address)
     names = [f"a{i}" for i in range(len(arg_types))]
     params = ", ".join(names)
@@ -110,6 +149,11 @@ def make_entry_callable(
         values = ", ".join(slot_values + desc_values)
         lines.append(f"    pack_into(in_buf, 0, {values})")
     lines.append("    fn(in_ptr, out_ptr)")
+    if checks:
+        namespace["status"] = ctypes.c_int64.from_buffer(out_buf, 8 * out_slots)
+        namespace["check_failed"] = make_check_failure(checks, out_buf, out_slots)
+        lines.append("    if status.value:")
+        lines.append("        check_failed()")
     if any(isinstance(t, MemrefSpec) for t in result_types):
         namespace["wrap"] = make_result_wrapper(result_types)
         arg_owners = "".join(

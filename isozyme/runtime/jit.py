@@ -129,6 +129,8 @@ class CompiledModule:
     #: entry-point name in the source (``_iz_entry_f``) -> native address.
     entry_addresses: dict[str, int]
     _module: llb.ModuleRef = field(repr=False)
+    #: The run-time checks' ``(kind, message, n_values)`` by id - 1 (``isz.check``).
+    checks: tuple[tuple[str, str, int], ...] = ()
 
     def entry(
         self,
@@ -173,7 +175,7 @@ class CompiledModule:
             spec = memref_spec(t)
             results.append(spec if spec is not None else type_name(t))
         return make_entry_callable(
-            self.entry_addresses[key], args, results, keepalive=self
+            self.entry_addresses[key], args, results, keepalive=self, checks=self.checks
         )
 
 
@@ -235,4 +237,8 @@ def compile_llvm_ir(llvm_ir: str) -> CompiledModule:
 
 def compile_llvm_module(module: ModuleOp) -> CompiledModule:
     """JIT an ``llvm``-stage module (the output of ``lower_to_llvm``)."""
-    return compile_llvm_ir(translate_to_llvm_ir(module, host_target_triple()))
+    from isozyme.compiler.lowering.convert_check_to_llvm import check_table  # noqa: PLC0415
+
+    compiled = compile_llvm_ir(translate_to_llvm_ir(module, host_target_triple()))
+    compiled.checks = check_table(module)
+    return compiled

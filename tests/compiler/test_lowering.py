@@ -73,6 +73,7 @@ def test_pass_names_follow_mlir() -> None:
         "convert-enzyme-cache-to-llvm",
         "convert-func-to-llvm",
         "convert-cf-to-llvm",
+        "convert-isz-check-to-llvm",
         "add-c-entry-points",
     ]
 

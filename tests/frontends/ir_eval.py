@@ -31,6 +31,8 @@ from xdsl.interpreters.math import MathFunctions
 from xdsl.interpreters.scf import ScfFunctions
 from xdsl.ir import Operation
 
+from isozyme.dialects.check import CHECK_KINDS, CheckOp
+
 
 def _round_to(op: Operation, value: Any) -> Any:
     t = op.results[0].type
@@ -151,6 +153,16 @@ class ExtraFunctions(InterpreterFunctions):
     run_roundeven = impl(mathd.RoundEvenOp)(_unary(lambda x: float(round(x)) if math.isfinite(x) else x))
     run_copysign = impl(mathd.CopySignOp)(_binary(math.copysign))
     run_erf = impl(mathd.ErfOp)(_unary(math.erf))
+
+    @impl(CheckOp)
+    def run_check(self, interpreter: Interpreter, op: CheckOp, args: PythonValues):
+        """``isz.check``: raise the isozyme error of the check's kind when it fails."""
+        if not args[0]:
+            import isozyme.errors as errors  # noqa: PLC0415
+
+            cls = getattr(errors, CHECK_KINDS[op.kind.data])
+            raise cls(op.message.data.format(*args[1:]))
+        return ()
 
 
 def _np_dtype(t: Any) -> Any:

@@ -14,6 +14,7 @@ from isozyme.compiler.lowering._common import LoweringError
 from isozyme.compiler.lowering.add_c_entry_points import AddCEntryPointsPass
 from isozyme.compiler.lowering.convert_arith_to_llvm import ConvertArithToLLVMPass
 from isozyme.compiler.lowering.convert_cf_to_llvm import ConvertCfToLLVMPass
+from isozyme.compiler.lowering.convert_check_to_llvm import ConvertCheckToLLVMPass
 from isozyme.compiler.lowering.convert_enzyme_cache_to_llvm import (
     ConvertEnzymeCacheToLLVMPass,
 )
@@ -37,6 +38,7 @@ LOWERING_PASSES: tuple[type[ModulePass], ...] = (
     ConvertEnzymeCacheToLLVMPass,
     ConvertFuncToLLVMPass,
     ConvertCfToLLVMPass,
+    ConvertCheckToLLVMPass,
     AddCEntryPointsPass,
 )
 
@@ -70,6 +72,7 @@ __all__ = [
     "AddCEntryPointsPass",
     "ConvertArithToLLVMPass",
     "ConvertCfToLLVMPass",
+    "ConvertCheckToLLVMPass",
     "ConvertEnzymeCacheToLLVMPass",
     "ConvertFuncToLLVMPass",
     "ConvertMathToLLVMPass",

@@ -12,6 +12,10 @@ consecutive slots with its descriptor's fields: allocated pointer, aligned point
 offset, sizes[r], strides[r] (the slots of later results follow). The caller owns
 the returned memory (``free`` of the allocated pointer); the runtime wraps it in a
 numpy array. The runtime calls these through ctypes.
+
+When the module has run-time checks (``convert-isz-check-to-llvm``), the status record
+follows the result slots in ``%out``: the entry zeroes its first slot before the call and
+passes its address to a function that takes the hidden status pointer.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from isozyme.compiler.lowering._common import (
     LoweringError,
     descriptor_rank,
 )
+from isozyme.compiler.lowering.convert_check_to_llvm import CHECKS_ATTR, takes_status
 
 _PTR = llvm.LLVMPointerType()
 
@@ -79,8 +84,18 @@ def _store_result(b: Builder, base: SSAValue, k: int, value: SSAValue) -> int:
     return k + 1
 
 
-def build_entry(f: llvm.FuncOp) -> llvm.FuncOp:
-    """Build ``@_iz_entry_<f>`` for ``f`` (an ``llvm.func`` with a body)."""
+def result_slots(t: Attribute) -> int:
+    """The number of 8-byte out slots of one result of type ``t``."""
+    rank = descriptor_rank(t)
+    return 1 if rank is None else 3 + 2 * rank
+
+
+def build_entry(f: llvm.FuncOp, with_status: bool = False) -> llvm.FuncOp:
+    """Build ``@_iz_entry_<f>`` for ``f`` (an ``llvm.func`` with a body).
+
+    ``with_status``: the module has checks, so ``%out`` holds a status record after the
+    result slots, zeroed here (and passed to ``f`` when it takes the status pointer).
+    """
     ftype = f.function_type
     out_t = ftype.output
     if isinstance(out_t, llvm.LLVMVoidType):
@@ -99,7 +114,17 @@ def build_entry(f: llvm.FuncOp) -> llvm.FuncOp:
     block = Block(arg_types=[_PTR, _PTR])
     in_ptr, out_ptr = block.args
     b = Builder(InsertPoint.at_end(block))
-    args = [_load_arg(b, in_ptr, k, t) for k, t in enumerate(ftype.inputs.data)]
+    inputs = list(ftype.inputs.data)
+    status_arg = takes_status(f)
+    if status_arg:
+        inputs.pop()
+    args = [_load_arg(b, in_ptr, k, t) for k, t in enumerate(inputs)]
+    if with_status or status_arg:
+        status = _slot(b, out_ptr, sum(result_slots(t) for t in result_types))
+        zero = b.insert(llvm.ConstantOp(builtin.IntegerAttr(0, i64), i64)).result
+        b.insert(llvm.StoreOp(zero, status))
+        if status_arg:
+            args.append(status)
     called = b.insert(
         llvm.CallOp(
             f.sym_name.data,
@@ -158,5 +183,6 @@ class AddCEntryPointsPass(ModulePass):
             and is_public_definition(f)
             and ENTRY_PREFIX + f.sym_name.data not in existing
         ]
+        with_status = CHECKS_ATTR in op.attributes
         for f in targets:
-            op.body.block.add_op(build_entry(f))
+            op.body.block.add_op(build_entry(f, with_status))

@@ -355,7 +355,14 @@ class ArrayTracer(Tracer):
         keys = expand_key(self, key)
         return [self._one_index(k, i) for k, i in enumerate(keys)]
 
-    def _one_index(self, k: int, i: object) -> SSAValue:
+    def _one_index(self, k: int, i: object, checked: bool = True) -> SSAValue:
+        """The ``index`` offset of integer index ``i`` in dimension ``k``: wrapped when
+        it may be negative (numpy's ``x[-1]``) and, unless ``checked`` is False or
+        ``isozyme.config(boundscheck=False)``, bounds-checked at run time
+        (``OutOfBoundsError`` outside ``[-n, n)``); a Python int on a static size is
+        checked now."""
+        from .runtime_checks import check_index, static_index_error  # noqa: PLC0415
+
         static = self.type.get_shape()[k]
         if isinstance(i, Tracer):
             if is_float_type(i.type):
@@ -365,24 +372,30 @@ class ArrayTracer(Tracer):
                 i = cast(i, i64)
             lb = lower_bound(i)
             idx = to_index(i)
-            if lb is not None and lb >= 0:
-                return idx
-            zero = constant(0, index)
-            neg = emit1(arith.CmpiOp(idx, ssa(zero), "slt"))
             size = self.dim_index(k)
-            wrapped = emit1(arith.AddiOp(idx, size))
-            return ssa(emit1(arith.SelectOp(ssa(neg), ssa(wrapped), idx)))
+            if lb is not None and lb >= 0:
+                out = idx
+            else:
+                zero = constant(0, index)
+                neg = emit1(arith.CmpiOp(idx, ssa(zero), "slt"))
+                wrapped = emit1(arith.AddiOp(idx, size))
+                out = ssa(emit1(arith.SelectOp(ssa(neg), ssa(wrapped), idx)))
+            if checked:
+                check_index(i, out, size, k)
+            return out
         if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
             raise trace_error(f"an array index of type {type(i).__name__}",
                               "array indices must be integers")
         i = int(i)
         if static != DYNAMIC_INDEX:
             if not -static <= i < static:
-                raise IndexError(f"index {i} is out of bounds for axis {k} with size {static}")
+                raise static_index_error(i, k, static)
             return to_index(i % static)
-        if i >= 0:
-            return to_index(i)
-        return ssa(emit1(arith.AddiOp(self.dim_index(k), to_index(i))))
+        size = self.dim_index(k)
+        out = to_index(i) if i >= 0 else ssa(emit1(arith.AddiOp(size, to_index(i))))
+        if checked:
+            check_index(i, out, size, k)
+        return out
 
     def __getitem__(self, key: object) -> Tracer:
         from .views import getitem  # noqa: PLC0415

@@ -252,19 +252,32 @@ def _slice_parts(s: slice, n: Idx) -> tuple[Idx, Idx, int]:
     return start, size, step
 
 
-def _int_offset(x: ArrayTracer, k: int, i: object) -> Idx:
-    """The offset of integer index ``i`` in dimension ``k`` (wrapped if negative)."""
+def _int_offset(x: ArrayTracer, k: int, i: object, checked: bool = True) -> Idx:
+    """The offset of integer index ``i`` in dimension ``k`` (wrapped if negative),
+    bounds-checked at the insertion point unless ``checked`` is False (see
+    :meth:`ArrayTracer._one_index`)."""
+    from .runtime_checks import check_index, static_index_error  # noqa: PLC0415
+
     static = x.type.get_shape()[k]
     if isinstance(i, Tracer):
-        return x._one_index(k, i)
+        return x._one_index(k, i, checked)
     i = int(i)  # type: ignore[call-overload]
     if static != DYNAMIC_INDEX:
         if not -static <= i < static:
-            raise IndexError(f"index {i} is out of bounds for axis {k} with size {static}")
+            raise static_index_error(i, k, static)
         return i % static
-    if i >= 0:
-        return i
-    return _add(x.dim_index(k), i)
+    off = i if i >= 0 else _add(x.dim_index(k), i)
+    if checked:
+        check_index(i, _v(off), x.dim_index(k), k)
+    return off
+
+
+def _check_int_keys(x: ArrayTracer, keys: Sequence[object]) -> None:
+    """Bounds-check the integer keys of a view of ``x`` at the insertion point (a view
+    made in the entry block for a loop or branch is checked where it is used)."""
+    for k, item in enumerate(keys):
+        if not isinstance(item, slice):
+            _int_offset(x, k, item)
 
 
 # --------------------------------------------------------------------------- views
@@ -288,6 +301,7 @@ def view(x: ArrayTracer, keys: Sequence[object]) -> ArrayTracer:
     if all(_is_full(k) for k in keys):
         return x
     fingerprint = _fingerprint(keys)
+    _check_int_keys(x, keys)
     fb = current_builder()
     if fb.block is not fb.entry and x.builder is fb and _hoistable(fb, x, keys):
         # Inside a loop or branch, a view of an array of the function's entry block with
@@ -328,7 +342,7 @@ def _make_view(x: ArrayTracer, keys: Sequence[object], fingerprint: tuple) -> Ar
             steps.append(step)
             kept.append(size)
         else:
-            offsets.append(_int_offset(x, k, item))
+            offsets.append(_int_offset(x, k, item, checked=False))  # view() checks
             sizes.append(1)
             steps.append(1)
     result_type = _view_type(x, kept)
