@@ -434,3 +434,16 @@ def one_element(x, v):
 def test_truth_value_of_a_one_element_array_is_its_element(v):
     (grads,) = iz.autodiff(Reverse, one_element, Active, Active(1.0), Const(v))
     assert grads[0] == one_element(1.0, v)
+
+
+def formats_a_tracer(x):
+    print(f"x = {x:.3f}")
+    return x
+
+
+def test_formatting_a_tracer_as_text_is_refused():
+    with pytest.raises(TraceError) as e:
+        iz.autodiff(Reverse, formats_a_tracer, Active, Active(1.0))
+    line = _line_of(formats_a_tracer, "print(f")
+    assert f"{HERE}:{line}: cannot trace formatting a traced value" in str(e.value)
+    assert "print('x =', x)" in str(e.value)

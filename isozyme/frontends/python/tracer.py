@@ -691,6 +691,14 @@ class Tracer:
     def __complex__(self) -> complex:
         raise _concrete_value_error("a Python complex")
 
+    def __format__(self, spec: str) -> str:
+        # f"{x}" and str.format would bake the tracer's own text into the program.
+        raise trace_error(
+            "formatting a traced value as text (an f-string or str.format)",
+            "its value is only known when the compiled code runs; print it as a separate "
+            "argument, which prints the run-time value on every call: print('x =', x)",
+        )
+
     def __iter__(self) -> Any:
         raise trace_error("iteration over a traced scalar", "a scalar is not iterable")
 
