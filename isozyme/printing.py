@@ -5,7 +5,8 @@ would print once, and print tracers rather than numbers.  The frontend
 (:mod:`isozyme.frontends.python.debug_print`) turns ``print(...)`` into calls of three
 host functions, made in order by the compiled code each time it runs:
 
-* ``__iz_print_f64(double v)`` / ``__iz_print_i64(int64 v)`` for each traced value;
+* ``__iz_print_f64(double v)`` / ``__iz_print_i64(int64 v)`` for each traced value
+  (for an array: each size, then each element in C order);
 * ``__iz_print_end(int64 format)``, which prints the values collected on this thread
   with the :class:`PrintFormat` registered under that number (the text arguments,
   ``sep``, ``end``, ``file``, ``flush``) as Python's ``print`` would, in one write.
@@ -49,7 +50,8 @@ _CONVERT: dict[str, Any] = {
 class PrintFormat:
     """One ``print`` call site: ``pieces`` holds the text of each argument known at trace
     time, or ``None`` where the next run-time value goes; ``kinds`` the kind of each
-    run-time value (``float64``, ``float32``, ``int``, ``bool``)."""
+    run-time value (``float64``, ``float32``, ``int``, ``bool``, or
+    ``array:<dtype>:<rank>`` for an array)."""
 
     pieces: tuple[str | None, ...]
     kinds: tuple[str, ...]
@@ -90,6 +92,17 @@ def _report(e: BaseException) -> None:
         pass
 
 
+def _value(kind: str, values: Any) -> Any:
+    """The next printed value of ``kind`` from the iterator of collected ``values``: one
+    number, or for ``array:<dtype>:<rank>`` the sizes and then the elements in C order."""
+    if not kind.startswith("array:"):
+        return _CONVERT[kind](next(values))
+    _, dtype, rank = kind.split(":")
+    shape = tuple(int(next(values)) for _ in range(int(rank)))
+    count = int(np.prod(shape, dtype=np.int64))
+    return np.array([next(values) for _ in range(count)]).astype(dtype).reshape(shape)
+
+
 def _take_f64(v: float) -> None:
     _pending().append(v)
 
@@ -104,14 +117,11 @@ def _end(k: int) -> None:
     values.clear()
     try:
         fmt = _FORMATS[k]
-        it = iter(zip(fmt.kinds, taken))
+        values = iter(taken)
+        kinds = iter(fmt.kinds)
         args: list[Any] = []
         for p in fmt.pieces:
-            if p is None:
-                kind, v = next(it)
-                args.append(_CONVERT[kind](v))
-            else:
-                args.append(p)
+            args.append(p if p is not None else _value(next(kinds), values))
         # One write per print, so that lines printed by threads at once stay whole.
         file = fmt.file if fmt.file is not None else sys.stdout
         if file is None:  # no standard output (pythonw): print() does nothing either

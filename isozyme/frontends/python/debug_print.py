@@ -12,16 +12,18 @@ the AD passes copy them into the forward sweep like any op without active result
 forward mode prints the primal values and reverse mode prints once, in its forward
 sweep (never in the reverse sweep).
 
-Refused (TraceError): a traced array (print its elements or a reduction), a container
-or object whose text would show tracers (pass the values as separate arguments), and a
-traced ``sep``/``end``/``file``.
+A traced array is printed as numpy prints it: its sizes and then its elements (in C
+order, by nested loops) are handed to the host, which rebuilds a numpy array.
+
+Refused (TraceError): a container or object whose text would show tracers (pass the
+values as separate arguments), and a traced ``file``/``flush``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from xdsl.dialects import arith, func
+from xdsl.dialects import arith, func, memref
 from xdsl.dialects.builtin import Float32Type, IndexType, f64, i64
 
 from isozyme import printing
@@ -67,6 +69,24 @@ def _pass_value(t: Tracer) -> str:
     return "int"
 
 
+def _pass_array(a: Any) -> str:
+    """Emit the calls that hand array ``a`` to the host: its sizes, then its elements in
+    C order (nested ``scf.for`` loops); return its kind, ``array:<dtype>:<rank>``."""
+    from .arrays import _for_each_index, numpy_dtype  # noqa: PLC0415 (import cycle)
+
+    sizes = [a.dim_index(k) for k in range(a.ndim)]
+    for size in sizes:
+        _pass_value(Tracer(current_builder().insert(arith.IndexCastOp(size, i64)).result))
+    dtype = numpy_dtype(a.element_type)
+
+    def element(ivs: list[Any]) -> None:
+        load = current_builder().insert(memref.LoadOp.get(ssa(a), ivs))
+        _pass_value(Tracer(load.results[0]))
+
+    _for_each_index(sizes, element)
+    return f"array:{dtype.name}:{a.ndim}"
+
+
 def _plain_text(obj: object) -> str:
     text = str(obj)
     if "Tracer(%" in text:  # a tuple, list, dict or object holding traced values
@@ -96,14 +116,9 @@ def traced_print(*args: object, sep: object = " ", end: object = "\n", file: Any
     # Check every argument before emitting anything.
     pieces: list[str | None] = []
     for a in args:
-        if is_array_value(a):
-            raise trace_error(
-                "print of a traced array",
-                "printing whole arrays at run time is not supported; print elements "
-                "(print(x[i]) in a loop) or a reduction (print(np.sum(x)))",
-            )
         pieces.append(None if isinstance(a, Tracer) else _plain_text(a))
-    kinds = [_pass_value(a) for a in args if isinstance(a, Tracer)]
+    kinds = [_pass_array(a) if is_array_value(a) else _pass_value(a)
+             for a in args if isinstance(a, Tracer)]
     fmt = printing.PrintFormat(tuple(pieces), tuple(kinds), sep_s, end_s, file, bool(flush))
     printing.register_host_functions()
     k = printing.register_format(fmt)
