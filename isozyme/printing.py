@@ -2,9 +2,10 @@
 
 A traced function runs once per compilation, so a ``print`` executed while tracing
 would print once, and print tracers rather than numbers.  The frontend
-(:mod:`isozyme.frontends.python.debug_print`) turns ``print(...)`` into calls of three
+(:mod:`isozyme.frontends.python.debug_print`) turns ``print(...)`` into calls of four
 host functions, made in order by the compiled code each time it runs:
 
+* ``__iz_print_begin()``, which drops values a failed print left behind;
 * ``__iz_print_f64(double v)`` / ``__iz_print_i64(int64 v)`` for each traced value
   (for an array: each size, then each element in C order);
 * ``__iz_print_end(int64 format)``, which prints the values collected on this thread
@@ -36,6 +37,7 @@ import numpy as np
 PRINT_F64 = "__iz_print_f64"
 PRINT_I64 = "__iz_print_i64"
 PRINT_END = "__iz_print_end"
+PRINT_BEGIN = "__iz_print_begin"
 
 #: How a value passed to ``__iz_print_f64``/``__iz_print_i64`` is shown, by kind.
 _CONVERT: dict[str, Any] = {
@@ -57,8 +59,15 @@ class PrintFormat:
     kinds: tuple[str, ...]
     sep: str = " "
     end: str = "\n"
-    file: Any = None  # None: sys.stdout when the compiled code runs
+    file: Any = None  # None/STDOUT/STDERR: sys.stdout/sys.stderr when the code runs
     flush: bool = False
+
+
+#: ``PrintFormat.file`` for ``file=sys.stdout``/``file=sys.stderr``: looked up when the
+#: compiled code runs, as Python's ``print`` evaluates ``sys.stderr`` on each call (the
+#: streams may be replaced after compiling: redirection, pytest's capture).
+STDOUT = "<sys.stdout>"
+STDERR = "<sys.stderr>"
 
 
 _LOCK = threading.Lock()
@@ -103,6 +112,11 @@ def _value(kind: str, values: Any) -> Any:
     return np.array([next(values) for _ in range(count)]).astype(dtype).reshape(shape)
 
 
+def _begin() -> None:
+    # Drop values left by a print that did not reach its end (an error in between).
+    _pending().clear()
+
+
 def _take_f64(v: float) -> None:
     _pending().append(v)
 
@@ -123,7 +137,8 @@ def _end(k: int) -> None:
         for p in fmt.pieces:
             args.append(p if p is not None else _value(next(kinds), values))
         # One write per print, so that lines printed by threads at once stay whole.
-        file = fmt.file if fmt.file is not None else sys.stdout
+        file = (sys.stdout if fmt.file in (None, STDOUT) else sys.stderr
+                if fmt.file == STDERR else fmt.file)
         if file is None:  # no standard output (pythonw): print() does nothing either
             return
         file.write(fmt.sep.join(map(str, args)) + fmt.end)
@@ -140,6 +155,7 @@ _CALLBACKS: dict[str, Any] = {
     PRINT_F64: _F64_TYPE(_take_f64),
     PRINT_I64: _I64_TYPE(_take_i64),
     PRINT_END: _I64_TYPE(_end),
+    PRINT_BEGIN: ctypes.CFUNCTYPE(None)(_begin),
 }
 _registered = False
 

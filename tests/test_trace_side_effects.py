@@ -140,6 +140,17 @@ def test_print_file_and_flush(capsys):
     assert captured.out == "" and captured.err == "x = 0.5\n"
 
 
+def test_print_to_sys_stderr_follows_a_replaced_stream(capsys, monkeypatch):
+    import io
+
+    iz.autodiff(Reverse, prints_to_stderr, Active, Active(0.25))  # compiled here
+    assert capsys.readouterr().err == "x = 0.25\n"
+    buf = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", buf)  # `file=sys.stderr` is looked up on each call
+    iz.autodiff(Reverse, prints_to_stderr, Active, Active(0.75))
+    assert buf.getvalue() == "x = 0.75\n"
+
+
 def prints_elements(x):
     s = 0.0
     for i in range(len(x)):

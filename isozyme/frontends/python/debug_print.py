@@ -1,8 +1,9 @@
 """``print`` in traced code: print the run-time values on every call of the compiled code.
 
 Like ``jax.debug.print``, but spelled ``print``: ``print("x =", x, "n =", n)`` becomes
-calls of the host functions of :mod:`isozyme.printing` (one per traced value, then one
-that prints with the registered format).  Arguments that are not traced (strings,
+calls of the host functions of :mod:`isozyme.printing` (one that starts the print, one
+per traced value, then one that prints with the registered format).  ``file=sys.stdout``
+and ``file=sys.stderr`` are looked up when the code runs, as Python does.  Arguments that are not traced (strings,
 Python numbers, other objects) are converted with ``str`` at trace time and printed on
 every call too, so a ``print`` in a traced function prints once per call, whether or not
 it shows traced values.
@@ -21,6 +22,7 @@ values as separate arguments), and a traced ``file``/``flush``.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from xdsl.dialects import arith, func, memref
@@ -33,18 +35,19 @@ from .diagnostics import trace_error
 from .tracer import Tracer, is_array_value, is_bool_type, is_float_type, ssa
 
 
-def _declare(name: str, arg_type: Any) -> None:
+def _declare(name: str, arg_types: list[Any]) -> None:
     """Declare the host function ``name`` once in the module being traced."""
     session = current_builder().session
     if name in session.used_names:
         return
     session.used_names.add(name)
-    session.add_function(func.FuncOp.external(name, [arg_type], []))
+    session.add_function(func.FuncOp.external(name, arg_types, []))
 
 
 def _call(name: str, value: Any, arg_type: Any) -> None:
-    _declare(name, arg_type)
-    current_builder().insert(func.CallOp(name, [value], []))
+    """Emit ``func.call @name(value)`` (no argument when ``value`` is None)."""
+    _declare(name, [] if value is None else [arg_type])
+    current_builder().insert(func.CallOp(name, [] if value is None else [value], []))
 
 
 def _pass_value(t: Tracer) -> str:
@@ -117,10 +120,13 @@ def traced_print(*args: object, sep: object = " ", end: object = "\n", file: Any
     pieces: list[str | None] = []
     for a in args:
         pieces.append(None if isinstance(a, Tracer) else _plain_text(a))
+    if file is sys.stdout or file is sys.stderr:  # looked up again on every call
+        file = printing.STDOUT if file is sys.stdout else printing.STDERR
+    printing.register_host_functions()
+    _call(printing.PRINT_BEGIN, None, None)
     kinds = [_pass_array(a) if is_array_value(a) else _pass_value(a)
              for a in args if isinstance(a, Tracer)]
     fmt = printing.PrintFormat(tuple(pieces), tuple(kinds), sep_s, end_s, file, bool(flush))
-    printing.register_host_functions()
     k = printing.register_format(fmt)
     c = current_builder().insert(arith.ConstantOp.from_int_and_width(k, i64)).result
     _call(printing.PRINT_END, c, i64)
