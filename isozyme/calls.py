@@ -7,12 +7,15 @@ runner that marshals values in and out of the compiled entry point.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from xdsl.dialects.builtin import Float32Type, Float64Type, MemRefType, f32, f64, i1, i64
+from xdsl.dialects import func
 from xdsl.ir import Attribute
+
+from isozyme.compiler.analysis.buffers import collapsed_arguments, written_arguments
 
 from isozyme.annotations import (
     RETURN_ACTIVITIES,
@@ -34,7 +37,7 @@ from isozyme.pytree import flatten as flatten_tree
 from isozyme.pytree import unflatten as unflatten_tree
 from isozyme.compiler.request import REQUEST_NAME, add_request
 from isozyme.dialects.enzyme import Activity
-from isozyme.errors import AnnotationError, ShapeError, UnsupportedError
+from isozyme.errors import AnnotationError, ReadOnlyError, ShapeError, UnsupportedError
 
 #: Counters of the expensive steps, for tests and benchmarks.
 stats: dict[str, int] = {"traces": 0, "compiles": 0}
@@ -307,6 +310,14 @@ def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[A
     return acts
 
 
+def _ordinal(p: int, primal_pos: Sequence[int], dup_of: Sequence[bool]) -> str:
+    """Which traced argument flat position ``p`` (a primal or its shadow) belongs to."""
+    for i, q in enumerate(primal_pos):
+        if q == p or (dup_of[i] and q + 1 == p):
+            return str(i)
+    return "?"
+
+
 # -- compilation -----------------------------------------------------------------------
 @dataclass
 class Compiled:
@@ -321,6 +332,10 @@ def build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> Co
 
     stats["traces"] += 1
     traced = trace(spec.fn, spec.trace_args)
+    # What the runner checks before each call (read from the traced IR, before AD).
+    fn_op = next(op for op in traced.module.ops
+                 if isinstance(op, func.FuncOp) and op.sym_name.data == traced.func_name)
+    written, collapsed = written_arguments(fn_op), collapsed_arguments(fn_op)
     result_types = list(traced.result_types)
     # A function may return nothing and write its outputs into Duplicated arrays.
     if spec.mode.reverse and len(result_types) > 1:
@@ -361,7 +376,8 @@ def build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> Co
     )
     entry = compiled.entry(REQUEST_NAME, ins, outs)
     run = _make_runner(
-        spec, entry, ret_acts, result_types, traced.returns_tuple, traced.shape_constraints
+        spec, entry, ret_acts, result_types, traced.returns_tuple, traced.shape_constraints,
+        written, collapsed,
     )
     run.keepalive = compiled  # type: ignore[attr-defined]
     return Compiled(run, stages)
@@ -373,10 +389,15 @@ def _make_runner(
     ret_acts: list[Activity],
     result_types: list[Attribute],
     returns_tuple: bool,
-    shape_constraints: Sequence[tuple[int, int, int, int]] = (),
+    shape_constraints: Sequence[tuple[int, int, int | None, int]] = (),
+    written: Collection[int] = (),
+    collapsed: Collection[int] = (),
 ) -> Callable[[Sequence[Annotation]], tuple]:
-    """The per-call hot path: flatten values, check sizes, call the entry, shape the
-    result."""
+    """The per-call hot path: flatten values, check sizes (and that the arrays the
+    compiled code writes are writeable), call the entry, shape the result.
+
+    ``written``: traced arguments the function may write; ``collapsed``: traced arguments
+    a reshape merges dimensions of (their shadows must have the same strides)."""
     n_seeds = sum(a in (Activity.ACTIVE, Activity.ACTIVENONEED) for a in ret_acts)
     n_args = len(spec.annotations)
     mode = spec.mode
@@ -394,12 +415,22 @@ def _make_runner(
 
     # where each traced argument's primal lands in the flat argument list
     primal_pos: list[int] = []
+    dup_of: list[bool] = []
     pos = 0
     for rt, d in zip(runtime_of, dup):
         for r in rt:
             if r:
                 primal_pos.append(pos)
+                dup_of.append(d)
                 pos += 2 if d else 1
+    # (flat position, what) of every array the compiled code may write: the primals it
+    # writes, and the shadows (reverse mode accumulates into every shadow).
+    must_write = [(primal_pos[i], "argument") for i in sorted(written)
+                  if i < len(primal_pos)]
+    must_write += [(primal_pos[i] + 1, "shadow") for i in range(len(primal_pos))
+                   if dup_of[i] and (mode.reverse or i in written)]
+    same_layout = [primal_pos[i] for i in sorted(collapsed)
+                   if i < len(primal_pos) and dup_of[i]]
     # (argument, dimension) == (argument, dimension), or == a constant when b is None
     checks = [(primal_pos[a], j, None if b is None else primal_pos[b], k)
               for a, j, b, k in shape_constraints]
@@ -422,6 +453,24 @@ def _make_runner(
 
     fn_name = getattr(spec.fn, "__name__", "the function")
 
+    def check_buffers(flat: list[object]) -> None:
+        for p, what in must_write:
+            a = flat[p]
+            flags = a.flags if type(a) is np.ndarray else np.asarray(a).flags  # type: ignore[union-attr]
+            if not flags.writeable:
+                raise ReadOnlyError(
+                    f"{what} {_ordinal(p, primal_pos, dup_of)} of {fn_name} is a read-only "
+                    f"array, but the compiled code writes it"
+                    + (" (the derivative accumulates into the shadow)" if what == "shadow"
+                       else "") + "; pass a writeable array (e.g. a copy)")
+        for p in same_layout:
+            x, dx = np.asarray(flat[p]), np.asarray(flat[p + 1])
+            if x.strides != dx.strides:
+                raise AnnotationError(
+                    f"{fn_name} reshapes an array argument (a view merging its dimensions), "
+                    f"so its shadow must have the same memory layout: strides {dx.strides} "
+                    f"against {x.strides}; pass a shadow made with np.zeros_like(x)")
+
     def flatten(anns: Sequence[Annotation]) -> list[object]:
         flat: list[object] = []
         for a, tree, rt, d in zip(anns, trees, runtime_of, dup):
@@ -438,6 +487,8 @@ def _make_runner(
                     flat.append(leaf)
                     if d:
                         flat.append(sh)
+        if must_write or same_layout:
+            check_buffers(flat)
         return check_sizes(flat) if checks else flat
 
     if mode.reverse:

@@ -112,3 +112,42 @@ def reshape_flat_write(X):
     f = X.reshape(-1)
     f[1] = 7.0
     return np.sum(f * f)
+
+
+def matvec(A, x):
+    return np.sum((A @ x) ** 2)
+
+
+def matvec_tail(A, x):
+    return np.sum((A @ x[1:]) ** 2)
+
+
+def einsum_rows(A, w):
+    return np.sum(np.einsum("ij,ij->i", A, w) ** 2)
+
+
+def write_first(x):
+    x[0] = 2.0 * x[1]
+    return np.sum(x * x)
+
+
+def read_only_use(x):
+    return np.sum(x * x)
+
+
+def write_through_transpose(X):
+    X.T[1:, 0] = 1.0
+    return np.sum(X)
+
+
+def _scale(v):
+    v *= 2.0
+
+
+def write_in_helper(x):
+    _scale(x[1:])
+    return np.sum(x)
+
+
+def zeros_of(x, k):
+    return np.sum(np.zeros(k) + x[0])

@@ -53,6 +53,9 @@ CASES = {
     "reshape_2d": (P.reshape_2d, lambda: [pos(2, 3)]),
     "transposed_product": (P.transposed_product, lambda: [pos(3, 2), pos(3)]),
     "ravel_transposed_input": (P.ravel_any, lambda: [pos(2, 3)]),
+    "matvec_tail": (P.matvec_tail, lambda: [pos(2, 3), pos(4)]),
+    "einsum_broadcasts_arg": (P.einsum_rows, lambda: [pos(2, 3), pos(1, 3)]),
+    "einsum_broadcasts_run_time": (P.einsum_rows, lambda: [pos(2, 3), pos(2, 3)[:, 0:1]]),
 }
 
 
@@ -144,11 +147,13 @@ def test_assigning_a_larger_value_into_a_size_one_target_raises():
     assert autodiff(ForwardWithPrimal, P.first_into, Const(pos(2, 1)), Const(v))[1] > 0
 
 
-@pytest.mark.parametrize("X", [pos(4, 6)[:, :3], pos(4, 6)[:, ::2], pos(6)[::2],
-                               pos(3, 4).T])
-def test_ravel_of_a_non_contiguous_argument_is_refused(X):
+@pytest.mark.parametrize("base, view", [((4, 6), lambda a: a[:, :3]),
+                                        ((4, 6), lambda a: a[:, ::2]),
+                                        ((6,), lambda a: a[::2]),
+                                        ((3, 4), lambda a: a.T)])
+def test_ravel_of_a_non_contiguous_argument_is_refused(base, view):
+    X, dX = view(pos(*base)), view(np.zeros(base))  # the shadow has the same layout
     assert not np.shares_memory(X.ravel(), X)  # numpy copies: isozyme refuses
-    dX = np.zeros_like(X)
     with pytest.raises(UnsupportedError, match="not C-contiguous"):
         autodiff(Reverse, P.ravel_any, Active, Duplicated(X, dX))
     assert not dX.any()
@@ -180,3 +185,34 @@ def test_views_are_views_in_the_ir():
     assert "memref.expand_shape" in text
     text = iz.ir(ForwardWithPrimal, P.ravel_write, Const(pos(2, 3)), stage="traced")
     assert "memref.collapse_shape" in text
+
+
+def test_matmul_does_not_broadcast_its_inner_dimension():
+    A = pos(2, 3)
+    with pytest.raises(ValueError):
+        P.matvec(A, pos(1))  # numpy: mismatch in its core dimension
+    with pytest.raises(ShapeError):
+        autodiff(ForwardWithPrimal, P.matvec, Const(A), Const(pos(1)))
+    with pytest.raises(ShapeError):
+        autodiff(ForwardWithPrimal, P.matvec, Const(A), Const(pos(4)))
+    with pytest.raises(ShapeError):  # x[1:] has 4 elements against 3: checked at run time
+        autodiff(ForwardWithPrimal, P.matvec_tail, Const(A), Const(pos(5)))
+
+
+def test_a_reshaped_argument_needs_a_shadow_of_the_same_layout():
+    X = pos(2, 3)
+    dX = np.zeros((3, 2)).T  # same shape, other strides: the merged view would differ
+    with pytest.raises(iz.AnnotationError, match="same memory layout"):
+        autodiff(Reverse, P.ravel_write, Active, Duplicated(X, dX))
+    assert not dX.any()
+    dX = np.zeros_like(X)
+    autodiff(Reverse, P.ravel_write, Active, Duplicated(X.copy(), dX))
+    np.testing.assert_allclose(dX, fd_gradient(P.ravel_write, [X], 0), rtol=1e-6, atol=1e-7)
+
+
+def test_a_negative_traced_size_raises_as_numpy_does():
+    with pytest.raises(ValueError):
+        P.zeros_of(pos(2), -1)
+    with pytest.raises(ShapeError, match="negative dimensions"):
+        autodiff(ForwardWithPrimal, P.zeros_of, Const(pos(2)), Const(-1))
+    assert autodiff(ForwardWithPrimal, P.zeros_of, Const(np.ones(2)), Const(3))[1] == 3.0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from xdsl.dialects import func, memref
+from xdsl.dialects import builtin, func, memref
+from xdsl.dialects.linalg.ops import GenericOp
 from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Operation, SSAValue
 
@@ -71,3 +72,63 @@ def read_only_buffers(fn: func.FuncOp) -> set[SSAValue]:
             views.append(op.results[0])
     args = {a for a in fn.body.block.args if is_buffer(a) and a not in written}
     return args | {v for v in views if root_buffer(v) in args}
+
+
+def _callee(call: func.CallOp) -> func.FuncOp | None:
+    op: Operation | None = call
+    while op is not None and not isinstance(op, builtin.ModuleOp):
+        op = op.parent_op()
+    if op is None:
+        return None
+    for f in op.ops:
+        if isinstance(f, func.FuncOp) and f.sym_name.data == call.callee.root_reference.data:
+            return f
+    return None
+
+
+def written_arguments(fn: func.FuncOp, _seen: frozenset[str] = frozenset()) -> set[int]:
+    """Indices of the buffer arguments of ``fn`` that it (or a function it calls) may
+    write, through any view: ``memref.store``, ``memref.copy``, a ``linalg.generic``
+    output.  A call of a function not in the module counts as writing its buffers."""
+    args = fn.body.block.args
+    written: set[int] = set()
+
+    def mark(v: SSAValue) -> None:
+        root = root_buffer(v)
+        for i, a in enumerate(args):
+            if a is root:
+                written.add(i)
+
+    name = fn.sym_name.data
+    for op in fn.walk():
+        if isinstance(op, memref.StoreOp):
+            mark(op.memref)
+        elif isinstance(op, memref.CopyOp):
+            mark(op.destination)
+        elif isinstance(op, GenericOp):
+            for out in op.outputs:
+                mark(out)
+        elif isinstance(op, func.CallOp):
+            callee = _callee(op)
+            if callee is None or not callee.body.blocks or \
+                    callee.sym_name.data in _seen or callee.sym_name.data == name:
+                inner = set(range(len(op.arguments)))  # external or recursive: assume so
+            else:
+                inner = written_arguments(callee, _seen | {name})
+            for i, a in enumerate(op.arguments):
+                if i in inner and is_buffer(a):
+                    mark(a)
+    return written
+
+
+def collapsed_arguments(fn: func.FuncOp) -> set[int]:
+    """Indices of the buffer arguments of ``fn`` that a ``memref.collapse_shape`` views:
+    their contiguity is checked at run time, so their shadows must have the same layout
+    (the AD passes take the same view of the shadow)."""
+    args = fn.body.block.args
+    out: set[int] = set()
+    for op in fn.walk():
+        if isinstance(op, memref.CollapseShapeOp):
+            root = root_buffer(op.src)
+            out.update(i for i, a in enumerate(args) if a is root)
+    return out

@@ -88,7 +88,8 @@ def is_array_type(t: object) -> bool:
 
 
 def array_memref_type(
-    rank: int, element_type: Attribute, unit_inner_stride: bool = False
+    rank: int, element_type: Attribute, unit_inner_stride: bool = False,
+    ones: Sequence[int] = (),
 ) -> MemRefType:
     """The IR type of a numpy array argument of ``rank`` and element type ``element_type``
     (``f64``, ``f32`` or ``i64``): ``memref<?x...x?xT, strided<[?, ...], offset: ?>>``,
@@ -96,7 +97,9 @@ def array_memref_type(
 
     With ``unit_inner_stride`` the innermost stride is the constant 1
     (``strided<[?, 1], offset: ?>``): the layout of contiguous rows, which lets LLVM
-    vectorize loops over them.
+    vectorize loops over them.  The dimensions listed in ``ones`` have the static size 1:
+    the signature records which dimensions of an argument are 1, so that numpy's
+    broadcasting of size-1 dimensions is decided when tracing (a dynamic size is never 1).
     """
     if _elt_key(element_type) is None:
         raise ValueError(f"array element types are f64, f32 or i64, not {element_type}")
@@ -106,7 +109,8 @@ def array_memref_type(
     if unit_inner_stride:
         strides[-1] = 1
     layout = StridedLayoutAttr(strides, NoneAttr())
-    return MemRefType(element_type, [DYNAMIC_INDEX] * rank, layout)
+    shape = [1 if k in ones else DYNAMIC_INDEX for k in range(rank)]
+    return MemRefType(element_type, shape, layout)
 
 
 def element_type_of_dtype(dtype: object) -> Attribute:
@@ -506,32 +510,41 @@ def _shape_operands(shape: object) -> list[object]:
 
 
 def alloc(sizes: Sequence[object], element_type: Attribute) -> ArrayTracer:
-    """``memref.alloc`` of an array of ``sizes`` (Python or traced ints; every size is
-    dynamic in the type, e.g. ``memref<?xf64>``) with the identity layout.  Negative traced
-    sizes are clamped to 0."""
+    """``memref.alloc`` of an array of ``sizes`` (Python or traced ints) with the identity
+    layout.  A Python-int size 1 is static in the type (it broadcasts, as in numpy);
+    every other size is dynamic (``memref<?x1xf64>``).  A negative traced size raises
+    ``ShapeError`` at run time, as numpy does."""
     fb = current_builder()
-    operands = []
+    operands: list[SSAValue | int] = []
     for s in sizes:
         if isinstance(s, Tracer):
             idx = to_index(s)
             lb = lower_bound(s)
-            if lb is None or lb < 0:  # numpy raises for negative sizes; clamp to 0
-                idx = ssa(emit1(arith.MaxSIOp(idx, ssa(constant(0, index)))))
+            if lb is None or lb < 0:  # numpy raises for negative sizes: so do we
+                from .runtime_checks import require  # noqa: PLC0415
+
+                ok = emit1(arith.CmpiOp(idx, ssa(constant(0, index)), "sge"))
+                require(ok, "shape", "negative dimensions are not allowed: {0}", Tracer(idx))
             operands.append(idx)
+        elif int(s) == 1:  # type: ignore[call-overload]
+            operands.append(1)
         else:
             operands.append(to_index(s))
     return _alloc_op(fb, operands, element_type)
 
 
 def _alloc_op(
-    fb: FunctionBuilder, sizes: Sequence[SSAValue], element_type: Attribute
+    fb: FunctionBuilder, sizes: Sequence[SSAValue | int], element_type: Attribute
 ) -> ArrayTracer:
-    t = MemRefType(element_type, [DYNAMIC_INDEX] * len(sizes))
-    op = emit(memref.AllocOp(list(sizes), [], t))
+    """``memref.alloc`` of ``sizes``: ``index`` values are dynamic sizes, ints static."""
+    static = [s if isinstance(s, int) else DYNAMIC_INDEX for s in sizes]
+    t = MemRefType(element_type, static)
+    op = emit(memref.AllocOp([s for s in sizes if not isinstance(s, int)], [], t))
     _record_alloc(fb, op.results[0])
     x = ArrayTracer(op.results[0])
     for k, size in enumerate(sizes):  # its sizes are known: no memref.dim needed
-        x._cache[("idx", k)] = Tracer(size)
+        if not isinstance(size, int):
+            x._cache[("idx", k)] = Tracer(size)
     return x
 
 
@@ -601,7 +614,8 @@ def _like(x: object, what: str) -> ArrayTracer:
 def _alloc_like(x: ArrayTracer, dtype: object, shape: object) -> ArrayTracer:
     if shape is not None:
         return alloc(_shape_operands(shape), _dtype_or(dtype, x.element_type))
-    return _alloc_op(current_builder(), _sizes_of(x), _dtype_or(dtype, x.element_type))
+    sizes = [1 if x.type.get_shape()[k] == 1 else x.dim_index(k) for k in range(x.ndim)]
+    return _alloc_op(current_builder(), sizes, _dtype_or(dtype, x.element_type))
 
 
 def np_zeros_like(a: object, dtype: object = None, order: str = "K", subok: bool = True,

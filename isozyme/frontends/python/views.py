@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 from xdsl.dialects import arith, memref
 from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, NoneAttr, StridedLayoutAttr
-from xdsl.ir import SSAValue
+from xdsl.ir import Block, SSAValue
 
 from .arrays import ArrayTracer, to_index
 from .context import current_builder
@@ -242,6 +242,9 @@ def _slice_parts(s: slice, n: Idx) -> tuple[Idx, Idx, int]:
     if step > 0:
         start = 0 if s.start is None else _bound(s.start, n, step)
         stop = n if s.stop is None else _bound(s.stop, n, step)
+        canonical = _canonical_size(s, n) if step == 1 else None
+        if canonical is not None:
+            return start, canonical, step
         size = _ceildiv(_sub(stop, start), step)
     else:
         start = _sub(n, 1) if s.start is None else _bound(s.start, n, step)
@@ -250,6 +253,55 @@ def _slice_parts(s: slice, n: Idx) -> tuple[Idx, Idx, int]:
     if s.start is not None and s.stop is not None:
         size = _max(size, 0)
     return start, size, step
+
+
+def _canonical_size(s: slice, n: SSAValue) -> Idx | None:
+    """The length of ``x[a:b]`` (Python-int or ``None`` bounds, step 1) of a dimension of
+    dynamic size ``n``, as ``max(0, min(n + c, m))``, one SSA value per ``(n, c, m)``.
+
+    Slices of equal length for every ``n`` (``u[:-2]``, ``u[1:-1]``, ``u[2:]``) so get
+    the *same* size value, and whole-array code on them needs no run-time broadcasting
+    (:mod:`.shape_checks`).  None when the bounds are traced or of mixed sign with a
+    negative start (``x[-3:5]``)."""
+    a, b = s.start, s.stop
+    if isinstance(a, Tracer) or isinstance(b, Tracer):
+        return None
+    a = 0 if a is None else int(a)  # type: ignore[call-overload]
+    if a >= 0:
+        if b is None:
+            c, m = -a, None
+        elif int(b) >= 0:  # type: ignore[call-overload]
+            c, m = -a, int(b) - a  # type: ignore[call-overload]
+        else:
+            c, m = int(b) - a, None  # type: ignore[call-overload]
+    elif b is None:
+        c, m = 0, -a
+    elif int(b) < 0:  # type: ignore[call-overload]
+        c, m = int(b), int(b) - a  # type: ignore[call-overload]
+    else:
+        return None
+    if m is not None and m <= 0:
+        return 0
+    fb = current_builder()
+    memo = fb.__dict__.setdefault("_iz_slice_sizes", {})
+    key = (id(n), c, m)
+    hit = memo.get(key)
+    if hit is not None and hit[0] is n and fb.visible(_block_of(hit[1])):
+        return hit[1]
+    size: Idx = _add(n, c)
+    if m is not None:
+        size = _min(size, m)
+    if c < 0:
+        size = _max(size, 0)
+    memo[key] = (n, size)
+    return size
+
+
+def _block_of(v: Idx) -> Any:
+    if isinstance(v, int):
+        return None
+    owner = v.owner
+    return owner if isinstance(owner, Block) else owner.parent_block()
 
 
 def _int_offset(x: ArrayTracer, k: int, i: object, checked: bool = True) -> Idx:

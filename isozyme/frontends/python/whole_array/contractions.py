@@ -11,7 +11,7 @@ from typing import Any
 from xdsl.dialects import memref
 from xdsl.dialects.builtin import DYNAMIC_INDEX, i64
 
-from ..shape_checks import require_same_size
+from ..shape_checks import broadcast_view, unify_sizes
 from ..arrays import ArrayTracer
 from ..diagnostics import trace_error
 from ..tracer import (
@@ -62,8 +62,13 @@ def _parse_einsum(subscripts: str, n: int) -> tuple[list[str], str]:
     return ins, out
 
 
-def contract(operands: Sequence[ArrayTracer], subs: Sequence[str], out: str) -> Any:
-    """One generic for ``np.einsum(','.join(subs) + '->' + out, *operands)``."""
+def contract(operands: Sequence[ArrayTracer], subs: Sequence[str], out: str,
+             broadcast: bool = False) -> Any:
+    """One generic for ``np.einsum(','.join(subs) + '->' + out, *operands)``.
+
+    Sizes with the same letter must be equal (``np.dot``, ``@``: checked when tracing,
+    before the call or in the compiled code, see :mod:`..shape_checks`); with
+    ``broadcast`` (``np.einsum``) a size 1 broadcasts, as in numpy."""
     for x, s in zip(operands, subs):
         if x.ndim != len(s):
             raise ValueError(f"einsum: operand of rank {x.ndim} has subscripts {s!r}")
@@ -74,24 +79,14 @@ def contract(operands: Sequence[ArrayTracer], subs: Sequence[str], out: str) -> 
                 letters.append(c)
     pos = {c: k for k, c in enumerate(letters)}
     size: dict[str, Size] = {}
+    late: list[list[int]] = [[] for _ in operands]
     for c in letters:
-        found: Size = None
-        first: tuple[Any, int] | None = None
-        for x, s in zip(operands, subs):
-            for j, cj in enumerate(s):
-                if cj != c:
-                    continue
-                st = _static(x, j)
-                if st == DYNAMIC_INDEX:
-                    if first is None:
-                        first = (x, j)
-                    else:
-                        require_same_size(first[0], first[1], x, j)
-                    if found is None or _is_one(found):
-                        found = x.dim_index(j)
-                elif st != 1 or found is None:
-                    found = st
-        size[c] = found
+        dims = [(x, j) for x, s in zip(operands, subs) for j, cj in enumerate(s) if cj == c]
+        size[c], runtime = unify_sizes(dims, broadcast=broadcast)
+        for x, j in runtime:
+            late[next(i for i, o in enumerate(operands) if o is x)].append(j)
+    operands = [broadcast_view(x, [size[c] for c in s], dims) if dims else x
+                for x, s, dims in zip(operands, subs, late)]
     nloops = len(letters)
     maps = []
     for x, s in zip(operands, subs):
@@ -132,7 +127,7 @@ def np_einsum(subscripts: object, *operands: object, **kwargs: object) -> Any:
     subs, out = _parse_einsum(subscripts, len(ops))
     if not all(is_array_value(o) for o in ops):
         raise trace_error("np.einsum with a scalar operand", "operands must be arrays")
-    return contract(ops, subs, out)  # type: ignore[arg-type]
+    return contract(ops, subs, out, broadcast=True)  # type: ignore[arg-type]
 
 
 _DOT_SUBS = {(1, 1): (["i", "i"], ""), (2, 1): (["ij", "j"], "i"),
