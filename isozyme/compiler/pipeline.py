@@ -3,7 +3,7 @@
 =================  ==========================================================
 ``traced``         frontend output plus the ``enzyme`` request
 ``optimized``      inline, fuse elementwise linalg, linalg to loops, canonicalize, CSE,
-                   DCE, LICM (before AD)
+                   DCE, LICM, hoist run-time checks out of loops (before AD)
 ``differentiated`` ``enzyme-differentiate``: derivative functions generated
 ``simplified``     ``simplify-ad``, canonicalize, CSE, DCE, ``eliminate-dead-caches``,
                    LICM, ``split-accumulations``
@@ -34,6 +34,7 @@ from isozyme.compiler.context import make_context
 from isozyme.compiler.passes.differentiate import DifferentiatePass
 from isozyme.compiler.passes.eliminate_dead_caches import EliminateDeadCachesPass
 from isozyme.compiler.passes.fuse_elementwise import FuseElementwisePass
+from isozyme.compiler.passes.hoist_checks import HoistChecksPass
 from isozyme.compiler.passes.inline import InlinePass
 from isozyme.compiler.passes.simplify_ad import SimplifyADPass
 from isozyme.compiler.passes.split_accumulations import SplitAccumulationsPass
@@ -56,6 +57,9 @@ STAGE_PASSES: dict[str, Callable[[], Sequence[ModulePass]]] = {
         CommonSubexpressionElimination(),
         DeadCodeElimination(),
         LoopInvariantCodeMotionPass(),
+        # Bounds checks of affine indices: once before each loop instead of per
+        # iteration (after LICM, so that invariant sizes are outside the loops).
+        HoistChecksPass(),
     ),
     "differentiated": lambda: (DifferentiatePass(),),
     "simplified": lambda: (

@@ -43,16 +43,13 @@ def _error_class(kind: str) -> type[Exception]:
     return getattr(errors, CHECK_KINDS.get(kind, "UnsupportedError"))
 
 
-def make_check_failure(
-    checks: CheckTable, out_buf: ctypes.Array, status_slot: int
-) -> Callable[[], None]:
-    """The function raising the error of the check whose id the status record in
-    ``out_buf`` (from 8-byte slot ``status_slot`` on) names, with its values."""
-    record = (ctypes.c_int64 * (1 + max(n for _, _, n in checks))).from_buffer(
-        out_buf, 8 * status_slot
-    )
+def make_check_failure(checks: CheckTable, status_slot: int) -> Callable[[Any], None]:
+    """The function raising the error of the check whose id the status record of an
+    out buffer (from 8-byte slot ``status_slot`` on) names, with its values."""
+    size = 1 + max(n for _, _, n in checks)
 
-    def fail() -> None:
+    def fail(out_buf: ctypes.Array) -> None:
+        record = (ctypes.c_int64 * size).from_buffer(out_buf, 8 * status_slot)
         code = record[0]
         if not 1 <= code <= len(checks):
             raise RuntimeError(f"isozyme runtime: bad check status {code}")
@@ -60,6 +57,7 @@ def make_check_failure(
         raise _error_class(kind)(message.format(*record[1 : 1 + n]))
 
     return fail
+
 
 #: ctypes signature of every entry point: ``void (*)(void *in, void *out)``.
 #: ``CFUNCTYPE`` releases the GIL during the call (long loops do not block other
@@ -85,7 +83,9 @@ def make_entry_callable(
 
     The wrapper's source is generated for the exact arity so a call is: one
     ``pack_into``, one ctypes call with two preconverted pointers, one ``unpack_from``
-    (plus, per memref argument, a few attribute reads and checks).
+    (plus, per memref argument, a few attribute reads and checks). The buffers come
+    from a per-callable pool for the duration of the call, so concurrent calls from
+    several threads do not share them.
     ``keepalive`` is referenced from the wrapper so the compiled code outlives it.
 
     The descriptors of memref arguments are ctypes structures
@@ -107,38 +107,67 @@ def make_entry_callable(
     in_struct = struct.Struct("<" + slots_codes + desc_codes)
     out_struct = struct.Struct("<" + "".join(_out_code(t) for t in result_types))
     # At least one byte each so the buffers have an address; 8-byte aligned.
-    in_buf = (ctypes.c_int64 * max((in_struct.size + 7) // 8, 1))()
+    in_words = max((in_struct.size + 7) // 8, 1)
     out_slots = (out_struct.size + 7) // 8
     status_size = 1 + max(n for _, _, n in checks) if checks else 0
-    out_buf = (ctypes.c_int64 * max(out_slots + status_size, 1))()
+    out_words = max(out_slots + status_size, 1)
+    memrefs = [(k, t) for k, t in enumerate(arg_types) if isinstance(t, MemrefSpec)]
+
+    def new_buffers() -> tuple[Any, ...]:
+        """One set of call buffers: ``(in_buf, out_buf, in_ptr, out_ptr, status,
+        descriptor addresses...)``. The descriptors of memref arguments are ctypes
+        structures in ``in_buf`` after the slots."""
+        in_buf = (ctypes.c_int64 * in_words)()
+        out_buf = (ctypes.c_int64 * out_words)()
+        addresses = []
+        offset = slots_size
+        for _, t in memrefs:
+            desc = descriptor_struct(t.rank).from_buffer(in_buf, offset)
+            offset += ctypes.sizeof(desc)
+            addresses.append(ctypes.addressof(desc))
+        status = (
+            ctypes.c_int64.from_buffer(out_buf, 8 * out_slots) if checks else None
+        )
+        return (
+            in_buf, out_buf,
+            # ctypes converts a c_void_p argument fastest from a c_void_p object.
+            ctypes.c_void_p(ctypes.addressof(in_buf)),
+            ctypes.c_void_p(ctypes.addressof(out_buf)),
+            status, *addresses,
+        )
+
+    # Buffers are taken from a pool for the duration of a call (list.pop and append
+    # are atomic), so threads calling the same function at once each use their own:
+    # the compiled code runs without the GIL.
+    pool = [new_buffers()]
     fn = _ENTRY_FNTYPE(address)
     names = [f"a{i}" for i in range(len(arg_types))]
     params = ", ".join(names)
     namespace: dict[str, Any] = {
         "pack_into": in_struct.pack_into,
         "unpack_from": out_struct.unpack_from,
-        "in_buf": in_buf,
-        "out_buf": out_buf,
+        "pop": pool.pop,
+        "push": pool.append,
+        "new_buffers": new_buffers,
         "fn": fn,
-        # ctypes converts a c_void_p argument fastest from a c_void_p object.
-        "in_ptr": ctypes.c_void_p(ctypes.addressof(in_buf)),
-        "out_ptr": ctypes.c_void_p(ctypes.addressof(out_buf)),
         "ndarray": np.ndarray,
         "as_array": _as_array,
         "bad_layout": _bad_layout,
         "from_address": ctypes.c_void_p.from_address,
     }
-    lines = [f"def entry({params}):"]
+    desc_names = "".join(f", D{k}" for k, _ in memrefs)
+    lines = [
+        f"def entry({params}):",
+        "    try:",
+        "        B = pop()",
+        "    except IndexError:",
+        "        B = new_buffers()",
+        f"    in_buf, out_buf, in_ptr, out_ptr, status{desc_names} = B",
+    ]
     slot_values: list[str] = []
     desc_values: list[str] = []
-    descriptors: list[ctypes.Structure] = []
-    desc_offset = slots_size
     for k, t in enumerate(arg_types):
         if isinstance(t, MemrefSpec):
-            desc = descriptor_struct(t.rank).from_buffer(in_buf, desc_offset)
-            descriptors.append(desc)
-            desc_offset += ctypes.sizeof(desc)
-            namespace[f"D{k}"] = ctypes.addressof(desc)
             arg_lines, fields = _memref_lines(k, t, namespace)
             lines += arg_lines
             desc_values += fields
@@ -150,26 +179,29 @@ def make_entry_callable(
         lines.append(f"    pack_into(in_buf, 0, {values})")
     lines.append("    fn(in_ptr, out_ptr)")
     if checks:
-        namespace["status"] = ctypes.c_int64.from_buffer(out_buf, 8 * out_slots)
-        namespace["check_failed"] = make_check_failure(checks, out_buf, out_slots)
+        namespace["check_failed"] = make_check_failure(checks, out_slots)
         lines.append("    if status.value:")
-        lines.append("        check_failed()")
+        lines.append("        push(B)")
+        lines.append("        check_failed(out_buf)")
     if any(isinstance(t, MemrefSpec) for t in result_types):
         namespace["wrap"] = make_result_wrapper(result_types)
         arg_owners = "".join(
             f"p{k}, x{k}, " for k, t in enumerate(arg_types) if isinstance(t, MemrefSpec)
         )
-        lines.append(f"    return wrap(unpack_from(out_buf), ({arg_owners}))")
+        lines.append("    r = unpack_from(out_buf)")
+        lines.append("    push(B)")
+        lines.append(f"    return wrap(r, ({arg_owners}))")
     elif result_types:
-        lines.append("    return unpack_from(out_buf)")
+        lines.append("    r = unpack_from(out_buf)")
+        lines.append("    push(B)")
+        lines.append("    return r")
     else:
+        lines.append("    push(B)")
         lines.append("    return ()")
     source = "\n".join(lines)
     exec(compile(source, f"<isozyme entry {address:#x}>", "exec"), namespace)
     entry = namespace["entry"]
-    entry._iz_keepalive = (  # type: ignore[attr-defined]
-        keepalive, in_buf, out_buf, fn, descriptors
-    )
+    entry._iz_keepalive = (keepalive, fn, pool)  # type: ignore[attr-defined]
     entry._iz_source = source  # type: ignore[attr-defined]
     shown = [t.text if isinstance(t, MemrefSpec) else t for t in arg_types]
     shown_r = [t.text if isinstance(t, MemrefSpec) else t for t in result_types]

@@ -19,6 +19,7 @@ def available_passes() -> dict[str, Callable[[], ModulePass]]:
     from isozyme.compiler.passes.differentiate import DifferentiatePass
     from isozyme.compiler.passes.eliminate_dead_caches import EliminateDeadCachesPass
     from isozyme.compiler.passes.fuse_elementwise import FuseElementwisePass
+    from isozyme.compiler.passes.hoist_checks import HoistChecksPass
     from isozyme.compiler.passes.inline import InlinePass
     from isozyme.compiler.passes.simplify_ad import SimplifyADPass
 
@@ -28,6 +29,7 @@ def available_passes() -> dict[str, Callable[[], ModulePass]]:
             InlinePass, CanonicalizePass, CommonSubexpressionElimination,
             DeadCodeElimination, LoopInvariantCodeMotionPass, DifferentiatePass,
             SimplifyADPass, EliminateDeadCachesPass, FuseElementwisePass,
+            HoistChecksPass,
         )
     }
     try:
