@@ -46,6 +46,7 @@ from isozyme.compiler.ad.tape import PrimalFetcher, RevCtx, defining_op
 from isozyme.compiler.analysis.buffers import is_view, view_source
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects import enzyme
+from isozyme.dialects.check import CheckOp
 from isozyme.dialects.enzyme import Activity
 from isozyme.errors import UnsupportedError
 
@@ -263,6 +264,8 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
                     self._reverse_if(ctx, op)
                 case func.CallOp():
                     self._reverse_call(ctx, op)
+                case CheckOp():
+                    pass  # checked in the forward sweep; a check has no adjoint
                 case memref.LoadOp() | memref.StoreOp():
                     self._reverse_memory(ctx, op)
                 case memref.AllocOp() if ctx.parent is not None and op.memref in self.shadow:

@@ -27,6 +27,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from isozyme.compiler.ad_rules import has_zero_derivative, lookup_rule
 from isozyme.compiler.analysis.buffers import is_view, view_source
 from isozyme.compiler.emitter import is_float
+from isozyme.dialects.check import CheckOp
 from isozyme.errors import AnnotationError
 
 Edge = tuple[SSAValue, SSAValue]
@@ -55,8 +56,8 @@ def value_flow_edges(op: Operation) -> Iterator[Edge]:
         case _ if is_view(op):
             yield view_source(op), op.results[0]
             yield op.results[0], view_source(op)
-        case memref.AllocOp() | memref.DeallocOp() | memref.DimOp():
-            return
+        case memref.AllocOp() | memref.DeallocOp() | memref.DimOp() | CheckOp():
+            return  # (a run-time check: integer operands, no results, inactive)
         case scf.ForOp():
             body = op.body.block
             yielded = _terminator(body).operands
