@@ -9,6 +9,8 @@ call of a signature traces, optimizes, differentiates, lowers and JIT-compiles
 
 from __future__ import annotations
 
+import gc
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,15 +33,27 @@ from isozyme.calls import (
     build,
     Compiled,
     prepare,
-    reads_fingerprint,
     stats,
 )
 from isozyme.compiler.pipeline import ALL_STAGES
 from isozyme.errors import AnnotationError, IsozymeError, ReadOnlyError, UnsupportedError
 
-__all__ = ["GradientResult", "autodiff", "gradient", "gradient_", "ir", "ir_stages", "stats"]
+__all__ = [
+    "GradientResult", "autodiff", "clear_cache", "gradient", "gradient_", "ir", "ir_stages",
+    "stats",
+]
 
-_CACHE: dict[tuple, Compiled] = {}
+#: The compile cache: signature (function, mode, return activity, argument keys) -> the
+#: compiled variants of that signature, newest first.  A variant is valid while what
+#: its trace read from globals and closures is unchanged (``Compiled.guard``).  Replaced
+#: as a whole tuple under ``_COMPILE_LOCK``, read without it.
+_CACHE: dict[tuple, tuple[Compiled, ...]] = {}
+#: Variants kept per signature (a global that keeps changing value compiles each value).
+_MAX_VARIANTS = 8
+#: Held while tracing and compiling (the frontend and LLVM are not thread-safe, and
+#: each signature must compile once); calls of compiled code never take it.  Reentrant:
+#: code running at trace time may call autodiff.
+_COMPILE_LOCK = threading.RLock()
 
 
 # -- public functions ----------------------------------------------------------------
@@ -68,12 +82,51 @@ def autodiff(mode: Mode, f: Callable, *args: Any) -> tuple:
     else:
         ret_cls, rest = None, args
     anns = [a if isinstance(a, Annotation) else Const(a) for a in rest]
-    key = (f, mode, ret_cls, reads_fingerprint(f), *map(arg_key, anns))
-    compiled = _CACHE.get(key)
-    if compiled is None:
-        compiled = build(prepare(mode, f, args), keep_stages=False)
-        _CACHE[key] = compiled
-    return compiled.run(anns)
+    key = (f, mode, ret_cls, *map(arg_key, anns))
+    for compiled in _CACHE.get(key, ()):
+        guard = compiled.guard
+        if guard is None:
+            return compiled.run(anns)
+        hidden = guard()
+        if hidden is not None:
+            return compiled.run_hidden(anns, hidden) if hidden else compiled.run(anns)
+    return _compile_and_run(key, mode, f, args, anns)
+
+
+def _compile_and_run(key: tuple, mode: Mode, f: Callable, args: tuple, anns: list) -> tuple:
+    """The cache missed: trace and compile under the compile lock (unless another thread
+    compiled the same variant meanwhile), then run outside it."""
+    while True:
+        with _COMPILE_LOCK:
+            variants = _CACHE.get(key, ())
+            for compiled in variants:
+                if compiled.guard is None or compiled.guard() is not None:
+                    break
+            else:
+                compiled = build(prepare(mode, f, args), keep_stages=False)
+                _CACHE[key] = (compiled, *variants[: _MAX_VARIANTS - 1])
+        guard = compiled.guard
+        if guard is None:
+            return compiled.run(anns)
+        hidden = guard()
+        if hidden is not None:  # else a read changed since the trace (another thread)
+            return compiled.run_hidden(anns, hidden) if hidden else compiled.run(anns)
+
+
+def clear_cache() -> None:
+    """Drop every compiled function and free its machine code and LLVM module.
+
+    The next call of each signature traces and compiles again.  Code that another
+    thread is running at that moment is freed when that call returns.  Also useful
+    after changing something the cache cannot see, such as an attribute of a module or
+    class that a traced function reads.
+    """
+    with _COMPILE_LOCK:
+        _CACHE.clear()
+    gc.collect()  # runners in reference cycles hold their compiled modules
+    from isozyme.runtime.jit import release_freed_code  # noqa: PLC0415
+
+    release_freed_code()
 
 
 def _is_float_array(x: object) -> bool:
@@ -201,6 +254,7 @@ def ir_stages(mode: Mode, f: Callable, *args: Any, stages: Sequence[str] = ALL_S
             raise IsozymeError(f"unknown IR stage '{s}'; stages are: {', '.join(ALL_STAGES)}")
     spec = prepare(mode, f, args)
     last = max(stages, key=ALL_STAGES.index)
-    built = build(spec, keep_stages=True, upto=last)
+    with _COMPILE_LOCK:
+        built = build(spec, keep_stages=True, upto=last)
     return {s: built.stages[s] for s in stages}
 

@@ -37,6 +37,17 @@ from isozyme.pytree import flatten as flatten_tree
 from isozyme.pytree import unflatten as unflatten_tree
 from isozyme.compiler.request import REQUEST_NAME, add_request
 from isozyme.dialects.enzyme import Activity
+from isozyme.reads import (
+    Ident,
+    Unfreezable,
+    build_guard,
+    collect_reads,
+    freeze,
+    freeze_or_unequal,
+    global_names,
+    hidden_array_ok,
+    make_guard,
+)
 from isozyme.errors import AnnotationError, ReadOnlyError, ShapeError, UnsupportedError
 
 #: Counters of the expensive steps, for tests and benchmarks.
@@ -127,11 +138,13 @@ def _arg_unit_inner(a: Annotation) -> bool:
 
 
 def _baked_key(x: object) -> object:
+    """A constant argument baked into the trace: by value when it can be compared by
+    value (:func:`isozyme.reads.freeze`: numbers, containers, arrays, plain objects), else
+    by identity holding a strong reference (a bare ``id()`` is reused once freed)."""
     try:
-        hash(x)
-        return ("v", type(x), x)
-    except TypeError:
-        return ("id", id(x))
+        return ("v", freeze(x))
+    except Unfreezable:
+        return ("id", Ident(x))
 
 
 @dataclass
@@ -150,43 +163,65 @@ class _Spec:
     runtime: list[bool] = field(default_factory=list)
 
 
-_SCALARS = (int, float, bool, complex, str, type(None))
-_READS: dict[object, tuple[str, ...]] = {}
-
-
 def _global_names(code) -> tuple[str, ...]:
-    """Global names a code object (and the code nested in it) may read."""
-    names = list(code.co_names)
-    for c in code.co_consts:
-        if hasattr(c, "co_names"):
-            names.extend(_global_names(c))
-    return tuple(dict.fromkeys(names))
+    """Global names a code object (and the code nested in it) loads."""
+    return global_names(code)
 
 
 def reads_fingerprint(fn: Callable) -> tuple:
-    """The values of the globals and closure cells ``fn`` reads (DESIGN §3's cache key).
+    """The values of the globals and closure cells ``fn`` itself reads, frozen
+    (:func:`isozyme.reads.freeze`; identity for functions and modules).
 
-    Scalars are baked into the trace as constants, so a rebound global must miss the
-    cache; other objects count by identity.
+    The compile cache does not use this (it re-checks what the trace read, helpers
+    included, see :func:`_reads_guard`); it is kept for tools that want a quick key.
     """
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return ()
-    names = _READS.get(code)
-    if names is None:
-        names = _READS[code] = _global_names(code)
-    g = fn.__globals__  # type: ignore[attr-defined]
     out = []
-    for n in names:
-        v = g.get(n, _SCALARS)
-        out.append(v if type(v) in _SCALARS else id(v))
-    for cell in fn.__closure__ or ():  # type: ignore[attr-defined]
-        try:
-            v = cell.cell_contents
-        except ValueError:  # empty cell
-            v = None
-        out.append(v if type(v) in _SCALARS else id(v))
+    for r in collect_reads([fn]):
+        out.append((r.name, freeze_or_unequal(r.value)))
     return tuple(out)
+
+
+def _hidden_type(a: object) -> Attribute | None:
+    """The memref type of a large numpy array passed as a hidden argument; None for an
+    array baked into the IR (small, or of an unsupported dtype)."""
+    if not hidden_array_ok(a):  # type: ignore[arg-type]
+        return None
+    return _array_type(a, _unit_inner(a))  # type: ignore[arg-type]
+
+
+def _reads_guard(spec: "_Spec", traced) -> Callable[[], tuple | None] | None:
+    """The cache guard of a trace (:mod:`isozyme.reads`); hidden arrays become extra
+    ``Const`` arguments of ``spec`` (after the user's), as they are of the traced
+    function."""
+    reads = collect_reads(traced.functions)
+    guard = build_guard(reads, traced.hidden)
+    for a in traced.hidden:
+        spec.annotations.append(Const(a))
+        spec.trace_args.append(None)
+        spec.trees.append(None)
+        spec.activities.append(Activity.CONST)
+        spec.runtime.append(True)
+    return make_guard(guard)
+
+
+def _guarded(compiled: "Compiled", spec: "_Spec", guard, n_hidden: int) -> "Compiled":
+    """Attach the guard; with hidden arguments, ``run_hidden`` appends them to the
+    user's annotations and drops their (always None) gradients."""
+    compiled.guard = guard
+    if n_hidden:
+        run = compiled.run
+        n_user = len(spec.annotations) - n_hidden
+        reverse = spec.mode.reverse
+
+        def run_hidden(anns: Sequence[Annotation], hidden: tuple) -> tuple:
+            out = run([*anns, *map(Const, hidden)])
+            if reverse:
+                return (out[0][:n_user], *out[1:])
+            return out
+
+        run_hidden.keepalive = run.keepalive  # type: ignore[attr-defined]
+        compiled.run_hidden = run_hidden
+    return compiled
 
 
 def _split_return_activity(args: Sequence[object]) -> tuple[type | None, list[object]]:
@@ -325,13 +360,19 @@ class Compiled:
 
     run: Callable[[Sequence[Annotation]], tuple]
     stages: dict[str, str]
+    #: what the compile cache runs before ``run`` (see :mod:`isozyme.reads`): None when
+    #: the code read no globals, else a function returning None when a read changed, or
+    #: the values of the hidden array arguments to pass to ``run_hidden``
+    guard: Callable[[], tuple | None] | None = None
+    run_hidden: Callable[[Sequence[Annotation], tuple], tuple] | None = None
 
 
 def build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> Compiled:
     from isozyme.frontends.python import trace
 
     stats["traces"] += 1
-    traced = trace(spec.fn, spec.trace_args)
+    traced = trace(spec.fn, spec.trace_args, hidden_type=_hidden_type)
+    guard = _reads_guard(spec, traced)  # before the spec's arguments are used below
     # What the runner checks before each call (read from the traced IR, before AD).
     fn_op = next(op for op in traced.module.ops
                  if isinstance(op, func.FuncOp) and op.sym_name.data == traced.func_name)
@@ -380,7 +421,7 @@ def build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> Co
         written, collapsed,
     )
     run.keepalive = compiled  # type: ignore[attr-defined]
-    return Compiled(run, stages)
+    return _guarded(Compiled(run, stages), spec, guard, len(traced.hidden))
 
 
 def _make_runner(

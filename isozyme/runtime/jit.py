@@ -1,8 +1,15 @@
 """The CPU JIT: LLVM IR -> native code with llvmlite's MCJIT.
 
-One process-wide MCJIT execution engine holds every compiled module (compiled code is
-never freed, so callables stay valid as long as the process lives). Each module is
+One process-wide MCJIT execution engine holds every compiled module. Each module is
 optimised with LLVM's new pass manager at O3 for the host CPU and its features.
+Everything that touches LLVM (creating the engine, parsing, optimising, adding and
+removing modules) holds :data:`_JIT_LOCK`: LLVM's context and the engine are not
+thread-safe.  Calling compiled code takes no lock.
+
+A module is freed when nothing uses its code any more: each :class:`CompiledModule`
+(kept alive by every callable made from it) queues its LLVM module when it is garbage
+collected, and :func:`release_freed_code` (run by ``isozyme.clear_cache()`` and before
+each compilation) removes the queued modules from the engine and disposes of them.
 
 Symbols of different modules must not clash inside the shared engine, so before
 optimisation every defined function except the C entry points becomes ``internal``
@@ -21,6 +28,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import itertools
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +60,7 @@ __all__ = [
     "host_target_triple",
     "make_entry_callable",
     "memref_spec",
+    "release_freed_code",
     "type_name",
     "type_name_of",
 ]
@@ -101,13 +111,57 @@ class _JIT:
 
 
 _JIT_INSTANCE: _JIT | None = None
+#: Held around every use of LLVM (reentrant: compile_llvm_module calls _jit()).
+_JIT_LOCK = threading.RLock()
+#: LLVM modules whose CompiledModule was garbage collected, to remove from the engine.
+#: Appended to by finalizers (any thread, any time: list.append is atomic), emptied
+#: under _JIT_LOCK.
+_FREED: list[llb.ModuleRef] = []
 
 
 def _jit() -> _JIT:
-    global _JIT_INSTANCE
     if _JIT_INSTANCE is None:
-        _JIT_INSTANCE = _JIT()
-    return _JIT_INSTANCE
+        _create_jit()
+    return _JIT_INSTANCE  # type: ignore[return-value]
+
+
+def _create_jit() -> None:
+    global _JIT_INSTANCE
+    with _JIT_LOCK:  # two threads' first compilations must not create two engines
+        if _JIT_INSTANCE is None:
+            _JIT_INSTANCE = _JIT()
+
+
+def release_freed_code() -> int:
+    """Remove the modules of garbage-collected :class:`CompiledModule` objects from the
+    engine and dispose of them; return how many were freed."""
+    if not _FREED or _JIT_INSTANCE is None:
+        return 0
+    n = 0
+    with _JIT_LOCK:
+        engine = _JIT_INSTANCE.engine
+        while _FREED:
+            mod = _FREED.pop()
+            engine.remove_module(mod)
+            mod.close()
+            n += 1
+    _trim_malloc()
+    return n
+
+
+def _trim_malloc() -> None:
+    """Give freed heap memory back to the operating system (glibc keeps it otherwise)."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
 
 
 def host_target_triple() -> str:
@@ -129,6 +183,11 @@ class CompiledModule:
     #: entry-point name in the source (``_iz_entry_f``) -> native address.
     entry_addresses: dict[str, int]
     _module: llb.ModuleRef = field(repr=False)
+
+    def __post_init__(self) -> None:
+        # Free the code once nothing can call it: every entry callable keeps this
+        # object alive (keepalive), so it dies only after the last one.
+        weakref.finalize(self, _FREED.append, self._module)
     #: The run-time checks' ``(kind, message, n_values)`` by id - 1 (``isz.check``).
     checks: tuple[tuple[str, str, int], ...] = ()
 
@@ -208,6 +267,12 @@ def _check_symbols(mod: llb.ModuleRef) -> None:
 def compile_llvm_ir(llvm_ir: str) -> CompiledModule:
     """Parse, verify, optimise (O3, host CPU) and JIT LLVM IR text."""
     jit = _jit()
+    release_freed_code()
+    with _JIT_LOCK:
+        return _compile_locked(jit, llvm_ir)
+
+
+def _compile_locked(jit: _JIT, llvm_ir: str) -> CompiledModule:
     mod = llb.parse_assembly(llvm_ir)
     mod.triple = jit.triple
     mod.data_layout = jit.data_layout

@@ -105,6 +105,22 @@ class TraceSession:
     # between its array arguments: (arg, dim, arg, dim), see shape_checks.py
     public_entry: Block | None = None
     shape_constraints: list[tuple[int, int, int, int]] = field(default_factory=list)
+    # What the compile cache must re-check (see isozyme/reads.py): the Python functions
+    # the converted code called (id -> function, held so that ids stay unique) ...
+    functions: dict[int, Any] = field(default_factory=dict)
+    # ... and the large numpy arrays passed as hidden arguments appended to the public
+    # function (id -> (array, its tracer)); `hidden_type` maps an array to its memref
+    # type, or to None to bake it into the IR (None: never hide).
+    hidden: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    hidden_type: Any = None
+    public_builder: Any = None
+    public_arg_types: list[Any] | None = None
+
+    def note_function(self, f: Any) -> None:
+        """Record a Python function called at trace time (its globals and closure
+        become part of the compiled code's cache key)."""
+        if id(f) not in self.functions:
+            self.functions[id(f)] = f
 
     def unique_name(self, base: str) -> str:
         """Return ``base`` sanitized to an identifier, suffixed ``_1``, ``_2``... if taken."""

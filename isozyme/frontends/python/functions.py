@@ -47,7 +47,7 @@ from .arrays import (
 )
 from .ast_transform import convert, is_converted
 from .builtins_table import lookup, passes_through
-from .context import FunctionBuilder, HelperEntry, building, current_builder
+from .context import FunctionBuilder, HelperEntry, building, current_builder, tracing
 from .debug_print import traced_print
 from .diagnostics import trace_error
 from .side_effects import intercept
@@ -136,9 +136,15 @@ def _callable_name(f: object) -> str:
 # --------------------------------------------------------------------------- calls
 
 
+_NOTED_TYPES = (types.FunctionType, types.MethodType, functools.partial)
+
+
 def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call ``f(*args, **kwargs)`` from converted code (see the module docstring)."""
     check_defined(f, *args, *kwargs.values())
+    if isinstance(f, _NOTED_TYPES) and not is_converted(f) and tracing():
+        # Its globals and closure are part of the compiled code's cache key.
+        current_builder().session.note_function(f)
     if f is builtins.print:  # printed by the compiled code on every call
         return traced_print(*args, **kwargs)
     special = intercept(f)  # hash/id/open/random...: refused; isinstance: for tracers
@@ -331,9 +337,11 @@ def trace_function(
     """
     converted = convert(f)
     block = Block(arg_types=traced_types)
+    fb = FunctionBuilder(session, block)
     if not private:
         session.public_entry = block
-    fb = FunctionBuilder(session, block)
+        session.public_builder = fb  # hidden array arguments are added to it
+        session.public_arg_types = traced_types
     with building(fb):
         arg_iter = iter(block.args)
         new_leaves = [

@@ -46,6 +46,12 @@ class TracedFunction:
     # sizes the trace assumed equal: (argument, dimension, argument, dimension), argument
     # indices counting traced arguments; checked before every call (shape_checks.py)
     shape_constraints: list[tuple[int, int, int, int]] = field(default_factory=list)
+    # the Python functions the converted code called (their globals and closures are
+    # part of the cache key, see isozyme/reads.py), the traced function first
+    functions: list[Callable[..., Any]] = field(default_factory=list)
+    # large numpy arrays passed as hidden arguments, appended after the traced arguments
+    # (``arg_types`` includes their types), in order
+    hidden: list[Any] = field(default_factory=list)
 
 
 def _is_traced_type(a: object) -> bool:
@@ -54,7 +60,13 @@ def _is_traced_type(a: object) -> bool:
     ) or is_array_type(a)
 
 
-def trace(fn: Callable[..., Any], args: Sequence[object], *, name: str | None = None) -> TracedFunction:
+def trace(
+    fn: Callable[..., Any],
+    args: Sequence[object],
+    *,
+    name: str | None = None,
+    hidden_type: Callable[[Any], Attribute | None] | None = None,
+) -> TracedFunction:
     """Trace ``fn`` once on abstract arguments into a verified xDSL module.
 
     Each entry of ``args`` describes one positional argument of ``fn``: an IR type
@@ -63,6 +75,11 @@ def trace(fn: Callable[..., Any], args: Sequence[object], *, name: str | None = 
     other object is passed as a constant baked in at trace time.  ``name`` (default
     ``fn.__name__``) names the public function.  Raises
     :class:`isozyme.errors.TraceError` for code that cannot be traced.
+
+    ``hidden_type`` (used by the compile cache) maps a numpy array that reaches
+    whole-array code to a memref type, making it a hidden argument appended to the
+    function's arguments (listed in ``hidden``) instead of constants baked into the IR;
+    returning None (or no ``hidden_type``) bakes it.
     """
     if isinstance(fn, types.MethodType):
         bound_self, fn = fn.__self__, fn.__func__
@@ -75,7 +92,8 @@ def trace(fn: Callable[..., Any], args: Sequence[object], *, name: str | None = 
                               "or i1, or arrays: memref types of f64, f32 or i64 elements "
                               "(see array_memref_type)",
                               (fn.__code__.co_filename, fn.__code__.co_firstlineno))
-    session = TraceSession()
+    session = TraceSession(hidden_type=hidden_type)
+    session.note_function(fn)
     func_name = session.unique_name(sanitize_name(name or fn.__name__))
     leaves, treedef = flatten((list(args), {}))
     arg_types = [a for a in leaves if isinstance(a, Attribute)]
@@ -109,6 +127,8 @@ def trace(fn: Callable[..., Any], args: Sequence[object], *, name: str | None = 
         result_types=list(func_op.function_type.outputs.data),
         returns_tuple=shape["tuple"],
         shape_constraints=list(dict.fromkeys(session.shape_constraints)),
+        functions=list(session.functions.values()),
+        hidden=[a for a, _ in session.hidden.values()],
     )
 
 

@@ -19,6 +19,7 @@ from xdsl.dialects.builtin import i64
 from xdsl.ir import Attribute, SSAValue
 
 from ..arrays import ArrayTracer, _for_each_index, to_index
+from ..context import current_builder
 from ..diagnostics import trace_error
 from ..tracer import (
     Tracer,
@@ -50,9 +51,36 @@ def _as_array_operand(x: object, what: str) -> object:
     if isinstance(x, np.ndarray):
         if x.ndim == 0:
             return x.item()
+        hidden = _hidden_argument(x)
+        if hidden is not None:
+            return hidden
         return np_array(x.tolist(), dtype=x.dtype)
     _check_array_operand(x, what)
     return x
+
+
+def _hidden_argument(x: np.ndarray) -> ArrayTracer | None:
+    """A large numpy array (a global's, a closure's) as a hidden argument of the public
+    function instead of a constant of the IR: the compile cache passes the array on every
+    call (isozyme/reads.py), so in-place changes are seen and the IR does not grow with
+    it.  ``None``: bake it (small arrays; tracing outside the compile cache)."""
+    session = current_builder().session
+    if session.hidden_type is None or session.public_builder is None:
+        return None
+    known = session.hidden.get(id(x))
+    if known is not None:
+        return known[1]
+    t = session.hidden_type(x)  # None for small arrays
+    if t is None:
+        return None
+    block = session.public_entry
+    arg = block.insert_arg(t, len(block.args))
+    session.public_arg_types.append(t)
+    # The tracer belongs to the public function: a helper traced as its own function
+    # that uses it raises EscapedValueError and is inlined instead (functions.py).
+    tracer = ArrayTracer(arg, session.public_builder)
+    session.hidden[id(x)] = (x, tracer)  # holds x: its id stays unique during the trace
+    return tracer
 
 
 def _store(value: object, buf: ArrayTracer, idx: Sequence[SSAValue]) -> None:
