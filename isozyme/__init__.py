@@ -24,7 +24,7 @@ from isozyme.annotations import (
     Reverse,
     ReverseWithPrimal,
 )
-from isozyme.api import GradientResult, autodiff, gradient, gradient_, ir, ir_stages
+from isozyme.api import GradientResult, autodiff, clear_cache, gradient, gradient_, ir, ir_stages
 from isozyme.config import config
 from isozyme.errors import (
     AnnotationError,
@@ -44,7 +44,7 @@ __all__ = [
     "CompileError", "Const", "Duplicated", "DuplicatedNoNeed", "Forward",
     "ForwardWithPrimal", "GradientResult", "IsozymeError", "Mode", "OutOfBoundsError",
     "ReadOnlyError", "Reverse",
-    "ReverseWithPrimal", "ShapeError", "TraceError", "UnsupportedError", "autodiff", "config",
+    "ReverseWithPrimal", "ShapeError", "TraceError", "UnsupportedError", "autodiff", "clear_cache", "config",
     "gradient",
     "gradient_",
     "ir", "ir_stages",
