@@ -331,6 +331,36 @@ def test_nested_loops_hoist_repeatedly_including_wrapped_indices():
     assert len(checks_in(module)) == 2
 
 
+IN_BRANCH = """
+func.func @f(%x: memref<?xf64>) -> f64 {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %z = arith.constant 0.0 : f64
+  %d = memref.dim %x, %c0 : memref<?xf64>
+  %r = scf.for %i = %c0 to %d step %c1 iter_args(%m = %z) -> (f64) {
+    %ok = arith.cmpi ult, %i, %d : index
+    isz.check %ok, %i, %d {kind = "index", message = "{0} {1}"} : index, index
+    %v = memref.load %x[%i] : memref<?xf64>
+    %gt = arith.cmpf ogt, %v, %m : f64
+    %n = scf.if %gt -> (f64) {
+      isz.check %ok, %i, %d {kind = "index", message = "again {0} {1}"} : index, index
+      %w = memref.load %x[%i] : memref<?xf64>
+      scf.yield %w : f64
+    } else {
+      scf.yield %m : f64
+    }
+    scf.yield %n : f64
+  }
+  func.return %r : f64
+}
+"""
+
+
+def test_a_check_repeated_in_a_branch_goes_with_the_first():
+    module = hoisted(IN_BRANCH)
+    assert not loop_checks(module) and len(checks_in(module)) == 1
+
+
 def test_hoist_pass_is_registered_and_in_the_optimized_stage():
     assert "hoist-checks" in available_passes()
     from isozyme.compiler.pipeline import STAGE_PASSES

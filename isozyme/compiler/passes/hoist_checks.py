@@ -33,8 +33,8 @@ them for a loop that does not run is harmless. Only checks directly in the loop 
 (not inside an ``scf.if``) of a loop with a constant positive step move; the reported
 values are those of the first end (first, then last iteration) that fails.
 
-Identical checks (same condition value) later in the same block are dropped first: the
-earlier one has already passed.
+Checks of a condition value that an earlier check already tested (in the same block or
+an enclosing one: ``if x[c] > m: m = x[c]`` loads ``x[c]`` twice) are dropped first.
 """
 
 from __future__ import annotations
@@ -204,15 +204,21 @@ def _constant_step(loop: scf.ForOp) -> int | None:
     return None
 
 
-def _dedupe(block: Block) -> None:
-    """Drop a check whose condition value an earlier check of ``block`` tested."""
-    seen: set[SSAValue] = set()
+def _dedupe(block: Block, seen: frozenset[SSAValue] = frozenset()) -> None:
+    """Drop a check whose condition value a check that runs before it already tested:
+    an earlier check of the same block or of an enclosing ``scf`` op's block."""
+    local = set(seen)
     for op in list(block.ops):
         if isinstance(op, CheckOp):
-            if op.cond in seen:
+            if op.cond in local:
                 Rewriter.erase_op(op)
             else:
-                seen.add(op.cond)
+                local.add(op.cond)
+        elif op.regions:
+            inner = frozenset(local) if op.name.startswith("scf.") else frozenset()
+            for region in op.regions:
+                for b in region.blocks:
+                    _dedupe(b, inner)
 
 
 def _erase_dead(ops: list[Operation]) -> None:
@@ -227,7 +233,6 @@ def hoist_from(loop: scf.ForOp) -> int:
     if step is None or step <= 0:
         return 0
     info = _Loop(loop)
-    _dedupe(info.body)
     checks = [
         op for op in info.body.ops
         if isinstance(op, CheckOp)
@@ -285,6 +290,7 @@ class HoistChecksPass(ModulePass):
         """Rewrite ``op`` in place."""
         if not any(isinstance(o, CheckOp) for o in op.walk()):
             return
+        _dedupe(op.body.block)
         loops = [o for o in op.walk() if isinstance(o, scf.ForOp)]
         for loop in reversed(loops):  # pre-order reversed: inner loops first
             hoist_from(loop)
