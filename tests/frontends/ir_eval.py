@@ -8,8 +8,9 @@ are Python bools.  ``f32`` results are rounded to float32.
 (:func:`lower_linalg`); the ``affine.apply`` ops it emits for constant indices are.
 
 Memrefs are numpy arrays (any strides: a memref argument may be a view): ``memref.load``,
-``store``, ``dim``, ``alloc`` (with dynamic sizes), ``dealloc``, ``copy`` and
-``subview`` (a numpy view, checked to lie within its source) act on them.  Pass a
+``store``, ``dim``, ``alloc`` (with dynamic sizes), ``dealloc``, ``copy``, ``subview`` (a
+numpy view, checked to lie within its source; a step 0 broadcasts), ``expand_shape``,
+``collapse_shape``, ``transpose`` and ``extract_strided_metadata`` act on them.  Pass a
 ``memory`` dict to :func:`evaluate` to count allocations and frees; a load, store or
 dealloc of a freed buffer raises.
 """
@@ -32,6 +33,7 @@ from xdsl.interpreters.scf import ScfFunctions
 from xdsl.ir import Operation
 
 from isozyme.dialects.check import CHECK_KINDS, CheckOp
+from isozyme.dialects.memref_ext import TransposeOp
 
 
 def _round_to(op: Operation, value: Any) -> Any:
@@ -259,8 +261,16 @@ class MemRefNumpyFunctions(InterpreterFunctions):
         dropped = set(static_ones[: arr.ndim - result_rank])
         assert len(dropped) == arr.ndim - result_rank, "rank reduction of a non-1 dimension"
         index: list[Any] = []
+        zero_steps = [k for k in range(arr.ndim) if steps[k] == 0 and k not in dropped]
+        for k in zero_steps:  # a broadcast (stride 0): element o repeated n times
+            if not 0 <= offsets[k] < arr.shape[k]:
+                raise IndexError(f"subview offset {offsets[k]} out of bounds")
+            steps[k] = 1
         for k in range(arr.ndim):
             o, n, s = offsets[k], sizes[k], steps[k]
+            if k in zero_steps:
+                index.append(slice(o, o + 1))
+                continue
             if k in dropped:
                 if not 0 <= o < arr.shape[k]:
                     raise IndexError(f"subview offset {o} out of bounds for size {arr.shape[k]}")
@@ -277,8 +287,53 @@ class MemRefNumpyFunctions(InterpreterFunctions):
             stop = last + (1 if s > 0 else -1)
             index.append(slice(o, None if stop < 0 else stop, s))
         out = arr[tuple(index)]
+        if zero_steps:
+            kept = [k for k in range(arr.ndim) if k not in dropped]
+            strides = [0 if k in zero_steps else out.strides[j] for j, k in enumerate(kept)]
+            out = np.lib.stride_tricks.as_strided(
+                out, shape=[sizes[k] for k in kept], strides=strides)
         assert out.ndim == result_rank and np.shares_memory(out, arr) or out.size == 0
         return (out,)
+
+    @impl(memref.ExpandShapeOp)
+    def run_expand_shape(self, interpreter: Interpreter, op: memref.ExpandShapeOp,
+                         args: PythonValues):
+        """A numpy reshape that splits dimensions (always a view)."""
+        arr = args[0]
+        self._check(arr, "expand_shape")
+        dyn = iter(args[1:])
+        shape = [next(dyn) if v == builtin.DYNAMIC_INDEX else v
+                 for v in op.static_output_shape.get_values()]
+        out = arr.reshape(shape)
+        assert np.shares_memory(out, arr) or out.size == 0
+        return (out,)
+
+    @impl(memref.CollapseShapeOp)
+    def run_collapse_shape(self, interpreter: Interpreter, op: memref.CollapseShapeOp,
+                           args: PythonValues):
+        """A numpy reshape that merges groups of dimensions (a view: checked)."""
+        arr = args[0]
+        self._check(arr, "collapse_shape")
+        groups = [[int(i.value.data) for i in g.data] for g in op.reassociation.data]
+        out = arr.reshape([int(np.prod([arr.shape[k] for k in g])) for g in groups])
+        assert np.shares_memory(out, arr) or out.size == 0, "collapse of a non-contiguous view"
+        return (out,)
+
+    @impl(TransposeOp)
+    def run_transpose(self, interpreter: Interpreter, op: TransposeOp, args: PythonValues):
+        """``np.transpose`` (a view)."""
+        self._check(args[0], "transpose")
+        return (args[0].transpose(op.perm),)
+
+    @impl(memref.ExtractStridedMetaDataOp)
+    def run_extract_strided_metadata(self, interpreter: Interpreter,
+                                     op: memref.ExtractStridedMetaDataOp,
+                                     args: PythonValues):
+        """Sizes and strides in elements (the base buffer and offset are not modelled:
+        the array itself and 0)."""
+        arr = args[0]
+        return (arr, 0, *[int(n) for n in arr.shape],
+                *[s // arr.itemsize for s in arr.strides])
 
     @impl(memref.CopyOp)
     def run_copy(self, interpreter: Interpreter, op: memref.CopyOp, args: PythonValues):
