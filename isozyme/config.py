@@ -10,9 +10,6 @@ compiled code never runs with a setting other than the current one.
 from __future__ import annotations
 
 import os
-import threading
-
-_LOCK = threading.Lock()
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -46,14 +43,16 @@ def config(*, boundscheck: bool | None = None) -> dict[str, bool]:
     with the new setting.  The previous settings come back so that they can be
     restored: ``old = isozyme.config(boundscheck=False); ...; isozyme.config(**old)``.
     """
-    with _LOCK:
+    from isozyme import api  # noqa: PLC0415
+
+    # Under the compile lock: a compilation in flight finishes (and is cached) with the
+    # old setting before the cache is emptied, and none starts until the new one is in.
+    with api._COMPILE_LOCK:
         previous = dict(_SETTINGS)
         if boundscheck is not None:
             if not isinstance(boundscheck, bool):
                 raise TypeError(f"boundscheck must be a bool, got {boundscheck!r}")
             _SETTINGS["boundscheck"] = boundscheck
         if _SETTINGS != previous:
-            from isozyme import api  # noqa: PLC0415
-
-            api._CACHE.clear()
+            api.clear_cache()
     return previous
