@@ -426,6 +426,30 @@ def test_isinstance_element_types():
     assert grads[2] == branch_on_element_types(v32, flags, 2.0) / 2.0 == 1101.0
 
 
+def branch_on_type(x, v, n, flag):
+    a = 1.0 if type(x) is float else 0.0
+    b = 10.0 if type(v) is np.ndarray else 0.0
+    c = 100.0 if type(n) is int else 0.0
+    d = 1000.0 if type(flag) is bool else 0.0
+    e = 10000.0 if type(x > 0.0) is bool else 0.0
+    return x * (a + b + c + d + e)
+
+
+@pytest.mark.parametrize("mode", [Reverse, Forward])
+def test_type_of_a_tracer_is_the_type_of_its_value(mode):
+    v = np.ones(2)
+    want = branch_on_type(2.0, v, 3, True) / 2.0
+    assert want == 11111.0
+    if mode is Reverse:
+        (grads,) = iz.autodiff(Reverse, branch_on_type, Active, Active(2.0), Const(v), Const(3),
+                               Const(True))
+        assert grads[0] == want
+    else:
+        (t,) = iz.autodiff(Forward, branch_on_type, Duplicated(2.0, 1.0), Const(v), Const(3),
+                           Const(True))
+        assert t == want
+
+
 # ------------------------------------------------------------------- truth values
 
 

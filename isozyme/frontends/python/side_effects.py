@@ -14,8 +14,8 @@ that is what the user wants (``len(x)``, ``range(n)``...), but not for these:
 
 They raise :class:`isozyme.errors.TraceError` naming the file and line.  ``print`` runs
 at *run time* instead (see :mod:`.debug_print`), and ``isinstance`` answers for the
-value a tracer stands for (:func:`traced_isinstance`); ``bool`` of an array follows numpy's
-rule (:func:`traced_bool`).
+value a tracer stands for (:func:`traced_isinstance`, :func:`traced_type`); ``bool`` of an
+array follows numpy's rule (:func:`traced_bool`).
 
 :func:`intercept` is what :func:`.functions.converted_call` consults first.
 """
@@ -138,20 +138,34 @@ def traced_isinstance(obj: object, classinfo: Any) -> bool:
     if not isinstance(obj, Tracer):
         return builtins.isinstance(obj, classinfo)
     builtins.isinstance(0, classinfo)  # numpy/Python's own TypeError for a bad classinfo
-    t = obj.value.type
-    if isinstance(t, MemRefType):
-        stands_for: tuple[type, ...] = (np.ndarray,)
-    elif is_bool_type(t):
-        stands_for = (bool, np.bool_)
-    elif is_int_type(t):
-        stands_for = (int, np.int64)
-    elif is_float_type(t):
-        stands_for = (np.float32,) if isinstance(t, Float32Type) else (float, np.float64)
-    else:  # pragma: no cover (every traced type is one of the above)
-        return builtins.isinstance(obj, classinfo)
     if builtins.isinstance(obj, classinfo):  # isinstance(x, object) and the like
         return True
-    return any(issubclass(s, classinfo) for s in stands_for)
+    return any(issubclass(s, classinfo) for s in _stands_for(obj))
+
+
+def _stands_for(obj: Tracer) -> tuple[type, ...]:
+    """The Python/numpy types of the value a tracer stands for, the most common first."""
+    t = obj.value.type
+    if isinstance(t, MemRefType):
+        return (np.ndarray,)
+    if is_bool_type(t):
+        return (bool, np.bool_)
+    if is_int_type(t):
+        return (int, np.int64)
+    if isinstance(t, Float32Type):
+        return (np.float32,)
+    if is_float_type(t):
+        return (float, np.float64)
+    return (type(obj),)  # pragma: no cover (every traced type is one of the above)
+
+
+def traced_type(*args: Any, **kwargs: Any) -> Any:
+    """``type(x)`` for converted code: for a tracer, the type of the value it stands for
+    (``np.ndarray``, ``float``, ``np.float32``, ``int``, ``bool``); else ``type``'s own
+    answer (and the three-argument form creates a class, as usual)."""
+    if len(args) == 1 and not kwargs and isinstance(args[0], Tracer):
+        return _stands_for(args[0])[0]
+    return builtins.type(*args, **kwargs)
 
 
 def traced_bool(x: object = False) -> Any:
@@ -168,6 +182,7 @@ def _build_table() -> dict[Any, Callable[..., Any]]:
         builtins.open: _io("open"),
         builtins.input: _io("input"),
         builtins.isinstance: traced_isinstance,
+        builtins.type: traced_type,
     }
     for fn, name in _CLOCKS.items():
         table[fn] = _refusal(name, f"{_FIXED}; pass the value as an argument")
