@@ -27,8 +27,8 @@ static sizes only where the size is a Python int (``memref<?x1xf64, ...>`` stays
 broadcastable) and has a fully dynamic strided layout,
 ``memref<?xf64, strided<[?], offset: ?>>``, so the view is an :class:`.ArrayTracer`
 like any argument.  ``x[:]`` and ``x[...]`` are ``x`` itself (the same memory).  A key with
-``None`` first takes the view of the other items, then copies it into a buffer with the
-new size-1 dimensions (:func:`.whole_array.getitem_view`; writes into that copy raise).
+``None`` first takes the view of the other items, then a view with the new size-1
+dimensions (``memref.expand_shape``, :func:`.whole_array.getitem_view`).
 
 Views alias their base: writes through them (``v = x[2:]; v[0] = 5.0``, ``v += 1``,
 ``x[1:-1] = expr``) reach the base array.

@@ -20,14 +20,15 @@ dimensions that are statically 1 (``x[:, None]``, ``keepdims=True``), which stay
   many dims as loops, no results: that is what xDSL's verifier wants for a scalar) and a
   body argument of the scalar's type.  xDSL's ``convert-linalg-to-loops`` passes such an
   operand to the body as it is (no load).
-* **Broadcasting** follows numpy on ranks (missing leading dimensions) and on static 1
-  dimensions: operand dimension j of an operand of rank r maps to loop
-  ``d(j + R - r)``, or to the affine constant ``0`` when the operand's dimension is
-  statically 1 and the result's is not (e.g. ``(d0, d1) -> (d0, 0)`` for a
-  ``memref<?x1xf64>`` against a ``memref<?x?xf64>``).  Two dynamic dimensions are
-  assumed equal.  ``convert-linalg-to-loops`` turns a constant map result into
-  ``affine.apply affine_map<() -> (0)>()``; ``lower-affine`` makes it an
-  ``arith.constant``.
+* **Broadcasting** follows numpy: on ranks (operand dimension j of an operand of rank r
+  maps to loop ``d(j + R - r)``) and on dimensions of size 1.  A dimension that is
+  statically 1 maps to the affine constant ``0`` when the result's is not (e.g.
+  ``(d0, d1) -> (d0, 0)`` for a ``memref<?x1xf64>`` against a ``memref<?x?xf64>``;
+  ``convert-linalg-to-loops`` turns it into ``affine.apply affine_map<() -> (0)>()``,
+  ``lower-affine`` into an ``arith.constant``).  Dynamic sizes are unified by
+  :func:`..shape_checks.unify_sizes` (checked before the call or in the compiled code;
+  an operand whose size may be 1 at run time is read through a zero-stride broadcast
+  view, :func:`..shape_checks.broadcast_view`).
 * **Comparisons** (``x > 0``) produce ``i1`` arrays (``memref<?xi1>``); ``np.where``
   selects with them, arithmetic converts them like Python bools.
 * **Reductions** (``np.sum/prod/max/min/mean``, methods too, ``axis=None|int|tuple``,
@@ -45,9 +46,9 @@ dimensions that are statically 1 (``x[:, None]``, ``keepdims=True``), which stay
   and, when something is summed, adds the output argument (after a fill with 0).
 * **Views**: slices and partial indices (``x[1:-1]``, ``A[i]``, ``A[:, j]``, ``x[::-1]``)
   are ``memref.subview`` views (:mod:`..views`); generics read and write through them.
-* **Copies**: ``x.T``/``np.transpose`` (permuted input map) and ``x[:, None]``-style
-  indexing with ``None`` (a new buffer with static 1 dimensions; its loops include those
-  dimensions, of trip count 1) are copy generics; writes into them raise.
+* **Views** beyond slices (:mod:`..view_ops`): ``x.T``/``np.transpose``
+  (``memref.transpose``), ``x[:, None]`` (``memref.expand_shape``), ``reshape``/
+  ``ravel`` (``memref.collapse_shape``/``expand_shape``), ``np.asarray`` (the array).
 * **In place**: ``x += y`` (any binary operator) is a generic with ``outs = [x]`` whose
   body reads the output argument; ``x[key] = y`` copies ``y`` (broadcast) into the view
   ``x[key]``.  An operand that is another view of the output's memory is copied into a
@@ -55,8 +56,7 @@ dimensions that are statically 1 (``x[:, None]``, ``keepdims=True``), which stay
 * Not expressible as a generic with dynamic sizes (they need index arithmetic on
   sizes), so emitted as ``scf.for`` loops of ``memref.load``/``store`` like the other
   local-array builders: ``np.array([a, b, ...])`` (and nested lists), ``np.diag``,
-  ``np.concatenate``/``np.stack`` of 1-D arrays, ``x.reshape``/``ravel``/``flatten``
-  between 1-D and 2-D.
+  ``np.concatenate``/``np.stack`` of 1-D arrays.
 
 Everything else on whole arrays raises the TraceError of
 :func:`..tracer.whole_array_error`.
@@ -67,8 +67,9 @@ Modules
 * :mod:`.elementwise`: broadcasting, ufuncs, operators, in-place updates, where/clip.
 * :mod:`.reductions`: sum/prod/max/min/mean.
 * :mod:`.contractions`: einsum, dot, matmul, outer, inner.
-* :mod:`.copies`: transpose and ``None`` indexing (copies where numpy views).
-* :mod:`.array_builders`: np.array, diag, concatenate/stack, reshape (loop-built).
+* :mod:`.copies`: transpose and ``None`` indexing (views, see :mod:`..view_ops`), copies.
+* :mod:`.array_builders`: np.array/asarray, diag, concatenate/stack (loop-built),
+  reshape/flatten.
 * :mod:`.registration`: installs all of them on ``ArrayTracer`` and in ``ARRAY_AWARE``.
 """
 
