@@ -119,6 +119,22 @@ def affine_reads_step(x, a, b):
     return s
 
 
+def triangle_up(x, a, b, c):
+    s = 0.0
+    for i in range(a, b):
+        for j in range(i + c):  # the inner loop is empty for the first few i
+            s += x[j - 2] * (i + 1)
+    return s
+
+
+def triangle_down(x, a, b, c):
+    s = 0.0
+    for i in range(a, b):
+        for j in range(i, c):  # ... and for the last few here
+            s += x[2 * j - i] * (j + 1)
+    return s
+
+
 def rosenbrock(x):
     s = 0.0
     for i in range(len(x) - 1):
@@ -380,6 +396,33 @@ def test_hoisted_checks_fail_exactly_when_an_iteration_would(fn):
                 want = sum(x[k] for k in indices(a, b)) if step == 1 else sum(
                     x[i + 1] * x[-i] for i in range(a, b, step))
                 assert val == pytest.approx(want)
+
+
+@pytest.mark.parametrize("fn", [triangle_up, triangle_down])
+def test_triangular_loop_nests_are_checked_once_and_exactly(fn):
+    x = np.arange(1.0, 6.0)  # n = 5
+    n = len(x)
+    text = iz.ir(Forward, fn, Const(x), Const(0), Const(1), Const(2), stage="simplified")
+    assert _loops_have_no_check(text), text
+
+    def terms(a, b, c):
+        for i in range(a, b):
+            if fn is triangle_up:
+                yield from ((j - 2, i + 1) for j in range(i + c))
+            else:
+                yield from ((2 * j - i, j + 1) for j in range(i, c))
+
+    for a in range(-2, 5):
+        for b in range(-1, 7):
+            for c in range(-3, 6):
+                ts = list(terms(a, b, c))
+                if any(not -n <= k < n for k, _ in ts):
+                    with pytest.raises(OutOfBoundsError, match="with size 5$"):
+                        autodiff(Forward, fn, Const(x), Const(a), Const(b), Const(c))
+                else:
+                    (_, val) = autodiff(iz.ForwardWithPrimal, fn, Const(x), Const(a),
+                                        Const(b), Const(c))
+                    assert val == sum(x[k] * w for k, w in ts), (a, b, c)
 
 
 # --------------------------------------------------------------------------- off switch

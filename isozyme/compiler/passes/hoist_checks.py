@@ -66,8 +66,9 @@ _FLIP = {"slt": "sgt", "sle": "sge", "sgt": "slt", "sge": "sle",
 class _Loop:
     """Dependence facts of one ``scf.for`` body."""
 
-    def __init__(self, loop: scf.ForOp) -> None:
+    def __init__(self, loop: scf.ForOp, step: int) -> None:
         self.loop = loop
+        self.step = step
         self.body: Block = loop.body.block
         self.iv = self.body.args[0]
         self._dep: dict[SSAValue, bool] = {}
@@ -164,22 +165,102 @@ class _Loop:
             return self.affine(lhs) or self._wrapped_affine(lhs, rhs)
         return False
 
-    def hoistable(self, cond: SSAValue) -> bool:
+    def invariant(self, v: SSAValue) -> bool:
+        """Whether ``v`` is the same in every iteration and can be computed before."""
+        return not self.depends(v) and self.clonable(v)
+
+    def convex(self, cond: SSAValue) -> bool:
         """Whether ``cond`` holds for every iteration iff it holds for the first and
-        the last (see the module docstring)."""
+        the last: invariants, interval tests of affine indices, ``and`` of such, ``or``
+        with an invariant (see the module docstring)."""
         if not self.depends(cond):
             return self.clonable(cond)
         op = cond.owner
         match op:
             case arith.AndIOp():
-                return self.hoistable(op.lhs) and self.hoistable(op.rhs)
+                return self.convex(op.lhs) and self.convex(op.rhs)
             case arith.OrIOp():
-                return (not self.depends(op.lhs) and self.clonable(op.lhs)
-                        and self.hoistable(op.rhs)) or (
-                    not self.depends(op.rhs) and self.clonable(op.rhs)
-                    and self.hoistable(op.lhs))
+                return (self.invariant(op.lhs) and self.convex(op.rhs)) or (
+                    self.invariant(op.rhs) and self.convex(op.lhs))
             case arith.CmpiOp():
                 return self._leaf(op)
+            case _:
+                return False
+
+    def coefficient(self, v: SSAValue) -> int | None:
+        """The constant coefficient of ``%i`` in affine ``v`` (0 for an invariant), or
+        ``None`` when ``v`` is not affine with a constant coefficient."""
+        if v is self.iv:
+            return 1
+        if not self.depends(v):
+            return 0 if self.clonable(v) else None
+        op = v.owner
+        match op:
+            case arith.AddiOp() | arith.SubiOp():
+                a, b = self.coefficient(op.lhs), self.coefficient(op.rhs)
+                if a is None or b is None:
+                    return None
+                return a + b if isinstance(op, arith.AddiOp) else a - b
+            case arith.MuliOp():
+                for x, y in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+                    c = _constant_of(y)
+                    a = self.coefficient(x)
+                    if c is not None and a is not None:
+                        return a * c
+                return None
+            case arith.IndexCastOp() | arith.ExtSIOp():
+                return self.coefficient(op.input)
+            case _:
+                return None
+
+    def guard(self, cond: SSAValue) -> tuple[int, str, SSAValue, SSAValue] | None:
+        """``(slope, pred, a, b)`` when ``cond`` is ``cmpi pred, a, b`` (signed) of two
+        affine values whose difference has slope ``+1`` or ``-1`` in ``%i``: a test true
+        on a prefix or a suffix of the iterations (``ub <= lb`` of an inner loop whose
+        bound is the induction variable, as in ``for j in range(i)``)."""
+        op = cond.owner
+        if self.step != 1 or not isinstance(op, arith.CmpiOp):
+            return None  # (with a larger step the guard's edge may fall between iterations)
+        pred = arith.CMPI_COMPARISON_OPERATIONS[op.predicate.value.data]
+        if pred not in _SIGNED:
+            return None
+        lhs = self._unclamped(op.lhs, pred, op.rhs)
+        ca, cb = self.coefficient(lhs), self.coefficient(op.rhs)
+        if ca is None or cb is None or ca - cb not in (1, -1):
+            return None
+        return ca - cb, pred, lhs, op.rhs
+
+    def _unclamped(self, a: SSAValue, pred: str, c: SSAValue) -> SSAValue:
+        """``x`` when ``a`` is ``max(x, k)`` (through casts) and ``a <= c`` iff
+        ``x <= c``: a trip count ``max(stop - start, 0)`` tested against 0."""
+        v = a
+        while isinstance(v.owner, (arith.IndexCastOp, arith.ExtSIOp)):
+            v = v.owner.input
+        op, bound = v.owner, _constant_of(c)
+        if not isinstance(op, arith.MaxSIOp) or bound is None or pred not in ("sle", "slt"):
+            return a
+        for x, k in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            kk = _constant_of(k)
+            if kk is not None and (kk <= bound if pred == "sle" else kk < bound):
+                return x
+        return a
+
+    def hoistable(self, cond: SSAValue) -> bool:
+        """Whether "``cond`` in every iteration" can be computed before the loop:
+        convex conditions, ``and`` of hoistable ones, ``or`` of an invariant and a
+        hoistable one, ``or`` of a unit-slope :meth:`guard` and a convex one."""
+        if self.convex(cond):
+            return True
+        op = cond.owner
+        match op:
+            case arith.AndIOp():
+                return self.hoistable(op.lhs) and self.hoistable(op.rhs)
+            case arith.OrIOp():
+                return any(
+                    (self.invariant(g) and self.hoistable(x))
+                    or (self.guard(g) is not None and self.convex(x))
+                    for g, x in ((op.lhs, op.rhs), (op.rhs, op.lhs))
+                )
             case _:
                 return False
 
@@ -197,11 +278,15 @@ class _Loop:
         return [op for op in self.body.ops if op in needed]
 
 
-def _constant_step(loop: scf.ForOp) -> int | None:
-    owner = loop.step.owner
+def _constant_of(v: SSAValue) -> int | None:
+    owner = v.owner
     if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
         return owner.value.value.data
     return None
+
+
+def _constant_step(loop: scf.ForOp) -> int | None:
+    return _constant_of(loop.step)
 
 
 def _dedupe(block: Block, seen: frozenset[SSAValue] = frozenset()) -> None:
@@ -227,12 +312,31 @@ def _erase_dead(ops: list[Operation]) -> None:
             Rewriter.erase_op(op)
 
 
+def _unclamped_bound(b: Builder, lb: SSAValue, ub: SSAValue) -> SSAValue:
+    """``ub``, or ``x`` when ``ub`` is ``max(x, k)`` (through an ``index_cast``) with
+    constants ``k <= lb``: the frontend's trip count ``max(stop - start, 0)``.  Both
+    give the same iterations (when ``x <= lb`` neither bound runs the loop), but ``x``
+    keeps the last iteration affine in an outer loop's variable."""
+    low = _constant_of(lb)
+    v = ub.owner.input if isinstance(ub.owner, arith.IndexCastOp) else ub
+    op = v.owner
+    if low is None or not isinstance(op, arith.MaxSIOp):
+        return ub
+    for x, k in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+        kk = _constant_of(k)
+        if kk is not None and kk <= low:
+            if x.type == ub.type:
+                return x
+            return b.insert(arith.IndexCastOp(x, ub.type)).results[0]
+    return ub
+
+
 def hoist_from(loop: scf.ForOp) -> int:
     """Hoist the hoistable checks of ``loop``'s body before it; return how many."""
     step = _constant_step(loop)
     if step is None or step <= 0:
         return 0
-    info = _Loop(loop)
+    info = _Loop(loop, step)
     checks = [
         op for op in info.body.ops
         if isinstance(op, CheckOp)
@@ -244,6 +348,7 @@ def hoist_from(loop: scf.ForOp) -> int:
     b = Builder(InsertPoint.before(loop))
     lb, ub = loop.lb, loop.ub
     idx = IndexType()
+    ub = _unclamped_bound(b, lb, ub)
     one = b.insert(arith.ConstantOp(IntegerAttr(1, idx))).result
     empty = b.insert(arith.CmpiOp(ub, lb, "sle")).result
     span = b.insert(arith.SubiOp(b.insert(arith.SubiOp(ub, lb)).result, one)).result
@@ -255,24 +360,89 @@ def hoist_from(loop: scf.ForOp) -> int:
         span = b.insert(arith.SubiOp(span, rem)).result
     last = b.insert(arith.AddiOp(lb, span)).result
 
-    def at(point: SSAValue, values: list[SSAValue]) -> list[SSAValue]:
-        mapping: dict[SSAValue, SSAValue] = {info.iv: point}
-        for op in info.slice_ops(values):
+    mappings: dict[SSAValue, dict[SSAValue, SSAValue]] = {}
+
+    def at(point: SSAValue, v: SSAValue) -> SSAValue:
+        """``v`` recomputed before the loop for ``%i = point`` (clones shared per
+        point)."""
+        mapping = mappings.setdefault(point, {info.iv: point})
+        for op in info.slice_ops([v]):
+            if op.results and op.results[0] in mapping:
+                continue
             clone = b.insert(op.clone(value_mapper=mapping))
             for old, new in zip(op.results, clone.results):
                 mapping[old] = new
-        return [mapping.get(v, v) for v in values]
+        return mapping.get(v, v)
+
+    def emit(op: Operation) -> SSAValue:
+        return b.insert(op).results[0]
+
+    def const(value: int) -> SSAValue:
+        return emit(arith.ConstantOp(IntegerAttr(value, idx)))
+
+    def forall(cond: SSAValue, points: list[SSAValue]) -> SSAValue:
+        """An ``i1``: ``cond`` holds in every iteration (the loop runs at least once);
+        ``points`` collects the iterations it tested."""
+        if info.convex(cond):
+            for p in (lb, last):
+                if p not in points:
+                    points.append(p)
+            return emit(arith.AndIOp(at(lb, cond), at(last, cond)))
+        op = cond.owner
+        if isinstance(op, arith.AndIOp):
+            return emit(arith.AndIOp(forall(op.lhs, points), forall(op.rhs, points)))
+        assert isinstance(op, arith.OrIOp)
+        for g, x in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            if info.invariant(g) and info.hoistable(x):
+                return emit(arith.OrIOp(at(lb, g), forall(x, points)))
+        for g, x in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            found = info.guard(g)
+            if found is not None and info.convex(x):
+                return guarded(found, x, points)
+        raise AssertionError("hoistable() and forall() disagree")
+
+    def guarded(found: tuple[int, str, SSAValue, SSAValue], x: SSAValue,
+                points: list[SSAValue]) -> SSAValue:
+        """``guard or x`` in every iteration, ``x`` convex: ``x`` at both ends of the
+        iterations where the guard is false (an interval, since the guard has slope
+        +-1: with ``g = s*(a - b) - k`` and the guard ``g <= 0``, ``g`` moves by one per
+        unit of ``%i``)."""
+        slope, pred, a, c = found
+        # guard <=> sign * (a - c) <= k
+        sign, k = {"sle": (1, 0), "slt": (1, -1), "sge": (-1, 0), "sgt": (-1, -1)}[pred]
+        diff = emit(arith.SubiOp(at(lb, a), at(lb, c)))
+        if sign < 0:
+            diff = emit(arith.SubiOp(const(0), diff))
+        g_first = emit(arith.SubiOp(diff, const(k))) if k else diff  # g at lb
+        one = const(1)
+        # (only in loops of step 1: see _Loop.guard)
+        if sign * slope > 0:
+            # the guard fails from lb + max(0, 1 - g(lb)) on
+            start = emit(arith.AddiOp(lb, emit(arith.MaxSIOp(
+                const(0), emit(arith.SubiOp(one, g_first))))))
+            none = emit(arith.CmpiOp(start, last, "sgt"))
+            lo, hi = start, last
+        else:
+            # the guard fails up to lb + g(lb) - 1
+            stop = emit(arith.MinSIOp(last, emit(arith.SubiOp(
+                emit(arith.AddiOp(lb, g_first)), one))))
+            none = emit(arith.CmpiOp(g_first, one, "slt"))
+            lo, hi = lb, stop
+        points.extend(p for p in (lo, hi) if p not in points)
+        both = emit(arith.AndIOp(at(lo, x), at(hi, x)))
+        return emit(arith.OrIOp(none, both))
 
     for check in checks:
         values = [check.cond, *check.values]
-        first_vals = at(lb, values)
-        last_vals = at(last, values)
-        both = b.insert(arith.AndIOp(first_vals[0], last_vals[0])).result
-        ok = b.insert(arith.OrIOp(empty, both)).result
-        reported = [
-            f if f is l else b.insert(arith.SelectOp(first_vals[0], l, f)).result
-            for f, l in zip(first_vals[1:], last_vals[1:])
-        ]
+        points: list[SSAValue] = []
+        ok = emit(arith.OrIOp(empty, forall(check.cond, points)))
+        # report the values of the first tested iteration that fails
+        reported = []
+        for v in check.values:
+            r = at(points[-1], v)
+            for p in reversed(points[:-1]):
+                r = emit(arith.SelectOp(at(p, check.cond), r, at(p, v)))
+            reported.append(r)
         b.insert(CheckOp(ok, check.kind.data, check.message.data, reported))
         dead = info.slice_ops(values)
         Rewriter.erase_op(check)
