@@ -83,6 +83,16 @@ def row_if_in_range(A, i):
     return s
 
 
+def set_row(A, i, v):
+    A[i] = v
+    return 0.0
+
+
+def set_part_of_row(A, i, v):
+    A[i, 1:3] = v
+    return 0.0
+
+
 def write_then_read(x, i):
     x[0] = 100.0
     return x[i]
@@ -253,6 +263,21 @@ def test_python_int_index_on_a_static_size_fails_when_tracing():
 
 
 # --------------------------------------------------------------------------- writes
+
+
+def test_row_assignments_are_checked_and_write_nothing_when_out_of_bounds():
+    A = np.zeros((3, 4))
+    autodiff(Forward, set_row, Const(A), Const(-3), Const(5.0))
+    autodiff(Forward, set_part_of_row, Const(A), Const(2), Const(4.0))
+    want = np.zeros((3, 4))
+    want[0] = 5.0
+    want[2, 1:3] = 4.0
+    np.testing.assert_array_equal(A, want)
+    with expect_oob(set_row, "A[i] = v", 3, 3):
+        autodiff(Forward, set_row, Const(A), Const(3), Const(9.0))
+    with expect_oob(set_part_of_row, "A[i, 1:3] = v", -4, 3):
+        autodiff(Forward, set_part_of_row, Const(A), Const(-4), Const(9.0))
+    np.testing.assert_array_equal(A, want)
 
 
 def test_write_past_the_end_writes_nothing_outside():

@@ -441,7 +441,9 @@ def hoist_from(loop: scf.ForOp) -> int:
         for v in check.values:
             r = at(points[-1], v)
             for p in reversed(points[:-1]):
-                r = emit(arith.SelectOp(at(p, check.cond), r, at(p, v)))
+                here = at(p, v)
+                if here is not r:
+                    r = emit(arith.SelectOp(at(p, check.cond), r, here))
             reported.append(r)
         b.insert(CheckOp(ok, check.kind.data, check.message.data, reported))
         dead = info.slice_ops(values)
