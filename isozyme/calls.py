@@ -66,6 +66,25 @@ def _ones(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(k for k, s in enumerate(shape) if s == 1)
 
 
+def _layout(a: np.ndarray) -> str:
+    """The memory layout of an array, as numpy's ``reshape``/``ravel`` see it: ``"C"``
+    (C-contiguous: both are views), ``"flat"`` (its elements are equally spaced, sizes
+    of 1 aside: ``reshape(-1)`` is a view, ``ravel`` a copy), ``"none"`` (both copy)."""
+    if a.flags.c_contiguous:
+        return "C"
+    unit, inside, seen = 0, 1, False
+    for size, stride in zip(reversed(a.shape), reversed(a.strides)):
+        if size == 0:
+            return "C"
+        if size != 1:
+            if not seen:
+                unit, seen = stride, True
+            elif stride != unit * inside:
+                return "none"
+        inside *= size
+    return "flat"
+
+
 def _unit_inner(a: np.ndarray) -> bool:
     """Whether the innermost dimension is contiguous (or has at most one element)."""
     return a.shape[-1] <= 1 or a.strides[-1] == a.itemsize
@@ -114,7 +133,8 @@ def arg_key(a: Annotation) -> object:
         return (type(a), t)
     if t is np.ndarray or is_array(v):
         arr = v if t is np.ndarray else np.asarray(v)
-        return (type(a), np.ndarray, arr.dtype, _ones(arr.shape), arr.ndim, _arg_unit_inner(a))  # type: ignore[union-attr]
+        return (type(a), np.ndarray, arr.dtype, _ones(arr.shape), arr.ndim,  # type: ignore[union-attr]
+                _arg_unit_inner(a), _layout(arr))  # type: ignore[arg-type]
     if is_node(v):
         leaves, tree = flatten_tree(v)
         if isinstance(a, Duplicated):
@@ -161,6 +181,8 @@ class _Spec:
     activities: list[Activity] = field(default_factory=list)
     # per leaf of every argument: does it carry a runtime value (False: baked in the IR)
     runtime: list[bool] = field(default_factory=list)
+    # per traced leaf: the layout of an array argument (_layout), None for scalars
+    layouts: list[str | None] = field(default_factory=list)
 
 
 def _global_names(code) -> tuple[str, ...]:
@@ -295,6 +317,8 @@ def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
     elif t is not None:
         spec.activities.append(Activity.CONST)
     spec.runtime.append(t is not None)
+    if t is not None:
+        spec.layouts.append(_layout(np.asarray(a.val)) if is_array(a.val) else None)
     return t if t is not None else a.val
 
 
@@ -371,7 +395,7 @@ def build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> Co
     from isozyme.frontends.python import trace
 
     stats["traces"] += 1
-    traced = trace(spec.fn, spec.trace_args, hidden_type=_hidden_type)
+    traced = trace(spec.fn, spec.trace_args, hidden_type=_hidden_type, layouts=spec.layouts)
     guard = _reads_guard(spec, traced)  # before the spec's arguments are used below
     # What the runner checks before each call (read from the traced IR, before AD).
     fn_op = next(op for op in traced.module.ops

@@ -151,3 +151,25 @@ def write_in_helper(x):
 
 def zeros_of(x, k):
     return np.sum(np.zeros(k) + x[0])
+
+
+def ravel_then_write(X):
+    r = X.ravel()
+    r[0] = 5.0 * r[1]
+    return np.sum(r * r) + np.sum(X * X)
+
+
+def reshape_then_write(X):
+    r = X.reshape(-1)
+    r[0] = 5.0 * r[1]
+    return np.sum(r * r) + np.sum(X * X)
+
+
+def ravel_of_slice(X):
+    return np.sum(X[:, :3].ravel() * 2.0)
+
+
+def assign_with_leading_ones(x, V):
+    y = x.copy()
+    y[1:] = V
+    return np.sum(y * x)

@@ -55,6 +55,7 @@ CASES = {
     "ravel_transposed_input": (P.ravel_any, lambda: [pos(2, 3)]),
     "matvec_tail": (P.matvec_tail, lambda: [pos(2, 3), pos(4)]),
     "einsum_broadcasts_arg": (P.einsum_rows, lambda: [pos(2, 3), pos(1, 3)]),
+    "assign_drops_leading_ones": (P.assign_with_leading_ones, lambda: [pos(3), pos(1, 1, 2)]),
     "einsum_broadcasts_run_time": (P.einsum_rows, lambda: [pos(2, 3), pos(2, 3)[:, 0:1]]),
 }
 
@@ -147,18 +148,46 @@ def test_assigning_a_larger_value_into_a_size_one_target_raises():
     assert autodiff(ForwardWithPrimal, P.first_into, Const(pos(2, 1)), Const(v))[1] > 0
 
 
-@pytest.mark.parametrize("base, view", [((4, 6), lambda a: a[:, :3]),
-                                        ((4, 6), lambda a: a[:, ::2]),
-                                        ((6,), lambda a: a[::2]),
-                                        ((3, 4), lambda a: a.T)])
-def test_ravel_of_a_non_contiguous_argument_is_refused(base, view):
-    X, dX = view(pos(*base)), view(np.zeros(base))  # the shadow has the same layout
-    assert not np.shares_memory(X.ravel(), X)  # numpy copies: isozyme refuses
+LAYOUTS = [((4, 6), lambda a: a[:, :3]), ((4, 6), lambda a: a[:, ::2]),
+           ((6,), lambda a: a[::2]), ((3, 4), lambda a: a.T), ((2, 3), lambda a: a),
+           ((3, 4), lambda a: np.asfortranarray(a))]
+
+
+@pytest.mark.parametrize("f", [P.ravel_then_write, P.reshape_then_write])
+@pytest.mark.parametrize("base, view", LAYOUTS)
+def test_ravel_and_reshape_of_arguments_view_or_copy_as_numpy_does(f, base, view):
+    # the signature records each argument's layout: a view where numpy views, a copy
+    # where numpy copies (its writes do not reach the argument)
+    B = pos(*base)
+    want_X = view(B.copy())
+    want = f(want_X)
+    got_X = view(B.copy())
+    (_, primal) = autodiff(ForwardWithPrimal, f, Const(got_X))
+    assert primal == pytest.approx(want, rel=1e-12)
+    np.testing.assert_allclose(got_X, want_X, rtol=1e-12)
+    h = 1e-6
+    want_g = np.zeros(want_X.shape)
+    for idx in np.ndindex(want_g.shape):
+        plus, minus = view(B.copy()), view(B.copy())
+        plus[idx] += h
+        minus[idx] -= h
+        want_g[idx] = (f(plus) - f(minus)) / (2 * h)
+    dX = view(np.zeros(base))
+    autodiff(Reverse, f, Active, Duplicated(view(B.copy()), dX))
+    np.testing.assert_allclose(dX, want_g, rtol=1e-6, atol=1e-7)
+
+
+def test_ravel_of_a_non_contiguous_view_made_in_the_function_is_refused():
+    X = pos(4, 6)
+    assert not np.shares_memory(X[:, :3].ravel(), X)  # numpy copies: isozyme refuses
+    dX = np.zeros_like(X)
     with pytest.raises(UnsupportedError, match="not C-contiguous"):
-        autodiff(Reverse, P.ravel_any, Active, Duplicated(X, dX))
+        autodiff(Reverse, P.ravel_of_slice, Active, Duplicated(X, dX))
     assert not dX.any()
-    got = autodiff(ForwardWithPrimal, P.ravel_any, Const(np.ascontiguousarray(X)))[1]
-    assert got == pytest.approx(P.ravel_any(X))
+    # the same compiled code where the slice is the whole array: a view, as in numpy
+    X = pos(4, 3)
+    assert autodiff(ForwardWithPrimal, P.ravel_of_slice, Const(X))[1] == \
+        pytest.approx(P.ravel_of_slice(X))
 
 
 def test_reshape_of_a_uniformly_strided_argument_is_a_view():
@@ -169,8 +198,12 @@ def test_reshape_of_a_uniformly_strided_argument_is_a_view():
     got = autodiff(ForwardWithPrimal, P.reshape_flat_write, Const(X))[1]
     assert got == pytest.approx(P.reshape_flat_write(X.copy()))
     np.testing.assert_array_equal(X, want_x)
-    with pytest.raises(UnsupportedError, match="not C-contiguous"):
-        autodiff(ForwardWithPrimal, P.reshape_flat_write, Const(pos(4, 6)[:, :3]))
+    # not equally spaced: numpy copies, and so does isozyme (the argument is unchanged)
+    Y = pos(4, 6)[:, :3]
+    before = Y.copy()
+    got = autodiff(ForwardWithPrimal, P.reshape_flat_write, Const(Y))[1]
+    assert got == pytest.approx(P.reshape_flat_write(before.copy()))
+    np.testing.assert_array_equal(Y, before)
 
 
 def test_reshape_to_a_wrong_size_raises_shape_error():

@@ -105,6 +105,10 @@ class TraceSession:
     # between its array arguments: (arg, dim, arg, dim), see shape_checks.py
     public_entry: Block | None = None
     shape_constraints: list[tuple[int, int, int, int]] = field(default_factory=list)
+    # per argument of the public function: the memory layout of an array argument,
+    # "C" (C-contiguous), "flat" (its elements are equally spaced: a merging reshape is
+    # a view), "none" (neither: numpy copies), or None (unknown); see view_ops.py
+    arg_layouts: list[str | None] = field(default_factory=list)
     # What the compile cache must re-check (see isozyme/reads.py): the Python functions
     # the converted code called (id -> function, held so that ids stay unique) ...
     functions: dict[int, Any] = field(default_factory=dict)

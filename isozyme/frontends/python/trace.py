@@ -66,6 +66,7 @@ def trace(
     *,
     name: str | None = None,
     hidden_type: Callable[[Any], Attribute | None] | None = None,
+    layouts: Sequence[str | None] = (),
 ) -> TracedFunction:
     """Trace ``fn`` once on abstract arguments into a verified xDSL module.
 
@@ -80,6 +81,11 @@ def trace(
     whole-array code to a memref type, making it a hidden argument appended to the
     function's arguments (listed in ``hidden``) instead of constants baked into the IR;
     returning None (or no ``hidden_type``) bakes it.
+
+    ``layouts`` gives, per traced argument, the memory layout of an array argument
+    (``"C"``, ``"flat"``, ``"none"``, see :class:`.context.TraceSession`), which decides
+    whether numpy's ``reshape``/``ravel`` of it is a view or a copy; None: unknown
+    (checked when the code runs).
     """
     if isinstance(fn, types.MethodType):
         bound_self, fn = fn.__self__, fn.__func__
@@ -92,7 +98,7 @@ def trace(
                               "or i1, or arrays: memref types of f64, f32 or i64 elements "
                               "(see array_memref_type)",
                               (fn.__code__.co_filename, fn.__code__.co_firstlineno))
-    session = TraceSession(hidden_type=hidden_type)
+    session = TraceSession(hidden_type=hidden_type, arg_layouts=list(layouts))
     session.note_function(fn)
     func_name = session.unique_name(sanitize_name(name or fn.__name__))
     leaves, treedef = flatten((list(args), {}))

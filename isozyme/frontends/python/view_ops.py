@@ -35,11 +35,12 @@ from xdsl.dialects.builtin import (
     StridedLayoutAttr,
     i64,
 )
-from xdsl.ir import SSAValue
+from xdsl.ir import BlockArgument, SSAValue
 
 from isozyme.dialects.memref_ext import TransposeOp
 
 from .arrays import ArrayTracer, to_index
+from .context import current_builder
 from .diagnostics import trace_error
 from .runtime_checks import require
 from .tracer import Tracer, emit, emit1, is_array_value, ssa
@@ -72,6 +73,17 @@ def transpose(x: ArrayTracer, perm: Sequence[int]) -> ArrayTracer:
     shape = x.type.get_shape()
     op = TransposeOp(ssa(x), perm, _strided(x.element_type, [shape[p] for p in perm]))
     v = ArrayTracer(emit1(op).value)
+    # What is known of the result's layout: sizes are known to be 1 or not when static
+    # or sizes of an argument (a dynamic argument size is never 1, see shape_checks.py).
+    public = isinstance(x.value, BlockArgument) and \
+        x.value.block is current_builder().session.public_entry
+    layout = layout_of(x)
+    if layout is not None and all(s != DYNAMIC_INDEX or public for s in shape):
+        moved = [p for p in perm if shape[p] != 1]
+        if moved == sorted(moved):
+            v._cache["layout"] = layout  # type: ignore[assignment]  # same spacing
+        elif layout == "C":
+            v._cache["layout"] = "none"  # type: ignore[assignment]  # C order broken
     return _derived(v, x, [shape[p] if shape[p] != DYNAMIC_INDEX else x.dim_index(p)
                            for p in perm])
 
@@ -148,6 +160,23 @@ def _is_contiguous(x: ArrayTracer) -> bool:
         return True
     strides = x.type.get_strides()
     return x.ndim == 1 and strides is not None and list(strides) == [1]
+
+
+def layout_of(x: ArrayTracer) -> str | None:
+    """What is known of ``x``'s memory layout when tracing: ``"C"`` (C-contiguous: a
+    local buffer, or an argument the signature says is), ``"flat"`` (equally spaced
+    elements), ``"none"`` (neither), or None (a view: known only at run time)."""
+    if _is_contiguous(x):
+        return "C"
+    known = x._cache.get("layout")
+    if known is not None:
+        return known  # type: ignore[return-value]
+    session = current_builder().session
+    v = x.value
+    if isinstance(v, BlockArgument) and v.block is session.public_entry \
+            and v.index < len(session.arg_layouts):
+        return session.arg_layouts[v.index]
+    return None
 
 
 def require_contiguous(x: ArrayTracer, what: str, unit_one: bool = False) -> None:
@@ -251,11 +280,18 @@ def reshape(x: ArrayTracer, dims: Sequence[object], what: str = "reshape") -> Ar
             for a, b in zip(sizes, in_sizes)):
         return x
     flat = x
-    if what == "ravel" and x.ndim == 1:
-        require_contiguous(x, what, unit_one=True)
-    if x.ndim > 1:
-        require_contiguous(x, what, unit_one=what == "ravel")
-        flat = _collapse(x, [list(range(x.ndim))], [total])
+    if x.ndim > 1 or what == "ravel":
+        # numpy: a view when the layout allows it, else a copy; where the layout is
+        # only known at run time, a copy would be wrong half the time: check instead.
+        layout = layout_of(x)
+        ok = ("C",) if what == "ravel" else ("C", "flat")
+        if layout is not None and layout not in ok:
+            from .whole_array import copy_to_new  # noqa: PLC0415
+
+            x = copy_to_new(x)
+        elif layout is None:
+            require_contiguous(x, what, unit_one=what == "ravel")
+        flat = x if x.ndim == 1 else _collapse(x, [list(range(x.ndim))], [total])
     if len(sizes) == 1:
         return flat  # 1-D to 1-D of the same (checked) size: the array itself
     return _expand(flat, [list(range(len(sizes)))], sizes)

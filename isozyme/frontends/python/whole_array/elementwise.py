@@ -134,6 +134,15 @@ def inplace(op: str, target: ArrayTracer, value: object) -> ArrayTracer:
     maps: list[AffineMapAttr] = []
     if is_array_value(value):
         assert isinstance(value, ArrayTracer)
+        if value.ndim > rank and op == "=":
+            # numpy's assignment drops leading dimensions of size 1 of the value
+            from ..shape_checks import require_size  # noqa: PLC0415
+            from ..views import view  # noqa: PLC0415
+
+            extra = value.ndim - rank
+            for j in range(extra):
+                require_size(value, j, 1)
+            value = view(value, [0] * extra + [slice(None)] * rank)
         if value.ndim > rank:
             raise ShapeError(f"non-broadcastable output operand: a rank-{value.ndim} value "
                              f"into a rank-{rank} array")
