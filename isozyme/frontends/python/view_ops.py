@@ -11,11 +11,13 @@ writes are seen through it; the AD passes take the same view of the shadow:
   size 1) with a neighbouring dimension;
 * ``x.reshape(shape)``, ``np.reshape``, ``x.ravel()``, ``np.ravel``: a 1-D array is
   split by ``memref.expand_shape`` (always a view); a higher-rank one is first merged
-  by ``memref.collapse_shape``, which is a view only when the array is C-contiguous
-  (numpy copies otherwise).  Contiguity is known statically for buffers the function
-  allocated; for arguments and their views it is checked at run time, and a
-  non-contiguous array raises ``UnsupportedError`` (isozyme never returns a copy where
-  numpy may return a view).  The total size is checked at run time (``ShapeError``).
+  by ``memref.collapse_shape``, which is a view only when the layout allows it (numpy
+  copies otherwise).  The layout is known when tracing for local buffers (identity
+  layout), for arguments (the signature records it, :func:`layout_of`) and transposes
+  of them: a view or a copy then, as numpy decides.  For other views it is checked at
+  run time, and a layout numpy would copy raises ``UnsupportedError`` (isozyme never
+  returns a copy where numpy may return a view).  The total size is checked at run
+  time (``ShapeError``).
 * ``x.flatten()`` is a copy, as in numpy.
 """
 
