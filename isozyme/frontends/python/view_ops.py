@@ -84,8 +84,9 @@ def transpose(x: ArrayTracer, perm: Sequence[int]) -> ArrayTracer:
         moved = [p for p in perm if shape[p] != 1]
         if moved == sorted(moved):
             v._cache["layout"] = layout  # type: ignore[assignment]  # same spacing
-        elif layout == "C":
-            v._cache["layout"] = "none"  # type: ignore[assignment]  # C order broken
+        elif layout in ("C", "flat"):
+            # equally spaced in C order before, not after: two dimensions swapped
+            v._cache["layout"] = "none"  # type: ignore[assignment]
     return _derived(v, x, [shape[p] if shape[p] != DYNAMIC_INDEX else x.dim_index(p)
                            for p in perm])
 
