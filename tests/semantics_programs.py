@@ -173,3 +173,11 @@ def assign_with_leading_ones(x, V):
     y = x.copy()
     y[1:] = V
     return np.sum(y * x)
+
+
+def stacked(x, y):
+    return np.sum(np.stack([x, y], axis=1) ** 2) + np.sum(np.array([x, y])[1] * x)
+
+
+def batched_matmul(A, B):
+    return np.sum((A @ B) ** 2)

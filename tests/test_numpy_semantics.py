@@ -55,6 +55,8 @@ CASES = {
     "ravel_transposed_input": (P.ravel_any, lambda: [pos(2, 3)]),
     "matvec_tail": (P.matvec_tail, lambda: [pos(2, 3), pos(4)]),
     "einsum_broadcasts_arg": (P.einsum_rows, lambda: [pos(2, 3), pos(1, 3)]),
+    "stack": (P.stacked, lambda: [pos(3), pos(3)]),
+    "batched_matmul_broadcasts_stacks": (P.batched_matmul, lambda: [pos(2, 2, 3), pos(1, 3, 2)]),
     "assign_drops_leading_ones": (P.assign_with_leading_ones, lambda: [pos(3), pos(1, 1, 2)]),
     "einsum_broadcasts_run_time": (P.einsum_rows, lambda: [pos(2, 3), pos(2, 3)[:, 0:1]]),
 }
@@ -249,3 +251,17 @@ def test_a_negative_traced_size_raises_as_numpy_does():
     with pytest.raises(ShapeError, match="negative dimensions"):
         autodiff(ForwardWithPrimal, P.zeros_of, Const(pos(2)), Const(-1))
     assert autodiff(ForwardWithPrimal, P.zeros_of, Const(np.ones(2)), Const(3))[1] == 3.0
+
+
+@pytest.mark.parametrize("f, args", [
+    (P.stacked, (pos(3), pos(4))),
+    (P.batched_matmul, (pos(2, 2, 3), pos(3, 3, 2))),
+    (P.batched_matmul, (pos(2, 2, 3), pos(2, 2, 2))),
+])
+def test_shapes_numpy_rejects_raise_shape_error_before_anything_runs(f, args):
+    with pytest.raises(ValueError):
+        f(*args)
+    shadows = [np.full_like(a, 3.0) for a in args]
+    with pytest.raises(ShapeError):
+        autodiff(Reverse, f, Active, *[Duplicated(a, s) for a, s in zip(args, shadows)])
+    assert all((s == 3.0).all() for s in shadows)

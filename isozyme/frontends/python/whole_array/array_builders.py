@@ -182,9 +182,11 @@ def np_stack(arrays: object, axis: object = 0, **kwargs: object) -> Any:
     """``np.stack`` of 1-D arrays of one length, as rows (axis 0) or columns."""
     if axis not in (0, 1, -1) or kwargs.get("out") is not None:
         raise whole_array_error("np.stack other than of 1-D arrays")
+    from ..shape_checks import unify_sizes  # noqa: PLC0415
+
     xs = _require_1d(list(arrays), "np.stack")  # type: ignore[call-overload]
-    n = xs[0].dim_index(0)
-    k = to_index(len(xs))
+    n, _ = unify_sizes([(x, 0) for x in xs], broadcast=False)  # numpy: one shape
+    k = len(xs) if len(xs) == 1 else to_index(len(xs))
     shape = [k, n] if axis == 0 else [n, k]
     buf = new_buffer(shape, _join_elt(xs))
     for r, x in enumerate(xs):

@@ -63,12 +63,13 @@ def _parse_einsum(subscripts: str, n: int) -> tuple[list[str], str]:
 
 
 def contract(operands: Sequence[ArrayTracer], subs: Sequence[str], out: str,
-             broadcast: bool = False) -> Any:
+             broadcast: bool | str = False) -> Any:
     """One generic for ``np.einsum(','.join(subs) + '->' + out, *operands)``.
 
     Sizes with the same letter must be equal (``np.dot``, ``@``: checked when tracing,
     before the call or in the compiled code, see :mod:`..shape_checks`); with
-    ``broadcast`` (``np.einsum``) a size 1 broadcasts, as in numpy."""
+    ``broadcast`` (``True`` for every letter, as ``np.einsum``; or the letters that
+    broadcast, as the stack dimension of ``@``) a size 1 broadcasts, as in numpy."""
     for x, s in zip(operands, subs):
         if x.ndim != len(s):
             raise ValueError(f"einsum: operand of rank {x.ndim} has subscripts {s!r}")
@@ -82,7 +83,8 @@ def contract(operands: Sequence[ArrayTracer], subs: Sequence[str], out: str,
     late: list[list[int]] = [[] for _ in operands]
     for c in letters:
         dims = [(x, j) for x, s in zip(operands, subs) for j, cj in enumerate(s) if cj == c]
-        size[c], runtime = unify_sizes(dims, broadcast=broadcast)
+        size[c], runtime = unify_sizes(
+            dims, broadcast=broadcast is True or (isinstance(broadcast, str) and c in broadcast))
         for x, j in runtime:
             late[next(i for i, o in enumerate(operands) if o is x)].append(j)
     operands = [broadcast_view(x, [size[c] for c in s], dims) if dims else x
@@ -157,7 +159,7 @@ def np_matmul(a: object, b: object, **kwargs: object) -> Any:
         raise ValueError("matmul: Input operand does not have enough dimensions")
     key = (a.ndim, b.ndim)  # type: ignore[union-attr]
     if key == (3, 3):
-        return contract([a, b], ["bij", "bjk"], "bik")  # type: ignore[list-item]
+        return contract([a, b], ["bij", "bjk"], "bik", broadcast="b")  # type: ignore[list-item]
     if key not in _DOT_SUBS:
         raise whole_array_error(f"`@` (matmul) of arrays of ranks {key}")
     subs, out_s = _DOT_SUBS[key]
