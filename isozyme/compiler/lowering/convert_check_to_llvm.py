@@ -36,7 +36,6 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     IntegerType,
     ModuleOp,
-    StringAttr,
     UnitAttr,
     i1,
     i64,
@@ -110,7 +109,7 @@ def _return_undef(b: Builder, f: llvm.FuncOp) -> None:
         b.insert(llvm.ReturnOp(b.insert(llvm.UndefOp(out_t)).res))
 
 
-def _fail_block(f: llvm.FuncOp, status: SSAValue) -> tuple[Block, Builder]:
+def _fail_block(f: llvm.FuncOp) -> tuple[Block, Builder]:
     """A new block at the end of ``f`` (the caller fills it, then returns)."""
     block = Block()
     f.body.add_block(block)
@@ -189,7 +188,7 @@ class ConvertCheckToLLVMPass(ModulePass):
                 table.append(ArrayAttr([
                     check.kind, check.message, IntegerAttr(len(check.values), i64)
                 ]))
-                fail, b = _fail_block(f, status)
+                fail, b = _fail_block(f)
                 b.insert(llvm.StoreOp(_const(b, len(table)), status))
                 for k, v in enumerate(check.values):
                     b.insert(llvm.StoreOp(_as_i64(b, v), _slot(b, status, 1 + k)))
@@ -217,7 +216,7 @@ class ConvertCheckToLLVMPass(ModulePass):
                         IntegerAttr(llvm.ICmpPredicateFlag.EQ.to_int(), i64),
                     )
                 ).res
-                fail, fb = _fail_block(f, status)
+                fail, fb = _fail_block(f)
                 _return_undef(fb, f)
                 _branch_out(ok.owner, ok, f, fail, expect=True)
         op.attributes[CHECKS_ATTR] = ArrayAttr(table)

@@ -8,17 +8,26 @@ loop::
 
     isz.check (ub <= lb) or (cond(lb) and cond(last)), v(first failing end)...
 
-with ``last = lb + ((ub - lb - 1) / s) * s``; ``cond(x)`` is the check's condition
-recomputed with ``x`` for ``%i`` (its operations cloned before the loop). The loop then
-runs without any check. Loops are visited innermost first, and the hoisted condition is
-again of a hoistable form when the inner loop's bounds are invariant in the outer loop,
-so checks leave whole loop nests.
+with ``last = lb + (ub - lb - 1) - (ub - lb - 1) mod s``; ``cond(x)`` is the check's
+condition recomputed with ``x`` for ``%i`` (its operations cloned before the loop). The
+loop then runs without any check. Loops are visited innermost first, and the hoisted
+condition is again of a hoistable form when the inner loop's bounds are invariant in the
+outer loop, so checks leave whole loop nests.
+
+**Triangular nests.** When the inner loop's trip count moves by one per outer iteration
+(``for j in range(i)``, ``for j in range(i, n)``), the hoisted guard ``ub <= lb`` holds on
+a prefix (or a suffix) of the outer iterations: for all ``i``, ``guard(i) or c(i)`` with
+``c`` as above holds iff ``c`` holds at both ends of the iterations where the guard is
+false, whose edge is computed from the guard at ``lb`` (it moves by one per iteration;
+loops of step 1 only, so the edge is an iteration). The frontend's trip count
+``max(stop - start, 0)`` is read as ``stop - start``, which runs the same iterations.
 
 **Which conditions.** The condition must be built from
 
 * values that do not depend on ``%i`` (loop-invariant);
 * ``arith.andi`` of hoistable conditions, ``arith.ori`` of an invariant and a hoistable
-  condition (for all ``i``: ``G or B(i)`` is ``G or (for all i: B(i))``);
+  condition (for all ``i``: ``G or B(i)`` is ``G or (for all i: B(i))``), ``arith.ori``
+  of a unit-slope guard and a condition of the other forms (triangular nests, below);
 * comparisons of an affine function of ``%i`` with an invariant: signed ones
   (``slt``, ``sle``, ``sgt``, ``sge``: a half-line), or unsigned ``ult``/``ule``
   against a size (``memref.dim`` or a non-negative constant: ``0 <= x < n``), where the
