@@ -262,6 +262,21 @@ def test_python_int_index_on_a_static_size_fails_when_tracing():
         autodiff(Reverse, python_int_index, Active, Duplicated(one, np.zeros(1)))
 
 
+def test_a_brace_in_the_file_name_stays_in_the_message(tmp_path):
+    import importlib.util
+
+    folder = tmp_path / "a{0}b}"
+    folder.mkdir()
+    path = folder / "braced.py"
+    path.write_text("def read_at(x, i):\n    return x[i]\n")
+    spec = importlib.util.spec_from_file_location("braced", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(OutOfBoundsError) as info:
+        autodiff(Forward, mod.read_at, Const(np.arange(3.0)), Const(5))
+    assert str(info.value) == f"{path}:2: index 5 is out of bounds for axis 0 with size 3"
+
+
 # --------------------------------------------------------------------------- writes
 
 

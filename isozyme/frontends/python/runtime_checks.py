@@ -64,7 +64,9 @@ def require(
     else:
         c = cond
     filename, line = user_location()
-    text = f"{format_location(filename, line)}: {message}"
+    # the location is text, not a format string: a brace in a path stays a brace
+    where = format_location(filename, line).replace("{", "{{").replace("}", "}}")
+    text = f"{where}: {message}"
     emit(CheckOp(c, kind, text, [_value(v) for v in values]))
 
 
