@@ -58,6 +58,8 @@ Dim = tuple[int, ...]
 Shape = tuple[Dim, ...]
 
 SIZE_SYMBOLS = ("M", "N")
+ASSIGNMENTS = 8
+"""Size assignments per program: each is checked against the same compiled code."""
 ARG_NAMES = ("x", "y", "z")
 # argument shapes in terms of the size symbols; a literal 1 is 1 under every assignment
 ARG_TEMPLATES: tuple[tuple[str | int, ...], ...] = (
@@ -194,7 +196,7 @@ class Program:
 class Generator:
     """Builds one random program; every decision comes from ``chooser``."""
 
-    def __init__(self, chooser: Chooser, n_assignments: int = 6) -> None:
+    def __init__(self, chooser: Chooser, n_assignments: int = ASSIGNMENTS) -> None:
         self.c = chooser
         self.k = n_assignments
         self.env: dict[str, Var] = {}
@@ -219,6 +221,10 @@ class Generator:
         is offered only where it is in range for every assignment."""
         one = const_dim(1, self.k)
         out: list[tuple[str, str, Shape]] = [("name", src, shape)]
+        if shape and src.isidentifier():  # new arrays from a shape (not for views' views)
+            out += [("fresh", f"np.ones_like({src})", shape),
+                    ("fresh", f"np.ones(({src}.shape[0], 1))", (shape[0], one)),
+                    ("fresh", f"np.full_like({src}, 0.5)", shape)]
         if len(shape) == 1:
             (n,) = shape
             out += [("slice", f"{src}[{t}]", (slice_dim(n, t),)) for t in SLICES]
@@ -251,6 +257,8 @@ class Generator:
                 out += [("index", f"{src}[0]", (n,)), ("index", f"{src}[-1, :]", (n,))]
             if not strict or positive(n):
                 out += [("index", f"{src}[:, 0]", (m,)), ("index", f"{src}[:, -1]", (m,))]
+            if src.isidentifier():
+                out += [("fresh", f"np.ones((1, {src}.shape[1]))", (one, n))]
         return out
 
     def pick(self, cands: list[tuple[str, Any]]) -> Any:
@@ -425,7 +433,7 @@ class Generator:
         return Program(tuple(args), list(self.lines), result, arg_shapes, sizes, layouts)
 
 
-def generate(chooser: Chooser, n_assignments: int = 6) -> Program:
+def generate(chooser: Chooser, n_assignments: int = ASSIGNMENTS) -> Program:
     """A random program from ``chooser``'s decisions."""
     return Generator(chooser, n_assignments).program()
 
@@ -819,7 +827,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fuzz_arrays",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=2000,
-                        help="(program, inputs) pairs to check (12 per program)")
+                        help="(program, inputs) pairs to check (16 per program)")
     parser.add_argument("--seed", type=int, default=0, help="the first program's seed")
     parser.add_argument("--progress", action="store_true", help="counts every 50 programs")
     parser.add_argument("--reduce", action="store_true",

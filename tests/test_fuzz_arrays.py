@@ -6,8 +6,8 @@ The programs come from :mod:`tests.fuzz_arrays`: shapes with dimensions of size 
 0, broadcasting (also over dimensions that are 1 only at run time), views (``.T``,
 ``[:, None]``, ``reshape``, ``ravel``, slices with negative steps), reductions and
 in-place writes, directly and through views.  Each hypothesis example is one program,
-checked under 6 size assignments with 2 draws of values each, so an example of
-hypothesis is 12 (program, inputs) examples and one compilation per mode.
+checked under 8 size assignments with 2 draws of values each, so an example of
+hypothesis is 16 (program, inputs) examples and one compilation per mode.
 
 ``ISOZYME_FUZZ_EXAMPLES`` (default 2000) sets the number of (program, inputs) examples;
 ``ISOZYME_FUZZ_SHRINK=1`` lets hypothesis shrink a failing program (slow: every step
@@ -24,10 +24,10 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz_arrays import VALUES_PER_ASSIGNMENT, generate, check_program, summary
+from tests.fuzz_arrays import (ASSIGNMENTS, VALUES_PER_ASSIGNMENT, check_program, generate,
+                               summary)
 
 EXAMPLES = int(os.environ.get("ISOZYME_FUZZ_EXAMPLES", "2000"))
-ASSIGNMENTS = 6
 PER_PROGRAM = ASSIGNMENTS * VALUES_PER_ASSIGNMENT
 PHASES = [Phase.explicit, Phase.reuse, Phase.generate] + (
     [Phase.shrink] if os.environ.get("ISOZYME_FUZZ_SHRINK") == "1" else [])
