@@ -145,6 +145,20 @@ def triangle_down(x, a, b, c):
     return s
 
 
+def unit_up(x, a, b):
+    s = 0.0
+    for i in range(a, b):
+        s += x[i - 2]
+    return s
+
+
+def unit_down(x, a, b):
+    s = 0.0
+    for i in range(a, b):
+        s += x[3 - i]
+    return s
+
+
 def rosenbrock(x):
     s = 0.0
     for i in range(len(x) - 1):
@@ -320,8 +334,8 @@ def test_failed_call_leaves_buffers_untouched_when_it_fails_before_writing():
     out = np.zeros(5)
     dout = np.ones(5)
     before, dbefore = out.copy(), dout.copy()
-    # the check is hoisted before the loop: it names the loop's last index
-    with expect_oob(fill, "out[i] = v * i", 7, 5):
+    # the check is hoisted before the loop, and names the first bad index as numpy would
+    with expect_oob(fill, "out[i] = v * i", 5, 5):
         autodiff(Forward, fill, Duplicated(out, dout), Const(8), Duplicated(2.0, 1.0))
     np.testing.assert_array_equal(out, before)
     np.testing.assert_array_equal(dout, dbefore)
@@ -334,7 +348,7 @@ def test_failed_call_leaves_buffers_untouched_when_it_fails_before_writing():
 def test_loop_past_the_end_of_an_output_buffer():
     big = np.zeros(10)
     out = big[:5]
-    with expect_oob(fill, "out[i] = v * i", 9, 5):
+    with expect_oob(fill, "out[i] = v * i", 5, 5):
         autodiff(Forward, fill, Const(out), Const(10), Const(1.0))
     assert not big.any()
     autodiff(Forward, fill, Const(out), Const(5), Const(1.0))
@@ -436,6 +450,24 @@ def test_hoisted_checks_fail_exactly_when_an_iteration_would(fn):
                 want = sum(x[k] for k in indices(a, b)) if step == 1 else sum(
                     x[i + 1] * x[-i] for i in range(a, b, step))
                 assert val == pytest.approx(want)
+
+
+@pytest.mark.parametrize("fn", [unit_up, unit_down])
+def test_hoisted_check_names_the_first_bad_index_as_numpy_would(fn):
+    x = np.arange(1.0, 6.0)  # n = 5
+    n = len(x)
+    text = iz.ir(Forward, fn, Const(x), Const(0), Const(1), stage="simplified")
+    assert _loops_have_no_check(text), text
+    for a in range(-9, 9):
+        for b in range(-9, 12):
+            ks = [i - 2 if fn is unit_up else 3 - i for i in range(a, b)]
+            bad = [k for k in ks if not -n <= k < n]
+            if bad:
+                with expect_oob(fn, "s += x[", bad[0], n):
+                    autodiff(Forward, fn, Const(x), Const(a), Const(b))
+            else:
+                (_, val) = autodiff(iz.ForwardWithPrimal, fn, Const(x), Const(a), Const(b))
+                assert val == sum(x[k] for k in ks)
 
 
 @pytest.mark.parametrize("fn", [triangle_up, triangle_down])

@@ -40,7 +40,9 @@ wrap-around is not modelled: indices near 2**63 are out of scope). The operation
 cloned before the loop are total integer operations only (no division), so computing
 them for a loop that does not run is harmless. Only checks directly in the loop body
 (not inside an ``scf.if``) of a loop with a constant positive step move; the reported
-values are those of the first end (first, then last iteration) that fails.
+values are those of the first end (first, then last iteration) that fails, except for
+a bounds check whose index moves by one per iteration: it names the first failing index,
+as the loop would have.
 
 Checks of a condition value that an earlier check already tested (in the same block or
 an enclosing one: ``if x[c] > m: m = x[c]`` loads ``x[c]`` twice) are dropped first.
@@ -441,6 +443,41 @@ def hoist_from(loop: scf.ForOp) -> int:
         both = emit(arith.AndIOp(at(lo, x), at(hi, x)))
         return emit(arith.OrIOp(none, both))
 
+    def first_bad_index(check: CheckOp) -> SSAValue | None:
+        """For a bounds check ``(index, size)`` whose index moves by one per iteration,
+        the index of the first failing iteration, as numpy would report it: the first
+        iteration's index if that one fails, else the first value past the bound the
+        index runs towards (``n`` going up; ``-1``, or ``-n - 1`` for a wrapped index,
+        going down)."""
+        if check.kind.data != "index" or len(check.values) != 2:
+            return None
+        index, size = check.values
+        leaf = check.cond.owner
+        if not (isinstance(leaf, arith.CmpiOp) and leaf.predicate.value.data == 6  # ult
+                and leaf.rhs is size and info.invariant(size)):
+            return None
+        x, wrapped = leaf.lhs, False
+        if isinstance(x.owner, arith.SelectOp) and info._wrapped_affine(x, size):
+            x, wrapped = x.owner.rhs, True
+        same = x is index or any(
+            isinstance(u.owner, arith.IndexCastOp) and u.owner.input is v
+            for u, v in ((x, index), (index, x))
+        )
+        c = info.coefficient(x)
+        if not same or c is None or c * step not in (1, -1) or not info.affine(x):
+            return None
+        t = index.type
+        n = at(lb, size)  # (the size may be computed in the body: take the clone)
+        if n.type != t:
+            n = emit(arith.IndexCastOp(n, t))
+        if c * step > 0:
+            edge = n
+        elif wrapped:
+            edge = emit(arith.SubiOp(emit(arith.ConstantOp(IntegerAttr(-1, t))), n))
+        else:
+            edge = emit(arith.ConstantOp(IntegerAttr(-1, t)))
+        return emit(arith.SelectOp(at(lb, check.cond), edge, at(lb, index)))
+
     for check in checks:
         values = [check.cond, *check.values]
         points: list[SSAValue] = []
@@ -454,6 +491,9 @@ def hoist_from(loop: scf.ForOp) -> int:
                 if here is not r:
                     r = emit(arith.SelectOp(at(p, check.cond), r, here))
             reported.append(r)
+        first_bad = first_bad_index(check)
+        if first_bad is not None:
+            reported[0] = first_bad
         b.insert(CheckOp(ok, check.kind.data, check.message.data, reported))
         dead = info.slice_ops(values)
         Rewriter.erase_op(check)
