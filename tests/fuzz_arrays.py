@@ -10,8 +10,10 @@ float.  :func:`check_program` runs it
   every argument),
 * through isozyme in ``ForwardWithPrimal`` mode (primal, argument contents, the tangent
   of the result and the tangents left in the shadows, both against central differences)
-  and in ``ReverseWithPrimal`` mode (primal, argument contents, the gradient left in the
-  shadows against central differences, and against the forward tangent).
+  and in ``ReverseWithPrimal`` or ``Reverse`` mode (primal, argument contents, the
+  gradient left in the shadows against central differences and against the forward
+  tangent; the shadows start at zero or, for every other example, with random seeds,
+  the adjoints of the final contents as in Enzyme).
 
 A program is checked under several *size assignments* (values of the symbolic sizes
 ``M`` and ``N``, 0 and 1 included), so one compiled signature serves several examples.
@@ -20,9 +22,13 @@ the same source is valid numpy for each of them (except for a few programs made 
 purpose to be invalid for some sizes: there numpy raises, and isozyme must raise an
 :class:`~isozyme.errors.IsozymeError`).
 
+Arguments (and shadows) lie in a larger buffer, contiguous, strided or column-major,
+with guard elements around them: a write outside an argument is caught.
+
 A refusal (an ``IsozymeError`` raised where numpy gives an answer) is allowed but
-counted; a wrong number, any other exception or an ``OutOfBoundsError`` for an index
-numpy accepts is a :class:`Mismatch`.
+counted, if raised before anything was written; a wrong number, a write outside an
+argument, any other exception or an ``OutOfBoundsError`` for an index numpy accepts is
+a :class:`Mismatch`.
 
 The hypothesis test is ``tests/test_fuzz_arrays.py``; run more examples by hand with
 ``python -m tests.fuzz_arrays --examples 5000`` (random programs from a seed, every
@@ -51,7 +57,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from isozyme import Active, Duplicated, ForwardWithPrimal, ReverseWithPrimal, autodiff
+from isozyme import (Active, Duplicated, ForwardWithPrimal, Reverse, ReverseWithPrimal,
+                     autodiff)
 from isozyme.errors import IsozymeError, OutOfBoundsError
 
 Dim = tuple[int, ...]
@@ -183,6 +190,7 @@ class Program:
     arg_shapes: list[tuple[tuple[int, ...], ...]]  # one tuple of shapes per assignment
     sizes: list[dict[str, int]]
     layouts: tuple[str, ...]  # how each argument lies in memory (see LAYOUTS)
+    reverse_mode: Any = ReverseWithPrimal  # or Reverse (no primal returned)
 
     @property
     def source(self) -> str:
@@ -267,7 +275,8 @@ class Generator:
     def pick(self, cands: list[tuple[str, Any]]) -> Any:
         """One of ``(kind, item)`` candidates: a kind first, so that the many slices
         do not crowd out the other kinds of view."""
-        kinds = sorted({k for k, _ in cands if k not in self.exclude} or {"name"})
+        kinds = sorted({k for k, _ in cands if k not in self.exclude}
+                       or {k for k, _ in cands})
         kinds = [k for k in kinds if k not in RARE_KINDS or self.c.chance(0.15)] or kinds
         kind = self.c.choice(kinds)
         return self.c.choice([item for k, item in cands if k == kind])
@@ -433,7 +442,9 @@ class Generator:
         arg_shapes = [tuple(tuple(d[i] for d in self.env[a].shape) for a in args)
                       for i in range(self.k)]
         layouts = tuple(self.c.choice(LAYOUTS) for _ in args)
-        return Program(tuple(args), list(self.lines), result, arg_shapes, sizes, layouts)
+        reverse_mode = self.c.choice((ReverseWithPrimal, Reverse))
+        return Program(tuple(args), list(self.lines), result, arg_shapes, sizes, layouts,
+                       reverse_mode)
 
 
 def generate(chooser: Chooser, n_assignments: int = ASSIGNMENTS,
@@ -524,15 +535,21 @@ def fd_direction(f: Callable[..., Any], args: Sequence[np.ndarray],
 
 
 def fd_gradient(f: Callable[..., Any], args: Sequence[np.ndarray], h: float,
-                layouts: Sequence[str]) -> list[np.ndarray]:
-    """Central differences of the result with respect to every argument element."""
+                layouts: Sequence[str], seeds: Sequence[np.ndarray] | None = None
+                ) -> list[np.ndarray]:
+    """Central differences, with respect to every argument element, of the result plus
+    ``sum(seeds[k] * final contents of argument k)`` (reverse mode's shadows on entry
+    are the adjoints of the final contents)."""
     grads = []
     for k, a in enumerate(args):
         g = np.zeros(a.shape)
         for idx in np.ndindex(a.shape):
             dirs = [np.zeros(b.shape) for b in args]
             dirs[k][idx] = 1.0
-            g[idx] = fd_direction(f, args, dirs, h, layouts)[0]
+            t, t_finals = fd_direction(f, args, dirs, h, layouts)
+            if seeds is not None:
+                t += sum(float(np.sum(s * tf)) for s, tf in zip(seeds, t_finals))
+            g[idx] = t
         grads.append(g)
     return grads
 
@@ -582,7 +599,7 @@ def call_isozyme(mode: Any, f: Callable[..., Any], args: Sequence[np.ndarray],
     sbufs = [Buffer(s, lay) for s, lay in zip(shadows, program.layouts)]
     dup = [Duplicated(a.array, s.array) for a, s in zip(bufs, sbufs)]
     try:
-        if mode is ReverseWithPrimal:
+        if mode in (Reverse, ReverseWithPrimal):
             answer = autodiff(mode, f, Active, *dup)
         else:
             answer = autodiff(mode, f, *dup)
@@ -614,10 +631,11 @@ def call_isozyme(mode: Any, f: Callable[..., Any], args: Sequence[np.ndarray],
 
 
 def check_example(f: Callable[..., Any], program: Program, args: list[np.ndarray],
-                  rng: np.random.Generator) -> str:
+                  rng: np.random.Generator, seeded: bool = False) -> str:
     """Check one (program, inputs) pair; return ``"ok"``, ``"numpy-error"`` (numpy and
     isozyme both raised) or ``"refused: ..."``; raise :class:`Rejected` or
-    :class:`Mismatch`."""
+    :class:`Mismatch`.  With ``seeded`` the reverse-mode shadows start with random
+    values (adjoints of the final contents) instead of zeros."""
     layouts = program.layouts
     try:
         want, finals = run_numpy(f, args, layouts)
@@ -629,7 +647,8 @@ def check_example(f: Callable[..., Any], program: Program, args: list[np.ndarray
                 got = call_isozyme(mode, f, args, [np.zeros_like(a) for a in args], program)[0]
             except IsozymeError:
                 continue
-            raise Mismatch(describe(program, args, f"{mode}: numpy raises, isozyme does not",
+            raise Mismatch(describe(program, args, f"{mode}: numpy raises "
+                                    f"{type(numpy_err).__name__}, isozyme does not",
                                     repr(numpy_err), got))
         return "numpy-error"
     scale = 1.0 + max([abs(want)] + [float(np.max(np.abs(x))) for x in finals if x.size])
@@ -657,28 +676,34 @@ def check_example(f: Callable[..., Any], program: Program, args: list[np.ndarray
             smooth_or_reject(f, args, dirs, layouts)
             if not close(tangent, fd_t, scale, 1e-5):
                 raise Mismatch(describe(program, args, "ForwardWithPrimal: wrong tangent "
-                                        f"along {[d.tolist() for d in dirs]}", fd_t, tangent))
+                                        f"\nalong {[d.tolist() for d in dirs]}", fd_t, tangent))
             for name, s, t in zip(program.args, shadows, fd_finals):
                 if not close(s, t, scale, 1e-5):
                     raise Mismatch(describe(program, args, "ForwardWithPrimal: wrong tangent "
-                                            f"of the final contents of {name} along "
+                                            f"of the final contents of {name}\nalong "
                                             f"{[d.tolist() for d in dirs]}", t, s))
-        # reverse mode: primal, contents, gradient
-        (_, prim), work, grads = call_isozyme(ReverseWithPrimal, f, args,
-                                              [np.zeros_like(a) for a in args], program)
-        check_primal("ReverseWithPrimal", prim, work)
-        fd_g = fd_gradient(f, args, 1e-6, layouts)
+        # reverse mode: primal, contents, gradient (+ what the seeds pass on)
+        rev = program.reverse_mode
+        seeds = [rng.uniform(-1.0, 1.0, a.shape) if seeded else np.zeros(a.shape)
+                 for a in args]
+        answer, work, grads = call_isozyme(rev, f, args, seeds, program)
+        check_primal(str(rev), answer[1] if rev is ReverseWithPrimal else want, work)
+        fd_g = fd_gradient(f, args, 1e-6, layouts, seeds)
+        seeded_by = (f" (seeded)\nreverse-mode shadows on entry: {[s.tolist() for s in seeds]}"
+                     if seeded else "")
         for k, (name, g, w) in enumerate(zip(program.args, grads, fd_g)):
             if not close(g, w, scale, 1e-5):
-                if not close(w, fd_gradient(f, args, 1e-5, layouts)[k], scale, 1e-4):
+                if not close(w, fd_gradient(f, args, 1e-5, layouts, seeds)[k], scale, 1e-4):
                     raise Rejected("kink")
-                raise Mismatch(describe(program, args, f"ReverseWithPrimal: wrong gradient "
-                                        f"of {name}", w, g))
-        # the two modes agree with each other far more tightly than with differences
+                raise Mismatch(describe(program, args, f"{rev}: wrong gradient of {name}"
+                                        f"{seeded_by}", w, g))
+        # the two modes agree with each other far more tightly than with differences:
+        # <gradient, d> is the tangent of result + sum(seeds * final contents) along d
         dot = sum(float(np.sum(g * d)) for g, d in zip(grads, dirs))
-        if not close(dot, tangent, scale, 1e-8):
-            raise Mismatch(describe(program, args, "forward tangent != reverse gradient . "
-                                    "direction", dot, tangent))
+        fwd = tangent + sum(float(np.sum(s * t)) for s, t in zip(seeds, shadows))
+        if not close(dot, fwd, scale, 1e-8):
+            raise Mismatch(describe(program, args, f"forward tangent != {rev} gradient . "
+                                    f"direction{seeded_by}", dot, fwd))
     except OutOfBoundsError as err:
         raise Mismatch(describe(program, args, "OutOfBoundsError for an index numpy accepts",
                                 "no exception", str(err)))
@@ -717,10 +742,10 @@ def check_program(program: Program, seed: int, stats: collections.Counter,
     f = load(program.source, directory)
     rng = np.random.default_rng(seed)
     for i in range(len(program.sizes)):
-        for _ in range(VALUES_PER_ASSIGNMENT):
+        for j in range(VALUES_PER_ASSIGNMENT):
             args = make_args(program, i, rng)
             try:
-                stats[check_example(f, program, args, rng)] += 1
+                stats[check_example(f, program, args, rng, seeded=j % 2 == 1)] += 1
             except Rejected:
                 stats["rejected"] += 1
 
@@ -775,7 +800,7 @@ def check_isolated(program: Program, seed: int, directory: pathlib.Path
 def mismatch_key(message: str) -> str:
     """What identifies a mismatch across reductions: its first line, without the
     random direction of a tangent check."""
-    return message.splitlines()[0].split(" along ")[0]
+    return message.splitlines()[0]
 
 
 def simpler_expressions(code: str) -> list[str]:
