@@ -51,6 +51,7 @@ import random
 import signal
 import sys
 import tempfile
+import textwrap
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -195,7 +196,7 @@ class Program:
     @property
     def source(self) -> str:
         """The module's source text."""
-        body = "".join(f"    {line}\n" for line in self.body)
+        body = "".join(textwrap.indent(line, "    ") + "\n" for line in self.body)
         return (f"import numpy as np\n\n\ndef f({', '.join(self.args)}):\n{body}"
                 f"    return {self.result}\n")
 
@@ -416,7 +417,10 @@ class Generator:
         rhs, _, _ = self.expr(shape, self.c.integer(0, 2))
         if lhs == name and op == "=":
             lhs = f"{name}[...]"
-        self.lines.append(f"{lhs} {op} {rhs}")
+        if self.c.chance(0.15):  # repeated: reverse mode must keep what the loop overwrites
+            self.lines.append(f"for _ in range(2):\n    {lhs} {op} {rhs}")
+        else:
+            self.lines.append(f"{lhs} {op} {rhs}")
         if var.base is not None:
             self.mutated.add(var.base)
         self.mutated.add(name)
@@ -842,6 +846,8 @@ def simpler_expressions(code: str) -> list[str]:
                 setattr(parent, field, sub)
                 out.append(ast.unparse(tree))
                 setattr(parent, field, node)
+    if isinstance(tree.body[0], ast.For):  # the loop's body, once
+        out.insert(0, "\n".join(ast.unparse(stmt) for stmt in tree.body[0].body))
     return [c for c in dict.fromkeys(out) if c != code]
 
 
