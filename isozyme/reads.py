@@ -195,26 +195,32 @@ def global_names(code: types.CodeType) -> tuple[str, ...]:
     return names
 
 
-def _library_dirs() -> tuple[str, ...]:
-    dirs = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+def _stdlib_dirs() -> tuple[str, ...]:
+    dirs = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib")}
     return tuple(os.path.realpath(d) + os.sep for d in dirs if d)
 
 
-_LIBRARY_DIRS = _library_dirs()
-_LIBRARY_PACKAGES = frozenset({"numpy", "math", "isozyme", "xdsl", "functools", "typing"})
+_STDLIB_DIRS = _stdlib_dirs()
+_SITE_DIRS = tuple(
+    os.path.realpath(d) + os.sep
+    for d in {sysconfig.get_paths().get(k) for k in ("purelib", "platlib")} if d
+)
+#: Packages whose functions' globals are not followed: they do not change between calls
+#: and following them would walk through large libraries.
+_LIBRARY_PACKAGES = frozenset({
+    "numpy", "scipy", "math", "isozyme", "xdsl", "llvmlite", "functools", "typing",
+    "builtins", "operator", "itertools", "collections",
+})
 
 
 def _is_library(fn: types.FunctionType) -> bool:
-    """Library code (numpy, the standard library, installed packages) is not recursed
-    into: its globals do not change between calls, and it is large."""
+    """numpy, isozyme and the standard library are not followed (user code installed in
+    site-packages is)."""
     module = (getattr(fn, "__module__", None) or "").split(".")[0]
     if module in _LIBRARY_PACKAGES:
         return True
     filename = os.path.realpath(fn.__code__.co_filename)
-    here = os.path.dirname(os.path.dirname(os.path.realpath(__file__))) + os.sep
-    if filename.startswith(here) and not filename.startswith(here + "isozyme" + os.sep):
-        return False  # this checkout (tests, examples) is user code
-    return filename.startswith(_LIBRARY_DIRS)
+    return filename.startswith(_STDLIB_DIRS) and not filename.startswith(_SITE_DIRS)
 
 
 def _functions_in(v: object) -> list[types.FunctionType]:
