@@ -422,9 +422,11 @@ def getitem(x: ArrayTracer, key: object) -> Tracer:
         return v
     from .whole_array import getitem_view  # noqa: PLC0415
 
-    # A new axis: copy the view into a buffer with static 1 dimensions.
-    return getitem_view(v, tuple(None if k is None else slice(None)
-                                 for k in keys if k is None or isinstance(k, slice)))
+    # A new axis: a view of the view with static 1 dimensions.
+    nv = getitem_view(v, tuple(None if k is None else slice(None)
+                               for k in keys if k is None or isinstance(k, slice)))
+    nv._cache["view_key"] = (x.value, _fingerprint(keys))  # type: ignore[assignment]
+    return nv
 
 
 def separate_if_overlapping(target: ArrayTracer, value: object) -> object:
@@ -461,9 +463,12 @@ def setitem(x: ArrayTracer, key: object, value: object) -> bool:
     # x[key] op= v: Python stores the updated view back into itself: nothing to copy.
     if isinstance(value, ArrayTracer) and value._cache.get("view_key") is not None:
         vk = value._cache["view_key"]
-        if vk[0] is x.value and vk[1] == _fingerprint(plain):  # type: ignore[index]
+        if vk[0] is x.value and vk[1] in (_fingerprint(plain), _fingerprint(keys)):  # type: ignore[index]
             return True
-    target = view(x, plain)
+    # With new axes the target is the view with them (x[:, None] = v takes v of shape
+    # (n, 1)), as numpy's assignment does.
+    target = view(x, plain) if len(plain) == len(keys) else getitem(x, key)
+    assert isinstance(target, ArrayTracer)
     if value is target:  # x[key] = x[key]
         return True
     inplace("=", target, value)
