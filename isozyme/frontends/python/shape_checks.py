@@ -100,6 +100,13 @@ def _or(a: SSAValue, b: SSAValue) -> SSAValue:
     return _emit(arith.OrIOp(a, b))
 
 
+def _shape_error(message: str) -> ShapeError:
+    """A ShapeError found when tracing, at the user's ``file:line``."""
+    from .diagnostics import format_location, user_location  # noqa: PLC0415
+
+    return ShapeError(f"{format_location(*user_location())}: {message}")
+
+
 def _check(cond: SSAValue, message: str, a: SSAValue, b: SSAValue) -> None:
     """A run-time shape check: ``ShapeError(message)`` with ``{0}``/``{1}`` the sizes."""
     from .runtime_checks import require  # noqa: PLC0415
@@ -121,7 +128,7 @@ def require_same_size(a: Any, j: int, b: Any, k: int) -> None:
     sa, sb = a.type.get_shape()[j], b.type.get_shape()[k]
     if sa != DYNAMIC_INDEX and sb != DYNAMIC_INDEX:
         if sa != sb:
-            raise ShapeError(_UNEQUAL.format(sa, sb))
+            raise _shape_error(_UNEQUAL.format(sa, sb))
         return
     va, vb = a.dim_index(j), b.dim_index(k)
     if va is vb:
@@ -139,7 +146,7 @@ def require_size(a: Any, j: int, size: int, *, or_one: bool = False) -> None:
     s = a.type.get_shape()[j]
     if s != DYNAMIC_INDEX:
         if s != size and not (or_one and s == 1):
-            raise ShapeError((_MISMATCH if or_one else _UNEQUAL).format(s, size))
+            raise _shape_error((_MISMATCH if or_one else _UNEQUAL).format(s, size))
         return
     v = a.dim_index(j)
     origin = argument_size(a, j)
@@ -174,7 +181,7 @@ def unify_sizes(dims: Sequence[tuple[Any, int]], *, broadcast: bool = True
     non_one = sizes - {1}
     if len(non_one) > 1 or (not broadcast and len(sizes) > 1):
         a_, b_ = sorted(sizes)[:2] if len(non_one) <= 1 else sorted(non_one)[:2]
-        raise ShapeError((_MISMATCH if broadcast else _UNEQUAL).format(a_, b_))
+        raise _shape_error((_MISMATCH if broadcast else _UNEQUAL).format(a_, b_))
     if not dynamic:
         return (sizes.pop() if len(sizes) == 1 else non_one.pop()) if sizes else 1, []
     if not broadcast:
@@ -228,7 +235,7 @@ def fit_size(target: Any, k: int, value: Any, j: int) -> bool:
     if s != DYNAMIC_INDEX:
         if t != DYNAMIC_INDEX:
             if t != s:
-                raise ShapeError(_INTO.format(s, t))
+                raise _shape_error(_INTO.format(s, t))
         else:
             require_size(target, k, s)
         return False

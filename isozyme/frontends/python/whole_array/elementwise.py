@@ -144,8 +144,10 @@ def inplace(op: str, target: ArrayTracer, value: object) -> ArrayTracer:
                 require_size(value, j, 1)
             value = view(value, [0] * extra + [slice(None)] * rank)
         if value.ndim > rank:
-            raise ShapeError(f"non-broadcastable output operand: a rank-{value.ndim} value "
-                             f"into a rank-{rank} array")
+            from ..diagnostics import format_location, user_location  # noqa: PLC0415
+
+            raise ShapeError(f"{format_location(*user_location())}: non-broadcastable output "
+                             f"operand: a rank-{value.ndim} value into a rank-{rank} array")
         late = [j for j in range(value.ndim)
                 if fit_size(target, j + rank - value.ndim, value, j)]
         value = _broadcast_operand(value, shape, late)
