@@ -375,3 +375,34 @@ def test_unhashable_const_argument_mutated_and_replaced():
             s = Scale(float(i % 5))
         derivs, val = autodiff(ReverseWithPrimal, scaled, Active, Const(s), Active(1.5))
         assert val == s.k * 1.5 and derivs == (None, s.k)
+
+
+def weighted_helper(v):
+    return np.sum(v * WH)  # a large global read inside a helper traced on its own
+
+
+WH = np.linspace(0.0, 1.0, BIG)
+
+
+def calls_weighted_helper(v, n):
+    s = 0.0
+    for i in range(n):  # a traced loop: the hidden array is used inside its body
+        s = s + weighted_helper(v) * (i + 1)
+    if n > 2:  # and inside a traced branch
+        s = s + np.sum(WH * v)
+    return s
+
+
+def test_large_global_array_in_a_helper_a_loop_and_a_branch():
+    v = np.linspace(-1.0, 1.0, BIG)
+    before = _compiles()
+    for i in range(20):
+        WH[:] = np.linspace(0.0, 1.0, BIG) * (i + 1)
+        n = i % 4
+        dv = np.zeros(BIG)
+        derivs, val = autodiff(ReverseWithPrimal, calls_weighted_helper, Active,
+                               Duplicated(v, dv), n)
+        factor = n * (n + 1) / 2 + (1.0 if n > 2 else 0.0)
+        assert val == pytest.approx(factor * float(np.sum(v * WH)))
+        np.testing.assert_allclose(dv, factor * WH, rtol=1e-12)
+    assert _compiles() - before == 1  # n is a traced int: one signature
