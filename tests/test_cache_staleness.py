@@ -10,6 +10,7 @@ the same address never matches.
 from __future__ import annotations
 
 import gc
+import math
 
 import numpy as np
 import pytest
@@ -406,3 +407,26 @@ def test_large_global_array_in_a_helper_a_loop_and_a_branch():
         assert val == pytest.approx(factor * float(np.sum(v * WH)))
         np.testing.assert_allclose(dv, factor * WH, rtol=1e-12)
     assert _compiles() - before == 1  # n is a traced int: one signature
+
+
+Z = 0.0
+
+
+def times_z(x):
+    # the sign of Z decides at trace time (x * -0.0 itself is folded to +0.0 by the
+    # optimizer, a separate issue)
+    return x * math.copysign(2.0, Z) if Z == Z else x + Z
+
+
+def test_signed_zero_and_nan_globals():
+    """-0.0 == 0.0 and nan != nan: the cache compares their bits."""
+    global Z
+    before = _compiles()
+    for i in range(40):
+        Z = (0.0, -0.0, float("nan"))[i % 3]
+        (g,), val = autodiff(ReverseWithPrimal, times_z, Active, Active(2.0))
+        if i % 3 == 2:
+            assert np.isnan(val) and g == 1.0
+        else:
+            assert val == math.copysign(4.0, Z) and g == math.copysign(2.0, Z)
+    assert _compiles() - before == 3  # a new nan object still hits the cache
