@@ -430,3 +430,13 @@ def test_signed_zero_and_nan_globals():
         else:
             assert val == math.copysign(4.0, Z) and g == math.copysign(2.0, Z)
     assert _compiles() - before == 3  # a new nan object still hits the cache
+
+
+def test_argument_that_does_not_fit_a_large_global_array():
+    global WB
+    WB = np.linspace(0.0, 1.0, BIG)
+    autodiff(Reverse, dot_big, Active, Duplicated(np.ones(BIG), np.zeros(BIG)))
+    v, dv = np.ones(BIG - 7), np.zeros(BIG - 7)
+    with pytest.raises(isozyme.ShapeError, match="dimension 0"):
+        autodiff(Reverse, dot_big, Active, Duplicated(v, dv))
+    assert not dv.any() and (v == 1.0).all()  # nothing written
