@@ -10,7 +10,6 @@ call of a signature traces, optimizes, differentiates, lowers and JIT-compiles
 from __future__ import annotations
 
 import gc
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +35,7 @@ from isozyme.calls import (
     stats,
 )
 from isozyme.compiler.pipeline import ALL_STAGES
+from isozyme.frontends.python.context import COMPILE_LOCK
 from isozyme.errors import AnnotationError, IsozymeError, ReadOnlyError, UnsupportedError
 
 __all__ = [
@@ -53,7 +53,7 @@ _MAX_VARIANTS = 8
 #: Held while tracing and compiling (the frontend and LLVM are not thread-safe, and
 #: each signature must compile once); calls of compiled code never take it.  Reentrant:
 #: code running at trace time may call autodiff.
-_COMPILE_LOCK = threading.RLock()
+_COMPILE_LOCK = COMPILE_LOCK
 
 
 # -- public functions ----------------------------------------------------------------

@@ -162,3 +162,16 @@ def test_two_processes_compiling_at_once():
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
         assert out.strip().endswith("ok"), out
+
+
+def test_frontend_trace_from_8_threads():
+    """``trace`` (the frontend alone) is safe to call from several threads too."""
+    from xdsl.dialects.builtin import f64
+
+    from isozyme.frontends.python import trace
+
+    fs = [make_scalar(0.25 * (i + 1)) for i in range(N_THREADS)]
+    texts = run_threads(lambda i: str(trace(fs[i], [f64]).module))
+    for i, text in enumerate(texts):
+        assert "math.sin" in text and "func.func @f" in text
+        assert text == str(trace(fs[i], [f64]).module)  # the same as traced alone

@@ -151,6 +151,13 @@ def sanitize_name(name: str) -> str:
 
 _STATE = threading.local()
 
+#: Held while tracing (by :func:`isozyme.frontends.python.trace`) and, in
+#: :mod:`isozyme.api`, around each trace and compilation: the frontend keeps caches and
+#: counters shared between traces, and xDSL and LLVM are not thread-safe.  Reentrant:
+#: code running at trace time may trace (or call ``autodiff``) again.  One lock for both,
+#: so that no two locks can be taken in opposite orders.
+COMPILE_LOCK = threading.RLock()
+
 
 def _stack() -> list[FunctionBuilder]:
     stack = getattr(_STATE, "stack", None)

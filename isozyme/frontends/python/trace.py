@@ -16,7 +16,7 @@ from xdsl.utils.exceptions import VerifyException
 from isozyme.errors import TraceError
 
 from .arrays import is_array_type, returned_array
-from .context import TraceSession, sanitize_name
+from .context import COMPILE_LOCK, TraceSession, sanitize_name
 from .diagnostics import trace_error
 from .functions import flatten, trace_function
 from .tracer import Tracer, Undefined, as_tracer, is_array_value, is_number, scalar_type_of
@@ -87,6 +87,17 @@ def trace(
     whether numpy's ``reshape``/``ravel`` of it is a view or a copy; None: unknown
     (checked when the code runs).
     """
+    with COMPILE_LOCK:
+        return _trace(fn, args, name, hidden_type, layouts)
+
+
+def _trace(
+    fn: Callable[..., Any],
+    args: Sequence[object],
+    name: str | None,
+    hidden_type: Callable[[Any], Attribute | None] | None,
+    layouts: Sequence[str | None],
+) -> TracedFunction:
     if isinstance(fn, types.MethodType):
         bound_self, fn = fn.__self__, fn.__func__
         args = [bound_self, *args]
