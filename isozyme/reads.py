@@ -121,7 +121,7 @@ def _freeze(v: object, budget: list[int], depth: int) -> object:
         budget[0] -= v.size
         if budget[0] < 0:
             raise Unfreezable(v, "it is too large to compare on every call")
-        return (np.ndarray, v.dtype.str, v.shape, v.tobytes())
+        return (t, v.dtype.str, v.shape, v.tobytes())  # t: a subclass traces differently
     if isinstance(v, np.generic):
         return (t, v.tobytes())
     if t is tuple or t is list:
