@@ -852,7 +852,7 @@ def simpler_expressions(code: str) -> list[str]:
 
 
 def reduce_program(program: Program, seed: int, directory: pathlib.Path,
-                   budget: int = 300) -> tuple[Program, str] | None:
+                   budget: int = 150) -> tuple[Program, str] | None:
     """A smaller program with the same mismatch: greedily drop statements, keep one
     size assignment, simplify the result.  None when ``program`` has no mismatch."""
     _, message = check_isolated(program, seed, directory)
