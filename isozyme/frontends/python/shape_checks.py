@@ -168,61 +168,63 @@ def unify_sizes(dims: Sequence[tuple[Any, int]], *, broadcast: bool = True
     sizes that may be 1 while the result is not: see :func:`broadcast_view`)."""
     statics = [(a, j, a.type.get_shape()[j]) for a, j in dims
                if a.type.get_shape()[j] != DYNAMIC_INDEX]
-    dynamic: list[tuple[Any, int]] = []
-    seen: list[SSAValue] = []
+    # Dynamic sizes, grouped by SSA value (one value: one size, however many operands).
+    groups: list[tuple[SSAValue, list[tuple[Any, int]]]] = []
     for a, j in dims:
         if a.type.get_shape()[j] != DYNAMIC_INDEX:
             continue
         v = a.dim_index(j)
-        if not any(v is s for s in seen):
-            seen.append(v)
-            dynamic.append((a, j))
+        group = next((g for w, g in groups if w is v), None)
+        if group is None:
+            groups.append((v, [(a, j)]))
+        else:
+            group.append((a, j))
     sizes = {s for _, _, s in statics}
     non_one = sizes - {1}
     if len(non_one) > 1 or (not broadcast and len(sizes) > 1):
         a_, b_ = sorted(sizes)[:2] if len(non_one) <= 1 else sorted(non_one)[:2]
         raise _shape_error((_MISMATCH if broadcast else _UNEQUAL).format(a_, b_))
-    if not dynamic:
+    if not groups:
         return (sizes.pop() if len(sizes) == 1 else non_one.pop()) if sizes else 1, []
+    firsts = [g[0] for _, g in groups]  # one (array, dimension) per distinct size
     if not broadcast:
         if sizes:
             s = sizes.pop()
-            for a, j in dynamic:
+            for a, j in firsts:
                 require_size(a, j, s)
             return s, []
-        a0, j0 = dynamic[0]
-        for a, j in dynamic[1:]:
+        a0, j0 = firsts[0]
+        for a, j in firsts[1:]:
             require_same_size(a0, j0, a, j)
-        return a0.dim_index(j0), []
+        return groups[0][0], []
+    # A size is never 1 at run time when one of its dimensions is an argument's.
+    loose = [(v, g) for v, g in groups if all(may_be_one(a, j) for a, j in g)]
+    fixed = [(v, g) for v, g in groups if not all(may_be_one(a, j) for a, j in g)]
+    late = [d for _, g in loose for d in g]
     if non_one:
         s = non_one.pop()
-        late: list[tuple[Any, int]] = []
-        for a, j in dynamic:
-            require_size(a, j, s, or_one=may_be_one(a, j))
-            if may_be_one(a, j):
-                late.append((a, j))
+        for _, g in fixed:
+            require_size(*next(d for d in g if not may_be_one(*d)), s)
+        for _, g in loose:
+            require_size(*g[0], s, or_one=True)
         return s, late
-    if len(dynamic) == 1:
-        return dynamic[0][0].dim_index(dynamic[0][1]), []
-    fixed = [(a, j) for a, j in dynamic if not may_be_one(a, j)]
-    loose = [(a, j) for a, j in dynamic if may_be_one(a, j)]
+    if len(groups) == 1:
+        return groups[0][0], []
     if fixed:
-        a0, j0 = fixed[0]
-        for a, j in fixed[1:]:
-            require_same_size(a0, j0, a, j)
-        result = a0.dim_index(j0)
-        for a, j in loose:
-            v = a.dim_index(j)
+        a0, j0 = next(d for d in fixed[0][1] if not may_be_one(*d))
+        for _, g in fixed[1:]:
+            require_same_size(a0, j0, *next(d for d in g if not may_be_one(*d)))
+        result = fixed[0][0]
+        for v, _ in loose:
             _check(_or(_eq(v, result), _eq(v, _c(1))), _MISMATCH, v, result)
-        return result, loose
+        return result, late
     # Every size may be 1: fold numpy's rule at run time, b = v where b == 1.
-    result = loose[0][0].dim_index(loose[0][1])
-    for a, j in loose[1:]:
-        v = a.dim_index(j)
+    result = loose[0][0]
+    for v, _ in loose[1:]:
         one = _c(1)
         _check(_or(_or(_eq(v, result), _eq(v, one)), _eq(result, one)), _MISMATCH, v, result)
         result = _emit(arith.SelectOp(_eq(result, one), v, result))
-    return result, loose
+    return result, late
 
 
 def fit_size(target: Any, k: int, value: Any, j: int) -> bool:

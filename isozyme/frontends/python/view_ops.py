@@ -45,6 +45,7 @@ from .arrays import ArrayTracer, to_index
 from .context import current_builder
 from .diagnostics import trace_error
 from .runtime_checks import require
+from .shape_checks import may_be_one
 from .tracer import Tracer, emit, emit1, is_array_value, ssa
 
 Size = Any  # a Python int or an ``index`` SSAValue
@@ -75,12 +76,10 @@ def transpose(x: ArrayTracer, perm: Sequence[int]) -> ArrayTracer:
     shape = x.type.get_shape()
     op = TransposeOp(ssa(x), perm, _strided(x.element_type, [shape[p] for p in perm]))
     v = ArrayTracer(emit1(op).value)
-    # What is known of the result's layout: sizes are known to be 1 or not when static
-    # or sizes of an argument (a dynamic argument size is never 1, see shape_checks.py).
-    public = isinstance(x.value, BlockArgument) and \
-        x.value.block is current_builder().session.public_entry
+    # What is known of the result's layout: a size is known to be 1 or not when static or
+    # a size of an argument (never 1, see shape_checks.py), also through temporaries.
     layout = layout_of(x)
-    if layout is not None and all(s != DYNAMIC_INDEX or public for s in shape):
+    if layout is not None and not any(may_be_one(x, j) for j in range(x.ndim)):
         moved = [p for p in perm if shape[p] != 1]
         if moved == sorted(moved):
             v._cache["layout"] = layout  # type: ignore[assignment]  # same spacing
