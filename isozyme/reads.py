@@ -38,6 +38,7 @@ import dis
 import enum
 import functools
 import os
+import sys
 import sysconfig
 import types
 from collections.abc import Callable, Sequence
@@ -148,8 +149,9 @@ def _freeze(v: object, budget: list[int], depth: int) -> object:
     slots = [s for c in t.__mro__ for s in getattr(c, "__slots__", ())
              if isinstance(s, str) and s not in ("__dict__", "__weakref__")]
     if type(d) is dict or slots:
-        if t.__module__ == "builtins" or getattr(t, "__module__", "").startswith("_"):
-            raise Unfreezable(v, f"isozyme cannot compare a {t.__name__} by value")
+        if _is_library_class(t):  # a logger, a lock, a file: not walked through
+            raise Unfreezable(v, f"isozyme cannot compare a {t.__module__}.{t.__qualname__} "
+                                 "by value")
         parts = tuple(
             (s, _freeze(getattr(v, s, _EMPTY_SLOT), budget, depth + 1)) for s in slots
         )
@@ -159,6 +161,28 @@ def _freeze(v: object, budget: list[int], depth: int) -> object:
 
 class _EmptySlot:
     pass
+
+
+#: Plain-data classes of the standard library that are compared by their attributes.
+_DATA_CLASSES = frozenset({"types.SimpleNamespace", "argparse.Namespace"})
+
+
+def _is_library_class(t: type) -> bool:
+    """Whether instances of ``t`` are library state (standard library, C extensions,
+    numpy, isozyme) rather than the user's data."""
+    module_name = getattr(t, "__module__", "") or ""
+    if f"{module_name}.{t.__qualname__}" in _DATA_CLASSES:
+        return False
+    if module_name == "builtins":
+        return True
+    if module_name.split(".")[0] in _LIBRARY_PACKAGES:
+        return True
+    module = sys.modules.get(module_name)
+    filename = getattr(module, "__file__", None)
+    if filename is None:
+        return True  # a built-in module
+    filename = os.path.realpath(filename)
+    return filename.startswith(_STDLIB_DIRS) and not filename.startswith(_SITE_DIRS)
 
 
 _EMPTY_SLOT = Ident(_EmptySlot)
