@@ -267,3 +267,13 @@ def test_shapes_numpy_rejects_raise_shape_error_before_anything_runs(f, args):
     with pytest.raises(ShapeError):
         autodiff(Reverse, f, Active, *[Duplicated(a, s) for a, s in zip(args, shadows)])
     assert all((s == 3.0).all() for s in shadows)
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (0, 0)])
+def test_max_of_nothing_raises_as_numpy_does(shape):
+    X = np.ones(shape)
+    with pytest.raises(ValueError, match="zero-size array"):
+        P.max_of(X)
+    with pytest.raises(ShapeError, match="zero-size array to reduction operation"):
+        autodiff(ForwardWithPrimal, P.max_of, Const(X))
+    assert autodiff(ForwardWithPrimal, P.max_of, Const(np.ones((2, 3))))[1] == 4.0

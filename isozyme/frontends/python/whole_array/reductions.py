@@ -5,7 +5,7 @@ generic with ``reduction`` iterators (see :mod:`isozyme.frontends.python.whole_a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,8 @@ from xdsl.dialects import memref
 from xdsl.dialects.builtin import f64, i64
 from xdsl.ir import Attribute
 from xdsl.ir.affine import AffineExpr
+
+from isozyme.errors import ShapeError
 
 from ..arrays import ArrayTracer
 from ..builtins_table import _min_max2
@@ -98,6 +100,8 @@ def reduce(kind: str, x: object, axis: object = None, dtype: object = None, out:
     elif kind in ("sum", "prod", "mean") and is_bool_type(elt):
         elt = i64
     n = x.ndim
+    if kind in ("max", "min"):
+        _require_nonempty(x, axes, "maximum" if kind == "max" else "minimum")
     out_shape: list[Size] = []
     out_exprs: list[AffineExpr] = []
     for k in range(n):
@@ -135,6 +139,24 @@ def reduce(kind: str, x: object, axis: object = None, dtype: object = None, out:
     if kind == "mean":
         result = elementwise(lambda s, c: s / c, result, count, output_type=elt)
     return result
+
+
+def _require_nonempty(x: ArrayTracer, axes: Sequence[int], name: str) -> None:
+    """numpy's max/min have no identity: reducing over no element raises ValueError
+    (``ShapeError`` here, when the code runs)."""
+    from ..runtime_checks import require  # noqa: PLC0415
+
+    count: Any = 1
+    for k in axes:
+        d = x.dim(k)
+        count = d if isinstance(count, int) and count == 1 else count * d
+    if isinstance(count, int):
+        if count == 0:
+            raise ShapeError(f"zero-size array to reduction operation {name} which has no "
+                             "identity")
+        return
+    require(count > 0, "shape",
+            f"zero-size array to reduction operation {name} which has no identity")
 
 
 def _reducer(kind: str) -> Callable[..., Any]:
