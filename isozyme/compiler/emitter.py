@@ -15,11 +15,18 @@ from xdsl.dialects.builtin import (
     IndexType,
     IntegerAttr,
     IntegerType,
+    UnitAttr,
 )
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
 OpT = TypeVar("OpT", bound=Operation)
+
+#: The unit attribute that marks a float ``arith.constant`` zero made by the AD passes (a
+#: structurally zero tangent or adjoint, never the user's): ``simplify-ad`` folds
+#: ``0 * x``, ``0 / x``, ``x + 0`` and ``0 - x`` for these zeros only, so the user's own
+#: arithmetic keeps IEEE semantics (``inf * 0.0`` is NaN, ``x * -0.0`` keeps its sign).
+AD_ZERO = "isozyme.ad_zero"
 
 
 def is_float(t: Attribute) -> bool:
@@ -52,8 +59,12 @@ class Emitter:
         return self.insert(arith.ConstantOp(attr)).result
 
     def zero(self, type: Attribute) -> SSAValue:
-        """The additive identity of ``type``."""
-        return self.const(0, type)
+        """The additive identity of ``type``; a float zero is marked as AD's own
+        (:data:`AD_ZERO`), which ``simplify-ad`` may fold away (``0 * x -> 0``)."""
+        z = self.const(0, type)
+        if isinstance(type, AnyFloat):
+            z.owner.attributes[AD_ZERO] = UnitAttr()  # type: ignore[union-attr]
+        return z
 
     # float arithmetic --------------------------------------------------------------
     def add(self, a: SSAValue, b: SSAValue, reassoc: bool = False) -> SSAValue:

@@ -20,7 +20,7 @@ def test_simplify_ad_rewrites():
     ctx, m = parse("""
 func.func @f(%x: f64, %y: f64) -> (f64, f64, f64, f64, f64, f64) {
   %one = arith.constant 1.0 : f64
-  %zero = arith.constant 0.0 : f64
+  %zero = arith.constant {isozyme.ad_zero} 0.0 : f64
   %two = arith.constant 2.0 : f64
   %three = arith.constant 3.0 : f64
   %a = arith.mulf %x, %one : f64
@@ -44,6 +44,26 @@ func.func @f(%x: f64, %y: f64) -> (f64, f64, f64, f64, f64, f64) {
     x, y = fn.body.block.args
     assert ret.operands[0] is x and ret.operands[1] is y and ret.operands[3] is x
     assert ret.operands[5] is x
+
+
+def test_simplify_ad_keeps_ieee_semantics_of_the_users_zeros():
+    # x * 0.0 is NaN for an infinite x and -0.0 for a negative one; 0.0 - x and x + 0.0
+    # differ from -x and x in the sign of a zero; 0.0 / x is NaN for x = 0: only zeros
+    # the AD passes made (marked isozyme.ad_zero) may be folded
+    ctx, m = parse("""
+func.func @f(%x: f64) -> (f64, f64, f64, f64) {
+  %zero = arith.constant 0.0 : f64
+  %a = arith.mulf %x, %zero : f64
+  %b = arith.subf %zero, %x : f64
+  %c = arith.addf %x, %zero : f64
+  %d = arith.divf %zero, %x : f64
+  func.return %a, %b, %c, %d : f64, f64, f64, f64
+}
+""")
+    SimplifyADPass().apply(ctx, m)
+    text = str(m)
+    for op in ("arith.mulf", "arith.subf", "arith.addf", "arith.divf"):
+        assert op in text
 
 
 def test_activity_analysis_through_loops_and_memory():

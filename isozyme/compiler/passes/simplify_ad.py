@@ -2,21 +2,27 @@
 
 Derivative rules are applied mechanically, so AD output is full of ``x * 1``,
 ``x + 0``, ``0 * x``, ``-(-x)`` and arithmetic on constants.  These rewrites remove
-them.  ``x * 0 -> 0`` is not IEEE-exact (NaN/inf inputs), but it is the fast-math
-freedom AD's own scaffolding allows: the zero is a structurally zero tangent or
-adjoint, never user data (Enzyme makes the same choice).
+them.  ``x * 0 -> 0``, ``0 / x -> 0``, ``x + 0 -> x`` and ``0 - x -> -x`` are not
+IEEE-exact (NaN/inf inputs, signed zeros), so they apply only to zeros the AD passes
+made (marked :data:`isozyme.compiler.emitter.AD_ZERO`: a structurally zero tangent or
+adjoint, the freedom Enzyme takes too), never to the user's own ``0.0``, whose
+arithmetic stays numpy's.  The other rewrites (``x * 1``, ``x - 0``, ``x * -1``,
+``-(-x)``, constant folding) are exact.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import FloatAttr, ModuleOp
+from xdsl.dialects.builtin import FloatAttr, ModuleOp, UnitAttr
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
+
+from isozyme.compiler.emitter import AD_ZERO
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
     PatternRewriter,
@@ -34,8 +40,20 @@ def float_constant(v: SSAValue) -> float | None:
     return None
 
 
+def ad_zero(v: SSAValue) -> bool:
+    """Whether ``v`` is a float zero made by the AD passes (see :data:`AD_ZERO`)."""
+    owner = v.owner
+    return float_constant(v) == 0.0 and AD_ZERO in owner.attributes  # type: ignore[union-attr]
+
+
 def _replace_with_const(rewriter: PatternRewriter, op: Operation, value: float) -> None:
     rewriter.replace(op, arith.ConstantOp(FloatAttr(value, op.results[0].type)))
+
+
+def _replace_with_ad_zero(rewriter: PatternRewriter, op: Operation) -> None:
+    zero = arith.ConstantOp(FloatAttr(0.0, op.results[0].type))
+    zero.attributes[AD_ZERO] = UnitAttr()
+    rewriter.replace(op, zero)
 
 
 _FOLD = {
@@ -63,7 +81,7 @@ class FoldConstantArithmetic(RewritePattern):
 
 
 class SimplifyMul(RewritePattern):
-    """x*1 -> x, x*0 -> 0, x*(-1) -> -x."""
+    """x*1 -> x, x*0 -> 0 (an AD zero), x*(-1) -> -x."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.MulfOp, rewriter: PatternRewriter) -> None:
@@ -72,8 +90,8 @@ class SimplifyMul(RewritePattern):
             if c == 1.0:
                 rewriter.replace(op, [], [other])
                 return
-            if c == 0.0:
-                _replace_with_const(rewriter, op, 0.0)
+            if ad_zero(c_side):
+                _replace_with_ad_zero(rewriter, op)
                 return
             if c == -1.0:
                 rewriter.replace(op, arith.NegfOp(other))
@@ -86,7 +104,7 @@ class SimplifyAdd(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.AddfOp, rewriter: PatternRewriter) -> None:
         for c_side, other in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
-            if float_constant(c_side) == 0.0:
+            if ad_zero(c_side):
                 rewriter.replace(op, [], [other])
                 return
         if isinstance(op.rhs.owner, arith.NegfOp):
@@ -98,9 +116,9 @@ class SimplifySub(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: arith.SubfOp, rewriter: PatternRewriter) -> None:
-        if float_constant(op.rhs) == 0.0:
-            rewriter.replace(op, [], [op.lhs])
-        elif float_constant(op.lhs) == 0.0:
+        if float_constant(op.rhs) == 0.0 and not math.copysign(1.0, float_constant(op.rhs)) < 0:
+            rewriter.replace(op, [], [op.lhs])  # x - (+0) is x for every x
+        elif ad_zero(op.lhs):
             rewriter.replace(op, arith.NegfOp(op.rhs))
         elif isinstance(op.rhs.owner, arith.NegfOp):
             rewriter.replace(op, arith.AddfOp(op.lhs, op.rhs.owner.operand))
@@ -113,8 +131,8 @@ class SimplifyDiv(RewritePattern):
     def match_and_rewrite(self, op: arith.DivfOp, rewriter: PatternRewriter) -> None:
         if float_constant(op.rhs) == 1.0:
             rewriter.replace(op, [], [op.lhs])
-        elif float_constant(op.lhs) == 0.0:
-            _replace_with_const(rewriter, op, 0.0)
+        elif ad_zero(op.lhs):
+            _replace_with_ad_zero(rewriter, op)
 
 
 class SimplifyNeg(RewritePattern):
