@@ -526,7 +526,13 @@ def run_numpy(f: Callable[..., Any], args: Sequence[np.ndarray], layouts: Sequen
     work = [Buffer(a, layout).array for a, layout in zip(args, layouts)]
     with np.errstate(all="raise"):
         result = f(*work)
+    if np.ndim(result) != 0:  # a program of the reducer's that no longer returns a float
+        raise NotAFloat(repr(result))
     return float(result), [w.copy() for w in work]
+
+
+class NotAFloat(Exception):
+    """The program returned something else than a float (not a numpy error)."""
 
 
 def fd_direction(f: Callable[..., Any], args: Sequence[np.ndarray],
@@ -645,6 +651,8 @@ def check_example(f: Callable[..., Any], program: Program, args: list[np.ndarray
         want, finals = run_numpy(f, args, layouts)
     except FloatingPointError as err:
         raise Rejected(str(err)) from err
+    except NotAFloat:
+        raise
     except Exception as numpy_err:  # numpy refuses: isozyme must raise too
         for mode in (ForwardWithPrimal, ReverseWithPrimal):
             try:
