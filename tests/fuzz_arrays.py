@@ -80,7 +80,8 @@ SLICES = ("1:", ":-1", "::2", "::-1", "1::2", "::-2", "1:-1", ":2", "-2:", "-1:"
           "0:2", "2:3", "-2::-1")
 UNARY = ("np.sin({a})", "np.cos({a})", "np.tanh({a})", "np.exp(0.5 * {a})", "({a}) ** 2",
          "-({a})", "np.log(1.0 + ({a}) ** 2)", "({a}) / (1.0 + ({a}) ** 2)",
-         "np.sqrt(1.0 + ({a}) ** 2)", "np.square({a})", "0.5 * ({a})")
+         "np.sqrt(1.0 + ({a}) ** 2)", "np.square({a})", "0.5 * ({a})", "np.arctan({a})",
+         "np.log1p(({a}) ** 2)", "np.cosh(0.5 * {a})")
 BINARY = ("({a} + {b})", "({a} - {b})", "({a} * {b})", "({a} / (1.5 + np.sin({b})))",
           "({a} * 2.0 - {b})")
 # kinds of view that isozyme refuses today: rarer, so that a refusal does not hide the
@@ -246,7 +247,9 @@ class Generator:
                     ("reshape", f"{src}.reshape(1, -1)", (one, n)),
                     ("transpose", f"{src}.T", shape), ("reshape", f"np.asarray({src})", shape),
                     ("reshape", f"{src}.ravel()", shape),
-                    ("copy", f"{src}.flatten()", shape), ("copy", f"{src}.copy()", shape)]
+                    ("copy", f"{src}.flatten()", shape), ("copy", f"{src}.copy()", shape),
+                    ("reshape", f"{src}.reshape({src}.shape[0], 1)", (n, one)),
+                    ("reshape", f"{src}.reshape(1, len({src}))", (one, n))]
             if not strict or positive(n):
                 out += [("index", f"{src}[0:1]", (slice_dim(n, "0:1"),))]
         elif len(shape) == 2:
@@ -270,7 +273,10 @@ class Generator:
             if not strict or positive(n):
                 out += [("index", f"{src}[:, 0]", (m,)), ("index", f"{src}[:, -1]", (m,))]
             if src.isidentifier():
-                out += [("fresh", f"np.ones((1, {src}.shape[1]))", (one, n))]
+                out += [("fresh", f"np.ones((1, {src}.shape[1]))", (one, n)),
+                        ("reshape", f"{src}.ravel().reshape({src}.shape)", shape)]
+            if positive(m):  # numpy cannot infer -1 for an empty array of 0 rows
+                out += [("reshape2d", f"{src}.reshape({src}.shape[0], -1)", shape)]
         return out
 
     def pick(self, cands: list[tuple[str, Any]]) -> Any:
@@ -320,7 +326,8 @@ class Generator:
         where ``base`` is the name it may alias (a plain view) or None."""
         if depth <= 0 or self.c.chance(0.25):
             return self.leaf(target)
-        kinds = ("unary", "binary", "binary", "where", "reduce", "reduce", "divide")
+        kinds = ("unary", "binary", "binary", "where", "reduce", "reduce", "divide",
+                 "contract")
         kind = self.c.choice([k for k in kinds if k not in self.exclude])
         if kind == "unary":
             a, sa, _ = self.expr(target, depth - 1)
@@ -340,13 +347,37 @@ class Generator:
             b, sb, _ = self.expr(target, depth - 1)
             shape = broadcast(broadcast(broadcast(sp, sq), sa), sb)
             return f"np.where({p} > {q}, {a}, {b})", shape, None
+        if kind == "contract":
+            return self.contraction(target, depth)
         return self.reduction(target, depth)
+
+    def contraction(self, target: Shape, depth: int) -> tuple[str, Shape, str | None]:
+        """``np.dot`` of two vectors or ``A @ v`` (sizes must match exactly, not
+        broadcast): falls back to ``np.sum(a * b)`` when the operands came out
+        broadcastable only."""
+        if len(target) >= 1 and self.c.chance(0.5):  # A @ v, a vector fitting the target
+            m = target[-1]
+            n = self.c.choice([d for name in self.names() for d in self.env[name].shape]
+                              or [const_dim(2, self.k)])
+            a, sa, _ = self.expr((m, n), depth - 1)
+            v, sv, _ = self.expr((n,), depth - 1)
+            if sa == (m, n) and sv == (n,):
+                return f"({a} @ {v})", (m,), None
+            return f"np.sum({a} * {v})", (), None
+        d = self.c.choice([d for name in self.names() for d in self.env[name].shape]
+                          or [const_dim(2, self.k)])
+        a, sa, _ = self.expr((d,), depth - 1)
+        b, sb, _ = self.expr((d,), depth - 1)
+        if sa == sb == (d,):
+            return f"np.dot({a}, {b})", (), None
+        return f"np.sum({a} * {b})", (), None
 
     def reduction(self, target: Shape, depth: int) -> tuple[str, Shape, str | None]:
         """``np.sum``/``np.max``/``np.mean`` over everything, over one axis or with
         ``keepdims``, of an expression whose shape fits the target."""
         how = self.c.choice(("all", "axis", "axis", "keepdims"))
-        fn = self.c.choice(("np.sum", "np.sum", "np.max", "np.mean", "method"))
+        fn = self.c.choice(("np.sum", "np.sum", "np.max", "np.min", "np.mean", "np.prod",
+                            "method"))
         if how == "axis" and len(target) < 2:
             # the inner expression has one dimension more than the target
             inner_target = self.insert_dim(target)
@@ -370,9 +401,9 @@ class Generator:
                     axis, shape = None, ()
                     reduced = tuple(math.prod(ns) for ns in zip(*sa))
         empty = not positive(reduced)
-        if fn == "np.max" and empty and self.c.chance(0.05):
+        if fn in ("np.max", "np.min") and empty and self.c.chance(0.05):
             pass  # numpy raises for the max of nothing: isozyme must raise too
-        elif fn in ("np.max", "np.mean") and empty:
+        elif fn in ("np.max", "np.min", "np.mean") and empty:
             fn = "np.sum"  # np.max of nothing raises, np.mean of nothing is nan
         args = "" if axis is None else f", axis={axis}"
         if how == "keepdims" and axis is not None:
