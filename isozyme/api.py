@@ -121,8 +121,11 @@ def clear_cache() -> None:
     after changing something the cache cannot see, such as an attribute of a module or
     class that a traced function reads.
     """
+    from isozyme.reads import forget_names  # noqa: PLC0415
+
     with _COMPILE_LOCK:
         _CACHE.clear()
+        forget_names()
     gc.collect()  # runners in reference cycles hold their compiled modules
     from isozyme.runtime.jit import release_freed_code  # noqa: PLC0415
 

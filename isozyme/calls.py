@@ -43,11 +43,10 @@ from isozyme.reads import (
     build_guard,
     collect_reads,
     freeze,
-    freeze_or_unequal,
-    global_names,
     hidden_array_ok,
     make_guard,
 )
+from isozyme.reads import unit_inner as _unit_inner
 from isozyme.errors import AnnotationError, ReadOnlyError, ShapeError, UnsupportedError
 
 #: Counters of the expensive steps, for tests and benchmarks.
@@ -83,11 +82,6 @@ def _layout(a: np.ndarray) -> str:
                 return "none"
         inside *= size
     return "flat"
-
-
-def _unit_inner(a: np.ndarray) -> bool:
-    """Whether the innermost dimension is contiguous (or has at most one element)."""
-    return a.shape[-1] <= 1 or a.strides[-1] == a.itemsize
 
 
 def _array_type(x: object, unit_inner: bool) -> Attribute:
@@ -183,24 +177,6 @@ class _Spec:
     runtime: list[bool] = field(default_factory=list)
     # per traced leaf: the layout of an array argument (_layout), None for scalars
     layouts: list[str | None] = field(default_factory=list)
-
-
-def _global_names(code) -> tuple[str, ...]:
-    """Global names a code object (and the code nested in it) loads."""
-    return global_names(code)
-
-
-def reads_fingerprint(fn: Callable) -> tuple:
-    """The values of the globals and closure cells ``fn`` itself reads, frozen
-    (:func:`isozyme.reads.freeze`; identity for functions and modules).
-
-    The compile cache does not use this (it re-checks what the trace read, helpers
-    included, see :func:`_reads_guard`); it is kept for tools that want a quick key.
-    """
-    out = []
-    for r in collect_reads([fn]):
-        out.append((r.name, freeze_or_unequal(r.value)))
-    return tuple(out)
 
 
 def _hidden_type(a: object) -> Attribute | None:
@@ -369,12 +345,9 @@ def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[A
     return acts
 
 
-def _ordinal(p: int, primal_pos: Sequence[int], dup_of: Sequence[bool]) -> str:
-    """Which traced argument flat position ``p`` (a primal or its shadow) belongs to."""
-    for i, q in enumerate(primal_pos):
-        if q == p or (dup_of[i] and q + 1 == p):
-            return str(i)
-    return "?"
+def _strides_that_matter(a: np.ndarray) -> tuple[int, ...]:
+    """The strides of ``a`` where its size is not 1 (the others address nothing)."""
+    return tuple(s for s, n in zip(a.strides, a.shape) if n != 1)
 
 
 # -- compilation -----------------------------------------------------------------------
@@ -481,20 +454,23 @@ def _make_runner(
     # where each traced argument's primal lands in the flat argument list
     primal_pos: list[int] = []
     dup_of: list[bool] = []
+    names: list[str] = []  # per traced leaf: which of the user's arguments it is
     pos = 0
-    for rt, d in zip(runtime_of, dup):
-        for r in rt:
+    for a, (rt, d, tree) in enumerate(zip(runtime_of, dup, trees)):
+        for leaf, r in enumerate(rt):
             if r:
                 primal_pos.append(pos)
                 dup_of.append(d)
+                names.append(f"argument {a}" if tree is None else
+                             f"leaf {leaf} of argument {a}")
                 pos += 2 if d else 1
     # (flat position, what) of every array the compiled code may write: the primals it
     # writes, and the shadows (reverse mode accumulates into every shadow).
-    must_write = [(primal_pos[i], "argument") for i in sorted(written)
+    must_write = [(primal_pos[i], names[i]) for i in sorted(written)
                   if i < len(primal_pos)]
-    must_write += [(primal_pos[i] + 1, "shadow") for i in range(len(primal_pos))
-                   if dup_of[i] and (mode.reverse or i in written)]
-    same_layout = [primal_pos[i] for i in sorted(collapsed)
+    must_write += [(primal_pos[i] + 1, f"the shadow of {names[i]}")
+                   for i in range(len(primal_pos)) if dup_of[i] and (mode.reverse or i in written)]
+    same_layout = [(primal_pos[i], names[i]) for i in sorted(collapsed)
                    if i < len(primal_pos) and dup_of[i]]
     # (argument, dimension) == (argument, dimension), or == a constant when b is None
     checks = [(primal_pos[a], j, None if b is None else primal_pos[b], k)
@@ -524,17 +500,19 @@ def _make_runner(
             flags = a.flags if type(a) is np.ndarray else np.asarray(a).flags  # type: ignore[union-attr]
             if not flags.writeable:
                 raise ReadOnlyError(
-                    f"{what} {_ordinal(p, primal_pos, dup_of)} of {fn_name} is a read-only "
-                    f"array, but the compiled code writes it"
-                    + (" (the derivative accumulates into the shadow)" if what == "shadow"
+                    f"{what} of {fn_name} is a read-only array, but the compiled code "
+                    "writes it"
+                    + (" (the derivative accumulates into the shadow)" if "shadow" in what
                        else "") + "; pass a writeable array (e.g. a copy)")
-        for p in same_layout:
+        for p, what in same_layout:
             x, dx = np.asarray(flat[p]), np.asarray(flat[p + 1])
-            if x.strides != dx.strides:
+            if _strides_that_matter(x) != _strides_that_matter(dx):
                 raise AnnotationError(
-                    f"{fn_name} reshapes an array argument (a view merging its dimensions), "
-                    f"so its shadow must have the same memory layout: strides {dx.strides} "
-                    f"against {x.strides}; pass a shadow made with np.zeros_like(x)")
+                    f"{fn_name} reshapes {what} (a view merging "
+                    f"its dimensions), so its shadow must have the same memory layout: "
+                    f"strides {dx.strides} against {x.strides}; for a contiguous array pass "
+                    "np.zeros_like(x), for a view the same view of a zero array shaped "
+                    "like its base")
 
     def flatten(anns: Sequence[Annotation]) -> list[object]:
         flat: list[object] = []

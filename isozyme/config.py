@@ -4,7 +4,8 @@
 off for the process): every traced element index and integer view index is checked
 against its array's size when the compiled code runs (``OutOfBoundsError``).  The
 setting is read when a function is traced, so changing it empties the compile cache:
-compiled code never runs with a setting other than the current one.
+every call that starts after the change runs code compiled with the new setting (a call
+already running in another thread finishes with the code it started with).
 """
 
 from __future__ import annotations

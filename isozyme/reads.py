@@ -112,16 +112,16 @@ def _freeze(v: object, budget: list[int], depth: int) -> object:
     if t in _SIMPLE:
         return (t, v)
     if depth > 16:
-        raise Unfreezable(v, "it is nested too deeply")
+        raise Unfreezable(v, "is nested too deeply")
     budget[0] -= 1
     if budget[0] < 0:
-        raise Unfreezable(v, "it is too large to compare on every call")
+        raise Unfreezable(v, "is too large to compare on every call")
     if isinstance(v, np.ndarray):
         if v.dtype.hasobject:
-            raise Unfreezable(v, "it is an array of Python objects")
+            raise Unfreezable(v, "is an array of Python objects")
         budget[0] -= v.size
         if budget[0] < 0:
-            raise Unfreezable(v, "it is too large to compare on every call")
+            raise Unfreezable(v, "is too large to compare on every call")
         return (t, v.dtype.str, v.shape, v.tobytes())  # t: a subclass traces differently
     if isinstance(v, np.generic):
         return (t, v.tobytes())
@@ -180,7 +180,8 @@ def _is_library_class(t: type) -> bool:
     module = sys.modules.get(module_name)
     filename = getattr(module, "__file__", None)
     if filename is None:
-        return True  # a built-in module
+        # a built-in module; not a notebook's or an interactive session's __main__
+        return module_name in sys.builtin_module_names
     filename = os.path.realpath(filename)
     return filename.startswith(_STDLIB_DIRS) and not filename.startswith(_SITE_DIRS)
 
@@ -200,6 +201,12 @@ def freeze_or_unequal(v: object) -> object:
 
 
 _NAMES: dict[types.CodeType, tuple[str, ...]] = {}
+
+
+def forget_names() -> None:
+    """Drop the per-code-object cache of global names (``clear_cache`` calls it, so the
+    code objects of cleared functions are not kept alive)."""
+    _NAMES.clear()
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"})
 
 
@@ -351,6 +358,13 @@ def build_guard(reads: Sequence[Read], hidden: Sequence[np.ndarray]) -> Guard:
             if sources[i] is None:
                 sources[i] = (r.source, r.name, array_meta(v))
                 continue
+            # the same hidden array under another name: it must stay that very array
+            # (its contents reach the compiled code through the first name)
+            if is_cell:
+                guard.cell_idents.append((r.source, v))
+            else:
+                guard.idents.append((r.source, r.name, v))
+            continue
         if v is _EMPTY or isinstance(v, _IDENT_TYPES) or isinstance(v, enum.Enum):
             if is_cell:
                 guard.cell_idents.append((r.source, v))

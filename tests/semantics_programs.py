@@ -196,3 +196,11 @@ def ends_where(x, Y):
 
 def max_of(X):
     return np.max(X) + np.sum(np.min(X, axis=0))
+
+
+def _weighted_flat(x):
+    return np.sum(x.reshape(-1) * np.arange(6.0))
+
+
+def reshape_in_helper(x):
+    return _weighted_flat(x)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import isozyme
-from isozyme import Active, Const, Duplicated, Forward, Reverse, ReverseWithPrimal, autodiff
+from isozyme import (Active, Const, Duplicated, Forward, ForwardWithPrimal, Reverse,
+                     ReverseWithPrimal, autodiff)
 from isozyme.calls import stats
 from isozyme.errors import TraceError
 
@@ -440,3 +441,32 @@ def test_argument_that_does_not_fit_a_large_global_array():
     with pytest.raises(isozyme.ShapeError, match="dimension 0"):
         autodiff(Reverse, dot_big, Active, Duplicated(v, dv))
     assert not dv.any() and (v == 1.0).all()  # nothing written
+
+
+ALIAS_W = np.arange(100.0)
+ALIAS_V = ALIAS_W
+
+
+def _reads_w(x):
+    return np.sum(ALIAS_W * x)
+
+
+def _reads_v(x):
+    return np.sum(ALIAS_V * x)
+
+
+def reads_both_names(x):
+    return _reads_w(x) + _reads_v(x)
+
+
+def test_a_large_global_array_read_under_two_names_is_passed_not_compared():
+    from isozyme.calls import stats
+
+    x = np.ones(100)
+    autodiff(ForwardWithPrimal, reads_both_names, Const(x))
+    traces = stats["traces"]
+    for i in range(5):
+        ALIAS_W[0] = float(i)  # in place: both names see it, nothing recompiles
+        got = autodiff(ForwardWithPrimal, reads_both_names, Const(x))[1]
+        assert got == pytest.approx(2 * np.sum(ALIAS_W))
+    assert stats["traces"] == traces

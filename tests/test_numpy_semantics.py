@@ -277,3 +277,14 @@ def test_max_of_nothing_raises_as_numpy_does(shape):
     with pytest.raises(ShapeError, match="zero-size array to reduction operation"):
         autodiff(ForwardWithPrimal, P.max_of, Const(X))
     assert autodiff(ForwardWithPrimal, P.max_of, Const(np.ones((2, 3))))[1] == 4.0
+
+
+def test_a_reshape_in_a_helper_needs_a_shadow_of_the_same_layout_too():
+    x = np.ones((2, 3))
+    base = np.zeros((2, 6))
+    with pytest.raises(iz.AnnotationError, match="same memory layout"):
+        autodiff(Reverse, P.reshape_in_helper, Active, Duplicated(x, base[:, :3]))
+    assert not base.any()  # nothing written, in the shadow or next to it
+    dx = np.zeros((2, 3))
+    autodiff(Reverse, P.reshape_in_helper, Active, Duplicated(x, dx))
+    np.testing.assert_array_equal(dx.ravel(), np.arange(6.0))

@@ -43,10 +43,16 @@ def _error_class(kind: str) -> type[Exception]:
     return getattr(errors, CHECK_KINDS.get(kind, "UnsupportedError"))
 
 
+def status_words(checks: CheckTable) -> int:
+    """8-byte words of the status record after the results: the failed check's id and
+    the most values any check reports (0 without checks)."""
+    return 1 + max(n for _, _, n in checks) if checks else 0
+
+
 def make_check_failure(checks: CheckTable, status_slot: int) -> Callable[[Any], None]:
     """The function raising the error of the check whose id the status record of an
     out buffer (from 8-byte slot ``status_slot`` on) names, with its values."""
-    size = 1 + max(n for _, _, n in checks)
+    size = status_words(checks)
 
     def fail(out_buf: ctypes.Array) -> None:
         record = (ctypes.c_int64 * size).from_buffer(out_buf, 8 * status_slot)
@@ -109,7 +115,7 @@ def make_entry_callable(
     # At least one byte each so the buffers have an address; 8-byte aligned.
     in_words = max((in_struct.size + 7) // 8, 1)
     out_slots = (out_struct.size + 7) // 8
-    status_size = 1 + max(n for _, _, n in checks) if checks else 0
+    status_size = status_words(checks)
     out_words = max(out_slots + status_size, 1)
     memrefs = [(k, t) for k, t in enumerate(arg_types) if isinstance(t, MemrefSpec)]
 
@@ -180,9 +186,13 @@ def make_entry_callable(
     lines.append("    fn(in_ptr, out_ptr)")
     if checks:
         namespace["check_failed"] = make_check_failure(checks, out_slots)
+        # read the status record before the buffers go back to the pool: another
+        # thread may take them the moment they are there
         lines.append("    if status.value:")
-        lines.append("        push(B)")
-        lines.append("        check_failed(out_buf)")
+        lines.append("        try:")
+        lines.append("            check_failed(out_buf)")
+        lines.append("        finally:")
+        lines.append("            push(B)")
     if any(isinstance(t, MemrefSpec) for t in result_types):
         namespace["wrap"] = make_result_wrapper(result_types)
         arg_owners = "".join(

@@ -94,6 +94,8 @@ class _JIT:
             llb.parse_assembly(""), self.target_machine
         )
         self._counter = itertools.count()
+        #: modules added to the engine and not yet removed (see release_freed_code)
+        self.live = 0
 
     def next_module_id(self) -> int:
         """A number unique to each compiled module (for symbol renaming)."""
@@ -134,17 +136,26 @@ def _create_jit() -> None:
 
 def release_freed_code() -> int:
     """Remove the modules of garbage-collected :class:`CompiledModule` objects from the
-    engine and dispose of them; return how many were freed."""
+    engine and dispose of them; return how many were freed.
+
+    MCJIT keeps the machine code of a removed module in its memory manager until the
+    engine itself is destroyed, so once no module is left the engine is disposed of too
+    (the next compilation creates a new one): only then does the code's memory return."""
+    global _JIT_INSTANCE
     if not _FREED or _JIT_INSTANCE is None:
         return 0
     n = 0
     with _JIT_LOCK:
-        engine = _JIT_INSTANCE.engine
+        jit = _JIT_INSTANCE
         while _FREED:
             mod = _FREED.pop()
-            engine.remove_module(mod)
+            jit.engine.remove_module(mod)
             mod.close()
             n += 1
+        jit.live -= n
+        if jit.live == 0:
+            jit.engine.close()
+            _JIT_INSTANCE = None
     _trim_malloc()
     return n
 
@@ -183,13 +194,13 @@ class CompiledModule:
     #: entry-point name in the source (``_iz_entry_f``) -> native address.
     entry_addresses: dict[str, int]
     _module: llb.ModuleRef = field(repr=False)
+    #: The run-time checks' ``(kind, message, n_values)`` by id - 1 (``isz.check``).
+    checks: tuple[tuple[str, str, int], ...] = ()
 
     def __post_init__(self) -> None:
         # Free the code once nothing can call it: every entry callable keeps this
         # object alive (keepalive), so it dies only after the last one.
         weakref.finalize(self, _FREED.append, self._module)
-    #: The run-time checks' ``(kind, message, n_values)`` by id - 1 (``isz.check``).
-    checks: tuple[tuple[str, str, int], ...] = ()
 
     def entry(
         self,
@@ -266,10 +277,9 @@ def _check_symbols(mod: llb.ModuleRef) -> None:
 
 def compile_llvm_ir(llvm_ir: str) -> CompiledModule:
     """Parse, verify, optimise (O3, host CPU) and JIT LLVM IR text."""
-    jit = _jit()
     release_freed_code()
-    with _JIT_LOCK:
-        return _compile_locked(jit, llvm_ir)
+    with _JIT_LOCK:  # taken before _jit(): releasing code may replace the engine
+        return _compile_locked(_jit(), llvm_ir)
 
 
 def _compile_locked(jit: _JIT, llvm_ir: str) -> CompiledModule:
@@ -293,6 +303,7 @@ def _compile_locked(jit: _JIT, llvm_ir: str) -> CompiledModule:
     optimized = str(mod)
     _check_symbols(mod)
     jit.engine.add_module(mod)
+    jit.live += 1
     jit.engine.finalize_object()
     addresses = {
         old: jit.engine.get_function_address(new) for old, new in renamed.items()

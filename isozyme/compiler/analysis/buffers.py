@@ -121,14 +121,28 @@ def written_arguments(fn: func.FuncOp, _seen: frozenset[str] = frozenset()) -> s
     return written
 
 
-def collapsed_arguments(fn: func.FuncOp) -> set[int]:
-    """Indices of the buffer arguments of ``fn`` that a ``memref.collapse_shape`` views:
-    their contiguity is checked at run time, so their shadows must have the same layout
-    (the AD passes take the same view of the shadow)."""
+def collapsed_arguments(fn: func.FuncOp, _seen: frozenset[str] = frozenset()) -> set[int]:
+    """Indices of the buffer arguments of ``fn`` that a ``memref.collapse_shape`` views,
+    in ``fn`` or in a function it calls: the primal's layout is what allows the merge
+    (checked when tracing or at run time), and the AD passes take the same view of the
+    shadow, so the shadow must have the same layout."""
     args = fn.body.block.args
     out: set[int] = set()
+
+    def mark(v: SSAValue) -> None:
+        root = root_buffer(v)
+        out.update(i for i, a in enumerate(args) if a is root)
+
+    name = fn.sym_name.data
     for op in fn.walk():
         if isinstance(op, memref.CollapseShapeOp):
-            root = root_buffer(op.src)
-            out.update(i for i, a in enumerate(args) if a is root)
+            mark(op.src)
+        elif isinstance(op, func.CallOp):
+            callee = _callee(op)
+            if callee is None or not callee.body.blocks or callee.sym_name.data in _seen \
+                    or callee.sym_name.data == name:
+                continue  # an external function (print) does not view its arguments
+            for i in collapsed_arguments(callee, _seen | {name}):
+                if i < len(op.arguments) and is_buffer(op.arguments[i]):
+                    mark(op.arguments[i])
     return out

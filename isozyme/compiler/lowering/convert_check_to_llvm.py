@@ -69,12 +69,6 @@ def check_table(module: ModuleOp) -> tuple[tuple[str, str, int], ...]:
     return tuple(out)
 
 
-def status_slots(module: ModuleOp) -> int:
-    """Slots of the status record (1 + the most values of a check); 0 without checks."""
-    table = check_table(module)
-    return 1 + max(n for _, _, n in table) if table else 0
-
-
 def takes_status(f: llvm.FuncOp) -> bool:
     """Whether ``f``'s last argument is the hidden status pointer."""
     return STATUS_ATTR in f.attributes
@@ -227,6 +221,5 @@ __all__ = [
     "STATUS_ATTR",
     "ConvertCheckToLLVMPass",
     "check_table",
-    "status_slots",
     "takes_status",
 ]

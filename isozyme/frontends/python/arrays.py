@@ -413,10 +413,6 @@ class ArrayTracer(Tracer):
             return
         idx = self._indices(key)
         check_defined(value)
-        if "copy_of_view" in self._cache:
-            from .whole_array import check_writable  # noqa: PLC0415
-
-            check_writable(self)
         if is_array_value(value):
             raise whole_array_error("assigning an array to an array element")
         if not (isinstance(value, Tracer) or is_number(value)):

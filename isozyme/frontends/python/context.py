@@ -101,10 +101,11 @@ class TraceSession:
     used_names: set[str] = field(default_factory=set)
     helpers: dict[Any, HelperEntry] = field(default_factory=dict)
     in_progress: set[Any] = field(default_factory=set)
-    # the public function's entry block, and the size equalities its tracing assumed
-    # between its array arguments: (arg, dim, arg, dim), see shape_checks.py
+    # the public function's entry block, and the sizes its tracing assumed of its array
+    # arguments: (arg, dim, arg, dim) for two equal sizes, (arg, dim, None, n) for a
+    # size n; checked before every call, see shape_checks.py
     public_entry: Block | None = None
-    shape_constraints: list[tuple[int, int, int, int]] = field(default_factory=list)
+    shape_constraints: list[tuple[int, int, int | None, int]] = field(default_factory=list)
     # per argument of the public function: the memory layout of an array argument,
     # "C" (C-contiguous), "flat" (its elements are equally spaced: a merging reshape is
     # a view), "none" (neither: numpy copies), or None (unknown); see view_ops.py

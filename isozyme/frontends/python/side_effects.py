@@ -92,6 +92,8 @@ def _random_name(f: object) -> str | None:
         return f"{type(owner).__name__}.{name}"
     if isinstance(f, type) and issubclass(f, _RANDOM_OWNERS):
         return None  # constructing a generator is harmless; drawing from it is refused
+    # any other numpy.random function is refused, np.random.default_rng included: the
+    # generator it makes would be seeded once, at trace time
     module = getattr(f, "__module__", None) or ""
     if module == "numpy.random" or module.startswith("numpy.random."):
         return f"np.random.{name}"

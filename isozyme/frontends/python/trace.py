@@ -43,9 +43,10 @@ class TracedFunction:
     arg_types: list[Attribute] = field(default_factory=list)
     result_types: list[Attribute] = field(default_factory=list)
     returns_tuple: bool = False
-    # sizes the trace assumed equal: (argument, dimension, argument, dimension), argument
-    # indices counting traced arguments; checked before every call (shape_checks.py)
-    shape_constraints: list[tuple[int, int, int, int]] = field(default_factory=list)
+    # sizes the trace assumed: (argument, dimension, argument, dimension) for two equal
+    # sizes, (argument, dimension, None, n) for a size n; argument indices count traced
+    # arguments; checked before every call (shape_checks.py)
+    shape_constraints: list[tuple[int, int, int | None, int]] = field(default_factory=list)
     # the Python functions the converted code called (their globals and closures are
     # part of the cache key, see isozyme/reads.py), the traced function first
     functions: list[Callable[..., Any]] = field(default_factory=list)

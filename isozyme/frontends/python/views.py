@@ -405,8 +405,6 @@ def _make_view(x: ArrayTracer, keys: Sequence[object], fingerprint: tuple) -> Ar
             v._cache[("idx", j)] = Tracer(s)
     v._cache["root"] = root_of(x)  # type: ignore[assignment]
     v._cache["view_key"] = (x.value, fingerprint)  # type: ignore[assignment]
-    if "copy_of_view" in x._cache:
-        v._cache["copy_of_view"] = x._cache["copy_of_view"]
     return v
 
 
@@ -455,9 +453,8 @@ def setitem(x: ArrayTracer, key: object, value: object) -> bool:
     keys = expand_key(x, key)
     if is_element_key(keys):
         return False
-    from .whole_array import check_writable, inplace  # noqa: PLC0415
+    from .whole_array import inplace  # noqa: PLC0415
 
-    check_writable(x)
     check_defined(value)
     plain = [k for k in keys if k is not None]
     # x[key] op= v: Python stores the updated view back into itself: nothing to copy.

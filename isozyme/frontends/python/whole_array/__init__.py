@@ -95,10 +95,8 @@ from .contractions import (
     np_vdot,
 )
 from .copies import (
-    check_writable,
     copy_to_new,
     getitem_view,
-    mark_copy,
     np_transpose,
 )
 from .elementwise import (
@@ -117,7 +115,6 @@ __all__ = [
     "astype",
     "broadcast_map",
     "broadcast_shape",
-    "check_writable",
     "contract",
     "copy_to_new",
     "elementwise",
@@ -125,7 +122,6 @@ __all__ = [
     "generic",
     "getitem_view",
     "inplace",
-    "mark_copy",
     "new_buffer",
     "np_array",
     "np_clip",

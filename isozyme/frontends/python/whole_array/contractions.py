@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from xdsl.dialects import memref
-from xdsl.dialects.builtin import DYNAMIC_INDEX, i64
+from xdsl.dialects.builtin import i64
 
 from ..shape_checks import broadcast_view, unify_sizes
 from ..arrays import ArrayTracer

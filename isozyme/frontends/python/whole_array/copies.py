@@ -1,24 +1,17 @@
-"""Transposes and new axes (views, built by :mod:`..view_ops`), copies into new buffers
-(:func:`copy_to_new`), and the mark for results that must not be written
-(:func:`mark_copy`, :func:`check_writable`).  Slices and integer indices are views too
-(:mod:`..views`).
+"""Transposes and new axes (views, built by :mod:`..view_ops`) and copies into new
+buffers (:func:`copy_to_new`).  Slices and integer indices are views too (:mod:`..views`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from xdsl.dialects.builtin import DYNAMIC_INDEX
-from xdsl.ir.affine import AffineExpr
-
-from ..arrays import ArrayTracer
 from isozyme.errors import UnsupportedError
 
-from ..diagnostics import trace_error
+from ..arrays import ArrayTracer
 from ..tracer import is_array_value, ssa
 from .array_builders import _as_array_operand
-from .linalg_builder import _ZERO, Size, _d, _identity, _map, _size, _static, generic
+from .linalg_builder import _identity, _size, generic
 
 
 def np_transpose(a: object, axes: object = None) -> Any:
@@ -39,10 +32,6 @@ def np_transpose(a: object, axes: object = None) -> Any:
     return transpose(a, perm)
 
 
-def _is_py_int(k: object) -> bool:
-    return isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
-
-
 def _expand_key(x: ArrayTracer, key: object) -> list[object]:
     keys = list(key) if type(key) is tuple else [key]
     if keys.count(Ellipsis) > 1:
@@ -57,22 +46,6 @@ def _expand_key(x: ArrayTracer, key: object) -> list[object]:
     else:
         keys += [slice(None)] * (x.ndim - used)
     return keys
-
-
-def mark_copy(x: ArrayTracer, what: str) -> ArrayTracer:
-    """Record that ``x`` is a copy where numpy would give a view: writes raise."""
-    x._cache["copy_of_view"] = what  # type: ignore[assignment]
-    return x
-
-
-def check_writable(x: ArrayTracer) -> None:
-    """Raise if ``x`` is a copy where numpy would give a view (:func:`mark_copy`)."""
-    what = x._cache.get("copy_of_view")
-    if what is not None:
-        raise trace_error(
-            f"a write into the result of {what}",
-            "numpy gives a view there, isozyme a copy, so the write would be lost; "
-            "write into the original array with explicit indices instead")
 
 
 def getitem_view(x: ArrayTracer, key: object) -> ArrayTracer:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import DYNAMIC_INDEX, AffineMapAttr, i1
+from xdsl.dialects.builtin import AffineMapAttr, i1
 from xdsl.ir import Attribute, SSAValue
 
 from isozyme.errors import ShapeError
@@ -36,7 +36,6 @@ from ..tracer import (
     to_bool,
 )
 from .array_builders import _as_array_operand
-from .copies import check_writable
 from .linalg_builder import (
     _ZERO,
     Size,
@@ -125,7 +124,6 @@ def inplace(op: str, target: ArrayTracer, value: object) -> ArrayTracer:
     """``target op= value`` (numpy: in place, ``value`` broadcast to ``target``)."""
     from ..views import separate_if_overlapping  # noqa: PLC0415
 
-    check_writable(target)
     value = _as_array_operand(value, f"`{op}=`")
     value = separate_if_overlapping(target, value)
     shape: list[Size] = [_size(target, j) for j in range(target.ndim)]
