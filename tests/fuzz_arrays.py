@@ -363,13 +363,21 @@ class Generator:
             v, sv, _ = self.expr((n,), depth - 1)
             if sa == (m, n) and sv == (n,):
                 return f"({a} @ {v})", (m,), None
-            return f"np.sum({a} * {v})", (), None
+            return self.sum_of_product(a, sa, v, sv)
         d = self.c.choice([d for name in self.names() for d in self.env[name].shape]
                           or [const_dim(2, self.k)])
         a, sa, _ = self.expr((d,), depth - 1)
         b, sb, _ = self.expr((d,), depth - 1)
         if sa == sb == (d,):
             return f"np.dot({a}, {b})", (), None
+        return self.sum_of_product(a, sa, b, sb)
+
+    @staticmethod
+    def sum_of_product(a: str, sa: Shape, b: str, sb: Shape) -> tuple[str, Shape, None]:
+        """``np.sum(a * b)``, or ``a * b`` when both are scalars (np.sum of a float is
+        numpy, but not the point here)."""
+        if broadcast(sa, sb) == ():
+            return f"({a} * {b})", (), None
         return f"np.sum({a} * {b})", (), None
 
     def reduction(self, target: Shape, depth: int) -> tuple[str, Shape, str | None]:
