@@ -91,7 +91,7 @@ CONSTANTS = ("0.5", "1.5", "2.0", "-0.7")
 
 
 class Chooser(Protocol):
-    """Where the generator's decisions come from (python ``random`` or hypothesis)."""
+    """Where the generator's decisions come from."""
 
     def choice(self, options: Sequence[Any]) -> Any:
         """One of ``options`` (a non-empty sequence)."""

@@ -9,49 +9,30 @@ in-place writes, directly and through views.  Each hypothesis example is one pro
 checked under 8 size assignments with 2 draws of values each, so an example of
 hypothesis is 16 (program, inputs) examples and one compilation per mode.
 
-``ISOZYME_FUZZ_EXAMPLES`` (default 2000) sets the number of (program, inputs) examples;
-``ISOZYME_FUZZ_SHRINK=1`` lets hypothesis shrink a failing program (slow: every step
-compiles).  ``python -m tests.fuzz_arrays --examples 5000`` runs more programs by hand,
-each in a forked child, and prints every distinct mismatch.
+Hypothesis draws each program's seed (derandomized: the same seeds in every run); the
+program and its inputs come from that seed exactly as in the command line, so a failure
+prints the command that reproduces and reduces it.  ``ISOZYME_FUZZ_EXAMPLES`` (default
+2000) sets the number of (program, inputs) examples.  ``python -m tests.fuzz_arrays
+--examples 5000 --seed 1`` runs more programs by hand, each in a forked child, and prints
+every distinct mismatch.
 """
 
 import collections
 import math
 import os
-from collections.abc import Sequence
-from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz_arrays import (ASSIGNMENTS, VALUES_PER_ASSIGNMENT, check_program, generate,
-                               summary)
+from tests.fuzz_arrays import (ASSIGNMENTS, VALUES_PER_ASSIGNMENT, Mismatch, RandomChooser,
+                               check_program, generate, summary)
 
 EXAMPLES = int(os.environ.get("ISOZYME_FUZZ_EXAMPLES", "2000"))
 PER_PROGRAM = ASSIGNMENTS * VALUES_PER_ASSIGNMENT
-PHASES = [Phase.explicit, Phase.reuse, Phase.generate] + (
-    [Phase.shrink] if os.environ.get("ISOZYME_FUZZ_SHRINK") == "1" else [])
+# shrinking a seed gives another program, not a smaller one: the CLI's --reduce does that
+PHASES = [Phase.explicit, Phase.reuse, Phase.generate]
 # a harness whose programs isozyme mostly refuses tests nothing: keep refusals a minority
 MAX_REFUSED = 0.5
-
-
-class DataChooser:
-    """The generator's decisions drawn from hypothesis (so that it can shrink them)."""
-
-    def __init__(self, data: st.DataObject) -> None:
-        self.data = data
-
-    def choice(self, options: Sequence[Any]) -> Any:
-        """One of ``options``."""
-        return options[self.data.draw(st.integers(0, len(options) - 1))]
-
-    def integer(self, lo: int, hi: int) -> int:
-        """An integer in ``[lo, hi]``."""
-        return self.data.draw(st.integers(lo, hi))
-
-    def chance(self, p: float) -> bool:
-        """True with probability about ``p`` (hypothesis shrinks towards True)."""
-        return self.data.draw(st.integers(0, 999)) < p * 1000
 
 
 def test_random_array_programs_match_numpy_and_finite_differences(tmp_path_factory):
@@ -60,13 +41,17 @@ def test_random_array_programs_match_numpy_and_finite_differences(tmp_path_facto
 
     @settings(derandomize=True, database=None, deadline=None, phases=PHASES,
               max_examples=math.ceil(EXAMPLES / PER_PROGRAM),
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                     HealthCheck.filter_too_much])
-    @given(data=st.data())
-    def check(data: st.DataObject) -> None:
-        program = generate(DataChooser(data), ASSIGNMENTS)
-        seed = data.draw(st.integers(0, 2**32 - 1))
-        check_program(program, seed, stats, directory)  # raises Mismatch
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(seed=st.integers(0, 2**31 - 1))
+    def check(seed: int) -> None:
+        # hypothesis picks the seeds; the program comes from python's random, as in the
+        # command line, so that a failure is reproduced and reduced from its seed alone
+        program = generate(RandomChooser(seed), ASSIGNMENTS)
+        try:
+            check_program(program, seed, stats, directory)
+        except Mismatch as err:
+            raise Mismatch(f"{err}\n--- reduce it with ---\npython -m tests.fuzz_arrays "
+                           f"--seed {seed} --examples 1 --reduce") from None
 
     check()
     report = summary(stats)
