@@ -797,7 +797,7 @@ def make_args(program: Program, i: int, rng: np.random.Generator) -> list[np.nda
     return [rng.uniform(0.5, 1.5, shape) for shape in program.arg_shapes[i]]
 
 
-VALUES_PER_ASSIGNMENT = 2
+VALUES_PER_ASSIGNMENT = 3
 """Examples per size assignment (fresh values each: the compiled code is reused)."""
 
 
@@ -986,7 +986,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fuzz_arrays",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=2000,
-                        help="(program, inputs) pairs to check (16 per program)")
+                        help="(program, inputs) pairs to check (24 per program)")
     parser.add_argument("--seed", type=int, default=0, help="the first program's seed")
     parser.add_argument("--progress", action="store_true", help="counts every 50 programs")
     parser.add_argument("--reduce", action="store_true",

@@ -6,8 +6,9 @@ The programs come from :mod:`tests.fuzz_arrays`: shapes with dimensions of size 
 0, broadcasting (also over dimensions that are 1 only at run time), views (``.T``,
 ``[:, None]``, ``reshape``, ``ravel``, slices with negative steps), reductions and
 in-place writes, directly and through views.  Each hypothesis example is one program,
-checked under 8 size assignments with 2 draws of values each, so an example of
-hypothesis is 16 (program, inputs) examples and one compilation per mode.
+checked under 8 size assignments with 3 draws of values each, so an example of
+hypothesis is 24 (program, inputs) examples and a few compilations per mode (one per
+pattern of size-1 dimensions).
 
 Hypothesis draws each program's seed (derandomized: the same seeds in every run); the
 program and its inputs come from that seed exactly as in the command line, so a failure
