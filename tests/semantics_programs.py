@@ -204,3 +204,9 @@ def _weighted_flat(x):
 
 def reshape_in_helper(x):
     return _weighted_flat(x)
+
+
+def ravel_reversed(x):
+    r = x[::-1].ravel()
+    r[0] = 10.0
+    return np.sum(r * x)

@@ -58,6 +58,7 @@ CASES = {
     "stack": (P.stacked, lambda: [pos(3), pos(3)]),
     "batched_matmul_broadcasts_stacks": (P.batched_matmul, lambda: [pos(2, 2, 3), pos(1, 3, 2)]),
     "same_length_slices_broadcast": (P.ends_where, lambda: [pos(4), pos(4, 4)]),
+    "ravel_of_reversed_copies": (P.ravel_reversed, lambda: [pos(4)]),
     "newaxis_targets": (P.newaxis_targets, lambda: [pos(3), pos(3, 1)]),
     "assign_drops_leading_ones": (P.assign_with_leading_ones, lambda: [pos(3), pos(1, 1, 2)]),
     "einsum_broadcasts_run_time": (P.einsum_rows, lambda: [pos(2, 3), pos(2, 3)[:, 0:1]]),

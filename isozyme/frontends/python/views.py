@@ -405,7 +405,23 @@ def _make_view(x: ArrayTracer, keys: Sequence[object], fingerprint: tuple) -> Ar
             v._cache[("idx", j)] = Tracer(s)
     v._cache["root"] = root_of(x)  # type: ignore[assignment]
     v._cache["view_key"] = (x.value, fingerprint)  # type: ignore[assignment]
+    _reversal_layout(x, keys, v)
     return v
+
+
+def _reversal_layout(x: ArrayTracer, keys: Sequence[object], v: ArrayTracer) -> None:
+    """``x[::-1]`` of a 1-D array whose layout and size are known (never 1): equally
+    spaced but not contiguous, so numpy's ``ravel`` of it copies (:mod:`.view_ops`)."""
+    from .shape_checks import may_be_one  # noqa: PLC0415
+    from .view_ops import layout_of  # noqa: PLC0415
+
+    k = keys[0] if len(keys) == 1 else None
+    if not (isinstance(k, slice) and k.start is None and k.stop is None
+            and not isinstance(k.step, Tracer) and k.step is not None and int(k.step) == -1):
+        return
+    if x.type.get_shape()[0] != 1 and not may_be_one(x, 0) and \
+            layout_of(x) in ("C", "flat"):
+        v._cache["layout"] = "flat"  # type: ignore[assignment]
 
 
 def getitem(x: ArrayTracer, key: object) -> Tracer:
