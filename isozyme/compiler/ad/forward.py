@@ -18,9 +18,9 @@ from xdsl.rewriter import InsertPoint
 
 from isozyme.compiler.ad.common import DerivativeBuilder, jvp, lookup_callee
 from isozyme.compiler.ad.memory import emit_shadow_alloc, emit_zero_like, is_buffer
+from isozyme.compiler.ad_rules import is_guard
 from isozyme.compiler.analysis.buffers import is_view, view_source
 from isozyme.compiler.emitter import Emitter
-from isozyme.dialects.check import CheckOp
 from isozyme.dialects.enzyme import Activity
 from isozyme.errors import UnsupportedError
 
@@ -121,7 +121,7 @@ class _ForwardDiff(DerivativeBuilder):
                 self._emit_while(e, op)
             case func.CallOp() if self.info.any_active(op.results):
                 self._emit_call(e, op)
-            case CheckOp():
+            case _ if is_guard(op):
                 # A run-time check guards the derivative code as it guards the primal.
                 e.insert(op.clone(value_mapper=self.vmap))
             case memref.LoadOp() | memref.StoreOp() | memref.AllocOp() | memref.DeallocOp():

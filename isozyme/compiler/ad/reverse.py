@@ -43,10 +43,10 @@ from isozyme.compiler.ad.memory import (
     read_only_buffers,
 )
 from isozyme.compiler.ad.tape import PrimalFetcher, RevCtx, defining_op
+from isozyme.compiler.ad_rules import is_guard
 from isozyme.compiler.analysis.buffers import is_view, view_source
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects import enzyme
-from isozyme.dialects.check import CheckOp
 from isozyme.dialects.enzyme import Activity
 from isozyme.errors import UnsupportedError
 
@@ -264,7 +264,7 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
                     self._reverse_if(ctx, op)
                 case func.CallOp():
                     self._reverse_call(ctx, op)
-                case CheckOp():
+                case _ if is_guard(op):
                     pass  # checked in the forward sweep; a check has no adjoint
                 case memref.LoadOp() | memref.StoreOp():
                     self._reverse_memory(ctx, op)

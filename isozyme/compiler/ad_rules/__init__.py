@@ -5,6 +5,10 @@ derive the forward rule (tangent = sum of partial * operand tangent) and the rev
 (operand adjoint += partial * result adjoint) from it.  Ops whose derivative is not a
 product (``arith.select``, casts between float widths) give both directions explicitly
 (``CustomRule``).  Supporting a new op is one table entry plus a finite-difference test.
+
+Buffer ops have tables of their own kind (``memref.py``: views and writes; ``linalg.py``:
+what a generic writes; ``isz.py``: run-time checks, which have no derivative), reached
+through :func:`view_source`, :func:`written_by` and :func:`is_guard`.
 """
 
 from __future__ import annotations
@@ -108,3 +112,30 @@ def has_zero_derivative(op: Operation) -> bool:
     from isozyme.compiler.ad_rules.math import MATH_ZERO
 
     return type(op) in ARITH_ZERO or type(op) in MATH_ZERO
+
+
+def view_source(op: Operation) -> SSAValue | None:
+    """The buffer whose memory ``op``'s result views (``memref.subview``, ``cast``,
+    ``expand_shape``, ``collapse_shape``, ``transpose``), or None for other ops."""
+    from isozyme.compiler.ad_rules.memref import MEMREF_VIEWS
+
+    source = MEMREF_VIEWS.get(type(op))
+    return None if source is None else source(op)
+
+
+def written_by(op: Operation) -> Sequence[SSAValue]:
+    """The buffers ``op`` itself writes (not counting ops nested in it, nor calls)."""
+    from isozyme.compiler.ad_rules.linalg import LINALG_WRITES
+    from isozyme.compiler.ad_rules.memref import MEMREF_WRITES
+
+    t = type(op)
+    written = MEMREF_WRITES.get(t) or LINALG_WRITES.get(t)
+    return () if written is None else written(op)
+
+
+def is_guard(op: Operation) -> bool:
+    """True for ops that guard the code after them and have no derivative (``isz.check``):
+    cloned into forward derivatives, kept in the forward sweep of reverse mode."""
+    from isozyme.compiler.ad_rules.isz import ISZ_GUARDS
+
+    return type(op) in ISZ_GUARDS

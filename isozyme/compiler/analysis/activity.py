@@ -24,10 +24,9 @@ from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Attribute, Operation, SSAValue
 
-from isozyme.compiler.ad_rules import has_zero_derivative, lookup_rule
+from isozyme.compiler.ad_rules import has_zero_derivative, is_guard, lookup_rule
 from isozyme.compiler.analysis.buffers import is_view, view_source
 from isozyme.compiler.emitter import is_float
-from isozyme.dialects.check import CheckOp
 from isozyme.errors import AnnotationError
 
 Edge = tuple[SSAValue, SSAValue]
@@ -56,8 +55,10 @@ def value_flow_edges(op: Operation) -> Iterator[Edge]:
         case _ if is_view(op):
             yield view_source(op), op.results[0]
             yield op.results[0], view_source(op)
-        case memref.AllocOp() | memref.DeallocOp() | memref.DimOp() | CheckOp():
-            return  # (a run-time check: integer operands, no results, inactive)
+        case memref.AllocOp() | memref.DeallocOp() | memref.DimOp():
+            return
+        case _ if is_guard(op):
+            return  # a run-time check: integer operands, no results, inactive
         case scf.ForOp():
             body = op.body.block
             yielded = _terminator(body).operands

@@ -2,7 +2,7 @@
 (``x[:, None]``), ``reshape``/``ravel``; and ``np.asarray`` (the array itself).
 
 Each is one op whose result looks into the source's memory (:data:`isozyme.compiler.
-analysis.buffers.VIEW_OPS`), so writes through it reach the base and the base's later
+ad_rules.memref.MEMREF_VIEWS`), so writes through it reach the base and the base's later
 writes are seen through it; the AD passes take the same view of the shadow:
 
 * ``x.T``, ``np.transpose(x, axes)``: ``memref.transpose`` (sizes and strides
