@@ -1,0 +1,350 @@
+"""Parallel loops in the compiler: ``convert-parallel-to-for`` (the CPU's way of running
+``scf.parallel`` and ``memref.atomic_rmw``) and ``convert-linalg-to-parallel-loops``.
+
+Each test parses hand-written IR, runs the pass, checks the IR's shape and then runs it
+on the CPU through isozyme's LLVM lowering, against numbers computed with numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from xdsl.dialects import memref, scf
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.parser import Parser
+
+from isozyme.compiler.context import make_context
+from isozyme.compiler.lowering import lower_to_llvm
+from isozyme.compiler.lowering.convert_parallel_to_for import (
+    ATOMIC_RMW_KIND,
+    ConvertParallelToForPass,
+)
+from isozyme.runtime import compile_llvm_module
+
+V = "memref<?xf64, strided<[?], offset: ?>>"
+M = "memref<?x?xf64, strided<[?, ?], offset: ?>>"
+VI = "memref<?xi64, strided<[?], offset: ?>>"
+
+
+def parse(src: str) -> ModuleOp:
+    module = Parser(make_context(), src).parse_module()
+    module.verify()
+    return module
+
+
+def sequentialised(src: str) -> ModuleOp:
+    module = parse(src)
+    ConvertParallelToForPass().apply(make_context(), module)
+    module.verify()
+    return module
+
+
+def run(module: ModuleOp, name: str, args: list, results: list):
+    lower_to_llvm(module)
+    return compile_llvm_module(module).entry(name, args, results)
+
+
+def names(module: ModuleOp) -> list[str]:
+    return [op.name for op in module.walk()]
+
+
+def parallel(ivs: list[str], lbs: list[str], ubs: list[str], steps: list[str],
+             inits: list[str], init_types: list[str], body: str) -> str:
+    """Generic-form ``scf.parallel`` (xDSL has no custom syntax for it)."""
+    k = len(ivs)
+    operands = ", ".join(lbs + ubs + steps + inits)
+    types = ", ".join(["index"] * 3 * k + init_types)
+    results = "(" + ", ".join(init_types) + ")"
+    args = ", ".join(f"{iv}: index" for iv in ivs)
+    return (
+        f'"scf.parallel"({operands}) <{{operandSegmentSizes = array<i32: {k}, {k}, {k}, '
+        f'{len(inits)}>}}> ({{\n  ^bb0({args}):\n{body}\n  }}) : ({types}) -> {results}'
+    )
+
+
+_REDUCTIONS = 0
+
+
+def reduce(values: list[str], types: list[str], combiners: list[str]) -> str:
+    """Generic-form ``scf.reduce`` with one ``arith`` combiner per value."""
+    global _REDUCTIONS
+    _REDUCTIONS += 1
+    # SSA names are unique per reduce op: nested regions may not redefine a name.
+    regions = ", ".join(
+        f"""{{
+      ^bb0(%lhs{_REDUCTIONS}_{i}: {t}, %rhs{_REDUCTIONS}_{i}: {t}):
+        %red{_REDUCTIONS}_{i} = {c} %lhs{_REDUCTIONS}_{i}, %rhs{_REDUCTIONS}_{i} : {t}
+        scf.reduce.return %red{_REDUCTIONS}_{i} : {t}
+      }}"""
+        for i, (t, c) in enumerate(zip(types, combiners))
+    )
+    if not values:
+        return '    "scf.reduce"() : () -> ()'
+    return (
+        f'    "scf.reduce"({", ".join(values)}) ({regions}) : '
+        f'({", ".join(types)}) -> ()'
+    )
+
+
+# ---- convert-parallel-to-for -------------------------------------------------------
+
+SQUARES = f"""
+func.func @squares(%x: {V}, %y: {V}) {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %n = memref.dim %x, %c0 : {V}
+  {parallel(["%i"], ["%c0"], ["%n"], ["%c1"], [], [], f'''
+    %v = memref.load %x[%i] : {V}
+    %s = arith.mulf %v, %v : f64
+    memref.store %s, %y[%i] : {V}
+''' + reduce([], [], []))}
+  func.return
+}}
+"""
+
+
+def test_1d_becomes_one_for_loop_and_runs() -> None:
+    module = sequentialised(SQUARES)
+    ops = names(module)
+    assert "scf.parallel" not in ops and "scf.reduce" not in ops
+    assert ops.count("scf.for") == 1
+    loop = next(o for o in module.walk() if isinstance(o, scf.ForOp))
+    assert not loop.iter_args and isinstance(loop.body.block.last_op, scf.YieldOp)
+    x = np.linspace(-2.0, 3.0, 7)
+    y = np.zeros(7)
+    run(module, "squares", [V, V], [])(x, y)
+    np.testing.assert_array_equal(y, x * x)
+
+
+OUTER = f"""
+func.func @outer(%x: {V}, %y: {V}, %a: {M}) {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %n = memref.dim %x, %c0 : {V}
+  %m = memref.dim %y, %c0 : {V}
+  {parallel(["%i", "%j"], ["%c0", "%c1"], ["%n", "%m"], ["%c1", "%c2"], [], [], f'''
+    %u = memref.load %x[%i] : {V}
+    %v = memref.load %y[%j] : {V}
+    %p = arith.mulf %u, %v : f64
+    memref.store %p, %a[%i, %j] : {M}
+''' + reduce([], [], []))}
+  func.return
+}}
+"""
+
+
+def test_2d_becomes_a_nest_first_iv_outermost_with_bounds_and_steps() -> None:
+    module = sequentialised(OUTER)
+    loops = [o for o in module.walk() if isinstance(o, scf.ForOp)]
+    assert len(loops) == 2 and loops[1].parent_op() is loops[0]
+    assert loops[0].ub.name_hint == "n" and loops[1].ub.name_hint == "m"
+    assert loops[1].lb.name_hint == "c1" and loops[1].step.name_hint == "c2"
+    x = np.array([1.0, 2.0, 3.0])
+    y = np.array([5.0, 7.0, 11.0, 13.0, 17.0])
+    a = np.full((3, 5), -1.0)
+    run(module, "outer", [V, V, M], [])(x, y, a)
+    expected = np.full((3, 5), -1.0)
+    expected[:, 1::2] = np.outer(x, y)[:, 1::2]
+    np.testing.assert_array_equal(a, expected)
+
+
+SUM_2D = f"""
+func.func @sum(%a: {M}, %z: f64) -> f64 {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %n = memref.dim %a, %c0 : {M}
+  %m = memref.dim %a, %c1 : {M}
+  %r = {parallel(["%i", "%j"], ["%c0", "%c0"], ["%n", "%m"], ["%c1", "%c1"], ["%z"], ["f64"], f'''
+    %v = memref.load %a[%i, %j] : {M}
+''' + reduce(["%v"], ["f64"], ["arith.addf"]))}
+  func.return %r : f64
+}}
+"""
+
+
+def test_addf_reduction_is_carried_through_the_nest() -> None:
+    module = sequentialised(SUM_2D)
+    loops = [o for o in module.walk() if isinstance(o, scf.ForOp)]
+    assert len(loops) == 2
+    assert all(len(loop.iter_args) == 1 for loop in loops)
+    # The outer loop starts from the init value, the inner from the outer's accumulator.
+    assert loops[0].iter_args[0].name_hint == "z"
+    assert loops[1].iter_args[0] is loops[0].body.block.args[1]
+    # The reduce body is inlined: accumulator first, then the iteration's value.
+    add = next(o for o in loops[1].body.block.ops if o.name == "arith.addf")
+    assert add.operands[0] is loops[1].body.block.args[1]
+    a = np.arange(12.0).reshape(3, 4) ** 2
+    (r,) = run(module, "sum", [M, "f64"], ["f64"])(a, 0.5)
+    assert r == a.sum() + 0.5
+
+
+TWO_REDUCTIONS = f"""
+func.func @sum_prod(%x: {V}) -> (f64, f64, f64) {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %zero = arith.constant 0.0 : f64
+  %one = arith.constant 1.0 : f64
+  %ninf = arith.constant 0xFFF0000000000000 : f64
+  %n = memref.dim %x, %c0 : {V}
+  %s, %p, %mx = {parallel(["%i"], ["%c0"], ["%n"], ["%c1"], ["%zero", "%one", "%ninf"],
+                          ["f64", "f64", "f64"], f'''
+    %v = memref.load %x[%i] : {V}
+''' + reduce(["%v", "%v", "%v"], ["f64", "f64", "f64"],
+             ["arith.addf", "arith.mulf", "arith.maxnumf"]))}
+  func.return %s, %p, %mx : f64, f64, f64
+}}
+"""
+
+
+def test_several_reductions_each_with_its_region() -> None:
+    module = sequentialised(TWO_REDUCTIONS)
+    (loop,) = [o for o in module.walk() if isinstance(o, scf.ForOp)]
+    assert len(loop.iter_args) == 3
+    x = np.array([1.5, -2.0, 3.0, 0.25])
+    s, p, mx = run(module, "sum_prod", [V], ["f64", "f64", "f64"])(x)
+    assert (s, p, mx) == (x.sum(), x.prod(), x.max())
+    # an empty loop returns the init values
+    assert run(sequentialised(TWO_REDUCTIONS), "sum_prod", [V], ["f64"] * 3)(
+        np.zeros(0)
+    ) == (0.0, 1.0, -np.inf)
+
+
+_ROW = parallel(["%j"], ["%c0"], ["%m"], ["%c1"], ["%zero"], ["f64"], f"""
+      %v = memref.load %a[%i, %j] : {M}
+""" + reduce(["%v"], ["f64"], ["arith.addf"]))
+_ROWS = parallel(["%i"], ["%c0"], ["%n"], ["%c1"], ["%zero"], ["f64"], f"""
+    %r = {_ROW}
+    memref.store %r, %rows[%i] : {V}
+""" + reduce(["%r"], ["f64"], ["arith.addf"]))
+NESTED = f"""
+func.func @rowsums(%a: {M}, %rows: {V}) -> f64 {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %zero = arith.constant 0.0 : f64
+  %n = memref.dim %a, %c0 : {M}
+  %m = memref.dim %a, %c1 : {M}
+  %t = {_ROWS}
+  func.return %t : f64
+}}
+"""
+
+
+def test_nested_parallel_loops() -> None:
+    module = sequentialised(NESTED)
+    assert names(module).count("scf.for") == 2 and "scf.parallel" not in names(module)
+    a = np.arange(1.0, 13.0).reshape(4, 3)
+    rows = np.zeros(4)
+    (t,) = run(module, "rowsums", [M, V], ["f64"])(a, rows)
+    np.testing.assert_array_equal(rows, a.sum(axis=1))
+    assert t == a.sum()
+
+
+NO_IVS = f"""
+func.func @once(%x: {V}, %z: f64) -> f64 {{
+  %c0 = arith.constant 0 : index
+  %r = {parallel([], [], [], [], ["%z"], ["f64"], f'''
+    %v = memref.load %x[%c0] : {V}
+''' + reduce(["%v"], ["f64"], ["arith.addf"]))}
+  func.return %r : f64
+}}
+"""
+
+
+def test_parallel_without_ivs_runs_once() -> None:
+    module = sequentialised(NO_IVS)
+    assert "scf.for" not in names(module) and "scf.parallel" not in names(module)
+    (r,) = run(module, "once", [V, "f64"], ["f64"])(np.array([2.5]), 1.0)
+    assert r == 3.5
+
+
+HISTOGRAM = f"""
+func.func @scatter_add(%idx: {VI}, %w: {V}, %h: {V}) {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %n = memref.dim %idx, %c0 : {VI}
+  {parallel(["%i"], ["%c0"], ["%n"], ["%c1"], [], [], f'''
+    %k64 = memref.load %idx[%i] : {VI}
+    %k = arith.index_cast %k64 : i64 to index
+    %v = memref.load %w[%i] : {V}
+    %old = "memref.atomic_rmw"(%v, %h, %k) <{{kind = {ATOMIC_RMW_KIND["addf"]} : i64}}> : (f64, {V}, index) -> f64
+''' + reduce([], [], []))}
+  func.return
+}}
+"""
+
+
+def test_atomic_addf_scatter_with_conflicting_indices() -> None:
+    module = sequentialised(HISTOGRAM)
+    ops = names(module)
+    assert "memref.atomic_rmw" not in ops
+    assert ops.count("memref.load") == 3 and ops.count("memref.store") == 1
+    idx = np.array([0, 2, 2, 1, 2, 0], dtype=np.int64)
+    w = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    h = np.array([0.5, 0.0, 0.0])
+    run(module, "scatter_add", [VI, V, V], [])(idx, w, h)
+    expected = np.array([0.5, 0.0, 0.0])
+    np.add.at(expected, idx, w)
+    np.testing.assert_array_equal(h, expected)
+
+
+def _rmw_src(kind: str, elem: str) -> str:
+    t = f"memref<?x{elem}, strided<[?], offset: ?>>"
+    return f"""
+func.func @rmw(%m: {t}, %v: {elem}) -> {elem} {{
+  %c1 = arith.constant 1 : index
+  %old = "memref.atomic_rmw"(%v, %m, %c1) <{{kind = {ATOMIC_RMW_KIND[kind]} : i64}}> : ({elem}, {t}, index) -> {elem}
+  func.return %old : {elem}
+}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "elem", "mem", "value", "new"),
+    [
+        ("addf", "f64", 2.5, 4.0, 6.5),
+        ("mulf", "f64", 2.5, 4.0, 10.0),
+        ("maximumf", "f64", 2.5, 4.0, 4.0),
+        ("maxnumf", "f64", 2.5, np.nan, 2.5),
+        ("minimumf", "f64", 2.5, -1.0, -1.0),
+        ("minnumf", "f64", 2.5, 4.0, 2.5),
+        ("assign", "f64", 2.5, 4.0, 4.0),
+        ("addf", "f32", 2.5, 4.0, 6.5),
+        ("addi", "i64", 7, -3, 4),
+        ("muli", "i64", 7, -3, -21),
+        ("maxs", "i64", 7, -3, 7),
+        ("mins", "i64", 7, -3, -3),
+        ("andi", "i64", 6, 3, 2),
+        ("ori", "i64", 6, 3, 7),
+        ("xori", "i64", 6, 3, 5),
+    ],
+)
+def test_atomic_rmw_kinds_return_the_old_value(kind, elem, mem, value, new) -> None:
+    module = sequentialised(_rmw_src(kind, elem))
+    assert "memref.atomic_rmw" not in names(module)
+    t = f"memref<?x{elem}, strided<[?], offset: ?>>"
+    dtype = {"f64": np.float64, "f32": np.float32, "i64": np.int64}[elem]
+    m = np.array([0, mem, 0], dtype=dtype)
+    (old,) = run(module, "rmw", [t, elem], [elem])(m, value)
+    assert old == mem
+    assert m[1] == new and m[0] == 0 and m[2] == 0
+
+
+def test_atomic_rmw_unknown_kind_is_a_lowering_error() -> None:
+    from isozyme.compiler.lowering import LoweringError
+
+    module = parse(_rmw_src("addf", "f64").replace("kind = 0", "kind = 99"))
+    with pytest.raises(LoweringError, match="kind 99"):
+        ConvertParallelToForPass().apply(make_context(), module)
+
+
+def test_atomic_rmw_kind_numbering_is_upstream_mlir() -> None:
+    # arith::AtomicRMWKind in upstream MLIR's ArithBase.td (alphabetical since xori).
+    assert [k for k, _ in sorted(ATOMIC_RMW_KIND.items(), key=lambda kv: kv[1])] == [
+        "addf", "addi", "andi", "assign", "maximumf", "maxnumf", "maxs", "maxu",
+        "minimumf", "minnumf", "mins", "minu", "mulf", "muli", "ori", "xori",
+    ]
+    assert isinstance(
+        next(o for o in parse(_rmw_src("mulf", "f64")).walk()
+             if isinstance(o, memref.AtomicRMWOp)).kind.value.data, int
+    )
