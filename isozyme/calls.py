@@ -32,6 +32,7 @@ from isozyme.annotations import (
     is_int_scalar,
 )
 from isozyme.compiler.pipeline import run_pipeline
+from isozyme.compiler.targets import RUNTIME_STAGES, get_target
 from isozyme.pytree import TreeDef, is_node
 from isozyme.pytree import flatten as flatten_tree
 from isozyme.pytree import unflatten as unflatten_tree
@@ -177,6 +178,8 @@ class _Spec:
     runtime: list[bool] = field(default_factory=list)
     # per traced leaf: the layout of an array argument (_layout), None for scalars
     layouts: list[str | None] = field(default_factory=list)
+    #: the compilation target's name (isozyme.compiler.targets)
+    target: str = "cpu"
 
 
 def _hidden_type(a: object) -> Attribute | None:
@@ -234,8 +237,10 @@ def _annotate(x: object) -> Annotation:
     return x if isinstance(x, Annotation) else Const(x)
 
 
-def prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> _Spec:
-    """Validate a call and describe its signature for the compiler."""
+def prepare(
+    mode: Mode, fn: Callable, args: Sequence[object], target: str = "cpu"
+) -> _Spec:
+    """Validate a call and describe its signature for the compiler (for ``target``)."""
     if not isinstance(mode, Mode):
         raise AnnotationError(
             f"the first argument must be a mode (Forward, ForwardWithPrimal, Reverse, "
@@ -250,7 +255,7 @@ def prepare(mode: Mode, fn: Callable, args: Sequence[object]) -> _Spec:
         raise AnnotationError(f"expected a function to differentiate, got {describe(fn)}")
     ret_cls, rest = _split_return_activity(args)
     anns = [_annotate(a) for a in rest]
-    spec = _Spec(fn, mode, anns, ret_cls)
+    spec = _Spec(fn, mode, anns, ret_cls, target=get_target(target).name)
     for i, a in enumerate(anns):
         if isinstance(a, BatchDuplicated):
             raise UnsupportedError("batch (vector) forward mode, BatchDuplicated, is not supported yet")
@@ -365,6 +370,9 @@ class Compiled:
 
 
 def build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> Compiled:
+    """Trace, compile (for ``spec.target``) and load one signature; with ``upto``
+    before the runtime's stages, stop there (the runner then does nothing).
+    ``keep_stages``: record the text of every stage in ``Compiled.stages``."""
     from isozyme.frontends.python import trace
 
     stats["traces"] += 1
@@ -393,17 +401,18 @@ def build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> Co
         if keep_stages:
             stages[stage] = str(module)
 
-    ir_upto = upto if upto in ("traced", "optimized", "differentiated", "simplified") else "llvm"
-    run_pipeline(traced.module, upto=ir_upto, on_stage=record)
-    if upto not in ("llvm", "llvm-ir", "llvm-ir-optimized"):
-        return Compiled(lambda anns: (), stages)
-    if ir_upto == "llvm" and upto == "llvm":
+    target = get_target(spec.target)
+    ir_upto = upto if upto not in RUNTIME_STAGES else target.stages[-1]
+    artefact = run_pipeline(
+        traced.module, target=target, upto=ir_upto, on_stage=record
+    )
+    if upto not in RUNTIME_STAGES or artefact is None:
         return Compiled(lambda anns: (), stages)
 
-    from isozyme.runtime.jit import compile_llvm_module
+    from isozyme.runtime import load_artefact
 
     stats["compiles"] += 1
-    compiled = compile_llvm_module(traced.module)
+    compiled = load_artefact(artefact)
     if keep_stages:
         stages["llvm-ir"] = compiled.llvm_ir
         stages["llvm-ir-optimized"] = compiled.llvm_ir_optimized

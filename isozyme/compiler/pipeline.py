@@ -7,11 +7,11 @@
 ``differentiated`` ``enzyme-differentiate``: derivative functions generated
 ``simplified``     ``simplify-ad``, canonicalize, CSE, DCE, ``eliminate-dead-caches``,
                    LICM, ``split-accumulations``
-``llvm``           the llvm dialect (lowering passes of ``compiler/lowering``)
 =================  ==========================================================
 
-The runtime adds ``llvm-ir`` and ``llvm-ir-optimized`` (LLVM IR before and after
-LLVM's O3 pipeline).
+Then the target's own stages (:mod:`isozyme.compiler.targets`): ``llvm`` for ``cpu``;
+``gpu``, ``cuda``, ``host``, ``llvm`` for ``cuda`` and ``cuda-emu``. The runtime adds
+``llvm-ir`` and ``llvm-ir-optimized`` (LLVM IR before and after LLVM's O3 pipeline).
 """
 
 from __future__ import annotations
@@ -38,8 +38,17 @@ from isozyme.compiler.passes.hoist_checks import HoistChecksPass
 from isozyme.compiler.passes.inline import InlinePass
 from isozyme.compiler.passes.simplify_ad import SimplifyADPass
 from isozyme.compiler.passes.split_accumulations import SplitAccumulationsPass
+from isozyme.compiler.targets import (
+    COMMON_STAGES,
+    Artefact,
+    OnStage,
+    Target,
+    get_target,
+)
 
-IR_STAGES = ("traced", "optimized", "differentiated", "simplified", "llvm")
+#: The IR stages of the ``cpu`` target (the compiler's; see :func:`stages_of`).
+IR_STAGES = COMMON_STAGES + ("llvm",)
+#: Every stage of the ``cpu`` target, the runtime's LLVM IR included.
 ALL_STAGES = IR_STAGES + ("llvm-ir", "llvm-ir-optimized")
 
 
@@ -80,28 +89,37 @@ STAGE_PASSES: dict[str, Callable[[], Sequence[ModulePass]]] = {
 def run_pipeline(
     module: ModuleOp,
     *,
-    upto: str = "llvm",
-    on_stage: Callable[[str, ModuleOp], None] | None = None,
+    target: str | Target = "cpu",
+    upto: str | None = None,
+    on_stage: OnStage | None = None,
     ctx: Context | None = None,
-) -> ModuleOp:
-    """Run the stages after ``traced`` up to and including ``upto``, in place.
+) -> Artefact | None:
+    """Run the stages after ``traced`` up to and including ``upto`` (by default the
+    target's last IR stage), in place; return the target's artefact when its stages
+    ran, else None.
 
-    ``on_stage(name, module)`` is called after each stage (and for ``traced`` first),
-    e.g. to print it.
+    ``on_stage(name, ir)`` is called after each stage (and for ``traced`` first) with
+    the module, or the text of a stage that is text (``cuda``), e.g. to print it.
     """
+    tgt = get_target(target)
+    stages = COMMON_STAGES + tgt.stages
+    upto = upto or stages[-1]
+    if upto not in stages:
+        from isozyme.errors import IsozymeError  # noqa: PLC0415
+
+        raise IsozymeError(
+            f"the {tgt.name} target has no IR stage {upto!r}; stages: {', '.join(stages)}"
+        )
     ctx = ctx or make_context()
     if on_stage is not None:
         on_stage("traced", module)
-    for stage in IR_STAGES[1:]:
-        if stage == "llvm":
-            from isozyme.compiler.lowering import lower_to_llvm
-
-            lower_to_llvm(module, ctx)
-        else:
-            for p in STAGE_PASSES[stage]():
-                p.apply(ctx, module)
+    if upto == "traced":
+        return None
+    for stage in COMMON_STAGES[1:]:
+        for p in STAGE_PASSES[stage]():
+            p.apply(ctx, module)
         if on_stage is not None:
             on_stage(stage, module)
         if stage == upto:
-            break
-    return module
+            return None
+    return tgt.compile(module, ctx, upto=upto, on_stage=on_stage)

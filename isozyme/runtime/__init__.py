@@ -1,5 +1,34 @@
-"""isozyme's runtime: JIT compilation and calling of lowered modules (CPU)."""
+"""isozyme's runtime: one executor per target's artefact (see
+:mod:`isozyme.compiler.targets`): :mod:`.jit` runs LLVM modules on the CPU,
+:mod:`.cuda_emu` runs the GPU targets' host program with kernels compiled for the CPU,
+:mod:`.cuda` runs it with kernels on an NVIDIA GPU through CuPy."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from isozyme.runtime.jit import CompiledModule, compile_llvm_ir, compile_llvm_module
 
-__all__ = ["CompiledModule", "compile_llvm_ir", "compile_llvm_module"]
+if TYPE_CHECKING:
+    from isozyme.compiler.targets import Artefact
+
+
+def load_artefact(artefact: "Artefact") -> CompiledModule:
+    """Compile and load a target's artefact with its executor; the result's ``entry``
+    gives Python callables of its C entry points."""
+    from isozyme.compiler.targets import GpuArtefact, LLVMArtefact  # noqa: PLC0415
+
+    if isinstance(artefact, LLVMArtefact):
+        return compile_llvm_module(artefact.module)
+    if isinstance(artefact, GpuArtefact) and artefact.target == "cuda-emu":
+        from isozyme.runtime.cuda_emu import load_emu_artefact  # noqa: PLC0415
+
+        return load_emu_artefact(artefact)
+    if isinstance(artefact, GpuArtefact) and artefact.target == "cuda":
+        from isozyme.runtime.cuda import load_cuda_artefact  # noqa: PLC0415
+
+        return load_cuda_artefact(artefact)
+    raise TypeError(f"isozyme runtime: no executor for {artefact!r}")
+
+
+__all__ = ["CompiledModule", "compile_llvm_ir", "compile_llvm_module", "load_artefact"]

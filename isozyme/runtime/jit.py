@@ -38,7 +38,7 @@ import llvmlite.binding as llb
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Attribute
 
-from isozyme.compiler.lowering._common import ENTRY_PREFIX
+from isozyme.abi import ENTRY_PREFIX
 from isozyme.compiler.lowering.translate import translate_to_llvm_ir
 from isozyme.runtime.entry_callable import make_entry_callable
 from isozyme.runtime.marshal import (

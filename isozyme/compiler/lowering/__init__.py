@@ -1,10 +1,14 @@
 """Lowering of ``simplified``-stage IR to the ``llvm`` dialect and to LLVM IR.
 
-One ``ModulePass`` per file, named like MLIR's conversions. :func:`lower_to_llvm`
-runs them in order; :func:`translate_to_llvm_ir` turns the result into LLVM IR text.
+One ``ModulePass`` per file, named like MLIR's conversions. Each target
+(:mod:`isozyme.compiler.targets`) owns its list of them; :func:`apply_lowering` runs a
+list, :func:`lower_to_llvm` the CPU target's; :func:`translate_to_llvm_ir` turns the
+result into LLVM IR text.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
@@ -28,30 +32,25 @@ from isozyme.compiler.lowering.translate import (
     translate_to_llvmlite,
 )
 
-#: The passes of :func:`lower_to_llvm`, in order.
-LOWERING_PASSES: tuple[type[ModulePass], ...] = (
-    ExpandMemrefCopyPass,
-    ConvertScfToCfPass,
-    ConvertMemrefToLLVMPass,
-    ConvertArithToLLVMPass,
-    ConvertMathToLLVMPass,
-    ConvertEnzymeCacheToLLVMPass,
-    ConvertFuncToLLVMPass,
-    ConvertCfToLLVMPass,
-    ConvertCheckToLLVMPass,
-    AddCEntryPointsPass,
-)
+
+def __getattr__(name: str) -> object:
+    """``LOWERING_PASSES``: the CPU target's list (:mod:`isozyme.compiler.targets.cpu`
+    owns it; imported lazily, since that module imports these passes)."""
+    if name == "LOWERING_PASSES":
+        from isozyme.compiler.targets.cpu import LLVM_LOWERING_PASSES  # noqa: PLC0415
+
+        return LLVM_LOWERING_PASSES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def lower_to_llvm(module: ModuleOp, ctx: Context | None = None) -> None:
-    """Lower a ``simplified``-stage module to the ``llvm`` stage, in place.
-
-    Runs :data:`LOWERING_PASSES` in order, then checks that only ``llvm`` ops are left
-    and verifies the module.
-    """
+def apply_lowering(
+    module: ModuleOp, passes: Sequence[ModulePass], ctx: Context | None = None
+) -> None:
+    """Run lowering ``passes`` in order on ``module``, then check that only ``llvm``
+    ops are left and verify the module."""
     ctx = ctx if ctx is not None else Context(allow_unregistered=True)
-    for pass_cls in LOWERING_PASSES:
-        pass_cls().apply(ctx, module)
+    for p in passes:
+        p.apply(ctx, module)
     leftovers = sorted(
         {
             op.name
@@ -67,6 +66,14 @@ def lower_to_llvm(module: ModuleOp, ctx: Context | None = None) -> None:
     module.verify()
 
 
+def lower_to_llvm(module: ModuleOp, ctx: Context | None = None) -> None:
+    """Lower a ``simplified``-stage module to the ``llvm`` stage, in place, with the
+    CPU target's ``LOWERING_PASSES`` (:func:`apply_lowering`)."""
+    from isozyme.compiler.targets.cpu import LLVM_LOWERING_PASSES  # noqa: PLC0415
+
+    apply_lowering(module, [p() for p in LLVM_LOWERING_PASSES], ctx)
+
+
 __all__ = [
     "LOWERING_PASSES",
     "AddCEntryPointsPass",
@@ -80,6 +87,7 @@ __all__ = [
     "ConvertScfToCfPass",
     "ExpandMemrefCopyPass",
     "LoweringError",
+    "apply_lowering",
     "lower_to_llvm",
     "translate_to_llvm_ir",
     "translate_to_llvmlite",

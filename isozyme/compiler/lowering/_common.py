@@ -25,6 +25,9 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Operation, Region, SSAValue
 from xdsl.rewriter import Rewriter
 
+# The ABI names live in isozyme.abi (the runtime imports them too); re-exported here
+# for the lowering passes.
+from isozyme.abi import ENTRY_PREFIX, HELPER_PREFIX  # noqa: F401
 from isozyme.dialects.enzyme import CacheType
 from isozyme.errors import CompileError
 
@@ -36,18 +39,12 @@ class LoweringError(CompileError):
 #: The struct a cache points to: ``{ptr data, i64 size, i64 capacity}``.
 CACHE_STRUCT = llvm.LLVMStructType.from_type_list([llvm.LLVMPointerType(), i64, i64])
 
-#: Prefix of the internal helper functions the lowering generates.
-HELPER_PREFIX = "__iz_"
-
-#: Prefix of the C-ABI entry points (``docs/ir.md``, ``llvm`` stage).
-ENTRY_PREFIX = "_iz_entry_"
-
 
 def memref_descriptor_type(rank: int) -> llvm.LLVMStructType:
     """MLIR's memref descriptor of rank ``rank``:
     ``{ptr allocated, ptr aligned, i64 offset, array<r x i64> sizes,
     array<r x i64> strides}`` (no arrays for rank 0). Strides and offset are in
-    elements."""
+    elements (:data:`isozyme.abi.DESCRIPTOR_FIELDS`)."""
     ptr = llvm.LLVMPointerType()
     fields: list[Attribute] = [ptr, ptr, i64]
     if rank > 0:
