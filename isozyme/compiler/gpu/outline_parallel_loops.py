@@ -1,0 +1,362 @@
+"""``gpu-outline-parallel-loops``: every outermost ``scf.parallel`` becomes a GPU kernel.
+
+The contract is ``gpu_abi.md``'s ``gpu`` stage (see ``docs/gpu.md``).  For a loop in the
+host function ``@f``::
+
+    scf.parallel (%i, %j) = (%lb0, %lb1) to (%ub0, %ub1) step (%s0, %s1) { body }
+
+the host keeps the launch::
+
+    %n0 = max(0, ceildiv(ub0 - lb0, s0))      // trip count of each dimension
+    %total = n0 * n1
+    %grid = ceildiv(total, 256)
+    scf.if (total > 0) {
+      gpu.launch_func @isozyme_kernels::@f_k0 blocks in (%grid, 1, 1)
+          threads in (256, 1, 1) args(<captured values>, %total, <lbs, steps, counts>)
+    }
+
+and ``gpu.module @isozyme_kernels`` gets the kernel::
+
+    gpu.func @f_k0(...) kernel {
+      %id = block_id.x * block_dim.x + thread_id.x
+      scf.if (%id < %total) {
+        %j = lb1 + (id mod n1) * s1 ; %i = lb0 + (id div n1) * s0   // first iv slowest
+        body
+      }
+      gpu.return
+    }
+
+Kernel arguments, in this order: the values defined outside the loop and used inside
+it, in the order of their first use in the body; then ``total``; then the lower bound
+and step of each dimension and the trip count of every dimension but the first
+(delinearization).  A value that is an ``arith.constant`` is cloned into the kernel
+instead of passed, as upstream's kernel outlining sinks constants.
+
+Reductions (``scf.reduce``): the host allocates a ``memref<1xT>`` per reduction,
+stores the loop's init value in it and passes it last; the kernel combines its
+iteration's value into it with ``memref.atomic_rmw`` of the kind named by the reduce
+region's single combining op; after the launch the host loads the result and
+deallocates the buffer.  ``index`` reductions go through an ``i64`` buffer.
+
+Refused inside a kernel (``UnsupportedError`` naming the op): run-time checks
+(``isz.check``: a failing check cannot report from a kernel yet), calls (the callee is a
+host function) and ``enzyme`` cache ops.  A module without ``scf.parallel`` is left
+unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from xdsl.builder import Builder
+from xdsl.context import Context
+from xdsl.dialects import arith, builtin, func, gpu, memref, scf
+from xdsl.dialects.builtin import (
+    FunctionType,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    StringAttr,
+    SymbolRefAttr,
+    UnitAttr,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from isozyme.compiler.lowering.convert_parallel_to_for import ATOMIC_RMW_KIND
+from isozyme.errors import UnsupportedError
+
+#: Threads per block of every launch (1-D blocks).
+BLOCK_SIZE = 256
+
+#: Name of the ``gpu.module`` that holds the kernels.
+KERNEL_MODULE = "isozyme_kernels"
+
+#: The unit attribute upstream MLIR requires on a module holding a ``gpu.module``.
+CONTAINER_ATTR = "gpu.container_module"
+
+#: Combining op of an ``scf.reduce`` region -> the ``atomic_rmw`` kind that does it.
+_REDUCE_KINDS: dict[type[Operation], str] = {
+    arith.AddfOp: "addf", arith.AddiOp: "addi", arith.MulfOp: "mulf",
+    arith.MuliOp: "muli", arith.MaximumfOp: "maximumf", arith.MinimumfOp: "minimumf",
+    arith.MaxnumfOp: "maxnumf", arith.MinnumfOp: "minnumf", arith.MaxSIOp: "maxs",
+    arith.MinSIOp: "mins", arith.MaxUIOp: "maxu", arith.MinUIOp: "minu",
+    arith.OrIOp: "ori", arith.AndIOp: "andi", arith.XOrIOp: "xori",
+}
+
+
+def atomic_rmw(kind: str, value: SSAValue, buffer: SSAValue,
+               indices: Iterable[SSAValue]) -> memref.AtomicRMWOp:
+    """``%old = memref.atomic_rmw <kind> %value, %buffer[indices]`` (xDSL 0.74 has no
+    builder for it)."""
+    return memref.AtomicRMWOp.create(
+        operands=[value, buffer, *indices], result_types=[value.type],
+        properties={"kind": IntegerAttr(ATOMIC_RMW_KIND[kind], i64)},
+    )
+
+
+def atomic_rmw_kind_name(op: memref.AtomicRMWOp) -> str:
+    """The name (``addf``...) of an ``atomic_rmw``'s kind."""
+    value = op.kind.value.data
+    for name, v in ATOMIC_RMW_KIND.items():
+        if v == value:
+            return name
+    raise UnsupportedError(f"memref.atomic_rmw of unknown kind {value}")
+
+
+def _reduction_kind(region: Region) -> str:
+    """The ``atomic_rmw`` kind of a reduce region whose body is one combining op of its
+    two arguments followed by ``scf.reduce.return``."""
+    ops = list(region.block.ops)
+    a, b = region.block.args
+    if (len(ops) == 2 and isinstance(ops[1], scf.ReduceReturnOp)
+            and type(ops[0]) in _REDUCE_KINDS
+            and set(ops[0].operands) == {a, b} and len(ops[0].operands) == 2
+            and ops[1].operands[0] is ops[0].results[0]):
+        return _REDUCE_KINDS[type(ops[0])]
+    body = "; ".join(o.name for o in ops)
+    raise UnsupportedError(
+        f"scf.reduce region ({body}) in a GPU kernel: only one combining op of the "
+        f"two arguments is supported ({', '.join(t.name for t in _REDUCE_KINDS)})"
+    )
+
+
+def _refuse_in_kernel(loop: scf.ParallelOp) -> None:
+    """Raise for the ops a kernel body cannot hold."""
+    for op in loop.body.walk():
+        if op.name == "isz.check":
+            raise UnsupportedError(
+                "run-time check inside a GPU kernel (isz.check in an scf.parallel "
+                "body): not supported yet; disable checks or move the indexing out "
+                "of the parallel loop"
+            )
+        if isinstance(op, func.CallOp):
+            raise UnsupportedError(
+                f"func.call @{op.callee.root_reference.data} inside a GPU kernel "
+                "(scf.parallel body): calls are not outlined; inline the callee"
+            )
+        if op.name.startswith("enzyme."):
+            raise UnsupportedError(
+                f"{op.name} inside a GPU kernel (scf.parallel body): caches must be "
+                "indexed buffers there"
+            )
+
+
+def _captured(loop: scf.ParallelOp) -> list[SSAValue]:
+    """Values defined outside ``loop`` and used inside it, in order of first use."""
+    seen: dict[SSAValue, None] = {}
+    for op in loop.body.walk():
+        for v in op.operands:
+            if v not in seen and not _defined_inside(v, loop):
+                seen[v] = None
+    return list(seen)
+
+
+def _defined_inside(v: SSAValue, loop: Operation) -> bool:
+    owner = v.owner
+    block = owner if isinstance(owner, Block) else owner.parent_block()
+    while block is not None:
+        parent = block.parent_op()
+        if parent is loop:
+            return True
+        if parent is None:
+            return False
+        block = parent.parent_block()
+    return False
+
+
+def _is_constant(v: SSAValue) -> bool:
+    return isinstance(v.owner, arith.ConstantOp)
+
+
+class _Host:
+    """Emits host-side index arithmetic before the loop."""
+
+    def __init__(self, at: Operation) -> None:
+        self.b = Builder(InsertPoint.before(at))
+
+    def const(self, value: int) -> SSAValue:
+        return self.b.insert(arith.ConstantOp(IntegerAttr(value, IndexType()))).result
+
+    def op(self, op: Operation) -> SSAValue:
+        return self.b.insert(op).results[0]
+
+
+def _trip_counts(h: _Host, loop: scf.ParallelOp) -> list[SSAValue]:
+    """``max(0, ceildiv(ub - lb, step))`` per dimension."""
+    zero = h.const(0)
+    counts = []
+    for lb, ub, step in zip(loop.lowerBound, loop.upperBound, loop.step):
+        span = h.op(arith.SubiOp(ub, lb))
+        n = h.op(arith.CeilDivSIOp(span, step))
+        counts.append(h.op(arith.MaxSIOp(n, zero)))
+    return counts
+
+
+class _Outliner:
+    """Outlines the loops of one module into one ``gpu.module``."""
+
+    def __init__(self, module: builtin.ModuleOp) -> None:
+        self.module = module
+        self.kernels: list[gpu.FuncOp] = []
+        self.counter: dict[str, int] = {}
+
+    def run(self) -> None:
+        loops: list[tuple[str, scf.ParallelOp]] = []
+        for f in self.module.body.block.ops:
+            if not isinstance(f, func.FuncOp):
+                continue
+            for op in f.walk():
+                if isinstance(op, scf.ParallelOp) and not _nested_in_parallel(op):
+                    loops.append((f.sym_name.data, op))
+        for host_name, loop in loops:
+            self.outline(host_name, loop)
+        if not self.kernels:
+            return
+        gmod = gpu.ModuleOp(StringAttr(KERNEL_MODULE), Region(Block(self.kernels)))
+        self.module.body.block.add_op(gmod)
+        self.module.attributes[CONTAINER_ATTR] = UnitAttr()
+
+    def kernel_name(self, host_name: str) -> str:
+        n = self.counter.get(host_name, 0)
+        self.counter[host_name] = n + 1
+        return f"{host_name}_k{n}"
+
+    def outline(self, host_name: str, loop: scf.ParallelOp) -> None:
+        _refuse_in_kernel(loop)
+        reduce_op = loop.body.block.last_op
+        assert isinstance(reduce_op, scf.ReduceOp)
+        kinds = [_reduction_kind(r) for r in reduce_op.reductions]
+        rank = len(loop.lowerBound)
+        h = _Host(loop)
+        counts = _trip_counts(h, loop)
+        total = counts[0]
+        for n in counts[1:]:
+            total = h.op(arith.MuliOp(total, n))
+        block = h.const(BLOCK_SIZE)
+        grid = h.op(arith.CeilDivSIOp(total, block))
+        one = h.const(1)
+
+        # Reduction buffers: memref<1xT> holding the init value (index via i64).
+        buffers: list[SSAValue] = []
+        zero = h.const(0)
+        for init in loop.initVals:
+            t = i64 if isinstance(init.type, IndexType) else init.type
+            if t == IntegerType(1):
+                raise UnsupportedError("scf.reduce of i1 values in a GPU kernel")
+            buf = h.op(memref.AllocOp([], [], MemRefType(t, [1])))
+            value = init
+            if t != init.type:
+                value = h.op(arith.IndexCastOp(init, i64))
+            h.b.insert(memref.StoreOp.get(value, buf, [zero]))
+            buffers.append(buf)
+
+        # Kernel operands: captured values, total, then lbs/steps/counts.
+        loop_values = [total]
+        for d in range(rank):
+            loop_values += [loop.lowerBound[d], loop.step[d]]
+        loop_values += counts[1:]
+        operands: dict[SSAValue, None] = {}
+        sunk: dict[SSAValue, None] = {}
+        for v in [*_captured(loop), *loop_values]:
+            (sunk if _is_constant(v) else operands)[v] = None
+        args = [*operands, *buffers]
+
+        kernel = self.build_kernel(self.kernel_name(host_name), loop, args, list(sunk),
+                                   total, counts, kinds, buffers)
+        self.kernels.append(kernel)
+
+        # The launch, skipped when there is no iteration.
+        nonempty = h.op(arith.CmpiOp(total, zero, "sgt"))
+        launch = gpu.LaunchFuncOp(
+            SymbolRefAttr(KERNEL_MODULE, [StringAttr(kernel.sym_name.data)]),
+            [grid, one, one], [block, one, one], kernelOperands=args,
+        )
+        h.b.insert(scf.IfOp(nonempty, [], [launch, scf.YieldOp()]))
+        results: list[SSAValue] = []
+        for res, buf in zip(loop.res, buffers):
+            value = h.op(memref.LoadOp.get(buf, [zero]))
+            if value.type != res.type:
+                value = h.op(arith.IndexCastOp(value, res.type))
+            h.b.insert(memref.DeallocOp.get(buf))
+            results.append(value)
+        Rewriter.replace_op(loop, [], results)
+
+    def build_kernel(self, name: str, loop: scf.ParallelOp, args: list[SSAValue],
+                     sunk: list[SSAValue], total: SSAValue, counts: list[SSAValue],
+                     kinds: list[str], buffers: list[SSAValue]) -> gpu.FuncOp:
+        """The ``gpu.func`` running one iteration of ``loop`` per thread."""
+        entry = Block(arg_types=[a.type for a in args])
+        mapping: dict[SSAValue, SSAValue] = dict(zip(args, entry.args))
+        b = Builder(InsertPoint.at_end(entry))
+        for v in sunk:  # constants are cloned, not passed
+            mapping[v] = b.insert(v.owner.clone()).results[0]  # type: ignore[union-attr]
+
+        def ins(op: Operation) -> SSAValue:
+            return b.insert(op).results[0]
+
+        bid = ins(gpu.BlockIdOp(gpu.DimensionAttr(gpu.DimensionEnum.X)))
+        bdim = ins(gpu.BlockDimOp(gpu.DimensionAttr(gpu.DimensionEnum.X)))
+        tid = ins(gpu.ThreadIdOp(gpu.DimensionAttr(gpu.DimensionEnum.X)))
+        lin = ins(arith.AddiOp(ins(arith.MuliOp(bid, bdim)), tid))
+        inside = ins(arith.CmpiOp(lin, mapping[total], "slt"))
+        then = Block()
+        b.insert(scf.IfOp(inside, [], Region(then)))
+        b.insert(gpu.ReturnOp([]))
+
+        # Delinearize: the last iv varies fastest.
+        b = Builder(InsertPoint.at_end(then))
+        rank = len(loop.lowerBound)
+        rest = lin
+        ivs: list[SSAValue] = [lin] * rank
+        for d in range(rank - 1, -1, -1):
+            if d > 0:
+                n = mapping[counts[d]]
+                r = ins(arith.RemUIOp(rest, n))
+                rest = ins(arith.DivUIOp(rest, n))
+            else:
+                r = rest
+            scaled = ins(arith.MuliOp(r, mapping[loop.step[d]]))
+            ivs[d] = ins(arith.AddiOp(mapping[loop.lowerBound[d]], scaled))
+        for iv, new in zip(loop.body.block.args, ivs):
+            mapping[iv] = new
+
+        body_ops = list(loop.body.block.ops)
+        reduce_op = body_ops.pop()
+        assert isinstance(reduce_op, scf.ReduceOp)
+        for op in body_ops:
+            b.insert(op.clone(mapping))
+        buffer_args = entry.args[len(args) - len(buffers):]
+        if buffers:
+            zero = ins(arith.ConstantOp(IntegerAttr(0, IndexType())))
+        for kind, value, buf in zip(kinds, reduce_op.args, buffer_args):
+            v = mapping.get(value, value)
+            if isinstance(v.type, IndexType):
+                v = ins(arith.IndexCastOp(v, i64))
+            b.insert(atomic_rmw(kind, v, buf, [zero]))
+        b.insert(scf.YieldOp())
+        ftype = FunctionType.from_lists([a.type for a in args], [])
+        return gpu.FuncOp(name, ftype, Region(entry), kernel=True)
+
+
+def _nested_in_parallel(op: Operation) -> bool:
+    parent = op.parent_op()
+    while parent is not None:
+        if isinstance(parent, scf.ParallelOp):
+            return True
+        parent = parent.parent_op()
+    return False
+
+
+class OutlineParallelLoopsPass(ModulePass):
+    """Outline every outermost ``scf.parallel`` into a ``gpu.func`` kernel of
+    ``gpu.module @isozyme_kernels`` and launch it with ``gpu.launch_func``."""
+
+    name = "gpu-outline-parallel-loops"
+
+    def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
+        """Rewrite ``op`` in place."""
+        _Outliner(op).run()

@@ -1,0 +1,316 @@
+"""``gpu-outline-parallel-loops``: the structure of the kernels and launches it makes.
+
+Each test parses hand-written IR with ``scf.parallel`` loops, runs the pass and checks
+the ``gpu.module``/``gpu.func``/``gpu.launch_func`` structure, that the module
+verifies, and that the printed IR parses back to the same text (with ``mlir-opt`` too
+when it is on PATH).  The numbers the kernels compute are checked through the CUDA
+emulator in ``test_cuda_emu_kernels.py``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from xdsl.dialects import arith, func, gpu, memref, scf
+from xdsl.dialects.builtin import IntegerAttr, MemRefType, ModuleOp, f64
+from xdsl.dialects.gpu import GPU
+from xdsl.parser import Parser
+
+from isozyme.compiler.context import make_context
+from isozyme.compiler.gpu import BLOCK_SIZE, KERNEL_MODULE, OutlineParallelLoopsPass
+from isozyme.compiler.lowering.convert_parallel_to_for import ATOMIC_RMW_KIND
+from isozyme.errors import UnsupportedError
+
+
+def context():
+    ctx = make_context()
+    ctx.load_dialect(GPU)  # make_context does not load the gpu dialect (yet)
+    return ctx
+
+
+def outlined(src: str) -> ModuleOp:
+    module = Parser(context(), src).parse_module()
+    module.verify()
+    OutlineParallelLoopsPass().apply(context(), module)
+    module.verify()
+    return module
+
+
+def kernels(module: ModuleOp) -> list[gpu.FuncOp]:
+    gmods = [op for op in module.ops if isinstance(op, gpu.ModuleOp)]
+    assert len(gmods) == 1
+    assert gmods[0].sym_name.data == KERNEL_MODULE
+    return list(gmods[0].body.block.ops)
+
+
+def launches(module: ModuleOp) -> list[gpu.LaunchFuncOp]:
+    return [op for op in module.walk() if isinstance(op, gpu.LaunchFuncOp)]
+
+
+def constant_of(v) -> int | None:
+    owner = v.owner
+    if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
+        return owner.value.value.data
+    return None
+
+
+REDUCE_2D = """
+func.func @f(%a: memref<?x?xf64>, %n: index, %m: index, %s: f64) -> f64 {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %z = arith.constant 0.0 : f64
+  %r = "scf.parallel"(%c0, %c1, %n, %m, %c1, %c2, %z)
+       <{operandSegmentSizes = array<i32: 2, 2, 2, 1>}> ({
+  ^bb0(%i: index, %j: index):
+    %x = memref.load %a[%i, %j] : memref<?x?xf64>
+    %y = arith.mulf %x, %s : f64
+    memref.store %y, %a[%i, %j] : memref<?x?xf64>
+    scf.reduce(%x : f64) {
+    ^bb1(%l: f64, %rr: f64):
+      %q = arith.addf %l, %rr : f64
+      scf.reduce.return %q : f64
+    }
+  }) : (index, index, index, index, index, index, f64) -> f64
+  return %r : f64
+}
+"""
+
+
+def test_kernel_launch_and_reduction_buffer():
+    module = outlined(REDUCE_2D)
+    assert "gpu.container_module" in module.attributes
+    (k,) = kernels(module)
+    assert k.sym_name.data == "f_k0" and k.kernel is not None
+    host = next(op for op in module.ops if isinstance(op, func.FuncOp))
+    assert not any(isinstance(op, scf.ParallelOp) for op in host.walk())
+    (launch,) = launches(module)
+    assert launch.kernel.string_value() == f"{KERNEL_MODULE}.f_k0"
+    # 1-D geometry: 256 threads per block, y and z of 1.
+    assert constant_of(launch.blockSizeX) == BLOCK_SIZE
+    for v in (launch.gridSizeY, launch.gridSizeZ, launch.blockSizeY, launch.blockSizeZ):
+        assert constant_of(v) == 1
+    assert isinstance(launch.gridSizeX.owner, arith.CeilDivSIOp)
+    # The launch is skipped when there is no iteration.
+    guard = launch.parent_op()
+    assert isinstance(guard, scf.IfOp)
+    assert isinstance(guard.cond.owner, arith.CmpiOp)
+    # Arguments: captured %a and %s (first use order), total, the count of dim 1
+    # (lbs/steps are constants: sunk), then the reduction buffer.
+    args = list(launch.kernelOperands)
+    assert args[0] is host.body.block.args[0] and args[1] is host.body.block.args[3]
+    assert isinstance(args[-1].type, MemRefType) and args[-1].type.get_shape() == (1,)
+    assert len(args) == 5
+    assert [a.type for a in args] == list(k.function_type.inputs)
+    # The buffer: alloc, store of the init value, load after the launch, dealloc.
+    buf = args[-1]
+    assert isinstance(buf.owner, memref.AllocOp)
+    users = {type(u.operation) for u in buf.uses}
+    assert {memref.StoreOp, memref.LoadOp, memref.DeallocOp, gpu.LaunchFuncOp} <= users
+    ret = host.body.block.last_op
+    assert isinstance(ret.operands[0].owner, memref.LoadOp)
+    # The kernel: linear id, guard, atomic addf of the iteration's value.
+    names = [op.name for op in k.walk()]
+    for n in ("gpu.block_id", "gpu.block_dim", "gpu.thread_id", "scf.if",
+              "arith.remui", "arith.divui", "gpu.return"):
+        assert n in names, n
+    (atomic,) = [op for op in k.walk() if isinstance(op, memref.AtomicRMWOp)]
+    assert atomic.kind.value.data == ATOMIC_RMW_KIND["addf"]
+    assert atomic.value.type == f64
+    assert "scf.parallel" not in names and "scf.reduce" not in names
+
+
+def test_printed_ir_parses_back():
+    module = outlined(REDUCE_2D)
+    text = str(module)
+    again = Parser(context(), text).parse_module()
+    again.verify()
+    assert str(again) == text
+
+
+@pytest.mark.skipif(shutil.which("mlir-opt") is None, reason="mlir-opt not on PATH")
+def test_mlir_opt_parses_it():
+    text = str(outlined(ELEMENTWISE))
+    out = subprocess.run(["mlir-opt", "--allow-unregistered-dialect"], input=text,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+ELEMENTWISE = """
+func.func @g(%x: memref<?xf64>, %y: memref<?xf64>, %n: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  "scf.parallel"(%c0, %n, %c1) <{operandSegmentSizes = array<i32: 1, 1, 1, 0>}> ({
+  ^bb0(%i: index):
+    %v = memref.load %x[%i] : memref<?xf64>
+    %w = math.sin %v : f64
+    memref.store %w, %y[%i] : memref<?xf64>
+    scf.reduce
+  }) : (index, index, index) -> ()
+  "scf.parallel"(%c1, %n, %c1) <{operandSegmentSizes = array<i32: 1, 1, 1, 0>}> ({
+  ^bb0(%i: index):
+    %v = memref.load %y[%i] : memref<?xf64>
+    memref.store %v, %x[%i] : memref<?xf64>
+    scf.reduce
+  }) : (index, index, index) -> ()
+  return
+}
+func.func @h(%x: memref<?xf64>, %n: index, %t: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  scf.for %s = %c0 to %t step %c1 {
+    "scf.parallel"(%c0, %n, %c1) <{operandSegmentSizes = array<i32: 1, 1, 1, 0>}> ({
+    ^bb0(%i: index):
+      %v = memref.load %x[%i] : memref<?xf64>
+      %w = arith.addf %v, %v : f64
+      memref.store %w, %x[%i] : memref<?xf64>
+      "scf.parallel"(%c0, %n, %c1) <{operandSegmentSizes = array<i32: 1, 1, 1, 0>}> ({
+      ^bb1(%j: index):
+        scf.reduce
+      }) : (index, index, index) -> ()
+      scf.reduce
+    }) : (index, index, index) -> ()
+  }
+  return
+}
+"""
+
+
+def test_kernel_names_time_loops_and_nested_loops():
+    module = outlined(ELEMENTWISE)
+    assert [k.sym_name.data for k in kernels(module)] == ["g_k0", "g_k1", "h_k0"]
+    ls = launches(module)
+    assert [op.kernel.string_value() for op in ls] == [
+        f"{KERNEL_MODULE}.g_k0", f"{KERNEL_MODULE}.g_k1", f"{KERNEL_MODULE}.h_k0"]
+    # The time loop stays on the host, the launch inside it.
+    assert isinstance(ls[2].parent_op().parent_op(), scf.ForOp)
+    # The nested loop stays an scf.parallel inside the kernel.
+    h_k0 = kernels(module)[2]
+    assert sum(isinstance(op, scf.ParallelOp) for op in h_k0.walk()) == 1
+    # g_k1 starts at 1: its lower bound is a sunk constant, not an argument.
+    g_k1 = kernels(module)[1]
+    assert len(g_k1.function_type.inputs) == 3  # %y, %x, total
+
+
+def test_module_without_parallel_loops_is_unchanged():
+    src = """
+func.func @f(%a: memref<?xf64>) -> f64 {
+  %c0 = arith.constant 0 : index
+  %v = memref.load %a[%c0] : memref<?xf64>
+  return %v : f64
+}
+"""
+    before = Parser(context(), src).parse_module()
+    text = str(before)
+    OutlineParallelLoopsPass().apply(context(), before)
+    assert str(before) == text
+    assert "gpu.container_module" not in before.attributes
+
+
+def _loop_with(body: str, extra_args: str = "") -> str:
+    return f"""
+func.func @f(%a: memref<?xf64>, %n: index{extra_args}) {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  "scf.parallel"(%c0, %n, %c1) <{{operandSegmentSizes = array<i32: 1, 1, 1, 0>}}> ({{
+  ^bb0(%i: index):
+{body}
+    scf.reduce
+  }}) : (index, index, index) -> ()
+  return
+}}
+func.func @callee(%x: f64) -> f64 {{
+  return %x : f64
+}}
+"""
+
+
+def test_check_in_kernel_is_refused():
+    src = _loop_with("""
+    %ok = arith.cmpi slt, %i, %n : index
+    isz.check %ok {kind = "index", message = "out of bounds"}
+""")
+    with pytest.raises(UnsupportedError, match="run-time check inside a GPU kernel"):
+        outlined(src)
+
+
+def test_call_in_kernel_is_refused():
+    src = _loop_with("""
+    %v = memref.load %a[%i] : memref<?xf64>
+    %w = func.call @callee(%v) : (f64) -> f64
+""")
+    with pytest.raises(UnsupportedError, match="func.call @callee inside a GPU kernel"):
+        outlined(src)
+
+
+@pytest.mark.parametrize("combine, kind", [
+    ("arith.maximumf", "maximumf"), ("arith.mulf", "mulf"), ("arith.minnumf", "minnumf"),
+])
+def test_reduction_kinds(combine, kind):
+    src = f"""
+func.func @f(%a: memref<?xf64>, %n: index) -> f64 {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %z = arith.constant 1.0 : f64
+  %r = "scf.parallel"(%c0, %n, %c1, %z) <{{operandSegmentSizes = array<i32: 1, 1, 1, 1>}}> ({{
+  ^bb0(%i: index):
+    %x = memref.load %a[%i] : memref<?xf64>
+    scf.reduce(%x : f64) {{
+    ^bb1(%l: f64, %rr: f64):
+      %q = {combine} %rr, %l : f64
+      scf.reduce.return %q : f64
+    }}
+  }}) : (index, index, index, f64) -> f64
+  return %r : f64
+}}
+"""
+    module = outlined(src)
+    (atomic,) = [op for op in module.walk() if isinstance(op, memref.AtomicRMWOp)]
+    assert atomic.kind.value.data == ATOMIC_RMW_KIND[kind]
+
+
+def test_index_reduction_goes_through_i64():
+    src = """
+func.func @f(%n: index) -> index {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %r = "scf.parallel"(%c0, %n, %c1, %c0) <{operandSegmentSizes = array<i32: 1, 1, 1, 1>}> ({
+  ^bb0(%i: index):
+    scf.reduce(%i : index) {
+    ^bb1(%l: index, %rr: index):
+      %q = arith.addi %l, %rr : index
+      scf.reduce.return %q : index
+    }
+  }) : (index, index, index, index) -> index
+  return %r : index
+}
+"""
+    module = outlined(src)
+    (atomic,) = [op for op in module.walk() if isinstance(op, memref.AtomicRMWOp)]
+    assert atomic.kind.value.data == ATOMIC_RMW_KIND["addi"]
+    assert str(atomic.value.type) == "i64"
+
+
+def test_unsupported_reduction_body_is_refused():
+    src = """
+func.func @f(%a: memref<?xf64>, %n: index) -> f64 {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %z = arith.constant 0.0 : f64
+  %r = "scf.parallel"(%c0, %n, %c1, %z) <{operandSegmentSizes = array<i32: 1, 1, 1, 1>}> ({
+  ^bb0(%i: index):
+    %x = memref.load %a[%i] : memref<?xf64>
+    scf.reduce(%x : f64) {
+    ^bb1(%l: f64, %rr: f64):
+      %p = arith.mulf %l, %rr : f64
+      %q = arith.addf %p, %rr : f64
+      scf.reduce.return %q : f64
+    }
+  }) : (index, index, index, f64) -> f64
+  return %r : f64
+}
+"""
+    with pytest.raises(UnsupportedError, match=r"scf.reduce region \(arith.mulf; arith.addf"):
+        outlined(src)
