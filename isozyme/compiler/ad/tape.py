@@ -18,35 +18,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from xdsl.dialects import arith, memref, scf
 from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
 from xdsl.rewriter import InsertPoint
 
+from isozyme.compiler.ad_rules.registry import OpRule, lookup, recompute_policy
 from isozyme.compiler.analysis.buffers import buffers_written, root_buffer
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects import enzyme
 
-# Cheap pure integer ops the reverse sweep recomputes from their operands instead of
-# caching their results: index arithmetic and casts, usually of induction variables.
-# Their chains end at loop indices, so they recompute at any depth.
-_RECOMPUTE: frozenset[type[Operation]] = frozenset(
-    {
-        arith.ConstantOp, arith.IndexCastOp, arith.SIToFPOp, arith.ExtFOp,
-        arith.AddiOp, arith.SubiOp, arith.MuliOp, arith.ExtUIOp, arith.ExtSIOp,
-        arith.TruncIOp, arith.CmpiOp, arith.DivSIOp, arith.FloorDivSIOp,
-        arith.CeilDivSIOp, arith.RemSIOp, arith.MaxSIOp, arith.MinSIOp, arith.AndIOp,
-        arith.OrIOp, arith.XOrIOp, memref.DimOp,
-    }
-)
-# Float ops recomputed when their operands are cheap to obtain (loads of read-only
-# buffers, top-level values, other recomputable values), up to a small depth: a few
-# flops per reverse iteration are cheaper than a cache push and pop.
-_RECOMPUTE_FLOAT: frozenset[type[Operation]] = frozenset(
-    {
-        arith.AddfOp, arith.SubfOp, arith.MulfOp, arith.NegfOp, arith.CmpfOp,
-        arith.SelectOp, arith.TruncFOp,
-    }
-)
+# Float ops (rules with ``recompute="float"``) are recomputed up to this depth when their
+# operands are cheap to obtain: a few flops per reverse iteration are cheaper than a
+# cache push and pop.
 _MAX_RECOMPUTE_DEPTH = 4
 
 
@@ -63,6 +45,9 @@ class RevCtx:
         self.fetched: dict[SSAValue, SSAValue] = {}
         self.recompute: dict[SSAValue, Callable[[], SSAValue]] = {}
         self.prologue_last: Operation | None = None
+        # for a loop body: emitters of the primal iteration number (one per dimension)
+        # of the current reverse iteration
+        self.iteration: list[Callable[[], SSAValue]] = []
 
 
 def defining_block(v: SSAValue) -> Block | None:
@@ -79,6 +64,20 @@ def defining_op(v: SSAValue) -> Operation | None:
     return v.op
 
 
+def free_values(op: Operation) -> list[SSAValue]:
+    """Values defined outside ``op`` that ops inside its regions use, in walk order."""
+    seen: dict[SSAValue, None] = {}
+    for inner in op.walk():
+        if inner is op:
+            continue
+        for v in inner.operands:
+            d = defining_op(v)
+            if d is not None and (d is op or op.is_ancestor(d)):
+                continue
+            seen[v] = None
+    return list(seen)
+
+
 class PrimalFetcher:
     """Mixin of the reverse-mode generator: fetch primal values for the reverse sweep.
 
@@ -93,7 +92,7 @@ class PrimalFetcher:
     entry: Block | None
     caches: list[SSAValue]
 
-    def _primal(self, v: SSAValue, ctx: RevCtx) -> SSAValue:
+    def primal(self, v: SSAValue, ctx: RevCtx) -> SSAValue:
         """The forward-sweep value of primal ``v``, usable in ``ctx``'s reverse block."""
         block = defining_block(v)
         level = ctx
@@ -108,7 +107,7 @@ class PrimalFetcher:
             if isinstance(v, OpResult) and self._recomputable(v, _MAX_RECOMPUTE_DEPTH):
                 level.fetched[clone] = self._recompute(v, level)
             else:
-                level.fetched[clone] = self._fetch(clone, level)
+                level.fetched[clone] = self.fetch(clone, level)
         return level.fetched[clone]
 
     def _recomputable(self, v: SSAValue, depth: int) -> bool:
@@ -120,32 +119,36 @@ class PrimalFetcher:
             block = defining_block(v)
             if block is self.fn.body.block:
                 return True
-            # the induction variable of a for loop is recomputed from the reverse counter
-            return isinstance(block.parent_op(), scf.ForOp) and v is block.args[0]
+            # induction variables are recomputed from the reverse loop's counter
+            parent = block.parent_op()
+            rule = lookup(parent) if parent is not None else None
+            return isinstance(rule, OpRule) and rule.recomputes_arg(parent, v)
         op = v.op
         if op.parent_block() is self.fn.body.block:
             return True
-        if type(op) in _RECOMPUTE:
+        policy = recompute_policy(op)
+        if policy == "always":
             return all(self._recomputable(o, depth) for o in op.operands)
         if depth <= 0:
             return False
-        if type(op) in _RECOMPUTE_FLOAT or (
-            isinstance(op, memref.LoadOp)
-            and (op.memref in self.read_only or self._final_value(op))
+        if policy == "float" or (
+            policy == "load"
+            and (op.operands[0] in self.read_only or self._final_value(op))
         ):
             return all(self._recomputable(o, depth - 1) for o in op.operands)
         return False
 
-    def _final_value(self, load: memref.LoadOp) -> bool:
-        """Whether ``load`` reads memory nothing writes afterwards: the reverse sweep runs
-        after the whole forward sweep, so the same load then gives the same value."""
+    def _final_value(self, load: Operation) -> bool:
+        """Whether ``load`` (a rule with ``recompute="load"``: operand 0 is the buffer)
+        reads memory nothing writes afterwards: the reverse sweep runs after the whole
+        forward sweep, so the same load then gives the same value."""
         top = load
         entry = self.fn.body.block  # type: ignore[attr-defined]
         while top.parent_block() is not entry:
             parent = top.parent_op()
             assert parent is not None
             top = parent
-        root = root_buffer(load.memref)
+        root = root_buffer(load.operands[0])
         if not (isinstance(root, BlockArgument) and root.block is entry):
             return False  # a local buffer may be freed, or reallocated, before then
         op: Operation | None = top
@@ -157,12 +160,12 @@ class PrimalFetcher:
 
     def _recompute(self, v: OpResult, level: RevCtx) -> SSAValue:
         """Re-emit a cheap pure op in ``level``'s prologue instead of caching its value."""
-        operands = {o: self._primal(o, level) for o in v.op.operands}
-        with self._prologue(level) as e:
+        operands = {o: self.primal(o, level) for o in v.op.operands}
+        with self.prologue(level) as e:
             new = e.insert(v.op.clone(value_mapper=dict(operands)))
         return new.results[v.index]
 
-    def _fetch(self, value: SSAValue, level: RevCtx) -> SSAValue:
+    def fetch(self, value: SSAValue, level: RevCtx) -> SSAValue:
         """Make forward value ``value``, defined in ``level``'s block, usable there."""
         if level.parent is None:
             return value
@@ -176,7 +179,7 @@ class PrimalFetcher:
         return got
 
     @contextmanager
-    def _prologue(self, level: RevCtx) -> Iterator[Emitter]:
+    def prologue(self, level: RevCtx) -> Iterator[Emitter]:
         """An emitter for ``level``'s prologue: pops and recomputations, in request order."""
         if level.prologue_last is None:
             ip = InsertPoint.at_start(level.rev_block)
@@ -198,6 +201,10 @@ class PrimalFetcher:
             assert isinstance(value, OpResult)
             ip = InsertPoint.after(value.op)
         Emitter(ip).insert(enzyme.PushOp(init.result, value))
-        with self._prologue(level) as e:
+        with self.prologue(level) as e:
             pop = e.insert(enzyme.PopOp(init.result))
         return pop.result
+
+    def free_cache(self, e: Emitter, cache: SSAValue) -> None:
+        """Free a cache at the end of the reverse sweep."""
+        e.insert(enzyme.CacheFreeOp(cache))

@@ -6,15 +6,19 @@ derive the forward rule (tangent = sum of partial * operand tangent) and the rev
 product (``arith.select``, casts between float widths) give both directions explicitly
 (``CustomRule``).  Supporting a new op is one table entry plus a finite-difference test.
 
-Buffer ops have tables of their own kind (``memref.py``: views and writes; ``linalg.py``:
-what a generic writes; ``isz.py``: run-time checks, which have no derivative), reached
-through :func:`view_source`, :func:`written_by` and :func:`is_guard`.
+Every dialect registers its rules in :mod:`isozyme.compiler.ad_rules.registry`:
+scalar rules here, and rules that emit their own code for buffer ops (``memref.py``),
+structured control flow (``scf.py``), calls (``func.py``) and run-time checks
+(``isz.py``).  Buffer ops also have tables of facts (``memref.py``: views and writes;
+``linalg.py``: what a generic writes), reached through :func:`view_source` and
+:func:`written_by`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from xdsl.ir import Operation, SSAValue
 
@@ -80,6 +84,8 @@ class PartialsRule:
     """d(result)/d(operand_i) for every operand (``None``: not differentiable)."""
 
     partials: PartialsFn
+    #: see :data:`isozyme.compiler.ad_rules.registry.Recompute`
+    recompute: Literal["always", "float", "load"] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,26 +98,28 @@ class CustomRule:
 
     forward: Callable[[Emitter, Primals, Sequence[SSAValue | None]], SSAValue | None]
     reverse: Callable[[Emitter, Primals, SSAValue], Sequence[SSAValue | None]]
+    #: see :data:`isozyme.compiler.ad_rules.registry.Recompute`
+    recompute: Literal["always", "float", "load"] | None = None
+    #: the operands the result depends on differentiably (None: all of them)
+    flow_operands: tuple[int, ...] | None = None
 
 
 Rule = PartialsRule | CustomRule
 
 
 def lookup_rule(op: Operation) -> Rule | None:
-    """The derivative rule of ``op``'s type, or None."""
-    from isozyme.compiler.ad_rules.arith import ARITH_RULES
-    from isozyme.compiler.ad_rules.math import MATH_RULES
+    """The scalar derivative rule of ``op``'s type, or None."""
+    from isozyme.compiler.ad_rules.registry import lookup
 
-    t = type(op)
-    return ARITH_RULES.get(t) or MATH_RULES.get(t)
+    rule = lookup(op)
+    return rule if isinstance(rule, (PartialsRule, CustomRule)) else None
 
 
 def has_zero_derivative(op: Operation) -> bool:
     """True for float-valued ops that are piecewise constant (floor, round, ...)."""
-    from isozyme.compiler.ad_rules.arith import ARITH_ZERO
-    from isozyme.compiler.ad_rules.math import MATH_ZERO
+    from isozyme.compiler.ad_rules.registry import ZeroRule, lookup
 
-    return type(op) in ARITH_ZERO or type(op) in MATH_ZERO
+    return isinstance(lookup(op), ZeroRule)
 
 
 def view_source(op: Operation) -> SSAValue | None:
@@ -136,6 +144,6 @@ def written_by(op: Operation) -> Sequence[SSAValue]:
 def is_guard(op: Operation) -> bool:
     """True for ops that guard the code after them and have no derivative (``isz.check``):
     cloned into forward derivatives, kept in the forward sweep of reverse mode."""
-    from isozyme.compiler.ad_rules.isz import ISZ_GUARDS
+    from isozyme.compiler.ad_rules.registry import GuardRule, lookup
 
-    return type(op) in ISZ_GUARDS
+    return isinstance(lookup(op), GuardRule)

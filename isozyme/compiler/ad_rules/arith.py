@@ -1,7 +1,9 @@
 """Derivative rules of the ``arith`` dialect (Enzyme-MLIR's ArithDerivatives.td).
 
-Integer ops, comparisons and float<->int casts have no derivative: their results are
-never active, so they need no entry.
+Integer ops, comparisons and float->int casts have no derivative: their results are
+never active.  Those the reverse sweep recomputes rather than caches (index arithmetic
+of induction variables, comparisons) are registered as ``InactiveRule`` with their
+``recompute`` policy.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from isozyme.compiler.ad_rules import (
     Primals,
     Rule,
 )
+from isozyme.compiler.ad_rules.registry import InactiveRule, ZeroRule, register
 from isozyme.compiler.emitter import Emitter
 
 
@@ -54,22 +57,50 @@ def _max_partials(pred: str):
     return partials
 
 
+# Reverse mode recomputes a few flops of cheap operands rather than caching them.
+_FLOAT = "float"
+
 ARITH_RULES: dict[type[Operation], Rule] = {
-    arith.AddfOp: PartialsRule(lambda e, p: (ONE, ONE)),
-    arith.SubfOp: PartialsRule(lambda e, p: (ONE, MINUS_ONE)),
-    arith.MulfOp: PartialsRule(lambda e, p: (p.y, p.x)),
+    arith.AddfOp: PartialsRule(lambda e, p: (ONE, ONE), recompute=_FLOAT),
+    arith.SubfOp: PartialsRule(lambda e, p: (ONE, MINUS_ONE), recompute=_FLOAT),
+    arith.MulfOp: PartialsRule(lambda e, p: (p.y, p.x), recompute=_FLOAT),
     arith.DivfOp: PartialsRule(
         lambda e, p: (e.div(e.const(1.0, p.y.type), p.y), e.neg(e.div(p.result, p.y)))
     ),
-    arith.NegfOp: PartialsRule(lambda e, p: (MINUS_ONE,)),
+    arith.NegfOp: PartialsRule(lambda e, p: (MINUS_ONE,), recompute=_FLOAT),
     arith.MaximumfOp: PartialsRule(_max_partials("oge")),
     arith.MaxnumfOp: PartialsRule(_max_partials("oge")),
     arith.MinimumfOp: PartialsRule(_max_partials("ole")),
     arith.MinnumfOp: PartialsRule(_max_partials("ole")),
-    arith.SelectOp: CustomRule(_select_forward, _select_reverse),
-    arith.ExtFOp: CustomRule(_cast_forward, _cast_reverse),
-    arith.TruncFOp: CustomRule(_cast_forward, _cast_reverse),
+    arith.SelectOp: CustomRule(
+        _select_forward, _select_reverse, recompute=_FLOAT, flow_operands=(1, 2)
+    ),
+    arith.ExtFOp: CustomRule(_cast_forward, _cast_reverse, recompute="always"),
+    arith.TruncFOp: CustomRule(_cast_forward, _cast_reverse, recompute=_FLOAT),
 }
 
 # Float-valued ops whose derivative is zero everywhere it exists.
-ARITH_ZERO: frozenset[type[Operation]] = frozenset({arith.SIToFPOp, arith.UIToFPOp})
+ARITH_ZERO: dict[type[Operation], ZeroRule] = {
+    arith.SIToFPOp: ZeroRule(recompute="always"),
+    arith.UIToFPOp: ZeroRule(),
+}
+
+# Ops without derivative the reverse sweep recomputes: cheap pure integer ops (their
+# chains end at loop indices, so they recompute at any depth) and float comparisons.
+_ALWAYS = InactiveRule(recompute="always")
+ARITH_INACTIVE: dict[type[Operation], InactiveRule] = {
+    **{
+        t: _ALWAYS
+        for t in (
+            arith.ConstantOp, arith.IndexCastOp, arith.AddiOp, arith.SubiOp,
+            arith.MuliOp, arith.ExtUIOp, arith.ExtSIOp, arith.TruncIOp, arith.CmpiOp,
+            arith.DivSIOp, arith.FloorDivSIOp, arith.CeilDivSIOp, arith.RemSIOp,
+            arith.MaxSIOp, arith.MinSIOp, arith.AndIOp, arith.OrIOp, arith.XOrIOp,
+        )
+    },
+    arith.CmpfOp: InactiveRule(recompute=_FLOAT),
+}
+
+register(ARITH_RULES)
+register(ARITH_ZERO)
+register(ARITH_INACTIVE)

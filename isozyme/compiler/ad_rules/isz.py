@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from xdsl.ir import Operation
 
+from isozyme.compiler.ad_rules.registry import GuardRule, register
 from isozyme.dialects.check import CheckOp
 
 ISZ_GUARDS: frozenset[type[Operation]] = frozenset({CheckOp})
+
+register({t: GuardRule() for t in ISZ_GUARDS})

@@ -13,6 +13,7 @@ from xdsl.dialects.builtin import IntegerType
 from xdsl.ir import Operation
 
 from isozyme.compiler.ad_rules import PartialsRule, Primals, Rule
+from isozyme.compiler.ad_rules.registry import ZeroRule, register
 from isozyme.compiler.emitter import Emitter
 
 
@@ -132,6 +133,10 @@ MATH_RULES: dict[type[Operation], Rule] = {
 }
 
 # Piecewise-constant float ops: zero derivative.
-MATH_ZERO: frozenset[type[Operation]] = frozenset(
-    {math.FloorOp, math.CeilOp, math.RoundOp, math.RoundEvenOp, math.TruncOp}
-)
+MATH_ZERO: dict[type[Operation], ZeroRule] = {
+    t: ZeroRule()
+    for t in (math.FloorOp, math.CeilOp, math.RoundOp, math.RoundEvenOp, math.TruncOp)
+}
+
+register(MATH_RULES)
+register(MATH_ZERO)

@@ -1,5 +1,6 @@
 """The ``memref`` dialect's (and ``memref_ext``'s) table: how each buffer op takes part in
-AD, beside the scalar rules of ``arith.py``/``math.py``.
+AD, beside the scalar rules of ``arith.py``/``math.py`` (Enzyme-MLIR's
+MemRefDerivatives.td).
 
 * ``MEMREF_VIEWS``: ops whose result is a view of a source buffer's memory (no copy),
   with the operand that is the source.  Forward and reverse mode take the same view of
@@ -7,15 +8,26 @@ AD, beside the scalar rules of ``arith.py``/``math.py``.
   buffer analyses see through them.
 * ``MEMREF_WRITES``: ops that write buffers, with the buffers they write (the activity
   and read-only analyses, the runtime's writeable check).
+* the registered rules (Enzyme's shadow memory): forward mode loads a value's tangent
+  from, and stores it into, the shadow buffer at the same index; reverse mode's load
+  adds its adjoint into the shadow, a store takes the overwritten value's adjoint from
+  the shadow and zeroes it.  Active local buffers get shadows (zeroed in reverse mode,
+  per reverse iteration when allocated in a loop), views of shadowed buffers are taken
+  again of the shadows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-from xdsl.dialects import memref
-from xdsl.ir import Operation, SSAValue
+from xdsl.dialects import memref, scf
+from xdsl.dialects.builtin import IndexType, MemRefType
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.rewriter import InsertPoint
 
+from isozyme.compiler.ad_rules.registry import Edge, InactiveRule, MemoryRule, register
+from isozyme.compiler.emitter import Emitter
 from isozyme.dialects.memref_ext import TransposeOp
 
 MEMREF_VIEWS: dict[type[Operation], Callable[[Operation], SSAValue]] = {
@@ -30,3 +42,218 @@ MEMREF_WRITES: dict[type[Operation], Callable[[Operation], Sequence[SSAValue]]] 
     memref.StoreOp: lambda op: [op.memref],  # type: ignore[attr-defined]
     memref.CopyOp: lambda op: [op.destination],  # type: ignore[attr-defined]
 }
+
+
+# shadow buffers ------------------------------------------------------------------------
+def emit_shadow_alloc(e: Emitter, alloc: memref.AllocOp, zero: bool) -> SSAValue:
+    """A buffer shaped like ``alloc``'s result (zero-filled when ``zero``)."""
+    shadow = e.insert(
+        memref.AllocOp(list(alloc.dynamic_sizes), [], alloc.memref.type)
+    ).memref
+    if zero:
+        emit_fill(e, shadow, 0.0)
+    return shadow
+
+
+def emit_zero_like(e: Emitter, buf: SSAValue) -> SSAValue:
+    """A new zero-filled buffer with ``buf``'s sizes (identity layout)."""
+    t = buf.type
+    assert isinstance(t, MemRefType)
+    index = IndexType()
+    shape = t.get_shape()
+    dyn = [
+        e.insert(memref.DimOp(buf, e.const(k, index))).result
+        for k, size in enumerate(shape) if size < 0
+    ]
+    out = e.insert(memref.AllocOp(dyn, [], MemRefType(t.element_type, shape))).memref
+    emit_fill(e, out, 0.0)
+    return out
+
+
+def emit_fill(e: Emitter, buf: SSAValue, value: float) -> None:
+    """Store ``value`` into every element of ``buf`` (a nest of ``scf.for`` loops)."""
+    t = buf.type
+    assert isinstance(t, MemRefType)
+    index = IndexType()
+    rank = len(t.get_shape())
+    c0, c1 = e.const(0, index), e.const(1, index)
+    dims = [
+        e.insert(memref.DimOp(buf, e.const(k, index))).result
+        for k in range(rank)
+    ]
+
+    def nest(em: Emitter, k: int, ivs: list[SSAValue]) -> None:
+        if k == rank:
+            em.insert(memref.StoreOp.get(em.const(value, t.element_type), buf, ivs))
+            return
+        body = Block(arg_types=[index])
+        be = Emitter(InsertPoint.at_end(body))
+        nest(be, k + 1, [*ivs, body.args[0]])
+        be.insert(scf.YieldOp())
+        em.insert(scf.ForOp(c0, dims[k], c1, [], body))
+
+    nest(e, 0, [])
+
+
+def _indices(op: memref.LoadOp | memref.StoreOp, get: Callable[[SSAValue], SSAValue]):
+    return [get(i) for i in op.indices]
+
+
+# rules -----------------------------------------------------------------------------------
+class LoadRule(MemoryRule):
+    """``memref.load``: the tangent is loaded from the shadow; the adjoint is added into
+    the shadow.  Recomputed (not cached) when the memory it reads is final."""
+
+    recompute = "load"
+
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        yield op.memref, op.res  # type: ignore[attr-defined]
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, memref.LoadOp)
+        e.insert(op.clone(value_mapper=fwd.vmap))
+        if op.memref in fwd.tan and fwd.info.is_active(op.res):
+            idx = _indices(op, lambda i: fwd.vmap.get(i, i))
+            fwd.tan[op.res] = e.insert(memref.LoadOp.get(fwd.tan[op.memref], idx)).res
+
+    def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
+        assert isinstance(op, memref.LoadOp)
+        sh = rev.shadow.get(op.memref)
+        if sh is None:
+            return
+        adj = ctx.adj.get(op.res)
+        if adj is None or not rev.info.is_active(op.res):
+            return
+        e = ctx.e
+        idx = _indices(op, lambda i: rev.primal(i, ctx))
+        old = e.insert(memref.LoadOp.get(sh, idx)).res
+        e.insert(memref.StoreOp.get(e.add(old, adj, reassoc=True), sh, idx))
+
+
+class StoreRule(MemoryRule):
+    """``memref.store``: the tangent is stored into the shadow; in reverse, the stored
+    value's adjoint is taken from the shadow, which is zeroed (the old value is gone)."""
+
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        yield op.value, op.memref  # type: ignore[attr-defined]
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, memref.StoreOp)
+        e.insert(op.clone(value_mapper=fwd.vmap))
+        if op.memref in fwd.tan:
+            t = fwd.tangent_or_zero(e, op.value)
+            idx = _indices(op, lambda i: fwd.vmap.get(i, i))
+            e.insert(memref.StoreOp.get(t, fwd.tan[op.memref], idx))
+
+    def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
+        assert isinstance(op, memref.StoreOp)
+        sh = rev.shadow.get(op.memref)
+        if sh is None:
+            return
+        e = ctx.e
+        idx = _indices(op, lambda i: rev.primal(i, ctx))
+        old = e.insert(memref.LoadOp.get(sh, idx)).res
+        e.insert(memref.StoreOp.get(e.zero(old.type), sh, idx))
+        rev.accumulate(ctx, op.value, old)
+
+
+class AllocRule(MemoryRule):
+    """``memref.alloc``: an active buffer gets a shadow (zeroed in reverse mode).  In
+    reverse mode a buffer allocated in a loop body or branch lives for one iteration:
+    its shadow lives for the matching reverse iteration, zeroed at its start."""
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, memref.AllocOp)
+        e.insert(op.clone(value_mapper=fwd.vmap))
+        if fwd.info.is_active(op.memref):
+            fwd.tan[op.memref] = emit_shadow_alloc(e, fwd.vmap[op.memref].owner, zero=False)
+
+    def forward_sweep(self, rev: Any, e: Emitter, op: Operation) -> bool:
+        assert isinstance(op, memref.AllocOp)
+        if not rev.info.is_active(op.memref):
+            return False
+        clone = e.insert(op.clone(value_mapper=rev.fwd_map))
+        rev.shadow[op.memref] = emit_shadow_alloc(e, clone, zero=True)
+        return True
+
+    def reverse_entry(self, rev: Any, ctx: Any, op: Operation) -> None:
+        assert isinstance(op, memref.AllocOp)
+        if rev.info.is_active(op.memref):
+            sizes = [rev.primal(v, ctx) for v in op.dynamic_sizes]
+            sh = ctx.e.insert(memref.AllocOp(sizes, [], op.memref.type)).memref
+            emit_fill(ctx.e, sh, 0.0)
+            rev.shadow[op.memref] = sh
+
+    def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
+        assert isinstance(op, memref.AllocOp)
+        if ctx.parent is not None and op.memref in rev.shadow:
+            ctx.e.insert(memref.DeallocOp.get(rev.shadow.pop(op.memref)))
+
+
+class DeallocRule(MemoryRule):
+    """``memref.dealloc``: frees the shadow too; in reverse mode both frees move after
+    the reverse sweep, which still reads the shadow."""
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, memref.DeallocOp)
+        e.insert(op.clone(value_mapper=fwd.vmap))
+        if op.memref in fwd.tan:
+            e.insert(memref.DeallocOp.get(fwd.tan[op.memref]))
+
+    def forward_sweep(self, rev: Any, e: Emitter, op: Operation) -> bool:
+        assert isinstance(op, memref.DeallocOp)
+        if op.memref not in rev.shadow:
+            return False
+        rev.deferred_frees += [rev.fwd_map[op.memref], rev.shadow[op.memref]]
+        return True
+
+
+class ViewRule(MemoryRule):
+    """A view (``MEMREF_VIEWS``): the same view is taken of the source's shadow."""
+
+    def __init__(self, source: Callable[[Operation], SSAValue]):
+        self.source = source
+
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        yield self.source(op), op.results[0]
+        yield op.results[0], self.source(op)
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        e.insert(op.clone(value_mapper=fwd.vmap))
+        src = self.source(op)
+        if src in fwd.tan:
+            view = e.insert(op.clone(value_mapper={**fwd.vmap, src: fwd.tan[src]}))
+            fwd.tan[op.results[0]] = view.results[0]
+
+    def forward_sweep(self, rev: Any, e: Emitter, op: Operation) -> bool:
+        src = self.source(op)
+        if src not in rev.shadow:
+            return False
+        e.insert(op.clone(value_mapper=rev.fwd_map))
+        view = e.insert(op.clone(value_mapper={**rev.fwd_map, src: rev.shadow[src]}))
+        rev.shadow[op.results[0]] = view.results[0]
+        return True
+
+    def reverse_entry(self, rev: Any, ctx: Any, op: Operation) -> None:
+        src = self.source(op)
+        if src in rev.shadow:
+            mapping = {o: rev.primal(o, ctx) for o in op.operands[1:]}
+            mapping[src] = rev.shadow[src]
+            view = ctx.e.insert(op.clone(value_mapper=mapping))
+            rev.shadow[op.results[0]] = view.results[0]
+
+    def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
+        if ctx.parent is not None:
+            rev.shadow.pop(op.results[0], None)
+
+
+MEMREF_RULES: dict[type[Operation], Any] = {
+    memref.LoadOp: LoadRule(),
+    memref.StoreOp: StoreRule(),
+    memref.AllocOp: AllocRule(),
+    memref.DeallocOp: DeallocRule(),
+    memref.DimOp: InactiveRule(recompute="always"),
+    **{t: ViewRule(source) for t, source in MEMREF_VIEWS.items()},
+}
+
+register(MEMREF_RULES)

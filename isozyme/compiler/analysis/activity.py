@@ -6,8 +6,9 @@ code gets no derivative code at all.  Only float-typed values can be active: int
 arithmetic, comparisons and float->int casts stop the flow.
 
 The analysis builds the graph of differentiable value flow once (op operands to
-results, plus the loop-carried and branch-result edges of ``scf``) and runs two
-reachability searches on it.
+results, plus the edges the registered rules give: loop-carried and branch-result edges
+of ``scf``, call arguments to results, buffers) and runs two reachability searches on
+it.
 
 Memory takes part as buffer nodes: a ``memref`` of floats is a node, a store is an edge
 from the stored value to the buffer, a load an edge from the buffer to the loaded value
@@ -20,22 +21,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from xdsl.dialects import arith, func, memref, scf
+from xdsl.dialects import func
 from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Attribute, Operation, SSAValue
 
-from isozyme.compiler.ad_rules import has_zero_derivative, is_guard, lookup_rule
-from isozyme.compiler.analysis.buffers import is_view, view_source
+from isozyme.compiler.ad_rules import CustomRule
+from isozyme.compiler.ad_rules.registry import InactiveRule, OpRule, ZeroRule, lookup
 from isozyme.compiler.emitter import is_float
 from isozyme.errors import AnnotationError
 
 Edge = tuple[SSAValue, SSAValue]
-
-
-def _terminator(block) -> Operation:
-    last = block.last_op
-    assert last is not None
-    return last
 
 
 def is_differentiable_type(t: Attribute) -> bool:
@@ -46,59 +41,23 @@ def is_differentiable_type(t: Attribute) -> bool:
 
 
 def value_flow_edges(op: Operation) -> Iterator[Edge]:
-    """The differentiable (source -> destination) value edges that ``op`` creates."""
-    match op:
-        case memref.LoadOp():
-            yield op.memref, op.res
-        case memref.StoreOp():
-            yield op.value, op.memref
-        case _ if is_view(op):
-            yield view_source(op), op.results[0]
-            yield op.results[0], view_source(op)
-        case memref.AllocOp() | memref.DeallocOp() | memref.DimOp():
-            return
-        case _ if is_guard(op):
-            return  # a run-time check: integer operands, no results, inactive
-        case scf.ForOp():
-            body = op.body.block
-            yielded = _terminator(body).operands
-            for i, res in enumerate(op.res):
-                arg = body.args[i + 1]
-                yield op.iter_args[i], arg
-                yield yielded[i], arg
-                yield yielded[i], res
-                yield op.iter_args[i], res
-        case scf.IfOp():
-            for region in (op.true_region, op.false_region):
-                if region.blocks:
-                    for y, res in zip(_terminator(region.block).operands, op.results):
-                        yield y, res
-        case scf.WhileOp():
-            before, after = op.before_region.block, op.after_region.block
-            cond = _terminator(before)
-            after_yield = _terminator(after)
-            for i, arg in enumerate(before.args):
-                yield op.arguments[i], arg
-                yield after_yield.operands[i], arg
-            for i, v in enumerate(cond.operands[1:]):
-                yield v, after.args[i]
-                yield v, op.results[i]
-        case func.CallOp():
-            for a in op.arguments:
-                for r in op.results:
-                    yield a, r
-        case arith.SelectOp():
-            for a in op.operands[1:]:
-                yield a, op.result
-        case _ if op.regions or has_zero_derivative(op):
-            return
-        case _:
-            rule = lookup_rule(op)
-            if rule is None and not any(is_float(r.type) for r in op.results):
-                return
-            for a in op.operands:
-                for r in op.results:
-                    yield a, r
+    """The differentiable (source -> destination) value edges that ``op`` creates: those
+    its registered rule gives (buffer ops, control flow, calls), none for ops without
+    derivative, operands to results for scalar ops."""
+    rule = lookup(op)
+    if isinstance(rule, OpRule):
+        yield from rule.flow_edges(op)
+        return
+    if isinstance(rule, (ZeroRule, InactiveRule)) or op.regions:
+        return
+    if rule is None and not any(is_float(r.type) for r in op.results):
+        return
+    operands = op.operands
+    if isinstance(rule, CustomRule) and rule.flow_operands is not None:
+        operands = [op.operands[i] for i in rule.flow_operands]
+    for a in operands:
+        for r in op.results:
+            yield a, r
 
 
 def check_const_buffers(fn: func.FuncOp, info: "ActivityInfo", shadowed: Iterable[int]) -> None:

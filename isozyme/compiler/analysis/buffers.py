@@ -1,5 +1,5 @@
 """Buffer facts: which buffer a view looks into, which buffers nothing writes, which
-arguments a function may write or reshape.
+arguments a function may write or reshape, which ops only initialize a new buffer.
 
 What each op does to buffers comes from the dialects' tables in
 :mod:`isozyme.compiler.ad_rules` (views, writes); this module combines them over a
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from xdsl.dialects import func, memref
+from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import MemRefType
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import Block, Operation, SSAValue
 from xdsl.traits import SymbolTable
 
 from isozyme.compiler.ad_rules import view_source as _view_source
@@ -119,3 +119,40 @@ def collapsed_arguments(fn: func.FuncOp) -> set[int]:
     shadow, so the shadow must have the same layout.  An external function (``print``)
     does not view its arguments."""
     return _arguments_reached(fn, _collapsed, unknown_call_reaches=False)
+
+
+def _fills_with_constants(op: Operation, buf: SSAValue) -> bool:
+    """Whether ``op``'s only memory effect is storing constants into ``buf``."""
+    stores = False
+    for inner in op.walk():
+        if isinstance(inner, memref.StoreOp):
+            if inner.memref is not buf or not isinstance(inner.value.owner, arith.ConstantOp):
+                return False
+            stores = True
+        elif not isinstance(
+            inner, (scf.ForOp, scf.YieldOp, arith.ConstantOp, memref.DimOp)
+        ) and not (inner.name.startswith("arith.") and not inner.regions):
+            return False
+    return stores
+
+
+def initializations(block: Block) -> set[Operation]:
+    """Ops that fill a buffer allocated in ``block`` with constants right after its
+    ``memref.alloc`` (``np.zeros(n)``), before anything reads it.
+
+    Their reverse would zero the buffer's shadow; but in the reverse sweep nothing reads
+    that shadow after them (the allocation comes next, and ends the shadow's life), so
+    the reverse sweep skips them.
+    """
+    skip: set[Operation] = set()
+    ops = list(block.ops)
+    for k, op in enumerate(ops):
+        if not isinstance(op, memref.AllocOp):
+            continue
+        for nxt in ops[k + 1 :]:
+            if isinstance(nxt, (arith.ConstantOp, memref.DimOp)):
+                continue
+            if not _fills_with_constants(nxt, op.memref):
+                break
+            skip.add(nxt)
+    return skip

@@ -1,0 +1,99 @@
+"""Derivative rules of the ``func`` dialect: ``func.call`` calls the callee's own
+derivative function (``fwddiffe<callee>`` in forward mode, ``diffe<callee>`` in reverse
+mode, which recomputes its primal), generated on demand by the derivative factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from xdsl.dialects import func
+from xdsl.ir import Operation, SSAValue
+
+from isozyme.compiler.ad.common import lookup_callee
+from isozyme.compiler.ad_rules.registry import CallRule, Edge, register
+from isozyme.compiler.analysis.buffers import is_buffer
+from isozyme.compiler.emitter import Emitter
+from isozyme.dialects.enzyme import Activity
+from isozyme.errors import UnsupportedError
+
+
+class FuncCallRule(CallRule):
+    """``func.call`` of a function whose body is in the module."""
+
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        assert isinstance(op, func.CallOp)
+        for a in op.arguments:
+            for r in op.results:
+                yield a, r
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, func.CallOp)
+        if not fwd.info.any_active(op.results):
+            e.insert(op.clone(value_mapper=fwd.vmap))
+            return
+        if any(is_buffer(a) and a in fwd.tan for a in op.arguments):
+            raise UnsupportedError(
+                f"forward mode of a call of {op.callee} with an active buffer argument "
+                "(inline the callee)"
+            )
+        callee = lookup_callee(op)
+        acts = [
+            Activity.DUP if fwd.tan.get(a) is not None else Activity.CONST
+            for a in op.arguments
+        ]
+        rets = [
+            Activity.DUP if fwd.info.is_active(r) else Activity.CONST for r in op.results
+        ]
+        name = fwd.factory.forward(callee, acts, rets)
+        operands: list[SSAValue] = []
+        for a, act in zip(op.arguments, acts):
+            operands.append(fwd.vmap.get(a, a))
+            if act is Activity.DUP:
+                operands.append(fwd.tan[a])
+        types = []
+        for r, act in zip(op.results, rets):
+            types.append(r.type)
+            if act is Activity.DUP:
+                types.append(r.type)
+        call = e.insert(func.CallOp(name, operands, types))
+        k = 0
+        for r, act in zip(op.results, rets):
+            fwd.vmap[r] = call.res[k]
+            k += 1
+            if act is Activity.DUP:
+                fwd.tan[r] = call.res[k]
+                k += 1
+
+    def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
+        assert isinstance(op, func.CallOp)
+        if any(is_buffer(a) and rev.info.is_active(a) for a in op.arguments):
+            raise UnsupportedError(
+                f"reverse mode of a call of {op.callee} with an active buffer argument "
+                "(inline the callee)"
+            )
+        act_res = [r for r in op.results if rev.info.is_active(r) and r in ctx.adj]
+        if not act_res:
+            return
+        callee = lookup_callee(op)
+        acts = [
+            Activity.ACTIVE if rev.info.is_active(a) else Activity.CONST
+            for a in op.arguments
+        ]
+        rets = [
+            Activity.ACTIVENONEED if r in act_res else Activity.CONSTNONEED
+            for r in op.results
+        ]
+        name = rev.factory.reverse(callee, acts, rets)
+        operands = [rev.primal(a, ctx) for a in op.arguments]
+        operands += [ctx.adj[r] for r in act_res]
+        active_args = [a for a, act in zip(op.arguments, acts) if act is Activity.ACTIVE]
+        call = ctx.e.insert(func.CallOp(name, operands, [a.type for a in active_args]))
+        for a, g in zip(active_args, call.res):
+            rev.accumulate(ctx, a, g)
+
+
+FUNC_RULES: dict[type[Operation], CallRule] = {func.CallOp: FuncCallRule()}
+
+register(FUNC_RULES)

@@ -1,0 +1,379 @@
+"""Derivative rules of the ``scf`` dialect (Enzyme-MLIR's SCFDerivatives.td).
+
+Structured control flow keeps its structure in both modes.
+
+Forward mode: ``scf.for``/``scf.while`` carry the tangents of active loop-carried values
+as extra iteration arguments, ``scf.if`` yields extra tangent results.
+
+Reverse mode:
+
+* ``scf.for`` becomes an ``scf.for`` over the same trip count, run backwards; its
+  iteration arguments carry the adjoints of the loop-carried values and of every active
+  value from outside the loop that the body reads.  The induction variable is
+  recomputed, not cached.
+* ``scf.while`` gets an iteration counter in the forward sweep; its reverse is an
+  ``scf.for`` over that count.
+* ``scf.if`` becomes an ``scf.if`` on the same condition whose results are the updated
+  adjoints of the outside values the branches read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from xdsl.dialects import scf
+from xdsl.dialects.builtin import IndexType
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from isozyme.compiler.ad.tape import RevCtx, free_values
+from isozyme.compiler.ad_rules.registry import Edge, RegionRule, register
+from isozyme.compiler.analysis.buffers import is_buffer
+from isozyme.compiler.emitter import Emitter
+from isozyme.errors import UnsupportedError
+
+
+def _terminator(block: Block) -> Operation:
+    last = block.last_op
+    assert last is not None
+    return last
+
+
+def carried_active(info: Any, *groups: Sequence[SSAValue]) -> list[int]:
+    """Positions i where any of ``groups[k][i]`` is active."""
+    n = len(groups[0])
+    return [i for i in range(n) if any(info.is_active(g[i]) for g in groups)]
+
+
+def outer_active_scalars(rev: Any, op: Operation) -> list[SSAValue]:
+    """Active non-buffer values defined outside ``op`` that its regions read: their
+    adjoints are carried out of ``op``'s reverse."""
+    return [v for v in free_values(op) if rev.info.is_active(v) and not is_buffer(v)]
+
+
+def loop_reverse(
+    rev: Any,
+    ctx: RevCtx,
+    op: Operation,
+    body: Block,
+    carried: Sequence[SSAValue],
+    results: Sequence[SSAValue],
+    inits: Sequence[SSAValue],
+    trip_count: SSAValue,
+    iteration: Callable[[SSAValue, RevCtx], Callable[[], SSAValue]],
+    iv_recompute: Callable[[SSAValue, RevCtx], Callable[[], SSAValue]] | None,
+) -> None:
+    """Reverse a loop whose body block is ``body`` with carried block args ``carried``:
+    an ``scf.for`` from 0 to ``trip_count``; ``iteration(k, child)`` gives the emitter
+    of the primal iteration number of reverse iteration ``k``."""
+    act = [
+        i for i in range(len(carried))
+        if rev.info.is_active(carried[i]) or rev.info.is_active(results[i])
+    ]
+    outer = outer_active_scalars(rev, op)
+    if not act and not outer and not rev.touches_shadow(op):
+        return
+    e = ctx.e
+    rinits = [rev.adj_or_zero(ctx, ctx, results[i]) for i in act]
+    rinits += [rev.adj_or_zero(ctx, ctx, v) for v in outer]
+    index = IndexType()
+    rblock = Block(arg_types=[index] + [v.type for v in rinits])
+    child = RevCtx(body, ctx, rblock)
+    child.iteration = [iteration(rblock.args[0], child)]
+    for k, v in enumerate(outer):
+        child.adj[v] = rblock.args[1 + len(act) + k]
+    if iv_recompute is not None:
+        child.recompute[rev.fwd_map[body.args[0]]] = iv_recompute(rblock.args[0], child)
+    term = _terminator(body)
+    for k, i in enumerate(act):
+        rev.accumulate(child, term.operands[i], rblock.args[1 + k])
+    rev.reverse_block(child)
+    yields = [rev.adj_or_zero(child, child, carried[i]) for i in act]
+    yields += [child.adj[v] for v in outer]
+    child.e.insert(scf.YieldOp(*yields))
+    c0, c1 = e.const(0, index), e.const(1, index)
+    rloop = e.insert(scf.ForOp(c0, trip_count, c1, rinits, rblock))
+    for k, v in enumerate(outer):
+        ctx.adj[v] = rloop.res[len(act) + k]
+    for k, i in enumerate(act):
+        rev.accumulate(ctx, inits[i], rloop.res[k])
+
+
+def _reversed_iteration(n: SSAValue, rev: Any) -> Callable[[SSAValue, RevCtx], Callable[[], SSAValue]]:
+    """Reverse iteration k of a loop of n iterations is primal iteration n-1-k."""
+
+    def make(k: SSAValue, child: RevCtx) -> Callable[[], SSAValue]:
+        memo: list[SSAValue] = []
+
+        def emit() -> SSAValue:
+            if not memo:
+                with rev.prologue(child) as ce:
+                    memo.append(ce.subi(ce.subi(n, ce.const(1, IndexType())), k))
+            return memo[0]
+
+        return emit
+
+    return make
+
+
+class ForRule(RegionRule):
+    """``scf.for``."""
+
+    def recomputes_arg(self, op: Operation, arg: SSAValue) -> bool:
+        assert isinstance(op, scf.ForOp)
+        return arg is op.body.block.args[0]
+
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        assert isinstance(op, scf.ForOp)
+        body = op.body.block
+        yielded = _terminator(body).operands
+        for i, res in enumerate(op.res):
+            arg = body.args[i + 1]
+            yield op.iter_args[i], arg
+            yield yielded[i], arg
+            yield yielded[i], res
+            yield op.iter_args[i], res
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, scf.ForOp)
+        body = op.body.block
+        carried = list(body.args[1:])
+        act = carried_active(fwd.info, carried, list(op.res))
+        inits = [fwd.vmap.get(v, v) for v in op.iter_args]
+        inits += [fwd.tangent_or_zero(e, op.iter_args[i]) for i in act]
+        new_block = Block(arg_types=[body.args[0].type] + [v.type for v in inits])
+        fwd.vmap[body.args[0]] = new_block.args[0]
+        for i, arg in enumerate(carried):
+            fwd.vmap[arg] = new_block.args[1 + i]
+        for k, i in enumerate(act):
+            fwd.tan[carried[i]] = new_block.args[1 + len(carried) + k]
+        be = Emitter(InsertPoint.at_end(new_block))
+        term = fwd.emit_block_body(be, body)
+        yields = [fwd.vmap.get(v, v) for v in term.operands]
+        yields += [fwd.tangent_or_zero(be, term.operands[i]) for i in act]
+        be.insert(scf.YieldOp(*yields))
+        new = e.insert(
+            scf.ForOp(
+                fwd.vmap.get(op.lb, op.lb), fwd.vmap.get(op.ub, op.ub),
+                fwd.vmap.get(op.step, op.step), inits, new_block,
+            )
+        )
+        for i, r in enumerate(op.res):
+            fwd.vmap[r] = new.res[i]
+        for k, i in enumerate(act):
+            fwd.tan[op.res[i]] = new.res[len(carried) + k]
+
+    def reverse(self, rev: Any, ctx: RevCtx, op: Operation) -> None:
+        assert isinstance(op, scf.ForOp)
+        if not rev.needs_reverse(op) and not rev.touches_shadow(op):
+            return
+        e = ctx.e
+        lb, ub, step = (rev.primal(v, ctx) for v in (op.lb, op.ub, op.step))
+        if lb.type != IndexType():
+            raise UnsupportedError("reverse mode of scf.for needs index-typed bounds")
+        n = e.maxsi(e.ceildivsi(e.subi(ub, lb), step), e.const(0, IndexType()))
+        iteration = _reversed_iteration(n, rev)
+
+        def iv_recompute(k: SSAValue, child: RevCtx) -> Callable[[], SSAValue]:
+            j = iteration(k, child)
+
+            def emit() -> SSAValue:
+                # iteration k of the reverse loop is iteration n-1-k of the primal
+                jj = j()
+                with rev.prologue(child) as ce:
+                    return ce.addi(lb, ce.muli(jj, step))
+
+            return emit
+
+        body = op.body.block
+        loop_reverse(
+            rev, ctx, op, body, list(body.args[1:]), list(op.res), list(op.iter_args), n,
+            iteration, iv_recompute,
+        )
+
+
+class IfRule(RegionRule):
+    """``scf.if``."""
+
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        assert isinstance(op, scf.IfOp)
+        for region in (op.true_region, op.false_region):
+            if region.blocks:
+                for y, res in zip(_terminator(region.block).operands, op.results):
+                    yield y, res
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, scf.IfOp)
+        act = [i for i, r in enumerate(op.results) if fwd.info.is_active(r)]
+        types = [r.type for r in op.results] + [op.results[i].type for i in act]
+        regions = []
+        for region in (op.true_region, op.false_region):
+            block = Block()
+            be = Emitter(InsertPoint.at_end(block))
+            if region.blocks:
+                term = fwd.emit_block_body(be, region.block)
+                yields = [fwd.vmap.get(v, v) for v in term.operands]
+                yields += [fwd.tangent_or_zero(be, term.operands[i]) for i in act]
+            else:
+                yields = []
+            be.insert(scf.YieldOp(*yields))
+            regions.append(Region(block))
+        new = e.insert(scf.IfOp(fwd.vmap.get(op.cond, op.cond), types, *regions))
+        for i, r in enumerate(op.results):
+            fwd.vmap[r] = new.results[i]
+        for k, i in enumerate(act):
+            fwd.tan[op.results[i]] = new.results[len(op.results) + k]
+
+    def reverse(self, rev: Any, ctx: RevCtx, op: Operation) -> None:
+        assert isinstance(op, scf.IfOp)
+        outer = outer_active_scalars(rev, op)
+        if not outer and not rev.touches_shadow(op):
+            return
+        e = ctx.e
+        cond = rev.primal(op.cond, ctx)
+        current = [rev.adj_or_zero(ctx, ctx, v) for v in outer]
+        seeds = [ctx.adj.get(r) if rev.info.is_active(r) else None for r in op.results]
+        regions = []
+        for region in (op.true_region, op.false_region):
+            rblock = Block()
+            fwd_block = region.block if region.blocks else None
+            child = RevCtx(fwd_block, ctx, rblock)
+            for v, a in zip(outer, current):
+                child.adj[v] = a
+            if fwd_block is not None:
+                term = _terminator(fwd_block)
+                for y, s in zip(term.operands, seeds):
+                    rev.accumulate(child, y, s)
+                rev.reverse_block(child)
+            child.e.insert(scf.YieldOp(*[child.adj[v] for v in outer]))
+            regions.append(Region(rblock))
+        rif = e.insert(scf.IfOp(cond, [v.type for v in outer], *regions))
+        for k, v in enumerate(outer):
+            ctx.adj[v] = rif.results[k]
+
+
+class WhileRule(RegionRule):
+    """``scf.while`` (reverse mode: a 'before' region that forwards its arguments)."""
+
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        assert isinstance(op, scf.WhileOp)
+        before, after = op.before_region.block, op.after_region.block
+        cond = _terminator(before)
+        after_yield = _terminator(after)
+        for i, arg in enumerate(before.args):
+            yield op.arguments[i], arg
+            yield after_yield.operands[i], arg
+        for i, v in enumerate(cond.operands[1:]):
+            yield v, after.args[i]
+            yield v, op.results[i]
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, scf.WhileOp)
+        before, after = op.before_region.block, op.after_region.block
+        n_before, n_after = len(before.args), len(after.args)
+        act_b = carried_active(fwd.info, list(before.args), list(op.arguments))
+        act_a = carried_active(fwd.info, list(after.args), list(op.results))
+        inits = [fwd.vmap.get(v, v) for v in op.arguments]
+        inits += [fwd.tangent_or_zero(e, op.arguments[i]) for i in act_b]
+        # before region: evaluates the condition, forwards values to `after`
+        bblock = Block(arg_types=[v.type for v in inits])
+        for i, a in enumerate(before.args):
+            fwd.vmap[a] = bblock.args[i]
+        for k, i in enumerate(act_b):
+            fwd.tan[before.args[i]] = bblock.args[n_before + k]
+        be = Emitter(InsertPoint.at_end(bblock))
+        cond = fwd.emit_block_body(be, before)
+        fwd_vals = list(cond.operands[1:])
+        cargs = [fwd.vmap.get(v, v) for v in fwd_vals]
+        cargs += [fwd.tangent_or_zero(be, fwd_vals[i]) for i in act_a]
+        be.insert(scf.ConditionOp(fwd.vmap.get(cond.operands[0], cond.operands[0]), *cargs))
+        # after region: the loop body
+        ablock = Block(arg_types=[v.type for v in cargs])
+        for i, a in enumerate(after.args):
+            fwd.vmap[a] = ablock.args[i]
+        for k, i in enumerate(act_a):
+            fwd.tan[after.args[i]] = ablock.args[n_after + k]
+        ae = Emitter(InsertPoint.at_end(ablock))
+        term = fwd.emit_block_body(ae, after)
+        yields = [fwd.vmap.get(v, v) for v in term.operands]
+        yields += [fwd.tangent_or_zero(ae, term.operands[i]) for i in act_b]
+        ae.insert(scf.YieldOp(*yields))
+        new = e.insert(
+            scf.WhileOp(inits, [v.type for v in cargs], Region(bblock), Region(ablock))
+        )
+        for i, r in enumerate(op.results):
+            fwd.vmap[r] = new.results[i]
+        for k, i in enumerate(act_a):
+            fwd.tan[op.results[i]] = new.results[n_after + k]
+
+    def prepare_reverse(self, rev: Any, op: Operation) -> None:
+        """Make the forward-sweep clone of ``op`` count its iterations."""
+        assert isinstance(op, scf.WhileOp)
+        if not (rev.needs_reverse(op) or rev.touches_shadow(op)):
+            return
+        clone = rev.op_map[op]
+        assert isinstance(clone, scf.WhileOp)
+        index = IndexType()
+        zero = Emitter(InsertPoint.before(clone)).const(0, index)
+        after = clone.detach_region(1)
+        before = clone.detach_region(0)
+        bcount = before.block.insert_arg(index, len(before.block.args))
+        cond = before.block.last_op
+        assert isinstance(cond, scf.ConditionOp)
+        Emitter(InsertPoint.before(cond)).insert(
+            scf.ConditionOp(cond.condition, *cond.args, bcount)
+        )
+        Rewriter.erase_op(cond)
+        acount = after.block.insert_arg(index, len(after.block.args))
+        yld = after.block.last_op
+        assert yld is not None
+        ye = Emitter(InsertPoint.before(yld))
+        nxt = ye.addi(acount, ye.const(1, index))
+        ye.insert(scf.YieldOp(*yld.operands, nxt))
+        Rewriter.erase_op(yld)
+        new = scf.WhileOp(
+            [*clone.arguments, zero], [*clone.result_types, index], before, after
+        )
+        Emitter(InsertPoint.before(clone)).insert(new)
+        remap = {}
+        for old_r, new_r in zip(clone.results, new.results):
+            old_r.replace_all_uses_with(new_r)
+            remap[old_r] = new_r
+        Rewriter.erase_op(clone)
+        for k, v in rev.fwd_map.items():
+            if v in remap:
+                rev.fwd_map[k] = remap[v]
+        rev.op_map[op] = new
+        rev.while_counters[op] = new.results[-1]
+
+    def reverse(self, rev: Any, ctx: RevCtx, op: Operation) -> None:
+        assert isinstance(op, scf.WhileOp)
+        if not rev.needs_reverse(op) and not rev.touches_shadow(op):
+            return
+        before, after = op.before_region.block, op.after_region.block
+        cond = before.last_op
+        assert isinstance(cond, scf.ConditionOp)
+        if list(cond.args) != list(before.args) or len(after.args) != len(before.args):
+            raise UnsupportedError(
+                "reverse mode of scf.while needs a 'before' region that forwards its "
+                "arguments unchanged"
+            )
+        if any(rev.info.any_active(o.results) for o in before.ops):
+            raise UnsupportedError(
+                "reverse mode of scf.while with active computation in its condition"
+            )
+        n = rev.fetch(rev.while_counters[op], ctx)
+        loop_reverse(
+            rev, ctx, op, after, list(after.args), list(op.results), list(op.arguments), n,
+            _reversed_iteration(n, rev), None,
+        )
+
+
+SCF_RULES: dict[type[Operation], RegionRule] = {
+    scf.ForOp: ForRule(),
+    scf.IfOp: IfRule(),
+    scf.WhileOp: WhileRule(),
+}
+
+register(SCF_RULES)
