@@ -26,6 +26,7 @@ from isozyme.annotations import (
 )
 from isozyme.api import GradientResult, autodiff, clear_cache, gradient, gradient_, ir, ir_stages
 from isozyme.config import config
+from isozyme.frontends.python.parallel import prange
 from isozyme.errors import (
     AnnotationError,
     CompileError,
@@ -47,5 +48,5 @@ __all__ = [
     "ReverseWithPrimal", "ShapeError", "TraceError", "UnsupportedError", "autodiff", "clear_cache", "config",
     "gradient",
     "gradient_",
-    "ir", "ir_stages",
+    "ir", "ir_stages", "prange",
 ]

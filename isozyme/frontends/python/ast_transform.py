@@ -16,6 +16,11 @@ The rewrite (``_iz_`` below is :mod:`isozyme.frontends.python.ops`):
   statements is first rewritten so that the rest becomes the ``else`` branch);
 * ``for i in range(...)`` without ``else``/``break``/``continue``/``return`` becomes a
   body function and ``_iz_.for_range(...)``;
+* ``for i in prange(...)`` (any name or ``module.attr`` that resolves, in the function's
+  globals or closure, to :func:`isozyme.prange`) becomes a body function and
+  ``_iz_.for_prange(...)``, with the reduction kind of each variable the body updates
+  as ``s += e``/``s = max(s, e)``...; with ``else``/``break``/``continue``/``return``
+  it becomes ``_iz_.prange_unsupported(...)``, which raises when run;
 * ``while c:`` without ``else``/``break``/``continue``/``return`` becomes a condition
   function, a body function and ``_iz_.while_(...)``;
 * nested ``def`` and ``lambda`` are converted too and marked as such.
@@ -146,7 +151,7 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
         if _contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
             return _Compiled(None)  # generators run as plain Python
     ast.increment_lineno(node, first_line - 1 - line_offset)
-    converter = _Converter(filename)
+    converter = _Converter(filename, _resolver(fn))
     if isinstance(node, ast.FunctionDef):
         node.decorator_list = []
         # Renamed so that the function's own name inside its body still resolves to the
@@ -202,6 +207,123 @@ def _find_lambda(source: str, code: types.CodeType) -> tuple[ast.Lambda | None, 
 # --------------------------------------------------------------------------- analysis
 
 
+_UNRESOLVED = object()
+
+
+def _resolver(fn: Callable[..., Any]) -> Callable[[ast.expr], object]:
+    """Resolve a ``name`` or ``module.attr...`` expression the way ``fn``'s body would
+    (closure, globals, builtins), or give ``_UNRESOLVED`` (locals, non-module attributes:
+    known only when the code runs)."""
+    code = fn.__code__  # type: ignore[attr-defined]
+    scope: dict[str, Any] = {}
+    builtins_ = fn.__globals__.get("__builtins__", {})  # type: ignore[attr-defined]
+    scope.update(builtins_ if isinstance(builtins_, dict) else vars(builtins_))
+    scope.update(fn.__globals__)  # type: ignore[attr-defined]
+    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):  # type: ignore[attr-defined]
+        try:
+            scope[name] = cell.cell_contents
+        except ValueError:
+            scope.pop(name, None)
+    local_names = set(code.co_varnames) | set(code.co_cellvars)
+
+    def resolve(node: ast.expr) -> object:
+        if isinstance(node, ast.Name):
+            if node.id in local_names:
+                return _UNRESOLVED
+            return scope.get(node.id, _UNRESOLVED)
+        if isinstance(node, ast.Attribute):
+            base = resolve(node.value)
+            if isinstance(base, types.ModuleType):
+                return getattr(base, node.attr, _UNRESOLVED)
+        return _UNRESOLVED
+
+    return resolve
+
+
+def _callee_name(node: ast.expr) -> str | None:
+    """``f`` of ``f`` or ``a.b.f``."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
+
+
+_REDUCTION_OPS = {ast.Add: "add", ast.Sub: "add", ast.Mult: "mul"}
+
+
+def _reduction_update(stmt: ast.AST, name: str) -> tuple[str, ast.expr] | None:
+    """``(kind, e)`` when ``stmt`` is ``name += e``, ``name -= e``, ``name *= e``,
+    ``name = name + e`` (or ``e + name``), ``name = name - e``, ``name = name * e`` (or
+    ``e * name``), ``name = max(name, e)`` (or ``max(e, name)``), ``name = min(...)``."""
+
+    def is_name(e: ast.expr) -> bool:
+        return isinstance(e, ast.Name) and e.id == name
+
+    if isinstance(stmt, ast.AugAssign) and is_name(stmt.target):
+        kind = _REDUCTION_OPS.get(type(stmt.op))
+        return (kind, stmt.value) if kind else None
+    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and is_name(stmt.targets[0])):
+        return None
+    v = stmt.value
+    if isinstance(v, ast.BinOp) and type(v.op) in _REDUCTION_OPS:
+        kind = _REDUCTION_OPS[type(v.op)]
+        if is_name(v.left):
+            return kind, v.right
+        if is_name(v.right) and not isinstance(v.op, ast.Sub):
+            return kind, v.left
+        return None
+    if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) \
+            and v.func.id in ("max", "min") and len(v.args) == 2 and not v.keywords \
+            and not any(isinstance(a, ast.Starred) for a in v.args):
+        a, b = v.args
+        if is_name(a):
+            return v.func.id, b
+        if is_name(b):
+            return v.func.id, a
+    return None
+
+
+def prange_reductions(body: list[ast.stmt], names: Iterable[str]) -> dict[str, str]:
+    """The variables of a ``prange`` body that are reductions, with their kind.
+
+    ``s`` is a reduction when every statement of the body that assigns it is a
+    reduction update of one kind (:func:`_reduction_update`; ``+`` and ``-`` are one
+    kind), the updated expression does not read ``s``, and no other code of the body
+    (nested functions included) reads or assigns it.
+    """
+    stmts = list(ast.walk(ast.Module(body=body, type_ignores=[])))
+    out: dict[str, str] = {}
+    for name in names:
+        kinds: set[str] = set()
+        update_nodes: set[int] = set()
+        ok = True
+        for node in stmts:
+            found = _reduction_update(node, name)
+            if found is not None:
+                kind, e = found
+                if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(e)):
+                    ok = False
+                    break
+                kinds.add(kind)
+                update_nodes.add(id(node))
+        if not ok or len(kinds) != 1:
+            continue
+        allowed: set[int] = set()
+        for node in stmts:
+            if id(node) in update_nodes:
+                allowed.update(id(n) for n in ast.walk(node)
+                               if isinstance(n, ast.Name) and n.id == name)
+        others = [n for n in stmts if (isinstance(n, ast.Name) and n.id == name
+                                       and id(n) not in allowed)
+                  or (isinstance(n, (ast.Global, ast.Nonlocal)) and name in n.names)
+                  or (isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name)]
+        if not others:
+            out[name] = kinds.pop()
+    return out
+
+
+
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
@@ -226,12 +348,14 @@ def _contains(nodes: Iterable[ast.AST] | ast.AST, kinds: tuple[type, ...]) -> bo
     return False
 
 
-def _loop_exits(stmts: list[ast.stmt]) -> bool:
-    """Whether ``stmts`` contain a ``break``/``continue`` of the enclosing loop."""
+def _loop_exits(stmts: list[ast.stmt],
+                kinds: tuple[type, ...] = (ast.Break, ast.Continue)) -> bool:
+    """Whether ``stmts`` contain a ``break``/``continue`` (``kinds``) of the enclosing
+    loop."""
     stack: list[ast.AST] = list(stmts)
     while stack:
         node = stack.pop()
-        if isinstance(node, (ast.Break, ast.Continue)):
+        if isinstance(node, kinds):
             return True
         if isinstance(node, _SCOPES):
             continue
@@ -448,9 +572,11 @@ class _ExprConverter(ast.NodeTransformer):
 class _Converter:
     """Converts the statements of one function (see the module docstring)."""
 
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str,
+                 resolve: Callable[[ast.expr], object] = lambda e: _UNRESOLVED) -> None:
         self.filename = filename
         self.counter = 0
+        self.resolve = resolve
 
     def fresh(self, kind: str) -> str:
         self.counter += 1
@@ -558,7 +684,66 @@ class _Converter:
 
     # -- for
 
+    def is_prange(self, it: ast.expr) -> bool:
+        """Whether ``it`` is a call of :func:`isozyme.prange` (resolved through the
+        function's scope; an unresolvable callee named ``prange`` counts too, and
+        ``_iz_.for_prange`` checks the object when the loop runs)."""
+        if not (isinstance(it, ast.Call) and 1 <= len(it.args) <= 3 and not it.keywords
+                and not any(isinstance(a, ast.Starred) for a in it.args)):
+            return False
+        from .parallel import prange  # noqa: PLC0415 (parallel imports this package)
+
+        found = self.resolve(it.func)
+        if found is _UNRESOLVED:
+            return _callee_name(it.func) == "prange"
+        return found is prange
+
+    def prange(self, node: ast.For, *, in_loop: bool) -> list[ast.stmt]:
+        """``for i in prange(...)``: ``_iz_.for_prange``, or ``_iz_.prange_unsupported``
+        before the loop left as Python when it has an early exit or ``else:``."""
+        it = node.iter
+        assert isinstance(it, ast.Call)
+        why = None
+        if node.orelse:
+            why = "an `else:` clause"
+        elif _loop_exits(node.body):
+            why = "`break`" if _loop_exits(node.body, kinds=(ast.Break,)) else "`continue`"
+        elif _contains(node.body, (ast.Return,)):
+            why = "`return`"
+        elif _contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
+            why = "`yield` or `await`"
+        elif not isinstance(node.target, ast.Name):
+            why = "a loop target that is not a single name"
+        if why is not None:
+            check = ast.If(
+                test=_call("prange_unsupported", copy.deepcopy(it.func), ast.Constant(why)),
+                body=self.plain_for(node, in_loop=in_loop), orelse=[])
+            return _located([check], node)
+        assert isinstance(node.target, ast.Name)
+        target = node.target.id
+        names = [n for n in assigned_names(node.body) if n != target]
+        all_names = [target, *names]
+        reductions = prange_reductions(node.body, names)
+        body_name = self.fresh("prange_body")
+        body = [*self.block(node.body, tail=False, in_loop=True),
+                ast.Return(_names_tuple(all_names, ast.Load()))]
+        args = ast.Tuple([self.expr(a) for a in it.args], ast.Load())
+        kinds = ast.Tuple([ast.Constant(reductions.get(n)) for n in names], ast.Load())
+        call = _call("for_prange", it.func, args, ast.Name(body_name, ast.Load()),
+                     _state(all_names), _str_tuple(all_names), kinds)
+        assign = ast.Assign(targets=[_names_tuple(all_names, ast.Store())], value=call)
+        return _located([_def(body_name, all_names, body), assign], node)
+
+    def plain_for(self, node: ast.For, *, in_loop: bool) -> list[ast.stmt]:
+        """``node`` left a Python ``for`` loop, its parts converted."""
+        node.iter = self.expr(node.iter)
+        node.body = self.block(node.body, tail=False, in_loop=True)
+        node.orelse = self.block(node.orelse, tail=False, in_loop=in_loop)
+        return [node]
+
     def for_(self, node: ast.For, *, in_loop: bool) -> list[ast.stmt]:
+        if self.is_prange(node.iter):
+            return self.prange(node, in_loop=in_loop)
         it = node.iter
         is_range = (
             isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"

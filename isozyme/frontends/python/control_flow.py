@@ -405,7 +405,7 @@ class _Carried:
 _MAX_RETRACES = 8
 
 
-def _trip_count(start: Any, stop: Any, step: Any) -> Tracer:
+def trip_count(start: Any, stop: Any, step: Any) -> Tracer:
     """``len(range(start, stop, step))`` as an ``i64`` tracer."""
     diff = stop if (not isinstance(start, Tracer) and start == 0) else stop - start
     if not isinstance(step, Tracer):
@@ -424,11 +424,15 @@ def _trip_count(start: Any, stop: Any, step: Any) -> Tracer:
     return emit1(arith.MaxSIOp(ssa(n), ssa(constant(0, i64))))
 
 
+_trip_count = trip_count  # the name arrays.py imports
+
+
 def _divsi(a: Any, b: int) -> Tracer:
     return emit1(arith.DivSIOp(ssa(as_tracer(a, i64)), ssa(constant(b, i64))))
 
 
-def _range_operand(v: Any, what: str) -> Any:
+def range_operand(v: Any, what: str) -> Any:
+    """A bound of ``range``/``prange``: an integer tracer (bools widened) or a Python int."""
     check_defined(v)
     if isinstance(v, Tracer):
         if is_float_type(v.type):
@@ -459,9 +463,9 @@ def for_range(
         start, stop, step = args[0], args[1], 1
     else:
         start, stop, step = args
-    start = _range_operand(start, "start")
-    stop = _range_operand(stop, "stop")
-    step = _range_operand(step, "step")
+    start = range_operand(start, "start")
+    stop = range_operand(stop, "stop")
+    step = range_operand(step, "step")
     if not isinstance(step, Tracer) and step == 0:
         raise ValueError("range() arg 3 must not be zero")
 
@@ -494,7 +498,7 @@ def for_range(
     else:  # pragma: no cover - types only widen, so this cannot loop forever
         raise trace_error("a `for` loop", "loop-carried types did not settle")
 
-    n = _trip_count(start, stop, step)
+    n = trip_count(start, stop, step)
     owner = n.value.owner
     if isinstance(owner, arith.IndexCastOp) and owner.input.type == index:
         upper = Tracer(owner.input)  # range(len(x)): the memref.dim itself

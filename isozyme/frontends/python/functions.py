@@ -50,6 +50,7 @@ from .builtins_table import lookup, passes_through
 from .context import FunctionBuilder, HelperEntry, building, current_builder, tracing
 from .debug_print import traced_print
 from .diagnostics import trace_error
+from .parallel import prange
 from .side_effects import intercept
 from .tracer import (
     EscapedValueError,
@@ -147,6 +148,8 @@ def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         current_builder().session.note_function(f)
     if f is builtins.print:  # printed by the compiled code on every call
         return traced_print(*args, **kwargs)
+    if f is prange:  # a range, or an error naming `for i in prange(...)` for traced bounds
+        return prange(*args, **kwargs)
     special = intercept(f)  # hash/id/open/random...: refused; isinstance: for tracers
     if special is not None:
         return special(*args, **kwargs)

@@ -21,12 +21,14 @@ from .control_flow import (
     while_,
 )
 from .functions import converted_call
+from .parallel import for_prange, prange_unsupported
 
 __all__ = [
     "and_",
     "compare_chain",
     "converted_call",
     "converted_fn",
+    "for_prange",
     "for_range",
     "if_return",
     "if_stmt",
@@ -34,6 +36,7 @@ __all__ = [
     "ld",
     "not_",
     "or_",
+    "prange_unsupported",
     "ret",
     "while_",
 ]
