@@ -1,0 +1,150 @@
+"""The ``cuda-emu`` source: the kernels' CUDA C compiled for the CPU.
+
+:func:`emu_source` returns one C++ translation unit: :data:`CUDA_EMU_HEADER` (which
+defines what ``nvcc`` would provide: ``__global__``, ``dim3``, the thread-local
+``threadIdx``/``blockIdx``/``blockDim``/``gridDim``, atomics as plain read-modify-writes,
+the bit-cast intrinsics, the math names through ``<cmath>``), then the very text
+:func:`~isozyme.compiler.gpu.cuda_printer.print_cuda` prints, then for each kernel a
+trampoline::
+
+    extern "C" void iz_emu_<name>(unsigned gx, unsigned gy, unsigned gz,
+                                  unsigned bx, unsigned by, unsigned bz, void** params)
+
+that unpacks the parameters (``*(T*)params[i]``, as ``cuLaunchKernel`` reads them) and
+runs every block in a shuffled order, and inside a block the threads in order.  The
+order is a permutation drawn from ``ISOZYME_EMU_SEED`` (read at each launch; a fixed
+seed by default) and the launch's number, so each launch of a process gets a different
+order and a kernel whose result depends on the block order shows it.
+``iz_emu_reset()`` sets the launch number back to 0 (reproducible orders in tests).
+
+``iz_emu_launch`` has ``cuLaunchKernel``'s signature and calls the trampoline it is
+given.  Compile with ``g++ -O2 -shared -fPIC -x c++ -std=c++17``.
+"""
+
+from __future__ import annotations
+
+from xdsl.dialects import builtin, gpu
+
+from isozyme.compiler.gpu.cuda_printer import translate
+
+#: Environment variable holding the seed of the block order.
+SEED_ENV = "ISOZYME_EMU_SEED"
+
+#: The command line that compiles :func:`emu_source` (output and input appended).
+GXX_FLAGS = ("-O2", "-shared", "-fPIC", "-x", "c++", "-std=c++17")
+
+CUDA_EMU_HEADER = r"""// cuda-emu: what nvcc provides to the kernels, for a host C++ compiler.
+#include <stdint.h>
+#include <math.h>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <cstdint>
+#include <atomic>
+#include <random>
+#include <vector>
+#include <utility>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+
+struct dim3 { unsigned x, y, z; };
+static thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+// Bit casts (CUDA intrinsics).
+static inline long long __double_as_longlong(double x) { long long r; std::memcpy(&r, &x, 8); return r; }
+static inline double __longlong_as_double(long long x) { double r; std::memcpy(&r, &x, 8); return r; }
+static inline unsigned __float_as_uint(float x) { unsigned r; std::memcpy(&r, &x, 4); return r; }
+static inline float __uint_as_float(unsigned x) { float r; std::memcpy(&r, &x, 4); return r; }
+static inline int __float_as_int(float x) { int r; std::memcpy(&r, &x, 4); return r; }
+static inline float __int_as_float(int x) { float r; std::memcpy(&r, &x, 4); return r; }
+
+// Bit counting, defined at 0 as CUDA's.
+static inline int __clzll(long long x) { return x == 0 ? 64 : __builtin_clzll((unsigned long long)x); }
+static inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
+static inline int __ffsll(long long x) { return __builtin_ffsll(x); }
+static inline int __ffs(int x) { return __builtin_ffs(x); }
+static inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+static inline int __popc(unsigned x) { return __builtin_popcount(x); }
+
+// Atomics: the threads of a launch run one after the other, so a plain
+// read-modify-write is atomic.
+static inline double atomicAdd(double* p, double v) { double o = *p; *p = o + v; return o; }
+static inline float atomicAdd(float* p, float v) { float o = *p; *p = o + v; return o; }
+static inline int atomicAdd(int* p, int v) {
+  int o = *p; *p = (int)((unsigned)o + (unsigned)v); return o; }
+static inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+  unsigned long long o = *p; *p = o + v; return o; }
+static inline unsigned long long atomicCAS(unsigned long long* p, unsigned long long c,
+                                           unsigned long long v) {
+  unsigned long long o = *p; if (o == c) *p = v; return o; }
+static inline unsigned atomicCAS(unsigned* p, unsigned c, unsigned v) {
+  unsigned o = *p; if (o == c) *p = v; return o; }
+
+// The launch loop: blocks in a shuffled order, the threads of a block in order.
+static std::atomic<unsigned long long> iz_emu_launches{0};
+
+extern "C" void iz_emu_reset(void) { iz_emu_launches = 0; }
+
+template <typename F>
+static void iz_emu_run(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                       unsigned bz, F&& kernel) {
+  const char* env = std::getenv("ISOZYME_EMU_SEED");
+  unsigned long long seed = env ? std::strtoull(env, nullptr, 10) : 20240611ULL;
+  unsigned long long launch = iz_emu_launches++;
+  std::seed_seq seq{(unsigned)seed, (unsigned)(seed >> 32), (unsigned)launch,
+                    (unsigned)(launch >> 32)};
+  std::mt19937_64 rng(seq);
+  std::vector<unsigned long long> order((unsigned long long)gx * gy * gz);
+  for (unsigned long long i = 0; i < order.size(); ++i) order[i] = i;
+  for (unsigned long long i = order.size(); i > 1; --i) {  // Fisher-Yates
+    unsigned long long j = rng() % i;
+    std::swap(order[i - 1], order[j]);
+  }
+  gridDim = dim3{gx, gy, gz};
+  blockDim = dim3{bx, by, bz};
+  for (unsigned long long b : order) {
+    blockIdx = dim3{(unsigned)(b % gx), (unsigned)((b / gx) % gy), (unsigned)(b / gx / gy)};
+    for (unsigned z = 0; z < bz; ++z)
+      for (unsigned y = 0; y < by; ++y)
+        for (unsigned x = 0; x < bx; ++x) {
+          threadIdx = dim3{x, y, z};
+          kernel();
+        }
+  }
+}
+
+typedef void (*iz_emu_trampoline)(unsigned, unsigned, unsigned, unsigned, unsigned,
+                                  unsigned, void**);
+
+// cuLaunchKernel's signature; f is the address of an iz_emu_<kernel> trampoline.
+extern "C" int iz_emu_launch(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                             unsigned by, unsigned bz, unsigned shmem, void* stream,
+                             void** params, void** extra) {
+  (void)shmem; (void)stream; (void)extra;
+  ((iz_emu_trampoline)f)(gx, gy, gz, bx, by, bz, params);
+  return 0;
+}
+"""
+
+
+def trampoline(name: str, param_types: list[str]) -> str:
+    """``iz_emu_<name>``: unpack the parameters and run the grid."""
+    unpack = "".join(f"  {t} a{i} = *({t}*)params[{i}];\n"
+                     for i, t in enumerate(param_types))
+    args = ", ".join(f"a{i}" for i in range(len(param_types)))
+    return (f'extern "C" void iz_emu_{name}(unsigned gx, unsigned gy, unsigned gz, '
+            f"unsigned bx, unsigned by, unsigned bz, void** params) {{\n"
+            f"{unpack}"
+            f"  iz_emu_run(gx, gy, gz, bx, by, bz, [&] {{ {name}({args}); }});\n}}\n")
+
+
+def emu_source(module: builtin.ModuleOp | gpu.ModuleOp) -> str:
+    """The C++ translation unit of the ``cuda-emu`` target for the kernels of
+    ``module``: header, the CUDA C of :func:`print_cuda`, one trampoline per kernel."""
+    unit = translate(module)
+    parts = [CUDA_EMU_HEADER, unit.text]
+    parts += [trampoline(k.name, k.param_types) for k in unit.kernels]
+    return "\n".join(parts)
