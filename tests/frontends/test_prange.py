@@ -25,7 +25,7 @@ from isozyme.errors import TraceError, UnsupportedError
 from isozyme.frontends.python import TracedFunction, array_memref_type, trace
 from isozyme.runtime import compile_llvm_module
 
-from .ir_eval import evaluate
+from .ir_eval import evaluate, lower_linalg
 from .roundtrip import reparse
 
 THIS_FILE = os.path.basename(__file__)
@@ -50,7 +50,7 @@ def sequential(t: TracedFunction):
     module = t.module.clone()
     ConvertParallelToForPass().apply(make_context(), module)
     module.verify()
-    return module
+    return lower_linalg(module)
 
 
 def run(t: TracedFunction, *args):
@@ -313,6 +313,114 @@ def test_private_temporaries_and_python_values_in_the_body() -> None:
         return c
 
     check(f, [V, V], np.arange(4.0), np.zeros(4))
+
+
+# --------------------------------------------------------------------------- accumulation
+
+
+def _atomics(t: TracedFunction) -> list[memref.AtomicRMWOp]:
+    return ops_of(t, memref.AtomicRMWOp)
+
+
+def test_scatter_with_colliding_indices_is_an_atomic_add() -> None:
+    def f(idx, w, h):
+        for i in prange(len(idx)):
+            h[idx[i]] += w[i]
+            h[0] -= 0.5
+
+    idx = np.array([0, 2, 2, 1, 2, 0, 3])
+    w = np.arange(1.0, 8.0)
+    t = check(f, [VI, V, V], idx, w, np.zeros(4))
+    atomics = _atomics(t)
+    assert len(atomics) == 2 and {a.kind.value.data for a in atomics} == {0}  # addf
+    assert not ops_of(t, memref.StoreOp)
+    # numbers against numpy's unbuffered add
+    h = np.zeros(4)
+    run(t, idx, w, h)
+    expected = np.zeros(4)
+    np.add.at(expected, idx, w)
+    expected[0] -= 0.5 * len(idx)
+    np.testing.assert_array_equal(h, expected)
+
+
+def test_atomic_kind_numbering_matches_the_compiler_table() -> None:
+    from isozyme.compiler.lowering.convert_parallel_to_for import ATOMIC_RMW_KIND
+    from isozyme.frontends.python.parallel import _ATOMIC_RMW_KIND
+
+    assert all(ATOMIC_RMW_KIND[k] == v for k, v in _ATOMIC_RMW_KIND.items())
+
+
+def test_integer_scatter_is_an_atomic_addi() -> None:
+    def f(idx, counts):
+        for i in prange(len(idx)):
+            counts[idx[i]] += 1
+
+    idx = np.array([1, 1, 0, 1])
+    t = check(f, [VI, VI], idx, np.zeros(2, dtype=np.int64))
+    (a,) = _atomics(t)
+    assert a.kind.value.data == 1 and a.result.type == i64
+
+
+@pytest.mark.parametrize("index", ["i", "2 * i + 1", "i + 2", "3 * i"])
+def test_accumulation_into_distinct_elements_is_a_plain_read_modify_write(index: str) -> None:
+    f, _ = define(
+        "def f(x, y, k):\n    n = len(x)\n    for i in prange(n):\n"
+        f"        y[{index}] += x[i]\n        y[{index}] -= 0.25\n")
+    t = check(f, [V, V, i64], np.arange(4.0), np.ones(12), 3)
+    assert not _atomics(t)
+    assert len(ops_of(t, arith.AddfOp)) == 1 and len(ops_of(t, arith.SubfOp)) >= 1
+
+
+# i - 1, n - 1 - i and i + k may be negative: numpy's wrap-around can make two
+# iterations meet (i + k with k = -3 and i = 0 is the element n - 3).
+@pytest.mark.parametrize("index", ["i // 2", "i % 3", "i * 0", "i - 1", "n - 1 - i", "i + k"])
+def test_accumulation_that_may_collide_is_atomic(index: str) -> None:
+    f, _ = define(
+        "def f(x, y, k):\n    n = len(x)\n    for i in prange(n):\n"
+        f"        y[{index}] += x[i]\n")
+    t = check(f, [V, V, i64], np.arange(1.0, 7.0), np.zeros(6), -3)
+    assert len(_atomics(t)) == 1
+
+
+def test_one_scatter_keeps_every_accumulation_of_the_nest_atomic() -> None:
+    def f(idx, a, h):
+        for i in prange(a.shape[0]):
+            for j in prange(a.shape[1]):
+                a[i, j] += 1.0  # distinct per (i, j) ...
+            h[idx[i]] += a[i, 0]  # ... but this one may collide
+
+    idx = np.array([1, 1, 0])
+    t = check(f, [VI, M, V], idx, np.arange(6.0).reshape(3, 2), np.zeros(2))
+    assert len(_atomics(t)) == 2
+
+    def g(a, rows):
+        for i in prange(a.shape[0]):
+            for j in prange(a.shape[1]):
+                a[i, j] += 1.0
+                rows[i] += a[i, j]  # collides between iterations of the inner loop
+
+    t = check(g, [M, V], np.arange(6.0).reshape(3, 2), np.zeros(3))
+    assert len(_atomics(t)) == 2
+
+
+def test_accumulation_in_sequential_code_is_unchanged() -> None:
+    def f(idx, w, h):
+        for i in range(len(idx)):
+            h[idx[i]] += w[i]
+
+    t = check(f, [VI, V, V], np.array([0, 0, 1]), np.ones(3), np.zeros(2))
+    assert not _atomics(t)
+
+
+def test_accumulation_of_a_float_into_an_int_array_and_of_slices_is_plain() -> None:
+    def f(x, counts, a):
+        for i in prange(len(x)):
+            counts[0] += x[i]  # numpy: the sum is truncated, not x[i]
+            a[i, :] += x[i]
+
+    t = check(f, [V, VI, M], np.array([0.6, 0.7, 0.8]), np.zeros(2, dtype=np.int64),
+              np.zeros((3, 2)))
+    assert not _atomics(t)
 
 
 # --------------------------------------------------------------------------- errors

@@ -21,9 +21,10 @@ from .control_flow import (
     while_,
 )
 from .functions import converted_call
-from .parallel import for_prange, prange_unsupported
+from .parallel import accumulate, for_prange, prange_unsupported
 
 __all__ = [
+    "accumulate",
     "and_",
     "compare_chain",
     "converted_call",

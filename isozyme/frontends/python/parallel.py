@@ -11,7 +11,10 @@ The contract of a parallel loop (docs/prange.md):
 
 * iterations may run in any order and at the same time;
 * no two iterations write the same array element, except by ``+=``/``-=``
-  (accumulation: an atomic add on the GPU);
+  (accumulation): :func:`accumulate` emits ``x[k] += v`` as ``memref.atomic_rmw addf``
+  (``addi``) unless the element written is provably distinct per iteration (one index
+  is the loop variable itself, up to ``start + k * step`` and casts), then a plain
+  load/add/store;
 * a scalar defined before the loop and updated in the body only by ``s += e``,
   ``s = s + e``, ``s -= e``, ``s *= e``, ``s = max(s, e)`` or ``s = min(s, e)`` is a
   *reduction* (``scf.reduce``): after the loop it holds the initial value combined with
@@ -33,12 +36,15 @@ from __future__ import annotations
 
 import builtins
 import math
+import operator
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from xdsl.dialects import arith, scf
-from xdsl.dialects.builtin import i64
-from xdsl.ir import Attribute, Block, Operation, Region
+from xdsl.dialects import arith, memref, scf
+from xdsl.dialects.builtin import IntegerAttr, i64
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 
 from isozyme.errors import UnsupportedError
 
@@ -57,6 +63,7 @@ from .tracer import (
     emit1,
     index,
     is_array_value,
+    is_bool_type,
     is_float_type,
     is_number,
     join_types,
@@ -116,6 +123,172 @@ def prange_unsupported(prange_fn: Any, construct: str) -> bool:
     if text:
         message += f"\n    {text}"
     raise UnsupportedError(message)
+
+
+# --------------------------------------------------------------------------- accumulation
+
+#: ``memref.atomic_rmw`` kinds used here, numbered as upstream MLIR's ``AtomicRMWKind``
+#: (the full table: ``compiler/lowering/convert_parallel_to_for.ATOMIC_RMW_KIND``; the
+#: frontend does not import the compiler).
+_ATOMIC_RMW_KIND = {"addf": 0, "addi": 1}
+
+_LOOPS = threading.local()
+
+
+def _open_loops() -> list[tuple[Any, Block]]:
+    """``(builder, body block)`` of the ``prange`` bodies being traced, outermost first."""
+    stack = getattr(_LOOPS, "stack", None)
+    if stack is None:
+        stack = _LOOPS.stack = []
+    return stack
+
+
+def _enclosing_bodies() -> list[Block]:
+    """The bodies of the ``prange`` loops around the insertion point of the function
+    being traced (a helper traced from a loop body is not inside it)."""
+    fb = current_builder()
+    return [b for builder, b in _open_loops() if builder is fb and fb.visible(b)]
+
+
+def _defined_outside(value: SSAValue, body: Block) -> bool:
+    block = value.owner if isinstance(value.owner, Block) else value.owner.parent_block()
+    while block is not None:
+        if block is body:
+            return False
+        parent = block.parent_op()
+        block = parent.parent_block() if parent is not None else None
+    return True
+
+
+def _invariant(value: SSAValue, body: Block) -> bool:
+    return isinstance(value.owner, arith.ConstantOp) or _defined_outside(value, body)
+
+
+def _follows_iv(value: SSAValue, body: Block) -> bool:
+    """Whether ``value`` is an injective function of ``body``'s induction variable:
+    the variable itself, through casts, ``+ c``, ``- c``, ``c - `` and ``* c`` (``c``
+    a constant, non-zero for ``*``, or, for ``+``/``-``, defined outside the loop)."""
+    while True:
+        if isinstance(value, BlockArgument):
+            return value.owner is body and value.index == 0
+        op = value.owner
+        if isinstance(op, arith.IndexCastOp):
+            value = op.input
+        elif isinstance(op, (arith.AddiOp, arith.SubiOp)):
+            a, b = op.lhs, op.rhs
+            if _invariant(b, body):
+                value = a
+            elif _invariant(a, body):
+                value = b
+            else:
+                return False
+        elif isinstance(op, arith.MuliOp):
+            a, b = op.lhs, op.rhs
+            for x, c in ((a, b), (b, a)):
+                if isinstance(c.owner, arith.ConstantOp) \
+                        and isinstance(c.owner.value, IntegerAttr) and c.owner.value.value.data:
+                    value = x
+                    break
+            else:
+                return False
+        else:
+            return False
+
+
+def _disjoint(indices: Sequence[SSAValue], bodies: Sequence[Block]) -> bool:
+    """Whether distinct iterations of every loop of ``bodies`` write distinct elements:
+    for each loop, some index follows its induction variable."""
+    return all(any(_follows_iv(i, body) for i in indices) for body in bodies)
+
+
+@dataclass
+class _Accumulation:
+    """A ``memref.atomic_rmw`` :func:`accumulate` emitted, and what demoting it takes."""
+
+    atomic: memref.AtomicRMWOp
+    disjoint: bool  # distinct iterations of every enclosing loop write distinct elements
+    negation: Operation | None  # the ``-v`` of ``-=``
+    value: SSAValue  # ``v``
+    op: str  # "+" or "-"
+
+
+def _pending() -> list[tuple[Any, _Accumulation]]:
+    """``(builder, accumulation)`` emitted in ``prange`` nests still being traced."""
+    pending = getattr(_LOOPS, "pending", None)
+    if pending is None:
+        pending = _LOOPS.pending = []
+    return pending
+
+
+def accumulate(target: Any, key: Any, op: str, value: Any) -> None:
+    """``target[key] += value`` (``op`` ``"+"``) or ``-=`` (``"-"``) in a ``prange``
+    body: one ``memref.atomic_rmw`` (``addf``, ``addi``) of an element of a traced
+    array. When the outermost loop of the nest is traced, :func:`_settle` demotes the
+    atomics to load/add/store if every accumulation of the nest is provably disjoint
+    between iterations (:func:`_disjoint`). Outside a traced ``prange`` body, and for
+    slices and integer arrays given floats, exactly Python's ``t = target[key];
+    t op= value; target[key] = t``."""
+    from .arrays import ArrayTracer  # noqa: PLC0415 (import cycle)
+    from .views import expand_key, is_element_key  # noqa: PLC0415
+
+    def plain() -> None:
+        inplace = operator.iadd if op == "+" else operator.isub
+        target[key] = inplace(target[key], value)
+
+    if not (tracing() and isinstance(target, ArrayTracer)):
+        return plain()
+    bodies = _enclosing_bodies()
+    check_defined(value)
+    if not bodies or not is_element_key(expand_key(target, key)) \
+            or not (isinstance(value, Tracer) or is_number(value)) or is_array_value(value):
+        return plain()
+    elem = target.element_type
+    if is_float_type(elem):
+        kind = "addf"
+    elif join_types((elem, True), type_and_strength(value)) == elem \
+            and not is_bool_type(elem):
+        kind = "addi"
+    else:
+        return plain()  # an int array += a float: numpy rounds the sum, not the value
+    indices = target._indices(key)  # bounds-checked, negative indices wrapped
+    v = as_tracer(value, elem)
+    added = -v if op == "-" else v
+    atomic = memref.AtomicRMWOp.build(
+        operands=[ssa(added), ssa(target), indices], result_types=[elem],
+        properties={"kind": IntegerAttr(_ATOMIC_RMW_KIND[kind], i64)})
+    emit(atomic)
+    negation = added.value.owner if op == "-" else None
+    _pending().append((current_builder(), _Accumulation(
+        atomic, _disjoint(indices, bodies), negation, ssa(v), op)))
+
+
+def _settle(fb: Any) -> None:
+    """At the end of the outermost ``prange`` loop of builder ``fb``: demote its nest's
+    atomics to load/add/store when all of them are disjoint between iterations (a
+    plain read-modify-write racing with an atomic one on the same element would be
+    wrong, so one scatter keeps them all atomic)."""
+    pending = _pending()
+    mine = [a for b, a in pending if b is fb]
+    pending[:] = [(b, a) for b, a in pending if b is not fb]
+    if not mine or not all(a.disjoint for a in mine):
+        return
+    for acc in mine:
+        atomic = acc.atomic
+        ref, indices = atomic.memref, list(atomic.indices)
+        load = memref.LoadOp.get(ref, indices)
+        cls = {("+", True): arith.AddfOp, ("-", True): arith.SubfOp,
+               ("+", False): arith.AddiOp, ("-", False): arith.SubiOp}[
+            (acc.op, is_float_type(acc.value.type))]
+        combined = cls(load.res, acc.value)
+        store = memref.StoreOp.get(combined.results[0], ref, indices)
+        block = atomic.parent_block()
+        assert block is not None
+        block.insert_ops_before([load, combined, store], atomic)
+        atomic.detach()
+        atomic.erase()
+        if acc.negation is not None and acc.negation.results[0].first_use is None:
+            acc.negation.detach()
+            acc.negation.erase()
 
 
 # --------------------------------------------------------------------------- reductions
@@ -186,6 +359,7 @@ class _Body:
         self.names = list(names)
         self.initial = list(state)
         self.line = line
+        self.out: State = ()  # the body's final state, once traced
         # Reductions: position -> (kind, (type, strong)); needs a defined number before.
         self.reductions: dict[int, tuple[str, tuple[Attribute, bool]]] = {}
         for k, (v, kind) in enumerate(zip(state, kinds)):
@@ -313,7 +487,25 @@ def for_prange(
         raise ValueError("prange() arg 3 must not be zero")
     line = user_location()[1]
     body = _Body(names[1:], tuple(state[1:]), kinds, line)
+    fb = current_builder()
+    mark = len(_pending())  # accumulations of this loop's body come after
+    try:
+        op = _build(fb, body, start, stop, step, body_fn, mark)
+    except BaseException:
+        del _pending()[mark:]
+        raise
+    if not any(b is fb for b, _ in _open_loops()):
+        _settle(fb)  # the outermost loop of the nest: every accumulation is known
+    target = Undefined(
+        names[0], f"it is the variable of the `prange` loop at line {line}, which has no "
+        "value after the loop",
+    )
+    return (target, *body.results(op.results, body.out))
 
+
+def _build(fb: Any, body: _Body, start: Any, stop: Any, step: Any,
+           body_fn: Callable[..., State], mark: int) -> scf.ParallelOp:
+    """Trace the body (again while reduction types widen) and emit the loop."""
     for _ in range(_MAX_RETRACES):
         block = Block(arg_types=[index])
 
@@ -328,13 +520,17 @@ def for_prange(
             start_lb, step_lb = lower_bound(start), lower_bound(step)
             if start_lb is not None and step_lb is not None and step_lb > 0:
                 set_lower_bound(i, start_lb)
-            out = tuple(body_fn(i, *body.inputs()))[1:]
+            _open_loops().append((fb, block))
+            try:
+                out = tuple(body_fn(i, *body.inputs()))[1:]
+            finally:
+                _open_loops().pop()
             if body.check(out):
                 return True, [], out
             return False, body.contributions(out), out
 
-        with current_builder().at(block):
-            retrace, contributions, out = run()
+        with fb.at(block):
+            retrace, contributions, body.out = run()
             if not retrace:
                 from .arrays import free_allocs  # noqa: PLC0415 (import cycle)
 
@@ -345,6 +541,7 @@ def for_prange(
                      for k, t in zip(body.slots, body.types)],
                 ))
         if retrace:
+            del _pending()[mark:]
             block.erase(safe_erase=False)
             continue
         break
@@ -356,11 +553,8 @@ def for_prange(
     inits = body.init_values()
     op = emit(scf.ParallelOp([ssa(lower)], [ssa(upper)], [ssa(one)], Region(block),
                              [ssa(v) for v in inits]))
-    target = Undefined(
-        names[0], f"it is the variable of the `prange` loop at line {line}, which has no "
-        "value after the loop",
-    )
-    return (target, *body.results(op.results, out))
+    assert isinstance(op, scf.ParallelOp)
+    return op
 
 
-__all__ = ["REDUCTION_KINDS", "for_prange", "prange", "prange_unsupported"]
+__all__ = ["REDUCTION_KINDS", "accumulate", "for_prange", "prange", "prange_unsupported"]
