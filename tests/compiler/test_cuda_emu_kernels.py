@@ -34,6 +34,8 @@ from isozyme.compiler.gpu import BLOCK_SIZE
 from isozyme.compiler.gpu.cuda_emu_source import GXX_FLAGS, SEED_ENV, emu_source
 from tests.compiler.test_cuda_printer import (
     CMPF_PREDICATES,
+    FLOAT_CONSTANTS,
+    INT_CONSTANTS,
     INT_OPS,
     KERNELS,
     MATH_FUNCS,
@@ -438,6 +440,32 @@ def test_views_in_kernel(tmp_path):
     flat = mat.reshape(-1)
     np.testing.assert_allclose(y, mat.sum(axis=1) + mat[:, 0] + 2 * flat[:n] + k,
                                rtol=1e-14)
+
+
+def test_nested_parallel_loop_and_alloca(tmp_path):
+    host = program("nested", tmp_path)
+    a = RNG.normal(size=(300, 9))
+    y = np.zeros(300)
+    host.run("nested", a, y, 300, 9, 0.5)
+    np.testing.assert_allclose(y, 0.5 * a.sum(axis=1), rtol=1e-13)
+
+
+def test_constants(tmp_path):
+    host = program("constants", tmp_path)
+    fout = np.zeros((3, len(FLOAT_CONSTANTS) + 1))
+    iout = np.zeros((3, len(INT_CONSTANTS)), np.int64)
+    host.run("consts", fout, iout, 3)
+    floats = [float(c) if not c.startswith("0x") else
+              np.array([int(c, 16)], np.uint64).view(np.float64)[0]
+              for c in FLOAT_CONSTANTS] + [0.5]
+    for k, want in enumerate(floats):
+        got = fout[:, k]
+        if np.isnan(want):
+            assert np.isnan(got).all()
+        else:
+            np.testing.assert_array_equal(got, want)
+            assert (np.signbit(got) == np.signbit(want)).all()
+    np.testing.assert_array_equal(iout, [[int(c) for c in INT_CONSTANTS]] * 3)
 
 
 # ---------------------------------------------------------------------------------------

@@ -370,6 +370,54 @@ func.func @order(%order: memref<?xi64>, %counter: memref<1xi64>, %n: index) {
 """
 
 
+# y[i] = sum_j a[i, j] * s by a nested scf.parallel with a reduction (sequential in
+# the kernel); alloca'd per-thread scratch holds the partial sum.
+NESTED = """
+func.func @nested(%a: memref<?x?xf64>, %y: memref<?xf64>, %n: index, %m: index, %s: f64) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %zero = arith.constant 0.0 : f64
+""" + ploop("%i", "%c0", "%n", "%c1", ploop("%j", "%c0", "%m", "%c1", """    %v = memref.load %a[%i, %j] : memref<?x?xf64>
+    %red = arith.mulf %v, %s : f64""", init="%zero", result="%r", rtype="f64",
+                                           combine="arith.addf") + """    %tmp = memref.alloca() : memref<2xf64>
+    memref.store %r, %tmp[%c1] : memref<2xf64>
+    %t = memref.load %tmp[%c1] : memref<2xf64>
+    memref.store %t, %y[%i] : memref<?xf64>""") + """  return
+}
+"""
+
+#: (MLIR constant, C/numpy value) stored by the constants kernel, f64 then i64.
+FLOAT_CONSTANTS = ["0.1", "-0.0", "1.0e300", "0x7FF0000000000000", "0xFFF0000000000000",
+                   "0x7FF8000000000000", "4.9406564584124654e-324"]
+INT_CONSTANTS = ["0", "-1", "9223372036854775807", "-9223372036854775808", "123456789012"]
+
+
+def constants_kernel() -> str:
+    """``fout[i, k]``/``iout[i, k]`` = the k-th constant: literals printed exactly."""
+    lines = []
+    for k, c in enumerate(FLOAT_CONSTANTS):
+        lines.append(f"""    %f{k} = arith.constant {c} : f64
+    %kf{k} = arith.constant {k} : index
+    memref.store %f{k}, %fout[%i, %kf{k}] : memref<?x?xf64>""")
+    for k, c in enumerate(INT_CONSTANTS):
+        lines.append(f"""    %q{k} = arith.constant {c} : i64
+    %kq{k} = arith.constant {k} : index
+    memref.store %q{k}, %iout[%i, %kq{k}] : memref<?x?xi64>""")
+    lines.append("""    %b = arith.constant true
+    %h = arith.constant 0.5 : f32
+    %hh = arith.extf %h : f32 to f64
+    %sel = arith.select %b, %hh, %f0 : f64
+    %klast = arith.constant 7 : index
+    memref.store %sel, %fout[%i, %klast] : memref<?x?xf64>""")
+    return f"""
+func.func @consts(%fout: memref<?x?xf64>, %iout: memref<?x?xi64>, %n: index) {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+{ploop("%i", "%c0", "%n", "%c1", chr(10).join(lines))}  return
+}}
+"""
+
+
 @dataclass
 class Kernel:
     """A test program: MLIR source of host functions with parallel loops."""
@@ -390,6 +438,8 @@ KERNELS = {
     "ints": Kernel("ints", int_kernel()),
     "views": Kernel("views", VIEWS),
     "order": Kernel("order", BLOCK_ORDER),
+    "nested": Kernel("nested", NESTED),
+    "constants": Kernel("constants", constants_kernel()),
 }
 
 
