@@ -232,7 +232,8 @@ def test_check_in_kernel_is_refused():
     %ok = arith.cmpi slt, %i, %n : index
     isz.check %ok {kind = "index", message = "out of bounds"}
 """)
-    with pytest.raises(UnsupportedError, match="run-time check inside a GPU kernel"):
+    with pytest.raises(UnsupportedError, match="run-time check inside a GPU kernel "
+                       r"\(isz.check in an scf.parallel body: 'out of bounds'\)"):
         outlined(src)
 
 

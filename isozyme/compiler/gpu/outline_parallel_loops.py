@@ -128,10 +128,12 @@ def _refuse_in_kernel(loop: scf.ParallelOp) -> None:
     """Raise for the ops a kernel body cannot hold."""
     for op in loop.body.walk():
         if op.name == "isz.check":
+            what = op.properties.get("message")
             raise UnsupportedError(
                 "run-time check inside a GPU kernel (isz.check in an scf.parallel "
-                "body): not supported yet; disable checks or move the indexing out "
-                "of the parallel loop"
+                f"body: {getattr(what, 'data', '?')!r}): not supported yet; turn "
+                "checks off (isozyme.config(boundscheck=False)) or move the indexing "
+                "out of the parallel loop"
             )
         if isinstance(op, func.CallOp):
             raise UnsupportedError(
