@@ -7,10 +7,23 @@ block).  Inside a loop body or branch it is either
 * recomputed in the reverse block's *prologue* when it is a cheap pure op whose operands
   are themselves cheap to obtain (integer/index arithmetic of induction variables, loads
   of buffers nothing writes, a few float ops over those), or
-* cached: ``enzyme.init`` at function entry, ``enzyme.push`` right after its definition
-  in the forward sweep, ``enzyme.pop`` in the prologue of the matching reverse block,
-  ``enzyme.cache_free`` at the end.  Every cache is a LIFO stack, so nested loops and
-  while loops of unknown trip count need no bookkeeping beyond push/pop order.
+* cached.  When every loop around the value is a counted loop (``scf.for``,
+  ``scf.parallel``) whose bounds are defined at the function's top level, the cache is
+  an *indexed buffer* (Enzyme-MLIR's cache removal): one ``memref.alloc`` of
+  ``[n1, n2, ...]`` elements (the trip counts, outermost first) right after the last
+  bound is defined, a ``memref.store`` at the iteration's ``(iv - lb) / step`` indices
+  right after the value's definition in the forward sweep, a ``memref.load`` at the
+  reverse iteration's indices in the prologue of the matching reverse block, a
+  ``memref.dealloc`` at the end.  Branches (``scf.if``) add no dimension: a value of a
+  branch taken in an iteration has that iteration's slot.  Otherwise (a ``scf.while`` of
+  unknown trip count, or bounds computed inside a loop, encloses the value) the cache is
+  a LIFO stack: ``enzyme.init`` at function entry, ``enzyme.push`` after the definition,
+  ``enzyme.pop`` in the reverse prologue, ``enzyme.cache_free`` at the end.  Parallel
+  loops cannot hold stacks (their iterations have no order): a value that would need one
+  there is refused.
+
+Which ops are counted loops, and their bounds, comes from their registered rules
+(``OpRule.cache_dims``).
 """
 
 from __future__ import annotations
@@ -18,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from xdsl.dialects import arith, memref
+from xdsl.dialects.builtin import DYNAMIC_INDEX, IndexType, MemRefType, UnitAttr
 from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
 from xdsl.rewriter import InsertPoint
 
@@ -25,6 +40,11 @@ from isozyme.compiler.ad_rules.registry import OpRule, lookup, recompute_policy
 from isozyme.compiler.analysis.buffers import buffers_written, root_buffer
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects import enzyme
+from isozyme.errors import UnsupportedError
+
+#: attribute marking a ``memref.alloc`` that holds an indexed cache
+#: (``eliminate-dead-caches`` removes it when nothing loads from it)
+CACHE_ATTR = "isozyme.cache"
 
 # Float ops (rules with ``recompute="float"``) are recomputed up to this depth when their
 # operands are cheap to obtain: a few flops per reverse iteration are cheaper than a
@@ -191,6 +211,89 @@ class PrimalFetcher:
             level.prologue_last = e.last
 
     def _cache(self, value: SSAValue, level: RevCtx) -> SSAValue:
+        dims = self._cache_dims(value)
+        if dims is None:
+            return self._stack_cache(value, level)
+        return self._indexed_cache(value, level, dims)
+
+    def _cache_dims(self, value: SSAValue) -> list[tuple[SSAValue, ...]] | None:
+        """(lb, ub, step, iv) of every counted loop around forward value ``value``,
+        outermost first, when an indexed cache can hold it; None when a stack must."""
+        assert self.entry is not None
+        dims: list[tuple[SSAValue, ...]] = []
+        stack_ok = True
+        indexed = True
+        block = defining_block(value)
+        while block is not None and block is not self.entry:
+            op = block.parent_op()
+            assert op is not None
+            rule = lookup(op)
+            got = rule.cache_dims(op) if isinstance(rule, OpRule) else None
+            stack_ok = stack_ok and (not isinstance(rule, OpRule) or rule.allows_stack)
+            if got is None or any(
+                defining_block(b) is not self.entry for d in got for b in d[:3]
+            ):
+                indexed = False
+            else:
+                dims = list(got) + dims
+            block = op.parent_block()
+        if indexed:
+            return dims
+        if not stack_ok:
+            raise UnsupportedError(
+                "reverse mode of scf.parallel: a value computed in the loop body must be "
+                "cached, but a loop of unknown trip count (scf.while, or bounds computed "
+                "in a loop) encloses it, and a parallel loop cannot hold a stack cache"
+            )
+        return None
+
+    def _indexed_cache(
+        self, value: SSAValue, level: RevCtx, dims: list[tuple[SSAValue, ...]]
+    ) -> SSAValue:
+        assert self.entry is not None
+        index = IndexType()
+        # the buffer: allocated once the last bound is known
+        bound_ops = {b.owner for d in dims for b in d[:3] if isinstance(b, OpResult)}
+        last = None
+        for op in self.entry.ops:
+            if op in bound_ops:
+                last = op
+        ip = InsertPoint.at_start(self.entry) if last is None else InsertPoint.after(last)
+        e = Emitter(ip)
+        sizes = [
+            e.maxsi(e.ceildivsi(e.subi(ub, lb), step), e.const(0, index))
+            for lb, ub, step, _ in dims
+        ]
+        alloc = e.insert(
+            memref.AllocOp(sizes, [], MemRefType(value.type, [DYNAMIC_INDEX] * len(dims)))
+        )
+        alloc.attributes[CACHE_ATTR] = UnitAttr()
+        self.caches.append(alloc.memref)
+        # forward sweep: store into this iteration's slot
+        if isinstance(value, BlockArgument):
+            ip = InsertPoint.at_start(value.block)
+        else:
+            assert isinstance(value, OpResult)
+            ip = InsertPoint.after(value.op)
+        fe = Emitter(ip)
+        slot = [
+            fe.insert(arith.DivSIOp(fe.subi(iv, lb), step)).result
+            for lb, _, step, iv in dims
+        ]
+        fe.insert(memref.StoreOp.get(value, alloc.memref, slot))
+        # reverse sweep: load the slot of the matching primal iteration
+        iterations: list[Callable[[], SSAValue]] = []
+        ctx: RevCtx | None = level
+        while ctx is not None:
+            iterations = ctx.iteration + iterations
+            ctx = ctx.parent
+        assert len(iterations) == len(dims), "reverse loops do not match the cache"
+        rslot = [it() for it in iterations]
+        with self.prologue(level) as re:
+            load = re.insert(memref.LoadOp.get(alloc.memref, rslot))
+        return load.res
+
+    def _stack_cache(self, value: SSAValue, level: RevCtx) -> SSAValue:
         assert self.entry is not None
         init = enzyme.InitOp(value.type)
         Emitter(InsertPoint.at_start(self.entry)).insert(init)
@@ -206,5 +309,8 @@ class PrimalFetcher:
         return pop.result
 
     def free_cache(self, e: Emitter, cache: SSAValue) -> None:
-        """Free a cache at the end of the reverse sweep."""
-        e.insert(enzyme.CacheFreeOp(cache))
+        """Free a cache (stack or indexed buffer) at the end of the reverse sweep."""
+        if isinstance(cache.type, MemRefType):
+            e.insert(memref.DeallocOp.get(cache))
+        else:
+            e.insert(enzyme.CacheFreeOp(cache))

@@ -68,6 +68,9 @@ class OpRule:
     """
 
     recompute: Recompute | None = None
+    #: whether a value computed in this op's regions may be cached in a LIFO stack
+    #: (not in a parallel loop: its iterations have no order)
+    allows_stack: bool = True
 
     def flow_edges(self, op: Operation) -> Iterator[Edge]:
         """The differentiable (source -> destination) value edges ``op`` creates."""
@@ -77,6 +80,13 @@ class OpRule:
         """Whether the reverse of ``op`` recomputes block argument ``arg`` of one of its
         regions (an induction variable) rather than caching it."""
         return False
+
+    def cache_dims(self, op: Operation) -> list[tuple[SSAValue, ...]] | None:
+        """The dimensions ``op`` adds to the indexed cache of a value computed in its
+        regions: ``(lb, ub, step, iv)`` per counted loop dimension, ``[]`` for a
+        region run at most once (a branch), None when only a stack can hold such a
+        value (unknown trip count)."""
+        return None
 
     def forward(self, fwd: Any, e: "Emitter", op: Operation) -> None:
         """Emit ``op`` and its tangent code (forward mode)."""

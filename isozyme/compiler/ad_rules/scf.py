@@ -15,6 +15,7 @@ Reverse mode:
   ``scf.for`` over that count.
 * ``scf.if`` becomes an ``scf.if`` on the same condition whose results are the updated
   adjoints of the outside values the branches read.
+
 """
 
 from __future__ import annotations
@@ -124,6 +125,12 @@ class ForRule(RegionRule):
         assert isinstance(op, scf.ForOp)
         return arg is op.body.block.args[0]
 
+    def cache_dims(self, op: Operation) -> list[tuple[SSAValue, ...]] | None:
+        assert isinstance(op, scf.ForOp)
+        if op.lb.type != IndexType():
+            return None
+        return [(op.lb, op.ub, op.step, op.body.block.args[0])]
+
     def flow_edges(self, op: Operation) -> Iterator[Edge]:
         assert isinstance(op, scf.ForOp)
         body = op.body.block
@@ -195,6 +202,9 @@ class ForRule(RegionRule):
 
 class IfRule(RegionRule):
     """``scf.if``."""
+
+    def cache_dims(self, op: Operation) -> list[tuple[SSAValue, ...]] | None:
+        return []
 
     def flow_edges(self, op: Operation) -> Iterator[Edge]:
         assert isinstance(op, scf.IfOp)
