@@ -399,6 +399,8 @@ def _expected_int_op(name: str, v: float, q: int):
             "minnumf": lambda: 0.0 if math.isnan(v) else min(v, 0.0),
             # The CPU lowering extends an i1 as unsigned (true is 1).
             "i1cast": lambda: 1 if q < 7 else 0,
+            # A signed i1 comparison: true is -1, so true < false.
+            "i1slt": lambda: 0 if q < 7 else 1,
         }
         return table[name]()
 

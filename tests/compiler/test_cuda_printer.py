@@ -288,6 +288,8 @@ INT_OPS = [
     ("maxnumf", "%r = arith.maxnumf %v, %zero : f64", "f64"),
     ("minnumf", "%r = arith.minnumf %v, %zero : f64", "f64"),
     ("i1cast", "%b = arith.cmpi slt, %q, %seven : i64\n    %r = arith.extsi %b : i1 to i64", "i64"),
+    ("i1slt", "%bb_ = arith.cmpi slt, %q, %seven : i64\n    %tt_ = arith.constant true\n"
+     "    %ss_ = arith.cmpi slt, %tt_, %bb_ : i1\n    %r = arith.extui %ss_ : i1 to i64", "i64"),
 ]
 
 

@@ -529,6 +529,8 @@ class _Printer:
         if unsigned:
             u = _u_type(op.lhs.type)
             a, b = f"({u}){a}", f"({u}){b}"
+        elif c_type(op.lhs.type) == "bool" and sym not in ("==", "!="):
+            a, b = f"(-(int){a})", f"(-(int){b})"  # a signed i1: true is -1
         self.define(op.result, f"{a} {sym} {b}")
 
     def cmpf(self, op: arith.CmpfOp) -> None:
