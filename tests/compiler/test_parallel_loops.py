@@ -7,6 +7,8 @@ on the CPU through isozyme's LLVM lowering, against numbers computed with numpy.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from xdsl.dialects import memref, scf
@@ -348,3 +350,305 @@ def test_atomic_rmw_kind_numbering_is_upstream_mlir() -> None:
         next(o for o in parse(_rmw_src("mulf", "f64")).walk()
              if isinstance(o, memref.AtomicRMWOp)).kind.value.data, int
     )
+
+
+# ---- convert-linalg-to-parallel-loops ----------------------------------------------
+
+from xdsl.dialects.linalg.ops import GenericOp  # noqa: E402
+
+from isozyme.compiler.passes.convert_linalg_to_parallel_loops import (  # noqa: E402
+    ConvertLinalgToParallelLoopsPass,
+)
+
+MD = "memref<?x?xf64>"
+VD = "memref<?xf64>"
+
+
+def generic(maps: list[str], iterators: list[str], ins: list[tuple[str, str]],
+            outs: list[tuple[str, str]], body: str) -> str:
+    """``linalg.generic`` text; ``ins``/``outs`` are ``(value, type)`` pairs."""
+    types = [t for _, t in ins + outs]
+    elems = [re.match(r"memref<(?:[?\d]+x)*(\w+)", t).group(1) if t.startswith("memref")
+             else t for t in types]
+    args = ", ".join(f"%a{k}: {e}" for k, e in enumerate(elems))
+    maps_text = ", ".join(f"affine_map<{m}>" for m in maps)
+    its = ", ".join(f'"{i}"' for i in iterators)
+    ins_text = ", ".join(v for v, _ in ins)
+    ins_types = ", ".join(t for _, t in ins)
+    outs_text = ", ".join(v for v, _ in outs)
+    outs_types = ", ".join(t for _, t in outs)
+    return (
+        f"linalg.generic {{indexing_maps = [{maps_text}], iterator_types = [{its}]}} "
+        f"ins({ins_text} : {ins_types}) outs({outs_text} : {outs_types}) {{\n"
+        f"  ^bb0({args}):\n{body}\n  }}"
+    )
+
+
+def parallelised(src: str) -> ModuleOp:
+    """``src`` after convert-linalg-to-parallel-loops (checked: no linalg op left)."""
+    module = parse(src)
+    ConvertLinalgToParallelLoopsPass().apply(make_context(), module)
+    module.verify()
+    assert not any(isinstance(o, GenericOp) for o in module.walk())
+    return module
+
+
+def on_cpu(module: ModuleOp, name: str, args: list, results: list):
+    ConvertParallelToForPass().apply(make_context(), module)
+    module.verify()
+    return run(module, name, args, results)
+
+
+def loop_shape(module: ModuleOp) -> list[tuple[str, int]]:
+    """The loops, outermost first: ``("parallel", #ivs)`` or ``("for", 1)``."""
+    out = []
+    for o in module.walk():
+        if isinstance(o, scf.ParallelOp):
+            out.append(("parallel", len(o.lowerBound)))
+        elif isinstance(o, scf.ForOp):
+            out.append(("for", 1))
+    return out
+
+
+AXPY_2D = f"""
+func.func @axpy(%a: f64, %x: {MD}, %y: {MD}, %z: {MD}) {{
+  {generic(["(d0, d1) -> ()", "(d0, d1) -> (d0, d1)", "(d0, d1) -> (d0, d1)", "(d0, d1) -> (d0, d1)"],
+           ["parallel", "parallel"], [("%a", "f64"), ("%x", MD), ("%y", MD)], [("%z", MD)], '''
+    %m = arith.mulf %a0, %a1 : f64
+    %s = arith.addf %m, %a2 : f64
+    linalg.yield %s : f64''')}
+  func.return
+}}
+"""
+
+
+def test_elementwise_becomes_one_parallel_loop_over_all_dimensions() -> None:
+    module = parallelised(AXPY_2D)
+    assert loop_shape(module) == [("parallel", 2)]
+    (par,) = [o for o in module.walk() if isinstance(o, scf.ParallelOp)]
+    assert [o.name for o in par.body.block.ops].count("memref.store") == 1
+    x = np.arange(6.0).reshape(2, 3)
+    y = np.ones((2, 3))
+    z = np.zeros((2, 3))
+    on_cpu(module, "axpy", ["f64", MD, MD, MD], [])(0.5, x, y, z)
+    np.testing.assert_array_equal(z, 0.5 * x + y)
+
+
+ROWSUM = f"""
+func.func @rowsum(%a: {MD}, %s: {VD}) {{
+  {generic(["(d0, d1) -> (d0, d1)", "(d0, d1) -> (d0)"], ["parallel", "reduction"],
+           [("%a", MD)], [("%s", VD)], '''
+    %r = arith.addf %a1, %a0 : f64
+    linalg.yield %r : f64''')}
+  func.return
+}}
+"""
+
+
+def test_reduction_dimension_is_a_sequential_loop_inside_the_parallel_one() -> None:
+    module = parallelised(ROWSUM)
+    assert loop_shape(module) == [("parallel", 1), ("for", 1)]
+    loop = next(o for o in module.walk() if isinstance(o, scf.ForOp))
+    assert isinstance(loop.parent_op(), scf.ParallelOp)
+    a = np.arange(12.0).reshape(3, 4) ** 2
+    s = np.full(3, 0.5)
+    on_cpu(module, "rowsum", [MD, VD], [])(a, s)
+    np.testing.assert_array_equal(s, 0.5 + a.sum(axis=1))
+
+
+COLSUM = f"""
+func.func @colsum(%a: {MD}, %s: {VD}) {{
+  {generic(["(d0, d1) -> (d0, d1)", "(d0, d1) -> (d1)"], ["reduction", "parallel"],
+           [("%a", MD)], [("%s", VD)], '''
+    %r = arith.addf %a1, %a0 : f64
+    linalg.yield %r : f64''')}
+  func.return
+}}
+"""
+
+
+def test_parallel_dimensions_move_outside_reductions() -> None:
+    module = parallelised(COLSUM)
+    assert loop_shape(module) == [("parallel", 1), ("for", 1)]
+    (par,) = [o for o in module.walk() if isinstance(o, scf.ParallelOp)]
+    load = next(o for o in module.walk() if isinstance(o, memref.LoadOp)
+                and o.memref.name_hint == "a")
+    # a[d0, d1]: d1 is the parallel loop's variable, d0 the inner for's
+    assert load.indices[1] is par.body.block.args[0]
+    a = np.arange(12.0).reshape(3, 4) ** 2
+    s = np.zeros(4)
+    on_cpu(module, "colsum", [MD, VD], [])(a, s)
+    np.testing.assert_array_equal(s, a.sum(axis=0))
+
+
+MATMUL = f"""
+func.func @matmul(%a: {MD}, %b: {MD}, %c: {MD}) {{
+  {generic(["(i, j, k) -> (i, k)", "(i, j, k) -> (k, j)", "(i, j, k) -> (i, j)"],
+           ["parallel", "parallel", "reduction"], [("%a", MD), ("%b", MD)], [("%c", MD)], '''
+    %p = arith.mulf %a0, %a1 : f64
+    %r = arith.addf %a2, %p : f64
+    linalg.yield %r : f64''')}
+  func.return
+}}
+"""
+
+
+def test_matmul() -> None:
+    module = parallelised(MATMUL)
+    assert loop_shape(module) == [("parallel", 2), ("for", 1)]
+    a = np.arange(6.0).reshape(2, 3)
+    b = np.arange(12.0).reshape(3, 4) - 5.0
+    c = np.zeros((2, 4))
+    on_cpu(module, "matmul", [MD, MD, MD], [])(a, b, c)
+    np.testing.assert_array_equal(c, a @ b)
+
+
+TOTAL = f"""
+func.func @total(%a: {MD}, %s: memref<f64>) {{
+  {generic(["(d0, d1) -> (d0, d1)", "(d0, d1) -> ()"], ["reduction", "reduction"],
+           [("%a", MD)], [("%s", "memref<f64>")], '''
+    %r = arith.addf %a1, %a0 : f64
+    linalg.yield %r : f64''')}
+  func.return
+}}
+"""
+
+
+def test_full_reduction_has_no_parallel_loop() -> None:
+    module = parallelised(TOTAL)
+    assert loop_shape(module) == [("for", 1), ("for", 1)]
+    a = np.arange(12.0).reshape(3, 4)
+    s = np.array(1.0)
+    on_cpu(module, "total", [MD, "memref<f64>"], [])(a, s)
+    assert s == 1.0 + a.sum()
+
+
+TRANSPOSE_INDEX = f"""
+func.func @tr(%a: {MD}, %t: {MD}) {{
+  {generic(["(d0, d1) -> (d0, d1)", "(d0, d1) -> (d1, d0)"], ["parallel", "parallel"],
+           [("%a", MD)], [("%t", MD)], '''
+    %i = linalg.index 0 : index
+    %i64 = arith.index_cast %i : index to i64
+    %f = arith.sitofp %i64 : i64 to f64
+    %r = arith.addf %a0, %f : f64
+    linalg.yield %r : f64''')}
+  func.return
+}}
+"""
+
+
+def test_transposed_output_and_linalg_index() -> None:
+    module = parallelised(TRANSPOSE_INDEX)
+    assert loop_shape(module) == [("parallel", 2)]
+    a = np.arange(6.0).reshape(2, 3)
+    t = np.zeros((3, 2))
+    on_cpu(module, "tr", [MD, MD], [])(a, t)
+    np.testing.assert_array_equal(t, (a + np.arange(2.0)[:, None]).T)
+
+
+BROADCAST_WRITE = f"""
+func.func @last(%a: {MD}, %s: {VD}) {{
+  {generic(["(d0, d1) -> (d0, d1)", "(d0, d1) -> (d0)"], ["parallel", "parallel"],
+           [("%a", MD)], [("%s", VD)], '''
+    linalg.yield %a0 : f64''')}
+  func.return
+}}
+"""
+
+
+def test_a_parallel_dimension_no_output_indexes_stays_sequential() -> None:
+    # s[d0] is written once per d1: running d1 in parallel would race.
+    module = parallelised(BROADCAST_WRITE)
+    assert loop_shape(module) == [("parallel", 1), ("for", 1)]
+    a = np.arange(6.0).reshape(2, 3)
+    s = np.zeros(2)
+    on_cpu(module, "last", [MD, VD], [])(a, s)
+    np.testing.assert_array_equal(s, a[:, -1])  # the sequential loop's last write
+
+
+RANK0 = f"""
+func.func @scale(%x: memref<f64>, %y: memref<f64>) {{
+  {generic(["() -> ()", "() -> ()"], [], [("%x", "memref<f64>")], [("%y", "memref<f64>")], '''
+    %two = arith.constant 2.0 : f64
+    %r = arith.mulf %a0, %two : f64
+    linalg.yield %r : f64''')}
+  func.return
+}}
+"""
+
+
+def test_rank_0_generic_is_inlined() -> None:
+    module = parallelised(RANK0)
+    assert loop_shape(module) == []
+    y = np.array(0.0)
+    on_cpu(module, "scale", ["memref<f64>", "memref<f64>"], [])(np.array(1.25), y)
+    assert y == 2.5
+
+
+def test_tensor_semantics_are_refused() -> None:
+    from xdsl.utils.exceptions import PassFailedException
+
+    src = """
+func.func @f(%x: tensor<4xf64>) -> tensor<4xf64> {
+  %r = linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>],
+       iterator_types = ["parallel"]} ins(%x : tensor<4xf64>) outs(%x : tensor<4xf64>) {
+  ^bb0(%a: f64, %b: f64):
+    linalg.yield %a : f64
+  } -> tensor<4xf64>
+  func.return %r : tensor<4xf64>
+}
+"""
+    with pytest.raises(PassFailedException, match="tensor results"):
+        ConvertLinalgToParallelLoopsPass().apply(make_context(), parse(src))
+
+
+# Whole-array numpy code as the frontend traces it: the same numbers through
+# convert-linalg-to-parallel-loops as through convert-linalg-to-loops (the pipeline's).
+def _np_programs():
+    def dot(x, y):
+        return np.sum(x * y)
+
+    def matvec(a, x):
+        return np.sum(a @ x)
+
+    def colmax(a):
+        return np.sum(np.max(a, axis=0))
+
+    def relu_mean(a):
+        return np.mean(np.maximum(a, 0.0))
+
+    def symmetric(a):
+        return np.sum((a + a.T) * a)
+
+    def outer(x, y):
+        return np.sum(np.outer(x, y) ** 2)
+
+    return [(dot, ["v", "v"]), (matvec, ["m", "v"]), (colmax, ["m"]),
+            (relu_mean, ["m"]), (symmetric, ["m"]), (outer, ["v", "v"])]
+
+
+@pytest.mark.parametrize(("fn", "kinds"), _np_programs(), ids=lambda p: getattr(p, "__name__", ""))
+def test_frontend_whole_array_code(fn, kinds) -> None:
+    from xdsl.dialects.builtin import f64
+    from xdsl.transforms.convert_linalg_to_loops import ConvertLinalgToLoopsPass
+
+    from isozyme.frontends.python import array_memref_type, trace
+    from tests.frontends.ir_eval import evaluate
+
+    types = [array_memref_type(1 if k == "v" else 2, f64) for k in kinds]
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(4) if k == "v" else rng.standard_normal((4, 4)) for k in kinds]
+    traced = trace(fn, types)
+    if not any(isinstance(o, GenericOp) for o in traced.module.walk()):
+        pytest.skip("no linalg op traced")
+    mine = traced.module.clone()
+    ConvertLinalgToParallelLoopsPass().apply(make_context(), mine)
+    assert any(isinstance(o, scf.ParallelOp) for o in mine.walk()) or fn.__name__ == "dot"
+    ConvertParallelToForPass().apply(make_context(), mine)
+    mine.verify()
+    reference = traced.module.clone()
+    ConvertLinalgToLoopsPass().apply(make_context(), reference)
+    got = evaluate(mine, traced.func_name, *[a.copy() for a in args])
+    expected = evaluate(reference, traced.func_name, *[a.copy() for a in args])
+    assert got == expected
+    assert got[0] == pytest.approx(fn(*args), rel=1e-12)
