@@ -25,6 +25,7 @@ from isozyme.annotations import (
     ReverseWithPrimal,
 )
 from isozyme.api import GradientResult, autodiff, clear_cache, gradient, gradient_, ir, ir_stages
+from isozyme.api import target
 from isozyme.config import config
 from isozyme.frontends.python.parallel import prange
 from isozyme.errors import (
@@ -49,4 +50,5 @@ __all__ = [
     "gradient",
     "gradient_",
     "ir", "ir_stages", "prange",
+    "target",
 ]

@@ -22,10 +22,15 @@ HELPER_PREFIX = "__iz_"
 #: public function ``f`` (``docs/ir.md``, ``llvm`` stage).
 ENTRY_PREFIX = "_iz_entry_"
 
-#: The host program's table of kernel handles: an internal global ``ptr[K]`` (kernel
-#: ``i`` is the ``i``-th ``gpu.func`` of the ``gpu.module``), written by the runtime
-#: after the host program is compiled and before it runs.
+#: The host program's table of kernel handles: an external global ``ptr[K]`` (kernel
+#: ``i`` is the ``i``-th ``gpu.func`` of the ``gpu.module``) that the runtime defines
+#: (a buffer of its own holding the handles, bound to the name when the host program
+#: is JIT-compiled; the name is made unique per module).
 KERNEL_TABLE = HELPER_PREFIX + "kernel_table"
+
+#: The host program's launch status: an external ``int32`` global holding the first
+#: non-zero result of a launch (a ``CUresult``), defined, read and reset by the runtime.
+LAUNCH_STATUS = HELPER_PREFIX + "launch_status"
 
 #: The launch function of each GPU target, with ``cuLaunchKernel``'s signature
 #: ``int (void *f, unsigned gx, gy, gz, bx, by, bz, unsigned shmem, void *stream,
@@ -37,6 +42,11 @@ EMU_LAUNCH_SYMBOL = "iz_emu_launch"
 #: bytes)`` and ``void iz_device_free(void *)`` (``memref.alloc``/``dealloc``).
 DEVICE_ALLOC_SYMBOL = "iz_device_alloc"
 DEVICE_FREE_SYMBOL = "iz_device_free"
+
+#: Host reads and writes of device memory in the ``cuda`` target's host program:
+#: ``int cuMemcpy(void *dst, void *src, size_t bytes)`` (the driver's, unified
+#: addressing; on the legacy default stream, so after the launches before it).
+DEVICE_COPY_SYMBOL = "cuMemcpy"
 
 #: Prefix of cuda-emu's per-kernel trampolines ``iz_emu_<kernel>(gx, gy, gz, bx, by,
 #: bz, void **params)``.

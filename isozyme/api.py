@@ -10,7 +10,9 @@ call of a signature traces, optimizes, differentiates, lowers and JIT-compiles
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -34,14 +36,40 @@ from isozyme.calls import (
     prepare,
     stats,
 )
-from isozyme.compiler.pipeline import ALL_STAGES
+from isozyme.compiler.targets import TARGET_NAMES, get_target, stages_of
 from isozyme.frontends.python.context import COMPILE_LOCK
 from isozyme.errors import AnnotationError, IsozymeError, ReadOnlyError, UnsupportedError
 
 __all__ = [
     "GradientResult", "autodiff", "clear_cache", "gradient", "gradient_", "ir", "ir_stages",
-    "stats",
+    "stats", "target",
 ]
+
+#: The target forced by ``with isozyme.target(...)`` in this context (thread, task);
+#: None: the arguments choose (:func:`isozyme.calls.choose_target`).
+_FORCED_TARGET: ContextVar[str | None] = ContextVar("isozyme_target", default=None)
+
+
+@contextmanager
+def target(name: str) -> Iterator[str]:
+    """Force the compilation target of the calls made inside the ``with`` block:
+    ``"cpu"``, ``"cuda"`` or ``"cuda-emu"`` (per thread and per asyncio task).
+
+    Without it a call runs on ``cuda`` when an argument is a device array (CuPy, or
+    anything exposing ``__cuda_array_interface__``), else on ``cpu``. ``cuda-emu``
+    runs the CUDA target's kernels and host program on the CPU with numpy arrays.
+
+    >>> with target("cuda-emu"):
+    ...     autodiff(Reverse, f, Active, Active(1.0))    # doctest: +SKIP
+    """
+    if name not in TARGET_NAMES:
+        raise IsozymeError(f"unknown target {name!r}; targets are: {', '.join(TARGET_NAMES)}")
+    token = _FORCED_TARGET.set(name)
+    try:
+        yield name
+    finally:
+        _FORCED_TARGET.reset(token)
+
 
 #: The compile cache: signature (function, mode, return activity, argument keys) -> the
 #: compiled variants of that signature, newest first.  A variant is valid while what
@@ -82,7 +110,7 @@ def autodiff(mode: Mode, f: Callable, *args: Any) -> tuple:
     else:
         ret_cls, rest = None, args
     anns = [a if isinstance(a, Annotation) else Const(a) for a in rest]
-    key = (f, mode, ret_cls, *map(arg_key, anns))
+    key = (f, mode, ret_cls, _FORCED_TARGET.get(), *map(arg_key, anns))
     for compiled in _CACHE.get(key, ()):
         guard = compiled.guard
         if guard is None:
@@ -103,7 +131,8 @@ def _compile_and_run(key: tuple, mode: Mode, f: Callable, args: tuple, anns: lis
                 if compiled.guard is None or compiled.guard() is not None:
                     break
             else:
-                compiled = build(prepare(mode, f, args), keep_stages=False)
+                spec = prepare(mode, f, args, target=key[3])
+                compiled = build(spec, keep_stages=False)
                 _CACHE[key] = (compiled, *variants[: _MAX_VARIANTS - 1])
         guard = compiled.guard
         if guard is None:
@@ -241,23 +270,48 @@ def gradient_(mode: Mode, dx: Any, f: Callable, x: Any) -> tuple:
     return GradientResult((dx,), res[1]) if mode.with_primal else (dx,)
 
 
-def ir(mode: Mode, f: Callable, *args: Any, stage: str = "simplified") -> str:
+def ir(
+    mode: Mode, f: Callable, *args: Any, stage: str = "simplified", target: str | None = None
+) -> str:
     """The text of one IR stage for ``autodiff(mode, f, *args)``.
 
-    Stages: ``traced``, ``optimized``, ``differentiated``, ``simplified``, ``llvm``,
-    ``llvm-ir`` (LLVM IR before LLVM's optimizer) and ``llvm-ir-optimized``.
+    Stages of every target: ``traced``, ``optimized``, ``differentiated``,
+    ``simplified``; then ``llvm`` for ``cpu``, ``gpu``, ``cuda`` (the kernels' CUDA
+    C), ``host`` (the program around them) and ``llvm`` (the host program) for
+    ``cuda`` and ``cuda-emu``; and ``llvm-ir``, ``llvm-ir-optimized`` (LLVM IR before
+    and after LLVM's optimizer). ``target``: as ``with isozyme.target(...)``
+    (default: the forced target, else the one the arguments select). Printing needs
+    no GPU, CuPy or C++ compiler.
     """
-    return ir_stages(mode, f, *args, stages=(stage,))[stage]
+    return ir_stages(mode, f, *args, stages=(stage,), target=target)[stage]
 
 
-def ir_stages(mode: Mode, f: Callable, *args: Any, stages: Sequence[str] = ALL_STAGES) -> dict[str, str]:
-    """Texts of several IR stages (see :func:`ir`), keyed by stage name."""
+def ir_stages(
+    mode: Mode,
+    f: Callable,
+    *args: Any,
+    stages: Sequence[str] | None = None,
+    target: str | None = None,
+) -> dict[str, str]:
+    """Texts of several IR stages (see :func:`ir`; default: all of the target's),
+    keyed by stage name."""
+    forced = target if target is not None else _FORCED_TARGET.get()
+    if forced is not None:
+        get_target(forced)  # an unknown name fails before any work
+    ret = args[0] if args and isinstance(args[0], type) and issubclass(args[0], Annotation) else None
+    from isozyme.calls import choose_target  # noqa: PLC0415
+
+    anns = [a if isinstance(a, Annotation) else Const(a) for a in args[1 if ret else 0:]]
+    name = choose_target(anns, forced)
+    known = stages_of(name)
+    stages = known if stages is None else tuple(stages)
     for s in stages:
-        if s not in ALL_STAGES:
-            raise IsozymeError(f"unknown IR stage '{s}'; stages are: {', '.join(ALL_STAGES)}")
-    spec = prepare(mode, f, args)
-    last = max(stages, key=ALL_STAGES.index)
+        if s not in known:
+            raise IsozymeError(
+                f"unknown IR stage '{s}' for the {name} target; stages are: {', '.join(known)}"
+            )
+    spec = prepare(mode, f, args, target=name)
+    last = max(stages, key=known.index)
     with _COMPILE_LOCK:
-        built = build(spec, keep_stages=True, upto=last)
+        built = build(spec, keep_stages=True, upto=last, load=name == "cpu")
     return {s: built.stages[s] for s in stages}
-

@@ -32,7 +32,7 @@ from isozyme.annotations import (
     is_int_scalar,
 )
 from isozyme.compiler.pipeline import run_pipeline
-from isozyme.compiler.targets import RUNTIME_STAGES, get_target
+from isozyme.compiler.targets import RUNTIME_STAGES, LLVMArtefact, get_target
 from isozyme.pytree import TreeDef, is_node
 from isozyme.pytree import flatten as flatten_tree
 from isozyme.pytree import unflatten as unflatten_tree
@@ -48,6 +48,7 @@ from isozyme.reads import (
     make_guard,
 )
 from isozyme.reads import unit_inner as _unit_inner
+from isozyme.runtime.marshal import device_view, on_device
 from isozyme.errors import AnnotationError, ReadOnlyError, ShapeError, UnsupportedError
 
 #: Counters of the expensive steps, for tests and benchmarks.
@@ -59,6 +60,12 @@ GradientResult.__doc__ = "What ``gradient(...WithPrimal...)`` returns: derivativ
 
 # -- signatures ------------------------------------------------------------------------
 _ARRAY_DTYPES = {np.dtype(np.float64): f64, np.dtype(np.float32): f32, np.dtype(np.int64): i64}
+
+
+def _view(x: object) -> np.ndarray:
+    """``x`` as an ndarray: numpy's view of a host array, the metadata view
+    (:func:`isozyme.runtime.marshal.device_view`) of a device array."""
+    return device_view(x) if on_device(x) else np.asarray(x)
 
 
 def _ones(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -91,7 +98,7 @@ def _array_type(x: object, unit_inner: bool) -> Attribute:
     vectorize)."""
     from isozyme.frontends.python import array_memref_type
 
-    a = np.asarray(x)
+    a = _view(x)
     elt = _ARRAY_DTYPES.get(a.dtype)
     if elt is None:
         raise UnsupportedError(
@@ -127,8 +134,8 @@ def arg_key(a: Annotation) -> object:
     if t in _NUMERIC:
         return (type(a), t)
     if t is np.ndarray or is_array(v):
-        arr = v if t is np.ndarray else np.asarray(v)
-        return (type(a), np.ndarray, arr.dtype, _ones(arr.shape), arr.ndim,  # type: ignore[union-attr]
+        arr = v if t is np.ndarray else _view(v)
+        return (type(a), t if on_device(v) else np.ndarray, arr.dtype, _ones(arr.shape), arr.ndim,  # type: ignore[union-attr]
                 _arg_unit_inner(a), _layout(arr))  # type: ignore[arg-type]
     if is_node(v):
         leaves, tree = flatten_tree(v)
@@ -144,11 +151,11 @@ def arg_key(a: Annotation) -> object:
 
 def _arg_unit_inner(a: Annotation) -> bool:
     """Unit innermost stride for an array argument: of the primal and of its shadow."""
-    arr = np.asarray(a.val)
+    arr = _view(a.val)
     if arr.ndim == 0 or not _unit_inner(arr):
         return False
     if isinstance(a, Duplicated):
-        return _unit_inner(np.asarray(a.dval))
+        return _unit_inner(_view(a.dval))
     return True
 
 
@@ -237,10 +244,58 @@ def _annotate(x: object) -> Annotation:
     return x if isinstance(x, Annotation) else Const(x)
 
 
+def _array_places(anns: Sequence[Annotation]) -> tuple[list[str], list[str]]:
+    """The names of the host arrays and of the device arrays among the arguments
+    (leaves of pytrees and shadows included)."""
+    host: list[str] = []
+    device: list[str] = []
+    for i, a in enumerate(anns):
+        pairs = [(a.val, f"argument {i}")]
+        if isinstance(a, Duplicated):
+            pairs.append((a.dval, f"the shadow of argument {i}"))
+        for value, name in pairs:
+            if is_node(value):
+                leaves = [(x, f"leaf {j} of {name}")
+                          for j, x in enumerate(flatten_tree(value)[0])]
+            else:
+                leaves = [(value, name)]
+            for x, where in leaves:
+                if on_device(x):
+                    device.append(where)
+                elif is_array(x):
+                    host.append(where)
+    return host, device
+
+
+def choose_target(anns: Sequence[Annotation], forced: str | None) -> str:
+    """The target of a call: ``forced`` (``isozyme.target(...)`` or ``ir(...,
+    target=)``) when given, else ``cuda`` when an argument is a device array (it
+    exposes ``__cuda_array_interface__``), else ``cpu``. Mixing host and device arrays
+    in one call, or device arrays under a CPU target, is an :class:`AnnotationError`."""
+    host, device = _array_places(anns)
+    if host and device:
+        raise AnnotationError(
+            "one call mixes host arrays (numpy: " + ", ".join(host) + ") and device "
+            "arrays (__cuda_array_interface__: " + ", ".join(device) + "); pass all "
+            "of them on the device (cupy.asarray) or all on the host (cupy.asnumpy)"
+        )
+    if forced is not None:
+        name = get_target(forced).name
+        if device and name != "cuda":
+            raise AnnotationError(
+                f"the {name} target runs on host memory, but " + ", ".join(device)
+                + " is a device array (__cuda_array_interface__); use the cuda target "
+                "or pass numpy arrays"
+            )
+        return name
+    return "cuda" if device else "cpu"
+
+
 def prepare(
-    mode: Mode, fn: Callable, args: Sequence[object], target: str = "cpu"
+    mode: Mode, fn: Callable, args: Sequence[object], target: str | None = None
 ) -> _Spec:
-    """Validate a call and describe its signature for the compiler (for ``target``)."""
+    """Validate a call and describe its signature for the compiler: for ``target``
+    when given, else for the target the arguments select (:func:`choose_target`)."""
     if not isinstance(mode, Mode):
         raise AnnotationError(
             f"the first argument must be a mode (Forward, ForwardWithPrimal, Reverse, "
@@ -255,7 +310,7 @@ def prepare(
         raise AnnotationError(f"expected a function to differentiate, got {describe(fn)}")
     ret_cls, rest = _split_return_activity(args)
     anns = [_annotate(a) for a in rest]
-    spec = _Spec(fn, mode, anns, ret_cls, target=get_target(target).name)
+    spec = _Spec(fn, mode, anns, ret_cls, target=choose_target(anns, target))
     for i, a in enumerate(anns):
         if isinstance(a, BatchDuplicated):
             raise UnsupportedError("batch (vector) forward mode, BatchDuplicated, is not supported yet")
@@ -299,7 +354,7 @@ def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
         spec.activities.append(Activity.CONST)
     spec.runtime.append(t is not None)
     if t is not None:
-        spec.layouts.append(_layout(np.asarray(a.val)) if is_array(a.val) else None)
+        spec.layouts.append(_layout(_view(a.val)) if is_array(a.val) else None)
     return t if t is not None else a.val
 
 
@@ -369,11 +424,23 @@ class Compiled:
     run_hidden: Callable[[Sequence[Annotation], tuple], tuple] | None = None
 
 
-def build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> Compiled:
+def build(
+    spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized", load: bool = True
+) -> Compiled:
     """Trace, compile (for ``spec.target``) and load one signature; with ``upto``
     before the runtime's stages, stop there (the runner then does nothing).
-    ``keep_stages``: record the text of every stage in ``Compiled.stages``."""
+    ``keep_stages``: record the text of every stage in ``Compiled.stages``;
+    ``load=False``: only print (the LLVM IR stages without loading the code: no GPU
+    nor C++ compiler needed)."""
     from isozyme.frontends.python import trace
+
+    if load and upto in RUNTIME_STAGES and spec.target == "cuda":
+        host = _array_places(spec.annotations)[0]
+        if host:
+            raise AnnotationError(
+                "the cuda target runs on device arrays, but these are host (numpy) "
+                "arrays: " + ", ".join(host) + "; pass cupy arrays (cupy.asarray)"
+            )
 
     stats["traces"] += 1
     traced = trace(spec.fn, spec.trace_args, hidden_type=_hidden_type, layouts=spec.layouts)
@@ -407,6 +474,12 @@ def build(spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized") -> Co
         traced.module, target=target, upto=ir_upto, on_stage=record
     )
     if upto not in RUNTIME_STAGES or artefact is None:
+        return Compiled(lambda anns: (), stages)
+    if not load:
+        from isozyme.runtime.jit import llvm_ir_stages
+
+        host = artefact.module if isinstance(artefact, LLVMArtefact) else artefact.host
+        stages["llvm-ir"], stages["llvm-ir-optimized"] = llvm_ir_stages(host)
         return Compiled(lambda anns: (), stages)
 
     from isozyme.runtime import load_artefact
@@ -502,6 +575,7 @@ def _make_runner(
         return flat
 
     fn_name = getattr(spec.fn, "__name__", "the function")
+    on_gpu = spec.target == "cuda"
 
     def check_buffers(flat: list[object]) -> None:
         for p, what in must_write:
@@ -539,6 +613,8 @@ def _make_runner(
                     flat.append(leaf)
                     if d:
                         flat.append(sh)
+        if on_gpu:  # device arrays cross as metadata views holding device pointers
+            flat = [device_view(x) if on_device(x) else x for x in flat]
         if must_write or same_layout:
             check_buffers(flat)
         return check_sizes(flat) if checks else flat

@@ -2,7 +2,8 @@
 
 ``isozyme diff FILE.py:FUNC --mode reverse --args 1.0 2.0 --print-ir all`` traces and
 differentiates FUNC, prints the requested IR stages under a header line each, then the
-result.  ``isozyme-opt FILE.mlir --passes inline,enzyme-differentiate,simplify-ad``
+result (``--target cuda`` prints that target's stages, ``gpu``, ``cuda`` and ``host``
+included).  ``isozyme-opt FILE.mlir --passes inline,enzyme-differentiate,simplify-ad``
 runs isozyme's passes on IR text (Enzyme-MLIR's ``enzyme.fwddiff``/``enzyme.autodiff``
 included) and prints the result.
 
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import isozyme as iz
 from isozyme.compiler.pipeline import ALL_STAGES
+from isozyme.compiler.targets import TARGET_NAMES, stages_of
 
 _MODES = {
     "forward": iz.Forward,
@@ -189,31 +191,40 @@ def annotate(mode: iz.Mode, values: Sequence[object], activities: Sequence[str] 
     return out
 
 
-def parse_stages(spec: str | None) -> list[str]:
-    """``a,b`` or ``all`` -> list of stage names."""
+def parse_stages(spec: str | None, target: str | None = None) -> list[str]:
+    """``a,b`` or ``all`` -> list of stage names (of ``target``; default ``cpu``)."""
     if not spec:
         return []
+    known = stages_of(target) if target is not None else ALL_STAGES
     if spec == "all":
-        return list(ALL_STAGES)
+        return list(known)
     stages = [s.strip() for s in spec.split(",") if s.strip()]
     for s in stages:
-        if s not in ALL_STAGES:
+        if s not in known:
             raise SystemExit(
-                f"isozyme: unknown stage {s!r}; stages: {', '.join(ALL_STAGES)}, all"
+                f"isozyme: unknown stage {s!r}; stages: {', '.join(known)}, all"
             )
     return stages
 
 
-def run_diff(fn, mode: iz.Mode, anns: Sequence[object], stages: Sequence[str], out=None) -> tuple:
-    """Print the IR stages, then differentiate and print the result."""
+def run_diff(
+    fn, mode: iz.Mode, anns: Sequence[object], stages: Sequence[str], out=None,
+    target: str | None = None,
+) -> tuple:
+    """Print the IR stages, then differentiate and print the result (on ``target``
+    when given: ``isozyme.target``)."""
     out = out or sys.stdout
     if stages:
-        texts = iz.ir_stages(mode, fn, *anns, stages=stages)
+        texts = iz.ir_stages(mode, fn, *anns, stages=stages, target=target)
         for s in stages:
             print(stage_header(s), file=out)
             print(texts[s].rstrip(), file=out)
             print(file=out)
-    result = iz.autodiff(mode, fn, *anns)
+    if target is not None:
+        with iz.target(target):
+            result = iz.autodiff(mode, fn, *anns)
+    else:
+        result = iz.autodiff(mode, fn, *anns)
     print(f"// ===== result: autodiff({mode}, {fn.__name__}, "
           f"{', '.join(map(repr, anns))}) =====", file=out)
     print(result, file=out)
@@ -226,7 +237,8 @@ def _cmd_diff(ns: argparse.Namespace) -> int:
     values = parse_args_values(ns.args)
     check_arity(fn, values)
     anns = annotate(mode, values, ns.activity)
-    run_diff(fn, mode, anns, parse_stages(ns.print_ir))
+    target = ns.compile_target
+    run_diff(fn, mode, anns, parse_stages(ns.print_ir, target), target=target)
     return 0
 
 
@@ -248,7 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--activity", nargs="*", default=None,
                    help="one of active/const/dup per argument")
     d.add_argument("--print-ir", default=None,
-                   help=f"comma-separated stages ({', '.join(ALL_STAGES)}) or 'all'")
+                   help=f"comma-separated stages ({', '.join(ALL_STAGES)}; with a GPU "
+                   "target also gpu, cuda, host) or 'all'")
+    d.add_argument("--target", dest="compile_target", choices=TARGET_NAMES, default=None,
+                   help="compilation target (default: cpu; cuda for device arrays)")
     d.set_defaults(func=_cmd_diff)
     demo = sub.add_parser("demo", help="differentiate a bundled example")
     demo.add_argument("--print-ir", default=None)

@@ -84,6 +84,8 @@ def make_entry_callable(
     result_types: Sequence[str | MemrefSpec],
     keepalive: object = None,
     checks: CheckTable = (),
+    result_owner: Callable[[int], object] | None = None,
+    result_array: Callable[[Any], Any] | None = None,
 ) -> Callable[..., tuple[Any, ...]]:
     """Build the fast Python wrapper of the entry point at ``address``.
 
@@ -102,6 +104,9 @@ def make_entry_callable(
     then writes a status record after the result slots; the wrapper tests its first
     slot after the call (one integer test) and raises the failing check's error
     before reading any result.
+
+    ``result_owner``/``result_array``: see
+    :func:`isozyme.runtime.result_arrays.make_result_wrapper` (device memory).
     """
     slots_codes = "".join(
         "Q" if isinstance(t, MemrefSpec) else _SLOT_CODES[t] for t in arg_types
@@ -194,7 +199,7 @@ def make_entry_callable(
         lines.append("        finally:")
         lines.append("            push(B)")
     if any(isinstance(t, MemrefSpec) for t in result_types):
-        namespace["wrap"] = make_result_wrapper(result_types)
+        namespace["wrap"] = make_result_wrapper(result_types, result_owner, result_array)
         arg_owners = "".join(
             f"p{k}, x{k}, " for k, t in enumerate(arg_types) if isinstance(t, MemrefSpec)
         )

@@ -30,7 +30,7 @@ import ctypes.util
 import itertools
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,6 +196,16 @@ class CompiledModule:
     _module: llb.ModuleRef = field(repr=False)
     #: The run-time checks' ``(kind, message, n_values)`` by id - 1 (``isz.check``).
     checks: tuple[tuple[str, str, int], ...] = ()
+    #: A GPU target's launch status (``isozyme.abi.LAUNCH_STATUS``): the entry
+    #: callables raise when a launch failed during the call, and reset it.
+    launch_status: ctypes.c_int32 | None = None
+    #: What the executor keeps alive as long as the code (kernel libraries, tables).
+    extras: tuple[Any, ...] = ()
+    #: Result arrays of memref results: ``(allocated pointer) -> owner`` (None: the
+    #: memory is ``malloc``-ed and freed with ``free``, :class:`_MallocBlock`).
+    result_owner: Callable[[int], object] | None = None
+    #: Turns each result array before it is returned (e.g. into a device array).
+    result_array: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         # Free the code once nothing can call it: every entry callable keeps this
@@ -244,9 +254,27 @@ class CompiledModule:
         for t in result_types:
             spec = memref_spec(t)
             results.append(spec if spec is not None else type_name(t))
-        return make_entry_callable(
-            self.entry_addresses[key], args, results, keepalive=self, checks=self.checks
+        entry = make_entry_callable(
+            self.entry_addresses[key], args, results, keepalive=self, checks=self.checks,
+            result_owner=self.result_owner, result_array=self.result_array,
         )
+        status = self.launch_status
+        if status is None:
+            return entry
+
+        def launching_entry(*values: Any) -> tuple[Any, ...]:
+            out = entry(*values)
+            if status.value:
+                code, status.value = status.value, 0
+                raise RuntimeError(
+                    f"isozyme runtime: a kernel launch failed with error {code} "
+                    "(CUresult)"
+                )
+            return out
+
+        launching_entry._iz_keepalive = entry  # type: ignore[attr-defined]
+        launching_entry.__doc__ = entry.__doc__
+        return launching_entry
 
 
 #: Libcalls the x86 backend emits for intrinsics, by intrinsic prefix.
@@ -275,19 +303,34 @@ def _check_symbols(mod: llb.ModuleRef) -> None:
         )
 
 
-def compile_llvm_ir(llvm_ir: str) -> CompiledModule:
-    """Parse, verify, optimise (O3, host CPU) and JIT LLVM IR text."""
+def compile_llvm_ir(
+    llvm_ir: str, globals_: Mapping[str, int] | None = None
+) -> CompiledModule:
+    """Parse, verify, optimise (O3, host CPU) and JIT LLVM IR text.
+
+    ``globals_``: external globals and functions of the module that the caller
+    defines, name -> address (a GPU host program's kernel table, launch status and
+    launch function); each is renamed ``<name>.<n>`` in this module and bound to its
+    address, so that modules do not share them. Names the module does not declare are
+    ignored."""
     release_freed_code()
     with _JIT_LOCK:  # taken before _jit(): releasing code may replace the engine
-        return _compile_locked(_jit(), llvm_ir)
+        return _compile_locked(_jit(), llvm_ir, globals_ or {})
 
 
-def _compile_locked(jit: _JIT, llvm_ir: str) -> CompiledModule:
+def _compile_locked(
+    jit: _JIT, llvm_ir: str, globals_: Mapping[str, int]
+) -> CompiledModule:
     mod = llb.parse_assembly(llvm_ir)
     mod.triple = jit.triple
     mod.data_layout = jit.data_layout
     mod.verify()
     uid = jit.next_module_id()
+    for value in (*mod.global_variables, *mod.functions):
+        if value.name in globals_ and value.is_declaration:
+            address = globals_[value.name]
+            value.name = f"{value.name}.{uid}"
+            llb.add_symbol(value.name, address)
     renamed: dict[str, str] = {}
     for fn in mod.functions:
         if fn.is_declaration:
@@ -311,10 +354,35 @@ def _compile_locked(jit: _JIT, llvm_ir: str) -> CompiledModule:
     return CompiledModule(llvm_ir, optimized, addresses, mod)
 
 
-def compile_llvm_module(module: ModuleOp) -> CompiledModule:
-    """JIT an ``llvm``-stage module (the output of ``lower_to_llvm``)."""
+def compile_llvm_module(
+    module: ModuleOp, globals_: Mapping[str, int] | None = None
+) -> CompiledModule:
+    """JIT an ``llvm``-stage module (the output of ``lower_to_llvm``); ``globals_`` as
+    for :func:`compile_llvm_ir`."""
     from isozyme.compiler.lowering.convert_check_to_llvm import check_table  # noqa: PLC0415
 
-    compiled = compile_llvm_ir(translate_to_llvm_ir(module, host_target_triple()))
+    compiled = compile_llvm_ir(
+        translate_to_llvm_ir(module, host_target_triple()), globals_
+    )
     compiled.checks = check_table(module)
     return compiled
+
+
+def llvm_ir_stages(module: ModuleOp) -> tuple[str, str]:
+    """The ``llvm-ir`` and ``llvm-ir-optimized`` texts of an ``llvm``-stage module,
+    without adding it to the engine (for printing: its external symbols, such as a
+    GPU host program's launch function, need not exist in this process)."""
+    llvm_ir = translate_to_llvm_ir(module, host_target_triple())
+    with _JIT_LOCK:
+        jit = _jit()
+        mod = llb.parse_assembly(llvm_ir)
+        mod.triple = jit.triple
+        mod.data_layout = jit.data_layout
+        mod.verify()
+        for fn in mod.functions:
+            if not fn.is_declaration and not fn.name.startswith(ENTRY_PREFIX):
+                fn.linkage = llb.Linkage.internal
+        jit.optimize(mod)
+        optimized = str(mod)
+        mod.close()
+    return llvm_ir, optimized

@@ -275,3 +275,35 @@ def _memref_lines(
     fields += [f"{s} >> {shift}" if shift else s for s in st]
     return lines, fields
 
+
+
+class _DeviceInterface:
+    """``__array_interface__`` of a device array's metadata (see :func:`device_view`)."""
+
+    __slots__ = ("__array_interface__", "owner")
+
+    def __init__(self, interface: dict[str, Any], owner: object) -> None:
+        self.__array_interface__ = interface
+        self.owner = owner
+
+
+def on_device(x: object) -> bool:
+    """Whether ``x`` is a device array (it exposes ``__cuda_array_interface__``)."""
+    return not isinstance(x, np.ndarray) and hasattr(x, "__cuda_array_interface__")
+
+
+def device_view(x: Any) -> np.ndarray:
+    """An ndarray with the shape, dtype and strides of device array ``x`` whose data
+    pointer is the device pointer: metadata for signatures, checks and the entry
+    points' descriptors, never read or written on the host. Its ``base`` keeps ``x``
+    alive."""
+    cai = x.__cuda_array_interface__
+    ptr, readonly = cai["data"]
+    interface = {
+        "version": 3,
+        "shape": tuple(cai["shape"]),
+        "typestr": cai["typestr"],
+        "data": (ptr, bool(readonly)),
+        "strides": cai.get("strides"),
+    }
+    return np.asarray(_DeviceInterface(interface, x))

@@ -80,6 +80,8 @@ def _result_array(
 
 def make_result_wrapper(
     result_types: Sequence[str | MemrefSpec],
+    result_owner: Callable[[int], object] | None = None,
+    result_array: Callable[[np.ndarray], Any] | None = None,
 ) -> Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]]:
     """Turn the unpacked out slots into the result tuple (memref results to arrays).
 
@@ -88,7 +90,12 @@ def make_result_wrapper(
     Two results with the same allocated pointer share one owner (freed once), and a
     result whose allocated pointer is that of a memref argument of this call (the
     function returned an argument or a view of one) is not freed: its array keeps
-    the argument array alive instead."""
+    the argument array alive instead.
+
+    ``result_owner(allocated)``: the owner of memory the function allocated when it is
+    not ``malloc``-ed (device memory); ``result_array``: applied to each memref result
+    array (its views of device memory become device arrays)."""
+    new_owner = _MallocBlock if result_owner is None else result_owner
     layout: list[tuple[int, MemrefSpec | None]] = []
     pos = 0
     for t in result_types:
@@ -112,8 +119,9 @@ def make_result_wrapper(
             allocated = fields[0]
             owner = owners.get(allocated) if allocated else None
             if owner is None and allocated:
-                owner = owners[allocated] = _MallocBlock(allocated)
-            out.append(_result_array(spec, fields, owner))
+                owner = owners[allocated] = new_owner(allocated)
+            array = _result_array(spec, fields, owner)
+            out.append(array if result_array is None else result_array(array))
         return tuple(out)
 
     return wrap

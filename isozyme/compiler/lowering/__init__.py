@@ -68,10 +68,10 @@ def apply_lowering(
 
 def lower_to_llvm(module: ModuleOp, ctx: Context | None = None) -> None:
     """Lower a ``simplified``-stage module to the ``llvm`` stage, in place, with the
-    CPU target's ``LOWERING_PASSES`` (:func:`apply_lowering`)."""
-    from isozyme.compiler.targets.cpu import LLVM_LOWERING_PASSES  # noqa: PLC0415
+    CPU target's passes (``convert-parallel-to-for``, then ``LOWERING_PASSES``)."""
+    from isozyme.compiler.targets.cpu import CpuTarget  # noqa: PLC0415
 
-    apply_lowering(module, [p() for p in LLVM_LOWERING_PASSES], ctx)
+    apply_lowering(module, CpuTarget().lowering_passes(), ctx)
 
 
 __all__ = [

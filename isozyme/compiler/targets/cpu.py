@@ -1,7 +1,8 @@
 """The ``cpu`` target: the module lowered to the ``llvm`` dialect, for LLVM's JIT.
 
-Stage ``llvm``: :data:`LLVM_LOWERING_PASSES` (one pass per file of
-:mod:`isozyme.compiler.lowering`), after which only ``llvm`` ops are left. The artefact
+Stage ``llvm``: ``convert-parallel-to-for`` (``scf.parallel`` as ``scf.for`` nests,
+atomics as plain read-modify-writes), then :data:`LLVM_LOWERING_PASSES` (one pass per
+file of :mod:`isozyme.compiler.lowering`), after which only ``llvm`` ops are left. The artefact
 is that module (:class:`~isozyme.compiler.targets.LLVMArtefact`); the runtime
 (``runtime/jit.py``) translates it to LLVM IR, optimises it and JIT-compiles it.
 """
@@ -25,6 +26,7 @@ from isozyme.compiler.lowering.convert_enzyme_cache_to_llvm import (
 from isozyme.compiler.lowering.convert_func_to_llvm import ConvertFuncToLLVMPass
 from isozyme.compiler.lowering.convert_math_to_llvm import ConvertMathToLLVMPass
 from isozyme.compiler.lowering.convert_memref_to_llvm import ConvertMemrefToLLVMPass
+from isozyme.compiler.lowering.convert_parallel_to_for import ConvertParallelToForPass
 from isozyme.compiler.lowering.convert_scf_to_cf import ConvertScfToCfPass
 from isozyme.compiler.lowering.expand_memref_copy import ExpandMemrefCopyPass
 from isozyme.compiler.targets import LLVMArtefact, OnStage, Target
@@ -52,8 +54,9 @@ class CpuTarget(Target):
     stages = ("llvm",)
 
     def lowering_passes(self) -> Sequence[ModulePass]:
-        """:data:`LLVM_LOWERING_PASSES`, instantiated."""
-        return tuple(p() for p in LLVM_LOWERING_PASSES)
+        """``convert-parallel-to-for`` (the CPU runs parallel loops sequentially), then
+        :data:`LLVM_LOWERING_PASSES`, instantiated."""
+        return (ConvertParallelToForPass(), *(p() for p in LLVM_LOWERING_PASSES))
 
     def compile(
         self,

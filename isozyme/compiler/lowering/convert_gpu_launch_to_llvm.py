@@ -1,0 +1,214 @@
+"""``convert-gpu-launch-to-llvm``: each ``gpu.launch_func`` of a host program becomes a
+call with ``cuLaunchKernel``'s signature.
+
+The host program is a GPU target's module without its ``gpu.module`` (the ``host``
+stage). For ::
+
+    gpu.launch_func @isozyme_kernels::@f_k0 blocks in (%gx, %gy, %gz)
+        threads in (%bx, %by, %bz) args(%a0 : T0, %a1 : T1, ...)
+
+the pass emits, in the enclosing ``llvm.func``:
+
+* in its entry block, once per launch: an ``alloca`` per argument (a memref's whole
+  descriptor struct, a scalar, an ``i1`` as one byte as CUDA's ``bool``) and an
+  ``alloca`` of ``ptr[n]`` holding their addresses (the ``kernelParams`` array), so a
+  launch inside a loop does not grow the stack;
+* at the launch: stores of the arguments and of their addresses, the kernel handle
+  loaded from the external global ``@__iz_kernel_table`` (``ptr[K]``: kernel ``i`` is
+  the ``i``-th name of ``kernels``; the runtime defines it, see
+  :data:`isozyme.abi.KERNEL_TABLE`), and
+  ``%rc = llvm.call @<launch_symbol>(%f, gx, gy, gz, bx, by, bz : i32, %shmem : i32,
+  null stream, %params, null extra) : i32``;
+* the first non-zero ``%rc`` is kept in the external ``i32`` global
+  ``@__iz_launch_status`` (:data:`isozyme.abi.LAUNCH_STATUS`), which the runtime
+  reads and resets after each call.
+
+It runs after ``convert-func-to-llvm`` (argument values are ``llvm`` types by then)
+and before ``add-c-entry-points``; the ``gpu.container_module`` attribute is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import gpu, llvm
+from xdsl.dialects.builtin import IntegerAttr, IntegerType, ModuleOp, i32, i64
+from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from isozyme.abi import CUDA_LAUNCH_SYMBOL, KERNEL_TABLE, LAUNCH_STATUS
+from isozyme.compiler.lowering._common import (
+    LoweringError,
+    call,
+    convert_type,
+    declare_function,
+)
+
+_PTR = llvm.LLVMPointerType()
+_I8 = IntegerType(8)
+
+
+def _declare_global(module: ModuleOp, name: str, t: Attribute) -> None:
+    """Declare the external global ``@name`` of type ``t`` unless it is declared."""
+    for op in module.ops:
+        if isinstance(op, llvm.GlobalOp) and op.sym_name.data == name:
+            return
+    decl = llvm.GlobalOp(t, name, "external")
+    block = module.body.block
+    if block.first_op is None:
+        block.add_op(decl)
+    else:
+        block.insert_op_before(decl, block.first_op)
+
+
+def _const(value: int, t: IntegerType) -> llvm.ConstantOp:
+    """``llvm.mlir.constant(value : t)``."""
+    return llvm.ConstantOp(IntegerAttr(value, t), t)
+
+
+def _kernel_name(op: gpu.LaunchFuncOp) -> str:
+    """The kernel's own name (the leaf of ``@module::@kernel``)."""
+    nested = op.kernel.nested_references.data
+    return nested[-1].data if nested else op.kernel.root_reference.data
+
+
+def _as_i32(value: SSAValue, before: Operation) -> SSAValue:
+    """``value`` (an ``i64``/``i32`` launch size) as ``i32``."""
+    t = value.type
+    if isinstance(t, IntegerType) and t.width.data == 32:
+        return value
+    trunc = llvm.TruncOp(value, i32)
+    Rewriter.insert_op(trunc, InsertPoint.before(before))
+    return trunc.res
+
+
+def _entry_block(op: Operation) -> Block:
+    """The entry block of the ``llvm.func`` enclosing ``op``."""
+    fn = op.parent_op()
+    while fn is not None and not isinstance(fn, llvm.FuncOp):
+        fn = fn.parent_op()
+    if fn is None or not fn.body.blocks:
+        raise LoweringError("isozyme lowering: gpu.launch_func outside an llvm.func")
+    return fn.body.blocks[0]
+
+
+def _lower_launch(op: gpu.LaunchFuncOp, index: int, launch_symbol: str) -> None:
+    """Replace one launch (see the module docstring)."""
+    if op.asyncToken is not None or op.asyncDependencies:
+        raise LoweringError("isozyme lowering: asynchronous gpu.launch_func is not supported")
+    if op.clusterSizeX is not None:
+        raise LoweringError("isozyme lowering: gpu.launch_func with clusters is not supported")
+    args = list(op.kernelOperands)
+    # Storage of the arguments and of the params array: in the entry block.
+    entry = _entry_block(op)
+    one = _const(1, i64)
+    n = _const(max(len(args), 1), i64)
+    head: list[Operation] = [one, n]
+    slots: list[tuple[SSAValue, SSAValue]] = []  # (stored value, its slot)
+    body: list[Operation] = []
+    for a in args:
+        t = convert_type(a.type)
+        value: SSAValue = a
+        if isinstance(t, IntegerType) and t.width.data == 1:
+            ext = llvm.ZExtOp(a, _I8)  # CUDA's bool is one byte
+            body.append(ext)
+            value, t = ext.res, _I8
+        slot = llvm.AllocaOp(one, t, alignment=8)
+        head.append(slot)
+        slots.append((value, slot.res))
+    params = llvm.AllocaOp(n, _PTR, alignment=8)
+    head.append(params)
+    first = entry.first_op
+    for h in head:
+        if first is None:
+            entry.add_op(h)
+        else:
+            entry.insert_op_before(h, first)
+    for k, (value, slot) in enumerate(slots):
+        body.append(llvm.StoreOp(value, slot))
+        gep = llvm.GEPOp(params.res, [k], _PTR)
+        body.append(gep)
+        body.append(llvm.StoreOp(slot, gep.result))
+    table = llvm.AddressOfOp(KERNEL_TABLE, _PTR)
+    handle_at = llvm.GEPOp(table.result, [index], _PTR)
+    handle = llvm.LoadOp(handle_at.result, _PTR)
+    null = llvm.ZeroOp(result_types=[_PTR])
+    shmem_const = _const(0, i32)
+    body += [table, handle_at, handle, null, shmem_const]
+    for b in body:
+        Rewriter.insert_op(b, InsertPoint.before(op))
+    sizes = [
+        _as_i32(v, op)
+        for v in (op.gridSizeX, op.gridSizeY, op.gridSizeZ,
+                  op.blockSizeX, op.blockSizeY, op.blockSizeZ)
+    ]
+    shmem = (
+        shmem_const.result
+        if op.dynamicSharedMemorySize is None
+        else _as_i32(op.dynamicSharedMemorySize, op)
+    )
+    launch = call(
+        launch_symbol,
+        [handle.dereferenced_value, *sizes, shmem, null.res, params.res, null.res],
+        i32,
+    )
+    rc = launch.returned
+    assert rc is not None
+    Rewriter.replace_op(op, [launch, *keep_first_error(rc)], [])
+
+
+def declare_launch_status(module: ModuleOp) -> None:
+    """Declare the external ``i32`` global ``@__iz_launch_status`` (once)."""
+    _declare_global(module, LAUNCH_STATUS, i32)
+
+
+def keep_first_error(rc: SSAValue) -> list[Operation]:
+    """The ops keeping the first non-zero ``CUresult`` ``rc`` in the launch status:
+    ``status = status != 0 ? status : rc`` (declare it with
+    :func:`declare_launch_status`)."""
+    status_at = llvm.AddressOfOp(LAUNCH_STATUS, _PTR)
+    old = llvm.LoadOp(status_at.result, i32)
+    zero = _const(0, i32)
+    is_ok = llvm.ICmpOp(
+        old.dereferenced_value, zero.result,
+        IntegerAttr(llvm.ICmpPredicateFlag("eq").to_int(), i64),
+    )
+    new = llvm.SelectOp(is_ok.res, rc, old.dereferenced_value)
+    store = llvm.StoreOp(new.res, status_at.result)
+    return [status_at, old, zero, is_ok, new, store]
+
+
+@dataclass(frozen=True)
+class ConvertGpuLaunchToLLVMPass(ModulePass):
+    """Lower every ``gpu.launch_func`` of a host program to a call of
+    ``launch_symbol`` (``cuLaunchKernel``'s signature) on the handle of the kernel in
+    ``@__iz_kernel_table``; ``kernels`` names the table's entries in order."""
+
+    name = "convert-gpu-launch-to-llvm"
+
+    kernels: tuple[str, ...] = ()
+    launch_symbol: str = CUDA_LAUNCH_SYMBOL
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        """Rewrite ``op`` in place."""
+        del ctx
+        launches = [o for o in op.walk() if isinstance(o, gpu.LaunchFuncOp)]
+        op.attributes.pop("gpu.container_module", None)
+        if not launches:
+            return
+        positions = {name: i for i, name in enumerate(self.kernels)}
+        _declare_global(op, KERNEL_TABLE, llvm.LLVMArrayType(max(len(self.kernels), 1), _PTR))
+        declare_launch_status(op)
+        declare_function(
+            op, self.launch_symbol, [_PTR, *[i32] * 7, _PTR, _PTR, _PTR], i32
+        )
+        for launch in launches:
+            name = _kernel_name(launch)
+            if name not in positions:
+                raise LoweringError(
+                    f"isozyme lowering: gpu.launch_func of @{name}, which is not a kernel "
+                    f"of the gpu.module (kernels: {', '.join(self.kernels) or 'none'})"
+                )
+            _lower_launch(launch, positions[name], self.launch_symbol)

@@ -1,0 +1,263 @@
+"""The ``cuda`` target: kernels as CUDA C, the code around them as a host program.
+
+Stages after ``simplified``:
+
+========  ==============================================================================
+``gpu``   ``gpu-outline-parallel-loops``: every outermost ``scf.parallel`` becomes a
+          ``gpu.func`` kernel of ``gpu.module @isozyme_kernels``, launched by
+          ``gpu.launch_func`` (:mod:`isozyme.compiler.gpu`)
+``cuda``  the kernels as one CUDA C translation unit (``print_cuda``; text)
+``host``  the module without its ``gpu.module``: scalars, sequential loops,
+          allocations and launches
+``llvm``  the host program lowered by the CPU target's passes plus
+          ``convert-gpu-launch-to-llvm`` (launches through ``cuLaunchKernel``),
+          ``convert-host-memory-access-to-copies`` (the host's element reads and writes
+          as ``cuMemcpy``) and ``use-device-allocator`` (``memref.alloc``/``dealloc``
+          on the device)
+========  ==============================================================================
+
+The artefact (:class:`~isozyme.compiler.targets.GpuArtefact`) holds the host program,
+the kernel names and the CUDA C; ``runtime/cuda.py`` compiles the kernels with CuPy and
+JIT-compiles the host program. Everything the host program touches is device memory:
+its element reads and writes (a reduction's result, a scalar between kernels) copy one
+element each; atomics outside kernels are refused
+(:class:`~isozyme.errors.UnsupportedError` naming the op).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from xdsl.context import Context
+from xdsl.dialects import func, gpu, llvm, memref
+from xdsl.dialects.builtin import (
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    ModuleOp,
+    StringAttr,
+    i1,
+    i32,
+    i64,
+)
+from xdsl.ir import Block, Operation
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from isozyme.abi import (
+    CUDA_LAUNCH_SYMBOL,
+    DEVICE_ALLOC_SYMBOL,
+    DEVICE_COPY_SYMBOL,
+    DEVICE_FREE_SYMBOL,
+)
+from isozyme.compiler.lowering import apply_lowering
+from isozyme.compiler.lowering._common import byte_size, call, declare_function
+from isozyme.compiler.lowering.convert_func_to_llvm import ConvertFuncToLLVMPass
+from isozyme.compiler.lowering.convert_gpu_launch_to_llvm import (
+    ConvertGpuLaunchToLLVMPass,
+    declare_launch_status,
+    keep_first_error,
+)
+from isozyme.compiler.lowering.convert_memref_to_llvm import (
+    ConvertMemrefToLLVMPass,
+    _Lowerer,  # the element address of a memref access, as the CPU lowering computes it
+    storage_type,
+)
+from isozyme.compiler.targets import GpuArtefact, OnStage, Target
+from isozyme.compiler.targets.cpu import CpuTarget
+from isozyme.errors import UnsupportedError
+
+_PTR = llvm.LLVMPointerType()
+
+
+def kernel_module(module: ModuleOp) -> gpu.ModuleOp | None:
+    """The ``gpu.module`` of a ``gpu``-stage module (None without kernels)."""
+    return next((op for op in module.ops if isinstance(op, gpu.ModuleOp)), None)
+
+
+def kernel_names(kernels: gpu.ModuleOp | None) -> tuple[str, ...]:
+    """The names of the ``gpu.func`` kernels, in order (the kernel table's order)."""
+    if kernels is None:
+        return ()
+    return tuple(
+        op.sym_name.data for op in kernels.body.ops if isinstance(op, gpu.FuncOp)
+    )
+
+
+def _function_entry(op: Operation) -> Block:
+    """The entry block of the function enclosing ``op``."""
+    fn = op.parent_op()
+    while fn is not None and not isinstance(fn, (func.FuncOp, llvm.FuncOp)):
+        fn = fn.parent_op()
+    assert fn is not None and fn.body.blocks
+    return fn.body.blocks[0]
+
+
+def _copy_through_stack(op: memref.LoadOp | memref.StoreOp) -> None:
+    """One host ``memref.load``/``store`` of device memory as ``cuMemcpy`` through a
+    stack slot (see :class:`ConvertHostMemoryAccessToCopiesPass`)."""
+    mtype = op.memref.type
+    assert isinstance(mtype, MemRefType)
+    lo = _Lowerer(op, mtype)
+    ptr = lo.element_pointer(op.memref, list(op.indices))
+    st = storage_type(mtype.element_type)
+    one = llvm.ConstantOp(IntegerAttr(1, i64), i64)
+    slot = llvm.AllocaOp(one, st, alignment=8)
+    entry = _function_entry(op)
+    if entry.first_op is None:
+        entry.add_ops([one, slot])
+    else:
+        entry.insert_ops_before([one, slot], entry.first_op)
+    nbytes = lo.const(byte_size(st))
+    if isinstance(op, memref.LoadOp):
+        copy = lo.b.insert(call(DEVICE_COPY_SYMBOL, [slot.res, ptr, nbytes], i32))
+    else:
+        value = op.value
+        if mtype.element_type == i1:
+            value = lo.b.insert(llvm.ZExtOp(value, IntegerType(8))).results[0]
+        lo.b.insert(llvm.StoreOp(value, slot.res))
+        copy = lo.b.insert(call(DEVICE_COPY_SYMBOL, [ptr, slot.res, nbytes], i32))
+    assert copy.returned is not None
+    # A failed copy: keep the first error in the launch status, as launches do.
+    for o in keep_first_error(copy.returned):
+        lo.b.insert(o)
+    if isinstance(op, memref.StoreOp):
+        Rewriter.erase_op(op)
+        return
+    loaded = lo.b.insert(llvm.LoadOp(slot.res, st)).dereferenced_value
+    if mtype.element_type == i1:
+        loaded = lo.b.insert(llvm.TruncOp(loaded, i1)).results[0]
+    Rewriter.replace_op(op, [], [loaded])
+
+
+@dataclass(frozen=True)
+class ConvertHostMemoryAccessToCopiesPass(ModulePass):
+    """``convert-host-memory-access-to-copies``: in the ``cuda`` target's host
+    program every array is device memory, so each ``memref.load`` becomes a
+    ``cuMemcpy`` of the element into a stack slot and a load of the slot, each
+    ``memref.store`` a store into a slot and a ``cuMemcpy`` to the element (a
+    reduction's result, a scalar read between kernels). Runs after
+    ``convert-scf-to-cf`` and ``expand-memref-copy`` (a ``memref.copy`` on the host
+    is element copies: correct, slow), before ``convert-memref-to-llvm``."""
+
+    name = "convert-host-memory-access-to-copies"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        """Rewrite ``op`` in place."""
+        del ctx
+        accesses = [o for o in op.walk() if isinstance(o, (memref.LoadOp, memref.StoreOp))]
+        for o in op.walk():
+            if isinstance(o, memref.AtomicRMWOp):
+                raise UnsupportedError(
+                    "the cuda target's host program cannot update device memory "
+                    f"atomically ({o.name} outside a kernel)"
+                )
+        if not accesses:
+            return
+        declare_function(op, DEVICE_COPY_SYMBOL, [_PTR, _PTR, i64], i32)
+        declare_launch_status(op)
+        for access in accesses:
+            _copy_through_stack(access)
+
+
+@dataclass(frozen=True)
+class UseDeviceAllocatorPass(ModulePass):
+    """``use-device-allocator``: the host program's ``malloc``/``free`` calls, which at
+    this point (right after ``convert-memref-to-llvm``) are exactly those of
+    ``memref.alloc``/``memref.dealloc``, call ``iz_device_alloc``/``iz_device_free``
+    instead (defined by the runtime: device memory)."""
+
+    name = "use-device-allocator"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        """Rename the callees and their declarations in place."""
+        del ctx
+        renames = {"malloc": DEVICE_ALLOC_SYMBOL, "free": DEVICE_FREE_SYMBOL}
+        for o in op.walk():
+            if isinstance(o, llvm.CallOp) and o.callee is not None:
+                new = renames.get(o.callee.root_reference.data)
+                if new is not None:
+                    o.callee = type(o.callee)(new)
+            elif isinstance(o, llvm.FuncOp) and o.sym_name.data in renames:
+                o.sym_name = StringAttr(renames[o.sym_name.data])
+
+
+class CudaTarget(Target):
+    """NVIDIA GPUs: kernels in CUDA C compiled by CuPy (NVRTC), a host program JIT-
+    compiled by LLVM that launches them with the driver's ``cuLaunchKernel``."""
+
+    name = "cuda"
+    stages = ("gpu", "cuda", "host", "llvm")
+    #: the function the host program launches kernels with
+    launch_symbol: ClassVar[str] = CUDA_LAUNCH_SYMBOL
+    #: whether the host program's allocations are device memory
+    device_memory: ClassVar[bool] = True
+
+    def lowering_passes(self, kernels: Sequence[str] = ()) -> Sequence[ModulePass]:
+        """The CPU target's passes, plus ``convert-gpu-launch-to-llvm`` after
+        ``convert-func-to-llvm`` and, with device memory, ``convert-host-memory-access-
+        to-copies`` before and ``use-device-allocator`` after
+        ``convert-memref-to-llvm``."""
+        passes: list[ModulePass] = []
+        for p in CpuTarget().lowering_passes():
+            if isinstance(p, ConvertMemrefToLLVMPass) and self.device_memory:
+                passes.append(ConvertHostMemoryAccessToCopiesPass())
+            passes.append(p)
+            if isinstance(p, ConvertMemrefToLLVMPass) and self.device_memory:
+                passes.append(UseDeviceAllocatorPass())
+            if isinstance(p, ConvertFuncToLLVMPass):
+                passes.append(ConvertGpuLaunchToLLVMPass(tuple(kernels), self.launch_symbol))
+        return tuple(passes)
+
+    def kernel_source(self, module: ModuleOp, kernels: gpu.ModuleOp | None, cuda: str) -> str:
+        """The source the runtime compiles the kernels from: the CUDA C itself."""
+        del module, kernels
+        return cuda
+
+    def compile(
+        self,
+        module: ModuleOp,
+        ctx: Context,
+        *,
+        upto: str = "llvm",
+        on_stage: OnStage | None = None,
+    ) -> GpuArtefact | None:
+        """Run the stages ``gpu``, ``cuda``, ``host``, ``llvm`` (see the module
+        docstring) up to ``upto``; the artefact after ``llvm``."""
+        from isozyme.compiler.gpu import OutlineParallelLoopsPass  # noqa: PLC0415
+
+        OutlineParallelLoopsPass().apply(ctx, module)
+        if on_stage is not None:
+            on_stage("gpu", module)
+        if upto == "gpu":
+            return None
+        kernels = kernel_module(module)
+        cuda = _print_cuda(kernels)
+        if on_stage is not None:
+            on_stage("cuda", cuda)
+        if upto == "cuda":
+            return None
+        names = kernel_names(kernels)
+        source = self.kernel_source(module, kernels, cuda)
+        if kernels is not None:
+            kernels.detach()
+            kernels.erase()
+        if on_stage is not None:
+            on_stage("host", module)
+        if upto == "host":
+            return None
+        apply_lowering(module, self.lowering_passes(names), ctx)
+        if on_stage is not None:
+            on_stage("llvm", module)
+        return GpuArtefact(self.name, module, names, source, self.launch_symbol)
+
+
+def _print_cuda(kernels: gpu.ModuleOp | None) -> str:
+    """The CUDA C of the kernels (a comment when there is none)."""
+    if kernels is None:
+        return "// isozyme: no kernels (the function has no parallel loop)\n"
+    from isozyme.compiler.gpu.cuda_printer import print_cuda  # noqa: PLC0415
+
+    return print_cuda(kernels)
