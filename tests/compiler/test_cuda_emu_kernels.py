@@ -38,6 +38,7 @@ from tests.compiler.test_cuda_printer import (
     INT_OPS,
     KERNELS,
     MATH_FUNCS,
+    REDUCE_KINDS,
     outlined,
 )
 
@@ -292,6 +293,61 @@ def test_reductions(tmp_path):
     assert host.run("maxf32", x32, 777) == np.max(x32)
     assert host.run("count", x, 1000) == int(np.sum(x > 0))
     assert host.run("argsum", 600) == sum(i * i for i in range(600))
+
+
+def _reference_reduction(op: str, t: str, init, x: np.ndarray):
+    """Python's fold of ``x`` from ``init`` (wrapping integers of width ``t``)."""
+    w = 32 if t == "i32" else 64
+    wrap = (lambda v: ((v + (1 << (w - 1))) % (1 << w)) - (1 << (w - 1)))
+    unsigned = (lambda v: v % (1 << w))
+    fold = {
+        "arith.mulf": lambda a, b: a * b,
+        "arith.minimumf": lambda a, b: a if math.isnan(a) or a < b else b,
+        "arith.maxnumf": lambda a, b: a if math.isnan(b) else (b if math.isnan(a) else max(a, b)),
+        "arith.minnumf": lambda a, b: a if math.isnan(b) else (b if math.isnan(a) else min(a, b)),
+        "arith.muli": lambda a, b: wrap(a * b), "arith.maxsi": max, "arith.minsi": min,
+        "arith.maxui": lambda a, b: a if unsigned(a) > unsigned(b) else b,
+        "arith.minui": lambda a, b: a if unsigned(a) < unsigned(b) else b,
+        "arith.ori": lambda a, b: a | b, "arith.andi": lambda a, b: a & b,
+        "arith.xori": lambda a, b: a ^ b, "arith.addi": lambda a, b: wrap(a + b),
+    }[op]
+    acc = init
+    for v in x.tolist():
+        acc = fold(acc, v)
+    return acc
+
+
+def test_every_reduction_kind(tmp_path):
+    """n = 300: the 212 idle threads of the second block contribute the identity."""
+    host = program("reduce_kinds", tmp_path)
+    n = 300
+    for k, (op, t, init) in enumerate(REDUCE_KINDS):
+        if t in ("f64", "f32"):
+            dtype = np.float64 if t == "f64" else np.float32
+            x = RNG.uniform(0.99, 1.01, n) if op == "arith.mulf" else RNG.normal(size=n)
+            x = x.astype(dtype)
+            if op in ("arith.maxnumf", "arith.minnumf"):
+                x[::7] = np.nan  # ignored by maxnum/minnum
+            start = float(np.array([int(init, 16)], np.uint64).view(np.float64)[0]) \
+                if init.startswith("0x") else float(init)
+        else:
+            dtype = np.int32 if t == "i32" else np.int64
+            x = RNG.integers(-50, 50, n) if op not in ("arith.muli",) else \
+                RNG.choice([1, -1, 3], n)
+            if op in ("arith.ori", "arith.andi", "arith.xori", "arith.maxui", "arith.minui"):
+                x = RNG.integers(-2**62, 2**62, n)
+            if op == "arith.maxsi":  # all below 0 and the init: a wrong identity shows
+                x = RNG.integers(-2**40, -200, n)
+            if op == "arith.minsi":
+                x = RNG.integers(101, 2**30, n)
+            x = x.astype(dtype)
+            start = int(init)
+        got = host.run(f"red_{k}", x, n)
+        want = _reference_reduction(op, t, start, x)
+        if op == "arith.mulf":
+            assert got == pytest.approx(want, rel=1e-12), op
+        else:
+            assert got == want, (op, got, want)
 
 
 def test_control_flow_in_kernel(tmp_path):

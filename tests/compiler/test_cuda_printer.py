@@ -420,6 +420,32 @@ func.func @consts(%fout: memref<?x?xf64>, %iout: memref<?x?xi64>, %n: index) {{
 """
 
 
+#: (combining op, element type, init) of the reductions of the "reduce_kinds" set: one
+#: function ``@red_<k>(%x: memref<?xT>, %n: index) -> T`` each.
+REDUCE_KINDS = [
+    ("arith.mulf", "f64", "1.0"), ("arith.minimumf", "f64", "0x7FF0000000000000"),
+    ("arith.maxnumf", "f64", "0xFFF0000000000000"), ("arith.minnumf", "f32", "1.0e30"),
+    ("arith.muli", "i64", "1"), ("arith.maxsi", "i64", "-100"), ("arith.minsi", "i32", "100"),
+    ("arith.maxui", "i64", "0"), ("arith.minui", "i64", "-1"), ("arith.ori", "i64", "0"),
+    ("arith.andi", "i64", "-1"), ("arith.xori", "i64", "0"), ("arith.addi", "i32", "5"),
+]
+
+
+def reduce_kinds_kernel() -> str:
+    funcs = []
+    for k, (op, t, init) in enumerate(REDUCE_KINDS):
+        funcs.append(f"""
+func.func @red_{k}(%x: memref<?x{t}>, %n: index) -> {t} {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %z = arith.constant {init} : {t}
+{ploop("%i", "%c0", "%n", "%c1", f"    %red = memref.load %x[%i] : memref<?x{t}>",
+       init="%z", result="%r", rtype=t, combine=op)}  return %r : {t}
+}}
+""")
+    return "".join(funcs)
+
+
 @dataclass
 class Kernel:
     """A test program: MLIR source of host functions with parallel loops."""
@@ -442,6 +468,7 @@ KERNELS = {
     "order": Kernel("order", BLOCK_ORDER),
     "nested": Kernel("nested", NESTED),
     "constants": Kernel("constants", constants_kernel()),
+    "reduce_kinds": Kernel("reduce_kinds", reduce_kinds_kernel()),
 }
 
 
@@ -489,6 +516,14 @@ def test_atomic_cas_for_other_kinds():
     assert "__uint_as_float" in text
     # sumsq: addf on a double is atomicAdd.
     assert "double v" in text and "atomicAdd(&" in text
+
+
+def test_reductions_combine_a_warp_before_the_atomic():
+    text = print_cuda(outlined(KERNELS["reductions"].source))
+    device, host = text.split("#ifdef __CUDA_ARCH__", 1)[1].split("#else", 1)
+    assert "__shfl_down_sync(0xffffffffu" in device
+    assert "if ((threadIdx.x & 31u) == 0u)" in device
+    assert "__shfl" not in host.split("#endif")[0]
 
 
 def test_strided_memref_reads_strides_from_descriptor():

@@ -20,6 +20,7 @@ from xdsl.parser import Parser
 
 from isozyme.compiler.context import make_context
 from isozyme.compiler.gpu import BLOCK_SIZE, KERNEL_MODULE, OutlineParallelLoopsPass
+from isozyme.compiler.gpu.outline_parallel_loops import WARP_AGGREGATE_ATTR
 from isozyme.compiler.lowering.convert_parallel_to_for import ATOMIC_RMW_KIND
 from isozyme.errors import UnsupportedError
 
@@ -119,6 +120,14 @@ def test_kernel_launch_and_reduction_buffer():
     (atomic,) = [op for op in k.walk() if isinstance(op, memref.AtomicRMWOp)]
     assert atomic.kind.value.data == ATOMIC_RMW_KIND["addf"]
     assert atomic.value.type == f64
+    # Every thread reaches the atomic: the guard yields the iteration's value, or the
+    # identity -0.0 past the end; the printer may combine a warp first.
+    assert atomic.parent_op() is k and WARP_AGGREGATE_ATTR in atomic.attributes
+    guard = atomic.value.owner
+    assert isinstance(guard, scf.IfOp)
+    identity = guard.false_region.block.last_op.operands[0].owner
+    assert isinstance(identity, arith.ConstantOp)
+    assert str(identity.value.value.data) == "-0.0"
     assert "scf.parallel" not in names and "scf.reduce" not in names
 
 

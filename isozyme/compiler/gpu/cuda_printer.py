@@ -21,7 +21,10 @@ Conventions (``docs/gpu.md``):
   ``fptosi``/``fptoui`` (saturating, NaN -> 0, as the CPU lowering's
   ``llvm.fpto*i.sat``) and ``ipowi`` are prologue helpers.
 * ``memref.atomic_rmw``: ``addf``/``addi`` are ``atomicAdd``; the other kinds are
-  ``atomicCAS`` loops on the element's bits.
+  ``atomicCAS`` loops on the element's bits.  One marked ``isozyme.warp_aggregate``
+  (a reduction that every thread reaches) first combines the 32 values of a warp with
+  ``__shfl_down_sync`` and lets lane 0 issue the atomic (device code only:
+  ``#ifdef __CUDA_ARCH__``; the emulator issues one atomic per thread).
 * ``scf.for``/``if``/``while`` and nested ``scf.parallel`` (with ``scf.reduce``) are C
   loops and ``if``s; the values they yield are variables declared before them.
 """
@@ -46,7 +49,10 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.traits import IsTerminator
 
-from isozyme.compiler.gpu.outline_parallel_loops import atomic_rmw_kind_name
+from isozyme.compiler.gpu.outline_parallel_loops import (
+    WARP_AGGREGATE_ATTR,
+    atomic_rmw_kind_name,
+)
 from isozyme.compiler.lowering._common import LoweringError
 from isozyme.compiler.lowering.convert_memref_to_llvm import _kept_dims
 from isozyme.dialects.memref_ext import TransposeOp
@@ -224,6 +230,13 @@ _ATOMIC_COMBINE: dict[str, Callable[[str, str], str]] = {
     "addf": lambda t, u: "c + v",
     "addi": lambda t, u: f"({t})(({u})c + ({u})v)",
 }
+
+def _combine_helper(name: str, kind: str, t: str) -> str:
+    """``name(c, v)``: the combination of ``kind`` (a warp's partial reductions)."""
+    u = "uint64_t" if t in ("double", "int64_t") else "uint32_t"
+    return (f"__device__ inline {t} {name}({t} c, {t} v) {{ "
+            f"return {_ATOMIC_COMBINE[kind](t, u)}; }}")
+
 
 # C type -> (CAS word type, bits of a value, value of bits).
 _CAS_WORDS: dict[str, tuple[str, str, str]] = {
@@ -670,21 +683,48 @@ class _Printer:
         t = c_type(op.value.type)
         ptr = f"&{self.element(op.memref, op.indices)}"
         v = self.name(op.value)
+        if WARP_AGGREGATE_ATTR not in op.attributes or t not in _CAS_WORDS:
+            self.define(op.result, self.atomic_expr(kind, t, ptr, v))
+            return
+        # Every thread of the block is here: combine the warp's 32 values by shuffles,
+        # then lane 0 issues the one atomic (32 times fewer atomics on one address).
+        # The emulator runs threads one by one: there, each thread issues its own.
+        combine = f"iz_combine_{kind}_{t}"
+        self.dependencies(kind, t)  # printed before the helpers that call them
+        self.helper(combine, _combine_helper(combine, kind, t))
+        res = self.declare(op.result)
+        w = self.fresh("w")
+        self.emit("#ifdef __CUDA_ARCH__")
+        self.emit(f"{t} {w} = {v};")
+        self.emit(f"for (int o = 16; o > 0; o >>= 1) "
+                  f"{w} = {combine}({w}, __shfl_down_sync(0xffffffffu, {w}, o));")
+        self.emit(f"{res} = {w};")
+        self.emit(f"if ((threadIdx.x & 31u) == 0u) "
+                  f"{res} = {self.atomic_expr(kind, t, ptr, w)};")
+        self.emit("#else")
+        self.emit(f"{res} = {self.atomic_expr(kind, t, ptr, v)};")
+        self.emit("#endif")
+
+    def dependencies(self, kind: str, t: str) -> None:
+        """Print the helpers a combination of ``kind`` calls."""
+        for dep in ("iz_maximumf", "iz_minimumf"):
+            if dep in _ATOMIC_COMBINE[kind](t, ""):
+                self.helper(dep)
+
+    def atomic_expr(self, kind: str, t: str, ptr: str, v: str) -> str:
+        """The expression applying ``kind`` to ``*ptr`` atomically; its value is the
+        old one."""
         if kind == "addf" or (kind == "addi" and t == "int32_t"):
-            expr = f"atomicAdd({ptr}, {v})"
-        elif kind == "addi" and t == "int64_t":
-            expr = (f"(int64_t)atomicAdd((unsigned long long*){ptr}, "
+            return f"atomicAdd({ptr}, {v})"
+        if kind == "addi" and t == "int64_t":
+            return (f"(int64_t)atomicAdd((unsigned long long*){ptr}, "
                     f"(unsigned long long){v})")
-        else:
-            if t not in _CAS_WORDS:
-                raise UnsupportedError(f"memref.atomic_rmw {kind} on {t} in a GPU kernel")
-            name = f"iz_atomic_{kind}_{t}"
-            for dep in ("iz_maximumf", "iz_minimumf"):
-                if dep in _ATOMIC_COMBINE[kind](t, ""):
-                    self.helper(dep)
-            self.helper(name, _atomic_helper(name, kind, t))
-            expr = f"{name}({ptr}, {v})"
-        self.define(op.result, expr)
+        if t not in _CAS_WORDS:
+            raise UnsupportedError(f"memref.atomic_rmw {kind} on {t} in a GPU kernel")
+        name = f"iz_atomic_{kind}_{t}"
+        self.dependencies(kind, t)
+        self.helper(name, _atomic_helper(name, kind, t))
+        return f"{name}({ptr}, {v})"
 
     def dim(self, op: memref.DimOp) -> None:
         rank = self._mtype(op.source).get_num_dims()

@@ -19,10 +19,12 @@ and ``gpu.module @isozyme_kernels`` gets the kernel::
 
     gpu.func @f_k0(...) kernel {
       %id = block_id.x * block_dim.x + thread_id.x
-      scf.if (%id < %total) {
+      %part = scf.if (%id < %total) {
         %j = lb1 + (id mod n1) * s1 ; %i = lb0 + (id div n1) * s0   // first iv slowest
         body
-      }
+        scf.yield <reduced value>            // reductions only
+      } else { scf.yield <identity> }
+      memref.atomic_rmw <kind> %part, %buffer[0]   // reductions only
       gpu.return
     }
 
@@ -33,10 +35,12 @@ and step of each dimension and the trip count of every dimension but the first
 instead of passed, as upstream's kernel outlining sinks constants.
 
 Reductions (``scf.reduce``): the host allocates a ``memref<1xT>`` per reduction,
-stores the loop's init value in it and passes it last; the kernel combines its
-iteration's value into it with ``memref.atomic_rmw`` of the kind named by the reduce
-region's single combining op; after the launch the host loads the result and
-deallocates the buffer.  ``index`` reductions go through an ``i64`` buffer.
+stores the loop's init value in it and passes it last; the guard ``scf.if`` yields the
+iteration's value (the kind's identity for a thread past the end) and after it every
+thread combines that value into the buffer with a ``memref.atomic_rmw`` of the kind
+named by the reduce region's single combining op, marked ``isozyme.warp_aggregate``
+(the CUDA printer combines a warp's values first); after the launch the host loads the
+result and deallocates the buffer.  ``index`` reductions go through an ``i64`` buffer.
 
 Refused inside a kernel (``UnsupportedError`` naming the op): run-time checks
 (``isz.check``: a failing check cannot report from a kernel yet), calls (the callee is a
@@ -52,6 +56,7 @@ from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, func, gpu, memref, scf
 from xdsl.dialects.builtin import (
+    FloatAttr,
     FunctionType,
     IndexType,
     IntegerAttr,
@@ -62,7 +67,7 @@ from xdsl.dialects.builtin import (
     UnitAttr,
     i64,
 )
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
@@ -77,6 +82,11 @@ KERNEL_MODULE = "isozyme_kernels"
 
 #: The unit attribute upstream MLIR requires on a module holding a ``gpu.module``.
 CONTAINER_ATTR = "gpu.container_module"
+
+#: Unit attribute of a reduction's ``memref.atomic_rmw`` that every thread of the block
+#: reaches (with the identity when it has no iteration) and whose result is unused: the
+#: CUDA printer may combine the values of a warp first and issue one atomic per warp.
+WARP_AGGREGATE_ATTR = "isozyme.warp_aggregate"
 
 #: Combining op of an ``scf.reduce`` region -> the ``atomic_rmw`` kind that does it.
 _REDUCE_KINDS: dict[type[Operation], str] = {
@@ -305,8 +315,22 @@ class _Outliner:
         tid = ins(gpu.ThreadIdOp(gpu.DimensionAttr(gpu.DimensionEnum.X)))
         lin = ins(arith.AddiOp(ins(arith.MuliOp(bid, bdim)), tid))
         inside = ins(arith.CmpiOp(lin, mapping[total], "slt"))
+        # Reductions: the guard yields each thread's value (the kind's identity for
+        # the threads past the end), combined after it by every thread of the block.
+        red_types = [i64 if isinstance(v.type, IndexType) else v.type
+                     for v in loop.initVals]
         then = Block()
-        b.insert(scf.IfOp(inside, [], Region(then)))
+        otherwise = Block()
+        guard = b.insert(scf.IfOp(inside, red_types, Region(then),
+                                  Region(otherwise) if red_types else None))
+        buffer_args = entry.args[len(args) - len(buffers):]
+        if red_types:
+            zero = ins(arith.ConstantOp(IntegerAttr(0, IndexType())))
+            for kind, value, buf in zip(kinds, guard.results, buffer_args):
+                rmw = b.insert(atomic_rmw(kind, value, buf, [zero]))
+                rmw.attributes[WARP_AGGREGATE_ATTR] = UnitAttr()
+            identities = [_identity(k, t) for k, t in zip(kinds, red_types)]
+            otherwise.add_ops([*identities, scf.YieldOp(*identities)])
         b.insert(gpu.ReturnOp([]))
 
         # Delinearize: the last iv varies fastest.
@@ -331,17 +355,30 @@ class _Outliner:
         assert isinstance(reduce_op, scf.ReduceOp)
         for op in body_ops:
             b.insert(op.clone(mapping))
-        buffer_args = entry.args[len(args) - len(buffers):]
-        if buffers:
-            zero = ins(arith.ConstantOp(IntegerAttr(0, IndexType())))
-        for kind, value, buf in zip(kinds, reduce_op.args, buffer_args):
+        values = []
+        for value in reduce_op.args:
             v = mapping.get(value, value)
             if isinstance(v.type, IndexType):
                 v = ins(arith.IndexCastOp(v, i64))
-            b.insert(atomic_rmw(kind, v, buf, [zero]))
-        b.insert(scf.YieldOp())
+            values.append(v)
+        b.insert(scf.YieldOp(*values))
         ftype = FunctionType.from_lists([a.type for a in args], [])
         return gpu.FuncOp(name, ftype, Region(entry), kernel=True)
+
+
+def _identity(kind: str, t: Attribute) -> arith.ConstantOp:
+    """The identity of reduction ``kind`` on ``t`` (``-0.0`` for ``addf``: ``x + -0.0``
+    is ``x`` for every ``x``; NaN for ``maxnumf``/``minnumf``, which ignore it)."""
+    if isinstance(t, IntegerType):
+        w = t.width.data
+        ints = {"addi": 0, "muli": 1, "ori": 0, "xori": 0, "andi": -1, "maxu": 0,
+                "minu": -1, "maxs": -(1 << (w - 1)), "mins": (1 << (w - 1)) - 1}
+        return arith.ConstantOp(IntegerAttr(ints[kind], t))
+    floats = {"addf": -0.0, "mulf": 1.0, "maximumf": float("-inf"),
+              "minimumf": float("inf"), "maxnumf": float("nan"), "minnumf": float("nan")}
+    if kind not in floats:
+        raise UnsupportedError(f"scf.reduce of kind {kind} on {t} in a GPU kernel")
+    return arith.ConstantOp(FloatAttr(floats[kind], t))
 
 
 def _nested_in_parallel(op: Operation) -> bool:
