@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from xdsl.context import Context
-from xdsl.dialects import affine, arith, builtin, cf, func, linalg, llvm, math, memref, scf
+from xdsl.dialects import affine, arith, builtin, cf, func, gpu, linalg, llvm, math, memref, scf
 
 from isozyme.dialects.check import Isz
 from isozyme.dialects.enzyme import Enzyme
@@ -16,7 +16,7 @@ from isozyme.dialects.memref_ext import MemRefExt
 def _dialects():
     return (
         builtin.Builtin, func.Func, arith.Arith, math.Math, scf.Scf, cf.Cf,
-        llvm.LLVM, memref.MemRef, linalg.Linalg, affine.Affine, MemRefExt, Enzyme, Isz,
+        llvm.LLVM, memref.MemRef, linalg.Linalg, affine.Affine, gpu.GPU, MemRefExt, Enzyme, Isz,
     )
 
 
