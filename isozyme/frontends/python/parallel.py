@@ -52,7 +52,6 @@ from .context import current_builder, tracing
 from .control_flow import range_operand, trip_count
 from .diagnostics import format_location, source_line, trace_error, user_location
 from .tracer import (
-    UNDEF,
     Tracer,
     Undefined,
     as_tracer,
