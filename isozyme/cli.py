@@ -220,6 +220,14 @@ def run_diff(
             print(stage_header(s), file=out)
             print(texts[s].rstrip(), file=out)
             print(file=out)
+    if target == "cuda":
+        from isozyme.runtime.cuda import unavailable  # noqa: PLC0415
+
+        reason = unavailable()
+        if reason is not None:  # the IR above is all this machine can give
+            print(f"// ===== result: not run on this machine: {one_line(reason)} =====",
+                  file=out)
+            return ()
     if target is not None:
         with iz.target(target):
             result = iz.autodiff(mode, fn, *anns)

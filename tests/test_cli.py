@@ -193,3 +193,45 @@ def test_opt_misuse_is_one_line(args, fragments, status):
 def test_opt_parse_error_is_one_line(bad_files):
     proc = _run_cli([str(bad_files / "bad.mlir")], opt=True)
     _assert_one_line_error(proc, "bad.mlir", "does not parse", status=1)
+
+
+_PRANGE_EXAMPLE = '''
+import isozyme as iz
+
+
+def weighted(a):
+    s = 0.0
+    for i in iz.prange(40):
+        s += a * i
+    return s
+'''
+
+
+@pytest.mark.parametrize("target", ["cuda", "cuda-emu"])
+def test_diff_target_prints_its_stages(tmp_path, target):
+    src = tmp_path / "prange_example.py"
+    src.write_text(_PRANGE_EXAMPLE)
+    out = run_main(["diff", f"{src}:weighted", "--mode", "forward-with-primal",
+                    "--args", "2.0", "--activity", "const", "--target", target,
+                    "--print-ir", "all"])
+    stages = ["traced", "optimized", "differentiated", "simplified", "gpu", "cuda", "host",
+              "llvm", "llvm-ir", "llvm-ir-optimized"]
+    positions = [out.index(stage_header(s)) for s in stages]
+    assert positions == sorted(positions)
+    assert "gpu.module" in out and 'extern "C" __global__' in out
+    launch = "cuLaunchKernel" if target == "cuda" else "iz_emu_launch"
+    assert f"@{launch}" in out
+    if target == "cuda-emu":  # runs here: 2 * (0 + 1 + ... + 39)
+        assert out.strip().endswith(", 1560.0)")
+    else:  # runs where CuPy and a GPU are, else says why not
+        assert "// ===== result" in out
+
+
+def test_diff_unknown_target_exits():
+    with pytest.raises(SystemExit):
+        main(["diff", f"{EXAMPLE}:rosenbrock", "--args", "1.0", "2.0", "--target", "tpu"])
+
+
+def test_diff_gpu_stage_needs_a_gpu_target():
+    with pytest.raises(SystemExit, match="unknown stage 'cuda'"):
+        main(["diff", f"{EXAMPLE}:rosenbrock", "--args", "1.0", "2.0", "--print-ir", "cuda"])

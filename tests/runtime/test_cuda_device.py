@@ -1,0 +1,158 @@
+"""The cuda target on a real GPU: CuPy arrays in, kernels compiled by CuPy, the host
+program launching them with cuLaunchKernel, device allocations, CuPy arrays out.
+
+Every test is skipped without CuPy or without a CUDA device;
+run them on the GPU machine with ``python -m pytest -q tests/runtime/test_cuda_device.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import isozyme as iz
+from isozyme.runtime.cuda import unavailable
+
+_WHY = unavailable()
+pytestmark = [
+    pytest.mark.skipif(_WHY is not None, reason=f"needs CuPy and a CUDA device: {_WHY}"),
+]
+
+if _WHY is None:
+    import cupy as cp
+
+
+@pytest.fixture(autouse=True)
+def no_checks():
+    old = iz.config(boundscheck=False)
+    yield
+    iz.config(**old)
+
+
+def saxpy(a, x, y):
+    for i in iz.prange(x.shape[0]):
+        y[i] = a * x[i] + y[i]
+
+
+def sum_sq(x):
+    s = 0.0
+    for i in iz.prange(x.shape[0]):
+        s += x[i] * x[i]
+    return s
+
+
+def heat(u, v, steps):
+    n = u.shape[0]
+    for _ in range(steps):
+        for i in iz.prange(1, n - 1):
+            v[i] = u[i] + 0.25 * (u[i - 1] - 2.0 * u[i] + u[i + 1])
+        for i in iz.prange(1, n - 1):
+            u[i] = v[i]
+
+
+def double(x):
+    y = np.zeros_like(x)
+    for i in iz.prange(x.shape[0]):
+        y[i] = 2.0 * x[i]
+    return y
+
+
+def test_cupy_arrays_select_cuda_and_run_the_kernel() -> None:
+    x = cp.linspace(0.0, 1.0, 100_003)
+    y = cp.ones(100_003)
+    iz.autodiff(iz.Forward, saxpy, iz.Const(3.0), iz.Const(x), iz.Const(y))
+    np.testing.assert_allclose(cp.asnumpy(y), 3.0 * cp.asnumpy(x) + 1.0, rtol=1e-15)
+    text = iz.ir(iz.Forward, saxpy, iz.Const(3.0), iz.Const(x), iz.Const(y), stage="llvm")
+    assert "@cuLaunchKernel" in text  # the arguments chose the cuda target
+
+
+def test_float32_strided_view() -> None:
+    base = cp.arange(40, dtype=cp.float32)
+    y = cp.zeros(20, dtype=cp.float32)
+    iz.autodiff(iz.Forward, saxpy, iz.Const(np.float32(2.0)), iz.Const(base[::2]), iz.Const(y))
+    np.testing.assert_array_equal(cp.asnumpy(y), 2.0 * np.arange(0, 40, 2, dtype=np.float32))
+
+
+def test_reduction_reads_the_result_from_the_device() -> None:
+    x = cp.linspace(-1.0, 2.0, 1_000_001)
+    _, val = iz.autodiff(iz.ForwardWithPrimal, sum_sq, iz.Const(x))
+    assert val == pytest.approx(float(cp.sum(x * x)), rel=1e-12)
+
+
+def test_time_loop_of_kernels() -> None:
+    n = 4097
+    u0 = np.sin(np.linspace(0.0, 3.0, n))
+    w = u0.copy()
+    for _ in range(20):
+        w[1:-1] = w[1:-1] + 0.25 * (w[:-2] - 2.0 * w[1:-1] + w[2:])
+    u = cp.asarray(u0)
+    iz.autodiff(iz.Forward, heat, iz.Const(u), iz.Const(cp.zeros(n)), iz.Const(20))
+    np.testing.assert_allclose(cp.asnumpy(u), w, rtol=1e-13, atol=1e-14)
+
+
+def test_returned_arrays_are_cupy_arrays() -> None:
+    x = cp.arange(7.0)
+    _, y = iz.autodiff(iz.ForwardWithPrimal, double, iz.Const(x))
+    assert isinstance(y, cp.ndarray)
+    np.testing.assert_array_equal(cp.asnumpy(y), 2.0 * np.arange(7.0))
+    del y  # freed into CuPy's pool when collected
+
+
+def test_mixing_host_and_device_arrays() -> None:
+    with pytest.raises(iz.AnnotationError, match="mixes host arrays"):
+        iz.autodiff(iz.Forward, saxpy, iz.Const(1.0), iz.Const(np.ones(3)), iz.Const(cp.ones(3)))
+
+
+def test_compiled_once_per_signature() -> None:
+    from isozyme.calls import stats
+
+    x, y = cp.ones(64), cp.zeros(64)
+    iz.autodiff(iz.Forward, saxpy, iz.Const(1.0), iz.Const(x), iz.Const(y))
+    before = stats["compiles"]
+    for _ in range(3):
+        iz.autodiff(iz.Forward, saxpy, iz.Const(1.0), iz.Const(x), iz.Const(y))
+    assert stats["compiles"] == before
+    np.testing.assert_array_equal(cp.asnumpy(y), 4.0 * np.ones(64))
+
+
+# -- derivatives on the device (need AD of scf.parallel and device-aware annotations) --
+def _fd(f, x: np.ndarray, v: np.ndarray, h: float = 1e-6) -> float:
+    return (f(x + h * v) - f(x - h * v)) / (2 * h)
+
+
+def test_forward_derivative_of_a_reduction() -> None:
+    rng = np.random.default_rng(0)
+    x, v = rng.standard_normal(5000), rng.standard_normal(5000)
+    (d,) = iz.autodiff(iz.Forward, sum_sq, iz.Duplicated(cp.asarray(x), cp.asarray(v)))
+    assert d == pytest.approx(_fd(lambda z: float(np.sum(z * z)), x, v), rel=1e-7)
+
+
+def test_reverse_gradient_of_a_reduction() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(5000)
+    dx = cp.zeros(5000)
+    iz.autodiff(iz.Reverse, sum_sq, iz.Active, iz.Duplicated(cp.asarray(x), dx))
+    np.testing.assert_allclose(cp.asnumpy(dx), 2.0 * x, rtol=1e-14)
+
+
+def test_reverse_of_a_stencil_time_loop() -> None:
+    def heat_loss(u, v):
+        heat(u, v, 4)
+        return sum_sq(u)
+
+    def loss(u0: np.ndarray) -> float:
+        u = u0.copy()
+        for _ in range(4):
+            u[1:-1] = u[1:-1] + 0.25 * (u[:-2] - 2.0 * u[1:-1] + u[2:])
+        return float(np.sum(u * u))
+
+    rng = np.random.default_rng(2)
+    u = rng.standard_normal(256)
+    du = cp.zeros(256)
+    iz.autodiff(iz.Reverse, heat_loss, iz.Active, iz.Duplicated(cp.asarray(u), du),
+                iz.Duplicated(cp.zeros(256), cp.zeros(256)))
+    got = cp.asnumpy(du)
+    for k in (0, 1, 100, 255):
+        e = np.zeros(256)
+        e[k] = 1.0
+        assert got[k] == pytest.approx(_fd(loss, u, e), rel=1e-6, abs=1e-9)
