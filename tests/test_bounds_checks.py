@@ -561,3 +561,33 @@ def test_threads_calling_one_function_get_their_own_errors():
     for t in threads:
         t.join()
     assert not errors, errors[:5]
+
+
+def prange_stencil(x, y, a, b):
+    for i in iz.prange(a, b):
+        y[i] = x[i - 1] + 2.0 * x[i + 1]
+
+
+def test_prange_checks_leave_the_parallel_loop_and_fail_exactly_when_an_iteration_would():
+    # hoist-checks treats a one-dimensional scf.parallel as an scf.for: on a GPU target
+    # the kernel then carries no check at all
+    x = np.arange(1.0, 7.0)  # n = 6
+    n = len(x)
+    text = iz.ir(Forward, prange_stencil, Const(x), Const(np.zeros(n)), Const(1), Const(5),
+                 stage="optimized")
+    body = text[text.index("scf.parallel"):]
+    assert "isz.check" in text[:text.index("scf.parallel")] and "isz.check" not in body, text
+    for a in range(-3, 8):
+        for b in range(-3, 9):
+            idx = [k for i in range(a, b) for k in (i, i - 1, i + 1)]
+            y = np.zeros(n)
+            if any(not -n <= k < n for k in idx):
+                with pytest.raises(OutOfBoundsError, match="with size 6$"):
+                    autodiff(Forward, prange_stencil, Const(x), Const(y), Const(a), Const(b))
+                assert not y.any()  # checked before the loop: nothing was written
+            else:
+                autodiff(Forward, prange_stencil, Const(x), Const(y), Const(a), Const(b))
+                want = np.zeros(n)
+                for i in range(a, b):
+                    want[i] = x[i - 1] + 2.0 * x[i + 1]
+                np.testing.assert_array_equal(y, want)

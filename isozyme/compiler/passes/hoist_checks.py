@@ -1,4 +1,5 @@
-"""``hoist-checks``: move run-time checks of affine indices out of ``scf.for`` loops.
+"""``hoist-checks``: move run-time checks of affine indices out of ``scf.for`` loops
+and one-dimensional ``scf.parallel`` loops (``isozyme.prange``).
 
 A bounds check ``isz.check (0 <= a*i + b < n)`` in the body of ``scf.for %i = %lb to
 %ub step %s`` (``a``, ``b``, ``n`` loop-invariant) holds for every iteration exactly when
@@ -44,6 +45,11 @@ values are those of the first end (first, then last iteration) that fails, excep
 a bounds check whose index moves by one per iteration: it names the first failing index,
 as the loop would have.
 
+A one-dimensional ``scf.parallel`` is treated as an ``scf.for`` without iteration
+arguments: the hoisted check holds for every iteration exactly when it does for the first
+and the last, whatever order the iterations run in (on a GPU, a check left in a kernel
+costs a status buffer and a read back after the launch: see ``docs/gpu.md``).
+
 Checks of a condition value that an earlier check already tested (in the same block or
 an enclosing one: ``if x[c] > m: m = x[c]`` loads ``x[c]`` twice) are dropped first.
 """
@@ -74,10 +80,24 @@ _FLIP = {"slt": "sgt", "sle": "sge", "sgt": "slt", "sge": "sle",
          "ult": "ugt", "ule": "uge", "ugt": "ult", "uge": "ule"}
 
 
-class _Loop:
-    """Dependence facts of one ``scf.for`` body."""
+Loop = scf.ForOp | scf.ParallelOp
 
-    def __init__(self, loop: scf.ForOp, step: int) -> None:
+
+def _bounds(loop: Loop) -> tuple[SSAValue, SSAValue, SSAValue] | None:
+    """``(lb, ub, step)`` of an ``scf.for`` or of a one-dimensional ``scf.parallel``;
+    None for a parallel loop of several dimensions."""
+    if isinstance(loop, scf.ForOp):
+        return loop.lb, loop.ub, loop.step
+    if len(loop.lowerBound) != 1:
+        return None
+    return loop.lowerBound[0], loop.upperBound[0], loop.step[0]
+
+
+class _Loop:
+    """Dependence facts of one loop body (``scf.for`` or one-dimensional
+    ``scf.parallel``)."""
+
+    def __init__(self, loop: Loop, step: int) -> None:
         self.loop = loop
         self.step = step
         self.body: Block = loop.body.block
@@ -296,8 +316,9 @@ def _constant_of(v: SSAValue) -> int | None:
     return None
 
 
-def _constant_step(loop: scf.ForOp) -> int | None:
-    return _constant_of(loop.step)
+def _constant_step(loop: Loop) -> int | None:
+    bounds = _bounds(loop)
+    return None if bounds is None else _constant_of(bounds[2])
 
 
 def _dedupe(block: Block, seen: frozenset[SSAValue] = frozenset()) -> None:
@@ -342,7 +363,7 @@ def _unclamped_bound(b: Builder, lb: SSAValue, ub: SSAValue) -> SSAValue:
     return ub
 
 
-def hoist_from(loop: scf.ForOp) -> int:
+def hoist_from(loop: Loop) -> int:
     """Hoist the hoistable checks of ``loop``'s body before it; return how many."""
     step = _constant_step(loop)
     if step is None or step <= 0:
@@ -357,7 +378,7 @@ def hoist_from(loop: scf.ForOp) -> int:
     if not checks:
         return 0
     b = Builder(InsertPoint.before(loop))
-    lb, ub = loop.lb, loop.ub
+    lb, ub, _ = _bounds(loop)  # type: ignore[misc]  (not None: the step is known)
     idx = IndexType()
     ub = _unclamped_bound(b, lb, ub)
     one = b.insert(arith.ConstantOp(IntegerAttr(1, idx))).result
@@ -502,8 +523,8 @@ def hoist_from(loop: scf.ForOp) -> int:
 
 
 class HoistChecksPass(ModulePass):
-    """Move ``isz.check`` ops on affine indices out of ``scf.for`` loops, innermost
-    loops first (see the module docstring)."""
+    """Move ``isz.check`` ops on affine indices out of ``scf.for`` and one-dimensional
+    ``scf.parallel`` loops, innermost loops first (see the module docstring)."""
 
     name = "hoist-checks"
 
@@ -512,6 +533,6 @@ class HoistChecksPass(ModulePass):
         if not any(isinstance(o, CheckOp) for o in op.walk()):
             return
         _dedupe(op.body.block)
-        loops = [o for o in op.walk() if isinstance(o, scf.ForOp)]
+        loops = [o for o in op.walk() if isinstance(o, (scf.ForOp, scf.ParallelOp))]
         for loop in reversed(loops):  # pre-order reversed: inner loops first
             hoist_from(loop)
