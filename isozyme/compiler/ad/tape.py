@@ -68,6 +68,9 @@ class RevCtx:
         # for a loop body: emitters of the primal iteration number (one per dimension)
         # of the current reverse iteration
         self.iteration: list[Callable[[], SSAValue]] = []
+        # the primal parallel loops (scf.parallel) whose reverse bodies enclose this
+        # block: their iterations run concurrently, so shadow accumulations may race
+        self.parallels: list[Operation] = [] if parent is None else list(parent.parallels)
 
 
 def defining_block(v: SSAValue) -> Block | None:

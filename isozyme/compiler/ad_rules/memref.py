@@ -14,6 +14,12 @@ MemRefDerivatives.td).
   the shadow and zeroes it.  Active local buffers get shadows (zeroed in reverse mode,
   per reverse iteration when allocated in a loop), views of shadowed buffers are taken
   again of the shadows.
+* in the reverse of a parallel loop (``scf.parallel``), iterations run concurrently:
+  a load's adjoint is added into the shadow with ``memref.atomic_rmw addf`` unless the
+  element is provably private to the iteration (:func:`private_element`), then with a
+  plain load/add/store.  ``memref.atomic_rmw addf`` (``x[k] += v`` in a parallel loop)
+  is differentiated as an accumulation: the tangent is accumulated the same way, the
+  adjoint of ``v`` is the shadow's element.
 """
 
 from __future__ import annotations
@@ -21,14 +27,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from xdsl.dialects import memref, scf
+from xdsl.dialects import arith, memref, scf
 from xdsl.dialects.builtin import IndexType, MemRefType
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.rewriter import InsertPoint
 
 from isozyme.compiler.ad_rules.registry import Edge, InactiveRule, MemoryRule, register
 from isozyme.compiler.emitter import Emitter
+from isozyme.compiler.lowering.convert_parallel_to_for import ATOMIC_RMW_KIND, atomic_rmw
 from isozyme.dialects.memref_ext import TransposeOp
+from isozyme.errors import UnsupportedError
 
 MEMREF_VIEWS: dict[type[Operation], Callable[[Operation], SSAValue]] = {
     memref.SubviewOp: lambda op: op.source,  # type: ignore[attr-defined]
@@ -41,6 +49,7 @@ MEMREF_VIEWS: dict[type[Operation], Callable[[Operation], SSAValue]] = {
 MEMREF_WRITES: dict[type[Operation], Callable[[Operation], Sequence[SSAValue]]] = {
     memref.StoreOp: lambda op: [op.memref],  # type: ignore[attr-defined]
     memref.CopyOp: lambda op: [op.destination],  # type: ignore[attr-defined]
+    memref.AtomicRMWOp: lambda op: [op.memref],  # type: ignore[attr-defined]
 }
 
 
@@ -95,8 +104,86 @@ def emit_fill(e: Emitter, buf: SSAValue, value: float) -> None:
     nest(e, 0, [])
 
 
-def _indices(op: memref.LoadOp | memref.StoreOp, get: Callable[[SSAValue], SSAValue]):
-    return [get(i) for i in op.indices]
+def _indices(op: Operation, get: Callable[[SSAValue], SSAValue]):
+    return [get(i) for i in op.indices]  # type: ignore[attr-defined]
+
+
+# parallel loops ------------------------------------------------------------------------
+def _inside(op: Operation, v: SSAValue) -> bool:
+    """Whether ``v`` is defined in ``op``'s regions (or is one of their arguments)."""
+    owner = v.owner
+    d = owner.parent_op() if isinstance(owner, Block) else owner
+    return d is not None and (d is op or op.is_ancestor(d))
+
+
+def _follows_iv(v: SSAValue, loop: Operation) -> SSAValue | None:
+    """The induction variable of ``loop`` that index ``v`` is an injective function of
+    (``iv``, ``iv + c``, ``c - iv``, ``iv * k`` with ``c`` invariant and ``k`` a nonzero
+    constant, through index casts), or None."""
+    ivs = list(loop.regions[0].block.args)
+    while True:
+        if v in ivs:
+            return v
+        op = v.owner
+        if isinstance(op, (arith.IndexCastOp, arith.ExtSIOp)):
+            v = op.input
+        elif isinstance(op, (arith.AddiOp, arith.SubiOp)):
+            if not _inside(loop, op.rhs):
+                v = op.lhs
+            elif not _inside(loop, op.lhs):
+                v = op.rhs
+            else:
+                return None
+        elif isinstance(op, arith.MuliOp):
+            for x, c in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+                if isinstance(c.owner, arith.ConstantOp) and getattr(
+                    c.owner.value, "value", None
+                ) is not None and c.owner.value.value.data != 0:
+                    v = x
+                    break
+            else:
+                return None
+        else:
+            return None
+
+
+def private_element(op: Operation, loop: Operation) -> bool:
+    """Whether the element ``op`` (a load, store or atomic of a buffer) accesses is
+    private to one iteration of parallel ``loop``: the buffer is allocated in the body,
+    or every access of that buffer in the body is this same element, whose indices
+    follow every induction variable of ``loop`` (distinct iterations, distinct
+    elements).  Then shadow accumulations into it need no atomics."""
+    from isozyme.compiler.analysis.buffers import root_buffer
+
+    root = root_buffer(op.memref)  # type: ignore[attr-defined]
+    if _inside(loop, root):
+        return True
+    for inner in loop.walk():
+        if inner is op or isinstance(inner, memref.DimOp):
+            continue
+        if not any(
+            isinstance(o.type, MemRefType) and root_buffer(o) is root for o in inner.operands
+        ):
+            continue
+        if not isinstance(inner, (memref.LoadOp, memref.StoreOp, memref.AtomicRMWOp)):
+            return False  # a view, a copy, a call: not analysed
+        if inner.memref is not op.memref or list(inner.indices) != list(op.indices):  # type: ignore[attr-defined]
+            return False
+    followed = {_follows_iv(i, loop) for i in op.indices}  # type: ignore[attr-defined]
+    return all(iv in followed for iv in loop.regions[0].block.args)
+
+
+def accumulate_into_shadow(
+    rev: Any, ctx: Any, op: Operation, shadow: SSAValue, idx: list[SSAValue], adj: SSAValue
+) -> None:
+    """``shadow[idx] += adj`` for primal access ``op``: atomic inside the reverse of a
+    parallel loop unless the element is private to the iteration."""
+    e = ctx.e
+    if any(not private_element(op, loop) for loop in ctx.parallels):
+        e.insert(atomic_rmw("addf", adj, shadow, idx))
+        return
+    old = e.insert(memref.LoadOp.get(shadow, idx)).res
+    e.insert(memref.StoreOp.get(e.add(old, adj, reassoc=True), shadow, idx))
 
 
 # rules -----------------------------------------------------------------------------------
@@ -124,10 +211,8 @@ class LoadRule(MemoryRule):
         adj = ctx.adj.get(op.res)
         if adj is None or not rev.info.is_active(op.res):
             return
-        e = ctx.e
         idx = _indices(op, lambda i: rev.primal(i, ctx))
-        old = e.insert(memref.LoadOp.get(sh, idx)).res
-        e.insert(memref.StoreOp.get(e.add(old, adj, reassoc=True), sh, idx))
+        accumulate_into_shadow(rev, ctx, op, sh, idx, adj)
 
 
 class StoreRule(MemoryRule):
@@ -155,6 +240,48 @@ class StoreRule(MemoryRule):
         old = e.insert(memref.LoadOp.get(sh, idx)).res
         e.insert(memref.StoreOp.get(e.zero(old.type), sh, idx))
         rev.accumulate(ctx, op.value, old)
+
+
+class AtomicAddRule(MemoryRule):
+    """``memref.atomic_rmw addf`` (``x[k] += v``): the tangent of ``v`` is accumulated
+    into the shadow the same way; in reverse, ``v``'s adjoint is the shadow element
+    (which keeps its value: the old element flows on with derivative 1), and the
+    adjoint of the returned old value, if any, is added into the shadow."""
+
+    def _check(self, op: Operation) -> None:
+        if op.kind.value.data != ATOMIC_RMW_KIND["addf"]:  # type: ignore[attr-defined]
+            raise UnsupportedError(
+                f"isozyme cannot differentiate memref.atomic_rmw of kind "
+                f"{op.kind.value.data}: only addf (x[k] += v) is supported"  # type: ignore[attr-defined]
+            )
+
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        yield op.value, op.memref  # type: ignore[attr-defined]
+        yield op.memref, op.result  # type: ignore[attr-defined]
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, memref.AtomicRMWOp)
+        e.insert(op.clone(value_mapper=fwd.vmap))
+        if op.memref in fwd.tan:
+            self._check(op)
+            t = fwd.tangent_or_zero(e, op.value)
+            idx = _indices(op, lambda i: fwd.vmap.get(i, i))
+            tan = e.insert(atomic_rmw("addf", t, fwd.tan[op.memref], idx))
+            if fwd.info.is_active(op.result):
+                fwd.tan[op.result] = tan.result
+
+    def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
+        assert isinstance(op, memref.AtomicRMWOp)
+        sh = rev.shadow.get(op.memref)
+        if sh is None:
+            return
+        self._check(op)
+        idx = _indices(op, lambda i: rev.primal(i, ctx))
+        adj_old = ctx.adj.get(op.result)
+        if rev.info.is_active(op.value):
+            rev.accumulate(ctx, op.value, ctx.e.insert(memref.LoadOp.get(sh, idx)).res)
+        if adj_old is not None and rev.info.is_active(op.result):
+            accumulate_into_shadow(rev, ctx, op, sh, idx, adj_old)
 
 
 class AllocRule(MemoryRule):
@@ -252,6 +379,7 @@ MEMREF_RULES: dict[type[Operation], Any] = {
     memref.StoreOp: StoreRule(),
     memref.AllocOp: AllocRule(),
     memref.DeallocOp: DeallocRule(),
+    memref.AtomicRMWOp: AtomicAddRule(),
     memref.DimOp: InactiveRule(recompute="always"),
     **{t: ViewRule(source) for t, source in MEMREF_VIEWS.items()},
 }

@@ -16,6 +16,18 @@ Reverse mode:
 * ``scf.if`` becomes an ``scf.if`` on the same condition whose results are the updated
   adjoints of the outside values the branches read.
 
+``scf.parallel`` (``isozyme.prange``; iterations run in any order, no two write the same
+element except by ``+=``, reductions through ``scf.reduce``):
+
+* forward mode: the tangent loop is one ``scf.parallel``; the tangent of an ``addf``
+  reduction is one more ``addf`` reduction.
+* reverse mode: the adjoint loop is an ``scf.parallel`` over the same bounds (the
+  induction variables are the primal's); the adjoints of active outside scalars the
+  body reads are ``addf`` reductions of it; each iteration's contribution to an
+  ``addf`` reduction gets the result's adjoint.  Shadow accumulations are atomic unless
+  the element is private to the iteration (``ad_rules/memref.py``); values the reverse
+  needs from the body are recomputed or cached in indexed buffers (never stacks).
+* ``mulf``/``max``/``min`` reductions of active values are refused (UnsupportedError).
 """
 
 from __future__ import annotations
@@ -23,9 +35,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from xdsl.dialects import scf
+from xdsl.dialects import arith, scf
 from xdsl.dialects.builtin import IndexType
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from isozyme.compiler.ad.tape import RevCtx, free_values
@@ -380,10 +392,149 @@ class WhileRule(RegionRule):
         )
 
 
+def reduction_kind(reduce: scf.ReduceOp, j: int) -> str:
+    """``"addf"`` when reduction ``j`` of ``reduce`` combines by ``arith.addf`` of its two
+    block arguments, else the names of the ops of its region."""
+    block = reduce.reductions[j].block
+    ops = list(block.ops)
+    if (
+        len(ops) == 2
+        and isinstance(ops[0], arith.AddfOp)
+        and set(ops[0].operands) == set(block.args)
+        and len(set(ops[0].operands)) == 2
+        and ops[1].operands[0] is ops[0].result
+    ):
+        return "addf"
+    return ", ".join(o.name for o in ops[:-1]) or "a pass-through"
+
+
+def _addf_region(t: Attribute, reassoc: bool) -> Region:
+    """A reduce region combining by ``arith.addf``."""
+    block = Block(arg_types=[t, t])
+    be = Emitter(InsertPoint.at_end(block))
+    be.insert(scf.ReduceReturnOp(be.add(block.args[0], block.args[1], reassoc=reassoc)))
+    return Region(block)
+
+
+def _check_reductions(op: scf.ParallelOp, active: Sequence[int], mode: str) -> None:
+    reduce = _terminator(op.body.block)
+    assert isinstance(reduce, scf.ReduceOp)
+    for j in active:
+        kind = reduction_kind(reduce, j)
+        if kind != "addf":
+            raise UnsupportedError(
+                f"{mode} mode of an scf.parallel (prange) reduction combined by {kind}: "
+                "only += reductions of active values are differentiated (s *= e, "
+                "max and min reductions are not)"
+            )
+
+
+class ParallelRule(RegionRule):
+    """``scf.parallel`` and its ``scf.reduce`` terminator."""
+
+    allows_stack = False
+
+    def recomputes_arg(self, op: Operation, arg: SSAValue) -> bool:
+        return arg in op.regions[0].block.args
+
+    def cache_dims(self, op: Operation) -> list[tuple[SSAValue, ...]] | None:
+        assert isinstance(op, scf.ParallelOp)
+        return list(zip(op.lowerBound, op.upperBound, op.step, op.body.block.args))
+
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        assert isinstance(op, scf.ParallelOp)
+        reduce = _terminator(op.body.block)
+        for j, res in enumerate(op.res):
+            yield op.initVals[j], res
+            yield reduce.operands[j], res
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, scf.ParallelOp)
+        body = op.body.block
+        act = [j for j, r in enumerate(op.res) if fwd.info.is_active(r)]
+        _check_reductions(op, act, "forward")
+        inits = [fwd.vmap.get(v, v) for v in op.initVals]
+        inits += [fwd.tangent_or_zero(e, op.initVals[j]) for j in act]
+        new_block = Block(arg_types=[a.type for a in body.args])
+        for old, new in zip(body.args, new_block.args):
+            fwd.vmap[old] = new
+        be = Emitter(InsertPoint.at_end(new_block))
+        reduce = fwd.emit_block_body(be, body)
+        assert isinstance(reduce, scf.ReduceOp)
+        args = [fwd.vmap.get(v, v) for v in reduce.args]
+        args += [fwd.tangent_or_zero(be, reduce.args[j]) for j in act]
+        regions = [r.clone() for r in reduce.reductions]
+        regions += [_addf_region(op.res[j].type, reassoc=False) for j in act]
+        be.insert(scf.ReduceOp(args, regions))
+        bounds = [[fwd.vmap.get(v, v) for v in vs] for vs in (op.lowerBound, op.upperBound, op.step)]
+        new = e.insert(scf.ParallelOp(*bounds, Region(new_block), inits))
+        for j, r in enumerate(op.res):
+            fwd.vmap[r] = new.res[j]
+        for k, j in enumerate(act):
+            fwd.tan[op.res[j]] = new.res[len(op.res) + k]
+
+    def reverse(self, rev: Any, ctx: RevCtx, op: Operation) -> None:
+        assert isinstance(op, scf.ParallelOp)
+        if not rev.needs_reverse(op) and not rev.touches_shadow(op):
+            return
+        body = op.body.block
+        reduce = _terminator(body)
+        assert isinstance(reduce, scf.ReduceOp)
+        act = [
+            j for j, r in enumerate(op.res)
+            if rev.info.is_active(r) and ctx.adj.get(r) is not None
+        ]
+        _check_reductions(op, act, "reverse")
+        seeds = {j: ctx.adj[op.res[j]] for j in act}
+        outer = outer_active_scalars(rev, op)
+        e = ctx.e
+        lbs = [rev.primal(v, ctx) for v in op.lowerBound]
+        steps = [rev.primal(v, ctx) for v in op.step]
+        ubs = [rev.primal(v, ctx) for v in op.upperBound]
+        rblock = Block(arg_types=[a.type for a in body.args])
+        child = RevCtx(body, ctx, rblock)
+        child.parallels.append(op)
+        for k, arg in enumerate(body.args):
+            iv = rblock.args[k]
+            # the adjoint loop runs the primal's iterations: the same induction variables
+            child.recompute[rev.fwd_map[arg]] = lambda iv=iv: iv
+            child.iteration.append(_iteration_of(rev, child, iv, lbs[k], steps[k]))
+        for j, seed in seeds.items():
+            # every iteration's contribution to an addf reduction gets the result's adjoint
+            rev.accumulate(child, reduce.args[j], seed)
+        rev.reverse_block(child)
+        contributions = [rev.adj_or_zero(child, child, v) for v in outer]
+        child.e.insert(
+            scf.ReduceOp(contributions, [_addf_region(v.type, True) for v in outer])
+        )
+        zeros = [e.zero(v.type) for v in outer]
+        rpar = e.insert(scf.ParallelOp(lbs, ubs, steps, Region(rblock), zeros))
+        for k, v in enumerate(outer):
+            rev.accumulate(ctx, v, rpar.res[k])
+        for j, seed in seeds.items():
+            rev.accumulate(ctx, op.initVals[j], seed)
+
+
+def _iteration_of(
+    rev: Any, child: RevCtx, iv: SSAValue, lb: SSAValue, step: SSAValue
+) -> Callable[[], SSAValue]:
+    """The iteration number ``(iv - lb) / step``, emitted once in ``child``'s prologue."""
+    memo: list[SSAValue] = []
+
+    def emit() -> SSAValue:
+        if not memo:
+            with rev.prologue(child) as ce:
+                memo.append(ce.insert(arith.DivSIOp(ce.subi(iv, lb), step)).result)
+        return memo[0]
+
+    return emit
+
+
 SCF_RULES: dict[type[Operation], RegionRule] = {
     scf.ForOp: ForRule(),
     scf.IfOp: IfRule(),
     scf.WhileOp: WhileRule(),
+    scf.ParallelOp: ParallelRule(),
 }
 
 register(SCF_RULES)
