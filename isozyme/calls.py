@@ -134,8 +134,10 @@ def arg_key(a: Annotation) -> object:
     if t in _NUMERIC:
         return (type(a), t)
     if t is np.ndarray or is_array(v):
+        # a device array's key names its type: host and device calls compile apart
+        kind = np.ndarray if t is np.ndarray or not on_device(v) else t
         arr = v if t is np.ndarray else _view(v)
-        return (type(a), t if on_device(v) else np.ndarray, arr.dtype, _ones(arr.shape), arr.ndim,  # type: ignore[union-attr]
+        return (type(a), kind, arr.dtype, _ones(arr.shape), arr.ndim,  # type: ignore[union-attr]
                 _arg_unit_inner(a), _layout(arr))  # type: ignore[arg-type]
     if is_node(v):
         leaves, tree = flatten_tree(v)

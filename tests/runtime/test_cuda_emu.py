@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import shutil
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -308,16 +310,14 @@ extern "C" int launch(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned b
 }
 extern "C" int copies = 0;
 extern "C" int copy(void* dst, void* src, int64_t n) { std::memcpy(dst, src, n); ++copies; return 0; }
-extern "C" int allocs = 0;
-extern "C" void* dalloc(int64_t n) { ++allocs; return std::malloc(n); }
-extern "C" void dfree(void* p) { std::free(p); }
 """
 
 
 @pytest.fixture
 def cuda_on_the_cpu(emu_cache, monkeypatch):
-    """The cuda target, with its kernels compiled as cuda-emu's and the driver's
-    functions (cuLaunchKernel, cuMemcpy, the device allocator) as host stand-ins."""
+    """The cuda target, with its kernels compiled as cuda-emu's, the driver's
+    functions (cuLaunchKernel, cuMemcpy) as host stand-ins and a fake CuPy whose
+    "device" memory is host memory (the runtime's allocator callbacks are real)."""
     from isozyme.abi import (
         CUDA_LAUNCH_SYMBOL, DEVICE_ALLOC_SYMBOL, DEVICE_COPY_SYMBOL, DEVICE_FREE_SYMBOL,
         EMU_TRAMPOLINE_PREFIX,
@@ -341,28 +341,98 @@ def cuda_on_the_cpu(emu_cache, monkeypatch):
             fn = getattr(self.lib, EMU_TRAMPOLINE_PREFIX + name)
             return type("Fn", (), {"ptr": ctypes.cast(fn, ctypes.c_void_p).value})()
 
-    monkeypatch.setattr(cuda, "import_cupy", lambda: None)
+    def callback(f) -> int:
+        return ctypes.cast(f, ctypes.c_void_p).value
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy())
+    FakeStats.allocated = FakeStats.freed = 0
     monkeypatch.setattr(cuda, "kernel_module", Kernels)
-    monkeypatch.setattr(cuda, "_to_cupy", lambda view: np.array(view))
     monkeypatch.setattr(cuda, "_driver_symbols", lambda: {
         CUDA_LAUNCH_SYMBOL: addr("launch"), DEVICE_COPY_SYMBOL: addr("copy"),
-        DEVICE_ALLOC_SYMBOL: addr("dalloc"), DEVICE_FREE_SYMBOL: addr("dfree"),
+        # the runtime's own allocator callbacks, over the fake CuPy's "device" memory
+        DEVICE_ALLOC_SYMBOL: callback(cuda._device_alloc),
+        DEVICE_FREE_SYMBOL: callback(cuda._device_free),
     })
     return lib
+
+
+def fake_cupy() -> types.ModuleType:
+    """What runtime/cuda.py uses of CuPy, over host memory: ``cuda.alloc`` (pool
+    allocations), ``cuda.UnownedMemory``/``MemoryPointer``, ``ndarray``, ``empty``."""
+    cp = types.ModuleType("cupy")
+
+    class Allocation:
+        def __init__(self, n: int) -> None:
+            self.buffer = np.empty(n, np.uint8)
+            self.ptr = self.buffer.__array_interface__["data"][0]
+            FakeStats.allocated += 1
+
+        def __del__(self) -> None:
+            FakeStats.freed += 1
+
+    class UnownedMemory:
+        def __init__(self, ptr: int, size: int, owner: object) -> None:
+            self.ptr, self.size, self.owner = ptr, size, owner
+
+    class MemoryPointer:
+        def __init__(self, mem: UnownedMemory, offset: int) -> None:
+            self.mem, self.ptr = mem, mem.ptr + offset
+
+    class NDArray:
+        def __init__(self, shape, dtype, memptr=None, strides=None) -> None:
+            self.memptr = memptr
+            self.__array_interface__ = {
+                "shape": shape, "typestr": np.dtype(dtype).str, "version": 3,
+                "data": (memptr.ptr, False), "strides": strides,
+            }
+
+    cp.cuda = types.SimpleNamespace(
+        alloc=Allocation, UnownedMemory=UnownedMemory, MemoryPointer=MemoryPointer)
+    cp.ndarray = NDArray
+    cp.empty = np.empty
+    return cp
+
+
+class FakeStats:
+    allocated = 0
+    freed = 0
 
 
 def test_cuda_host_program_on_the_cpu(no_checks, cuda_on_the_cpu) -> None:
     lib = cuda_on_the_cpu
     copies = ctypes.c_int.in_dll(lib, "copies")
-    allocs = ctypes.c_int.in_dll(lib, "allocs")
     x = np.linspace(-1.0, 2.0, 1001)
     dev_x = HostBackedDeviceArray(x)
     # device arrays select the cuda target; the reduction's buffer is a device
     # allocation, initialised and read back with one copy each
     _, val = iz.autodiff(iz.ForwardWithPrimal, sum_sq, iz.Const(dev_x))
     assert val == pytest.approx(float(np.sum(x * x)), rel=1e-13)
-    assert (copies.value, allocs.value) == (2, 1)
+    assert copies.value == 2 and FakeStats.allocated == 1
     y = np.ones(1001)
     iz.autodiff(iz.Forward, saxpy, iz.Const(2.0), iz.Const(dev_x), iz.Const(HostBackedDeviceArray(y)))
     np.testing.assert_allclose(y, 2.0 * x + 1.0, rtol=1e-15)
     assert copies.value == 2  # no host access: the kernel did everything
+    from isozyme.runtime.cuda import _LIVE
+
+    assert not _LIVE and FakeStats.allocated == FakeStats.freed == 1  # freed after the call
+
+
+def test_cuda_results_are_device_arrays_owning_their_memory(no_checks, cuda_on_the_cpu) -> None:
+    import gc
+
+    from isozyme.runtime.cuda import _LIVE
+
+    def double(x):
+        y = np.zeros_like(x)
+        for i in iz.prange(x.shape[0]):
+            y[i] = 2.0 * x[i]
+        return y
+
+    x = np.arange(9.0)
+    _, y = iz.autodiff(iz.ForwardWithPrimal, double, iz.Const(HostBackedDeviceArray(x)))
+    assert type(y).__name__ == "NDArray"  # the (fake) cupy.ndarray
+    np.testing.assert_array_equal(np.asarray(y), 2.0 * x)
+    assert len(_LIVE) == 2  # the result and the (zero) tangent, until collected
+    del y
+    gc.collect()
+    assert len(_LIVE) == 1
