@@ -22,12 +22,15 @@ from xdsl.parser import Parser
 from isozyme.compiler.context import make_context
 from isozyme.compiler.gpu import OutlineParallelLoopsPass
 from isozyme.compiler.gpu.cuda_printer import print_cuda
+from isozyme.dialects.gpu_ext import IszGpu
 from isozyme.errors import UnsupportedError
 
 
 def context():
     ctx = make_context()
-    ctx.load_dialect(GPU)  # make_context does not load the gpu dialect (yet)
+    for d in (GPU, IszGpu):  # the kernels' dialects, unless make_context loads them
+        if d.name not in ctx.registered_dialect_names:
+            ctx.load_dialect(d)
     return ctx
 
 

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 from xdsl.dialects import arith, func, gpu, memref, scf
-from xdsl.dialects.builtin import IntegerAttr, MemRefType, ModuleOp, f64
+from xdsl.dialects.builtin import DYNAMIC_INDEX, IntegerAttr, MemRefType, ModuleOp, f64, i64
 from xdsl.dialects.gpu import GPU
 from xdsl.parser import Parser
 
@@ -22,12 +22,15 @@ from isozyme.compiler.context import make_context
 from isozyme.compiler.gpu import BLOCK_SIZE, KERNEL_MODULE, OutlineParallelLoopsPass
 from isozyme.compiler.gpu.outline_parallel_loops import WARP_AGGREGATE_ATTR
 from isozyme.compiler.lowering.convert_parallel_to_for import ATOMIC_RMW_KIND
+from isozyme.dialects.gpu_ext import IszGpu
 from isozyme.errors import UnsupportedError
 
 
 def context():
     ctx = make_context()
-    ctx.load_dialect(GPU)  # make_context does not load the gpu dialect (yet)
+    for d in (GPU, IszGpu):  # the kernels' dialects, unless make_context loads them
+        if d.name not in ctx.registered_dialect_names:
+            ctx.load_dialect(d)
     return ctx
 
 
@@ -236,14 +239,17 @@ func.func @callee(%x: f64) -> f64 {{
 """
 
 
-def test_check_in_kernel_is_refused():
+def test_check_in_kernel_becomes_a_status_report():
+    # the full contract is in tests/compiler/test_gpu_checks.py
     src = _loop_with("""
     %ok = arith.cmpi slt, %i, %n : index
     isz.check %ok {kind = "index", message = "out of bounds"}
 """)
-    with pytest.raises(UnsupportedError, match="run-time check inside a GPU kernel "
-                       r"\(isz.check in an scf.parallel body: 'out of bounds'\)"):
-        outlined(src)
+    module = outlined(src)
+    (kernel,) = kernels(module)
+    assert [a.type for a in kernel.body.block.args][-1] == MemRefType(i64, [DYNAMIC_INDEX])
+    assert "isz_gpu.report_failure" in str(kernel)
+    assert "isz.check" not in str(kernel)
 
 
 def test_call_in_kernel_is_refused():

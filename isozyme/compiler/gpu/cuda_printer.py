@@ -54,7 +54,8 @@ from isozyme.compiler.gpu.outline_parallel_loops import (
     atomic_rmw_kind_name,
 )
 from isozyme.compiler.lowering._common import LoweringError
-from isozyme.compiler.lowering.convert_memref_to_llvm import _kept_dims
+from isozyme.compiler.lowering.convert_memref_to_llvm import kept_dims
+from isozyme.dialects.gpu_ext import ReportFailureOp
 from isozyme.dialects.memref_ext import TransposeOp
 from isozyme.errors import UnsupportedError
 
@@ -672,6 +673,11 @@ class _Printer:
             linear = _add(linear, _mul(self.name(idx), stride))
         return f"{self.name(v)}.aligned[{_c(linear)}]"
 
+    def element_at(self, v: SSAValue, k: int) -> str:
+        """Element ``k`` (a constant) of the rank-1 memref ``v``."""
+        linear = _add(self.offset(v), _mul(k, self.strides(v)[0]))
+        return f"{self.name(v)}.aligned[{_c(linear)}]"
+
     def load(self, op: memref.LoadOp) -> None:
         self.define(op.res, self.element(op.memref, op.indices))
 
@@ -779,7 +785,7 @@ class _Printer:
             offset = _add(offset, _mul(offsets[k], src_strides[k]))
         new_strides = [_mul(src_strides[k], steps[k]) for k in range(rank)]
         try:
-            kept = _kept_dims(mtype, result_t,
+            kept = kept_dims(mtype, result_t,
                               [v if isinstance(v, int) else None for v in sizes],
                               [v if isinstance(v, int) else None for v in new_strides])
         except LoweringError as e:
@@ -960,6 +966,22 @@ class _Printer:
             self.emit("}")
 
     # -- gpu ---------------------------------------------------------------------------
+    def report_failure(self, op: ReportFailureOp) -> None:
+        """A failed check: the first thread to fail sets ``status[0]`` to the check's
+        id (compare-and-swap from 0) and writes its values; the thread ends (a C
+        ``return`` anywhere in the kernel, loops included)."""
+        k = op.check.value.data
+        word = "unsigned long long"
+        self.emit(f"if (atomicCAS(({word}*)&{self.element_at(op.status, 0)}, 0ull, "
+                  f"{k}ull) == 0ull) {{")
+        self.indent += 1
+        for j, v in enumerate(op.values):
+            # i1 widens to 0/1, narrower integers sign-extend (as the CPU status).
+            self.emit(f"{self.element_at(op.status, 1 + j)} = (int64_t){self.name(v)};")
+        self.indent -= 1
+        self.emit("}")
+        self.emit("return;")
+
     def gpu_id(self, op: Operation) -> None:
         dim = op.dimension.data.value  # type: ignore[attr-defined]
         self.define(op.results[0], f"(int64_t){_GPU_IDS[type(op)]}.{dim}")
@@ -1002,6 +1024,7 @@ _DISPATCH: dict[type[Operation], Callable[[_Printer, Operation], None]] = {
     scf.WhileOp: _Printer.while_,
     scf.ParallelOp: _Printer.parallel,
     gpu.GlobalIdOp: _Printer.global_id,
+    ReportFailureOp: _Printer.report_failure,
     **{t: _Printer.float_binary for t in _FLOAT_BINARY},
     **{t: _Printer.wrapping for t in _WRAPPING},
     **{t: _Printer.bitwise for t in _BITWISE},

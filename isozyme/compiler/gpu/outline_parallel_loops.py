@@ -71,6 +71,14 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from isozyme.compiler.gpu.kernel_checks import (
+    KernelCheck,
+    add_status_buffer,
+    checks_in,
+    recheck_after_launch,
+    report_failures,
+    status_width,
+)
 from isozyme.compiler.lowering.convert_parallel_to_for import ATOMIC_RMW_KIND
 from isozyme.errors import UnsupportedError
 
@@ -137,14 +145,6 @@ def _reduction_kind(region: Region) -> str:
 def _refuse_in_kernel(loop: scf.ParallelOp) -> None:
     """Raise for the ops a kernel body cannot hold."""
     for op in loop.body.walk():
-        if op.name == "isz.check":
-            what = op.properties.get("message")
-            raise UnsupportedError(
-                "run-time check inside a GPU kernel (isz.check in an scf.parallel "
-                f"body: {getattr(what, 'data', '?')!r}): not supported yet; turn "
-                "checks off (isozyme.config(boundscheck=False)) or move the indexing "
-                "out of the parallel loop"
-            )
         if isinstance(op, func.CallOp):
             raise UnsupportedError(
                 f"func.call @{op.callee.root_reference.data} inside a GPU kernel "
@@ -217,15 +217,20 @@ class _Outliner:
         self.counter: dict[str, int] = {}
 
     def run(self) -> None:
-        loops: list[tuple[str, scf.ParallelOp]] = []
+        loops: list[tuple[str, scf.ParallelOp, SSAValue | None]] = []
         for f in self.module.body.block.ops:
             if not isinstance(f, func.FuncOp):
                 continue
-            for op in f.walk():
-                if isinstance(op, scf.ParallelOp) and not _nested_in_parallel(op):
-                    loops.append((f.sym_name.data, op))
-        for host_name, loop in loops:
-            self.outline(host_name, loop)
+            found = [op for op in f.walk()
+                     if isinstance(op, scf.ParallelOp) and not _nested_in_parallel(op)]
+            for loop in found:
+                _refuse_in_kernel(loop)
+            # One status buffer per host function whose kernels hold checks.
+            width = status_width(list(found))
+            status = add_status_buffer(f, width) if width else None
+            loops += [(f.sym_name.data, loop, status) for loop in found]
+        for host_name, loop, status in loops:
+            self.outline(host_name, loop, status)
         if not self.kernels:
             return
         gmod = gpu.ModuleOp(StringAttr(KERNEL_MODULE), Region(Block(self.kernels)))
@@ -237,8 +242,10 @@ class _Outliner:
         self.counter[host_name] = n + 1
         return f"{host_name}_k{n}"
 
-    def outline(self, host_name: str, loop: scf.ParallelOp) -> None:
-        _refuse_in_kernel(loop)
+    def outline(self, host_name: str, loop: scf.ParallelOp,
+                status: SSAValue | None) -> None:
+        if not checks_in(loop):
+            status = None
         reduce_op = loop.body.block.last_op
         assert isinstance(reduce_op, scf.ReduceOp)
         kinds = [_reduction_kind(r) for r in reduce_op.reductions]
@@ -276,9 +283,14 @@ class _Outliner:
         for v in [*_captured(loop), *loop_values]:
             (sunk if _is_constant(v) else operands)[v] = None
         args = [*operands, *buffers]
+        if status is not None:
+            args.append(status)
 
         kernel = self.build_kernel(self.kernel_name(host_name), loop, args, list(sunk),
-                                   total, counts, kinds, buffers)
+                                   total, counts, kinds, buffers, status is not None)
+        checks: list[KernelCheck] = []
+        if status is not None:
+            checks = report_failures(kernel.body.block, kernel.body.block.args[-1])
         self.kernels.append(kernel)
 
         # The launch, skipped when there is no iteration.
@@ -287,7 +299,12 @@ class _Outliner:
             SymbolRefAttr(KERNEL_MODULE, [StringAttr(kernel.sym_name.data)]),
             [grid, one, one], [block, one, one], kernelOperands=args,
         )
-        h.b.insert(scf.IfOp(nonempty, [], [launch, scf.YieldOp()]))
+        launched = Block([launch])
+        h.b.insert(scf.IfOp(nonempty, [], [launched]))
+        # A kernel's failed check stops the host program right after the launch.
+        if status is not None:
+            recheck_after_launch(Builder(InsertPoint.at_end(launched)), status, checks)
+        launched.add_op(scf.YieldOp())
         results: list[SSAValue] = []
         for res, buf in zip(loop.res, buffers):
             value = h.op(memref.LoadOp.get(buf, [zero]))
@@ -299,8 +316,10 @@ class _Outliner:
 
     def build_kernel(self, name: str, loop: scf.ParallelOp, args: list[SSAValue],
                      sunk: list[SSAValue], total: SSAValue, counts: list[SSAValue],
-                     kinds: list[str], buffers: list[SSAValue]) -> gpu.FuncOp:
-        """The ``gpu.func`` running one iteration of ``loop`` per thread."""
+                     kinds: list[str], buffers: list[SSAValue],
+                     checked: bool) -> gpu.FuncOp:
+        """The ``gpu.func`` running one iteration of ``loop`` per thread (``checked``:
+        its last argument is the status buffer)."""
         entry = Block(arg_types=[a.type for a in args])
         mapping: dict[SSAValue, SSAValue] = dict(zip(args, entry.args))
         b = Builder(InsertPoint.at_end(entry))
@@ -323,12 +342,15 @@ class _Outliner:
         otherwise = Block()
         guard = b.insert(scf.IfOp(inside, red_types, Region(then),
                                   Region(otherwise) if red_types else None))
-        buffer_args = entry.args[len(args) - len(buffers):]
+        buffer_args = entry.args[len(args) - len(buffers) - checked:len(args) - checked]
         if red_types:
             zero = ins(arith.ConstantOp(IntegerAttr(0, IndexType())))
             for kind, value, buf in zip(kinds, guard.results, buffer_args):
                 rmw = b.insert(atomic_rmw(kind, value, buf, [zero]))
-                rmw.attributes[WARP_AGGREGATE_ATTR] = UnitAttr()
+                # A thread whose check fails ends early and would miss the warp's
+                # shuffle: with checks, one atomic per thread.
+                if not checked:
+                    rmw.attributes[WARP_AGGREGATE_ATTR] = UnitAttr()
             identities = [_identity(k, t) for k, t in zip(kinds, red_types)]
             otherwise.add_ops([*identities, scf.YieldOp(*identities)])
         b.insert(gpu.ReturnOp([]))

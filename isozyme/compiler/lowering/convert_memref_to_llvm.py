@@ -333,7 +333,7 @@ def _materialize(lo: _Lowerer, v: _Value) -> SSAValue:
     return lo.const(v) if isinstance(v, int) else v
 
 
-def _kept_dims(
+def kept_dims(
     src: MemRefType, result: MemRefType, sizes: list[int | None],
     strides: list[int | None],
 ) -> list[int]:
@@ -413,7 +413,7 @@ def _lower_subview(op: memref.SubviewOp, mtype: MemRefType) -> None:
     for k in range(rank):
         offset = _fold_add(lo, offset, _fold_mul(lo, offsets[k], src_strides[k]))
     new_strides = [_fold_mul(lo, src_strides[k], steps[k]) for k in range(rank)]
-    kept = _kept_dims(
+    kept = kept_dims(
         mtype,
         result_t,
         [v if isinstance(v, int) else None for v in sizes],
