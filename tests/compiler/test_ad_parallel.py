@@ -345,3 +345,27 @@ def test_product_reduction_is_refused_naming_it(request_):
     module = Parser(ctx, _mul_reduction(request_)).parse_module()
     with pytest.raises(UnsupportedError, match="reduction combined by arith.mulf"):
         DifferentiatePass().apply(ctx, module)
+
+
+def test_atomic_other_than_addf_on_an_active_buffer_is_refused():
+    src = f"""
+func.func private @f(%x: {V}, %y: {V}) -> f64 {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %n = memref.dim %x, %c0 : {V}
+  {parallel(["%i"], ["%c0"], ["%n"], ["%c1"], [], [], f'''
+    %a = memref.load %x[%i] : {V}
+    %old = "memref.atomic_rmw"(%a, %y, %c0) <{{kind = 12 : i64}}> : (f64, {V}, index) -> f64
+''' + reduce([], [], []))}
+  %r = memref.load %y[%c0] : {V}
+  func.return %r : f64
+}}
+func.func @g(%x: {V}, %dx: {V}, %y: {V}, %dy: {V}, %seed: f64) {{
+  enzyme.autodiff @f(%x, %dx, %y, %dy, %seed) {{activity=[{DUP}, {DUP}], ret_activity=[{AN}]}} : ({V}, {V}, {V}, {V}, f64) -> ()
+  func.return
+}}
+"""
+    ctx = make_context()
+    module = Parser(ctx, src).parse_module()
+    with pytest.raises(UnsupportedError, match="memref.atomic_rmw of kind 12"):
+        DifferentiatePass().apply(ctx, module)

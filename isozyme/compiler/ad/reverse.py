@@ -16,7 +16,7 @@ Primal values needed from inside loop bodies and branches are recomputed or cach
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from xdsl.dialects import func, memref
@@ -29,7 +29,6 @@ from isozyme.compiler.ad.tape import PrimalFetcher, RevCtx, free_values
 from isozyme.compiler.ad_rules.registry import OpRule, lookup
 from isozyme.compiler.analysis.buffers import initializations, is_buffer, read_only_buffers
 from isozyme.compiler.emitter import Emitter
-from isozyme.dialects import enzyme
 from isozyme.dialects.enzyme import Activity
 from isozyme.errors import UnsupportedError
 

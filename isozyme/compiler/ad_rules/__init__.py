@@ -115,13 +115,6 @@ def lookup_rule(op: Operation) -> Rule | None:
     return rule if isinstance(rule, (PartialsRule, CustomRule)) else None
 
 
-def has_zero_derivative(op: Operation) -> bool:
-    """True for float-valued ops that are piecewise constant (floor, round, ...)."""
-    from isozyme.compiler.ad_rules.registry import ZeroRule, lookup
-
-    return isinstance(lookup(op), ZeroRule)
-
-
 def view_source(op: Operation) -> SSAValue | None:
     """The buffer whose memory ``op``'s result views (``memref.subview``, ``cast``,
     ``expand_shape``, ``collapse_shape``, ``transpose``), or None for other ops."""
@@ -139,11 +132,3 @@ def written_by(op: Operation) -> Sequence[SSAValue]:
     t = type(op)
     written = MEMREF_WRITES.get(t) or LINALG_WRITES.get(t)
     return () if written is None else written(op)
-
-
-def is_guard(op: Operation) -> bool:
-    """True for ops that guard the code after them and have no derivative (``isz.check``):
-    cloned into forward derivatives, kept in the forward sweep of reverse mode."""
-    from isozyme.compiler.ad_rules.registry import GuardRule, lookup
-
-    return isinstance(lookup(op), GuardRule)

@@ -167,7 +167,8 @@ def private_element(op: Operation, loop: Operation) -> bool:
             continue
         if not isinstance(inner, (memref.LoadOp, memref.StoreOp, memref.AtomicRMWOp)):
             return False  # a view, a copy, a call: not analysed
-        if inner.memref is not op.memref or list(inner.indices) != list(op.indices):  # type: ignore[attr-defined]
+        same = inner.memref is op.memref  # type: ignore[attr-defined]
+        if not same or list(inner.indices) != list(op.indices):  # type: ignore[attr-defined]
             return False
     followed = {_follows_iv(i, loop) for i in op.indices}  # type: ignore[attr-defined]
     return all(iv in followed for iv in loop.regions[0].block.args)
@@ -249,10 +250,11 @@ class AtomicAddRule(MemoryRule):
     adjoint of the returned old value, if any, is added into the shadow."""
 
     def _check(self, op: Operation) -> None:
-        if op.kind.value.data != ATOMIC_RMW_KIND["addf"]:  # type: ignore[attr-defined]
+        kind = op.kind.value.data  # type: ignore[attr-defined]
+        if kind != ATOMIC_RMW_KIND["addf"]:
             raise UnsupportedError(
-                f"isozyme cannot differentiate memref.atomic_rmw of kind "
-                f"{op.kind.value.data}: only addf (x[k] += v) is supported"  # type: ignore[attr-defined]
+                f"isozyme cannot differentiate memref.atomic_rmw of kind {kind}: only "
+                "addf (x[k] += v) is supported"
             )
 
     def flow_edges(self, op: Operation) -> Iterator[Edge]:

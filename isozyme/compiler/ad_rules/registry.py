@@ -153,12 +153,6 @@ def lookup(op: Operation) -> Any:
     return _REGISTRY.get(type(op))
 
 
-def lookup_type(op_type: type[Operation]) -> Any:
-    """The rule registered for ``op_type``, or None."""
-    _load()
-    return _REGISTRY.get(op_type)
-
-
 def recompute_policy(op: Operation) -> Recompute | None:
     """How the reverse sweep may obtain ``op``'s result other than by caching it."""
     rule = lookup(op)

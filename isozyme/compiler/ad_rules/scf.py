@@ -113,7 +113,9 @@ def loop_reverse(
         rev.accumulate(ctx, inits[i], rloop.res[k])
 
 
-def _reversed_iteration(n: SSAValue, rev: Any) -> Callable[[SSAValue, RevCtx], Callable[[], SSAValue]]:
+def _reversed_iteration(
+    n: SSAValue, rev: Any
+) -> Callable[[SSAValue, RevCtx], Callable[[], SSAValue]]:
     """Reverse iteration k of a loop of n iterations is primal iteration n-1-k."""
 
     def make(k: SSAValue, child: RevCtx) -> Callable[[], SSAValue]:
@@ -466,7 +468,10 @@ class ParallelRule(RegionRule):
         regions = [r.clone() for r in reduce.reductions]
         regions += [_addf_region(op.res[j].type, reassoc=False) for j in act]
         be.insert(scf.ReduceOp(args, regions))
-        bounds = [[fwd.vmap.get(v, v) for v in vs] for vs in (op.lowerBound, op.upperBound, op.step)]
+        bounds = [
+            [fwd.vmap.get(v, v) for v in vs]
+            for vs in (op.lowerBound, op.upperBound, op.step)
+        ]
         new = e.insert(scf.ParallelOp(*bounds, Region(new_block), inits))
         for j, r in enumerate(op.res):
             fwd.vmap[r] = new.res[j]
