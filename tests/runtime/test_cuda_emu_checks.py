@@ -1,0 +1,273 @@
+"""Run-time checks inside kernels, through the public API: a failed bounds check in a
+``prange`` body raises the same isozyme error, with the same message, under
+``isozyme.target("cuda-emu")`` (and the cuda target's host program, run on the CPU
+with stand-ins for the driver) as under the ``cpu`` target; good indices give numpy's
+numbers; ``boundscheck=False`` kernels have no status buffer."""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import isozyme as iz
+from isozyme.errors import OutOfBoundsError
+from isozyme.runtime.cuda_emu import compile_emu_library
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+
+
+@pytest.fixture
+def checks_on():
+    old = iz.config(boundscheck=True)
+    yield
+    iz.config(**old)
+
+
+def gather(x, idx, y):
+    for i in iz.prange(idx.shape[0]):
+        y[i] = x[idx[i]]
+
+
+def gather_sum(x, idx):
+    s = 0.0
+    for i in iz.prange(idx.shape[0]):
+        s += x[idx[i]]
+    return s
+
+
+def two_loops(x, idx, jdx, y, z):
+    for i in iz.prange(idx.shape[0]):
+        y[i] = x[idx[i]]
+    for i in iz.prange(jdx.shape[0]):
+        z[i] = 2.0 * x[jdx[i]]
+
+
+def rows(A, cols, y):
+    # a check in a sequential loop inside the kernel, on a 2-D array
+    for i in iz.prange(A.shape[0]):
+        acc = 0.0
+        for j in range(cols.shape[0]):
+            acc += A[i, cols[j]]
+        y[i] = acc
+
+
+def _error(target: str, f, *args) -> str:
+    """The OutOfBoundsError message of ``f(*args)`` (Const arguments) on ``target``;
+    the arrays are copied, so each target starts from the same data."""
+    copies = [iz.Const(a.copy() if isinstance(a, np.ndarray) else a) for a in args]
+    with iz.target(target), pytest.raises(OutOfBoundsError) as err:
+        iz.autodiff(iz.Forward, f, *copies)
+    return str(err.value)
+
+
+def test_bad_gather_index_raises_as_on_the_cpu(checks_on) -> None:
+    x = np.arange(10.0)
+    idx = np.array([1, 2, 3, 12, 4, 0, 9])
+    message = _error("cuda-emu", gather, x, idx, np.zeros(7))
+    assert message == _error("cpu", gather, x, idx, np.zeros(7))
+    assert message.endswith("index 12 is out of bounds for axis 0 with size 10")
+    assert "test_cuda_emu_checks.py:" in message
+    # negative side: numpy's rule -n <= i < n
+    idx[3] = -11
+    message = _error("cuda-emu", gather, x, idx, np.zeros(7))
+    assert message == _error("cpu", gather, x, idx, np.zeros(7))
+    assert message.endswith("index -11 is out of bounds for axis 0 with size 10")
+
+
+def test_failing_thread_stops_before_its_store(checks_on) -> None:
+    x = np.arange(10.0)
+    idx = np.arange(600) % 10
+    idx[345] = 10
+    y = np.full(600, -1.0)
+    with iz.target("cuda-emu"), pytest.raises(OutOfBoundsError, match="index 10 is out"):
+        iz.autodiff(iz.Forward, gather, iz.Const(x), iz.Const(idx), iz.Const(y))
+    assert y[345] == -1.0  # the failing iteration wrote nothing
+
+
+def test_good_indices_match_numpy(checks_on) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(50)
+    idx = rng.integers(-50, 50, size=1000)
+    y = np.zeros(1000)
+    with iz.target("cuda-emu"):
+        iz.autodiff(iz.Forward, gather, iz.Const(x), iz.Const(idx), iz.Const(y))
+        _, s = iz.autodiff(iz.ForwardWithPrimal, gather_sum, iz.Const(x), iz.Const(idx))
+    np.testing.assert_array_equal(y, x[idx])
+    assert s == pytest.approx(float(np.sum(x[idx])), rel=1e-12)
+    text = iz.ir(iz.Forward, gather, iz.Const(x), iz.Const(idx), iz.Const(y),
+                 stage="gpu", target="cuda-emu")
+    assert "isz_gpu.report_failure" in text and "memref<?xi64>" in text
+
+
+def test_reduction_with_a_bad_index(checks_on) -> None:
+    x = np.arange(10.0)
+    idx = np.array([0, 5, -20, 3])
+    message = _error("cuda-emu", gather_sum, x, idx)
+    assert message == _error("cpu", gather_sum, x, idx)
+    assert message.endswith("index -20 is out of bounds for axis 0 with size 10")
+
+
+def test_second_kernel_reports_its_own_check(checks_on) -> None:
+    x = np.arange(8.0)
+    idx, jdx = np.array([7, 0, 1]), np.array([2, 9, 1])
+    args = (x, idx, jdx, np.zeros(3), np.zeros(3))
+    message = _error("cuda-emu", two_loops, *args)
+    assert message == _error("cpu", two_loops, *args)
+    assert message.endswith("index 9 is out of bounds for axis 0 with size 8")
+    # the same two kernels with good indices
+    y, z = np.zeros(3), np.zeros(3)
+    jdx[1] = -8
+    with iz.target("cuda-emu"):
+        iz.autodiff(iz.Forward, two_loops, *(iz.Const(a) for a in (x, idx, jdx, y, z)))
+    np.testing.assert_array_equal(y, x[idx])
+    np.testing.assert_array_equal(z, 2.0 * x[jdx])
+
+
+def test_check_in_an_inner_sequential_loop(checks_on) -> None:
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((300, 6))
+    cols = np.array([0, 5, -1, 2])
+    y = np.zeros(300)
+    with iz.target("cuda-emu"):
+        iz.autodiff(iz.Forward, rows, iz.Const(A), iz.Const(cols), iz.Const(y))
+    np.testing.assert_allclose(y, A[:, cols].sum(axis=1), rtol=1e-13)
+    cols[3] = 7
+    message = _error("cuda-emu", rows, A, cols, np.zeros(300))
+    assert message == _error("cpu", rows, A, cols, np.zeros(300))
+    assert message.endswith("index 7 is out of bounds for axis 1 with size 6")
+
+
+def test_boundscheck_false_has_no_status_buffer() -> None:
+    old = iz.config(boundscheck=False)
+    try:
+        x = np.arange(10.0)
+        idx = np.array([9, -1, 0, 4])
+        y = np.zeros(4)
+        text = iz.ir(iz.Forward, gather, iz.Const(x), iz.Const(idx), iz.Const(y),
+                     stage="gpu", target="cuda-emu")
+        with iz.target("cuda-emu"):
+            iz.autodiff(iz.Forward, gather, iz.Const(x), iz.Const(idx), iz.Const(y))
+    finally:
+        iz.config(**old)
+    assert "report_failure" not in text and "isz.check" not in text
+    assert "memref<?xi64>)" not in text  # no status argument (idx is strided)
+    np.testing.assert_array_equal(y, x[idx])
+
+
+# -- the cuda target's host program on the CPU (as tests/runtime/test_cuda_emu.py) ---
+class HostBackedDeviceArray:
+    """A "device" array whose device pointer is host memory: what the cuda target
+    sees of a CuPy array."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.shape = a.shape
+        self.__cuda_array_interface__ = {
+            "shape": a.shape, "typestr": a.dtype.str, "version": 3,
+            "data": (a.__array_interface__["data"][0], False), "strides": a.strides,
+        }
+
+
+_STAND_INS = r"""
+#include <cstring>
+#include <cstdint>
+typedef void (*tramp)(unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void**);
+extern "C" int launch(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                      unsigned by, unsigned bz, unsigned shmem, void* stream,
+                      void** params, void** extra) {
+  ((tramp)f)(gx, gy, gz, bx, by, bz, params);
+  return 0;
+}
+extern "C" int copies = 0;
+extern "C" int copy(void* dst, void* src, int64_t n) { std::memcpy(dst, src, n); ++copies; return 0; }
+"""
+
+
+def _fake_cupy() -> types.ModuleType:
+    """What runtime/cuda.py uses of CuPy, over host memory."""
+    cp = types.ModuleType("cupy")
+
+    class Allocation:
+        def __init__(self, n: int) -> None:
+            self.buffer = np.empty(n, np.uint8)
+            self.ptr = self.buffer.__array_interface__["data"][0]
+
+    class UnownedMemory:
+        def __init__(self, ptr: int, size: int, owner: object) -> None:
+            self.ptr, self.size, self.owner = ptr, size, owner
+
+    class MemoryPointer:
+        def __init__(self, mem: UnownedMemory, offset: int) -> None:
+            self.mem, self.ptr = mem, mem.ptr + offset
+
+    class NDArray:
+        def __init__(self, shape, dtype, memptr=None, strides=None) -> None:
+            self.memptr = memptr
+            self.__array_interface__ = {
+                "shape": shape, "typestr": np.dtype(dtype).str, "version": 3,
+                "data": (memptr.ptr, False), "strides": strides,
+            }
+
+    cp.cuda = types.SimpleNamespace(
+        alloc=Allocation, UnownedMemory=UnownedMemory, MemoryPointer=MemoryPointer)
+    cp.ndarray = NDArray
+    cp.empty = np.empty
+    return cp
+
+
+@pytest.fixture
+def cuda_on_the_cpu(tmp_path, monkeypatch):
+    """The cuda target with cuda-emu's kernels, host stand-ins for cuLaunchKernel and
+    cuMemcpy, and a fake CuPy over host memory (the runtime's allocator is real)."""
+    from isozyme.abi import (
+        CUDA_LAUNCH_SYMBOL, DEVICE_ALLOC_SYMBOL, DEVICE_COPY_SYMBOL, DEVICE_FREE_SYMBOL,
+        EMU_TRAMPOLINE_PREFIX,
+    )
+    from isozyme.compiler.targets.cuda import CudaTarget
+    from isozyme.compiler.targets.cuda_emu import CudaEmuTarget
+    from isozyme.runtime import cuda
+
+    monkeypatch.setenv("ISOZYME_CACHE_DIR", str(tmp_path))
+    lib = compile_emu_library(_STAND_INS)
+
+    def addr(f) -> int:
+        return ctypes.cast(f, ctypes.c_void_p).value
+
+    class Kernels:
+        def __init__(self, source: str) -> None:
+            self.lib = compile_emu_library(source)
+
+        def get_function(self, name: str):
+            fn = getattr(self.lib, EMU_TRAMPOLINE_PREFIX + name)
+            return types.SimpleNamespace(ptr=addr(fn))
+
+    monkeypatch.setattr(CudaTarget, "kernel_source", CudaEmuTarget.kernel_source)
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
+    monkeypatch.setattr(cuda, "kernel_module", Kernels)
+    monkeypatch.setattr(cuda, "_driver_symbols", lambda: {
+        CUDA_LAUNCH_SYMBOL: addr(lib.launch), DEVICE_COPY_SYMBOL: addr(lib.copy),
+        DEVICE_ALLOC_SYMBOL: addr(cuda._device_alloc),
+        DEVICE_FREE_SYMBOL: addr(cuda._device_free),
+    })
+    return lib
+
+
+def test_cuda_host_program_reads_the_status(checks_on, cuda_on_the_cpu) -> None:
+    # device arrays select the cuda target: the status is a device allocation, its
+    # status[0] zeroed and read back with one cuMemcpy each
+    copies = ctypes.c_int.in_dll(cuda_on_the_cpu, "copies")
+    x = np.arange(10.0)
+    idx = np.array([1, 2, 3, 4])
+    y = np.zeros(4)
+    dev = [HostBackedDeviceArray(a) for a in (x, idx, y)]
+    iz.autodiff(iz.Forward, gather, *(iz.Const(d) for d in dev))
+    np.testing.assert_array_equal(y, x[idx])
+    assert copies.value == 2  # status[0] zeroed, then read once after the launch
+    idx[2] = 11
+    with pytest.raises(OutOfBoundsError) as err:
+        iz.autodiff(iz.Forward, gather, *(iz.Const(d) for d in dev))
+    assert str(err.value) == _error("cpu", gather, x, idx, np.zeros(4))
