@@ -27,6 +27,9 @@ Conventions (``docs/gpu.md``):
   ``#ifdef __CUDA_ARCH__``; the emulator issues one atomic per thread).
 * ``scf.for``/``if``/``while`` and nested ``scf.parallel`` (with ``scf.reduce``) are C
   loops and ``if``s; the values they yield are variables declared before them.
+* ``isz_gpu.report_failure`` (a failed run-time check) is an ``atomicCAS`` of
+  ``status[0]`` from 0 to the check's id, the values written by the thread that won it,
+  and a ``return`` that ends the thread (legal anywhere in the kernel's C).
 """
 
 from __future__ import annotations

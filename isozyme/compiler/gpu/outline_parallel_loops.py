@@ -31,7 +31,8 @@ and ``gpu.module @isozyme_kernels`` gets the kernel::
 Kernel arguments, in this order: the values defined outside the loop and used inside
 it, in the order of their first use in the body; then ``total``; then the lower bound
 and step of each dimension and the trip count of every dimension but the first
-(delinearization).  A value that is an ``arith.constant`` is cloned into the kernel
+(delinearization); then the reduction buffers and the status buffer (kernels with
+checks).  A value that is an ``arith.constant`` is cloned into the kernel
 instead of passed, as upstream's kernel outlining sinks constants.
 
 Reductions (``scf.reduce``): the host allocates a ``memref<1xT>`` per reduction,
@@ -42,8 +43,13 @@ named by the reduce region's single combining op, marked ``isozyme.warp_aggregat
 (the CUDA printer combines a warp's values first); after the launch the host loads the
 result and deallocates the buffer.  ``index`` reductions go through an ``i64`` buffer.
 
-Refused inside a kernel (``UnsupportedError`` naming the op): run-time checks
-(``isz.check``: a failing check cannot report from a kernel yet), calls (the callee is a
+Run-time checks (``isz.check``) in a loop body: the kernel gets a last argument, the
+host function's status buffer (``memref<?xi64>``); each check reports its failure there
+and ends the thread, and the host re-emits the kernel's checks after the launch
+(``kernel_checks.py``).  A kernel with checks combines its reductions with one atomic
+per thread (no warp shuffle: a thread that fails leaves early).
+
+Refused inside a kernel (``UnsupportedError`` naming the op): calls (the callee is a
 host function) and ``enzyme`` cache ops.  A module without ``scf.parallel`` is left
 unchanged.
 """
