@@ -112,6 +112,35 @@ def test_reduction_with_a_bad_index(checks_on) -> None:
     assert message.endswith("index -20 is out of bounds for axis 0 with size 10")
 
 
+def gather_sum_sq(x, idx):
+    s = 0.0
+    for i in iz.prange(idx.shape[0]):
+        s += x[idx[i]] * x[idx[i]]
+    return s
+
+
+def test_reverse_mode_of_a_checked_gather(checks_on) -> None:
+    # the adjoint loop is a kernel too; both report through the same status buffer
+    x = np.linspace(-1.0, 1.5, 10)
+    idx = np.array([1, 2, 3, -1, 3, 0])
+    dx = np.zeros(10)
+    with iz.target("cuda-emu"):
+        iz.autodiff(iz.Reverse, gather_sum_sq, iz.Active, iz.Duplicated(x, dx),
+                    iz.Const(idx))
+    expected = np.zeros(10)
+    np.add.at(expected, idx, 2.0 * x[idx])
+    np.testing.assert_allclose(dx, expected, rtol=1e-14)
+    idx[4] = -12
+    messages = []
+    for target in ("cpu", "cuda-emu"):
+        with iz.target(target), pytest.raises(OutOfBoundsError) as err:
+            iz.autodiff(iz.Reverse, gather_sum_sq, iz.Active,
+                        iz.Duplicated(x, np.zeros(10)), iz.Const(idx))
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert messages[0].endswith("index -12 is out of bounds for axis 0 with size 10")
+
+
 def test_second_kernel_reports_its_own_check(checks_on) -> None:
     x = np.arange(8.0)
     idx, jdx = np.array([7, 0, 1]), np.array([2, 9, 1])
