@@ -68,6 +68,19 @@ def _view(x: object) -> np.ndarray:
     return device_view(x) if on_device(x) else np.asarray(x)
 
 
+def _device_argument(x: object) -> object:
+    """An argument of a ``cuda`` call: a device array as its metadata view (device
+    pointer); a host array, which only a hidden global array can be here (the user's
+    were checked), copied to the device for the call; a scalar as it is."""
+    if on_device(x):
+        return device_view(x)
+    if isinstance(x, np.ndarray):
+        from isozyme.runtime.cuda import import_cupy  # noqa: PLC0415
+
+        return device_view(import_cupy().asarray(x))
+    return x
+
+
 def _ones(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The dimensions of size 1 (part of the signature: they broadcast, others do not)."""
     return tuple(k for k, s in enumerate(shape) if s == 1)
@@ -616,7 +629,7 @@ def _make_runner(
                     if d:
                         flat.append(sh)
         if on_gpu:  # device arrays cross as metadata views holding device pointers
-            flat = [device_view(x) if on_device(x) else x for x in flat]
+            flat = [_device_argument(x) for x in flat]
         if must_write or same_layout:
             check_buffers(flat)
         return check_sizes(flat) if checks else flat

@@ -197,31 +197,11 @@ def test_float32_and_no_kernels(no_checks) -> None:
     np.testing.assert_array_equal(y, 2.0 * np.arange(6, dtype=np.float32) + 1.0)
 
 
-# -- derivatives of parallel loops through cuda-emu (AD of scf.parallel: helper H1) ---
+# -- derivatives of parallel loops through cuda-emu, against finite differences ------
 def _fd(f, x: np.ndarray, v: np.ndarray, h: float = 1e-6) -> float:
     return (f(x + h * v) - f(x - h * v)) / (2 * h)
 
 
-def _has_parallel_rule() -> bool:
-    from xdsl.dialects import scf
-
-    from isozyme.compiler.ad_rules.registry import lookup_type
-
-    try:
-        return lookup_type(scf.ParallelOp) is not None
-    except Exception:  # noqa: BLE001 (no rule registered)
-        return False
-
-
-def _ad_of_parallel_loops_lands(fn):
-    """Expected to fail until scf.parallel has a derivative rule (then it must pass)."""
-    return pytest.mark.xfail(
-        not _has_parallel_rule(), strict=True,
-        reason="AD of scf.parallel has no rule in this tree yet",
-    )(fn)
-
-
-@_ad_of_parallel_loops_lands
 def test_forward_of_a_reduction_matches_fd(no_checks) -> None:
     rng = np.random.default_rng(2)
     x, v = rng.standard_normal(300), rng.standard_normal(300)
@@ -230,7 +210,6 @@ def test_forward_of_a_reduction_matches_fd(no_checks) -> None:
     assert d == pytest.approx(_fd(lambda z: float(np.sum(z * z)), x, v), rel=1e-7)
 
 
-@_ad_of_parallel_loops_lands
 def test_reverse_of_a_reduction_matches_fd(no_checks) -> None:
     rng = np.random.default_rng(3)
     x = rng.standard_normal(300)
@@ -243,7 +222,6 @@ def test_reverse_of_a_reduction_matches_fd(no_checks) -> None:
         assert dx[k] == pytest.approx(_fd(lambda z: float(np.sum(z * z)), x, e), rel=1e-6)
 
 
-@_ad_of_parallel_loops_lands
 def test_reverse_of_a_stencil_time_loop_matches_fd(no_checks) -> None:
     def loss(u0):
         u = u0.copy()
@@ -390,6 +368,7 @@ def fake_cupy() -> types.ModuleType:
         alloc=Allocation, UnownedMemory=UnownedMemory, MemoryPointer=MemoryPointer)
     cp.ndarray = NDArray
     cp.empty = np.empty
+    cp.asarray = lambda a: HostBackedDeviceArray(np.array(a))  # a copy, as to the device
     return cp
 
 
@@ -436,3 +415,74 @@ def test_cuda_results_are_device_arrays_owning_their_memory(no_checks, cuda_on_t
     del y
     gc.collect()
     assert len(_LIVE) == 1
+
+
+WEIGHTS = np.arange(100.0)  # large enough to be a hidden argument, not baked
+
+
+def weighted_copy(x, y):
+    z = x * WEIGHTS
+    for i in iz.prange(x.shape[0]):
+        y[i] = z[i]
+
+
+def test_cuda_hidden_global_array_goes_to_the_device(no_checks, cuda_on_the_cpu) -> None:
+    x, y = np.full(100, 2.0), np.zeros(100)
+    iz.autodiff(iz.Forward, weighted_copy, iz.Const(HostBackedDeviceArray(x)),
+                iz.Const(HostBackedDeviceArray(y)))
+    np.testing.assert_array_equal(y, 2.0 * WEIGHTS)
+    # the global was copied for the call (fake cupy.asarray), so a host pointer never
+    # reached the "device" code: the copy's memory is gone, the global unchanged
+    np.testing.assert_array_equal(WEIGHTS, np.arange(100.0))
+
+
+def gather_loss(x, idx, w):
+    s = 0.0
+    for i in iz.prange(idx.shape[0]):
+        v = x[idx[i]]
+        s += w[i] * v * v
+    return s
+
+
+def scatter_add(x, idx, out):
+    for i in iz.prange(idx.shape[0]):
+        out[idx[i]] += x[i] * x[i]
+
+
+@pytest.mark.parametrize("dtype, rel", [(np.float64, 1e-7), (np.float32, 2e-2)])
+def test_gather_with_colliding_indices_both_modes(no_checks, dtype, rel) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(50).astype(dtype)
+    idx = rng.integers(0, 10, 600)  # many iterations read the same 10 elements
+    w = rng.standard_normal(600).astype(dtype)
+
+    def loss(z):
+        return float(np.sum(w.astype(np.float64) * z[idx].astype(np.float64) ** 2))
+
+    x64 = x.astype(np.float64)
+    dx = np.zeros_like(x)
+    with iz.target("cuda-emu"):
+        iz.autodiff(iz.Reverse, gather_loss, iz.Active, iz.Duplicated(x, dx), iz.Const(idx),
+                    iz.Const(w))
+        v = rng.standard_normal(50).astype(dtype)
+        (d,) = iz.autodiff(iz.Forward, gather_loss, iz.Duplicated(x, v), iz.Const(idx),
+                           iz.Const(w))
+    exact = np.zeros(50)
+    np.add.at(exact, idx, 2.0 * w.astype(np.float64) * x64[idx])
+    np.testing.assert_allclose(dx, exact, rtol=rel, atol=rel * 1e-3)
+    assert d == pytest.approx(_fd(loss, x64, v.astype(np.float64)), rel=rel)
+
+
+def test_scatter_add_with_colliding_indices_reverse(no_checks) -> None:
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(400)
+    idx = rng.integers(0, 7, 400)
+    out, dout = np.zeros(7), rng.standard_normal(7)  # dout: the seed of out
+    dx = np.zeros(400)
+    with iz.target("cuda-emu"):
+        iz.autodiff(iz.Reverse, scatter_add, iz.Duplicated(x, dx), iz.Const(idx),
+                    iz.Duplicated(out, dout.copy()))
+    expected_out = np.zeros(7)
+    np.add.at(expected_out, idx, x * x)
+    np.testing.assert_allclose(out, expected_out, rtol=1e-13)
+    np.testing.assert_allclose(dx, 2.0 * x * dout[idx], rtol=1e-13)
