@@ -1,5 +1,6 @@
 """The GPU stages: outlining ``scf.parallel`` loops into ``gpu.func`` kernels (``gpu``),
-printing their CUDA C (``cuda``) and the CPU emulation of that C (``cuda-emu``).
+printing their CUDA C (``cuda``) and the CPU emulation of that C (``cuda-emu``);
+``kernel_checks`` carries run-time checks out of kernels through a status buffer.
 
 See ``docs/gpu.md`` ("Kernels and CUDA C") for the contract with the targets and the
 runtime.
