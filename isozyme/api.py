@@ -32,12 +32,14 @@ from isozyme.calls import (
     GradientResult,
     arg_key,
     build,
+    choose_target,
     Compiled,
     prepare,
     stats,
 )
 from isozyme.compiler.targets import TARGET_NAMES, get_target, stages_of
 from isozyme.frontends.python.context import COMPILE_LOCK
+from isozyme.runtime.marshal import device_view, on_device
 from isozyme.errors import AnnotationError, IsozymeError, ReadOnlyError, UnsupportedError
 
 __all__ = [
@@ -162,7 +164,11 @@ def clear_cache() -> None:
 
 
 def _is_float_array(x: object) -> bool:
-    return is_array(x) and np.asarray(x).dtype in (np.float64, np.float32)
+    """A float64/float32 array on the host or on the device."""
+    if not is_array(x):
+        return False
+    dtype = device_view(x).dtype if on_device(x) else np.asarray(x).dtype
+    return dtype in (np.float64, np.float32)
 
 
 def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> Any:
@@ -298,10 +304,8 @@ def ir_stages(
     forced = target if target is not None else _FORCED_TARGET.get()
     if forced is not None:
         get_target(forced)  # an unknown name fails before any work
-    ret = args[0] if args and isinstance(args[0], type) and issubclass(args[0], Annotation) else None
-    from isozyme.calls import choose_target  # noqa: PLC0415
-
-    anns = [a if isinstance(a, Annotation) else Const(a) for a in args[1 if ret else 0:]]
+    has_ret = bool(args) and isinstance(args[0], type) and issubclass(args[0], Annotation)
+    anns = [a if isinstance(a, Annotation) else Const(a) for a in args[1 if has_ret else 0:]]
     name = choose_target(anns, forced)
     known = stages_of(name)
     stages = known if stages is None else tuple(stages)

@@ -156,3 +156,10 @@ def test_reverse_of_a_stencil_time_loop() -> None:
         e = np.zeros(256)
         e[k] = 1.0
         assert got[k] == pytest.approx(_fd(loss, u, e), rel=1e-6, abs=1e-9)
+
+
+def test_gradient_of_cupy_arrays() -> None:
+    x = cp.linspace(0.0, 1.0, 1000)
+    (g,) = iz.gradient(iz.Reverse, sum_sq, x)
+    assert isinstance(g, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(g), 2.0 * cp.asnumpy(x), rtol=1e-14)
