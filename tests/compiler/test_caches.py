@@ -239,3 +239,83 @@ def test_branch_value_at_top_level_has_a_scalar_slot():
     for x in (0.7, -1.2):
         (g,) = grad(x, 1.0)
         assert g == pytest.approx(fd(py, x), rel=1e-6)
+
+
+S1 = "memref<1xf64, strided<[1], offset: ?>>"
+# a view taken in a loop body and passed to a call: the reverse sweep takes the view
+# again (a view is metadata over an argument), it caches no buffer
+VIEW_IN_LOOP = f"""
+func.func private @h(%v: {S1}, %s: f64) -> f64 {{
+  %c0 = arith.constant 0 : index
+  %a = memref.load %v[%c0] : {S1}
+  %t = math.sin %s : f64
+  %m = arith.mulf %a, %t : f64
+  func.return %m : f64
+}}
+func.func private @f(%x: memref<?xf64>, %s0: f64) -> f64 {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %n = memref.dim %x, %c0 : memref<?xf64>
+  %r = scf.for %i = %c0 to %n step %c1 iter_args(%s = %s0) -> (f64) {{
+    %v = memref.subview %x[%i][1][1] : memref<?xf64> to {S1}
+    %u = func.call @h(%v, %s) : ({S1}, f64) -> f64
+    scf.yield %u : f64
+  }}
+  func.return %r : f64
+}}
+func.func @grad(%x: memref<?xf64>, %s: f64, %seed: f64) -> f64 {{
+  %g = enzyme.autodiff @f(%x, %s, %seed) {{activity=[{C}, {A}], ret_activity=[{AN}]}} : (memref<?xf64>, f64, f64) -> f64
+  func.return %g : f64
+}}
+"""
+
+
+def test_a_view_made_in_a_loop_is_taken_again_not_cached():
+    import numpy as np
+
+    text, grad = compile_grad(VIEW_IN_LOOP, "", ["memref<?xf64>", "f64", "f64"], ["f64"])
+    assert "memref<?xmemref" not in text
+    x = np.array([0.5, 1.2, 0.8])
+
+    def py(s):
+        for xi in x:
+            s = xi * math.sin(s)
+        return s
+
+    (g,) = grad(x, 0.7, 1.0)
+    assert g == pytest.approx(fd(py, 0.7), rel=1e-7)
+
+
+def test_a_buffer_allocated_in_a_loop_that_the_reverse_needs_is_refused():
+    src = f"""
+func.func private @h(%v: memref<1xf64>, %s: f64) -> f64 {{
+  %c0 = arith.constant 0 : index
+  %a = memref.load %v[%c0] : memref<1xf64>
+  %t = math.sin %s : f64
+  %m = arith.mulf %a, %t : f64
+  func.return %m : f64
+}}
+func.func private @f(%s0: f64, %n: index) -> f64 {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %r = scf.for %i = %c0 to %n step %c1 iter_args(%s = %s0) -> (f64) {{
+    %b = memref.alloc() : memref<1xf64>
+    %two = arith.constant 2.0 : f64
+    memref.store %two, %b[%c0] : memref<1xf64>
+    %u = func.call @h(%b, %s) : (memref<1xf64>, f64) -> f64
+    memref.dealloc %b : memref<1xf64>
+    scf.yield %u : f64
+  }}
+  func.return %r : f64
+}}
+func.func @grad(%s: f64, %n: index, %seed: f64) -> f64 {{
+  %g = enzyme.autodiff @f(%s, %n, %seed) {{activity=[{A}, {C}], ret_activity=[{AN}]}} : (f64, index, f64) -> f64
+  func.return %g : f64
+}}
+"""
+    from isozyme.errors import UnsupportedError
+
+    ctx = make_context()
+    module = Parser(ctx, src).parse_module()
+    with pytest.raises(UnsupportedError, match="would have to cache a buffer"):
+        DifferentiatePass().apply(ctx, module)

@@ -214,6 +214,12 @@ class PrimalFetcher:
             level.prologue_last = e.last
 
     def _cache(self, value: SSAValue, level: RevCtx) -> SSAValue:
+        if isinstance(value.type, MemRefType):
+            raise UnsupportedError(
+                f"reverse mode would have to cache a buffer ({value.type}) made inside a "
+                "loop body or branch: caches hold scalars only (allocate the buffer "
+                "before the loop)"
+            )
         dims = self._cache_dims(value)
         if dims is None:
             return self._stack_cache(value, level)

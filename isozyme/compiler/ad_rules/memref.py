@@ -338,7 +338,11 @@ class DeallocRule(MemoryRule):
 
 
 class ViewRule(MemoryRule):
-    """A view (``MEMREF_VIEWS``): the same view is taken of the source's shadow."""
+    """A view (``MEMREF_VIEWS``): the same view is taken of the source's shadow.  A view
+    is metadata over its source: the reverse sweep takes it again rather than caching
+    a buffer."""
+
+    recompute = "always"
 
     def __init__(self, source: Callable[[Operation], SSAValue]):
         self.source = source
