@@ -171,7 +171,11 @@ def test_host_rechecks_right_after_the_launch():
     body = list(failed.true_region.block.ops)
     loads = [op for op in body if isinstance(op, memref.LoadOp)]
     assert [const_of(ld.indices[0]) for ld in loads] == [1, 2]
+    # the call stops there: the status is freed first
+    (free,) = [op for op in body if isinstance(op, memref.DeallocOp)]
+    assert free.memref is status and body.index(free) > body.index(loads[-1])
     checks = [op for op in body if isinstance(op, CheckOp)]
+    assert body.index(checks[0]) > body.index(free)
     assert [(c.kind.data, c.message.data) for c in checks] == [
         ("index", "g.py:3: index {0} is out of bounds for axis 0 with size {1}"),
         ("unsupported", "g.py:4: never"),
@@ -195,6 +199,12 @@ def test_reduction_with_a_check_skips_the_warp_shuffle(tmp_path):
     args = kernel.body.block.args
     assert args[-1].type == STATUS and args[-2].type == MemRefType(rmw.value.type, [1])
     assert rmw.memref is args[-2]
+    # a failure frees the reduction buffer and the status before stopping the call
+    launch = next(op for op in module.walk() if isinstance(op, gpu.LaunchFuncOp))
+    failed = next(op for op in launch.parent_block().ops if isinstance(op, scf.IfOp))
+    freed = [op.memref for op in failed.true_region.block.ops
+             if isinstance(op, memref.DeallocOp)]
+    assert freed == list(launch.kernelOperands[-2:])
     (report,) = [op for op in kernel.walk() if isinstance(op, ReportFailureOp)]
     assert str(report.values[0].type) == "i32"
     text = print_cuda(module)

@@ -296,7 +296,11 @@ def test_cuda_host_program_reads_the_status(checks_on, cuda_on_the_cpu) -> None:
     iz.autodiff(iz.Forward, gather, *(iz.Const(d) for d in dev))
     np.testing.assert_array_equal(y, x[idx])
     assert copies.value == 2  # status[0] zeroed, then read once after the launch
+    from isozyme.runtime.cuda import _LIVE
+
+    live = set(_LIVE)
     idx[2] = 11
     with pytest.raises(OutOfBoundsError) as err:
         iz.autodiff(iz.Forward, gather, *(iz.Const(d) for d in dev))
     assert str(err.value) == _error("cpu", gather, x, idx, np.zeros(4))
+    assert set(_LIVE) == live  # the status buffer was freed on the failure path

@@ -16,7 +16,8 @@ kernel's last argument):
   compare-and-swap and writes the values to ``status[1..]``; every failing thread ends
   (``isozyme/dialects/gpu_ext.py``).
 * **host, after the launch** (:func:`recheck_after_launch`): ``status[0]`` is read
-  once; when it is not 0, the values are read and every check ``k`` of the kernel is
+  once; when it is not 0, the values are read, the status and the launch's reduction
+  buffers are freed (the call is about to stop) and every check ``k`` of the kernel is
   re-emitted as ``isz.check (status[0] != k), values`` with its kind and message, so
   the CPU lowering (``convert-isz-check-to-llvm``) stops the call and the runtime raises
   the same error, with the same message, as on the ``cpu`` target.
@@ -28,6 +29,7 @@ that did not fail may have run (their writes landed) before the host stops.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xdsl.builder import Builder
@@ -107,10 +109,12 @@ def checks_in_block(block: Block) -> list[CheckOp]:
     return [c for op in block.ops for c in checks_in(op)]
 
 
-def recheck_after_launch(b: Builder, status: SSAValue, checks: list[KernelCheck]) -> None:
+def recheck_after_launch(b: Builder, status: SSAValue, checks: list[KernelCheck],
+                         release: Sequence[SSAValue] = ()) -> None:
     """At ``b`` (right after a launch): read ``status[0]`` and, when a check failed,
-    its values, and re-emit every check of the kernel as an ``isz.check`` of
-    ``status[0] != k`` on the host."""
+    its values, free ``release`` and the status buffer (the call stops: one of the
+    checks fails, since only the kernel sets ``status[0]``, to one of its ids), and
+    re-emit every check of the kernel as an ``isz.check`` of ``status[0] != k``."""
     if not checks:
         return
     code = b.insert(memref.LoadOp.get(status, [_index(b, 0)])).res
@@ -122,6 +126,8 @@ def recheck_after_launch(b: Builder, status: SSAValue, checks: list[KernelCheck]
     width = max(c.n_values for c in checks)
     values = [fb.insert(memref.LoadOp.get(status, [_index(fb, 1 + j)])).res
               for j in range(width)]
+    for buffer in [*release, status]:
+        fb.insert(memref.DeallocOp.get(buffer))
     for c in checks:
         k = fb.insert(arith.ConstantOp(IntegerAttr(c.id, i64))).result
         ok = fb.insert(arith.CmpiOp(code, k, "ne")).result

@@ -309,7 +309,8 @@ class _Outliner:
         h.b.insert(scf.IfOp(nonempty, [], [launched]))
         # A kernel's failed check stops the host program right after the launch.
         if status is not None:
-            recheck_after_launch(Builder(InsertPoint.at_end(launched)), status, checks)
+            recheck_after_launch(Builder(InsertPoint.at_end(launched)), status, checks,
+                                 buffers)
         launched.add_op(scf.YieldOp())
         results: list[SSAValue] = []
         for res, buf in zip(loop.res, buffers):
