@@ -2,7 +2,7 @@
 
 =================  ==========================================================
 ``traced``         frontend output plus the ``enzyme`` request
-``optimized``      inline, fuse elementwise linalg, linalg to loops, canonicalize, CSE,
+``optimized``      inline, fuse elementwise linalg, linalg to parallel loops, canonicalize, CSE,
                    DCE, LICM, hoist run-time checks out of loops (before AD)
 ``differentiated`` ``enzyme-differentiate``: derivative functions generated
 ``simplified``     ``simplify-ad``, canonicalize, CSE, DCE, ``eliminate-dead-caches``,
@@ -26,11 +26,13 @@ from xdsl.transforms.common_subexpression_elimination import (
     CommonSubexpressionElimination,
 )
 from xdsl.transforms.dead_code_elimination import DeadCodeElimination
-from xdsl.transforms.convert_linalg_to_loops import ConvertLinalgToLoopsPass
 from xdsl.transforms.loop_invariant_code_motion import LoopInvariantCodeMotionPass
 from xdsl.transforms.lower_affine import LowerAffinePass
 
 from isozyme.compiler.context import make_context
+from isozyme.compiler.passes.convert_linalg_to_parallel_loops import (
+    ConvertLinalgToParallelLoopsPass,
+)
 from isozyme.compiler.passes.differentiate import DifferentiatePass
 from isozyme.compiler.passes.eliminate_dead_caches import EliminateDeadCachesPass
 from isozyme.compiler.passes.fuse_elementwise import FuseElementwisePass
@@ -56,10 +58,11 @@ STAGE_PASSES: dict[str, Callable[[], Sequence[ModulePass]]] = {
     "optimized": lambda: (
         # Whole-array code: fuse elementwise chains, then lower to loops over buffers
         # before AD, so that the loop and shadow-memory rules differentiate it (see
-        # docs/architecture.md).
+        # docs/architecture.md); parallel dimensions become scf.parallel, which stays
+        # parallel through AD and becomes a kernel on GPU targets.
         InlinePass(),
         FuseElementwisePass(),
-        ConvertLinalgToLoopsPass(),
+        ConvertLinalgToParallelLoopsPass(),
         LowerAffinePass(),
         InlinePass(),
         CanonicalizePass(),
