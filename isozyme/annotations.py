@@ -154,6 +154,15 @@ class BatchDuplicatedNoNeed(BatchDuplicated):
     __slots__ = ()
 
 
+def _metadata(x: object) -> np.ndarray:
+    """``x`` as an ndarray, or for a device array (CuPy) an ndarray of its shape, dtype,
+    strides and device pointer, which is never read on the host (``np.asarray`` of a CuPy
+    array raises)."""
+    from isozyme.runtime.marshal import device_view, on_device
+
+    return device_view(x) if on_device(x) else np.asarray(x)
+
+
 def _check_shadow(kind: str, val: object, dval: object) -> None:
     if is_node(val):
         check_same_structure(f"{kind}(x, dx)", val, dval)
@@ -172,7 +181,7 @@ def _check_shadow(kind: str, val: object, dval: object) -> None:
             raise AnnotationError(
                 f"{kind}(x, dx): x is a {describe(val)} but dx is a {describe(dval)}"
             )
-        a, d = np.asarray(val), np.asarray(dval)
+        a, d = _metadata(val), _metadata(dval)
         if a.shape != d.shape or a.dtype != d.dtype:
             raise AnnotationError(
                 f"{kind}(x, dx): shadow shape/dtype {d.shape}/{d.dtype} does not match "

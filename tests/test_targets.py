@@ -336,3 +336,22 @@ def test_gpu_artefact_fields(no_checks) -> None:
 def test_gpu_artefact_type() -> None:
     art = GpuArtefact("cuda-emu", builtin.ModuleOp([]), ("k",), "", "iz_emu_launch")
     assert art.kernels == ("k",) and art.target == "cuda-emu"
+
+
+def _fake_at(shape: tuple[int, ...], address: int) -> FakeDeviceArray:
+    a = FakeDeviceArray(shape)
+    a.__cuda_array_interface__["data"] = (address, False)
+    return a
+
+
+def test_duplicated_device_arrays_are_checked_from_their_metadata() -> None:
+    # np.asarray of a CuPy array raises: shadows of device arrays are checked from the
+    # __cuda_array_interface__ alone (shape, dtype, aliasing), never read on the host
+    x, dx = _fake_at((4,), 0x7F0000000000), _fake_at((4,), 0x7F0000100000)
+    d = iz.Duplicated(x, dx)
+    assert d.val is x and d.dval is dx
+    with pytest.raises(iz.AnnotationError, match=r"shadow shape/dtype \(3,\)/float64 does not "
+                       r"match primal \(4,\)/float64"):
+        iz.Duplicated(x, _fake_at((3,), 0x7F0000100000))
+    with pytest.raises(iz.AnnotationError, match="the shadow dx aliases the primal x"):
+        iz.Duplicated(x, _fake_at((4,), 0x7F0000000008))

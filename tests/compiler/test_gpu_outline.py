@@ -28,9 +28,7 @@ from isozyme.errors import UnsupportedError
 
 def context():
     ctx = make_context()
-    for d in (GPU, IszGpu):  # the kernels' dialects, unless make_context loads them
-        if d.name not in ctx.registered_dialect_names:
-            ctx.load_dialect(d)
+    assert {GPU.name, IszGpu.name} <= set(ctx.registered_dialect_names)  # the kernels'
     return ctx
 
 
