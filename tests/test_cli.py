@@ -8,6 +8,7 @@ import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from isozyme.cli import main, opt_main, stage_header
@@ -70,6 +71,11 @@ def test_demo_console_script_runs():
     assert proc.returncode == 0, proc.stderr
     assert "((-400.0, 200.0),)" in proc.stdout
     assert stage_header("traced") in proc.stdout
+    # the kernel example: its CUDA C printed on any machine, its gradient computed
+    assert 'extern "C" __global__ void' in proc.stdout
+    grad = proc.stdout.split("d/dx =", 1)[1].replace("[", " ").replace("]", " ").split()
+    np.testing.assert_allclose([float(v) for v in grad],
+                               [1 / 14, 2 / 7, 4 / 7, 6 / 7, 8 / 7, 10 / 7, 17 / 14, 3 / 7])
 
 
 def test_isozyme_opt_runs_enzyme_mlir(capsys):
