@@ -184,6 +184,9 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
                     raise UnsupportedError(f"reverse mode of '{op.name}' is not supported")
             else:
                 self._reverse_simple(ctx, op)
+        # cache buffers popped for this block's reverse loops (tape._buffer_cache)
+        for buf in ctx.frees:
+            ctx.e.insert(memref.DeallocOp.get(buf))
 
     def _reverse_simple(self, ctx: RevCtx, op: Operation) -> None:
         if not op.results or not self.info.is_active(op.results[0]):

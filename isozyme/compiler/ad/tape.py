@@ -15,12 +15,21 @@ block).  Inside a loop body or branch it is either
   right after the value's definition in the forward sweep, a ``memref.load`` at the
   reverse iteration's indices in the prologue of the matching reverse block, a
   ``memref.dealloc`` at the end.  Branches (``scf.if``) add no dimension: a value of a
-  branch taken in an iteration has that iteration's slot.  Otherwise (a ``scf.while`` of
-  unknown trip count, or bounds computed inside a loop, encloses the value) the cache is
-  a LIFO stack: ``enzyme.init`` at function entry, ``enzyme.push`` after the definition,
-  ``enzyme.pop`` in the reverse prologue, ``enzyme.cache_free`` at the end.  Parallel
-  loops cannot hold stacks (their iterations have no order): a value that would need one
-  there is refused.
+  branch taken in an iteration has that iteration's slot.
+
+  When counted loops around the value sit inside a loop of unknown trip count (a
+  ``scf.while``, or a loop whose bounds are computed in an enclosing loop's body), the
+  value is cached as Enzyme does: in an indexed buffer of those counted loops' trip
+  counts (the loops between the value and its *home*, the body of that uncounted
+  loop), allocated in every iteration of the home just before the outermost of those
+  counted loops; the buffer itself is pushed on a stack (``enzyme.push`` of a memref)
+  right after its alloc; the reverse of the home pops it in its prologue, the reverse
+  loops load from it, and it is freed after them (``RevCtx.frees``).  A value with no
+  counted loop between it and an uncounted loop is pushed itself: ``enzyme.init`` at
+  function entry, ``enzyme.push`` after the definition, ``enzyme.pop`` in the reverse
+  prologue, ``enzyme.cache_free`` at the end.  Parallel loops cannot hold stacks (their
+  iterations have no order): a push inside one is refused; the stacks of buffers stay
+  outside them (on a GPU target: in the host program, the buffers in device memory).
 
 Which ops are counted loops, and their bounds, comes from their registered rules
 (``OpRule.cache_dims``).
@@ -30,10 +39,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from xdsl.dialects import arith, memref
 from xdsl.dialects.builtin import DYNAMIC_INDEX, IndexType, MemRefType, UnitAttr
-from xdsl.ir import Block, BlockArgument, Operation, OpResult, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, OpResult, SSAValue
 from xdsl.rewriter import InsertPoint
 
 from isozyme.compiler.ad_rules.registry import OpRule, lookup, recompute_policy
@@ -71,6 +81,31 @@ class RevCtx:
         # the primal parallel loops (scf.parallel) whose reverse bodies enclose this
         # block: their iterations run concurrently, so shadow accumulations may race
         self.parallels: list[Operation] = [] if parent is None else list(parent.parallels)
+        # cache buffers popped in this block's reverse: freed after its reverse ops
+        self.frees: list[SSAValue] = []
+
+
+@dataclass
+class _CachePlan:
+    """Where a cached value's slot lives (:meth:`PrimalFetcher._cache_plan`)."""
+
+    #: (lb, ub, step, iv) of the counted loops between the value and ``home``,
+    #: outermost first
+    dims: list[tuple[SSAValue, ...]]
+    #: the forward-sweep block holding the buffer (the entry, or a loop body)
+    home: Block
+    #: how many blocks ``home`` is above the value's block
+    levels: int
+    #: the outermost counted loop (None when ``home`` is the entry)
+    outermost: Operation | None
+
+
+def _defined_in(v: SSAValue, op: Operation) -> bool:
+    """Whether ``v`` is defined inside ``op``'s regions (an induction variable
+    included)."""
+    block = defining_block(v)
+    parent = block.parent_op() if block is not None else None
+    return parent is not None and op.is_ancestor(parent)
 
 
 def defining_block(v: SSAValue) -> Block | None:
@@ -220,65 +255,72 @@ class PrimalFetcher:
                 "loop body or branch: caches hold scalars only (allocate the buffer "
                 "before the loop)"
             )
-        dims = self._cache_dims(value)
-        if dims is None:
+        plan = self._cache_plan(value)
+        if plan.home is self.entry:
+            return self._indexed_cache(value, level, plan.dims)
+        if not plan.dims:
+            self._check_stack(defining_block(value))
             return self._stack_cache(value, level)
-        return self._indexed_cache(value, level, dims)
+        self._check_stack(plan.home)
+        return self._buffer_cache(value, level, plan)
 
-    def _cache_dims(self, value: SSAValue) -> list[tuple[SSAValue, ...]] | None:
-        """(lb, ub, step, iv) of every counted loop around forward value ``value``,
-        outermost first, when an indexed cache can hold it; None when a stack must."""
+    def _cache_plan(self, value: SSAValue) -> "_CachePlan":
+        """Where forward value ``value``'s cache lives: the counted loops between it and
+        its *home* block (the function's entry, or the body of the nearest loop of
+        unknown trip count around them), outermost first.
+
+        Walking outwards, a counted loop joins the segment while every bound of the
+        segment's loops is defined outside it; a loop of unknown trip count, or a
+        counted loop whose body computes a bound of the loops inside, ends it.  Branches
+        join without a dimension.  When the walk stops short of the entry, the home is
+        the block holding the segment's outermost loop (trailing branches do not count:
+        the buffer is then made only when the branch runs)."""
         assert self.entry is not None
         dims: list[tuple[SSAValue, ...]] = []
-        stack_ok = True
-        indexed = True
+        bounds: list[SSAValue] = []
         block = defining_block(value)
-        while block is not None and block is not self.entry:
+        assert block is not None
+        home, home_levels, outermost = block, 0, None
+        levels = 0
+        while block is not self.entry:
             op = block.parent_op()
             assert op is not None
             rule = lookup(op)
             got = rule.cache_dims(op) if isinstance(rule, OpRule) else None
-            stack_ok = stack_ok and (not isinstance(rule, OpRule) or rule.allows_stack)
-            if got is None or any(
-                defining_block(b) is not self.entry for d in got for b in d[:3]
-            ):
-                indexed = False
-            else:
-                dims = list(got) + dims
+            if got is None:
+                break
+            seg_bounds = bounds + [b for d in got for b in d[:3]]
+            if any(_defined_in(b, op) for b in seg_bounds):
+                break
+            dims, bounds = list(got) + dims, seg_bounds
+            levels += 1
             block = op.parent_block()
-        if indexed:
-            return dims
-        if not stack_ok:
-            raise UnsupportedError(
-                "reverse mode of scf.parallel: a value computed in the loop body must be "
-                "cached, but a loop of unknown trip count (scf.while, or bounds computed "
-                "in a loop) encloses it, and a parallel loop cannot hold a stack cache"
-            )
-        return None
+            assert block is not None
+            if got:
+                home, home_levels, outermost = block, levels, op
+        if block is self.entry:
+            return _CachePlan(dims, self.entry, levels, None)
+        return _CachePlan(dims, home, home_levels, outermost)
 
-    def _indexed_cache(
-        self, value: SSAValue, level: RevCtx, dims: list[tuple[SSAValue, ...]]
-    ) -> SSAValue:
-        assert self.entry is not None
-        index = IndexType()
-        # the buffer: allocated once the last bound is known
-        bound_ops = {b.owner for d in dims for b in d[:3] if isinstance(b, OpResult)}
-        last = None
-        for op in self.entry.ops:
-            if op in bound_ops:
-                last = op
-        ip = InsertPoint.at_start(self.entry) if last is None else InsertPoint.after(last)
-        e = Emitter(ip)
-        sizes = [
-            e.maxsi(e.ceildivsi(e.subi(ub, lb), step), e.const(0, index))
-            for lb, ub, step, _ in dims
-        ]
-        alloc = e.insert(
-            memref.AllocOp(sizes, [], MemRefType(value.type, [DYNAMIC_INDEX] * len(dims)))
-        )
-        alloc.attributes[CACHE_ATTR] = UnitAttr()
-        self.caches.append(alloc.memref)
-        # forward sweep: store into this iteration's slot
+    def _check_stack(self, block: Block | None) -> None:
+        """Refuse a stack cache pushed in ``block`` when a parallel loop encloses it."""
+        while block is not None and block is not self.entry:
+            op = block.parent_op()
+            assert op is not None
+            rule = lookup(op)
+            if isinstance(rule, OpRule) and not rule.allows_stack:
+                raise UnsupportedError(
+                    f"reverse mode of {op.name}: a value computed in the loop body must "
+                    "be cached, but a loop of unknown trip count (scf.while, or bounds "
+                    "computed in a loop) inside it encloses the value, and a parallel "
+                    "loop cannot hold a stack cache"
+                )
+            block = op.parent_block()
+
+    def _store_in_slot(
+        self, value: SSAValue, buf: SSAValue, dims: list[tuple[SSAValue, ...]]
+    ) -> None:
+        """Forward sweep: store ``value`` into its iteration's slot of ``buf``."""
         if isinstance(value, BlockArgument):
             ip = InsertPoint.at_start(value.block)
         else:
@@ -289,7 +331,37 @@ class PrimalFetcher:
             fe.insert(arith.DivSIOp(fe.subi(iv, lb), step)).result
             for lb, _, step, iv in dims
         ]
-        fe.insert(memref.StoreOp.get(value, alloc.memref, slot))
+        fe.insert(memref.StoreOp.get(value, buf, slot))
+
+    @staticmethod
+    def _alloc_cache(
+        e: Emitter, t: Attribute, dims: list[tuple[SSAValue, ...]]
+    ) -> memref.AllocOp:
+        """``memref.alloc`` of one ``t`` per iteration of ``dims``, marked a cache."""
+        index = IndexType()
+        sizes = [
+            e.maxsi(e.ceildivsi(e.subi(ub, lb), step), e.const(0, index))
+            for lb, ub, step, _ in dims
+        ]
+        mtype = MemRefType(t, [DYNAMIC_INDEX] * len(dims))
+        alloc = e.insert(memref.AllocOp(sizes, [], mtype))
+        alloc.attributes[CACHE_ATTR] = UnitAttr()
+        return alloc
+
+    def _indexed_cache(
+        self, value: SSAValue, level: RevCtx, dims: list[tuple[SSAValue, ...]]
+    ) -> SSAValue:
+        assert self.entry is not None
+        # the buffer: allocated once the last bound is known
+        bound_ops = {b.owner for d in dims for b in d[:3] if isinstance(b, OpResult)}
+        last = None
+        for op in self.entry.ops:
+            if op in bound_ops:
+                last = op
+        ip = InsertPoint.at_start(self.entry) if last is None else InsertPoint.after(last)
+        alloc = self._alloc_cache(Emitter(ip), value.type, dims)
+        self.caches.append(alloc.memref)
+        self._store_in_slot(value, alloc.memref, dims)
         # reverse sweep: load the slot of the matching primal iteration
         iterations: list[Callable[[], SSAValue]] = []
         ctx: RevCtx | None = level
@@ -300,6 +372,36 @@ class PrimalFetcher:
         rslot = [it() for it in iterations]
         with self.prologue(level) as re:
             load = re.insert(memref.LoadOp.get(alloc.memref, rslot))
+        return load.res
+
+    def _buffer_cache(self, value: SSAValue, level: RevCtx, plan: "_CachePlan") -> SSAValue:
+        """Enzyme's cache of a value in counted loops inside a loop of unknown trip
+        count: an indexed buffer of the counted loops' trip counts, allocated in each
+        iteration of the home block just before the outermost counted loop, and the
+        buffer itself pushed on a stack there; the reverse of the home block pops it,
+        its reverse loops load from it, and it is freed after them."""
+        assert plan.outermost is not None
+        home_level = level
+        for _ in range(plan.levels):
+            assert home_level.parent is not None
+            home_level = home_level.parent
+        alloc = self._alloc_cache(
+            Emitter(InsertPoint.before(plan.outermost)), value.type, plan.dims
+        )
+        self._store_in_slot(value, alloc.memref, plan.dims)
+        buf = self._stack_cache(alloc.memref, home_level)
+        home_level.frees.append(buf)
+        # reverse sweep: the slot of the reverse iteration, counted inside the home
+        iterations: list[Callable[[], SSAValue]] = []
+        ctx: RevCtx | None = level
+        while ctx is not home_level:
+            assert ctx is not None
+            iterations = ctx.iteration + iterations
+            ctx = ctx.parent
+        assert len(iterations) == len(plan.dims), "reverse loops do not match the cache"
+        rslot = [it() for it in iterations]
+        with self.prologue(level) as re:
+            load = re.insert(memref.LoadOp.get(buf, rslot))
         return load.res
 
     def _stack_cache(self, value: SSAValue, level: RevCtx) -> SSAValue:

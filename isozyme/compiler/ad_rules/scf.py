@@ -26,7 +26,9 @@ element except by ``+=``, reductions through ``scf.reduce``):
   body reads are ``addf`` reductions of it; each iteration's contribution to an
   ``addf`` reduction gets the result's adjoint.  Shadow accumulations are atomic unless
   the element is private to the iteration (``ad_rules/memref.py``); values the reverse
-  needs from the body are recomputed or cached in indexed buffers (never stacks).
+  needs from the body are recomputed or cached in indexed buffers; inside a loop of
+  unknown trip count those buffers are pushed on a stack outside the parallel loop
+  (``ad/tape.py``), a stack inside it is refused.
 * ``mulf``/``max``/``min`` reductions of active values are refused (UnsupportedError).
 """
 

@@ -12,6 +12,12 @@ stack) and zero-initialised where ``enzyme.init`` was.  ``enzyme.push``/``enzyme
 * ``__iz_cache_free(ptr c)``: ``free(data)`` and reset the struct to zero.
 
 They have internal linkage, so LLVM's O3 inlines them and drops their bodies.
+
+Elements are scalars or memref descriptors (already lowered to
+``{ptr, ptr, i64, array<r x i64>, array<r x i64>}`` structs by ``convert-memref-to-llvm``):
+reverse mode pushes a whole cache buffer per iteration of a loop of unknown trip count
+(``ad/tape.py``); the stack holds the descriptor by value, ``8 * (3 + 2r)`` bytes, and its
+helpers are named ``..._memref<r>``.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from isozyme.compiler.lowering._common import (
     call,
     convert_type,
     declare_function,
+    descriptor_rank,
     module_of,
     type_suffix,
 )
@@ -63,6 +70,23 @@ def _icmp(lhs: SSAValue, rhs: SSAValue, predicate: str) -> llvm.ICmpOp:
     return llvm.ICmpOp(
         lhs, rhs, IntegerAttr(llvm.ICmpPredicateFlag(predicate).to_int(), i64)
     )
+
+
+def _element_size(t: Attribute) -> int:
+    """Bytes of one stack element: a scalar, or a memref descriptor struct (every
+    field 8 bytes wide: two pointers, the offset, r sizes and r strides)."""
+    rank = descriptor_rank(t)
+    if rank is not None:
+        return 8 * (3 + 2 * rank)
+    return byte_size(t)
+
+
+def _element_suffix(t: Attribute) -> str:
+    """The helpers' name suffix for element type ``t``."""
+    rank = descriptor_rank(t)
+    if rank is not None:
+        return f"memref{rank}"
+    return type_suffix(t)
 
 
 def _field(b: Builder, cache: SSAValue, index: int) -> SSAValue:
@@ -102,7 +126,7 @@ def _build_push(name: str, t: Attribute) -> llvm.FuncOp:
     doubled = b.insert(llvm.MulOp(cap, _const(b, 2))).res
     small = b.insert(_icmp(doubled, _const(b, 16), "ult")).res
     new_cap = b.insert(llvm.SelectOp(small, _const(b, 16), doubled)).res
-    nbytes = b.insert(llvm.MulOp(new_cap, _const(b, byte_size(t)))).res
+    nbytes = b.insert(llvm.MulOp(new_cap, _const(b, _element_size(t)))).res
     new_data = b.insert(call("realloc", [data, nbytes], _PTR)).returned
     assert new_data is not None
     b.insert(llvm.StoreOp(new_data, p_data))
@@ -158,7 +182,7 @@ def _ensure_helper(module: ModuleOp, kind: str, element: Attribute | None) -> st
         name = _FREE_HELPER
     else:
         assert element is not None
-        name = f"{HELPER_PREFIX}cache_{kind}_{type_suffix(element)}"
+        name = f"{HELPER_PREFIX}cache_{kind}_{_element_suffix(element)}"
     if not _has_symbol(module, name):
         if kind == "push":
             helper = _build_push(name, element)  # type: ignore[arg-type]
