@@ -29,7 +29,7 @@ from typing import Any
 
 from xdsl.dialects import arith, memref, scf
 from xdsl.dialects.builtin import IndexType, MemRefType
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 
 from isozyme.compiler.ad_rules.registry import Edge, InactiveRule, MemoryRule, register
@@ -80,28 +80,27 @@ def emit_zero_like(e: Emitter, buf: SSAValue) -> SSAValue:
 
 
 def emit_fill(e: Emitter, buf: SSAValue, value: float) -> None:
-    """Store ``value`` into every element of ``buf`` (a nest of ``scf.for`` loops)."""
+    """Store ``value`` into every element of ``buf``: one ``scf.parallel`` over all of
+    its dimensions (a rank-0 buffer: one store).  Parallel so that a GPU target runs
+    the fill as a kernel (a host loop would write device memory one element at a
+    time); the CPU target turns it back into an ``scf.for`` nest."""
     t = buf.type
     assert isinstance(t, MemRefType)
     index = IndexType()
     rank = len(t.get_shape())
+    if rank == 0:
+        e.insert(memref.StoreOp.get(e.const(value, t.element_type), buf, []))
+        return
     c0, c1 = e.const(0, index), e.const(1, index)
     dims = [
         e.insert(memref.DimOp(buf, e.const(k, index))).result
         for k in range(rank)
     ]
-
-    def nest(em: Emitter, k: int, ivs: list[SSAValue]) -> None:
-        if k == rank:
-            em.insert(memref.StoreOp.get(em.const(value, t.element_type), buf, ivs))
-            return
-        body = Block(arg_types=[index])
-        be = Emitter(InsertPoint.at_end(body))
-        nest(be, k + 1, [*ivs, body.args[0]])
-        be.insert(scf.YieldOp())
-        em.insert(scf.ForOp(c0, dims[k], c1, [], body))
-
-    nest(e, 0, [])
+    body = Block(arg_types=[index] * rank)
+    be = Emitter(InsertPoint.at_end(body))
+    be.insert(memref.StoreOp.get(be.const(value, t.element_type), buf, list(body.args)))
+    be.insert(scf.ReduceOp())
+    e.insert(scf.ParallelOp([c0] * rank, dims, [c1] * rank, Region([body])))
 
 
 def _indices(op: Operation, get: Callable[[SSAValue], SSAValue]):

@@ -1,4 +1,5 @@
-"""``expand-memref-copy``: rewrite ``memref.copy`` into ``scf.for`` loops.
+"""``expand-memref-copy``: rewrite ``memref.copy`` into ``scf.for`` loops (or, with
+``parallel``, one ``scf.parallel``).
 
 ``memref.copy %src, %dst`` (same shape and element type, any strided layouts) becomes
 a loop nest over the source's sizes (``memref.dim``, or constants for static sizes)
@@ -8,10 +9,15 @@ follow (``convert-scf-to-cf``, ``convert-memref-to-llvm``), so every layout the
 load/store lowering handles works for both sides. Overlapping source and destination
 give unspecified results (as in MLIR).
 
-The pass runs first in :data:`isozyme.compiler.lowering.LOWERING_PASSES`.
+The pass runs first in :data:`isozyme.compiler.lowering.LOWERING_PASSES`. The GPU
+targets also run it with ``parallel=True`` before ``gpu-outline-parallel-loops``: each
+copy becomes one ``scf.parallel`` over all of its dimensions, so it is outlined into a
+kernel instead of a host loop that would copy device memory one element at a time.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from xdsl.builder import Builder
 from xdsl.context import Context
@@ -28,7 +34,7 @@ def _index_const(b: Builder, value: int) -> SSAValue:
     return b.insert(arith.ConstantOp(IntegerAttr(value, IndexType()))).result
 
 
-def _expand(op: memref.CopyOp) -> None:
+def _expand(op: memref.CopyOp, parallel: bool) -> None:
     src_t, dst_t = op.source.type, op.destination.type
     if not isinstance(src_t, MemRefType) or not isinstance(dst_t, MemRefType):
         raise LoweringError("isozyme lowering: memref.copy of unranked memrefs")
@@ -49,7 +55,14 @@ def _expand(op: memref.CopyOp) -> None:
             dim = _index_const(b, k)
             bounds.append(b.insert(memref.DimOp(op.source, dim)).result)
     indices: list[SSAValue] = []
-    for k in range(rank):
+    if parallel and rank:
+        assert c0 is not None and c1 is not None
+        body = Block(arg_types=[IndexType()] * rank)
+        b.insert(scf.ParallelOp([c0] * rank, bounds, [c1] * rank, Region([body])))
+        indices = list(body.args)
+        reduce = Builder(InsertPoint.at_end(body)).insert(scf.ReduceOp())
+        b = Builder(InsertPoint.before(reduce))
+    for k in range(0 if parallel else rank):
         body = Block(arg_types=[IndexType()])
         assert c0 is not None and c1 is not None
         b.insert(scf.ForOp(c0, bounds[k], c1, [], Region([body])))
@@ -63,12 +76,17 @@ def _expand(op: memref.CopyOp) -> None:
     Rewriter.erase_op(op)
 
 
+@dataclass(frozen=True)
 class ExpandMemrefCopyPass(ModulePass):
-    """Replace every ``memref.copy`` with an elementwise ``scf.for`` loop nest."""
+    """Replace every ``memref.copy`` with an elementwise ``scf.for`` loop nest, or with
+    one ``scf.parallel`` over all dimensions when ``parallel`` (the GPU targets, before
+    outlining)."""
 
     name = "expand-memref-copy"
+
+    parallel: bool = False
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
         """Rewrite ``op`` in place."""
         for copy in [o for o in op.walk() if isinstance(o, memref.CopyOp)]:
-            _expand(copy)
+            _expand(copy, self.parallel)

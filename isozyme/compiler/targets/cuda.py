@@ -3,7 +3,9 @@
 Stages after ``simplified``:
 
 ========  ==============================================================================
-``gpu``   ``gpu-outline-parallel-loops``: every outermost ``scf.parallel`` becomes a
+``gpu``   ``expand-memref-copy{parallel}`` and ``parallelize-host-loops`` (copies, fills
+          and other independent element loops as ``scf.parallel``), then
+          ``gpu-outline-parallel-loops``: every outermost ``scf.parallel`` becomes a
           ``gpu.func`` kernel of ``gpu.module @isozyme_kernels``, launched by
           ``gpu.launch_func`` (:mod:`isozyme.compiler.gpu`)
 ``cuda``  the kernels as one CUDA C translation unit (``print_cuda``; text)
@@ -65,8 +67,10 @@ from isozyme.compiler.lowering.convert_memref_to_llvm import (
     _Lowerer,  # the element address of a memref access, as the CPU lowering computes it
     storage_type,
 )
+from isozyme.compiler.lowering.expand_memref_copy import ExpandMemrefCopyPass
 from isozyme.compiler.targets import GpuArtefact, OnStage, Target
 from isozyme.compiler.targets.cpu import CpuTarget
+from isozyme.compiler.targets.parallel_host_loops import ParallelizeHostLoopsPass
 from isozyme.errors import UnsupportedError
 
 _PTR = llvm.LLVMPointerType()
@@ -211,6 +215,20 @@ class CudaTarget(Target):
                 passes.append(ConvertGpuLaunchToLLVMPass(tuple(kernels), self.launch_symbol))
         return tuple(passes)
 
+    def kernel_passes(self) -> Sequence[ModulePass]:
+        """The passes of stage ``gpu``: element loops that can run as kernels become
+        ``scf.parallel`` (``expand-memref-copy{parallel}``: each ``memref.copy``;
+        ``parallelize-host-loops``: fills and copies into fresh arrays), then
+        ``gpu-outline-parallel-loops``. Without the first two, the host program would
+        read and write device memory one element (one ``cuMemcpy``) at a time."""
+        from isozyme.compiler.gpu import OutlineParallelLoopsPass  # noqa: PLC0415
+
+        return (
+            ExpandMemrefCopyPass(parallel=True),
+            ParallelizeHostLoopsPass(),
+            OutlineParallelLoopsPass(),
+        )
+
     def kernel_source(self, module: ModuleOp, kernels: gpu.ModuleOp | None, cuda: str) -> str:
         """The source the runtime compiles the kernels from: the CUDA C itself."""
         del module, kernels
@@ -226,9 +244,8 @@ class CudaTarget(Target):
     ) -> GpuArtefact | None:
         """Run the stages ``gpu``, ``cuda``, ``host``, ``llvm`` (see the module
         docstring) up to ``upto``; the artefact after ``llvm``."""
-        from isozyme.compiler.gpu import OutlineParallelLoopsPass  # noqa: PLC0415
-
-        OutlineParallelLoopsPass().apply(ctx, module)
+        for p in self.kernel_passes():
+            p.apply(ctx, module)
         if on_stage is not None:
             on_stage("gpu", module)
         if upto == "gpu":
