@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xdsl.dialects import arith, memref, scf
-from xdsl.dialects.builtin import IntegerAttr, i64
+from xdsl.dialects.builtin import IntegerAttr, MemRefType, i64
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 
 from isozyme.errors import UnsupportedError
@@ -211,7 +211,7 @@ class _Accumulation:
     op: str  # "+" or "-"
 
 
-def _pending() -> list[tuple[Any, _Accumulation]]:
+def _pending() -> list[tuple[Any, Any]]:
     """``(builder, accumulation)`` emitted in ``prange`` nests still being traced."""
     pending = getattr(_LOOPS, "pending", None)
     if pending is None:
@@ -238,8 +238,12 @@ def accumulate(target: Any, key: Any, op: str, value: Any) -> None:
         return plain()
     bodies = _enclosing_bodies()
     check_defined(value)
-    if not bodies or not is_element_key(expand_key(target, key)) \
-            or not (isinstance(value, Tracer) or is_number(value)) or is_array_value(value):
+    if not bodies:
+        return plain()
+    keys = expand_key(target, key)
+    if not is_element_key(keys):
+        return _accumulate_slice(target, keys, op, value, bodies, plain)
+    if not (isinstance(value, Tracer) or is_number(value)) or is_array_value(value):
         return plain()
     elem = target.element_type
     if is_float_type(elem):
@@ -261,6 +265,153 @@ def accumulate(target: Any, key: Any, op: str, value: Any) -> None:
         atomic, _disjoint(indices, bodies), negation, ssa(v), op)))
 
 
+@dataclass
+class _SliceAccumulation:
+    """``a[i, :] += v`` in a ``prange`` body: the in-place ``linalg.generic`` it was
+    traced as (``out = out + v`` over the view), kept when the nest's accumulations are
+    all disjoint, else rewritten into per-element atomics (:func:`_atomic_slice`)."""
+
+    generic: Operation
+    disjoint: bool  # an integer index of the key follows every enclosing loop variable
+    where: str  # "file:line" of the statement, for errors
+
+
+def _accumulate_slice(target: Any, keys: Sequence[Any], op: str, value: Any,
+                      bodies: Sequence[Block], plain: Callable[[], None]) -> None:
+    """``target[keys] op= value`` on a slice in a ``prange`` body: traced as Python's
+    in-place update (one ``linalg.generic`` over the view), recorded so that
+    :func:`_settle` makes it per-element ``memref.atomic_rmw`` when iterations may
+    update the same elements."""
+    from xdsl.dialects.linalg.ops import GenericOp  # noqa: PLC0415
+
+    elem = target.element_type
+    if not is_float_type(elem) and (
+            is_bool_type(elem) or (isinstance(value, Tracer) and is_float_type(
+                getattr(value, "element_type", value.type)))
+            or isinstance(value, float)):
+        return plain()  # numpy rounds an int array's sum with a float: not an accumulation
+    block = current_builder().block
+    last = block.last_op
+    plain()
+    new: list[Operation] = []
+    o = last.next_op if last is not None else block.first_op
+    while o is not None:
+        new.append(o)
+        o = o.next_op
+    generics = [g for g in new if isinstance(g, GenericOp)]
+    if not generics:
+        return
+    disjoint = all(
+        any(isinstance(k, Tracer) and _non_negative(k) and _follows_iv(ssa(k), body)
+            for k in keys if not isinstance(k, slice))
+        for body in bodies)
+    _pending().append((current_builder(), _SliceAccumulation(
+        generics[-1], disjoint, format_location(*user_location()))))
+
+
+def _non_negative(k: Tracer) -> bool:
+    """Whether index ``k`` is known to be >= 0 (no wrap-around as numpy's ``x[-1]``)."""
+    lb = lower_bound(k)
+    return lb is not None and lb >= 0
+
+
+def _atomic_slice(acc: _SliceAccumulation) -> None:
+    """Rewrite the in-place generic ``out = out +/- f(inputs)`` of a slice accumulation
+    into an ``scf.for`` nest over the view doing ``memref.atomic_rmw`` of ``+/- f``."""
+    from xdsl.dialects.linalg.ops import YieldOp as LinalgYield  # noqa: PLC0415
+    from xdsl.ir.affine import AffineConstantExpr, AffineDimExpr  # noqa: PLC0415
+
+    g = acc.generic
+    out = g.outputs[0]  # type: ignore[attr-defined]
+    body = g.body.block  # type: ignore[attr-defined]
+    out_arg = body.args[-1]
+    yielded = body.last_op
+    assert isinstance(yielded, LinalgYield)
+    comb = yielded.operands[0].owner
+    kinds = {arith.AddfOp: ("addf", False), arith.SubfOp: ("addf", True),
+             arith.AddiOp: ("addi", False), arith.SubiOp: ("addi", True)}
+    if type(comb) not in kinds or comb.lhs is not out_arg \
+            or len(list(out_arg.uses)) != 1:  # type: ignore[union-attr]
+        raise UnsupportedError(
+            f"{acc.where}: cannot trace this slice accumulation (`a[i, :] += v`) in a "
+            "`prange` loop as atomic updates; write it as an element loop")
+    kind, negate = kinds[type(comb)]  # type: ignore[index]
+    block = g.parent_block()
+    assert block is not None
+    rank = len(out.type.get_shape())
+    ops: list[Operation] = []
+
+    def add(o: Operation) -> SSAValue:
+        ops.append(o)
+        return o.results[0]
+
+    zero = add(arith.ConstantOp(IntegerAttr(0, index)))
+    one = add(arith.ConstantOp(IntegerAttr(1, index)))
+    sizes = [add(memref.DimOp(out, add(arith.ConstantOp(
+        IntegerAttr(k, index))))) for k in range(rank)]
+    block.insert_ops_before(ops, g)
+    ivs: list[SSAValue] = []
+    inner_ops: list[Operation] = []
+    outer: Operation | None = None
+    parent: Block | None = None
+    for k in range(rank):
+        b = Block(arg_types=[index])
+        loop = scf.ForOp(zero, sizes[k], one, [], Region(b))
+        if parent is None:
+            outer = loop
+        else:
+            parent.add_op(loop)
+            parent.add_op(scf.YieldOp())
+        ivs.append(b.args[0])
+        parent = b
+    assert parent is not None and outer is not None
+    mapping: dict[SSAValue, SSAValue] = {}
+    maps = [m.data for m in g.indexing_maps]  # type: ignore[attr-defined]
+    for arg, operand, amap in zip(body.args, g.inputs, maps):  # type: ignore[attr-defined]
+        if not isinstance(operand.type, MemRefType):
+            mapping[arg] = operand
+            continue
+        idx: list[SSAValue] = []
+        for e in amap.results:
+            if isinstance(e, AffineDimExpr):
+                idx.append(ivs[e.position])
+            elif isinstance(e, AffineConstantExpr):
+                c = arith.ConstantOp(IntegerAttr(e.value, index))
+                inner_ops.append(c)
+                idx.append(c.result)
+            else:  # pragma: no cover - the frontend's maps are projections
+                raise UnsupportedError(f"{acc.where}: a slice accumulation with map {amap}")
+        ld = memref.LoadOp.get(operand, idx)
+        inner_ops.append(ld)
+        mapping[arg] = ld.res
+    for o in body.ops:
+        if o is comb or o is yielded:
+            continue
+        inner_ops.append(o.clone(value_mapper=mapping))
+        for r_old, r_new in zip(o.results, inner_ops[-1].results):
+            mapping[r_old] = r_new
+    v = mapping.get(comb.rhs, comb.rhs)  # type: ignore[union-attr]
+    if negate:
+        neg = arith.NegfOp(v) if kind == "addf" else arith.SubiOp(
+            _int_zero(inner_ops, v.type), v)
+        inner_ops.append(neg)
+        v = neg.results[0]
+    inner_ops.append(memref.AtomicRMWOp.build(
+        operands=[v, out, ivs], result_types=[v.type],
+        properties={"kind": IntegerAttr(_ATOMIC_RMW_KIND[kind], i64)}))
+    parent.add_ops(inner_ops)
+    parent.add_op(scf.YieldOp())
+    block.insert_op_before(outer, g)
+    g.detach()
+    g.erase()
+
+
+def _int_zero(ops: list[Operation], type_: Attribute) -> SSAValue:
+    c = arith.ConstantOp(IntegerAttr(0, type_))
+    ops.append(c)
+    return c.result
+
+
 def _settle(fb: Any) -> None:
     """At the end of the outermost ``prange`` loop of builder ``fb``: demote its nest's
     atomics to load/add/store when all of them are disjoint between iterations (a
@@ -269,9 +420,13 @@ def _settle(fb: Any) -> None:
     pending = _pending()
     mine = [a for b, a in pending if b is fb]
     pending[:] = [(b, a) for b, a in pending if b is not fb]
-    if not mine or not all(a.disjoint for a in mine):
+    slices = [a for a in mine if isinstance(a, _SliceAccumulation)]
+    elements = [a for a in mine if isinstance(a, _Accumulation)]
+    if not all(a.disjoint for a in mine):
+        for sl in slices:  # iterations may update the same elements: atomics
+            _atomic_slice(sl)
         return
-    for acc in mine:
+    for acc in elements:
         atomic = acc.atomic
         ref, indices = atomic.memref, list(atomic.indices)
         load = memref.LoadOp.get(ref, indices)
