@@ -43,7 +43,7 @@ def own_rows(a, b):
 
 def rows_loss(a, idx, b, w):
     for i in prange(len(idx)):
-        a[idx[i], :] += b[i, :]
+        a[idx[i], :] += b[i, :] * w[i]
         a[idx[i], 1:] -= w[i]
     s = 0.0
     for r in prange(a.shape[0]):
@@ -83,17 +83,49 @@ def test_colliding_rows_equal_np_add_at(target: str) -> None:
         np.testing.assert_allclose(a, want, rtol=1e-15)
 
 
-def test_colliding_rows_of_a_temporary_on_the_cpu() -> None:
-    a = np.zeros((3, 3))
-    iz.autodiff(iz.Forward, rows_scaled, iz.Const(a), iz.Const(IDX), iz.Const(W), iz.Const(B))
+@pytest.mark.parametrize("target", TARGETS)
+def test_colliding_rows_of_a_temporary(target: str) -> None:
+    with iz.target(target):
+        a = np.zeros((3, 3))
+        iz.autodiff(iz.Forward, rows_scaled, iz.Const(a), iz.Const(IDX), iz.Const(W),
+                    iz.Const(B))
     want = np.zeros((3, 3))
     np.add.at(want, IDX, W[:, None] * B)
     np.testing.assert_allclose(a, want, rtol=1e-14)
 
 
+def test_a_temporary_value_is_computed_in_the_atomic_loop() -> None:
+    # w[i] * b[i, :] is not materialised: no buffer is allocated in the kernel
+    text = traced(rows_scaled, np.zeros((3, 3)), IDX, W, B)
+    assert "memref.alloc" not in text and "linalg.generic" not in text
+    assert '"memref.atomic_rmw"' in text
+    cuda = iz.ir(iz.ForwardWithPrimal, rows_scaled, iz.Const, iz.Const(np.zeros((3, 3))),
+                 iz.Const(IDX), iz.Const(W), iz.Const(B), stage="cuda", target="cuda")
+    assert "atomicAdd" in cuda
+
+
+def overwritten_between(a, idx, w, b):
+    for i in prange(len(idx)):
+        t = w[i] * b[i, :]
+        b[i, 0] = 0.0           # t was computed before: it keeps the old b[i, 0]
+        a[idx[i], :] += t
+
+
+def test_a_temporary_whose_inputs_change_before_the_update_is_kept() -> None:
+    text = traced(overwritten_between, np.zeros((3, 3)), IDX, W, B.copy())
+    assert "memref.alloc" in text and '"memref.atomic_rmw"' in text
+    a, b = np.zeros((3, 3)), B.copy()
+    iz.autodiff(iz.Forward, overwritten_between, iz.Const(a), iz.Const(IDX), iz.Const(W),
+                iz.Const(b))
+    want = np.zeros((3, 3))
+    np.add.at(want, IDX, W[:, None] * B)
+    np.testing.assert_allclose(a, want, rtol=1e-14)
+    assert np.all(b[:, 0] == 0)
+
+
 def _loss(b: np.ndarray, w: np.ndarray) -> float:
     a = np.linspace(-1, 1, 9).reshape(3, 3)
-    np.add.at(a, IDX, b)
+    np.add.at(a, IDX, b * w[:, None])
     np.subtract.at(a, (IDX[:, None], np.array([[1, 2]])), w[:, None])
     return float(np.sum(a * a))
 

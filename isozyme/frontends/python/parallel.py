@@ -319,7 +319,6 @@ def _atomic_slice(acc: _SliceAccumulation) -> None:
     """Rewrite the in-place generic ``out = out +/- f(inputs)`` of a slice accumulation
     into an ``scf.for`` nest over the view doing ``memref.atomic_rmw`` of ``+/- f``."""
     from xdsl.dialects.linalg.ops import YieldOp as LinalgYield  # noqa: PLC0415
-    from xdsl.ir.affine import AffineConstantExpr, AffineDimExpr  # noqa: PLC0415
 
     g = acc.generic
     out = g.outputs[0]  # type: ignore[attr-defined]
@@ -365,25 +364,8 @@ def _atomic_slice(acc: _SliceAccumulation) -> None:
         ivs.append(b.args[0])
         parent = b
     assert parent is not None and outer is not None
-    mapping: dict[SSAValue, SSAValue] = {}
-    maps = [m.data for m in g.indexing_maps]  # type: ignore[attr-defined]
-    for arg, operand, amap in zip(body.args, g.inputs, maps):  # type: ignore[attr-defined]
-        if not isinstance(operand.type, MemRefType):
-            mapping[arg] = operand
-            continue
-        idx: list[SSAValue] = []
-        for e in amap.results:
-            if isinstance(e, AffineDimExpr):
-                idx.append(ivs[e.position])
-            elif isinstance(e, AffineConstantExpr):
-                c = arith.ConstantOp(IntegerAttr(e.value, index))
-                inner_ops.append(c)
-                idx.append(c.result)
-            else:  # pragma: no cover - the frontend's maps are projections
-                raise UnsupportedError(f"{acc.where}: a slice accumulation with map {amap}")
-        ld = memref.LoadOp.get(operand, idx)
-        inner_ops.append(ld)
-        mapping[arg] = ld.res
+    fused: list[Operation] = []
+    mapping = _element_of_inputs(g, ivs, inner_ops, fused, acc.where)
     for o in body.ops:
         if o is comb or o is yielded:
             continue
@@ -404,6 +386,107 @@ def _atomic_slice(acc: _SliceAccumulation) -> None:
     block.insert_op_before(outer, g)
     g.detach()
     g.erase()
+    for producer in fused:  # temporaries computed in the loop instead: gone
+        _erase_temporary(producer)
+
+
+def _element_of_inputs(g: Operation, ivs: Sequence[SSAValue], ops: list[Operation],
+                       fused: list[Operation], where: str) -> dict[SSAValue, SSAValue]:
+    """The values of ``g``'s input block arguments at iteration ``ivs`` of ``g``: a
+    scalar input itself, a temporary array computed by a fusable producer generic
+    (:func:`_producer`) recomputed element-wise (appended to ``fused``), any other
+    array loaded; new ops are appended to ``ops``."""
+    from xdsl.ir.affine import AffineConstantExpr, AffineDimExpr  # noqa: PLC0415
+
+    mapping: dict[SSAValue, SSAValue] = {}
+    body = g.regions[0].block
+    maps = [m.data for m in g.indexing_maps]  # type: ignore[attr-defined]
+    for arg, operand, amap in zip(body.args, g.inputs, maps):  # type: ignore[attr-defined]
+        if not isinstance(operand.type, MemRefType):
+            mapping[arg] = operand
+            continue
+        idx: list[SSAValue] = []
+        for e in amap.results:
+            if isinstance(e, AffineDimExpr):
+                idx.append(ivs[e.position])
+            elif isinstance(e, AffineConstantExpr):
+                c = arith.ConstantOp(IntegerAttr(e.value, index))
+                ops.append(c)
+                idx.append(c.result)
+            else:  # pragma: no cover - the frontend's maps are projections
+                raise UnsupportedError(f"{where}: a slice accumulation with map {amap}")
+        producer = _producer(operand, g)
+        if producer is None:
+            ld = memref.LoadOp.get(operand, idx)
+            ops.append(ld)
+            mapping[arg] = ld.res
+            continue
+        fused.append(producer)
+        inner = _element_of_inputs(producer, idx, ops, fused, where)
+        pbody = producer.regions[0].block
+        for o in pbody.ops:
+            if o is pbody.last_op:
+                mapping[arg] = inner.get(o.operands[0], o.operands[0])
+                break
+            ops.append(o.clone(value_mapper=inner))
+            for r_old, r_new in zip(o.results, ops[-1].results):
+                inner[r_old] = r_new
+    return mapping
+
+
+def _producer(t: SSAValue, consumer: Operation) -> Operation | None:
+    """The ``linalg.generic`` that computes temporary array ``t`` for ``consumer``
+    alone, when ``consumer`` may compute ``t``'s elements itself instead: ``t`` is a
+    ``memref.alloc`` of ``consumer``'s block used only by that generic (its sole,
+    identity-mapped, unread output, every iterator parallel), ``consumer`` and a
+    ``memref.dealloc``, and no op between the generic and ``consumer`` writes memory
+    (its inputs are read later, inside the consumer's loop)."""
+    from xdsl.dialects.linalg.ops import GenericOp  # noqa: PLC0415
+    from xdsl.ir.affine import AffineMap  # noqa: PLC0415
+
+    alloc = t.owner
+    block = consumer.parent_block()
+    if not isinstance(alloc, memref.AllocOp) or alloc.parent_block() is not block:
+        return None
+    users = [u.operation for u in t.uses]
+    gens = [u for u in users if isinstance(u, GenericOp) and u is not consumer]
+    if len(gens) != 1 or any(
+            u is not consumer and u is not gens[0] and not isinstance(u, memref.DeallocOp)
+            for u in users):
+        return None
+    p = gens[0]
+    out_map = p.indexing_maps.data[-1].data  # type: ignore[attr-defined]
+    if list(p.outputs) != [t] or t in list(p.inputs) or p.parent_block() is not block \
+            or p.regions[0].block.args[-1].uses \
+            or out_map != AffineMap.identity(out_map.num_dims) \
+            or any(it.data.value != "parallel" for it in p.iterator_types):  # type: ignore[attr-defined]
+        return None
+    o = p.next_op
+    while o is not None and o is not consumer:
+        if isinstance(o, GenericOp):
+            if not all(isinstance(x.owner, memref.AllocOp) for x in o.outputs):
+                return None
+        elif o.regions or isinstance(o, (memref.StoreOp, memref.AtomicRMWOp,
+                                          memref.CopyOp, memref.DeallocOp)) \
+                or o.name == "func.call":
+            return None
+        o = o.next_op
+    return p if o is consumer else None
+
+
+def _erase_temporary(producer: Operation) -> None:
+    """Erase a fused producer generic, and its output's dealloc and alloc once unused."""
+    t = producer.outputs[0]  # type: ignore[attr-defined]
+    producer.detach()
+    producer.erase()
+    for u in list(t.uses):
+        if isinstance(u.operation, memref.DeallocOp):
+            u.operation.detach()
+            u.operation.erase()
+    if not t.uses:
+        alloc = t.owner
+        alloc.detach()
+        alloc.erase()
 
 
 def _int_zero(ops: list[Operation], type_: Attribute) -> SSAValue:
