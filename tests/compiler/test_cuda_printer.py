@@ -590,3 +590,21 @@ def test_handwritten_gpu_func_prints_ids():
     text = print_cuda(module)
     assert "(int64_t)blockIdx.x" in text and "(int64_t)threadIdx.y" in text
     assert "(int64_t)gridDim.z" in text
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_prologue_defines_the_integer_types_without_system_headers(tmp_path):
+    # NVRTC (CuPy's RawModule) defines __CUDACC_RTC__ and has no <stdint.h>: the
+    # prologue then defines the fixed-width types itself, with the right sizes
+    from isozyme.compiler.gpu.cuda_printer import PROLOGUE
+
+    src = tmp_path / "prologue.cpp"
+    src.write_text(PROLOGUE + "\n".join(
+        f"static_assert(sizeof({t}) == {n}, \"{t}\");"
+        for t, n in (("int8_t", 1), ("uint8_t", 1), ("int16_t", 2), ("uint16_t", 2),
+                     ("int32_t", 4), ("uint32_t", 4), ("int64_t", 8), ("uint64_t", 8))
+    ) + "\n")
+    for flags in (["-D__CUDACC_RTC__", "-nostdinc"], []):
+        proc = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", *flags, "-x", "c++",
+                               str(src)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr

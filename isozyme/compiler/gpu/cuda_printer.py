@@ -1050,9 +1050,24 @@ _DISPATCH: dict[type[Operation], Callable[[_Printer, Operation], None]] = {
     **{t: _Printer.gpu_id for t in _GPU_IDS},
 }
 
+# NVRTC (CuPy's RawModule compiles with it; it defines __CUDACC_RTC__) has no system
+# headers: the fixed-width integer types are defined here unless a header already did.
 PROLOGUE = """\
 // CUDA C of isozyme's kernels (stage "cuda"); memrefs are MLIR's descriptors.
+#if defined(__CUDACC_RTC__)
+#ifndef INT64_MAX
+typedef signed char int8_t;
+typedef unsigned char uint8_t;
+typedef short int16_t;
+typedef unsigned short uint16_t;
+typedef int int32_t;
+typedef unsigned int uint32_t;
+typedef long long int64_t;
+typedef unsigned long long uint64_t;
+#endif
+#else
 #include <stdint.h>
+#endif
 """
 
 
