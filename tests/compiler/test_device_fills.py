@@ -405,3 +405,38 @@ def test_cuda_emu_numbers_equal_the_cpu(mode: str) -> None:
 
     for a, b in zip(run("cpu"), run("cuda-emu")):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+
+
+# -- the CUDA C of fill, copy and slice-accumulation kernels compiles ------------------------
+def nvcc_ptx(source: str, tmp_path) -> None:
+    """``nvcc -ptx -arch=sm_90`` of ``source`` (fails the test on an error)."""
+    import subprocess  # noqa: PLC0415
+
+    cu = tmp_path / "k.cu"
+    cu.write_text(source)
+    out = subprocess.run(["nvcc", "-ptx", "-arch=sm_90", "-x", "cu", str(cu), "-o",
+                          str(tmp_path / "k.ptx")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr + "\n" + source
+
+
+def rows_scaled(a, idx, w, b):
+    for i in iz.prange(len(idx)):
+        a[idx[i], :] += w[i] * b[i, :]
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
+def test_nvcc_compiles_fill_copy_and_slice_kernels(tmp_path) -> None:
+    args = (iz.Duplicated(_X, np.ones(9)), iz.Duplicated(np.zeros(9), np.ones(9)))
+    nvcc_ptx(iz.ir(iz.Reverse, smooth, iz.Const, *args, stage="cuda", target="cuda"), tmp_path)
+    module = parse(_COPY)
+    CudaTarget().compile(module, make_context(), upto="gpu")
+    from isozyme.compiler.gpu import print_cuda  # noqa: PLC0415
+
+    nvcc_ptx(print_cuda(module), tmp_path)
+    idx, w, b = np.array([0, 2, 2, 0]), np.arange(1.0, 5.0), np.ones((4, 2))
+    src = iz.ir(iz.Reverse, rows_scaled, iz.Const,
+                iz.Duplicated(np.zeros((3, 2)), np.ones((3, 2))), iz.Const(idx),
+                iz.Duplicated(w, np.zeros(4)), iz.Duplicated(b, np.zeros((4, 2))),
+                stage="cuda", target="cuda")
+    assert "atomicAdd" in src
+    nvcc_ptx(src, tmp_path)
