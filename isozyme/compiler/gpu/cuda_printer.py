@@ -121,10 +121,12 @@ def descriptor_typedef(elem: str, rank: int) -> str:
 
 def _float_literal(value: float, t: Attribute) -> str:
     f32 = isinstance(t, Float32Type)
+    # NaN and infinities as bit patterns through CUDA's intrinsics, which NVRTC, nvcc
+    # and cuda-emu's header all have (GCC's __builtin_nan may not be there)
     if value != value:
-        return '__builtin_nanf("")' if f32 else '__builtin_nan("")'
+        return "__int_as_float(0x7fc00000)" if f32 else "__longlong_as_double(0x7ff8000000000000LL)"
     if value in (float("inf"), float("-inf")):
-        inf = "__builtin_inff()" if f32 else "__builtin_inf()"
+        inf = "__int_as_float(0x7f800000)" if f32 else "__longlong_as_double(0x7ff0000000000000LL)"
         return inf if value > 0 else f"(-{inf})"
     text = value.hex()
     return f"({text}f)" if f32 else f"({text})"
