@@ -14,6 +14,7 @@ import pytest
 from xdsl.dialects import memref, scf
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
+from xdsl.transforms.lower_affine import LowerAffinePass
 
 from isozyme.compiler.context import make_context
 from isozyme.compiler.lowering import lower_to_llvm
@@ -503,24 +504,161 @@ def test_matmul() -> None:
     np.testing.assert_array_equal(c, a @ b)
 
 
-TOTAL = f"""
-func.func @total(%a: {MD}, %s: memref<f64>) {{
-  {generic(["(d0, d1) -> (d0, d1)", "(d0, d1) -> ()"], ["reduction", "reduction"],
-           [("%a", MD)], [("%s", "memref<f64>")], '''
-    %r = arith.addf %a1, %a0 : f64
-    linalg.yield %r : f64''')}
+def total_src(body: str, elem: str = "f64", out: str = "memref<f64>",
+              out_map: str = "(d0, d1) -> ()", ins: list[tuple[str, str]] | None = None) -> str:
+    """A full reduction of a 2-D array into ``out`` with ``body`` (``%a0`` the element,
+    ``%a1`` the output's value)."""
+    a = f"memref<?x?x{elem}>"
+    ins = ins if ins is not None else [("%a", a)]
+    maps = ["(d0, d1) -> (d0, d1)"] * len(ins) + [out_map]
+    return f"""
+func.func @total(%a: {a}, %s: {out}) {{
+  {generic(maps, ["reduction", "reduction"], ins, [("%s", out)], body)}
   func.return
 }}
 """
 
 
-def test_full_reduction_has_no_parallel_loop() -> None:
+TOTAL = total_src("""
+    %r = arith.addf %a1, %a0 : f64
+    linalg.yield %r : f64""")
+
+
+def sequential_sum(init: float, values) -> float:
+    """Left to right, as the sequential loop adds."""
+    s = init
+    for v in np.asarray(values).ravel():
+        s = s + v
+    return s
+
+
+def the_parallel_loop(module: ModuleOp) -> scf.ParallelOp:
+    (par,) = [o for o in module.walk() if isinstance(o, scf.ParallelOp)]
+    return par
+
+
+def test_full_sum_is_one_parallel_reduction_over_every_dimension() -> None:
     module = parallelised(TOTAL)
-    assert loop_shape(module) == [("for", 1), ("for", 1)]
-    a = np.arange(12.0).reshape(3, 4)
+    assert loop_shape(module) == [("parallel", 2)]
+    par = the_parallel_loop(module)
+    # init = the output's value; the result stored back; nothing of %s in the loop
+    (init,) = par.initVals
+    assert isinstance(init.owner, memref.LoadOp) and init.owner.memref.name_hint == "s"
+    (use,) = par.res[0].uses
+    assert isinstance(use.operation, memref.StoreOp)
+    assert use.operation.memref.name_hint == "s"
+    assert not any(isinstance(o, (memref.LoadOp, memref.StoreOp))
+                   and o.memref.name_hint == "s" for o in par.walk())
+    reduce = par.body.block.last_op
+    assert isinstance(reduce, scf.ReduceOp)
+    (region,) = reduce.reductions
+    combine = region.block.first_op
+    assert combine.name == "arith.addf"
+    assert list(combine.operands) == list(region.block.args)  # the accumulator first
+    a = np.random.default_rng(1).standard_normal((3, 5))
     s = np.array(1.0)
     on_cpu(module, "total", [MD, "memref<f64>"], [])(a, s)
-    assert s == 1.0 + a.sum()
+    assert s == sequential_sum(1.0, a)  # the sequential loop's order, bit for bit
+
+
+def test_full_sum_keeps_the_operand_order_of_addf_e_out() -> None:
+    module = parallelised(total_src("""
+    %sq = arith.mulf %a0, %a0 : f64
+    %r = arith.addf %sq, %a1 : f64
+    linalg.yield %r : f64"""))
+    reduce = the_parallel_loop(module).body.block.last_op
+    (region,) = reduce.reductions
+    combine = region.block.first_op
+    assert list(combine.operands) == list(region.block.args)[::-1]  # addf(x, acc)
+    a = np.random.default_rng(2).standard_normal((4, 3))
+    s = np.array(-0.5)
+    on_cpu(module, "total", [MD, "memref<f64>"], [])(a, s)
+    assert s == sequential_sum(-0.5, a * a)
+
+
+def test_integer_full_sum_reduces_by_addi() -> None:
+    mi = "memref<?x?xi64>"
+    module = parallelised(total_src("""
+    %r = arith.addi %a1, %a0 : i64
+    linalg.yield %r : i64""", elem="i64", out="memref<i64>"))
+    reduce = the_parallel_loop(module).body.block.last_op
+    assert reduce.reductions[0].block.first_op.name == "arith.addi"
+    a = np.arange(-6, 6, dtype=np.int64).reshape(3, 4) ** 3
+    s = np.array(7, dtype=np.int64)
+    on_cpu(module, "total", [mi, "memref<i64>"], [])(a, s)
+    assert s == 7 + a.sum()
+
+
+def test_full_sum_into_one_element_of_a_vector() -> None:
+    # an output map with constant results: every iteration updates s[1]
+    module = parallelised(total_src("""
+    %r = arith.addf %a1, %a0 : f64
+    linalg.yield %r : f64""", out=VD, out_map="(d0, d1) -> (1)"))
+    assert loop_shape(module) == [("parallel", 2)]
+    LowerAffinePass().apply(make_context(), module)
+    a = np.random.default_rng(3).standard_normal((2, 3))
+    s = np.array([5.0, 0.25, 6.0])
+    on_cpu(module, "total", [MD, VD], [])(a, s)
+    assert s.tolist() == [5.0, sequential_sum(0.25, a), 6.0]
+
+
+@pytest.mark.parametrize(("name", "body", "expected"), [
+    ("product", """
+    %r = arith.mulf %a1, %a0 : f64
+    linalg.yield %r : f64""", lambda s, a: s * np.prod(a)),
+    ("maximum", """
+    %r = arith.maximumf %a1, %a0 : f64
+    linalg.yield %r : f64""", lambda s, a: max(s, a.max())),
+    # the output read twice: its contribution depends on the accumulator
+    ("output used in the term", """
+    %m = arith.mulf %a1, %a0 : f64
+    %r = arith.addf %a1, %m : f64
+    linalg.yield %r : f64""", None),
+    ("sum also used elsewhere", """
+    %r = arith.addf %a1, %a0 : f64
+    %t = arith.mulf %r, %r : f64
+    linalg.yield %t : f64""", None),
+], ids=lambda p: p if isinstance(p, str) and "\n" not in p else "")
+def test_other_full_reductions_stay_sequential(name, body, expected) -> None:
+    module = parallelised(total_src(body))
+    assert loop_shape(module) == [("for", 1), ("for", 1)]
+    assert not any(isinstance(o, scf.ReduceOp) for o in module.walk())
+    if expected is not None:
+        a = np.random.default_rng(4).uniform(0.5, 1.5, (2, 3))
+        s = np.array(1.5)
+        on_cpu(module, "total", [MD, "memref<f64>"], [])(a, s)
+        assert s == pytest.approx(expected(1.5, a), rel=1e-14)
+
+
+def test_a_full_sum_reading_its_own_output_stays_sequential() -> None:
+    # s is an input too: running the iterations in parallel would change what they read
+    src = f"""
+func.func @total(%a: {MD}, %s: memref<f64>) {{
+  {generic(["(d0, d1) -> (d0, d1)", "(d0, d1) -> ()", "(d0, d1) -> ()"],
+           ["reduction", "reduction"], [("%a", MD), ("%s", "memref<f64>")],
+           [("%s", "memref<f64>")], '''
+    %t = arith.mulf %a0, %a1 : f64
+    %r = arith.addf %a2, %t : f64
+    linalg.yield %r : f64''')}
+  func.return
+}}
+"""
+    module = parallelised(src)
+    assert loop_shape(module) == [("for", 1), ("for", 1)]
+    a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    s = np.array(1.0)
+    on_cpu(module, "total", [MD, "memref<f64>"], [])(a, s)
+    want = 1.0
+    for v in a.ravel():
+        want = want + v * want
+    assert s == want
+
+
+def test_partial_sums_keep_their_sequential_reduction_loop() -> None:
+    # np.sum(A, axis=1): a parallel output dimension; the reduction stays an scf.for
+    module = parallelised(ROWSUM)
+    assert loop_shape(module) == [("parallel", 1), ("for", 1)]
+    assert all(not o.args for o in module.walk() if isinstance(o, scf.ReduceOp))
 
 
 TRANSPOSE_INDEX = f"""

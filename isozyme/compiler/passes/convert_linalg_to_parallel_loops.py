@@ -46,7 +46,7 @@ from xdsl.dialects.linalg.abstract_ops import LinalgStructuredOperation as Linal
 from xdsl.dialects.linalg.attrs import IteratorType
 from xdsl.dialects.linalg.ops import IndexOp, YieldOp
 from xdsl.ir import Block, Region, SSAValue
-from xdsl.ir.affine import AffineDimExpr
+from xdsl.ir.affine import AffineConstantExpr, AffineDimExpr
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
@@ -73,6 +73,37 @@ def parallel_dims(op: LinalgOp) -> list[int]:
     return out
 
 
+def full_sum_combiner(op: LinalgOp) -> arith.AddfOp | arith.AddiOp | None:
+    """The ``arith.addf``/``addi`` that combines ``op``'s single output when ``op`` is a
+    full sum reduction (see the module docstring), else None.
+
+    Conditions: at least one loop, one output whose indexing map has only constant
+    results (every iteration updates one element), not also an input, and a body
+    yielding ``add(out, e)`` or ``add(e, out)`` where the output block argument has no
+    other use (so ``e`` does not depend on it) and the sum is used only by the yield.
+    """
+    if len(op.outputs) != 1 or not op.get_iterator_types().data:
+        return None
+    out_map = op.get_indexing_maps().data[-1].data
+    if not all(isinstance(r, AffineConstantExpr) for r in out_map.results):
+        return None
+    if any(v is op.outputs[0] for v in op.inputs):
+        return None
+    block = op.body.block
+    out_arg = block.args[-1]
+    terminator = block.last_op
+    if not isinstance(terminator, YieldOp) or len(terminator.operands) != 1:
+        return None
+    combiner = terminator.operands[0].owner
+    if not isinstance(combiner, (arith.AddfOp, arith.AddiOp)):
+        return None
+    if combiner.parent_block() is not block or not combiner.result.has_one_use():
+        return None
+    if not out_arg.has_one_use() or [combiner.lhs, combiner.rhs].count(out_arg) != 1:
+        return None
+    return combiner
+
+
 class LowerToParallelLoops(RewritePattern):
     """One linalg structured op on memrefs -> ``scf.parallel`` + ``scf.for`` nest."""
 
@@ -96,6 +127,10 @@ class LowerToParallelLoops(RewritePattern):
             one = arith.ConstantOp(IntegerAttr(1, IndexType()))
             rewriter.insert(zero, at)
             rewriter.insert(one, at)
+        combiner = None if par else full_sum_combiner(op)
+        if combiner is not None:
+            self._lower_full_sum(op, combiner, rewriter, at, maps, bounds, zero, one)
+            return
         if par:
             block = Block(arg_types=[IndexType()] * len(par))
             reduce_op = scf.ReduceOp()
@@ -113,13 +148,59 @@ class LowerToParallelLoops(RewritePattern):
             ivs[d] = body.args[0]
             at = InsertPoint.before(yield_op)
         ind_vars = [ivs[d] for d in range(n)]
-        self._inline_body(op, rewriter, at, maps, ind_vars)
+        yielded = self._inline_body(op, rewriter, at, maps, ind_vars)
+        n_in = len(op.inputs)
+        for k, (value, dest) in enumerate(zip(yielded, op.outputs)):
+            indices = indices_for_map(rewriter, at, maps[n_in + k], ind_vars)
+            rewriter.insert(memref.StoreOp.get(value, dest, indices), at)
+        rewriter.erase(op)
+
+    def _lower_full_sum(self, op: LinalgOp, combiner: arith.AddfOp | arith.AddiOp,
+                        rewriter: PatternRewriter, at: InsertPoint, maps: Sequence,
+                        bounds: Sequence[SSAValue], zero: arith.ConstantOp,
+                        one: arith.ConstantOp) -> None:
+        """``op`` (a full sum, see :func:`full_sum_combiner`) -> load of the output,
+        one ``scf.parallel`` over every dimension reducing the body's contribution by
+        ``combiner``'s op, store of the result."""
+        n = len(bounds)
+        dest = op.outputs[0]
+        out_indices = indices_for_map(rewriter, at, maps[-1], [])
+        init = memref.LoadOp.get(dest, out_indices)
+        rewriter.insert(init, at)
+        # The reduce region: ``combiner`` with the accumulator where the body had the
+        # output (scf.reduce's first argument is the accumulator), so the CPU's loop
+        # adds in the same order as before.
+        block = op.body.block
+        out_arg = block.args[-1]
+        acc_first = combiner.lhs is out_arg
+        contribution = combiner.rhs if acc_first else combiner.lhs
+        t = combiner.result.type
+        reduce_block = Block(arg_types=[t, t])
+        acc, value = reduce_block.args
+        combine = combiner.clone()
+        combine.operands = (acc, value) if acc_first else (value, acc)
+        reduce_block.add_op(combine)
+        reduce_block.add_op(scf.ReduceReturnOp(combine.result))
+        # The body yields its contribution instead of the updated output.
+        terminator = block.last_op
+        assert terminator is not None
+        rewriter.erase(terminator)
+        rewriter.erase(combiner)
+        block.add_op(YieldOp(contribution))
+        body = Block(arg_types=[IndexType()] * n)
+        yielded = self._inline_body(op, rewriter, InsertPoint.at_end(body), maps,
+                                    list(body.args))
+        body.add_op(scf.ReduceOp(yielded, [Region(reduce_block)]))
+        loop = scf.ParallelOp([zero] * n, list(bounds), [one] * n, Region(body), [init])
+        rewriter.insert(loop, at)
+        rewriter.insert(memref.StoreOp.get(loop.res[0], dest, out_indices), at)
         rewriter.erase(op)
 
     @staticmethod
     def _inline_body(op: LinalgOp, rewriter: PatternRewriter, at: InsertPoint,
-                     maps: Sequence, ind_vars: Sequence[SSAValue]) -> None:
-        """Loads of the used block arguments, the body, stores of the yielded values."""
+                     maps: Sequence, ind_vars: Sequence[SSAValue]) -> list[SSAValue]:
+        """Loads of the used block arguments and the body, at ``at``; returns the
+        values the body yields (block arguments among them replaced by their loads)."""
         block = op.body.block
         for k, (arg, value) in enumerate(zip(block.args, op.operands)):
             if not arg.uses:
@@ -139,10 +220,7 @@ class LowerToParallelLoops(RewritePattern):
         while block.args:
             rewriter.erase_block_argument(block.args[0])
         rewriter.inline_block(block, at)
-        n_in = len(op.inputs)
-        for k, (value, dest) in enumerate(zip(yielded, op.outputs)):
-            indices = indices_for_map(rewriter, at, maps[n_in + k], ind_vars)
-            rewriter.insert(memref.StoreOp.get(value, dest, indices), at)
+        return yielded
 
 
 class ConvertLinalgToParallelLoopsPass(ModulePass):
