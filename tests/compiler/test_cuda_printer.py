@@ -490,6 +490,7 @@ def nvcc_ptx(source: str, tmp_path) -> None:
     out = subprocess.run(["nvcc", "-ptx", "-arch=sm_90", "-x", "cu", str(cu), "-o",
                           str(tmp_path / "kernels.ptx")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr + "\n" + source
+    assert "warning" not in out.stderr, out.stderr  # e.g. a variable set but never used
     assert ".entry" in (tmp_path / "kernels.ptx").read_text()
 
 
@@ -525,6 +526,20 @@ def test_reductions_combine_a_warp_before_the_atomic():
     assert "__shfl_down_sync(0xffffffffu" in device
     assert "if ((threadIdx.x & 31u) == 0u)" in device
     assert "__shfl" not in host.split("#endif")[0]
+
+
+def test_unused_atomic_results_are_not_declared():
+    # a reduction's atomic (warp-aggregated) and a scatter's: their old values are not
+    # used, so no variable holds them (nvcc would warn: set but never used)
+    for name, calls in (("reductions", ("atomicAdd(", "iz_atomic_maximumf_float(")),
+                        ("scatter", ("atomicAdd(",))):
+        text = print_cuda(outlined(KERNELS[name].source))
+        lines = [ln.strip() for ln in text.splitlines()
+                 if any(c in ln for c in calls) and "__device__" not in ln
+                 and "old =" not in ln and "return" not in ln]
+        assert lines, name
+        for ln in lines:
+            assert ln.startswith(("(void)", "if ((threadIdx.x & 31u) == 0u) (void)")), ln
 
 
 def test_strided_memref_reads_strides_from_descriptor():

@@ -694,8 +694,14 @@ class _Printer:
         t = c_type(op.value.type)
         ptr = f"&{self.element(op.memref, op.indices)}"
         v = self.name(op.value)
+        # The old value is declared only when used (nvcc warns of a variable set but
+        # never used; the reductions' atomics never use theirs).
+        used = bool(op.result.uses)
         if WARP_AGGREGATE_ATTR not in op.attributes or t not in _CAS_WORDS:
-            self.define(op.result, self.atomic_expr(kind, t, ptr, v))
+            if used:
+                self.define(op.result, self.atomic_expr(kind, t, ptr, v))
+            else:
+                self.emit(f"(void){self.atomic_expr(kind, t, ptr, v)};")
             return
         # Every thread of the block is here: combine the warp's 32 values by shuffles,
         # then lane 0 issues the one atomic (32 times fewer atomics on one address).
@@ -703,17 +709,19 @@ class _Printer:
         combine = f"iz_combine_{kind}_{t}"
         self.dependencies(kind, t)  # printed before the helpers that call them
         self.helper(combine, _combine_helper(combine, kind, t))
-        res = self.declare(op.result)
+        res = self.declare(op.result) if used else None
+        assign = f"{res} = " if used else "(void)"
         w = self.fresh("w")
         self.emit("#ifdef __CUDA_ARCH__")
         self.emit(f"{t} {w} = {v};")
         self.emit(f"for (int o = 16; o > 0; o >>= 1) "
                   f"{w} = {combine}({w}, __shfl_down_sync(0xffffffffu, {w}, o));")
-        self.emit(f"{res} = {w};")
+        if used:
+            self.emit(f"{res} = {w};")
         self.emit(f"if ((threadIdx.x & 31u) == 0u) "
-                  f"{res} = {self.atomic_expr(kind, t, ptr, w)};")
+                  f"{assign}{self.atomic_expr(kind, t, ptr, w)};")
         self.emit("#else")
-        self.emit(f"{res} = {self.atomic_expr(kind, t, ptr, v)};")
+        self.emit(f"{assign}{self.atomic_expr(kind, t, ptr, v)};")
         self.emit("#endif")
 
     def dependencies(self, kind: str, t: str) -> None:
