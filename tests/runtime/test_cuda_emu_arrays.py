@@ -4,8 +4,9 @@ Whole-array code lowers to ``scf.parallel`` (``convert-linalg-to-parallel-loops`
 on the GPU targets it becomes kernels: these tests run the array programs of
 ``tests/array_programs.py`` under ``with isozyme.target("cuda-emu")`` with the
 finite-difference harness of ``tests/test_arrays_ad.py`` (its programs, argument
-builders, annotations and tolerances, imported), and check the derivatives against
-finite differences and against the ``cpu`` target's numbers. A second set runs some of
+builders, finite differences and tolerances, imported; every array argument
+Duplicated at once, so one compilation per program and mode), and check the
+derivatives against finite differences and against the ``cpu`` target's numbers. A second set runs some of
 the same programs on arrays of several blocks (more than 256 elements), where the
 emulator's shuffled block order would expose an order-dependent kernel, in float64
 and float32, against directional finite differences. Every CUDA C source these tests
@@ -42,37 +43,39 @@ WHOLE_ARRAY = (
     "strided_slices",
 )
 
-#: Programs whose whole-array part is a sum (or max/min) of an elementwise expression:
-#: the frontend fuses it into one linalg.generic with no parallel dimension, which
-#: convert-linalg-to-parallel-loops lowers to a sequential scf.for nest, so the primal
-#: has no kernel and runs in the host program (on ``cuda``: one cuMemcpy per element).
-FUSED_FULL_REDUCTION = (
-    "elementwise", "ufuncs", "power_ops", "broadcast_row", "broadcast_newaxis",
-    "mean_and_prod", "max_min", "dot_vec", "outer", "where", "clip", "maximum",
-    "logsumexp", "array_from_scalars", "scalar_times_array", "float32_whole_array",
-    "rows_in_loop", "vectorized_rosenbrock", "strided_slices",
-)
+#: Programs whose primal has no kernel: a max/min of an elementwise expression fuses
+#: into one linalg.generic without parallel dimensions, and convert-linalg-to-parallel-
+#: loops makes only full *sums* an scf.parallel + scf.reduce; a max/min stays an
+#: scf.for nest in the host program (on ``cuda``: one cuMemcpy per element).
+FUSED_FULL_REDUCTION = ("max_min",)
 
 
 def _f64(args: list) -> list:
     return [a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in args]
 
 
-def _reverse(target: str, name: str, f, args: list, k: int, mode=Reverse):  # noqa: ANN001
-    """The shadow of array argument ``k`` after a reverse call on ``target`` (and the
-    call's result)."""
-    work = H.copies(args)
-    shadow = np.zeros_like(work[k])
-    with iz.target(target):
-        res = iz.autodiff(mode, f, Active, *H.annotate(name, work, k, shadow))
-    return shadow, res
+def _all_duplicated(args: list, shadows: dict) -> list:
+    """Every array argument Duplicated with its shadow (one compilation gives every
+    array's derivative: each distinct kernel source costs a g++ and an nvcc run)."""
+    return [Duplicated(a, shadows[k]) if k in shadows else Const(a)
+            for k, a in enumerate(args)]
 
 
-def _forward(target: str, name: str, f, args: list, k: int, seed: np.ndarray):  # noqa: ANN001
-    """The tangent and primal of a ForwardWithPrimal call on ``target``."""
+def _reverse(target: str, f, args: list, mode=Reverse):  # noqa: ANN001, ANN202
+    """The shadows of every array argument after a reverse call on ``target``, and
+    the call's result."""
+    shadows = {k: np.zeros_like(args[k]) for k in H.array_positions(args)}
     with iz.target(target):
-        return iz.autodiff(ForwardWithPrimal, f,
-                           *H.annotate(name, H.copies(args), k, seed.copy()))
+        res = iz.autodiff(mode, f, Active, *_all_duplicated(H.copies(args), shadows))
+    return shadows, res
+
+
+def _forward(target: str, f, args: list, seeds: dict):  # noqa: ANN001, ANN202
+    """The tangent and primal of a ForwardWithPrimal call on ``target`` along
+    ``seeds`` (one per array argument)."""
+    shadows = {k: s.copy() for k, s in seeds.items()}
+    with iz.target(target):
+        return iz.autodiff(ForwardWithPrimal, f, *_all_duplicated(H.copies(args), shadows))
 
 
 @pytest.mark.parametrize("name", WHOLE_ARRAY)
@@ -81,17 +84,15 @@ def test_reverse_under_cuda_emu_matches_fd_and_cpu(name: str) -> None:
     args = make()
     rtol, atol = H.tolerance(args)
     close = 1e-5 if rtol > 1e-6 else 1e-12  # float32 / float64: emu vs cpu
+    got, res = _reverse("cuda-emu", f, args, ReverseWithPrimal)
+    assert res[0] == (None,) * len(args)
+    assert res[1] == pytest.approx(f(*H.copies(args)), rel=rtol)
+    cpu, _ = _reverse("cpu", f, args)
     for k in H.array_positions(args):
-        want = H.fd_gradient(f, _f64(args), k)
-        mode = ReverseWithPrimal if k == 0 else Reverse
-        got, res = _reverse("cuda-emu", name, f, args, k, mode)
-        assert got.dtype == args[k].dtype
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
-        assert res[0] == (None,) * len(args)
-        if mode.with_primal:
-            assert res[1] == pytest.approx(f(*H.copies(args)), rel=rtol)
-        cpu, _ = _reverse("cpu", name, f, args, k)
-        np.testing.assert_allclose(got, cpu, rtol=close, atol=close * 1e-2)
+        assert got[k].dtype == args[k].dtype
+        np.testing.assert_allclose(got[k], H.fd_gradient(f, _f64(args), k),
+                                   rtol=rtol, atol=atol)
+        np.testing.assert_allclose(got[k], cpu[k], rtol=close, atol=close * 1e-2)
 
 
 @pytest.mark.parametrize("name", WHOLE_ARRAY)
@@ -101,24 +102,24 @@ def test_forward_under_cuda_emu_matches_fd_and_cpu(name: str) -> None:
     rtol, atol = H.tolerance(args)
     close = 1e-5 if rtol > 1e-6 else 1e-12
     rng = np.random.default_rng(11)
-    for k in H.array_positions(args):
-        want = H.fd_gradient(f, _f64(args), k)
-        seed = rng.uniform(-1, 1, args[k].shape).astype(args[k].dtype)
-        t, primal = _forward("cuda-emu", name, f, args, k, seed)
-        assert t == pytest.approx(float(np.sum(want * seed)), rel=rtol, abs=atol * 10)
-        assert primal == pytest.approx(f(*H.copies(args)), rel=rtol)
-        t_cpu, primal_cpu = _forward("cpu", name, f, args, k, seed)
-        assert t == pytest.approx(t_cpu, rel=close, abs=close * 1e-2)
-        assert primal == pytest.approx(primal_cpu, rel=close, abs=close * 1e-2)
+    seeds = {k: rng.uniform(-1, 1, args[k].shape).astype(args[k].dtype)
+             for k in H.array_positions(args)}
+    want = sum(float(np.sum(H.fd_gradient(f, _f64(args), k) * s)) for k, s in seeds.items())
+    t, primal = _forward("cuda-emu", f, args, seeds)
+    assert t == pytest.approx(want, rel=rtol, abs=atol * 10)
+    assert primal == pytest.approx(f(*H.copies(args)), rel=rtol)
+    t_cpu, primal_cpu = _forward("cpu", f, args, seeds)
+    assert t == pytest.approx(t_cpu, rel=close, abs=close * 1e-2)
+    assert primal == pytest.approx(primal_cpu, rel=close, abs=close * 1e-2)
 
 
 def _xfail_fused(name: str):  # noqa: ANN202
     if name not in FUSED_FULL_REDUCTION:
         return name
     return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=(
-        "a sum/max of an elementwise expression is fused into one linalg.generic "
-        "without parallel dimensions; convert-linalg-to-parallel-loops lowers it to "
-        "scf.for, so it stays in the host program (no scf.parallel + scf.reduce)")))
+        "np.max/np.min of an elementwise expression: one linalg.generic without "
+        "parallel dimensions whose combiner is not an add; convert-linalg-to-parallel-"
+        "loops keeps it an scf.for nest in the host program (no kernel)")))
 
 
 @pytest.mark.parametrize("name", [_xfail_fused(n) for n in WHOLE_ARRAY])
