@@ -31,8 +31,29 @@ block arguments the body uses (outputs included), stores after the body, as in
 dimension. Without parallel dimensions the result is ``convert-linalg-to-loops``'s
 ``scf.for`` nest; without loops (rank 0), the body inlined.
 
-Not wired into the pipeline: the ``optimized`` stage still runs
-``convert-linalg-to-loops`` until reverse-mode AD handles ``scf.parallel``.
+**Full sums** are the exception to "no parallel dimension, no ``scf.parallel``": a
+generic whose single output has no dimension (rank 0, or an indexing map of constants:
+``np.sum(x * x)``, ``np.dot(x, y)``, ``np.sum(A)``, the sum of ``np.mean``), that is
+not also an input, and whose body yields ``arith.addf(out, e)`` or ``addf(e, out)``
+(``addi`` for integers) with the output's block argument used nowhere else, becomes
+one ``scf.parallel`` over all its dimensions carrying the sum as a reduction::
+
+    %init = memref.load %s[]
+    %r = scf.parallel (%i, %j) = (%c0, %c0) to (%n, %m) step (%c1, %c1) init (%init) {
+      %x = memref.load %a[%i, %j]
+      ... body computing %e ...
+      scf.reduce(%e) { ^bb0(%acc, %v): %t = arith.addf %acc, %v; scf.reduce.return %t }
+    }
+    memref.store %r, %s[]
+
+It stays parallel through AD (the ``scf.parallel`` rules differentiate an ``addf``
+reduction) and is one kernel on GPU targets instead of a host loop over a rank-0
+buffer. The reduce region keeps the body's operand order (the accumulator where the
+output was), so ``convert-parallel-to-for`` adds in exactly the sequential loop's order
+on the CPU. Other combiners (``mulf``, ``maximumf``...) keep the ``scf.for`` nest, and
+so do partial reductions (their parallel output dimensions are the ``scf.parallel``).
+
+The ``optimized`` stage runs it before AD (:mod:`isozyme.compiler.pipeline`).
 """
 
 from __future__ import annotations
@@ -58,6 +79,7 @@ from xdsl.rewriter import InsertPoint
 from xdsl.transforms.convert_linalg_to_loops import create_loop_bounds
 from xdsl.transforms.loop_nest_lowering_utils import indices_for_map
 from xdsl.utils.exceptions import PassFailedException
+
 
 def parallel_dims(op: LinalgOp) -> list[int]:
     """The dimensions of ``op`` that may run in parallel: iterator type ``parallel`` and
