@@ -72,8 +72,11 @@ class NvccPtxCheck:
             message = self._compile(source)
             self.results[key] = message
             if message is None:
-                self.cache_dir.mkdir(parents=True, exist_ok=True)
-                marker.touch()
+                try:  # the disk cache is an optimisation: a read-only home is fine
+                    self.cache_dir.mkdir(parents=True, exist_ok=True)
+                    marker.touch()
+                except OSError:
+                    pass
             return message
 
     def _compile(self, source: str) -> str | None:
