@@ -542,6 +542,51 @@ def test_unused_atomic_results_are_not_declared():
             assert ln.startswith(("(void)", "if ((threadIdx.x & 31u) == 0u) (void)")), ln
 
 
+def _alloc_kernel(alloc: str, size: str = "%c3") -> str:
+    """A loop whose body allocates ``alloc`` (``{size}`` substituted), fills and reads
+    it, and deallocates it (what an ``np.zeros(3)`` in a ``prange`` body becomes)."""
+    return """
+func.func @local(%x: memref<?xf64>, %y: memref<?xf64>, %n: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c3 = arith.constant 3 : index
+""" + ploop("%i", "%c0", "%n", "%c1", f"""    %t = {alloc.format(size=size)}
+    %v = memref.load %x[%i] : memref<?xf64>
+    memref.store %v, %t[%c1, %c1] : memref<?x3xf64>
+    %w = memref.load %t[%c1, %c1] : memref<?x3xf64>
+    %u = arith.mulf %w, %w : f64
+    memref.store %u, %y[%i] : memref<?xf64>
+    memref.dealloc %t : memref<?x3xf64>""") + """  return
+}
+"""
+
+
+def test_alloc_of_constant_size_is_a_per_thread_array(tmp_path):
+    text = print_cuda(outlined(_alloc_kernel("memref.alloc({size}) : memref<?x3xf64>")))
+    assert "double buf" in text and "[9];" in text  # 3 x 3, row-major
+    assert "malloc" not in text and "free(" not in text
+    assert "ends here (a per-thread array)" in text
+    if shutil.which("nvcc") is not None:
+        nvcc_ptx(text, tmp_path)
+
+
+def test_alloc_of_run_time_size_is_refused():
+    module = outlined(_alloc_kernel("memref.alloc({size}) : memref<?x3xf64>", size="%n"))
+    with pytest.raises(UnsupportedError, match=r"memref.alloc of memref<\?x3xf64> in a "
+                       r"GPU kernel with a size known only at run time"):
+        print_cuda(module)
+
+
+def test_alloc_larger_than_a_per_thread_array_is_refused():
+    src = _alloc_kernel("memref.alloc({size}) : memref<?x3xf64>").replace(
+        "%c3 = arith.constant 3 : index", "%c3 = arith.constant 3 : index\n"
+        "  %big = arith.constant 100000 : index")
+    module = outlined(src.replace("memref.alloc(%c3)", "memref.alloc(%big)"))
+    with pytest.raises(UnsupportedError, match="memref.alloc of 300000 elements in a GPU "
+                       "kernel: a per-thread array holds at most 4096"):
+        print_cuda(module)
+
+
 def test_strided_memref_reads_strides_from_descriptor():
     text = print_cuda(outlined(KERNELS["stencil"].source))
     assert ".strides[0]" in text and ".strides[1]" in text and ".offset" in text
@@ -581,10 +626,12 @@ builtin.module attributes {{gpu.container_module}} {{
 
 def test_unknown_op_is_refused_by_name():
     module = _gpu_module("""
-      %c4 = arith.constant 4 : index
-      %b = memref.alloc(%c4) : memref<?xf64>
+      %l = memref.alloca() : memref<4xf64>
+      %m = memref.alloca() : memref<4xf64>
+      "memref.copy"(%l, %m) : (memref<4xf64>, memref<4xf64>) -> ()
 """)
-    with pytest.raises(UnsupportedError, match="memref.alloc in a GPU kernel"):
+    with pytest.raises(UnsupportedError, match="memref.copy in a GPU kernel: the CUDA "
+                       "printer does not support it"):
         print_cuda(module)
 
 

@@ -1,9 +1,10 @@
 """``prange`` programs through the ``cuda-emu`` target, in Forward and Reverse mode,
 against finite differences and the ``cpu`` target: time loops around kernels (a heat
 stencil, message passing with colliding scatters, a whole-array update beside a
-``prange`` kernel), large reductions and gathers over several blocks, float64 and
-float32; and the nvcc check of ``conftest.py`` itself (a bad source fails the test
-with nvcc's message; every compile of the GPU targets goes through it).
+``prange`` kernel), large reductions and gathers over several blocks, arrays created
+in a kernel (per-thread arrays; a run-time size is refused), float64 and float32;
+and the nvcc check of ``conftest.py`` itself (a bad source fails the test with nvcc's
+message; every compile of the GPU targets goes through it).
 
 ``tests/test_prange_ad.py``'s cuda-emu cases run here too (imported, not copied), so
 their kernels also go through the nvcc check.
@@ -88,6 +89,36 @@ def gather_sum(x, idx):
     return s
 
 
+def local_array(x):
+    """A small array created in the body: a per-thread array in the kernel."""
+    s = 0.0
+    for i in prange(x.shape[0]):
+        t = np.zeros(3)
+        t[0] = x[i]
+        t[1] = x[i] * x[i]
+        t[2] = np.sin(x[i])
+        s += t[0] * t[1] + t[2] * t[1]
+    return s
+
+
+def row_sums(a, v):
+    """A whole-array reduction inside the body (its rank-0 accumulator is allocated
+    in the kernel)."""
+    s = 0.0
+    for i in prange(a.shape[0]):
+        s += np.sum(a[i] * v) ** 2
+    return s
+
+
+def row_temporary(a, v):
+    """A whole-array temporary of run-time size in the body."""
+    s = 0.0
+    for i in prange(a.shape[0]):
+        r = a[i] * v
+        s += np.sum(r * r) + r[0]
+    return s
+
+
 RNG = np.random.default_rng(17)
 N = 700  # several blocks of 256 threads
 
@@ -113,6 +144,9 @@ PROGRAMS = {
     "rows_reduction": (rows_reduction, lambda t: [RNG.uniform(-1, 1, (600, 5)).astype(t),
                                                   RNG.uniform(-1, 1, 5).astype(t)],
                        [0, 1], []),
+    "local_array": (local_array, lambda t: [RNG.uniform(-1, 1, N).astype(t)], [0], []),
+    "row_sums": (row_sums, lambda t: [RNG.uniform(-1, 1, (600, 4)).astype(t),
+                                      RNG.uniform(-1, 1, 4).astype(t)], [0, 1], []),
     "gather_sum": (gather_sum, lambda t: [RNG.uniform(-1, 1, 300).astype(t),
                                           RNG.integers(0, 300, 900)], [0], []),
 }
@@ -198,6 +232,18 @@ def test_colliding_scatter_adjoint_is_atomic() -> None:
     cuda = iz.ir(Reverse, f, Active, *_annotated(args, shadows), stage="cuda",
                  target="cuda-emu")
     assert cuda.count("atomicAdd(") >= 2
+
+
+def test_a_run_time_sized_array_in_a_kernel_is_refused() -> None:
+    """A kernel has no allocator: an array of run-time size created in a prange body
+    is an UnsupportedError naming memref.alloc (the cpu target runs it)."""
+    a, v = RNG.uniform(-1, 1, (300, 4)), RNG.uniform(-1, 1, 4)
+    (t,) = iz.autodiff(Forward, row_temporary, Duplicated(a, np.ones_like(a)), Const(v))
+    assert np.isfinite(t)
+    with pytest.raises(iz.UnsupportedError, match=r"memref.alloc of memref<\?xf64> in a "
+                       "GPU kernel with a size known only at run time"):
+        with iz.target("cuda-emu"):
+            iz.autodiff(Forward, row_temporary, Duplicated(a, np.ones_like(a)), Const(v))
 
 
 def _reverse_grads(f, args: list, diff: list, written: list) -> dict:  # noqa: ANN001

@@ -16,6 +16,10 @@ Conventions (``docs/gpu.md``):
   int64_t strides[R]; } iz_memref_<T>_<R>;``.  Sizes, strides and the offset that the
   memref type fixes statically are used as constants, the others are read from the
   descriptor (as ``convert-memref-to-llvm`` does).  Views are descriptor arithmetic.
+* ``memref.alloca`` of a static shape and ``memref.alloc`` whose sizes are constants
+  (an ``np.zeros(3)`` in a ``prange`` body) are per-thread C arrays (at most
+  ``MAX_LOCAL_ELEMENTS``); their ``memref.dealloc`` frees nothing.  A kernel has no
+  allocator: an ``alloc`` of a run-time size is refused.
 * Integer ``addi``/``subi``/``muli``/``shli`` wrap (computed unsigned), as in MLIR.
   ``floordivsi``/``ceildivsi``, ``maximumf``/``minimumf`` (NaN-propagating, ``-0 < +0``),
   ``fptosi``/``fptoui`` (saturating, NaN -> 0, as the CPU lowering's
@@ -358,6 +362,11 @@ def _c(e: _Expr) -> str:
     return f"((int64_t){e}LL)" if isinstance(e, int) else e
 
 
+#: The most elements of a per-thread array (``memref.alloc`` of constant sizes in a
+#: kernel): 32 KiB of doubles in the thread's local memory.
+MAX_LOCAL_ELEMENTS = 4096
+
+
 @dataclass
 class _Printer:
     """Prints the kernels of one ``gpu.module``."""
@@ -368,6 +377,8 @@ class _Printer:
     indent: int = 0
     typedefs: dict[tuple[str, int], None] = field(default_factory=dict)
     helpers: dict[str, str] = field(default_factory=dict)
+    #: the per-thread arrays of ``memref.alloc`` (their ``dealloc`` frees nothing)
+    local: set[SSAValue] = field(default_factory=set)
 
     # -- emission ----------------------------------------------------------------------
     def emit(self, line: str) -> None:
@@ -454,6 +465,13 @@ class _Printer:
     # -- arith -------------------------------------------------------------------------
     def constant(self, op: arith.ConstantOp) -> None:
         v, t = op.value, op.result.type
+        if isinstance(v, IntegerAttr) and op.result.uses and all(
+                isinstance(u.operation, (memref.AllocOp, memref.DimOp))
+                for u in op.result.uses):
+            # read as a number by its users (a per-thread array's size, a dimension):
+            # a variable would be declared but never referenced (an nvcc warning)
+            self.names[op.result] = _int_literal(v.value.data, t)
+            return
         if isinstance(v, FloatAttr):
             self.define(op.result, _float_literal(v.value.data, t))
         elif isinstance(v, IntegerAttr):
@@ -855,6 +873,48 @@ class _Printer:
             raise UnsupportedError(
                 f"memref.alloca of {t} in a GPU kernel: only static shapes with the "
                 "identity layout (a per-thread array)")
+        self.local_array(op.memref, list(shape))
+
+    def alloc(self, op: memref.AllocOp) -> None:
+        """``memref.alloc`` in a kernel (an array created in a ``prange`` body, or a
+        whole-array temporary there): a per-thread array when every size is a constant
+        (the frontend types ``np.zeros(3)`` as ``memref<?xf64>`` of a constant size);
+        a size known only at run time is refused."""
+        t = self._mtype(op.memref)
+        if not isinstance(t.layout, NoneAttr):
+            raise UnsupportedError(f"memref.alloc of {t} in a GPU kernel (not the "
+                                   "identity layout)")
+        dynamic = iter(op.dynamic_sizes)
+        shape: list[int] = []
+        for s in t.get_shape():
+            size = _constant_index(next(dynamic)) if s == DYNAMIC_INDEX else s
+            if size is None:
+                raise UnsupportedError(
+                    f"memref.alloc of {t} in a GPU kernel with a size known only at run "
+                    "time (an array created inside a prange body, or a whole-array "
+                    "expression there, such as r = A[i] * v): a kernel has no "
+                    "allocator; give the array a constant size, create it outside the "
+                    "parallel loop, or write the inner loop out")
+            shape.append(size)
+        count = 1
+        for size in shape:
+            count *= size
+        if count > MAX_LOCAL_ELEMENTS:
+            raise UnsupportedError(
+                f"memref.alloc of {count} elements in a GPU kernel: a per-thread array "
+                f"holds at most {MAX_LOCAL_ELEMENTS}; create it outside the parallel loop")
+        self.local_array(op.memref, shape)
+        self.local.add(op.memref)
+
+    def dealloc(self, op: memref.DeallocOp) -> None:
+        """The end of a per-thread array (nothing to free)."""
+        if op.memref not in self.local:
+            raise UnsupportedError("memref.dealloc in a GPU kernel of a memref that the "
+                                   "kernel did not allocate")
+        self.emit(f"// {self.name(op.memref)} ends here (a per-thread array)")
+
+    def local_array(self, result: SSAValue, shape: list[int]) -> None:
+        """A per-thread C array of ``shape`` (row-major) and its descriptor."""
         count = 1
         for s in shape:
             count *= s
@@ -862,8 +922,9 @@ class _Printer:
         for k in range(len(shape) - 2, -1, -1):
             strides[k] = _mul(strides[k + 1], shape[k + 1])
         buf = self.fresh("buf")
+        t = self._mtype(result)
         self.emit(f"{c_type(t.element_type)} {buf}[{max(count, 1)}];")
-        self.descriptor(op.memref, op.memref, 0, list(shape), strides, buf, buf)
+        self.descriptor(result, result, 0, list(shape), strides, buf, buf)
 
     # -- scf ---------------------------------------------------------------------------
     def assign_all(self, targets: Sequence[str], values: Sequence[SSAValue]) -> None:
@@ -1031,6 +1092,8 @@ _DISPATCH: dict[type[Operation], Callable[[_Printer, Operation], None]] = {
     memref.ExpandShapeOp: _Printer.expand_shape,
     memref.CollapseShapeOp: _Printer.collapse_shape,
     memref.AllocaOp: _Printer.alloca,
+    memref.AllocOp: _Printer.alloc,
+    memref.DeallocOp: _Printer.dealloc,
     TransposeOp: _Printer.transpose,
     scf.ForOp: _Printer.for_,
     scf.IfOp: _Printer.if_,
