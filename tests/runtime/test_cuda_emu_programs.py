@@ -12,6 +12,7 @@ their kernels also go through the nvcc check.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 
@@ -280,6 +281,13 @@ def test_empty_arrays_launch_nothing() -> None:
 
 
 # -- the nvcc check of conftest.py ------------------------------------------------------
+def _remove_kept_source(message: str) -> None:
+    """Delete the failing source the check kept (named in its message)."""
+    kept = re.search(r"source kept in (\S+\.cu)\)", message)
+    assert kept is not None, message
+    os.unlink(kept.group(1))
+
+
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
 
 
@@ -292,8 +300,9 @@ def test_nvcc_check_fails_with_nvccs_message(tmp_path) -> None:
     assert check.compiled == 1 and (tmp_path / f"{check.key(good)}.ok").exists()
     check.check(good)  # cached: no second nvcc run
     assert check.compiled == 1
-    with pytest.raises(pytest.fail.Exception, match=r"(?s)bad_k0.*undefined_v"):
+    with pytest.raises(pytest.fail.Exception, match=r"(?s)bad_k0.*undefined_v") as failed:
         check.check(bad)
+    _remove_kept_source(str(failed.value))
     assert not (tmp_path / f"{check.key(bad)}.ok").exists()  # failures are not cached
     # a later process finds the success on disk
     again = NvccPtxCheck(shutil.which("nvcc"), tmp_path)
@@ -306,7 +315,9 @@ def test_nvcc_check_wants_an_entry_per_declared_kernel(tmp_path) -> None:
     # the declaration is inside a comment: nvcc emits no kernel of that name
     src = ('// extern "C" __global__ void ghost_k0(double* p) {\n'
            'extern "C" __global__ void real_k0(double* p) { p[0] = 1.0; }\n')
-    assert "no .entry for ghost_k0" in check.error(src)
+    message = check.error(src)
+    assert message is not None and "no .entry for ghost_k0" in message
+    _remove_kept_source(message)
 
 
 def test_every_gpu_compile_goes_through_the_check(cuda_c_compiles_with_nvcc, nvcc_ptx) -> None:
@@ -345,6 +356,8 @@ def test_a_source_nvcc_refuses_fails_the_test(cuda_c_compiles_with_nvcc, nvcc_pt
         for i in prange(x.shape[0]):
             x[i] = 3.0 * x[i]
 
-    with pytest.raises(pytest.fail.Exception, match=r"(?s)nvcc -ptx -arch=sm_90.*_k0.*this_is_not_cuda"):
+    with pytest.raises(pytest.fail.Exception,
+                       match=r"(?s)nvcc -ptx -arch=sm_90.*_k0.*this_is_not_cuda") as failed:
         with iz.target("cuda-emu"):
             iz.autodiff(Forward, thrice, Const(np.ones(3)))
+    _remove_kept_source(str(failed.value))
