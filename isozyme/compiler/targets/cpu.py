@@ -1,7 +1,8 @@
 """The ``cpu`` target: the module lowered to the ``llvm`` dialect, for LLVM's JIT.
 
 Stage ``llvm``: ``convert-parallel-to-for`` (``scf.parallel`` as ``scf.for`` nests,
-atomics as plain read-modify-writes), then :data:`LLVM_LOWERING_PASSES` (one pass per
+atomics as plain read-modify-writes), ``split-accumulations`` (for the loops that
+were parallel adjoints), then :data:`LLVM_LOWERING_PASSES` (one pass per
 file of :mod:`isozyme.compiler.lowering`), after which only ``llvm`` ops are left. The artefact
 is that module (:class:`~isozyme.compiler.targets.LLVMArtefact`); the runtime
 (``runtime/jit.py``) translates it to LLVM IR, optimises it and JIT-compiles it.
@@ -29,6 +30,7 @@ from isozyme.compiler.lowering.convert_memref_to_llvm import ConvertMemrefToLLVM
 from isozyme.compiler.lowering.convert_parallel_to_for import ConvertParallelToForPass
 from isozyme.compiler.lowering.convert_scf_to_cf import ConvertScfToCfPass
 from isozyme.compiler.lowering.expand_memref_copy import ExpandMemrefCopyPass
+from isozyme.compiler.passes.split_accumulations import SplitAccumulationsPass
 from isozyme.compiler.targets import LLVMArtefact, OnStage, Target
 
 #: The passes that lower a ``simplified``-stage module to the ``llvm`` dialect, in
@@ -54,9 +56,12 @@ class CpuTarget(Target):
     stages = ("llvm",)
 
     def lowering_passes(self) -> Sequence[ModulePass]:
-        """``convert-parallel-to-for`` (the CPU runs parallel loops sequentially), then
-        :data:`LLVM_LOWERING_PASSES`, instantiated."""
-        return (ConvertParallelToForPass(), *(p() for p in LLVM_LOWERING_PASSES))
+        """``convert-parallel-to-for`` (the CPU runs parallel loops sequentially),
+        ``split-accumulations`` again (the adjoints of parallel loops are loops now, and
+        a loop per accumulation vectorizes), then :data:`LLVM_LOWERING_PASSES`,
+        instantiated."""
+        return (ConvertParallelToForPass(), SplitAccumulationsPass(),
+                *(p() for p in LLVM_LOWERING_PASSES))
 
     def compile(
         self,
