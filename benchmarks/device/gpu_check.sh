@@ -4,10 +4,13 @@
 #
 #   bash benchmarks/device/gpu_check.sh        # with $OUT set by the device tool
 #
-# The machine has CuPy, JAX, numba, llvmlite and nvcc but no network: the xdsl wheel
-# (and any other missing one) travels in .whl/ (carry: [".whl"]), fetched here with
+# The machine (Python 3.12) has CuPy (cupy-cuda13x, NVRTC), JAX, numba, llvmlite and
+# nvcc but no network: xdsl and its two small dependencies travel in .whl/ (carry:
+# [".whl"]; add /.whl/ to .git/info/exclude), fetched here with
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#     --implementation cp --platform manylinux2014_x86_64 -d .whl xdsl==0.74.0
+#     --implementation cp --platform manylinux2014_x86_64 -d .whl \
+#     xdsl==0.74.0 immutabledict ordered-set
+# (and llvmlite==0.50.0 too if the machine's llvmlite is older than 0.44).
 # It installs isozyme without dependencies, runs the GPU tests and the GPU benchmark,
 # and leaves the logs and the results under $OUT.
 set -uo pipefail
