@@ -4,7 +4,9 @@ Stages after ``simplified``:
 
 ========  ==============================================================================
 ``gpu``   ``expand-memref-copy{parallel}`` and ``parallelize-host-loops`` (copies, fills
-          and other independent element loops as ``scf.parallel``), then
+          and other independent element loops as ``scf.parallel``),
+          ``wrap-serial-loops`` (the remaining sequential loops over memory as
+          one-thread ``scf.parallel``), then
           ``gpu-outline-parallel-loops``: every outermost ``scf.parallel`` becomes a
           ``gpu.func`` kernel of ``gpu.module @isozyme_kernels``, launched by
           ``gpu.launch_func`` (:mod:`isozyme.compiler.gpu`)
@@ -218,14 +220,20 @@ class CudaTarget(Target):
     def kernel_passes(self) -> Sequence[ModulePass]:
         """The passes of stage ``gpu``: element loops that can run as kernels become
         ``scf.parallel`` (``expand-memref-copy{parallel}``: each ``memref.copy``;
-        ``parallelize-host-loops``: fills and copies into fresh arrays), then
-        ``gpu-outline-parallel-loops``. Without the first two, the host program would
-        read and write device memory one element (one ``cuMemcpy``) at a time."""
+        ``parallelize-host-loops``: fills and copies into fresh arrays;
+        ``wrap-serial-loops``: the remaining sequential loops over memory, as
+        one-iteration loops), then ``gpu-outline-parallel-loops``. Without the first
+        three, the host program would read and write device memory one element (one
+        ``cuMemcpy``) at a time."""
         from isozyme.compiler.gpu import OutlineParallelLoopsPass  # noqa: PLC0415
+        from isozyme.compiler.targets.serial_kernels import (  # noqa: PLC0415
+            WrapSerialLoopsPass,
+        )
 
         return (
             ExpandMemrefCopyPass(parallel=True),
             ParallelizeHostLoopsPass(),
+            WrapSerialLoopsPass(),
             OutlineParallelLoopsPass(),
         )
 
