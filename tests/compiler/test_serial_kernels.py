@@ -90,6 +90,68 @@ def test_a_reduction_over_a_rank0_accumulator_is_wrapped() -> None:
     assert top.index("memref.store") < top.index("scf.parallel") < top.index("memref.load")
 
 
+_LOCAL_MAX = """
+    %acc2 = memref.alloc() : memref<f64>
+    memref.store %z, %acc2[] : memref<f64>
+    scf.for %i = %c0 to %n step %c1 {
+      %v = memref.load %x[%i] : memref<?xf64>
+      %a = memref.load %acc2[] : memref<f64>
+      memref.store %a, %x[%i] : memref<?xf64>
+      %m = arith.maximumf %a, %v : f64
+      memref.store %m, %acc2[] : memref<f64>
+      %b = memref.load %acc2[] : memref<f64>
+      %w = arith.mulf %b, %v : f64
+      memref.store %w, %acc2[] : memref<f64>
+    }
+    %r = memref.load %acc2[] : memref<f64>
+    memref.dealloc %acc2 : memref<f64>
+    func.return %r : f64"""
+
+
+def test_a_fresh_rank0_accumulator_is_carried_in_iter_args() -> None:
+    module = wrapped(_module(_LOCAL_MAX, " -> f64"))
+    (par,) = _wrappers(module)
+    assert [o.name for o in par.body.block.ops] == [
+        "memref.load", "scf.for", "memref.store", "scf.reduce"]
+    loop = par.body.block.ops.first.next_op  # type: ignore[union-attr]
+    assert isinstance(loop, scf.ForOp) and len(loop.iter_args) == 1
+    acc = loop.iter_args[0].owner.memref  # type: ignore[attr-defined]
+    inside = [o for o in loop.walk() if isinstance(o, (memref.LoadOp, memref.StoreOp))]
+    # x[i] read and written; the accumulator lives in registers
+    assert len(inside) == 2 and all(o.memref is not acc for o in inside)
+    # the chain: load -> max -> mul is yielded; the stored x[i] is the carried value
+    y = loop.body.block.last_op
+    mul = y.operands[0].owner  # type: ignore[union-attr]
+    assert mul.name == "arith.mulf"
+    assert mul.operands[0].owner.name == "arith.maximumf"
+    store_x = next(o for o in inside if isinstance(o, memref.StoreOp))
+    assert store_x.value is loop.body.block.args[1]
+    store_after = par.body.block.ops.first.next_op.next_op  # type: ignore[union-attr]
+    assert store_after.value is loop.results[0] and store_after.memref is acc
+
+
+@pytest.mark.parametrize("change", [
+    # an argument may alias x
+    ("%acc2 = memref.alloc() : memref<f64>",
+     '%acc2 = "memref.cast"(%acc) : (memref<f64>) -> memref<f64>'),
+    # accessed in a branch of the body: not in body order
+    ("      %b = memref.load %acc2[] : memref<f64>\n",
+     "      %b = scf.if %t -> (f64) {\n        %b0 = memref.load %acc2[] : memref<f64>\n"
+     "        scf.yield %b0 : f64\n      } else {\n        scf.yield %z : f64\n      }\n"),
+    # a view of it
+    ("    %r = memref.load %acc2[]",
+     "    %e = memref.expand_shape %acc2 [] output_shape [1] : memref<f64> into memref<1xf64>\n"
+     "    %r = memref.load %acc2[]"),
+])
+def test_accumulators_that_may_alias_stay_in_memory(change: tuple[str, str]) -> None:
+    src = _LOCAL_MAX.replace(*change)
+    assert src != _LOCAL_MAX
+    module = wrapped(_module("    %t = arith.constant true\n" + src, " -> f64"))
+    (par,) = _wrappers(module)
+    loop = next(o for o in par.body.block.ops if isinstance(o, scf.ForOp))
+    assert not loop.iter_args
+
+
 def test_the_outlined_kernel_runs_the_loop_and_the_host_has_no_loop() -> None:
     module = _module(_MAX, " -> f64")
     CudaTarget().compile(module, make_context(), upto="gpu")

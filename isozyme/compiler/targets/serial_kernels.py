@@ -42,6 +42,13 @@ A loop is wrapped when it is an outermost ``scf.for``/``scf.while`` of a host fu
   kernel calls no host function), no ``enzyme`` cache op, no ``memref.copy``, and no
   ``memref.alloc``/``alloca``/``dealloc`` (a kernel has no allocator).
 
+In a wrapped ``scf.for``, a rank-0 accumulator that the function allocated and that is
+only loaded and stored (a whole-array max's ``memref<f64>``), directly in the loop's
+body, is carried in ``iter_args`` (loaded once before the loop, stored once after it):
+the kernel keeps it in a register instead of waiting, every iteration, for its own
+store to reach memory (nothing tells the CUDA compiler that it aliases none of the
+loop's arrays).
+
 A loop that fails these is left on the host and the loops nested in it are considered
 instead (a time loop around kernels keeps its loop; a serial loop in its body is
 wrapped). Ops around the loop stay on the host: a rank-0 accumulator's init store
@@ -61,7 +68,7 @@ from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import IndexType, IntegerAttr, IntegerType, MemRefType, ModuleOp, i64
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import InsertPoint
+from xdsl.rewriter import InsertPoint, Rewriter
 
 # The op table of the CUDA printer is the one source of what a kernel may hold.
 from isozyme.compiler.gpu.cuda_printer import _DISPATCH, c_type
@@ -144,7 +151,67 @@ def wrap_in_one_thread(loop: scf.ForOp | scf.WhileOp) -> scf.ParallelOp:
         c0 = inside.insert(arith.ConstantOp(IntegerAttr(0, IndexType()))).result
         inside.insert(memref.StoreOp.get(value, buf, [c0]))
     inside.insert(scf.ReduceOp())
+    if isinstance(loop, scf.ForOp):
+        promote_accumulators(loop)
     return par
+
+
+def _promotable(buf: SSAValue, loop: scf.ForOp) -> bool:
+    """Whether rank-0 ``buf`` is fresh memory read and written only by loads and stores
+    (and freed), those in ``loop`` all directly in its body: nothing else can alias
+    it, every iteration's accesses run in body order."""
+    if not isinstance(buf.owner, memref.AllocOp) or buf.type.get_shape():  # type: ignore[attr-defined]
+        return False
+    for use in buf.uses:
+        op = use.operation
+        if isinstance(op, memref.DeallocOp) or (
+                isinstance(op, (memref.LoadOp, memref.StoreOp)) and op.memref is buf):
+            if loop.is_ancestor(op) and op.parent_block() is not loop.body.block:
+                return False
+            continue
+        return False
+    return True
+
+
+def promote_accumulators(loop: scf.ForOp) -> scf.ForOp:
+    """Carry the rank-0 accumulators ``loop`` loads and stores (a whole-array max's
+    ``memref<f64>``) in ``iter_args`` instead of memory: one load before the loop, one
+    store after it. In a one-thread kernel each access of the accumulator would
+    otherwise wait for the previous iteration's store (no compiler can tell that the
+    accumulator aliases none of the loop's arrays). Returns the loop (a new one when
+    something was promoted)."""
+    bufs: dict[SSAValue, None] = {}
+    for op in loop.body.block.ops:
+        if isinstance(op, (memref.LoadOp, memref.StoreOp)) and _promotable(op.memref, loop):
+            bufs[op.memref] = None
+    if not bufs:
+        return loop
+    before = Builder(InsertPoint.before(loop))
+    inits = [before.insert(memref.LoadOp.get(b, [])).res for b in bufs]
+    body = loop.detach_region(loop.body)
+    block = body.block
+    current = {b: block.insert_arg(b.type.element_type, len(block.args))  # type: ignore[attr-defined]
+               for b in bufs}
+    for op in list(block.ops):
+        if isinstance(op, memref.LoadOp) and op.memref in current:
+            op.res.replace_all_uses_with(current[op.memref])
+            Rewriter.erase_op(op)
+        elif isinstance(op, memref.StoreOp) and op.memref in current:
+            current[op.memref] = op.value
+            Rewriter.erase_op(op)
+    yield_op = block.last_op
+    assert isinstance(yield_op, scf.YieldOp)
+    Rewriter.replace_op(yield_op, scf.YieldOp(*yield_op.operands, *current.values()))
+    new = scf.ForOp(loop.lb, loop.ub, loop.step, [*loop.iter_args, *inits], body)
+    before.insert(new)
+    n = len(loop.results)
+    for old, res in zip(loop.results, new.results[:n]):
+        old.replace_all_uses_with(res)
+    Rewriter.erase_op(loop)
+    after = Builder(InsertPoint.after(new))
+    for b, res in zip(bufs, new.results[n:]):
+        after.insert(memref.StoreOp.get(res, b, []))
+    return new
 
 
 def _wrap_in(region_holder: Operation) -> None:
