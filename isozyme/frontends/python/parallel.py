@@ -150,6 +150,8 @@ def _enclosing_bodies() -> list[Block]:
 
 
 def _defined_outside(value: SSAValue, body: Block) -> bool:
+    """Whether ``value`` is defined outside ``body`` (not in it nor in a region nested
+    in it): the same value in every iteration of ``body``'s loop."""
     block = value.owner if isinstance(value.owner, Block) else value.owner.parent_block()
     while block is not None:
         if block is body:
@@ -160,6 +162,8 @@ def _defined_outside(value: SSAValue, body: Block) -> bool:
 
 
 def _invariant(value: SSAValue, body: Block) -> bool:
+    """Whether ``value`` is the same in every iteration of ``body``'s loop: a constant or
+    a value defined outside the body."""
     return isinstance(value.owner, arith.ConstantOp) or _defined_outside(value, body)
 
 
@@ -200,6 +204,46 @@ def _disjoint(indices: Sequence[SSAValue], bodies: Sequence[Block]) -> bool:
     return all(any(_follows_iv(i, body) for i in indices) for body in bodies)
 
 
+#: Ops that make a view of their first operand's memory (no copy).
+_VIEW_OPS = frozenset({
+    "memref.subview", "memref.reinterpret_cast", "memref.collapse_shape",
+    "memref.expand_shape", "memref.transpose", "memref.cast", "memref.reshape",
+    "memref.view", "memref.memory_space_cast",
+})
+
+
+def _root_buffer(value: SSAValue) -> SSAValue:
+    """The buffer whose memory the memref ``value`` views: through view ops to the
+    array they were made from (an argument or an allocation). Two accumulations whose
+    targets have one root may touch the same elements; different roots are different
+    arrays (arguments overlapping in memory are outside the ``prange`` contract)."""
+    while isinstance(value.owner, Operation) and value.owner.name in _VIEW_OPS \
+            and value.owner.operands:
+        value = value.owner.operands[0]
+    return value
+
+
+def _signature(value: SSAValue) -> Any:
+    """A hashable description of how ``value`` is computed, equal for two values that
+    are the same function of the same block arguments and outer values: pure
+    ``arith`` ops, ``memref.dim`` and view ops are followed structurally (an index
+    computed twice, as ``y[2 * i + 1]`` in two statements, has one signature); any
+    other op (a load, a call) is the identity of its result."""
+    owner = value.owner
+    if isinstance(value, BlockArgument):
+        return ("arg", id(owner), value.index)
+    assert isinstance(owner, Operation)
+    structural = (owner.name.startswith("arith.") or owner.name == "memref.dim"
+                  or owner.name in _VIEW_OPS) and not owner.regions \
+        and len(owner.results) == 1
+    if not structural:
+        return ("value", id(value))
+    props = tuple(sorted((k, str(v)) for k, v in owner.properties.items()))
+    attrs = tuple(sorted((k, str(v)) for k, v in owner.attributes.items()))
+    return (owner.name, str(value.type), props, attrs,
+            tuple(_signature(o) for o in owner.operands))
+
+
 @dataclass
 class _Accumulation:
     """A ``memref.atomic_rmw`` :func:`accumulate` emitted, and what demoting it takes."""
@@ -209,6 +253,19 @@ class _Accumulation:
     negation: Operation | None  # the ``-v`` of ``-=``
     value: SSAValue  # ``v``
     op: str  # "+" or "-"
+    root: SSAValue  # the buffer the target views (:func:`_root_buffer`)
+    signature: Any  # the target view and index tuple (:func:`_signature`)
+
+
+@dataclass
+class _Collision:
+    """An accumulation of the nest that stays atomic and that :func:`_settle` cannot
+    see (one in a helper function called from the body): it keeps the nest's
+    other accumulations atomic too."""
+
+    disjoint: bool = False
+    root: SSAValue | None = None
+    signature: Any = None
 
 
 def _pending() -> list[tuple[Any, Any]]:
@@ -228,7 +285,7 @@ def accumulate(target: Any, key: Any, op: str, value: Any) -> None:
     slices and integer arrays given floats, exactly Python's ``t = target[key];
     t op= value; target[key] = t``."""
     from .arrays import ArrayTracer  # noqa: PLC0415 (import cycle)
-    from .views import expand_key, is_element_key  # noqa: PLC0415
+    from .views import expand_key, is_element_key, root_of  # noqa: PLC0415
 
     def plain() -> None:
         inplace = operator.iadd if op == "+" else operator.isub
@@ -261,8 +318,12 @@ def accumulate(target: Any, key: Any, op: str, value: Any) -> None:
         properties={"kind": IntegerAttr(_ATOMIC_RMW_KIND[kind], i64)})
     emit(atomic)
     negation = added.value.owner if op == "-" else None
+    # A view made in the body (its offset a function of the loop variables) may map
+    # distinct indices of distinct iterations onto one element: not provably disjoint.
+    disjoint = _defined_outside(ssa(target), bodies[0]) and _disjoint(indices, bodies)
     _pending().append((current_builder(), _Accumulation(
-        atomic, _disjoint(indices, bodies), negation, ssa(v), op)))
+        atomic, disjoint, negation, ssa(v), op, _root_buffer(root_of(target)),
+        (_signature(ssa(target)), tuple(_signature(i) for i in indices)))))
 
 
 @dataclass
@@ -274,6 +335,21 @@ class _SliceAccumulation:
     generic: Operation
     disjoint: bool  # an integer index of the key follows every enclosing loop variable
     where: str  # "file:line" of the statement, for errors
+    root: SSAValue  # the buffer the target views (:func:`_root_buffer`)
+    signature: Any  # the target and the key (:func:`_key_signature`)
+
+
+def _key_signature(target: Any, keys: Sequence[Any]) -> Any:
+    """The :func:`_signature` of ``target[keys]`` for a key of ints, tracers, slices
+    and ``None``: equal for the same view of the same array."""
+    def one(k: Any) -> Any:
+        if isinstance(k, Tracer):
+            return _signature(ssa(k))
+        if isinstance(k, slice):
+            return ("slice", one(k.start), one(k.stop), one(k.step))
+        return ("int", None if k is None else int(k))
+
+    return ("slice-of", _signature(ssa(target)), tuple(one(k) for k in keys))
 
 
 def _accumulate_slice(target: Any, keys: Sequence[Any], op: str, value: Any,
@@ -301,12 +377,15 @@ def _accumulate_slice(target: Any, keys: Sequence[Any], op: str, value: Any,
     generics = [g for g in new if isinstance(g, GenericOp)]
     if not generics:
         return
-    disjoint = all(
+    from .views import root_of  # noqa: PLC0415
+
+    disjoint = _defined_outside(ssa(target), bodies[0]) and all(
         any(isinstance(k, Tracer) and _non_negative(k) and _follows_iv(ssa(k), body)
             for k in keys if not isinstance(k, slice))
         for body in bodies)
     _pending().append((current_builder(), _SliceAccumulation(
-        generics[-1], disjoint, format_location(*user_location()))))
+        generics[-1], disjoint, format_location(*user_location()),
+        _root_buffer(root_of(target)), _key_signature(target, keys))))
 
 
 def _non_negative(k: Tracer) -> bool:
@@ -495,17 +574,31 @@ def _int_zero(ops: list[Operation], type_: Attribute) -> SSAValue:
     return c.result
 
 
+def _demotable(accumulations: Sequence[Any]) -> bool:
+    """Whether no two iterations of the nest can update one element: every
+    accumulation is disjoint between iterations on its own, and all accumulations into
+    one buffer (through any of its views) update the same view at the same index
+    tuple (``y[i] += a; y[i + 1] += b`` collide: iteration ``i + 1``'s first update is
+    iteration ``i``'s second)."""
+    targets: dict[int, set[Any]] = {}
+    for a in accumulations:
+        if not a.disjoint:
+            return False
+        targets.setdefault(id(a.root), set()).add(a.signature)
+    return all(len(s) == 1 for s in targets.values())
+
+
 def _settle(fb: Any) -> None:
     """At the end of the outermost ``prange`` loop of builder ``fb``: demote its nest's
-    atomics to load/add/store when all of them are disjoint between iterations (a
-    plain read-modify-write racing with an atomic one on the same element would be
-    wrong, so one scatter keeps them all atomic)."""
+    atomics to load/add/store when no two iterations can update one element
+    (:func:`_demotable`; a plain read-modify-write racing with an atomic one on the
+    same element would be wrong, so one possible collision keeps them all atomic)."""
     pending = _pending()
     mine = [a for b, a in pending if b is fb]
     pending[:] = [(b, a) for b, a in pending if b is not fb]
     slices = [a for a in mine if isinstance(a, _SliceAccumulation)]
     elements = [a for a in mine if isinstance(a, _Accumulation)]
-    if not all(a.disjoint for a in mine):
+    if not _demotable(mine):
         for sl in slices:  # iterations may update the same elements: atomics
             _atomic_slice(sl)
         return
@@ -544,6 +637,7 @@ def _identity(kind: str, type_: Attribute) -> float | int:
 
 
 def _combiner(kind: str, type_: Attribute) -> type[Operation]:
+    """The ``arith`` op that combines two values of reduction ``kind`` in ``type_``."""
     if is_float_type(type_):
         return {"add": arith.AddfOp, "mul": arith.MulfOp, "max": arith.MaximumfOp,
                 "min": arith.MinimumfOp}[kind]
