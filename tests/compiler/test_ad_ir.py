@@ -158,3 +158,44 @@ func.func @grad(%x: f64, %seed: f64) -> f64 {
     fd = (py_g(x + h) - py_g(x - h)) / (2 * h)
     (g,) = grad(x, 1.0)
     assert g == pytest.approx(fd, rel=1e-5)
+
+
+WRITING_CALL = """
+func.func private @scale(%b: memref<?xf64>, %a: f64) {
+  %c0 = arith.constant 0 : index
+  %v = memref.load %b[%c0] : memref<?xf64>
+  %w = arith.mulf %v, %a : f64
+  memref.store %w, %b[%c0] : memref<?xf64>
+  func.return
+}
+func.func private @reads(%b: memref<?xf64>) -> index {
+  %c0 = arith.constant 0 : index
+  %n = memref.dim %b, %c0 : memref<?xf64>
+  func.return %n : index
+}
+func.func private @g(%b: memref<?xf64>, %a: f64) {
+  %n = func.call @reads(%b) : (memref<?xf64>) -> index
+  func.call @scale(%b, %a) : (memref<?xf64>, f64) -> ()
+  func.return
+}
+func.func @tangent(%b: memref<?xf64>, %db: memref<?xf64>, %a: f64) {
+  enzyme.fwddiff @g(%b, %db, %a) {activity=[#enzyme<activity enzyme_dup>, #enzyme<activity enzyme_const>], ret_activity=[]} : (memref<?xf64>, memref<?xf64>, f64) -> ()
+  func.return
+}
+"""
+
+
+def test_forward_refuses_a_call_that_writes_an_active_buffer_and_returns_nothing():
+    # Cloning it would drop the tangent of what it writes (db would keep its old value);
+    # a call that only reads the buffer (@reads) is still cloned.
+    from isozyme.errors import UnsupportedError
+
+    ctx = make_context()
+    module = Parser(ctx, WRITING_CALL).parse_module()
+    with pytest.raises(UnsupportedError, match="call of @scale with an active buffer"):
+        DifferentiatePass().apply(ctx, module)
+    ctx = make_context()
+    module = Parser(ctx, WRITING_CALL.replace(
+        "  func.call @scale(%b, %a) : (memref<?xf64>, f64) -> ()\n", "")).parse_module()
+    DifferentiatePass().apply(ctx, module)
+    assert "func.call @reads" in str(module)

@@ -13,10 +13,24 @@ from xdsl.ir import Operation, SSAValue
 
 from isozyme.compiler.ad.common import lookup_callee
 from isozyme.compiler.ad_rules.registry import CallRule, Edge, register
-from isozyme.compiler.analysis.buffers import is_buffer
+from isozyme.compiler.analysis.buffers import is_buffer, written_arguments
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects.enzyme import Activity
 from isozyme.errors import UnsupportedError
+
+
+def _writes_any(op: func.CallOp, args: list[int]) -> bool:
+    """Whether the callee of ``op`` may write one of its buffer arguments ``args``
+    (False for a function without a body in the module: external calls such as the
+    debug ``print`` only read)."""
+    if not args:
+        return False
+    from xdsl.traits import SymbolTable
+
+    callee = SymbolTable.lookup_symbol(op, op.callee)
+    if not isinstance(callee, func.FuncOp) or not callee.body.blocks:
+        return False
+    return bool(written_arguments(callee) & set(args))
 
 
 class FuncCallRule(CallRule):
@@ -30,10 +44,15 @@ class FuncCallRule(CallRule):
 
     def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
         assert isinstance(op, func.CallOp)
-        if not fwd.info.any_active(op.results):
+        shadowed = [i for i, a in enumerate(op.arguments) if is_buffer(a) and a in fwd.tan]
+        if not fwd.info.any_active(op.results) and not _writes_any(op, shadowed):
+            # (a call that only reads shadowed buffers, or an external one like print)
             e.insert(op.clone(value_mapper=fwd.vmap))
             return
-        if any(is_buffer(a) and a in fwd.tan for a in op.arguments):
+        if shadowed:
+            # the tangents of what the callee writes would be lost: checked before the
+            # shortcut above too, so a call that writes an active buffer and returns
+            # nothing is not cloned without its tangent
             raise UnsupportedError(
                 f"forward mode of a call of {op.callee} with an active buffer argument "
                 "(inline the callee)"
