@@ -109,6 +109,7 @@ def _defined_in(v: SSAValue, op: Operation) -> bool:
 
 
 def defining_block(v: SSAValue) -> Block | None:
+    """The block that defines ``v`` (a block argument's block, an op result's block)."""
     if isinstance(v, BlockArgument):
         return v.block
     assert isinstance(v, OpResult)
@@ -116,6 +117,8 @@ def defining_block(v: SSAValue) -> Block | None:
 
 
 def defining_op(v: SSAValue) -> Operation | None:
+    """The op that defines ``v``: its op, or for a block argument the op owning the
+    block (the ``func.func`` for a function's arguments; None for a detached block)."""
     if isinstance(v, BlockArgument):
         return v.block.parent_op()
     assert isinstance(v, OpResult)

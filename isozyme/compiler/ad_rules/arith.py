@@ -49,7 +49,11 @@ def _cast_reverse(e: Emitter, p: Primals, adj: SSAValue):
 
 
 def _max_partials(pred: str):
+    """The partials of a max/min: 1 for the operand ``cmpf pred`` selects, 0 for the
+    other."""
+
     def partials(e: Emitter, p: Primals):
+        """(d/dx, d/dy) of the op: a select on the same comparison."""
         c = e.cmpf(pred, p.x, p.y)
         one, zero = e.const(1.0, p.x.type), e.zero(p.x.type)
         return (e.select(c, one, zero), e.select(c, zero, one))

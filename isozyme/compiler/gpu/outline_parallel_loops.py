@@ -223,6 +223,7 @@ class _Outliner:
         self.counter: dict[str, int] = {}
 
     def run(self) -> None:
+        """Outline every outermost ``scf.parallel`` of every host function."""
         loops: list[tuple[str, scf.ParallelOp, SSAValue | None]] = []
         for f in self.module.body.block.ops:
             if not isinstance(f, func.FuncOp):
@@ -250,6 +251,8 @@ class _Outliner:
 
     def outline(self, host_name: str, loop: scf.ParallelOp,
                 status: SSAValue | None) -> None:
+        """Replace ``loop`` (in host function ``host_name``) by the launch of a new
+        kernel; ``status`` is the function's check-status buffer, if it has one."""
         if not checks_in(loop):
             status = None
         reduce_op = loop.body.block.last_op

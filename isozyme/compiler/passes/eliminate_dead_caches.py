@@ -33,6 +33,7 @@ class EliminateDeadCachesPass(ModulePass):
     name = "eliminate-dead-caches"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        """Remove, in place, the caches of ``op`` whose values nobody reads."""
         for init in [o for o in op.walk() if isinstance(o, InitOp)]:
             if isinstance(init.result.type.type, MemRefType):
                 _erase_dead_buffer_stack(init)
