@@ -8,8 +8,9 @@
   fresh arrays: ``np.zeros``, ``np.copy``...) into ``scf.parallel``, and leaves every
   other loop alone;
 * the ``host`` stage of reverse-mode prange kernels and of whole-array programs on
-  ``cuda`` reads and writes device memory only for reductions' results and check
-  statuses; the numbers through ``cuda-emu`` equal the CPU's.
+  ``cuda`` reads and writes device memory only for reductions' and loops' results,
+  check statuses and rank-0 buffers outside loops; the numbers through ``cuda-emu``
+  equal the CPU's (sequential loops: ``test_serial_kernels.py``).
 """
 
 from __future__ import annotations
