@@ -19,10 +19,12 @@ The rewrite (``_iz_`` below is :mod:`isozyme.frontends.python.ops`):
 * ``for i in prange(...)`` (any name or ``module.attr`` that resolves, in the function's
   globals or closure, to :func:`isozyme.prange`) becomes a body function and
   ``_iz_.for_prange(...)``, with the reduction kind of each variable the body updates
-  as ``s += e``/``s = max(s, e)``...; in its body ``x[k] += v`` and ``-=`` become
-  ``_iz_.accumulate(x, k, "+", v)`` (an atomic add where iterations may collide); with
-  ``else``/``break``/``continue``/``return`` it becomes
+  as ``s += e``/``s = max(s, e)``...; with ``else``/``break``/``continue``/``return`` it becomes
   ``_iz_.prange_unsupported(...)``, which raises when run;
+* ``x[k] += v`` and ``-=`` become ``_iz_.accumulate(x, k, "+", v)`` and ``y += v``
+  becomes ``y = _iz_.augment(y, "+", v)`` everywhere: traced in a ``prange`` body (of
+  this function or of a caller, through helper functions) they are accumulations, an
+  atomic add where iterations may collide; anywhere else Python's in-place operator;
 * ``while c:`` without ``else``/``break``/``continue``/``return`` becomes a condition
   function, a body function and ``_iz_.while_(...)``;
 * nested ``def`` and ``lambda`` are converted too and marked as such.
@@ -579,7 +581,6 @@ class _Converter:
         self.filename = filename
         self.counter = 0
         self.resolve = resolve
-        self.in_prange = False  # converting the body of a `prange` loop
 
     def fresh(self, kind: str) -> str:
         self.counter += 1
@@ -594,13 +595,6 @@ class _Converter:
     # -- functions and blocks
 
     def function(self, node: ast.FunctionDef) -> ast.FunctionDef:
-        in_prange, self.in_prange = self.in_prange, False  # a new scope
-        try:
-            return self._function(node)
-        finally:
-            self.in_prange = in_prange
-
-    def _function(self, node: ast.FunctionDef) -> ast.FunctionDef:
         node.args = self.expr(node.args)  # type: ignore[arg-type]
         node.decorator_list = [self.expr(d) for d in node.decorator_list]
         node.returns = None
@@ -630,14 +624,21 @@ class _Converter:
             new = self.function(node)
             new.decorator_list.append(_ops("converted_fn"))
             return [new]
-        if self.in_prange and isinstance(node, ast.AugAssign) \
-                and isinstance(node.target, ast.Subscript) \
-                and isinstance(node.op, (ast.Add, ast.Sub)):
-            # x[k] += v in a parallel loop: an accumulation (atomic where needed)
+        if isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Add, ast.Sub)) \
+                and isinstance(node.target, (ast.Subscript, ast.Name)):
+            # x[k] += v, y += v: an accumulation when traced in a parallel loop, this
+            # function's or a caller's (atomic where needed); Python's in-place
+            # operator anywhere else (decided when traced: a helper may be called
+            # from a prange body)
+            op = ast.Constant("+" if isinstance(node.op, ast.Add) else "-")
+            if isinstance(node.target, ast.Name):
+                call = _call("augment", ast.Name(node.target.id, ast.Load()), op,
+                             self.expr(node.value))
+                assign = ast.Assign(targets=[ast.Name(node.target.id, ast.Store())],
+                                    value=call)
+                return _located([assign], node)
             call = _call("accumulate", self.expr(node.target.value),
-                         self.expr(node.target.slice),
-                         ast.Constant("+" if isinstance(node.op, ast.Add) else "-"),
-                         self.expr(node.value))
+                         self.expr(node.target.slice), op, self.expr(node.value))
             return _located([ast.Expr(call)], node)
         if isinstance(node, ast.Return) and node.value is not None:
             # _iz_.ret checks for undefined variables at the `return` line.
@@ -744,11 +745,7 @@ class _Converter:
         all_names = [target, *names]
         reductions = prange_reductions(node.body, names)
         body_name = self.fresh("prange_body")
-        in_prange, self.in_prange = self.in_prange, True
-        try:
-            converted = self.block(node.body, tail=False, in_loop=True)
-        finally:
-            self.in_prange = in_prange
+        converted = self.block(node.body, tail=False, in_loop=True)
         body = [*converted, ast.Return(_names_tuple(all_names, ast.Load()))]
         args = ast.Tuple([self.expr(a) for a in it.args], ast.Load())
         kinds = ast.Tuple([ast.Constant(reductions.get(n)) for n in names], ast.Load())

@@ -91,6 +91,7 @@ class HelperEntry:
     rebuild: Any  # callable(list of result values) -> Python value
     inline: bool = False
     owned: list[bool] | None = None  # per result: an array the caller must free
+    atomic: bool = False  # it (or a helper it calls) has a memref.atomic_rmw
 
 
 @dataclass

@@ -50,7 +50,7 @@ from .builtins_table import lookup, passes_through
 from .context import FunctionBuilder, HelperEntry, building, current_builder, tracing
 from .debug_print import traced_print
 from .diagnostics import trace_error
-from .parallel import prange
+from .parallel import in_parallel_body, note_atomic_call, prange
 from .side_effects import intercept
 from .tracer import (
     EscapedValueError,
@@ -243,7 +243,10 @@ def call_helper(f: types.FunctionType, args: tuple[Any, ...], kwargs: dict[str, 
     fb = current_builder()
     session = fb.session
     leaves, treedef = flatten((args, kwargs))
-    key = (f, tuple(_key_of(x) for x in leaves), treedef_key(treedef))
+    # Traced from a prange body, the helper's accumulations are atomic: not the same
+    # function as one traced outside parallel loops.
+    parallel = in_parallel_body()
+    key = (f, tuple(_key_of(x) for x in leaves), treedef_key(treedef), parallel)
     entry = session.helpers.get(key)
     if entry is None:
         if key in session.in_progress:
@@ -254,6 +257,8 @@ def call_helper(f: types.FunctionType, args: tuple[Any, ...], kwargs: dict[str, 
         entry = _trace_helper(f, leaves, treedef, key)
     if entry.inline:
         return convert(f)(*args, **kwargs)
+    if parallel and entry.atomic:
+        note_atomic_call()  # the caller's nest keeps its accumulations atomic too
     traced = [x for x in leaves if isinstance(x, Tracer)]
     call = fb.insert(func.CallOp(entry.name, [ssa(t) for t in traced], entry.result_types))
     for r, owned in zip(call.results, entry.owned or []):
@@ -310,10 +315,22 @@ def _trace_helper(
 
         entry = HelperEntry(name, list(func_op.function_type.outputs.data), rebuild)
         entry.owned = owned
+        entry.atomic = _has_atomic(func_op, session)
         session.helpers[key] = entry
         return entry
     finally:
         session.in_progress.discard(key)
+
+
+def _has_atomic(func_op: func.FuncOp, session: Any) -> bool:
+    """Whether ``func_op`` has a ``memref.atomic_rmw`` or calls a helper that has one."""
+    atomic_helpers = {e.name for e in session.helpers.values() if e.atomic}
+    for op in func_op.walk():
+        if op.name == "memref.atomic_rmw":
+            return True
+        if isinstance(op, func.CallOp) and op.callee.string_value() in atomic_helpers:
+            return True
+    return False
 
 
 def trace_function(

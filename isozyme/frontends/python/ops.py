@@ -21,11 +21,12 @@ from .control_flow import (
     while_,
 )
 from .functions import converted_call
-from .parallel import accumulate, for_prange, prange_unsupported
+from .parallel import accumulate, augment, for_prange, prange_unsupported
 
 __all__ = [
     "accumulate",
     "and_",
+    "augment",
     "compare_chain",
     "converted_call",
     "converted_fn",

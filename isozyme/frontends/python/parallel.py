@@ -149,6 +149,34 @@ def _enclosing_bodies() -> list[Block]:
     return [b for builder, b in _open_loops() if builder is fb and fb.visible(b)]
 
 
+def _outer_builders() -> list[Any]:
+    """The builders of the functions up the call chain with an open ``prange`` body
+    other than the one being traced: a helper function traced from a loop body."""
+    fb = current_builder()
+    out: list[Any] = []
+    for builder, _ in _open_loops():
+        if builder is not fb and all(builder is not o for o in out):
+            out.append(builder)
+    return out
+
+
+def in_parallel_body() -> bool:
+    """Whether a ``prange`` body is being traced, in the current function or up the
+    call chain (a helper function's accumulations then run in parallel too)."""
+    return bool(_open_loops())
+
+
+def note_atomic_call() -> None:
+    """A helper function whose body accumulates with ``memref.atomic_rmw`` is called
+    from a ``prange`` body: every open nest keeps its own accumulations atomic (a plain
+    read-modify-write racing with the helper's atomic one would lose updates)."""
+    seen: list[Any] = []
+    for builder, _ in _open_loops():
+        if all(builder is not o for o in seen):
+            seen.append(builder)
+            _pending().append((builder, _Collision()))
+
+
 def _defined_outside(value: SSAValue, body: Block) -> bool:
     """Whether ``value`` is defined outside ``body`` (not in it nor in a region nested
     in it): the same value in every iteration of ``body``'s loop."""
@@ -295,11 +323,14 @@ def accumulate(target: Any, key: Any, op: str, value: Any) -> None:
         return plain()
     bodies = _enclosing_bodies()
     check_defined(value)
-    if not bodies:
+    # In a helper function traced from a prange body, the caller's loop variables are
+    # not visible: its accumulations may collide between the caller's iterations.
+    outer = bool(_outer_builders())
+    if not bodies and not outer:
         return plain()
     keys = expand_key(target, key)
     if not is_element_key(keys):
-        return _accumulate_slice(target, keys, op, value, bodies, plain)
+        return _accumulate_slice(target, keys, op, value, bodies, outer, plain)
     if not (isinstance(value, Tracer) or is_number(value)) or is_array_value(value):
         return plain()
     elem = target.element_type
@@ -320,7 +351,10 @@ def accumulate(target: Any, key: Any, op: str, value: Any) -> None:
     negation = added.value.owner if op == "-" else None
     # A view made in the body (its offset a function of the loop variables) may map
     # distinct indices of distinct iterations onto one element: not provably disjoint.
-    disjoint = _defined_outside(ssa(target), bodies[0]) and _disjoint(indices, bodies)
+    if not bodies:
+        return  # only a caller's loop is open: stays atomic (call_helper notes it)
+    disjoint = not outer and _defined_outside(ssa(target), bodies[0]) \
+        and _disjoint(indices, bodies)
     _pending().append((current_builder(), _Accumulation(
         atomic, disjoint, negation, ssa(v), op, _root_buffer(root_of(target)),
         (_signature(ssa(target)), tuple(_signature(i) for i in indices)))))
@@ -353,11 +387,14 @@ def _key_signature(target: Any, keys: Sequence[Any]) -> Any:
 
 
 def _accumulate_slice(target: Any, keys: Sequence[Any], op: str, value: Any,
-                      bodies: Sequence[Block], plain: Callable[[], None]) -> None:
+                      bodies: Sequence[Block], outer: bool,
+                      plain: Callable[[], None]) -> None:
     """``target[keys] op= value`` on a slice in a ``prange`` body: traced as Python's
     in-place update (one ``linalg.generic`` over the view), recorded so that
     :func:`_settle` makes it per-element ``memref.atomic_rmw`` when iterations may
-    update the same elements."""
+    update the same elements. In a helper function traced from a caller's ``prange``
+    body (``outer``) it may always collide: atomic at once when the helper has no
+    ``prange`` of its own around it."""
     from xdsl.dialects.linalg.ops import GenericOp  # noqa: PLC0415
 
     elem = target.element_type
@@ -379,13 +416,32 @@ def _accumulate_slice(target: Any, keys: Sequence[Any], op: str, value: Any,
         return
     from .views import root_of  # noqa: PLC0415
 
-    disjoint = _defined_outside(ssa(target), bodies[0]) and all(
+    record = _SliceAccumulation(
+        generics[-1], False, format_location(*user_location()),
+        _root_buffer(root_of(target)), _key_signature(target, keys))
+    if not bodies:
+        _atomic_slice(record)  # only a caller's loop is open: no settling here
+        return
+    record.disjoint = not outer and _defined_outside(ssa(target), bodies[0]) and all(
         any(isinstance(k, Tracer) and _non_negative(k) and _follows_iv(ssa(k), body)
             for k in keys if not isinstance(k, slice))
         for body in bodies)
-    _pending().append((current_builder(), _SliceAccumulation(
-        generics[-1], disjoint, format_location(*user_location()),
-        _root_buffer(root_of(target)), _key_signature(target, keys))))
+    _pending().append((current_builder(), record))
+
+
+def augment(target: Any, op: str, value: Any) -> Any:
+    """``target += value`` (``op`` ``"+"``) or ``-=`` (``"-"``) on a name: for a traced
+    array in a ``prange`` body (this function's or a caller's) the accumulation
+    ``target[...] += value`` (:func:`accumulate`: atomic where iterations may update
+    the same elements, as ``target[:] += value``); otherwise Python's in-place
+    operator. Returns the name's new value."""
+    from .arrays import ArrayTracer  # noqa: PLC0415 (import cycle)
+
+    if tracing() and isinstance(target, ArrayTracer) and in_parallel_body() \
+            and (_enclosing_bodies() or _outer_builders()):
+        accumulate(target, (slice(None),) * len(target.type.get_shape()), op, value)
+        return target
+    return (operator.iadd if op == "+" else operator.isub)(target, value)
 
 
 def _non_negative(k: Tracer) -> bool:
@@ -888,4 +944,5 @@ def _build(fb: Any, body: _Body, start: Any, stop: Any, step: Any,
     return op
 
 
-__all__ = ["REDUCTION_KINDS", "accumulate", "for_prange", "prange", "prange_unsupported"]
+__all__ = ["REDUCTION_KINDS", "accumulate", "augment", "for_prange", "in_parallel_body",
+           "note_atomic_call", "prange", "prange_unsupported"]
