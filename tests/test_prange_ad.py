@@ -280,5 +280,5 @@ def while_in_body(x):
 
 def test_a_stack_cache_inside_a_parallel_loop_is_refused():
     x = RNG.uniform(1.0, 2.0, 4)
-    with pytest.raises(UnsupportedError, match="parallel loop cannot hold a stack"):
+    with pytest.raises(UnsupportedError, match="a parallel loop cannot hold"):
         autodiff(Reverse, while_in_body, Active, Duplicated(x, np.zeros(4)))

@@ -313,10 +313,13 @@ class PrimalFetcher:
             rule = lookup(op)
             if isinstance(rule, OpRule) and not rule.allows_stack:
                 raise UnsupportedError(
-                    f"reverse mode of {op.name}: a value computed in the loop body must "
-                    "be cached, but a loop of unknown trip count (scf.while, or bounds "
-                    "computed in a loop) inside it encloses the value, and a parallel "
-                    "loop cannot hold a stack cache"
+                    f"reverse mode of a parallel loop ({op.name}, isozyme.prange or "
+                    "whole-array code): a value computed in its body must be cached, but "
+                    "an inner loop around the value has a trip count known only inside "
+                    "the parallel iteration (a while loop, a range whose bounds depend on "
+                    "the prange variable such as range(i), or on a buffer allocated in "
+                    "the body), and such a cache needs a stack, which a parallel loop "
+                    "cannot hold; give the inner loop bounds fixed outside the prange"
                 )
             block = op.parent_block()
 
