@@ -14,7 +14,7 @@ from xdsl.dialects import builtin, func, gpu, llvm
 from xdsl.parser import Parser
 
 import isozyme as iz
-from isozyme.abi import CUDA_LAUNCH_SYMBOL, KERNEL_TABLE, LAUNCH_STATUS
+from isozyme.abi import CUDA_LAUNCH_SYMBOL, KERNEL_TABLE
 from isozyme.calls import choose_target, stats
 from isozyme.compiler.context import make_context
 from isozyme.compiler.lowering import LoweringError, apply_lowering
@@ -226,7 +226,7 @@ def test_ir_of_the_cuda_target_without_a_gpu(no_checks) -> None:
     assert f"@{CUDA_LAUNCH_SYMBOL}" in texts["llvm"]
     assert "gpu." not in texts["llvm"]
     assert KERNEL_TABLE in texts["llvm-ir"]
-    assert LAUNCH_STATUS in texts["llvm-ir"]
+    assert "iz_launch_stream" in texts["llvm-ir"]  # launches on the call's stream
     assert "call i32 @cuLaunchKernel" in texts["llvm-ir-optimized"]
     # the forced target applies to ir() too
     with iz.target("cuda-emu"):
@@ -248,6 +248,12 @@ def test_cuda_host_program_uses_device_memory(no_checks) -> None:
     assert "llvm.call @iz_device_alloc" in text and "llvm.call @iz_device_free" in text
     assert "@malloc" not in text and "@free(" not in text
     assert text.count("llvm.call @cuMemcpy") == 2
+    # each device allocation's pointer is tested (out of device memory stops the call),
+    # each driver call's result too: checks of the per-call status record
+    assert "isozyme cuda: a device allocation failed ({0} bytes)" in text
+    assert text.count("llvm.ptrtoint") >= text.count("llvm.call @iz_device_alloc")
+    assert "CUDA driver call failed: cuMemcpy returned {0}" in text
+    assert "CUDA driver call failed: cuLaunchKernel of @" in text
     emu = iz.ir(iz.ForwardWithPrimal, total, iz.Const(np.ones(8)), stage="llvm",
                 target="cuda-emu")
     assert "@malloc" in emu and "cuMemcpy" not in emu and "iz_device" not in emu
@@ -312,7 +318,15 @@ def test_launch_lowering_shape() -> None:
             and isinstance(o.ptr.owner, llvm.AddressOfOp)]
     assert [list(g.rawConstantIndices.iter_values()) for g in geps] == [[1]]
     globals_ = {o.sym_name.data: o for o in module.ops if isinstance(o, llvm.GlobalOp)}
-    assert set(globals_) == {KERNEL_TABLE, LAUNCH_STATUS}
+    assert set(globals_) == {KERNEL_TABLE}  # no launch status: a failure is a check
+    # the launch goes to the stream iz_launch_stream() returns, called once at entry
+    stream = launch[0].args[8].owner
+    assert isinstance(stream, llvm.CallOp) and stream.parent_block() is entry
+    assert stream.callee.root_reference.data == "iz_launch_stream"
+    from isozyme.compiler.lowering.convert_check_to_llvm import check_table
+
+    assert [m for _, m, _ in check_table(module)] == [
+        "CUDA driver call failed: cuLaunchKernel of @scale_k0 returned {0}"]
     assert all(g.linkage.linkage.data == "external" for g in globals_.values())
 
 

@@ -8,13 +8,19 @@ compiler, the host program JIT-compiled by :mod:`isozyme.runtime.jit`.
    shared library in a cache directory, named by the hash of the source and the
    command (``$ISOZYME_CACHE_DIR/cuda-emu``, default ``~/.cache/isozyme/cuda-emu``),
    written atomically (a temporary file, then ``os.replace``), and loaded with ctypes.
-2. The host program's ``iz_emu_launch`` (the library's), its kernel table (the
-   trampolines' addresses, in the artefact's kernel order) and its launch status (a
-   buffer of this module) are bound to it when it is JIT-compiled (per module names,
-   ``llvmlite.binding.add_symbol``).
+2. The host program's ``iz_emu_launch`` (the library's) and its kernel table (the
+   trampolines' addresses, in the artefact's kernel order) are bound to it when it is
+   JIT-compiled (per module names, ``llvmlite.binding.add_symbol``). A failed launch
+   stops the call through the run-time check machinery (a per-call status record) and
+   raises :class:`~isozyme.runtime.cuda_errors.CudaError`.
 
 The host program then runs exactly as a CPU function: the same entry points and
 marshalling, numpy arrays in and out (host memory).
+
+With ``ISOZYME_EMU_RACECHECK=1`` (read when a kernels' library is loaded) the library
+is built with the race checker (``-DIZ_EMU_RACECHECK``, a separate cached file): a
+launch with a data race makes the call raise :class:`DataRaceError` with the report of
+the first race (the kernel, the two threads, the element's offset).
 """
 
 from __future__ import annotations
@@ -26,15 +32,17 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from isozyme.abi import (
     EMU_LAUNCH_SYMBOL,
     EMU_TRAMPOLINE_PREFIX,
     KERNEL_TABLE,
-    LAUNCH_STATUS,
 )
-from isozyme.errors import CompileError, UnsupportedError
+from isozyme.compiler.gpu.cuda_emu_source import RACECHECK_FLAG, racecheck_enabled
+from isozyme.errors import CompileError, IsozymeError, UnsupportedError
 from isozyme.runtime.jit import CompiledModule, compile_llvm_module
 
 #: The flags of every emulation build (part of the cache key).
@@ -43,6 +51,13 @@ CXX_FLAGS: tuple[str, ...] = ("-O2", "-shared", "-fPIC", "-x", "c++", "-std=c++1
 #: Libraries loaded in this process, by path (a library is loaded once).
 _LOADED: dict[str, ctypes.CDLL] = {}
 _LOCK = threading.Lock()
+
+
+class DataRaceError(IsozymeError, RuntimeError):
+    """The race checker of ``cuda-emu`` (``ISOZYME_EMU_RACECHECK=1``) found two threads
+    of one kernel launch storing to the same address with plain stores, or one storing
+    and another loading it; the message names the kernel, the threads and the
+    element's offset."""
 
 
 def cache_dir() -> Path:
@@ -68,8 +83,9 @@ def compile_emu_library(source: str) -> ctypes.CDLL:
     """The loaded shared library of an emulation source (compiled once per source and
     compiler command; later processes reuse the cached file)."""
     cxx = _compiler()
+    flags = (*CXX_FLAGS, RACECHECK_FLAG) if racecheck_enabled() else CXX_FLAGS
     key = hashlib.sha256(
-        "\0".join((cxx, *CXX_FLAGS, source)).encode()
+        "\0".join((cxx, *flags, source)).encode()
     ).hexdigest()[:32]
     directory = cache_dir()
     target = directory / f"iz_emu_{key}.so"
@@ -79,19 +95,20 @@ def compile_emu_library(source: str) -> ctypes.CDLL:
             return lib
         if not target.exists():
             directory.mkdir(parents=True, exist_ok=True)
-            _build(cxx, source, directory, target)
+            _build(cxx, flags, source, directory, target)
         lib = _LOADED[str(target)] = ctypes.CDLL(str(target))
         return lib
 
 
-def _build(cxx: str, source: str, directory: Path, target: Path) -> None:
+def _build(cxx: str, flags: tuple[str, ...], source: str, directory: Path,
+           target: Path) -> None:
     """Compile ``source`` into ``target`` atomically (a concurrent build of the same
     source by another process writes the same bytes)."""
     fd, tmp_so = tempfile.mkstemp(prefix=".iz_emu_", suffix=".so", dir=directory)
     os.close(fd)
     try:
         done = subprocess.run(
-            [cxx, *CXX_FLAGS, "-o", tmp_so, "-"],
+            [cxx, *flags, "-o", tmp_so, "-"],
             input=source, capture_output=True, text=True, check=False,
         )
         if done.returncode != 0:
@@ -111,8 +128,7 @@ def load_emu_artefact(artefact) -> CompiledModule:  # noqa: ANN001 (GpuArtefact)
     bound to it. Entry points run like CPU ones (numpy arrays)."""
     kernels = artefact.kernels
     table = (ctypes.c_void_p * max(len(kernels), 1))()
-    status = ctypes.c_int32(0)
-    symbols = {KERNEL_TABLE: ctypes.addressof(table), LAUNCH_STATUS: ctypes.addressof(status)}
+    symbols = {KERNEL_TABLE: ctypes.addressof(table)}
     lib = None
     if kernels:
         lib = compile_emu_library(artefact.source)
@@ -125,6 +141,50 @@ def load_emu_artefact(artefact) -> CompiledModule:  # noqa: ANN001 (GpuArtefact)
             getattr(lib, EMU_LAUNCH_SYMBOL), ctypes.c_void_p
         ).value
     compiled = compile_llvm_module(artefact.host, symbols)
-    compiled.launch_status = status
-    compiled.extras = (lib, table, status)
+    compiled.extras = (lib, table)
+    if lib is not None:
+        _report_races(compiled, lib)
     return compiled
+
+
+def take_race_report(lib: ctypes.CDLL) -> str | None:
+    """The first data race the library's checker found on this thread since the last
+    call (and forget it); None when there is none or the library has no checker."""
+    try:
+        report = lib.iz_emu_race_report
+    except AttributeError:  # a hand-written emulation source
+        return None
+    buf = ctypes.create_string_buffer(1024)
+    if not report(buf, ctypes.c_int(len(buf))):
+        return None
+    return buf.value.decode(errors="replace")
+
+
+def _report_races(compiled: CompiledModule, lib: ctypes.CDLL) -> None:
+    """Make ``compiled``'s entry callables raise :class:`DataRaceError` after a call
+    during which a launch had a data race (the launch's status also fails the call;
+    the race is the cause reported)."""
+    make_entry = compiled.entry
+
+    def entry(*args: Any, **kwargs: Any) -> Callable[..., tuple[Any, ...]]:
+        call = make_entry(*args, **kwargs)
+
+        def checked(*values: Any) -> tuple[Any, ...]:
+            take_race_report(lib)  # a report left by a call that did not read it
+            try:
+                out = call(*values)
+            except Exception as failure:
+                race = take_race_report(lib)
+                if race is None:
+                    raise
+                raise DataRaceError(f"isozyme cuda-emu: {race}") from failure
+            race = take_race_report(lib)
+            if race is not None:
+                raise DataRaceError(f"isozyme cuda-emu: {race}")
+            return out
+
+        checked.__doc__ = call.__doc__
+        checked._iz_keepalive = call  # type: ignore[attr-defined]
+        return checked
+
+    compiled.entry = entry  # type: ignore[method-assign]

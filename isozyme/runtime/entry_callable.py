@@ -28,6 +28,8 @@ from isozyme.runtime.marshal import (
     _memref_lines,
     descriptor_struct,
 )
+from isozyme.compiler.lowering.convert_gpu_launch_to_llvm import DRIVER_FAILURE
+from isozyme.runtime.cuda_errors import driver_failure
 from isozyme.runtime.result_arrays import make_result_wrapper
 
 #: ``(kind, message, n_values)`` per check id (id ``k`` at index ``k - 1``), as
@@ -60,6 +62,8 @@ def make_check_failure(checks: CheckTable, status_slot: int) -> Callable[[Any], 
         if not 1 <= code <= len(checks):
             raise RuntimeError(f"isozyme runtime: bad check status {code}")
         kind, message, n = checks[code - 1]
+        if message.startswith(DRIVER_FAILURE):
+            raise driver_failure(message, record[1])
         raise _error_class(kind)(message.format(*record[1 : 1 + n]))
 
     return fail

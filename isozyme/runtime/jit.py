@@ -196,9 +196,9 @@ class CompiledModule:
     _module: llb.ModuleRef = field(repr=False)
     #: The run-time checks' ``(kind, message, n_values)`` by id - 1 (``isz.check``).
     checks: tuple[tuple[str, str, int], ...] = ()
-    #: A GPU target's launch status (``isozyme.abi.LAUNCH_STATUS``): the entry
-    #: callables raise when a launch failed during the call, and reset it.
-    launch_status: ctypes.c_int32 | None = None
+    #: Wraps each entry callable (a GPU executor's per-call set-up: device, stream,
+    #: allocation failures); None: the callable is returned as it is.
+    wrap_entry: Callable[[Callable[..., tuple[Any, ...]]], Callable[..., tuple[Any, ...]]] | None = None
     #: What the executor keeps alive as long as the code (kernel libraries, tables).
     extras: tuple[Any, ...] = ()
     #: Result arrays of memref results: ``(allocated pointer) -> owner`` (None: the
@@ -258,23 +258,11 @@ class CompiledModule:
             self.entry_addresses[key], args, results, keepalive=self, checks=self.checks,
             result_owner=self.result_owner, result_array=self.result_array,
         )
-        status = self.launch_status
-        if status is None:
+        if self.wrap_entry is None:
             return entry
-
-        def launching_entry(*values: Any) -> tuple[Any, ...]:
-            out = entry(*values)
-            if status.value:
-                code, status.value = status.value, 0
-                raise RuntimeError(
-                    f"isozyme runtime: a kernel launch failed with error {code} "
-                    "(CUresult)"
-                )
-            return out
-
-        launching_entry._iz_keepalive = entry  # type: ignore[attr-defined]
-        launching_entry.__doc__ = entry.__doc__
-        return launching_entry
+        wrapped = self.wrap_entry(entry)
+        wrapped.__doc__ = entry.__doc__
+        return wrapped
 
 
 #: Libcalls the x86 backend emits for intrinsics, by intrinsic prefix.
@@ -309,8 +297,8 @@ def compile_llvm_ir(
     """Parse, verify, optimise (O3, host CPU) and JIT LLVM IR text.
 
     ``globals_``: external globals and functions of the module that the caller
-    defines, name -> address (a GPU host program's kernel table, launch status and
-    launch function); each is renamed ``<name>.<n>`` in this module and bound to its
+    defines, name -> address (a GPU host program's kernel table and launch
+    function); each is renamed ``<name>.<n>`` in this module and bound to its
     address, so that modules do not share them. Names the module does not declare are
     ignored."""
     release_freed_code()

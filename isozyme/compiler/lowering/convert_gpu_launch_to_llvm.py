@@ -18,10 +18,16 @@ the pass emits, in the enclosing ``llvm.func``:
   the ``i``-th name of ``kernels``; the runtime defines it, see
   :data:`isozyme.abi.KERNEL_TABLE`), and
   ``%rc = llvm.call @<launch_symbol>(%f, gx, gy, gz, bx, by, bz : i32, %shmem : i32,
-  null stream, %params, null extra) : i32``;
-* the first non-zero ``%rc`` is kept in the external ``i32`` global
-  ``@__iz_launch_status`` (:data:`isozyme.abi.LAUNCH_STATUS`), which the runtime
-  reads and resets after each call.
+  %stream, %params, null extra) : i32``;
+* ``%stream``: for ``cuLaunchKernel`` (the ``cuda`` target), the result of
+  ``@iz_launch_stream()`` (:data:`LAUNCH_STREAM_SYMBOL`, defined by the runtime: the
+  CuPy stream current for the call), called once in the function's entry block;
+  ``null`` for other launch functions (``cuda-emu``);
+* a non-zero ``%rc`` stops the call: ``isz.check %rc == 0, %rc`` (kind
+  ``unsupported``, a message starting with :data:`DRIVER_FAILURE`), lowered with the
+  other checks by ``convert-isz-check-to-llvm`` into an early return through the
+  caller's status record (per call, so concurrent calls share nothing); the runtime
+  raises :class:`isozyme.runtime.cuda_errors.CudaError` naming the ``CUresult``.
 
 It runs after ``convert-func-to-llvm`` (argument values are ``llvm`` types by then)
 and before ``add-c-entry-points``; the ``gpu.container_module`` attribute is dropped.
@@ -38,16 +44,24 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from isozyme.abi import CUDA_LAUNCH_SYMBOL, KERNEL_TABLE, LAUNCH_STATUS
+from isozyme.abi import CUDA_LAUNCH_SYMBOL, KERNEL_TABLE
 from isozyme.compiler.lowering._common import (
     LoweringError,
     call,
     convert_type,
     declare_function,
 )
+from isozyme.dialects.check import CheckOp
 
 _PTR = llvm.LLVMPointerType()
 _I8 = IntegerType(8)
+
+#: ``void *iz_launch_stream(void)``: the stream the ``cuda`` host program launches on
+#: (the runtime's, per call). (Belongs in :mod:`isozyme.abi` with the other symbols.)
+LAUNCH_STREAM_SYMBOL = "iz_launch_stream"
+#: The start of the message of every check on a CUDA driver call's result; the runtime
+#: raises :class:`~isozyme.runtime.cuda_errors.CudaError` for these checks.
+DRIVER_FAILURE = "CUDA driver call failed"
 
 
 def _declare_global(module: ModuleOp, name: str, t: Attribute) -> None:
@@ -94,7 +108,26 @@ def _entry_block(op: Operation) -> Block:
     return fn.body.blocks[0]
 
 
-def _lower_launch(op: gpu.LaunchFuncOp, index: int, launch_symbol: str) -> None:
+def _stream_of(entry: Block, streams: dict[Block, SSAValue]) -> SSAValue:
+    """The launch stream of the function whose entry block is ``entry``: one call of
+    ``@iz_launch_stream`` at its start."""
+    if entry not in streams:
+        get = call(LAUNCH_STREAM_SYMBOL, [], _PTR)
+        if entry.first_op is None:
+            entry.add_op(get)
+        else:
+            entry.insert_op_before(get, entry.first_op)
+        assert get.returned is not None
+        streams[entry] = get.returned
+    return streams[entry]
+
+
+def _lower_launch(
+    op: gpu.LaunchFuncOp,
+    index: int,
+    launch_symbol: str,
+    streams: dict[Block, SSAValue] | None,
+) -> None:
     """Replace one launch (see the module docstring)."""
     if op.asyncToken is not None or op.asyncDependencies:
         raise LoweringError("isozyme lowering: asynchronous gpu.launch_func is not supported")
@@ -149,35 +182,37 @@ def _lower_launch(op: gpu.LaunchFuncOp, index: int, launch_symbol: str) -> None:
         if op.dynamicSharedMemorySize is None
         else _as_i32(op.dynamicSharedMemorySize, op)
     )
+    stream = null.res if streams is None else _stream_of(entry, streams)
     launch = call(
         launch_symbol,
-        [handle.dereferenced_value, *sizes, shmem, null.res, params.res, null.res],
+        [handle.dereferenced_value, *sizes, shmem, stream, params.res, null.res],
         i32,
     )
     rc = launch.returned
     assert rc is not None
-    Rewriter.replace_op(op, [launch, *keep_first_error(rc)], [])
+    Rewriter.replace_op(op, [launch, *keep_first_error(rc, f"{launch_symbol} of @{_kernel_name(op)}")], [])
 
 
 def declare_launch_status(module: ModuleOp) -> None:
-    """Declare the external ``i32`` global ``@__iz_launch_status`` (once)."""
-    _declare_global(module, LAUNCH_STATUS, i32)
+    """Nothing: a failed driver call is an ``isz.check`` (see :func:`keep_first_error`),
+    with no global of its own. Kept for the callers of the former global status."""
+    del module
 
 
-def keep_first_error(rc: SSAValue) -> list[Operation]:
-    """The ops keeping the first non-zero ``CUresult`` ``rc`` in the launch status:
-    ``status = status != 0 ? status : rc`` (declare it with
-    :func:`declare_launch_status`)."""
-    status_at = llvm.AddressOfOp(LAUNCH_STATUS, _PTR)
-    old = llvm.LoadOp(status_at.result, i32)
+def keep_first_error(rc: SSAValue, what: str = "cuMemcpy") -> list[Operation]:
+    """The ops stopping the call when the ``CUresult`` ``rc`` of the driver call
+    ``what`` is not zero: ``isz.check %rc == 0, %rc`` (kind ``unsupported``, message
+    ``"CUDA driver call failed: <what> returned {0}"``), which
+    ``convert-isz-check-to-llvm`` lowers to an early return with the caller's
+    per-call status record."""
     zero = _const(0, i32)
     is_ok = llvm.ICmpOp(
-        old.dereferenced_value, zero.result,
-        IntegerAttr(llvm.ICmpPredicateFlag("eq").to_int(), i64),
+        rc, zero.result, IntegerAttr(llvm.ICmpPredicateFlag("eq").to_int(), i64),
     )
-    new = llvm.SelectOp(is_ok.res, rc, old.dereferenced_value)
-    store = llvm.StoreOp(new.res, status_at.result)
-    return [status_at, old, zero, is_ok, new, store]
+    check = CheckOp(
+        is_ok.res, "unsupported", f"{DRIVER_FAILURE}: {what} returned {{0}}", [rc]
+    )
+    return [zero, is_ok, check]
 
 
 @dataclass(frozen=True)
@@ -200,10 +235,14 @@ class ConvertGpuLaunchToLLVMPass(ModulePass):
             return
         positions = {name: i for i, name in enumerate(self.kernels)}
         _declare_global(op, KERNEL_TABLE, llvm.LLVMArrayType(max(len(self.kernels), 1), _PTR))
-        declare_launch_status(op)
         declare_function(
             op, self.launch_symbol, [_PTR, *[i32] * 7, _PTR, _PTR, _PTR], i32
         )
+        # the driver's launches go to the call's stream, emulated ones need none
+        streams: dict[Block, SSAValue] | None = None
+        if self.launch_symbol == CUDA_LAUNCH_SYMBOL:
+            declare_function(op, LAUNCH_STREAM_SYMBOL, [], _PTR)
+            streams = {}
         for launch in launches:
             name = _kernel_name(launch)
             if name not in positions:
@@ -211,4 +250,4 @@ class ConvertGpuLaunchToLLVMPass(ModulePass):
                     f"isozyme lowering: gpu.launch_func of @{name}, which is not a kernel "
                     f"of the gpu.module (kernels: {', '.join(self.kernels) or 'none'})"
                 )
-            _lower_launch(launch, positions[name], self.launch_symbol)
+            _lower_launch(launch, positions[name], self.launch_symbol, streams)
