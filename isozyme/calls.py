@@ -48,7 +48,7 @@ from isozyme.reads import (
     make_guard,
 )
 from isozyme.reads import unit_inner as _unit_inner
-from isozyme.runtime.marshal import device_view, on_device
+from isozyme.runtime.marshal import device_of, device_view, on_device
 from isozyme.errors import AnnotationError, ReadOnlyError, ShapeError, UnsupportedError
 
 #: Counters of the expensive steps, for tests and benchmarks.
@@ -147,8 +147,9 @@ def arg_key(a: Annotation) -> object:
     if t in _NUMERIC:
         return (type(a), t)
     if t is np.ndarray or is_array(v):
-        # a device array's key names its type: host and device calls compile apart
-        kind = np.ndarray if t is np.ndarray or not on_device(v) else t
+        # a device array's key names its type and device: host and device calls
+        # compile apart, and a compiled cuda program's kernels belong to one device
+        kind = np.ndarray if t is np.ndarray or not on_device(v) else (t, device_of(v))
         arr = v if t is np.ndarray else _view(v)
         return (type(a), kind, arr.dtype, _ones(arr.shape), arr.ndim,  # type: ignore[union-attr]
                 _arg_unit_inner(a), _layout(arr))  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,15 +38,16 @@ from isozyme.abi import (
     DEVICE_COPY_SYMBOL,
     DEVICE_FREE_SYMBOL,
     KERNEL_TABLE,
-    LAUNCH_STATUS,
 )
+from isozyme.compiler.lowering.convert_gpu_launch_to_llvm import LAUNCH_STREAM_SYMBOL
 from isozyme.errors import UnsupportedError
 from isozyme.runtime.jit import CompiledModule, compile_llvm_module
+from isozyme.runtime.marshal import device_of
 
 #: Device allocations of compiled host programs not freed yet: pointer -> CuPy memory.
 _LIVE: dict[int, Any] = {}
-#: Kernel modules by CUDA C source.
-_MODULES: dict[str, Any] = {}
+#: Kernel modules by (device id, CUDA C source).
+_MODULES: dict[tuple[int, str], Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -75,32 +77,90 @@ def unavailable() -> str | None:
     return None
 
 
-@ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int64)
-def _device_alloc(nbytes: int) -> int:
-    """``iz_device_alloc``: ``nbytes`` of device memory from CuPy's pool (NULL for 0
-    bytes, as ``malloc`` may)."""
-    if nbytes <= 0:
-        return 0
-    import cupy  # noqa: PLC0415
+class _CallState(threading.local):
+    """What the callbacks of the host program running on this thread need: the
+    call's stream, its device allocations not freed yet, the first allocation error."""
 
-    mem = cupy.cuda.alloc(nbytes)
-    _LIVE[mem.ptr] = mem
-    return mem.ptr
+    stream: int = 0
+    allocations: set[int] | None = None
+    error: BaseException | None = None
+
+
+_CALL = _CallState()
+
+
+@ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int64)
+def _device_alloc(nbytes: int) -> int | None:
+    """``iz_device_alloc``: ``nbytes`` of device memory from CuPy's pool (NULL for 0
+    bytes, as ``malloc`` may). NULL when the allocation fails: the error (CuPy's
+    ``OutOfMemoryError``) is kept for the thread's call, which the host program stops
+    (an ``isz.check`` on the pointer) and the entry callable re-raises; an exception
+    must not cross the C frames (ctypes would print it and return garbage)."""
+    if nbytes <= 0:
+        return None
+    try:
+        import cupy  # noqa: PLC0415
+
+        mem = cupy.cuda.alloc(nbytes)
+        ptr = int(mem.ptr)
+        _LIVE[ptr] = mem
+    except BaseException as e:  # noqa: BLE001 (re-raised by the entry callable)
+        if _CALL.error is None:
+            _CALL.error = e
+        return None
+    if _CALL.allocations is not None:
+        _CALL.allocations.add(ptr)
+    return ptr
 
 
 @ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 def _device_free(ptr: int | None) -> None:
-    """``iz_device_free``: give an allocation back to CuPy's pool."""
+    """``iz_device_free``: give an allocation back to CuPy's pool (CuPy's pool orders
+    its reuse after the work queued on the current stream, the call's)."""
     if ptr:
         _LIVE.pop(ptr, None)
+        if _CALL.allocations is not None:
+            _CALL.allocations.discard(ptr)
+
+
+@ctypes.CFUNCTYPE(ctypes.c_void_p)
+def _launch_stream() -> int | None:
+    """``iz_launch_stream``: the stream of the thread's call (CuPy's current stream
+    when the call began; 0, the legacy default stream, outside a call)."""
+    return _CALL.stream or None  # type: ignore[return-value]
+
+
+_COPY_ASYNC: Any = None
+_SYNC: Any = None
+
+
+@ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+def _device_copy(dst: int | None, src: int | None, nbytes: int) -> int:
+    """``cuMemcpy`` for the host program's element reads and writes, on the call's
+    stream: ``cuMemcpyAsync`` then ``cuStreamSynchronize`` (the element is read on the
+    host right after; a plain ``cuMemcpy`` would use the legacy stream, unordered with
+    a non-blocking stream's kernels)."""
+    stream = ctypes.c_void_p(_CALL.stream or None)
+    rc = _COPY_ASYNC(ctypes.c_void_p(dst), ctypes.c_void_p(src), ctypes.c_size_t(nbytes), stream)
+    if rc:
+        return int(rc)
+    return int(_SYNC(stream))
 
 
 _SYMBOLS: dict[str, int] = {}
 
 
+def _address(f: Any) -> int:
+    """The address of a C function (a ctypes function or callback)."""
+    value = ctypes.cast(f, ctypes.c_void_p).value
+    assert value is not None
+    return value
+
+
 def _driver_symbols() -> dict[str, int]:
     """The external functions of every ``cuda`` host program, name -> address:
-    ``cuLaunchKernel`` and ``cuMemcpy`` from the driver, the device allocator."""
+    ``cuLaunchKernel`` from the driver, the device allocator, the element copy."""
+    global _COPY_ASYNC, _SYNC
     with _LOCK:
         if not _SYMBOLS:
             try:
@@ -109,29 +169,37 @@ def _driver_symbols() -> dict[str, int]:
                 raise UnsupportedError(
                     f"the cuda target needs the CUDA driver (libcuda.so.1): {e}"
                 ) from e
-
-            def address(f: Any) -> int:
-                value = ctypes.cast(f, ctypes.c_void_p).value
-                assert value is not None
-                return value
-
+            _COPY_ASYNC = libcuda.cuMemcpyAsync
+            _COPY_ASYNC.restype = ctypes.c_int
+            _SYNC = libcuda.cuStreamSynchronize
+            _SYNC.restype = ctypes.c_int
             _SYMBOLS.update({
-                CUDA_LAUNCH_SYMBOL: address(libcuda.cuLaunchKernel),
-                DEVICE_COPY_SYMBOL: address(libcuda.cuMemcpy),
-                DEVICE_ALLOC_SYMBOL: address(_device_alloc),
-                DEVICE_FREE_SYMBOL: address(_device_free),
+                CUDA_LAUNCH_SYMBOL: _address(libcuda.cuLaunchKernel),
+                DEVICE_COPY_SYMBOL: _address(_device_copy),
+                DEVICE_ALLOC_SYMBOL: _address(_device_alloc),
+                DEVICE_FREE_SYMBOL: _address(_device_free),
             })
         return dict(_SYMBOLS)
 
 
 def kernel_module(source: str) -> Any:
-    """The ``cupy.RawModule`` of a CUDA C source (compiled once per source)."""
+    """The ``cupy.RawModule`` of a CUDA C source for the current device (compiled once
+    per source and device: a module's functions belong to one device's context)."""
     cupy = import_cupy()
+    key = (_current_device(cupy), source)
     with _LOCK:
-        mod = _MODULES.get(source)
+        mod = _MODULES.get(key)
         if mod is None:
-            mod = _MODULES[source] = cupy.RawModule(code=source, options=("-std=c++17",))
+            mod = _MODULES[key] = cupy.RawModule(code=source, options=("-std=c++17",))
         return mod
+
+
+def _current_device(cupy: Any) -> int:
+    """CuPy's current device id (0 when it cannot say)."""
+    get = getattr(cupy.cuda, "get_device_id", None)
+    return int(get()) if get is not None else 0
+
+
 
 
 class _DeviceBlock:
@@ -164,28 +232,107 @@ def _to_cupy(view: np.ndarray) -> Any:
     return cupy.ndarray(view.shape, view.dtype, memptr=pointer, strides=view.strides)
 
 
+def _device_of_views(values: tuple[Any, ...]) -> int | None:
+    """The device of the first device array among an entry's arguments (metadata
+    views, :func:`isozyme.runtime.marshal.device_view`, keep their array)."""
+    for v in values:
+        if type(v) is np.ndarray:
+            owner = getattr(v.base, "owner", None)
+            if owner is not None:
+                device = device_of(owner)
+                if device is not None:
+                    return device
+    return None
+
+
+class _Kernels:
+    """The kernel handles of one host program, loaded on the device of its first call
+    (the compile cache keys calls by their arrays' device, so each compiled program
+    runs on one device)."""
+
+    def __init__(self, artefact: Any) -> None:
+        self.artefact = artefact
+        self.table = (ctypes.c_void_p * max(len(artefact.kernels), 1))()
+        self.device: int | None = None
+        self.keep: tuple[Any, ...] = ()
+        self.lock = threading.Lock()
+
+    def load(self, device: int) -> None:
+        """Fill the table with the kernels of ``device`` (once)."""
+        with self.lock:
+            if self.device is not None:
+                return
+            mod, functions = None, []
+            if self.artefact.kernels:
+                mod = kernel_module(self.artefact.source)
+                for i, name in enumerate(self.artefact.kernels):
+                    fn = mod.get_function(name)
+                    functions.append(fn)
+                    self.table[i] = fn.ptr
+            self.keep = (mod, functions)
+            self.device = device
+
+
+def _release(pointers: set[int]) -> None:
+    """Give a failed call's allocations back to the pool (it returns no result that
+    could own them)."""
+    for ptr in pointers:
+        _LIVE.pop(ptr, None)
+
+
+def _on_device(kernels: _Kernels) -> Callable[[Callable[..., tuple]], Callable[..., tuple]]:
+    """The per-call set-up of a ``cuda`` entry callable (``CompiledModule.wrap_entry``):
+    make the arrays' device current (a fresh thread has no context), load the kernels
+    there on the first call, run on CuPy's current stream, and re-raise an allocation
+    failure of the host program (CuPy's ``OutOfMemoryError``) after freeing what the
+    call had allocated."""
+
+    def wrap(entry: Callable[..., tuple]) -> Callable[..., tuple]:
+        def call_on_device(*values: Any) -> tuple:
+            cupy = import_cupy()
+            device = _device_of_views(values)
+            if device is None:
+                device = kernels.device if kernels.device is not None else _current_device(cupy)
+            with cupy.cuda.Device(device):
+                if kernels.device is None:
+                    kernels.load(device)
+                elif kernels.device != device:
+                    raise UnsupportedError(
+                        f"isozyme cuda: this compiled function runs on device "
+                        f"{kernels.device}, not on device {device}"
+                    )
+                state = _CALL
+                saved = (state.stream, state.allocations, state.error)
+                state.stream = int(cupy.cuda.get_current_stream().ptr)
+                state.allocations, state.error = set(), None
+                try:
+                    return entry(*values)
+                except BaseException:
+                    error = state.error
+                    _release(state.allocations)
+                    if error is not None:
+                        raise error  # noqa: B904 (the check's error is its context)
+                    raise
+                finally:
+                    state.stream, state.allocations, state.error = saved
+
+        return call_on_device
+
+    return wrap
+
+
 def load_cuda_artefact(artefact) -> CompiledModule:  # noqa: ANN001 (GpuArtefact)
-    """Compile a ``cuda`` artefact: the kernels with CuPy, then the host program bound
-    to them. Entry points take device arrays (as metadata views) and return CuPy
-    arrays."""
+    """Compile a ``cuda`` artefact's host program, bound to a kernel table filled on
+    its first call (the kernels compiled by CuPy for that call's device). Entry points
+    take device arrays (as metadata views) and return CuPy arrays."""
     import_cupy()
     symbols = _driver_symbols()
-    kernels = artefact.kernels
-    table = (ctypes.c_void_p * max(len(kernels), 1))()
-    status = ctypes.c_int32(0)
-    mod = None
-    functions = []
-    if kernels:
-        mod = kernel_module(artefact.source)
-        for i, name in enumerate(kernels):
-            fn = mod.get_function(name)
-            functions.append(fn)
-            table[i] = fn.ptr
-    symbols[KERNEL_TABLE] = ctypes.addressof(table)
-    symbols[LAUNCH_STATUS] = ctypes.addressof(status)
+    kernels = _Kernels(artefact)
+    symbols[KERNEL_TABLE] = ctypes.addressof(kernels.table)
+    symbols[LAUNCH_STREAM_SYMBOL] = _address(_launch_stream)
     compiled = compile_llvm_module(artefact.host, symbols)
-    compiled.launch_status = status
-    compiled.extras = (mod, functions, table, status)
+    compiled.extras = (kernels,)
+    compiled.wrap_entry = _on_device(kernels)
     compiled.result_owner = _DeviceBlock
     compiled.result_array = _to_cupy
     return compiled

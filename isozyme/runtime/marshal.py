@@ -292,6 +292,14 @@ def on_device(x: object) -> bool:
     return not isinstance(x, np.ndarray) and hasattr(x, "__cuda_array_interface__")
 
 
+def device_of(x: object) -> int | None:
+    """The device id of device array ``x`` (CuPy's ``x.device.id``), None when it
+    does not say (any other ``__cuda_array_interface__`` array)."""
+    device = getattr(x, "device", None)
+    ident = getattr(device, "id", None)
+    return ident if isinstance(ident, int) else None
+
+
 def device_view(x: Any) -> np.ndarray:
     """An ndarray with the shape, dtype and strides of device array ``x`` whose data
     pointer is the device pointer: metadata for signatures, checks and the entry

@@ -83,11 +83,17 @@ def test_hand_built_host_program_runs_the_kernel(emu_cache) -> None:
 
 
 def test_failed_launch_raises(emu_cache) -> None:
+    from isozyme.runtime.cuda_errors import CudaError
+
     scale = _scale(_SOURCE.replace("RC", "700"))
-    with pytest.raises(RuntimeError, match="kernel launch failed with error 700"):
-        scale(np.ones(10), 2.0)
-    # the status is reset: the next failure is reported again, with its own code
-    with pytest.raises(RuntimeError, match="error 700"):
+    x = np.ones(10)
+    with pytest.raises(CudaError, match=r"iz_emu_launch of @scale_k0 returned 700") as e:
+        scale(x, 2.0)
+    assert e.value.code == 700 and isinstance(e.value, iz.IsozymeError)
+    # the call stopped at the first failed launch (the time loop launches 3 times)
+    assert x.sum() == 10.0 * 2.0
+    # the status is per call: the next call fails again, with its own code
+    with pytest.raises(CudaError, match="returned 700"):
         scale(np.ones(10), 2.0)
 
 
@@ -280,9 +286,11 @@ _STAND_INS = r"""
 #include <cstdlib>
 #include <cstdint>
 typedef void (*tramp)(unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void**);
+extern "C" void* last_stream = 0;
 extern "C" int launch(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                       unsigned by, unsigned bz, unsigned shmem, void* stream,
                       void** params, void** extra) {
+  last_stream = stream;
   ((tramp)f)(gx, gy, gz, bx, by, bz, params);
   return 0;
 }
@@ -324,6 +332,8 @@ def cuda_on_the_cpu(emu_cache, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy())
     FakeStats.allocated = FakeStats.freed = 0
+    FakeStats.devices = []
+    FakeStats.fail_after = None
     monkeypatch.setattr(cuda, "kernel_module", Kernels)
     monkeypatch.setattr(cuda, "_driver_symbols", lambda: {
         CUDA_LAUNCH_SYMBOL: addr("launch"), DEVICE_COPY_SYMBOL: addr("copy"),
@@ -341,12 +351,15 @@ def fake_cupy() -> types.ModuleType:
 
     class Allocation:
         def __init__(self, n: int) -> None:
+            if FakeStats.fail_after is not None and FakeStats.allocated >= FakeStats.fail_after:
+                raise FakeOutOfMemoryError(f"out of memory allocating {n} bytes")
             self.buffer = np.empty(n, np.uint8)
             self.ptr = self.buffer.__array_interface__["data"][0]
             FakeStats.allocated += 1
 
         def __del__(self) -> None:
-            FakeStats.freed += 1
+            if hasattr(self, "buffer"):  # not a failed allocation
+                FakeStats.freed += 1
 
     class UnownedMemory:
         def __init__(self, ptr: int, size: int, owner: object) -> None:
@@ -364,17 +377,41 @@ def fake_cupy() -> types.ModuleType:
                 "data": (memptr.ptr, False), "strides": strides,
             }
 
+    class Device:
+        def __init__(self, ident: int = 0) -> None:
+            self.id = ident
+
+        def __enter__(self) -> "Device":
+            FakeStats.devices.append(self.id)
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    class Stream:
+        ptr = 0  # the legacy default stream, as CuPy's default stream
+
     cp.cuda = types.SimpleNamespace(
-        alloc=Allocation, UnownedMemory=UnownedMemory, MemoryPointer=MemoryPointer)
+        alloc=Allocation, UnownedMemory=UnownedMemory, MemoryPointer=MemoryPointer,
+        Device=Device, get_current_stream=lambda: FakeStats.stream,
+        get_device_id=lambda: 0)
+    FakeStats.stream = Stream()
     cp.ndarray = NDArray
     cp.empty = np.empty
     cp.asarray = lambda a: HostBackedDeviceArray(np.array(a))  # a copy, as to the device
     return cp
 
 
+class FakeOutOfMemoryError(MemoryError):
+    """What CuPy's pool raises (cupy.cuda.memory.OutOfMemoryError is a MemoryError)."""
+
+
 class FakeStats:
     allocated = 0
     freed = 0
+    devices: list[int] = []  # the devices made current, per call
+    fail_after: int | None = None  # allocations that succeed before the pool fails
+    stream: object = None  # what cupy.cuda.get_current_stream() returns
 
 
 def test_cuda_host_program_on_the_cpu(no_checks, cuda_on_the_cpu) -> None:
@@ -415,6 +452,114 @@ def test_cuda_results_are_device_arrays_owning_their_memory(no_checks, cuda_on_t
     del y
     gc.collect()
     assert len(_LIVE) == 1
+
+
+def doubled_into(x, y):
+    t = np.zeros_like(x)
+    for i in iz.prange(x.shape[0]):
+        t[i] = 2.0 * x[i]
+    for i in iz.prange(x.shape[0]):
+        y[i] = t[i]
+
+
+def test_failed_device_allocation_is_reraised_and_stops_the_call(
+    no_checks, cuda_on_the_cpu
+) -> None:
+    from isozyme.runtime.cuda import _LIVE
+
+    x, y = np.arange(5.0), np.zeros(5)
+    args = (iz.Const(HostBackedDeviceArray(x)), iz.Const(HostBackedDeviceArray(y)))
+    FakeStats.fail_after = 0
+    with pytest.raises(FakeOutOfMemoryError, match="out of memory allocating 40 bytes") as e:
+        iz.autodiff(iz.Forward, doubled_into, *args)
+    # the host program tested the pointer and stopped: no kernel wrote y
+    assert isinstance(e.value.__context__, iz.UnsupportedError)
+    assert "device allocation failed (40 bytes)" in str(e.value.__context__)
+    np.testing.assert_array_equal(y, 0.0)
+    assert not _LIVE
+    # the process is usable: the same compiled call runs once memory is there
+    FakeStats.fail_after = None
+    iz.autodiff(iz.Forward, doubled_into, *args)
+    np.testing.assert_array_equal(y, 2.0 * x)
+    assert not _LIVE
+
+
+def test_failed_second_allocation_frees_the_first(no_checks, cuda_on_the_cpu) -> None:
+    import gc
+
+    from isozyme.runtime.cuda import _LIVE
+
+    def double(x):
+        t = np.zeros_like(x)
+        for i in iz.prange(x.shape[0]):
+            t[i] = 2.0 * x[i]
+        return t
+
+    x = HostBackedDeviceArray(np.arange(4.0))
+    FakeStats.fail_after = 1  # the result's allocation succeeds, the tangent's fails
+    with pytest.raises(FakeOutOfMemoryError):
+        iz.autodiff(iz.ForwardWithPrimal, double, iz.Duplicated(x, HostBackedDeviceArray(np.ones(4))))
+    gc.collect()
+    assert not _LIVE and FakeStats.allocated == FakeStats.freed == 1
+
+
+def test_launches_use_the_current_stream_and_device(no_checks, cuda_on_the_cpu) -> None:
+    from isozyme.runtime import cuda
+
+    last_stream = ctypes.c_void_p.in_dll(cuda_on_the_cpu, "last_stream")
+    x, y = np.ones(8), np.zeros(8)
+    iz.autodiff(iz.Forward, saxpy, iz.Const(2.0), iz.Const(HostBackedDeviceArray(x)),
+                iz.Const(HostBackedDeviceArray(y)))
+    assert last_stream.value is None and FakeStats.devices == [0]  # the legacy stream
+    FakeStats.stream = types.SimpleNamespace(ptr=0x5000)  # a non-default CuPy stream
+    iz.autodiff(iz.Forward, saxpy, iz.Const(2.0), iz.Const(HostBackedDeviceArray(x)),
+                iz.Const(HostBackedDeviceArray(y)))
+    assert last_stream.value == 0x5000
+    np.testing.assert_array_equal(y, 4.0)  # y += 2 x, twice
+    assert cuda._CALL.stream == 0  # outside a call
+
+    class OnDevice1(HostBackedDeviceArray):
+        device = types.SimpleNamespace(id=1)
+
+    loads = []
+    kernels = cuda.kernel_module
+    cuda_on_the_cpu_loader = lambda source: loads.append(source) or kernels(source)  # noqa: E731
+    cuda.kernel_module = cuda_on_the_cpu_loader
+    try:
+        iz.autodiff(iz.Forward, saxpy, iz.Const(2.0), iz.Const(OnDevice1(x)),
+                    iz.Const(OnDevice1(y)))
+    finally:
+        cuda.kernel_module = kernels
+    # device 1 made current for the call; its own compiled program and kernels
+    assert FakeStats.devices[-1] == 1 and len(loads) == 1
+    np.testing.assert_array_equal(y, 6.0)
+
+
+def test_call_from_a_fresh_thread(no_checks, cuda_on_the_cpu) -> None:
+    import threading
+
+    x, y = np.arange(6.0), np.zeros(6)
+    iz.autodiff(iz.Forward, doubled_into, iz.Const(HostBackedDeviceArray(x)),
+                iz.Const(HostBackedDeviceArray(y)))
+    errors: list[BaseException] = []
+    outs = [np.zeros(6) for _ in range(4)]
+
+    def work(out: np.ndarray) -> None:
+        try:
+            iz.autodiff(iz.Forward, doubled_into, iz.Const(HostBackedDeviceArray(x)),
+                        iz.Const(HostBackedDeviceArray(out)))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(o,)) for o in outs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for o in outs:
+        np.testing.assert_array_equal(o, 2.0 * x)
+    assert FakeStats.devices.count(0) == 5  # the device made current in every thread
 
 
 WEIGHTS = np.arange(100.0)  # large enough to be a hidden argument, not baked

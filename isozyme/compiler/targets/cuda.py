@@ -73,6 +73,7 @@ from isozyme.compiler.lowering.expand_memref_copy import ExpandMemrefCopyPass
 from isozyme.compiler.targets import GpuArtefact, OnStage, Target
 from isozyme.compiler.targets.cpu import CpuTarget
 from isozyme.compiler.targets.parallel_host_loops import ParallelizeHostLoopsPass
+from isozyme.dialects.check import CheckOp
 from isozyme.errors import UnsupportedError
 
 _PTR = llvm.LLVMPointerType()
@@ -173,21 +174,50 @@ class UseDeviceAllocatorPass(ModulePass):
     """``use-device-allocator``: the host program's ``malloc``/``free`` calls, which at
     this point (right after ``convert-memref-to-llvm``) are exactly those of
     ``memref.alloc``/``memref.dealloc``, call ``iz_device_alloc``/``iz_device_free``
-    instead (defined by the runtime: device memory)."""
+    instead (defined by the runtime: device memory). A device allocation can fail (out
+    of device memory: the allocator returns NULL), so each one is followed by
+    ``isz.check (ptr != null || bytes == 0), bytes``: the call stops there, before any
+    later launch, and the runtime re-raises the allocator's error."""
 
     name = "use-device-allocator"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        """Rename the callees and their declarations in place."""
+        """Rename the callees and their declarations in place; check each allocation."""
         del ctx
         renames = {"malloc": DEVICE_ALLOC_SYMBOL, "free": DEVICE_FREE_SYMBOL}
+        allocs: list[llvm.CallOp] = []
         for o in op.walk():
             if isinstance(o, llvm.CallOp) and o.callee is not None:
                 new = renames.get(o.callee.root_reference.data)
                 if new is not None:
                     o.callee = type(o.callee)(new)
+                    if new == DEVICE_ALLOC_SYMBOL:
+                        allocs.append(o)
             elif isinstance(o, llvm.FuncOp) and o.sym_name.data in renames:
                 o.sym_name = StringAttr(renames[o.sym_name.data])
+        for o in allocs:
+            _check_allocation(o)
+
+
+#: The start of the message of a failed device allocation's check.
+ALLOC_FAILURE = "isozyme cuda: a device allocation failed"
+
+
+def _check_allocation(alloc: llvm.CallOp) -> None:
+    """``isz.check (%ptr != null || %bytes == 0), %bytes`` after ``alloc`` (a call of
+    ``iz_device_alloc``, which returns NULL for 0 bytes)."""
+    ptr = alloc.returned
+    assert ptr is not None
+    nbytes = alloc.args[0]
+    zero = llvm.ConstantOp(IntegerAttr(0, i64), i64)
+    as_int = llvm.PtrToIntOp(ptr, i64)
+    ne, eq = (IntegerAttr(llvm.ICmpPredicateFlag(p).to_int(), i64) for p in ("ne", "eq"))
+    not_null = llvm.ICmpOp(as_int.results[0], zero.result, ne)
+    empty = llvm.ICmpOp(nbytes, zero.result, eq)
+    ok = llvm.OrOp(not_null.res, empty.res)
+    check = CheckOp(ok.res, "unsupported", ALLOC_FAILURE + " ({0} bytes)", [nbytes])
+    assert alloc.parent is not None
+    alloc.parent.insert_ops_after([zero, as_int, not_null, empty, ok, check], alloc)
 
 
 class CudaTarget(Target):
