@@ -416,7 +416,7 @@ def trip_count(start: Any, stop: Any, step: Any) -> Tracer:
         else:
             n = _divsi((start - stop) + (-step - 1), -step)
     else:
-        n = emit1(arith.CeilDivSIOp(ssa(as_tracer(diff, i64)), ssa(step)))
+        n = emit1(arith.CeilDivSIOp(ssa(as_tracer(diff, i64)), ssa(_nonzero_step(step))))
     known = lower_bound(n)
     n = as_tracer(n, i64)
     if known is not None and known >= 0:
@@ -425,6 +425,19 @@ def trip_count(start: Any, stop: Any, step: Any) -> Tracer:
 
 
 _trip_count = trip_count  # the name arrays.py imports
+
+
+def _nonzero_step(step: Tracer) -> Tracer:
+    """A traced step, checked at run time to be non-zero as Python's ``range`` does
+    (``ShapeError``, a ``ValueError``: "range() arg 3 must not be zero"), and replaced
+    by 1 when it is zero so that the trip count's division never divides by zero (a
+    SIGFPE, even where the division would be evaluated before the check)."""
+    from .runtime_checks import require  # noqa: PLC0415
+
+    zero = constant(0, step.type)
+    nonzero = emit1(arith.CmpiOp(ssa(step), ssa(zero), "ne"))
+    require(nonzero, "shape", "range() arg 3 must not be zero")
+    return emit1(arith.SelectOp(ssa(nonzero), ssa(step), ssa(constant(1, step.type))))
 
 
 def _divsi(a: Any, b: int) -> Tracer:
