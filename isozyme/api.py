@@ -10,6 +10,7 @@ call of a signature traces, optimizes, differentiates, lowers and JIT-compiles
 from __future__ import annotations
 
 import gc
+import importlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -171,6 +172,21 @@ def _is_float_array(x: object) -> bool:
     return dtype in (np.float64, np.float32)
 
 
+def _array_module(x: object) -> Any:
+    """The array library of ``x``: numpy for host arrays, the package a device array's
+    type comes from otherwise (``cupy`` for ``cupy.ndarray``: ``zeros_like``, ``empty``
+    that allocate on the device; imported only when such an array is passed)."""
+    if not on_device(x):
+        return np
+    return importlib.import_module(type(x).__module__.split(".")[0])
+
+
+def _writeable(x: object) -> bool:
+    """Whether array ``x`` may be written (a device array: its
+    ``__cuda_array_interface__``'s read-only flag; CuPy has no ``flags.writeable``)."""
+    return bool(device_view(x).flags.writeable if on_device(x) else np.asarray(x).flags.writeable)
+
+
 def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> Any:
     """The gradient of scalar-valued ``f`` with respect to each argument.
 
@@ -182,6 +198,8 @@ def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> A
     Reverse mode takes one reverse sweep.  Forward mode takes one forward sweep per
     scalar input (per element of each array); ``chunk`` is accepted for Enzyme.jl
     compatibility (batch forward mode is not implemented yet, so lanes run one by one).
+    Device arrays (CuPy) get device arrays of their own library as shadows, seeds and
+    gradients.
     """
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise AnnotationError(f"chunk must be a positive int, got {chunk!r}")
@@ -199,7 +217,8 @@ def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> A
         for a in args
     ]
     if mode.reverse:
-        shadows = [np.zeros_like(a) if k == "array" else None for a, k in zip(args, kinds)]
+        shadows = [_array_module(a).zeros_like(a) if k == "array" else None
+                   for a, k in zip(args, kinds)]
         anns = [
             Active(a) if k == "scalar" else Duplicated(a, sh) if k == "array" else a
             for a, k, sh in zip(args, kinds, shadows)
@@ -227,9 +246,10 @@ def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> A
             out = one_direction(i, type(plain[i])(1.0))
             derivs_l.append(out[0])
         elif k == "array":
-            a = np.asarray(plain[i])
-            g = np.empty(a.shape, dtype=a.dtype)
-            seed = np.zeros_like(a)
+            a = plain[i] if on_device(plain[i]) else np.asarray(plain[i])
+            xp = _array_module(a)
+            g = xp.empty(a.shape, dtype=a.dtype)
+            seed = xp.zeros_like(a)
             flat = seed.reshape(-1)
             for j in range(a.size):
                 flat[j] = 1.0
@@ -261,7 +281,7 @@ def gradient_(mode: Mode, dx: Any, f: Callable, x: Any) -> tuple:
     x = np.asarray(x, dtype=np.float64) if isinstance(x, list) else x
     if not (_is_float_array(x) and _is_float_array(dx)):
         raise AnnotationError("gradient_(mode, dx, f, x) needs float arrays dx and x")
-    if not dx.flags.writeable:
+    if not _writeable(dx):
         raise ReadOnlyError("gradient_: dx is read-only; it receives the gradient")
     shadow = Duplicated(x, dx)  # validates shape, dtype and aliasing before writing
     # dx must be zero when the compiled code accumulates into it, and an error may come

@@ -631,3 +631,61 @@ def test_scatter_add_with_colliding_indices_reverse(no_checks) -> None:
     np.add.at(expected_out, idx, x * x)
     np.testing.assert_allclose(out, expected_out, rtol=1e-13)
     np.testing.assert_allclose(dx, 2.0 * x * dout[idx], rtol=1e-13)
+
+
+# -- gradient / gradient_ on device arrays (a fake array library over host memory) ---
+class DeviceLike(HostBackedDeviceArray):
+    """A device array of the fake library ``iz_fake_xp`` (as ``cupy.ndarray`` is
+    CuPy's): no ``flags.writeable``, no ``__array_interface__``; what gradient uses."""
+
+    def __init__(self, a: np.ndarray, readonly: bool = False) -> None:
+        super().__init__(a)
+        self.dtype, self.size = a.dtype, a.size
+        ptr = self.__cuda_array_interface__["data"][0]
+        self.__cuda_array_interface__["data"] = (ptr, readonly)
+
+    def reshape(self, *shape: int) -> "DeviceLike":
+        return DeviceLike(self.host.reshape(*shape))
+
+    def __setitem__(self, key: object, value: object) -> None:
+        self.host[key] = value.host if isinstance(value, DeviceLike) else value
+
+    def copy(self) -> "DeviceLike":
+        return DeviceLike(self.host.copy())
+
+
+DeviceLike.__module__ = "iz_fake_xp"
+
+
+@pytest.fixture
+def fake_xp(cuda_on_the_cpu, monkeypatch):
+    xp = types.ModuleType("iz_fake_xp")
+    xp.zeros_like = lambda a: DeviceLike(np.zeros_like(a.host))
+    xp.empty = lambda shape, dtype: DeviceLike(np.empty(shape, dtype))
+    monkeypatch.setitem(sys.modules, "iz_fake_xp", xp)
+    return xp
+
+
+@pytest.mark.parametrize("mode", [iz.Reverse, iz.Forward, iz.ReverseWithPrimal])
+def test_gradient_of_device_arrays(no_checks, fake_xp, mode) -> None:
+    x = np.linspace(-1.0, 1.0, 7)
+    out = iz.gradient(mode, sum_sq, DeviceLike(x))
+    (g,) = out[0] if mode.with_primal else out
+    # the gradient is a device array of the argument's library, never np.asarray-ed
+    assert type(g) is DeviceLike
+    np.testing.assert_allclose(g.host, 2.0 * x, rtol=1e-14)
+    if mode.with_primal:
+        assert out[1] == pytest.approx(float(np.sum(x * x)), rel=1e-14)
+
+
+def test_gradient_in_place_on_device_arrays(no_checks, fake_xp) -> None:
+    x = np.linspace(-1.0, 1.0, 7)
+    dx = DeviceLike(np.full(7, 5.0))
+    (out,) = iz.gradient_(iz.Reverse, dx, sum_sq, DeviceLike(x))
+    assert out is dx
+    np.testing.assert_allclose(dx.host, 2.0 * x, rtol=1e-14)  # overwritten, not added
+    # a read-only device array (its __cuda_array_interface__ says so) is refused
+    frozen = DeviceLike(np.zeros(7), readonly=True)
+    with pytest.raises(iz.ReadOnlyError, match="dx is read-only"):
+        iz.gradient_(iz.Reverse, frozen, sum_sq, DeviceLike(x))
+    np.testing.assert_array_equal(frozen.host, 0.0)
