@@ -19,7 +19,8 @@ The rewrite (``_iz_`` below is :mod:`isozyme.frontends.python.ops`):
 * ``for i in prange(...)`` (any name or ``module.attr`` that resolves, in the function's
   globals or closure, to :func:`isozyme.prange`) becomes a body function and
   ``_iz_.for_prange(...)``, with the reduction kind of each variable the body updates
-  as ``s += e``/``s = max(s, e)``...; with ``else``/``break``/``continue``/``return`` it becomes
+  as ``s += e``/``s = max(s, e)``... and why a variable updated like one is not a
+  reduction; with ``else``/``break``/``continue``/``return`` it becomes
   ``_iz_.prange_unsupported(...)``, which raises when run;
 * ``x[k] += v`` and ``-=`` become ``_iz_.accumulate(x, k, "+", v)`` and ``y += v``
   becomes ``y = _iz_.augment(y, "+", v)`` everywhere: traced in a ``prange`` body (of
@@ -288,6 +289,10 @@ def _reduction_update(stmt: ast.AST, name: str) -> tuple[str, ast.expr] | None:
     return None
 
 
+_KIND_WORDS = {"add": "a sum (`+=`, `-=`)", "mul": "a product (`*=`)",
+               "max": "a maximum (`max`)", "min": "a minimum (`min`)"}
+
+
 def prange_reductions(body: list[ast.stmt], names: Iterable[str]) -> dict[str, str]:
     """The variables of a ``prange`` body that are reductions, with their kind.
 
@@ -296,10 +301,26 @@ def prange_reductions(body: list[ast.stmt], names: Iterable[str]) -> dict[str, s
     kind), the updated expression does not read ``s``, and no other code of the body
     (nested functions included) reads or assigns it.
     """
+    return _prange_reductions(body, names)[0]
+
+
+def prange_non_reductions(body: list[ast.stmt], names: Iterable[str]) -> dict[str, str]:
+    """The variables of a ``prange`` body updated at least once as a reduction
+    (``s += e``...) that are not reductions, with the reason (for the error when the
+    body reads them): the updates mix operators, an update's expression reads the
+    variable, or other code of the body reads or assigns it (with the line)."""
+    return _prange_reductions(body, names)[1]
+
+
+def _prange_reductions(body: list[ast.stmt],
+                       names: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``(reductions, reasons)``: see :func:`prange_reductions` and
+    :func:`prange_non_reductions`."""
     stmts = list(ast.walk(ast.Module(body=body, type_ignores=[])))
     out: dict[str, str] = {}
+    why: dict[str, str] = {}
     for name in names:
-        kinds: set[str] = set()
+        kinds: dict[str, int] = {}  # kind -> line of its first update
         update_nodes: set[int] = set()
         ok = True
         for node in stmts:
@@ -307,11 +328,19 @@ def prange_reductions(body: list[ast.stmt], names: Iterable[str]) -> dict[str, s
             if found is not None:
                 kind, e = found
                 if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(e)):
+                    why[name] = (f"its update at line {getattr(node, 'lineno', '?')} "
+                                 f"combines it with an expression that reads '{name}' "
+                                 "itself")
                     ok = False
                     break
-                kinds.add(kind)
+                kinds.setdefault(kind, getattr(node, "lineno", 0))
                 update_nodes.add(id(node))
-        if not ok or len(kinds) != 1:
+        if not ok or not kinds:
+            continue
+        if len(kinds) != 1:
+            (k1, l1), (k2, l2) = sorted(kinds.items(), key=lambda kv: kv[1])[:2]
+            why[name] = (f"it is updated as {_KIND_WORDS[k1]} at line {l1} and as "
+                         f"{_KIND_WORDS[k2]} at line {l2}; a reduction has one operator")
             continue
         allowed: set[int] = set()
         for node in stmts:
@@ -323,8 +352,14 @@ def prange_reductions(body: list[ast.stmt], names: Iterable[str]) -> dict[str, s
                   or (isinstance(n, (ast.Global, ast.Nonlocal)) and name in n.names)
                   or (isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name)]
         if not others:
-            out[name] = kinds.pop()
-    return out
+            out[name] = next(iter(kinds))
+        else:
+            first = min(others, key=lambda n: getattr(n, "lineno", 0))
+            why[name] = (f"line {getattr(first, 'lineno', '?')} reads or assigns it "
+                         "other than by a reduction update (`s += e`, `s *= e`, "
+                         "`s = max(s, e)`, `s = min(s, e)`), which is all a reduction "
+                         "may do in the body")
+    return out, why
 
 
 
@@ -743,14 +778,15 @@ class _Converter:
         target = node.target.id
         names = [n for n in assigned_names(node.body) if n != target]
         all_names = [target, *names]
-        reductions = prange_reductions(node.body, names)
+        reductions, reasons = _prange_reductions(node.body, names)
         body_name = self.fresh("prange_body")
         converted = self.block(node.body, tail=False, in_loop=True)
         body = [*converted, ast.Return(_names_tuple(all_names, ast.Load()))]
         args = ast.Tuple([self.expr(a) for a in it.args], ast.Load())
         kinds = ast.Tuple([ast.Constant(reductions.get(n)) for n in names], ast.Load())
+        whys = ast.Tuple([ast.Constant(reasons.get(n)) for n in names], ast.Load())
         call = _call("for_prange", it.func, args, ast.Name(body_name, ast.Load()),
-                     _state(all_names), _str_tuple(all_names), kinds)
+                     _state(all_names), _str_tuple(all_names), kinds, whys)
         assign = ast.Assign(targets=[_names_tuple(all_names, ast.Store())], value=call)
         return _located([_def(body_name, all_names, body), assign], node)
 

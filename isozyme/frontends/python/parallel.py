@@ -742,28 +742,41 @@ class _Body:
     """The variables of a ``prange`` body: reductions, arrays and private names."""
 
     def __init__(self, names: Sequence[str], state: State, kinds: Sequence[str | None],
-                 line: int) -> None:
+                 line: int, whys: Sequence[str | None] = ()) -> None:
         self.names = list(names)
         self.initial = list(state)
         self.line = line
         self.out: State = ()  # the body's final state, once traced
+        self.kinds = dict(enumerate(kinds))
         # Reductions: position -> (kind, (type, strong)); needs a defined number before.
         self.reductions: dict[int, tuple[str, tuple[Attribute, bool]]] = {}
         for k, (v, kind) in enumerate(zip(state, kinds)):
             if kind is not None and (is_number(v) or (isinstance(v, Tracer)
                                                       and not is_array_value(v))):
                 self.reductions[k] = (kind, type_and_strength(v))
+        whys = list(whys) + [None] * (len(self.names) - len(whys))
         self.private = {
-            k: Undefined(
-                name,
-                f"it is assigned in the body of the `prange` loop at line {line} and read "
-                "before that assignment: the iterations of a parallel loop share no "
-                "state (a reduction `s += ...`, `s *= ...`, `s = max(s, ...)` needs `s` "
-                "defined before the loop and updated only that way)",
-            )
+            k: Undefined(name, self._carried_why(k, whys[k], line))
             for k, name in enumerate(self.names)
             if k not in self.reductions and not is_array_value(state[k])
         }
+
+    def _carried_why(self, k: int, why: str | None, line: int) -> str:
+        """Why reading private name ``k`` before the body assigns it is an error: the
+        reason the AST transform gave for an update that looks like a reduction but is
+        not one (``why``), a reduction update of a name undefined before the loop, or
+        a value carried from another iteration."""
+        if why is not None:
+            return (f"it is not a reduction of the `prange` loop at line {line}: {why}; "
+                    "any other variable assigned in the body belongs to one iteration "
+                    "and has no value before the body assigns it")
+        if k in self.kinds and self.kinds[k] is not None:
+            return (f"it is updated as a reduction in the `prange` loop at line {line}, "
+                    "so it must be a number defined before the loop (`s = 0.0`)")
+        return (f"it is assigned in the body of the `prange` loop at line {line} and "
+                "read before that assignment: the iterations of a parallel loop share no "
+                "state (a reduction `s += ...`, `s *= ...`, `s = max(s, ...)` needs `s` "
+                "defined before the loop and updated only that way)")
 
     @property
     def slots(self) -> list[int]:
@@ -848,13 +861,16 @@ def _trip_count(start: Any, stop: Any, step: Any) -> Tracer:
 def for_prange(
     prange_fn: Any, args: tuple[Any, ...], body_fn: Callable[..., State],
     state: State, names: Sequence[str], kinds: Sequence[str | None],
+    whys: Sequence[str | None] = (),
 ) -> State:
     """``for i in prange(*args)``: one ``scf.parallel`` over ``0 .. trip count`` with
     ``i = start + k * step``, reductions as ``scf.reduce`` (see the module docstring).
 
     ``state``/``names`` start with the loop variable, then the names the body assigns;
     ``kinds`` gives, per name after the loop variable, the reduction kind the AST
-    transform recognised (``"add"``, ``"mul"``, ``"max"``, ``"min"``) or None. When
+    transform recognised (``"add"``, ``"mul"``, ``"max"``, ``"min"``) or None, and
+    ``whys`` why a name updated like a reduction is not one (or None), for the error
+    when the body reads it. When
     ``prange_fn`` is not :func:`prange` (a name the transform could not resolve) or no
     trace is active, the loop runs as Python over ``prange_fn(*args)``.
     """
@@ -873,7 +889,7 @@ def for_prange(
     if not isinstance(step, Tracer) and step == 0:
         raise ValueError("prange() arg 3 must not be zero")
     line = user_location()[1]
-    body = _Body(names[1:], tuple(state[1:]), kinds, line)
+    body = _Body(names[1:], tuple(state[1:]), kinds, line, whys)
     fb = current_builder()
     mark = len(_pending())  # accumulations of this loop's body come after
     try:
