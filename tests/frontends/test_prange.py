@@ -582,24 +582,6 @@ def test_runs_through_the_llvm_lowering() -> None:
 # --------------------------------------------------------------------------- public API
 
 
-def _cpu_runs_parallel_loops() -> bool:
-    from isozyme.compiler.targets import cpu  # noqa: PLC0415
-
-    target = cpu.CpuTarget()
-    passes = (target.lowering_passes() if hasattr(target, "lowering_passes")
-              else [p() for p in cpu.LLVM_LOWERING_PASSES])
-    return any(isinstance(p, ConvertParallelToForPass) for p in passes)
-
-
-#: Until the cpu target runs convert-parallel-to-for, compiling a prange loop stops at
-#: the llvm lowering ("no conversion ... for scf.parallel"); strict: the mark must go
-#: when the wiring lands.
-needs_cpu_wiring = pytest.mark.xfail(
-    not _cpu_runs_parallel_loops(), strict=True,
-    reason="compiler/targets/cpu.py does not run convert-parallel-to-for yet",
-)
-
-
 def _energy(x, y):
     s = 0.0
     for i in isozyme.prange(1, len(x)):
@@ -616,7 +598,6 @@ def test_traced_stage_through_the_public_api_shows_scf_parallel() -> None:
     assert '"scf.parallel"' in text and "scf.reduce" in text and "scf.for" not in text
 
 
-@needs_cpu_wiring
 def test_primal_through_the_public_api() -> None:
     x = np.array([0.0, 1.0, 3.0, 2.0, 7.0])
     y = np.zeros(5)
@@ -627,7 +608,6 @@ def test_primal_through_the_public_api() -> None:
     np.testing.assert_array_equal(y[1:], np.diff(x))
 
 
-@needs_cpu_wiring
 def test_primal_of_nested_prange_through_the_public_api() -> None:
     def f(a, rows):
         total = 0.0
