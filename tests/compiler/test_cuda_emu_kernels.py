@@ -30,7 +30,13 @@ from xdsl.dialects.builtin import (
 )
 
 from isozyme.compiler.gpu import BLOCK_SIZE
-from isozyme.compiler.gpu.cuda_emu_source import GXX_FLAGS, SEED_ENV, emu_source
+from isozyme.compiler.gpu.cuda_emu_source import (
+    GXX_FLAGS,
+    RACECHECK_FLAG,
+    SEED_ENV,
+    emu_source,
+    racecheck_enabled,
+)
 from tests.compiler.test_cuda_printer import (
     CMPF_PREDICATES,
     FLOAT_CONSTANTS,
@@ -97,7 +103,9 @@ class Emu:
         src = tmp_path / "emu.cpp"
         lib = tmp_path / "emu.so"
         src.write_text(emu_source(module))
-        out = subprocess.run(["g++", *GXX_FLAGS, str(src), "-o", str(lib)],
+        # ISOZYME_EMU_RACECHECK=1 runs these kernels under the race checker too
+        flags = (*GXX_FLAGS, RACECHECK_FLAG) if racecheck_enabled() else GXX_FLAGS
+        out = subprocess.run(["g++", *flags, str(src), "-o", str(lib)],
                              capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         self.lib = ctypes.CDLL(str(lib))
@@ -117,7 +125,10 @@ class Emu:
             *[ctypes.addressof(k) for k in keep])
         f = ctypes.cast(getattr(self.lib, f"iz_emu_{name}"), ctypes.c_void_p)
         rc = self.lib.iz_emu_launch(f, grid, 1, 1, block, 1, 1, 0, None, params, None)
-        assert rc == 0
+        if rc:
+            report = ctypes.create_string_buffer(1024)
+            self.lib.iz_emu_race_report(report, len(report))
+            raise AssertionError(f"iz_emu_launch returned {rc}: {report.value.decode()}")
         self.launches += 1
 
 

@@ -31,6 +31,10 @@ Conventions (``docs/gpu.md``):
   ``#ifdef __CUDA_ARCH__``; the emulator issues one atomic per thread).
 * ``scf.for``/``if``/``while`` and nested ``scf.parallel`` (with ``scf.reduce``) are C
   loops and ``if``s; the values they yield are variables declared before them.
+* ``memref.load``/``store`` of memory the threads share (a memref parameter of the
+  kernel, or a view of one) are ``IZ_LOAD(m.aligned, index)`` and
+  ``IZ_STORE(m.aligned, index, value)``: plain accesses (defined in the prologue),
+  which ``cuda-emu``'s race checker redefines; per-thread arrays are accessed directly.
 * ``isz_gpu.report_failure`` (a failed run-time check) is an ``atomicCAS`` of
   ``status[0]`` from 0 to the check's id, the values written by the thread that won it,
   and a ``return`` that ends the thread (legal anywhere in the kernel's C).
@@ -379,6 +383,10 @@ class _Printer:
     helpers: dict[str, str] = field(default_factory=dict)
     #: the per-thread arrays of ``memref.alloc`` (their ``dealloc`` frees nothing)
     local: set[SSAValue] = field(default_factory=set)
+    #: memrefs over memory every thread of the launch sees: the kernel's memref
+    #: parameters and their views; their loads and stores go through ``IZ_LOAD`` /
+    #: ``IZ_STORE`` (cuda-emu's race checker), per-thread arrays' do not
+    shared: set[SSAValue] = field(default_factory=set)
 
     # -- emission ----------------------------------------------------------------------
     def emit(self, line: str) -> None:
@@ -431,6 +439,8 @@ class _Printer:
         for arg in block.args:
             n = self.fresh("p")
             self.names[arg] = n
+            if isinstance(arg.type, MemRefType):
+                self.shared.add(arg)
             types.append(self.ctype(arg.type))
             params.append(f"{types[-1]} {n}")
         name = f.sym_name.data
@@ -691,21 +701,39 @@ class _Printer:
 
     def element(self, v: SSAValue, indices: Sequence[SSAValue]) -> str:
         """``m.aligned[offset + sum(i_k * stride_k)]``."""
-        linear = self.offset(v)
-        for idx, stride in zip(indices, self.strides(v)):
-            linear = _add(linear, _mul(self.name(idx), stride))
-        return f"{self.name(v)}.aligned[{_c(linear)}]"
+        return f"{self.name(v)}.aligned[{self.linear_index(v, indices)}]"
 
     def element_at(self, v: SSAValue, k: int) -> str:
         """Element ``k`` (a constant) of the rank-1 memref ``v``."""
         linear = _add(self.offset(v), _mul(k, self.strides(v)[0]))
         return f"{self.name(v)}.aligned[{_c(linear)}]"
 
+    def linear_index(self, v: SSAValue, indices: Sequence[SSAValue]) -> str:
+        """``offset + sum(i_k * stride_k)``: the element's index from ``aligned``."""
+        linear = self.offset(v)
+        for idx, stride in zip(indices, self.strides(v)):
+            linear = _add(linear, _mul(self.name(idx), stride))
+        return _c(linear)
+
     def load(self, op: memref.LoadOp) -> None:
-        self.define(op.res, self.element(op.memref, op.indices))
+        """A plain load; through ``IZ_LOAD(aligned, index)`` (``PROLOGUE``) from
+        memory the threads share, so cuda-emu's race checker sees it."""
+        if op.memref not in self.shared:
+            self.define(op.res, self.element(op.memref, op.indices))
+            return
+        m = self.name(op.memref)
+        self.define(op.res, f"IZ_LOAD({m}.aligned, "
+                            f"{self.linear_index(op.memref, op.indices)})")
 
     def store(self, op: memref.StoreOp) -> None:
-        self.emit(f"{self.element(op.memref, op.indices)} = {self.name(op.value)};")
+        """A plain store; through ``IZ_STORE(aligned, index, value)`` to memory the
+        threads share (see :meth:`load`)."""
+        if op.memref not in self.shared:
+            self.emit(f"{self.element(op.memref, op.indices)} = {self.name(op.value)};")
+            return
+        m = self.name(op.memref)
+        self.emit(f"IZ_STORE({m}.aligned, {self.linear_index(op.memref, op.indices)}, "
+                  f"{self.name(op.value)});")
 
     def atomic(self, op: memref.AtomicRMWOp) -> None:
         kind = atomic_rmw_kind_name(op)
@@ -783,6 +811,8 @@ class _Printer:
         """A new descriptor: ``src``'s pointers (or the given ones) and these fields."""
         a = allocated or f"{self.name(src)}.allocated"
         b = aligned or f"{self.name(src)}.aligned"
+        if aligned is None and src in self.shared:  # a view of shared memory
+            self.shared.add(result)
         fields = [a, b, _c(offset)]
         if sizes:
             fields.append("{" + ", ".join(_c(s) for s in sizes) + "}")
@@ -794,6 +824,8 @@ class _Printer:
         if not isinstance(dest, MemRefType) or \
                 dest.get_num_dims() != self._mtype(op.source).get_num_dims():
             raise UnsupportedError(f"memref.cast to {dest} in a GPU kernel")
+        if op.source in self.shared:
+            self.shared.add(op.dest)
         self.define(op.dest, self.name(op.source))
 
     def subview(self, op: memref.SubviewOp) -> None:
@@ -952,6 +984,8 @@ class _Printer:
         body = op.body.block
         iters = []
         for res, init, arg in zip(op.res, op.iter_args, body.args[1:]):
+            if init in self.shared:  # a view carried through the loop
+                self.shared.update((res, arg))
             self.define(res, self.name(init))
             self.names[arg] = self.names[res]
             iters.append(self.names[res])
@@ -1140,6 +1174,12 @@ typedef unsigned long long uint64_t;
 #endif
 #else
 #include <stdint.h>
+#endif
+// Loads and stores of the memory the threads of a launch share: plain accesses here;
+// cuda-emu's race checker (IZ_EMU_RACECHECK) defines its own first.
+#ifndef IZ_LOAD
+#define IZ_LOAD(aligned, index) ((aligned)[index])
+#define IZ_STORE(aligned, index, value) ((aligned)[index] = (value))
 #endif
 """
 
