@@ -163,3 +163,103 @@ def test_gradient_of_cupy_arrays() -> None:
     (g,) = iz.gradient(iz.Reverse, sum_sq, x)
     assert isinstance(g, cp.ndarray)
     np.testing.assert_allclose(cp.asnumpy(g), 2.0 * cp.asnumpy(x), rtol=1e-14)
+
+
+# -- robustness: colliding scatters, gradient(_), threads, streams, out of memory ----
+def scatter_add(x, idx, out):
+    for i in iz.prange(idx.shape[0]):
+        out[idx[i]] += x[i] * x[i]
+
+
+def test_colliding_scatter_both_modes() -> None:
+    rng = np.random.default_rng(7)
+    x, v = rng.standard_normal(4000), rng.standard_normal(4000)
+    idx = rng.integers(0, 7, 4000)  # thousands of atomic updates of 7 elements
+    out, dout = cp.zeros(7), cp.asarray(rng.standard_normal(7))
+    dx = cp.zeros(4000)
+    iz.autodiff(iz.Reverse, scatter_add, iz.Duplicated(cp.asarray(x), dx), iz.Const(cp.asarray(idx)),
+                iz.Duplicated(out, dout.copy()))
+    expected = np.zeros(7)
+    np.add.at(expected, idx, x * x)
+    np.testing.assert_allclose(cp.asnumpy(out), expected, rtol=1e-12)
+    np.testing.assert_allclose(cp.asnumpy(dx), 2.0 * x * cp.asnumpy(dout)[idx], rtol=1e-13)
+    out, dout = cp.zeros(7), cp.zeros(7)
+    iz.autodiff(iz.Forward, scatter_add, iz.Duplicated(cp.asarray(x), cp.asarray(v)),
+                iz.Const(cp.asarray(idx)), iz.Duplicated(out, dout))
+    tangent = np.zeros(7)
+    np.add.at(tangent, idx, 2.0 * x * v)
+    np.testing.assert_allclose(cp.asnumpy(out), expected, rtol=1e-12)
+    np.testing.assert_allclose(cp.asnumpy(dout), tangent, rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", [iz.Reverse, iz.Forward, iz.ReverseWithPrimal])
+def test_gradient_modes_on_cupy_arrays(mode) -> None:
+    x = cp.linspace(-1.0, 1.0, 9)
+    out = iz.gradient(mode, sum_sq, x)
+    (g,) = out[0] if mode.with_primal else out
+    assert isinstance(g, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(g), 2.0 * cp.asnumpy(x), rtol=1e-14)
+
+
+def test_gradient_in_place_on_cupy_arrays() -> None:
+    x, dx = cp.linspace(-1.0, 1.0, 1000), cp.full(1000, 5.0)
+    (out,) = iz.gradient_(iz.Reverse, dx, sum_sq, x)
+    assert out is dx
+    np.testing.assert_allclose(cp.asnumpy(dx), 2.0 * cp.asnumpy(x), rtol=1e-14)
+
+
+def test_call_from_a_fresh_thread() -> None:
+    import threading
+
+    x = cp.arange(1000.0)
+    outs = [cp.zeros(1000) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def work(y) -> None:
+        try:
+            iz.autodiff(iz.Forward, saxpy, iz.Const(2.0), iz.Const(x), iz.Const(y))
+            s = iz.autodiff(iz.ForwardWithPrimal, sum_sq, iz.Const(y))[1]
+            assert s == pytest.approx(float(np.sum((2.0 * np.arange(1000.0)) ** 2)))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(y,)) for y in outs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for y in outs:
+        np.testing.assert_array_equal(cp.asnumpy(y), 2.0 * np.arange(1000.0))
+
+
+def test_call_under_a_non_default_stream() -> None:
+    n = 1 << 20
+    with cp.cuda.Stream(non_blocking=True) as stream:
+        x = cp.arange(n, dtype=cp.float64)  # queued on the stream, not synchronized
+        y = cp.ones(n)
+        iz.autodiff(iz.Forward, saxpy, iz.Const(2.0), iz.Const(x), iz.Const(y))
+        y += 1.0  # after the kernel, on the same stream
+        s = iz.autodiff(iz.ForwardWithPrimal, sum_sq, iz.Const(x))[1]  # a device read
+        stream.synchronize()
+    ref = np.arange(n, dtype=np.float64)
+    np.testing.assert_array_equal(cp.asnumpy(y), 2.0 * ref + 2.0)
+    assert s == pytest.approx(float(np.sum(ref * ref)), rel=1e-12)
+
+
+def test_out_of_memory_leaves_the_process_usable() -> None:
+    pool = cp.get_default_memory_pool()
+    x = cp.ones(1 << 20)
+    iz.autodiff(iz.ForwardWithPrimal, double, iz.Const(x))  # compiled before the limit
+    cp.cuda.Device().synchronize()
+    pool.free_all_blocks()  # no cached block the result could reuse
+    used = pool.used_bytes()
+    pool.set_limit(size=used + (1 << 16))  # no room for an 8 MB result
+    try:
+        with pytest.raises(cp.cuda.memory.OutOfMemoryError):
+            iz.autodiff(iz.ForwardWithPrimal, double, iz.Const(x))
+        assert pool.used_bytes() == used  # the failed call's allocations were freed
+    finally:
+        pool.set_limit(size=0)
+    _, y = iz.autodiff(iz.ForwardWithPrimal, double, iz.Const(x))
+    np.testing.assert_array_equal(cp.asnumpy(y), 2.0)
