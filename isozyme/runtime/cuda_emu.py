@@ -162,13 +162,10 @@ def take_race_report(lib: ctypes.CDLL) -> str | None:
 
 def _report_races(compiled: CompiledModule, lib: ctypes.CDLL) -> None:
     """Make ``compiled``'s entry callables raise :class:`DataRaceError` after a call
-    during which a launch had a data race (the launch's status also fails the call;
-    the race is the cause reported)."""
-    make_entry = compiled.entry
+    during which a launch had a data race (``CompiledModule.wrap_entry``; the launch's
+    status also stops the call: the race is the cause reported)."""
 
-    def entry(*args: Any, **kwargs: Any) -> Callable[..., tuple[Any, ...]]:
-        call = make_entry(*args, **kwargs)
-
+    def wrap(call: Callable[..., tuple[Any, ...]]) -> Callable[..., tuple[Any, ...]]:
         def checked(*values: Any) -> tuple[Any, ...]:
             take_race_report(lib)  # a report left by a call that did not read it
             try:
@@ -183,8 +180,7 @@ def _report_races(compiled: CompiledModule, lib: ctypes.CDLL) -> None:
                 raise DataRaceError(f"isozyme cuda-emu: {race}")
             return out
 
-        checked.__doc__ = call.__doc__
         checked._iz_keepalive = call  # type: ignore[attr-defined]
         return checked
 
-    compiled.entry = entry  # type: ignore[method-assign]
+    compiled.wrap_entry = wrap
