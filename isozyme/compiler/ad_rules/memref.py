@@ -27,12 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from xdsl.dialects import arith, memref, scf
+from xdsl.dialects import memref, scf
 from xdsl.dialects.builtin import IndexType, MemRefType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 
 from isozyme.compiler.ad_rules.registry import Edge, InactiveRule, MemoryRule, register
+from isozyme.compiler.analysis.injectivity import defined_inside, followed_iv
 from isozyme.compiler.emitter import Emitter
 from isozyme.compiler.lowering.convert_parallel_to_for import ATOMIC_RMW_KIND, atomic_rmw
 from isozyme.dialects.memref_ext import TransposeOp
@@ -108,44 +109,6 @@ def _indices(op: Operation, get: Callable[[SSAValue], SSAValue]):
 
 
 # parallel loops ------------------------------------------------------------------------
-def _inside(op: Operation, v: SSAValue) -> bool:
-    """Whether ``v`` is defined in ``op``'s regions (or is one of their arguments)."""
-    owner = v.owner
-    d = owner.parent_op() if isinstance(owner, Block) else owner
-    return d is not None and (d is op or op.is_ancestor(d))
-
-
-def _follows_iv(v: SSAValue, loop: Operation) -> SSAValue | None:
-    """The induction variable of ``loop`` that index ``v`` is an injective function of
-    (``iv``, ``iv + c``, ``c - iv``, ``iv * k`` with ``c`` invariant and ``k`` a nonzero
-    constant, through index casts), or None."""
-    ivs = list(loop.regions[0].block.args)
-    while True:
-        if v in ivs:
-            return v
-        op = v.owner
-        if isinstance(op, (arith.IndexCastOp, arith.ExtSIOp)):
-            v = op.input
-        elif isinstance(op, (arith.AddiOp, arith.SubiOp)):
-            if not _inside(loop, op.rhs):
-                v = op.lhs
-            elif not _inside(loop, op.lhs):
-                v = op.rhs
-            else:
-                return None
-        elif isinstance(op, arith.MuliOp):
-            for x, c in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
-                if isinstance(c.owner, arith.ConstantOp) and getattr(
-                    c.owner.value, "value", None
-                ) is not None and c.owner.value.value.data != 0:
-                    v = x
-                    break
-            else:
-                return None
-        else:
-            return None
-
-
 def private_element(op: Operation, loop: Operation) -> bool:
     """Whether the element ``op`` (a load, store or atomic of a buffer) accesses is
     private to one iteration of parallel ``loop``: the buffer is allocated in the body,
@@ -155,7 +118,7 @@ def private_element(op: Operation, loop: Operation) -> bool:
     from isozyme.compiler.analysis.buffers import root_buffer
 
     root = root_buffer(op.memref)  # type: ignore[attr-defined]
-    if _inside(loop, root):
+    if defined_inside(loop, root):
         return True
     for inner in loop.walk():
         if inner is op or isinstance(inner, memref.DimOp):
@@ -169,8 +132,9 @@ def private_element(op: Operation, loop: Operation) -> bool:
         same = inner.memref is op.memref  # type: ignore[attr-defined]
         if not same or list(inner.indices) != list(op.indices):  # type: ignore[attr-defined]
             return False
-    followed = {_follows_iv(i, loop) for i in op.indices}  # type: ignore[attr-defined]
-    return all(iv in followed for iv in loop.regions[0].block.args)
+    ivs = list(loop.regions[0].block.args)
+    followed = {followed_iv(i, loop, ivs) for i in op.indices}  # type: ignore[attr-defined]
+    return all(iv in followed for iv in ivs)
 
 
 def accumulate_into_shadow(

@@ -33,13 +33,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, memref, scf
-from xdsl.dialects.builtin import IntegerAttr, MemRefType, ModuleOp, NoneAttr
+from xdsl.dialects import memref, scf
+from xdsl.dialects.builtin import MemRefType, ModuleOp, NoneAttr
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from isozyme.compiler.analysis.buffers import root_buffer
+from isozyme.compiler.analysis.injectivity import defined_inside, followed_iv
 
 
 def _nest(loop: scf.ForOp) -> list[scf.ForOp] | None:
@@ -58,12 +59,6 @@ def _nest(loop: scf.ForOp) -> list[scf.ForOp] | None:
         loops.append(inner[0])
 
 
-def _inside(nest_root: Operation, v: SSAValue) -> bool:
-    owner = v.owner
-    op = owner.parent_op() if isinstance(owner, Block) else owner
-    return op is not None and (op is nest_root or nest_root.is_ancestor(op))
-
-
 def _pure(op: Operation) -> bool:
     return (op.name.startswith("arith.") and not op.regions) or isinstance(op, memref.DimOp)
 
@@ -72,38 +67,11 @@ def _identity_layout(t: object) -> bool:
     return isinstance(t, MemRefType) and isinstance(t.layout, NoneAttr)
 
 
-def _follows(v: SSAValue, root: Operation, ivs: set[SSAValue]) -> SSAValue | None:
-    """The induction variable of the nest that index ``v`` is an injective function
-    of (``iv``, ``iv + c``, ``c - iv``, ``iv * k``: ``c`` defined outside the nest,
-    ``k`` a non-zero constant; a reversed loop's ``n - 1 - iv``), or None."""
-    while v not in ivs:
-        op = v.owner
-        if isinstance(op, (arith.AddiOp, arith.SubiOp)):
-            if not _inside(root, op.rhs):
-                v = op.lhs
-            elif not _inside(root, op.lhs):
-                v = op.rhs
-            else:
-                return None
-        elif isinstance(op, arith.MuliOp):
-            for x, c in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
-                if isinstance(c.owner, arith.ConstantOp) and isinstance(
-                    c.owner.value, IntegerAttr
-                ) and c.owner.value.value.data != 0:
-                    v = x
-                    break
-            else:
-                return None
-        else:
-            return None
-    return v
-
-
 def _independent(loops: list[scf.ForOp]) -> bool:
     """Whether the iterations of the nest ``loops`` touch disjoint memory (see the
     module docstring)."""
     root = loops[0]
-    if any(_inside(root, v) for lp in loops[1:] for v in (lp.lb, lp.ub, lp.step)):
+    if any(defined_inside(root, v) for lp in loops[1:] for v in (lp.lb, lp.ub, lp.step)):
         return False  # a triangular nest is not a rectangle
     ivs = {lp.body.block.args[0] for lp in loops}
     accesses: list[memref.LoadOp | memref.StoreOp] = []
@@ -119,7 +87,7 @@ def _independent(loops: list[scf.ForOp]) -> bool:
                 buf, idx = op.memref, list(op.indices)
                 if not isinstance(buf.owner, memref.AllocOp) or not _identity_layout(buf.type):
                     return False
-                if not ivs <= {_follows(i, root, ivs) for i in idx}:
+                if not ivs <= {followed_iv(i, root, ivs) for i in idx}:
                     return False
                 if stored.setdefault(buf, idx) != idx:
                     return False
