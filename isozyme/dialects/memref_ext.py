@@ -1,4 +1,5 @@
-"""``memref`` ops of upstream MLIR that xDSL 0.74 lacks: ``memref.transpose``.
+"""``memref`` ops of upstream MLIR that xDSL 0.74 lacks: ``memref.transpose``; and the
+names of ``memref.atomic_rmw``'s kinds, which xDSL stores as a bare integer.
 
 isozyme needs it for numpy's ``x.T``/``np.transpose``, which are views: the result
 looks into the source's memory with permuted sizes and strides.  The op keeps MLIR's
@@ -13,9 +14,17 @@ Result dimension ``k`` is source dimension ``permutation[k]`` (size and stride).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from xdsl.dialects.builtin import AffineMapAttr, MemRefType, NoneAttr, StridedLayoutAttr
+from xdsl.dialects import memref
+from xdsl.dialects.builtin import (
+    AffineMapAttr,
+    IntegerAttr,
+    MemRefType,
+    NoneAttr,
+    StridedLayoutAttr,
+    i64,
+)
 from xdsl.ir import Attribute, Dialect, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 from xdsl.irdl import (
@@ -84,3 +93,45 @@ class TransposeOp(IRDLOperation):
 
 
 MemRefExt = Dialect("memref_ext", [TransposeOp])
+
+
+#: ``arith::AtomicRMWKind`` of upstream MLIR (``ArithBase.td``): name -> ``kind`` value.
+ATOMIC_RMW_KIND: dict[str, int] = {
+    "addf": 0,
+    "addi": 1,
+    "andi": 2,
+    "assign": 3,
+    "maximumf": 4,
+    "maxnumf": 5,
+    "maxs": 6,
+    "maxu": 7,
+    "minimumf": 8,
+    "minnumf": 9,
+    "mins": 10,
+    "minu": 11,
+    "mulf": 12,
+    "muli": 13,
+    "ori": 14,
+    "xori": 15,
+}
+
+
+def atomic_rmw(kind: str, value: SSAValue, buffer: SSAValue,
+               indices: Iterable[SSAValue]) -> memref.AtomicRMWOp:
+    """``%old = memref.atomic_rmw <kind> %value, %buffer[indices]`` (``kind`` a name of
+    :data:`ATOMIC_RMW_KIND`; xDSL 0.74 has no builder for the op)."""
+    return memref.AtomicRMWOp.create(
+        operands=[value, buffer, *indices], result_types=[value.type],
+        properties={"kind": IntegerAttr(ATOMIC_RMW_KIND[kind], i64)},
+    )
+
+
+def atomic_rmw_kind_name(op: memref.AtomicRMWOp) -> str:
+    """The name (``addf``...) of an ``atomic_rmw``'s kind."""
+    from isozyme.errors import UnsupportedError
+
+    value = op.kind.value.data
+    for name, v in ATOMIC_RMW_KIND.items():
+        if v == value:
+            return name
+    raise UnsupportedError(f"memref.atomic_rmw of unknown kind {value}")

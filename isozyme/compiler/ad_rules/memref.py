@@ -35,8 +35,7 @@ from xdsl.rewriter import InsertPoint
 from isozyme.compiler.ad_rules.registry import Edge, InactiveRule, MemoryRule, register
 from isozyme.compiler.analysis.injectivity import defined_inside, followed_iv
 from isozyme.compiler.emitter import Emitter
-from isozyme.compiler.lowering.convert_parallel_to_for import ATOMIC_RMW_KIND, atomic_rmw
-from isozyme.dialects.memref_ext import TransposeOp
+from isozyme.dialects.memref_ext import ATOMIC_RMW_KIND, TransposeOp, atomic_rmw
 from isozyme.errors import UnsupportedError
 
 MEMREF_VIEWS: dict[type[Operation], Callable[[Operation], SSAValue]] = {

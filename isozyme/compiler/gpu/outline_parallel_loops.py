@@ -56,8 +56,6 @@ unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, func, gpu, memref, scf
@@ -85,7 +83,8 @@ from isozyme.compiler.gpu.kernel_checks import (
     report_failures,
     status_width,
 )
-from isozyme.compiler.lowering.convert_parallel_to_for import ATOMIC_RMW_KIND
+# (atomic_rmw_kind_name re-exported: the CUDA printer imports it from here)
+from isozyme.dialects.memref_ext import atomic_rmw, atomic_rmw_kind_name  # noqa: F401
 from isozyme.errors import UnsupportedError
 
 #: Threads per block of every launch (1-D blocks).
@@ -110,25 +109,6 @@ _REDUCE_KINDS: dict[type[Operation], str] = {
     arith.MinSIOp: "mins", arith.MaxUIOp: "maxu", arith.MinUIOp: "minu",
     arith.OrIOp: "ori", arith.AndIOp: "andi", arith.XOrIOp: "xori",
 }
-
-
-def atomic_rmw(kind: str, value: SSAValue, buffer: SSAValue,
-               indices: Iterable[SSAValue]) -> memref.AtomicRMWOp:
-    """``%old = memref.atomic_rmw <kind> %value, %buffer[indices]`` (xDSL 0.74 has no
-    builder for it)."""
-    return memref.AtomicRMWOp.create(
-        operands=[value, buffer, *indices], result_types=[value.type],
-        properties={"kind": IntegerAttr(ATOMIC_RMW_KIND[kind], i64)},
-    )
-
-
-def atomic_rmw_kind_name(op: memref.AtomicRMWOp) -> str:
-    """The name (``addf``...) of an ``atomic_rmw``'s kind."""
-    value = op.kind.value.data
-    for name, v in ATOMIC_RMW_KIND.items():
-        if v == value:
-            return name
-    raise UnsupportedError(f"memref.atomic_rmw of unknown kind {value}")
 
 
 def _reduction_kind(region: Region) -> str:

@@ -50,26 +50,8 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from isozyme.compiler.lowering._common import LoweringError
+from isozyme.dialects.memref_ext import ATOMIC_RMW_KIND, atomic_rmw  # noqa: F401 (re-exported)
 
-#: ``arith::AtomicRMWKind`` of upstream MLIR (``ArithBase.td``): name -> ``kind`` value.
-ATOMIC_RMW_KIND: dict[str, int] = {
-    "addf": 0,
-    "addi": 1,
-    "andi": 2,
-    "assign": 3,
-    "maximumf": 4,
-    "maxnumf": 5,
-    "maxs": 6,
-    "maxu": 7,
-    "minimumf": 8,
-    "minnumf": 9,
-    "mins": 10,
-    "minu": 11,
-    "mulf": 12,
-    "muli": 13,
-    "ori": 14,
-    "xori": 15,
-}
 
 #: ``kind`` value -> the op combining ``(old, value)``; ``assign`` has none.
 _COMBINE: dict[int, Callable[[SSAValue, SSAValue], Operation]] = {
@@ -89,15 +71,6 @@ _COMBINE: dict[int, Callable[[SSAValue, SSAValue], Operation]] = {
     ATOMIC_RMW_KIND["ori"]: arith.OrIOp,
     ATOMIC_RMW_KIND["xori"]: arith.XOrIOp,
 }
-
-
-def atomic_rmw(kind: str, value: SSAValue, ref: SSAValue, indices: list[SSAValue]) -> memref.AtomicRMWOp:
-    """A ``memref.atomic_rmw`` of ``kind`` (a name of :data:`ATOMIC_RMW_KIND`)."""
-    return memref.AtomicRMWOp.build(
-        operands=[value, ref, indices],
-        result_types=[value.type],
-        properties={"kind": builtin.IntegerAttr(ATOMIC_RMW_KIND[kind], builtin.i64)},
-    )
 
 
 def _lower_parallel(op: scf.ParallelOp) -> None:
