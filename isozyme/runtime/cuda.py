@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 from collections.abc import Callable
@@ -273,6 +274,20 @@ class _Kernels:
             self.device = device
 
 
+def _use_device(cupy: Any, device: int) -> Any:
+    """``cupy.cuda.Device(device)`` as a context manager (nothing for a stand-in CuPy
+    without devices)."""
+    make = getattr(cupy.cuda, "Device", None)
+    return make(device) if make is not None else contextlib.nullcontext()
+
+
+def _current_stream(cupy: Any) -> int:
+    """The handle of CuPy's current stream (0, the legacy default stream, for a
+    stand-in CuPy without streams)."""
+    get = getattr(cupy.cuda, "get_current_stream", None)
+    return int(get().ptr) if get is not None else 0
+
+
 def _release(pointers: set[int]) -> None:
     """Give a failed call's allocations back to the pool (it returns no result that
     could own them)."""
@@ -293,7 +308,7 @@ def _on_device(kernels: _Kernels) -> Callable[[Callable[..., tuple]], Callable[.
             device = _device_of_views(values)
             if device is None:
                 device = kernels.device if kernels.device is not None else _current_device(cupy)
-            with cupy.cuda.Device(device):
+            with _use_device(cupy, device):
                 if kernels.device is None:
                     kernels.load(device)
                 elif kernels.device != device:
@@ -303,7 +318,7 @@ def _on_device(kernels: _Kernels) -> Callable[[Callable[..., tuple]], Callable[.
                     )
                 state = _CALL
                 saved = (state.stream, state.allocations, state.error)
-                state.stream = int(cupy.cuda.get_current_stream().ptr)
+                state.stream = _current_stream(cupy)
                 state.allocations, state.error = set(), None
                 try:
                     return entry(*values)
