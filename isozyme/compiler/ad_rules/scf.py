@@ -45,6 +45,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from isozyme.compiler.ad.tape import RevCtx, free_values
 from isozyme.compiler.ad_rules.registry import Edge, RegionRule, register
 from isozyme.compiler.analysis.buffers import is_buffer
+from isozyme.compiler.analysis.reductions import combining_kind
 from isozyme.compiler.emitter import Emitter
 from isozyme.errors import UnsupportedError
 
@@ -398,18 +399,11 @@ class WhileRule(RegionRule):
 
 def reduction_kind(reduce: scf.ReduceOp, j: int) -> str:
     """``"addf"`` when reduction ``j`` of ``reduce`` combines by ``arith.addf`` of its two
-    block arguments, else the names of the ops of its region."""
-    block = reduce.reductions[j].block
-    ops = list(block.ops)
-    if (
-        len(ops) == 2
-        and isinstance(ops[0], arith.AddfOp)
-        and set(ops[0].operands) == set(block.args)
-        and len(set(ops[0].operands)) == 2
-        and ops[1].operands[0] is ops[0].result
-    ):
+    block arguments, else the names of the ops of its region (for messages)."""
+    region = reduce.reductions[j]
+    if combining_kind(region) == "addf":
         return "addf"
-    return ", ".join(o.name for o in ops[:-1]) or "a pass-through"
+    return ", ".join(o.name for o in list(region.block.ops)[:-1]) or "a pass-through"
 
 
 def _addf_region(t: Attribute, reassoc: bool) -> Region:

@@ -83,6 +83,7 @@ from isozyme.compiler.gpu.kernel_checks import (
     report_failures,
     status_width,
 )
+from isozyme.compiler.analysis.reductions import REDUCE_KINDS, combining_kind, describe
 # (atomic_rmw_kind_name re-exported: the CUDA printer imports it from here)
 from isozyme.dialects.memref_ext import atomic_rmw, atomic_rmw_kind_name  # noqa: F401
 from isozyme.errors import UnsupportedError
@@ -101,30 +102,15 @@ CONTAINER_ATTR = "gpu.container_module"
 #: CUDA printer may combine the values of a warp first and issue one atomic per warp.
 WARP_AGGREGATE_ATTR = "isozyme.warp_aggregate"
 
-#: Combining op of an ``scf.reduce`` region -> the ``atomic_rmw`` kind that does it.
-_REDUCE_KINDS: dict[type[Operation], str] = {
-    arith.AddfOp: "addf", arith.AddiOp: "addi", arith.MulfOp: "mulf",
-    arith.MuliOp: "muli", arith.MaximumfOp: "maximumf", arith.MinimumfOp: "minimumf",
-    arith.MaxnumfOp: "maxnumf", arith.MinnumfOp: "minnumf", arith.MaxSIOp: "maxs",
-    arith.MinSIOp: "mins", arith.MaxUIOp: "maxu", arith.MinUIOp: "minu",
-    arith.OrIOp: "ori", arith.AndIOp: "andi", arith.XOrIOp: "xori",
-}
-
-
 def _reduction_kind(region: Region) -> str:
     """The ``atomic_rmw`` kind of a reduce region whose body is one combining op of its
     two arguments followed by ``scf.reduce.return``."""
-    ops = list(region.block.ops)
-    a, b = region.block.args
-    if (len(ops) == 2 and isinstance(ops[1], scf.ReduceReturnOp)
-            and type(ops[0]) in _REDUCE_KINDS
-            and set(ops[0].operands) == {a, b} and len(ops[0].operands) == 2
-            and ops[1].operands[0] is ops[0].results[0]):
-        return _REDUCE_KINDS[type(ops[0])]
-    body = "; ".join(o.name for o in ops)
+    kind = combining_kind(region)
+    if kind is not None:
+        return kind
     raise UnsupportedError(
-        f"scf.reduce region ({body}) in a GPU kernel: only one combining op of the "
-        f"two arguments is supported ({', '.join(t.name for t in _REDUCE_KINDS)})"
+        f"scf.reduce region ({describe(region)}) in a GPU kernel: only one combining op "
+        f"of the two arguments is supported ({', '.join(t.name for t in REDUCE_KINDS)})"
     )
 
 
