@@ -326,3 +326,23 @@ def test_a_rejected_reduction_names_the_reason(f, reason: str) -> None:
     import re
 
     assert re.search(reason.format(*[lines[k] for k in range(8)]), text), text
+
+
+# --------------------------------------------------------------------------- private arrays
+
+
+def body_local(x, y):
+    for i in prange(len(x)):
+        t = np.zeros(2)
+        t += x[i]  # an array of this iteration: no other iteration updates it
+        t[1] += 1.0
+        y[i] += t[0] * t[1]
+
+
+def test_arrays_allocated_in_the_body_are_updated_plainly() -> None:
+    args = [np.arange(1.0, 4.0), np.zeros(3)]
+    assert '"memref.atomic_rmw"' not in _ir(body_local, args)
+    want = [np.arange(1.0, 4.0), np.zeros(3)]
+    body_local(*want)
+    iz.autodiff(ForwardWithPrimal, body_local, Const, *(Const(a) for a in args))
+    np.testing.assert_array_equal(args[1], want[1])

@@ -226,6 +226,15 @@ def _follows_iv(value: SSAValue, body: Block) -> bool:
             return False
 
 
+def _private(root: SSAValue, bodies: Sequence[Block]) -> bool:
+    """Whether buffer ``root`` belongs to one iteration: allocated in the outermost
+    ``prange`` body of the function being traced or, in a helper function traced from
+    a caller's body (no ``bodies`` of its own), anywhere in the helper (per call)."""
+    if not isinstance(root.owner, (memref.AllocOp, memref.AllocaOp)):
+        return False
+    return not bodies or not _defined_outside(root, bodies[0])
+
+
 def _disjoint(indices: Sequence[SSAValue], bodies: Sequence[Block]) -> bool:
     """Whether distinct iterations of every loop of ``bodies`` write distinct elements:
     for each loop, some index follows its induction variable."""
@@ -328,6 +337,8 @@ def accumulate(target: Any, key: Any, op: str, value: Any) -> None:
     outer = bool(_outer_builders())
     if not bodies and not outer:
         return plain()
+    if _private(_root_buffer(root_of(target)), bodies):
+        return plain()  # an array of one iteration: no other iteration sees it
     keys = expand_key(target, key)
     if not is_element_key(keys):
         return _accumulate_slice(target, keys, op, value, bodies, outer, plain)
