@@ -315,12 +315,14 @@ def _pending() -> list[tuple[Any, Any]]:
 
 def accumulate(target: Any, key: Any, op: str, value: Any) -> None:
     """``target[key] += value`` (``op`` ``"+"``) or ``-=`` (``"-"``) in a ``prange``
-    body: one ``memref.atomic_rmw`` (``addf``, ``addi``) of an element of a traced
-    array. When the outermost loop of the nest is traced, :func:`_settle` demotes the
-    atomics to load/add/store if every accumulation of the nest is provably disjoint
-    between iterations (:func:`_disjoint`). Outside a traced ``prange`` body, and for
-    slices and integer arrays given floats, exactly Python's ``t = target[key];
-    t op= value; target[key] = t``."""
+    body, of this function or of a caller (a helper function traced from a body): one
+    ``memref.atomic_rmw`` (``addf``, ``addi``) of an element of a traced array. When
+    the outermost loop of the nest is traced, :func:`_settle` demotes the atomics to
+    load/add/store if no two iterations can update one element (:func:`_demotable`);
+    in a helper function they stay atomic. Slices become per-element atomics only
+    where needed (:func:`_accumulate_slice`). Outside a traced ``prange`` body, for
+    an array allocated in the body (:func:`_private`) and for integer arrays given
+    floats, exactly Python's ``t = target[key]; t op= value; target[key] = t``."""
     from .arrays import ArrayTracer  # noqa: PLC0415 (import cycle)
     from .views import expand_key, is_element_key, root_of  # noqa: PLC0415
 
@@ -360,10 +362,10 @@ def accumulate(target: Any, key: Any, op: str, value: Any) -> None:
         properties={"kind": IntegerAttr(_ATOMIC_RMW_KIND[kind], i64)})
     emit(atomic)
     negation = added.value.owner if op == "-" else None
-    # A view made in the body (its offset a function of the loop variables) may map
-    # distinct indices of distinct iterations onto one element: not provably disjoint.
     if not bodies:
         return  # only a caller's loop is open: stays atomic (call_helper notes it)
+    # A view made in the body (its offset a function of the loop variables) may map
+    # distinct indices of distinct iterations onto one element: not provably disjoint.
     disjoint = not outer and _defined_outside(ssa(target), bodies[0]) \
         and _disjoint(indices, bodies)
     _pending().append((current_builder(), _Accumulation(
