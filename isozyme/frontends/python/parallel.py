@@ -11,10 +11,12 @@ The contract of a parallel loop (docs/prange.md):
 
 * iterations may run in any order and at the same time;
 * no two iterations write the same array element, except by ``+=``/``-=``
-  (accumulation): :func:`accumulate` emits ``x[k] += v`` as ``memref.atomic_rmw addf``
-  (``addi``) unless the element written is provably distinct per iteration (one index
-  is the loop variable itself, up to ``start + k * step`` and casts), then a plain
-  load/add/store;
+  (accumulation): :func:`accumulate` emits ``x[k] += v`` (and :func:`augment` a
+  whole-array ``y += v``) as ``memref.atomic_rmw addf`` (``addi``) unless no two
+  iterations can update one element (every accumulation into one array, through its
+  views, at the same index tuple, one index of which follows each loop variable, up to
+  ``start + k * step`` and casts), then a plain load/add/store; in a helper function
+  called from a body they stay atomic;
 * a scalar defined before the loop and updated in the body only by ``s += e``,
   ``s = s + e``, ``s -= e``, ``s *= e``, ``s = max(s, e)`` or ``s = min(s, e)`` is a
   *reduction* (``scf.reduce``): after the loop it holds the initial value combined with
