@@ -2,22 +2,31 @@
 :mod:`isozyme.runtime.jit` and launching them with the driver's ``cuLaunchKernel``.
 
 * Kernels: ``cupy.RawModule(code=<CUDA C>, options=("-std=c++17",))`` (NVRTC), one
-  module per source text, cached for the process (CuPy also caches the binary on
-  disk); each kernel's ``CUfunction`` (``RawModule.get_function(name).ptr``) goes into
-  the module's kernel table (``isozyme.abi.KERNEL_TABLE``).
+  module per source text and device, cached for the process (CuPy also caches the
+  binary on disk); each kernel's ``CUfunction`` (``RawModule.get_function(name).ptr``)
+  goes into the compiled program's kernel table (``isozyme.abi.KERNEL_TABLE``) on its
+  first call, for that call's device (the compile cache keys device arrays by device).
+* Each call (:func:`_on_device`, the entry callables' wrapper): the arrays' device is
+  made current (``cupy.cuda.Device``; a fresh thread has no current context), and the
+  thread's call state (:class:`_CallState`) holds CuPy's current stream, the call's
+  allocations and the first allocation error.
 * Launches: the host program calls ``cuLaunchKernel`` itself (its address from
-  ``libcuda.so.1``, bound to the module when it is JIT-compiled) on the legacy
-  default stream, which CuPy's default stream is too, so kernels and CuPy's own work
-  on the arguments are ordered. The host's own element reads and writes (a
-  reduction's result) are ``cuMemcpy`` calls, synchronous and ordered after the
-  launches.
+  ``libcuda.so.1``, bound to the module when it is JIT-compiled) on the stream
+  ``iz_launch_stream()`` returns (the call's), so kernels are ordered with CuPy's
+  work on that stream. The host's own element reads and writes (a reduction's
+  result) are ``cuMemcpyAsync`` + ``cuStreamSynchronize`` on it (:func:`_device_copy`).
+  A failed driver call stops the call (an ``isz.check``) and raises
+  :class:`~isozyme.runtime.cuda_errors.CudaError`.
 * Memory: arguments are device arrays (``__cuda_array_interface__``); their device
   pointers fill the descriptors (:func:`isozyme.runtime.marshal.device_view`). The
   host program's ``memref.alloc``/``dealloc`` (shadows, temporaries, results) call
   ``iz_device_alloc``/``iz_device_free``: ctypes callbacks allocating from CuPy's
-  memory pool, kept alive in :data:`_LIVE` until freed. A memref result becomes a
-  ``cupy.ndarray`` over its memory (``UnownedMemory`` whose owner returns it to the
-  pool when the last array using it dies).
+  memory pool, kept alive in :data:`_LIVE` until freed. A failed allocation returns
+  NULL (the exception is kept, never thrown through C); the host program checks the
+  pointer and stops, and the wrapper frees the call's allocations and re-raises CuPy's
+  ``OutOfMemoryError``. A memref result becomes a ``cupy.ndarray`` over its memory
+  (``UnownedMemory`` whose owner returns it to the pool when the last array using it
+  dies).
 
 ``import isozyme`` never imports CuPy: this module imports it on first use, and raises
 :class:`~isozyme.errors.UnsupportedError` when it is missing.
