@@ -198,7 +198,7 @@ class CompiledModule:
     checks: tuple[tuple[str, str, int], ...] = ()
     #: Wraps each entry callable (a GPU executor's per-call set-up: device, stream,
     #: allocation failures); None: the callable is returned as it is.
-    wrap_entry: Callable[[Callable[..., tuple[Any, ...]]], Callable[..., tuple[Any, ...]]] | None = None
+    wrap_entry: Callable[[Callable[..., tuple]], Callable[..., tuple]] | None = None
     #: What the executor keeps alive as long as the code (kernel libraries, tables).
     extras: tuple[Any, ...] = ()
     #: Result arrays of memref results: ``(allocated pointer) -> owner`` (None: the

@@ -177,8 +177,8 @@ def test_colliding_scatter_both_modes() -> None:
     idx = rng.integers(0, 7, 4000)  # thousands of atomic updates of 7 elements
     out, dout = cp.zeros(7), cp.asarray(rng.standard_normal(7))
     dx = cp.zeros(4000)
-    iz.autodiff(iz.Reverse, scatter_add, iz.Duplicated(cp.asarray(x), dx), iz.Const(cp.asarray(idx)),
-                iz.Duplicated(out, dout.copy()))
+    iz.autodiff(iz.Reverse, scatter_add, iz.Duplicated(cp.asarray(x), dx),
+                iz.Const(cp.asarray(idx)), iz.Duplicated(out, dout.copy()))
     expected = np.zeros(7)
     np.add.at(expected, idx, x * x)
     np.testing.assert_allclose(cp.asnumpy(out), expected, rtol=1e-12)

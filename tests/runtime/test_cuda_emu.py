@@ -351,7 +351,8 @@ def fake_cupy() -> types.ModuleType:
 
     class Allocation:
         def __init__(self, n: int) -> None:
-            if FakeStats.fail_after is not None and FakeStats.allocated >= FakeStats.fail_after:
+            fail = FakeStats.fail_after
+            if fail is not None and FakeStats.allocated >= fail:
                 raise FakeOutOfMemoryError(f"out of memory allocating {n} bytes")
             self.buffer = np.empty(n, np.uint8)
             self.ptr = self.buffer.__array_interface__["data"][0]
@@ -498,7 +499,8 @@ def test_failed_second_allocation_frees_the_first(no_checks, cuda_on_the_cpu) ->
     x = HostBackedDeviceArray(np.arange(4.0))
     FakeStats.fail_after = 1  # the result's allocation succeeds, the tangent's fails
     with pytest.raises(FakeOutOfMemoryError):
-        iz.autodiff(iz.ForwardWithPrimal, double, iz.Duplicated(x, HostBackedDeviceArray(np.ones(4))))
+        iz.autodiff(iz.ForwardWithPrimal, double,
+                    iz.Duplicated(x, HostBackedDeviceArray(np.ones(4))))
     gc.collect()
     assert not _LIVE and FakeStats.allocated == FakeStats.freed == 1
 

@@ -190,7 +190,8 @@ def _lower_launch(
     )
     rc = launch.returned
     assert rc is not None
-    Rewriter.replace_op(op, [launch, *keep_first_error(rc, f"{launch_symbol} of @{_kernel_name(op)}")], [])
+    what = f"{launch_symbol} of @{_kernel_name(op)}"
+    Rewriter.replace_op(op, [launch, *keep_first_error(rc, what)], [])
 
 
 def declare_launch_status(module: ModuleOp) -> None:
