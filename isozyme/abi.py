@@ -28,10 +28,6 @@ ENTRY_PREFIX = "_iz_entry_"
 #: is JIT-compiled; the name is made unique per module).
 KERNEL_TABLE = HELPER_PREFIX + "kernel_table"
 
-#: The host program's launch status: an external ``int32`` global holding the first
-#: non-zero result of a launch (a ``CUresult``), defined, read and reset by the runtime.
-LAUNCH_STATUS = HELPER_PREFIX + "launch_status"
-
 #: The launch function of each GPU target, with ``cuLaunchKernel``'s signature
 #: ``int (void *f, unsigned gx, gy, gz, bx, by, bz, unsigned shmem, void *stream,
 #: void **params, void **extra)``.

@@ -194,12 +194,6 @@ def _lower_launch(
     Rewriter.replace_op(op, [launch, *keep_first_error(rc, what)], [])
 
 
-def declare_launch_status(module: ModuleOp) -> None:
-    """Nothing: a failed driver call is an ``isz.check`` (see :func:`keep_first_error`),
-    with no global of its own. Kept for the callers of the former global status."""
-    del module
-
-
 def keep_first_error(rc: SSAValue, what: str = "cuMemcpy") -> list[Operation]:
     """The ops stopping the call when the ``CUresult`` ``rc`` of the driver call
     ``what`` is not zero: ``isz.check %rc == 0, %rc`` (kind ``unsupported``, message

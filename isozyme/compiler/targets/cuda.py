@@ -24,8 +24,9 @@ The artefact (:class:`~isozyme.compiler.targets.GpuArtefact`) holds the host pro
 the kernel names and the CUDA C; ``runtime/cuda.py`` compiles the kernels with CuPy and
 JIT-compiles the host program. Everything the host program touches is device memory:
 its element reads and writes (a reduction's result, a scalar between kernels) copy one
-element each; atomics outside kernels are refused
-(:class:`~isozyme.errors.UnsupportedError` naming the op).
+element each. An atomic outside a kernel was already made a load, an op and a store by
+``convert-parallel-to-for`` (the host is one thread, and each copy is synchronous), so
+it becomes copies too.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ from isozyme.compiler.lowering._common import byte_size, call, declare_function
 from isozyme.compiler.lowering.convert_func_to_llvm import ConvertFuncToLLVMPass
 from isozyme.compiler.lowering.convert_gpu_launch_to_llvm import (
     ConvertGpuLaunchToLLVMPass,
-    declare_launch_status,
     keep_first_error,
 )
 from isozyme.compiler.lowering.convert_memref_to_llvm import (
@@ -74,7 +74,6 @@ from isozyme.compiler.targets import GpuArtefact, OnStage, Target
 from isozyme.compiler.targets.cpu import CpuTarget
 from isozyme.compiler.targets.parallel_host_loops import ParallelizeHostLoopsPass
 from isozyme.dialects.check import CheckOp
-from isozyme.errors import UnsupportedError
 
 _PTR = llvm.LLVMPointerType()
 
@@ -155,16 +154,10 @@ class ConvertHostMemoryAccessToCopiesPass(ModulePass):
         """Rewrite ``op`` in place."""
         del ctx
         accesses = [o for o in op.walk() if isinstance(o, (memref.LoadOp, memref.StoreOp))]
-        for o in op.walk():
-            if isinstance(o, memref.AtomicRMWOp):
-                raise UnsupportedError(
-                    "the cuda target's host program cannot update device memory "
-                    f"atomically ({o.name} outside a kernel)"
-                )
+        # (no memref.atomic_rmw is left: convert-parallel-to-for lowered them)
         if not accesses:
             return
         declare_function(op, DEVICE_COPY_SYMBOL, [_PTR, _PTR, i64], i32)
-        declare_launch_status(op)
         for access in accesses:
             _copy_through_stack(access)
 
