@@ -85,8 +85,10 @@ def _pos(*indices: int) -> DenseArrayBase:
     return DenseArrayBase.from_list(i64, list(indices))
 
 
-class _Lowerer:
-    """Emits llvm ops before one memref op, for a memref of the recorded type."""
+class MemrefLowerer:
+    """Emits llvm ops before one memref op, for a memref of the recorded type (also
+    used by the cuda target to address host accesses of device memory as this lowering
+    does)."""
 
     def __init__(self, op: Operation, mtype: MemRefType) -> None:
         self.b = Builder(InsertPoint.before(op))
@@ -185,7 +187,7 @@ def _memref_type(value: SSAValue, what: str) -> MemRefType:
 
 
 def _lower_load(op: memref.LoadOp, mtype: MemRefType) -> None:
-    lo = _Lowerer(op, mtype)
+    lo = MemrefLowerer(op, mtype)
     ptr = lo.element_pointer(op.memref, list(op.indices))
     st = storage_type(mtype.element_type)
     value = lo.b.insert(llvm.LoadOp(ptr, st)).dereferenced_value
@@ -195,7 +197,7 @@ def _lower_load(op: memref.LoadOp, mtype: MemRefType) -> None:
 
 
 def _lower_store(op: memref.StoreOp, mtype: MemRefType) -> None:
-    lo = _Lowerer(op, mtype)
+    lo = MemrefLowerer(op, mtype)
     ptr = lo.element_pointer(op.memref, list(op.indices))
     value = op.value
     if mtype.element_type == i1:
@@ -214,7 +216,7 @@ def _constant_index(value: SSAValue) -> int | None:
 
 
 def _lower_dim(op: memref.DimOp, mtype: MemRefType) -> None:
-    lo = _Lowerer(op, mtype)
+    lo = MemrefLowerer(op, mtype)
     k = _constant_index(op.index)
     if lo.rank == 0:
         raise LoweringError("isozyme lowering: memref.dim of a rank-0 memref")
@@ -248,7 +250,7 @@ def _lower_alloc(op: memref.AllocOp, mtype: MemRefType) -> None:
         )
     if op.symbol_operands:
         raise LoweringError("isozyme lowering: memref.alloc with symbol operands")
-    lo = _Lowerer(op, mtype)
+    lo = MemrefLowerer(op, mtype)
     module = module_of(op)
     declare_function(module, "malloc", [i64], _PTR)
     dynamic = iter(op.dynamic_sizes)
@@ -286,7 +288,7 @@ def _lower_alloc(op: memref.AllocOp, mtype: MemRefType) -> None:
 
 
 def _lower_dealloc(op: memref.DeallocOp, mtype: MemRefType) -> None:
-    lo = _Lowerer(op, mtype)
+    lo = MemrefLowerer(op, mtype)
     declare_function(module_of(op), "free", [_PTR], llvm.LLVMVoidType())
     allocated = lo.extract(op.memref, _PTR, _ALLOCATED)
     lo.b.insert(call("free", [allocated], None))
@@ -306,7 +308,7 @@ def _lower_cast(op: memref.CastOp, mtype: MemRefType) -> None:
 _Value = int | SSAValue  # a folded constant or an i64/index SSA value
 
 
-def _fold_mul(lo: _Lowerer, a: _Value, b: _Value) -> _Value:
+def _fold_mul(lo: MemrefLowerer, a: _Value, b: _Value) -> _Value:
     if isinstance(a, int) and isinstance(b, int):
         return a * b
     for x, y in ((a, b), (b, a)):
@@ -318,7 +320,7 @@ def _fold_mul(lo: _Lowerer, a: _Value, b: _Value) -> _Value:
                   lo.const(b) if isinstance(b, int) else b)
 
 
-def _fold_add(lo: _Lowerer, a: _Value, b: _Value) -> _Value:
+def _fold_add(lo: MemrefLowerer, a: _Value, b: _Value) -> _Value:
     if isinstance(a, int) and isinstance(b, int):
         return a + b
     if isinstance(a, int) and a == 0:
@@ -329,7 +331,7 @@ def _fold_add(lo: _Lowerer, a: _Value, b: _Value) -> _Value:
                   lo.const(b) if isinstance(b, int) else b)
 
 
-def _materialize(lo: _Lowerer, v: _Value) -> SSAValue:
+def _materialize(lo: MemrefLowerer, v: _Value) -> SSAValue:
     return lo.const(v) if isinstance(v, int) else v
 
 
@@ -384,7 +386,7 @@ def _lower_subview(op: memref.SubviewOp, mtype: MemRefType) -> None:
     result_t = op.result.type
     if not isinstance(result_t, MemRefType):
         raise LoweringError(f"isozyme lowering: memref.subview to {result_t}")
-    lo = _Lowerer(op, mtype)
+    lo = MemrefLowerer(op, mtype)
     rank = lo.rank
     src = op.source
 
@@ -429,7 +431,7 @@ def _lower_subview(op: memref.SubviewOp, mtype: MemRefType) -> None:
     Rewriter.replace_op(op, [], [desc])
 
 
-def _src_fields(lo: _Lowerer, src: SSAValue) -> tuple[list[_Value], list[_Value]]:
+def _src_fields(lo: MemrefLowerer, src: SSAValue) -> tuple[list[_Value], list[_Value]]:
     """The source's sizes and strides, static ones as ints."""
     sizes: list[_Value] = [
         s if s is not None else lo.extract(src, i64, _SIZES, k)
@@ -442,7 +444,7 @@ def _src_fields(lo: _Lowerer, src: SSAValue) -> tuple[list[_Value], list[_Value]
     return sizes, strides
 
 
-def _new_descriptor(lo: _Lowerer, src: SSAValue, sizes: list[_Value],
+def _new_descriptor(lo: MemrefLowerer, src: SSAValue, sizes: list[_Value],
                     strides: list[_Value]) -> SSAValue:
     """A descriptor with ``src``'s pointers and offset and the given sizes/strides."""
     desc = lo.b.insert(llvm.UndefOp(memref_descriptor_type(len(sizes)))).res
@@ -460,7 +462,7 @@ def _new_descriptor(lo: _Lowerer, src: SSAValue, sizes: list[_Value],
 
 def _lower_transpose(op: TransposeOp, mtype: MemRefType) -> None:
     """Result dimension ``k`` is source dimension ``perm[k]``: permute sizes, strides."""
-    lo = _Lowerer(op, mtype)
+    lo = MemrefLowerer(op, mtype)
     sizes, strides = _src_fields(lo, op.source)
     perm = op.perm
     desc = _new_descriptor(lo, op.source, [sizes[p] for p in perm],
@@ -476,7 +478,7 @@ def _lower_expand_shape(op: memref.ExpandShapeOp, mtype: MemRefType) -> None:
     """Source dimension ``i`` splits into the result dimensions of group ``i`` (sizes
     from ``output_shape``); the group's innermost stride is the source's, each outer one
     the next inner stride times the next inner size (a split is always a view)."""
-    lo = _Lowerer(op, mtype)
+    lo = MemrefLowerer(op, mtype)
     _, src_strides = _src_fields(lo, op.src)
     dyn = iter(op.output_shape)
     out_sizes: list[_Value] = [
@@ -495,7 +497,7 @@ def _lower_collapse_shape(op: memref.CollapseShapeOp, mtype: MemRefType) -> None
     """Each group of source dimensions becomes one dimension of the product of their
     sizes, with the stride of the group's innermost dimension whose size is not 1 (the
     frontend checks at run time that the group is contiguous)."""
-    lo = _Lowerer(op, mtype)
+    lo = MemrefLowerer(op, mtype)
     sizes, strides = _src_fields(lo, op.src)
     out_sizes: list[_Value] = []
     out_strides: list[_Value] = []
@@ -521,7 +523,7 @@ def _lower_extract_strided_metadata(op: memref.ExtractStridedMetaDataOp,
                                     mtype: MemRefType) -> None:
     """The descriptor's fields; the base buffer is a rank-0 descriptor of the same
     allocation."""
-    lo = _Lowerer(op, mtype)
+    lo = MemrefLowerer(op, mtype)
     sizes, strides = _src_fields(lo, op.source)
     base = lo.b.insert(llvm.UndefOp(memref_descriptor_type(0))).res
     base = lo.insert(base, lo.extract(op.source, _PTR, _ALLOCATED), _ALLOCATED)

@@ -66,7 +66,7 @@ from isozyme.compiler.lowering.convert_gpu_launch_to_llvm import (
 )
 from isozyme.compiler.lowering.convert_memref_to_llvm import (
     ConvertMemrefToLLVMPass,
-    _Lowerer,  # the element address of a memref access, as the CPU lowering computes it
+    MemrefLowerer,  # element addresses of memref accesses, as the CPU lowering computes them
     storage_type,
 )
 from isozyme.compiler.lowering.expand_memref_copy import ExpandMemrefCopyPass
@@ -106,7 +106,7 @@ def _copy_through_stack(op: memref.LoadOp | memref.StoreOp) -> None:
     stack slot (see :class:`ConvertHostMemoryAccessToCopiesPass`)."""
     mtype = op.memref.type
     assert isinstance(mtype, MemRefType)
-    lo = _Lowerer(op, mtype)
+    lo = MemrefLowerer(op, mtype)
     ptr = lo.element_pointer(op.memref, list(op.indices))
     st = storage_type(mtype.element_type)
     one = llvm.ConstantOp(IntegerAttr(1, i64), i64)
