@@ -20,7 +20,10 @@ from xdsl.parser import Parser
 
 from isozyme.compiler.context import make_context
 from isozyme.compiler.gpu import BLOCK_SIZE, KERNEL_MODULE, OutlineParallelLoopsPass
-from isozyme.compiler.gpu.outline_parallel_loops import WARP_AGGREGATE_ATTR
+from isozyme.compiler.gpu.outline_parallel_loops import (
+    MAX_REDUCTION_BLOCKS,
+    WARP_AGGREGATE_ATTR,
+)
 from isozyme.compiler.lowering.convert_parallel_to_for import ATOMIC_RMW_KIND
 from isozyme.dialects.gpu_ext import IszGpu
 from isozyme.errors import UnsupportedError
@@ -94,7 +97,12 @@ def test_kernel_launch_and_reduction_buffer():
     assert constant_of(launch.blockSizeX) == BLOCK_SIZE
     for v in (launch.gridSizeY, launch.gridSizeZ, launch.blockSizeY, launch.blockSizeZ):
         assert constant_of(v) == 1
-    assert isinstance(launch.gridSizeX.owner, arith.CeilDivSIOp)
+    # A kernel with reductions: min(ceildiv(total, 256), MAX_REDUCTION_BLOCKS) blocks.
+    grid = launch.gridSizeX.owner
+    assert isinstance(grid, arith.MinSIOp)
+    assert isinstance(grid.lhs.owner, arith.CeilDivSIOp)
+    assert constant_of(grid.lhs.owner.rhs) == BLOCK_SIZE
+    assert constant_of(grid.rhs) == MAX_REDUCTION_BLOCKS
     # The launch is skipped when there is no iteration.
     guard = launch.parent_op()
     assert isinstance(guard, scf.IfOp)
@@ -113,22 +121,36 @@ def test_kernel_launch_and_reduction_buffer():
     assert {memref.StoreOp, memref.LoadOp, memref.DeallocOp, gpu.LaunchFuncOp} <= users
     ret = host.body.block.last_op
     assert isinstance(ret.operands[0].owner, memref.LoadOp)
-    # The kernel: linear id, guard, atomic addf of the iteration's value.
+    # The kernel: linear id, a grid-stride scf.for carrying the partial sum from the
+    # identity -0.0, then the atomic addf of the partial, after the loop.
     names = [op.name for op in k.walk()]
-    for n in ("gpu.block_id", "gpu.block_dim", "gpu.thread_id", "scf.if",
-              "arith.remui", "arith.divui", "gpu.return"):
+    for n in ("gpu.block_id", "gpu.block_dim", "gpu.thread_id", "gpu.grid_dim",
+              "scf.for", "arith.remui", "arith.divui", "gpu.return"):
         assert n in names, n
+    assert "scf.if" not in names
     (atomic,) = [op for op in k.walk() if isinstance(op, memref.AtomicRMWOp)]
     assert atomic.kind.value.data == ATOMIC_RMW_KIND["addf"]
     assert atomic.value.type == f64
-    # Every thread reaches the atomic: the guard yields the iteration's value, or the
-    # identity -0.0 past the end; the printer may combine a warp first.
+    # Every thread reaches the atomic (it is in the kernel's entry block, after the
+    # loop); the printer may combine a warp first.
     assert atomic.parent_op() is k and WARP_AGGREGATE_ATTR in atomic.attributes
-    guard = atomic.value.owner
-    assert isinstance(guard, scf.IfOp)
-    identity = guard.false_region.block.last_op.operands[0].owner
-    assert isinstance(identity, arith.ConstantOp)
-    assert str(identity.value.value.data) == "-0.0"
+    stride_loop = atomic.value.owner
+    assert isinstance(stride_loop, scf.ForOp) and stride_loop.parent_op() is k
+    assert stride_loop.next_op is not None
+    # for (k = id; k < total; k += gridDim.x * blockDim.x)
+    assert isinstance(stride_loop.lb.owner, arith.AddiOp)  # block_id * block_dim + tid
+    assert stride_loop.ub is k.body.block.args[2]  # total
+    step = stride_loop.step.owner
+    assert isinstance(step, arith.MuliOp)
+    assert {type(step.lhs.owner), type(step.rhs.owner)} == {gpu.GridDimOp, gpu.BlockDimOp}
+    (init,) = stride_loop.iter_args
+    assert isinstance(init.owner, arith.ConstantOp)
+    assert str(init.owner.value.value.data) == "-0.0"
+    # The loop body combines the iteration's value into the partial and yields it.
+    body_yield = stride_loop.body.block.last_op
+    combine = body_yield.operands[0].owner
+    assert isinstance(combine, arith.AddfOp)
+    assert stride_loop.body.block.args[1] in combine.operands
     assert "scf.parallel" not in names and "scf.reduce" not in names
 
 

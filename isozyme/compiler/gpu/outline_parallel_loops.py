@@ -56,6 +56,7 @@ unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, func, gpu, memref, scf
@@ -90,6 +91,16 @@ from isozyme.errors import UnsupportedError
 
 #: Threads per block of every launch (1-D blocks).
 BLOCK_SIZE = 256
+
+#: Most blocks of a launch whose kernel has reductions.  Such a kernel is a grid-stride
+#: loop ending in one atomic per warp on one address per reduction, so its atomics are
+#: bounded by ``MAX_REDUCTION_BLOCKS * BLOCK_SIZE / 32`` (8192), whatever the trip
+#: count; one element per thread would issue ``total / 32`` of them, serialised in L2
+#: (3e6 for 1e8 elements: milliseconds against the 0.2 ms of streaming the data).
+#: 1024 blocks of 256 threads fill an H100/H200 (132 SMs x 2048 resident threads is
+#: about 1056 such blocks), so fewer blocks would leave SMs idle and more only add
+#: atomics.
+MAX_REDUCTION_BLOCKS = 1024
 
 #: Name of the ``gpu.module`` that holds the kernels.
 KERNEL_MODULE = "isozyme_kernels"
@@ -232,6 +243,8 @@ class _Outliner:
             total = h.op(arith.MuliOp(total, n))
         block = h.const(BLOCK_SIZE)
         grid = h.op(arith.CeilDivSIOp(total, block))
+        if kinds:  # grid-stride loops: enough blocks to fill the GPU, no more
+            grid = h.op(arith.MinSIOp(grid, h.const(MAX_REDUCTION_BLOCKS)))
         one = h.const(1)
 
         # Reduction buffers: memref<1xT> holding the init value (index via i64).
@@ -294,8 +307,9 @@ class _Outliner:
                      sunk: list[SSAValue], total: SSAValue, counts: list[SSAValue],
                      kinds: list[str], buffers: list[SSAValue],
                      checked: bool) -> gpu.FuncOp:
-        """The ``gpu.func`` running one iteration of ``loop`` per thread (``checked``:
-        its last argument is the status buffer)."""
+        """The ``gpu.func`` running ``loop``'s iterations (``checked``: its last
+        argument is the status buffer): one per thread, or, with reductions, a
+        grid-stride loop per thread ending in one atomic per reduction."""
         entry = Block(arg_types=[a.type for a in args])
         mapping: dict[SSAValue, SSAValue] = dict(zip(args, entry.args))
         b = Builder(InsertPoint.at_end(entry))
@@ -305,63 +319,100 @@ class _Outliner:
         def ins(op: Operation) -> SSAValue:
             return b.insert(op).results[0]
 
-        bid = ins(gpu.BlockIdOp(gpu.DimensionAttr(gpu.DimensionEnum.X)))
-        bdim = ins(gpu.BlockDimOp(gpu.DimensionAttr(gpu.DimensionEnum.X)))
-        tid = ins(gpu.ThreadIdOp(gpu.DimensionAttr(gpu.DimensionEnum.X)))
+        x = gpu.DimensionAttr(gpu.DimensionEnum.X)
+        bid = ins(gpu.BlockIdOp(x))
+        bdim = ins(gpu.BlockDimOp(x))
+        tid = ins(gpu.ThreadIdOp(x))
         lin = ins(arith.AddiOp(ins(arith.MuliOp(bid, bdim)), tid))
-        inside = ins(arith.CmpiOp(lin, mapping[total], "slt"))
-        # Reductions: the guard yields each thread's value (the kind's identity for
-        # the threads past the end), combined after it by every thread of the block.
-        red_types = [i64 if isinstance(v.type, IndexType) else v.type
-                     for v in loop.initVals]
-        then = Block()
-        otherwise = Block()
-        guard = b.insert(scf.IfOp(inside, red_types, Region(then),
-                                  Region(otherwise) if red_types else None))
-        buffer_args = entry.args[len(args) - len(buffers) - checked:len(args) - checked]
-        if red_types:
-            zero = ins(arith.ConstantOp(IntegerAttr(0, IndexType())))
-            for kind, value, buf in zip(kinds, guard.results, buffer_args):
-                rmw = b.insert(atomic_rmw(kind, value, buf, [zero]))
-                # A thread whose check fails ends early and would miss the warp's
-                # shuffle: with checks, one atomic per thread.
-                if not checked:
-                    rmw.attributes[WARP_AGGREGATE_ATTR] = UnitAttr()
-            identities = [_identity(k, t) for k, t in zip(kinds, red_types)]
-            otherwise.add_ops([*identities, scf.YieldOp(*identities)])
+        if not buffers:
+            then = Block()
+            inside = ins(arith.CmpiOp(lin, mapping[total], "slt"))
+            b.insert(scf.IfOp(inside, [], Region(then)))
+            _iteration(Builder(InsertPoint.at_end(then)), loop, lin, counts, mapping)
+            then.add_op(scf.YieldOp())
+        else:
+            buffer_args = entry.args[len(args) - len(buffers) - checked:
+                                     len(args) - checked]
+            _stride_loop(b, loop, lin, bdim, mapping[total], counts, mapping, kinds,
+                         buffer_args, warp_aggregate=not checked)
         b.insert(gpu.ReturnOp([]))
-
-        # Delinearize: the last iv varies fastest.
-        b = Builder(InsertPoint.at_end(then))
-        rank = len(loop.lowerBound)
-        rest = lin
-        ivs: list[SSAValue] = [lin] * rank
-        for d in range(rank - 1, -1, -1):
-            if d > 0:
-                n = mapping[counts[d]]
-                r = ins(arith.RemUIOp(rest, n))
-                rest = ins(arith.DivUIOp(rest, n))
-            else:
-                r = rest
-            scaled = ins(arith.MuliOp(r, mapping[loop.step[d]]))
-            ivs[d] = ins(arith.AddiOp(mapping[loop.lowerBound[d]], scaled))
-        for iv, new in zip(loop.body.block.args, ivs):
-            mapping[iv] = new
-
-        body_ops = list(loop.body.block.ops)
-        reduce_op = body_ops.pop()
-        assert isinstance(reduce_op, scf.ReduceOp)
-        for op in body_ops:
-            b.insert(op.clone(mapping))
-        values = []
-        for value in reduce_op.args:
-            v = mapping.get(value, value)
-            if isinstance(v.type, IndexType):
-                v = ins(arith.IndexCastOp(v, i64))
-            values.append(v)
-        b.insert(scf.YieldOp(*values))
         ftype = FunctionType.from_lists([a.type for a in args], [])
         return gpu.FuncOp(name, ftype, Region(entry), kernel=True)
+
+
+def _iteration(b: Builder, loop: scf.ParallelOp, lin: SSAValue, counts: list[SSAValue],
+               mapping: dict[SSAValue, SSAValue]) -> list[SSAValue]:
+    """At ``b``: the body of ``loop`` for linear iteration ``lin`` (delinearized into
+    the ivs, the last varying fastest); return the values its ``scf.reduce`` reduces."""
+    def ins(op: Operation) -> SSAValue:
+        return b.insert(op).results[0]
+
+    rank = len(loop.lowerBound)
+    rest = lin
+    ivs: list[SSAValue] = [lin] * rank
+    for d in range(rank - 1, -1, -1):
+        if d > 0:
+            n = mapping[counts[d]]
+            r = ins(arith.RemUIOp(rest, n))
+            rest = ins(arith.DivUIOp(rest, n))
+        else:
+            r = rest
+        scaled = ins(arith.MuliOp(r, mapping[loop.step[d]]))
+        ivs[d] = ins(arith.AddiOp(mapping[loop.lowerBound[d]], scaled))
+    for iv, new in zip(loop.body.block.args, ivs):
+        mapping[iv] = new
+    body_ops = list(loop.body.block.ops)
+    reduce_op = body_ops.pop()
+    assert isinstance(reduce_op, scf.ReduceOp)
+    for op in body_ops:
+        b.insert(op.clone(mapping))
+    return [mapping.get(v, v) for v in reduce_op.args]
+
+
+def _stride_loop(b: Builder, loop: scf.ParallelOp, lin: SSAValue, bdim: SSAValue,
+                 total: SSAValue, counts: list[SSAValue],
+                 mapping: dict[SSAValue, SSAValue], kinds: list[str],
+                 buffers: Sequence[SSAValue], warp_aggregate: bool) -> None:
+    """At ``b``: thread ``lin``'s grid-stride loop over ``loop``'s iterations
+    (``for k = lin; k < total; k += gridDim.x * blockDim.x``) carrying its partial
+    reductions from the kinds' identities, then one ``atomic_rmw`` per reduction into
+    its buffer, which every thread reaches (a thread with no iteration contributes the
+    identity); ``warp_aggregate`` marks them ``isozyme.warp_aggregate``."""
+    def ins(op: Operation) -> SSAValue:
+        return b.insert(op).results[0]
+
+    reduce_op = loop.body.block.last_op
+    assert isinstance(reduce_op, scf.ReduceOp)
+    types = [v.type for v in loop.initVals]
+    inits = []
+    for kind, t in zip(kinds, types):
+        identity = ins(_identity(kind, i64 if isinstance(t, IndexType) else t))
+        if isinstance(t, IndexType):
+            identity = ins(arith.IndexCastOp(identity, t))
+        inits.append(identity)
+    stride = ins(arith.MuliOp(ins(gpu.GridDimOp(gpu.DimensionAttr(gpu.DimensionEnum.X))),
+                              bdim))
+    body = Block(arg_types=[IndexType(), *types])
+    for_op = b.insert(scf.ForOp(lin, total, stride, inits, Region(body)))
+    inner = Builder(InsertPoint.at_end(body))
+    values = _iteration(inner, loop, body.args[0], counts, mapping)
+    combined = []
+    for region, partial, value in zip(reduce_op.reductions, body.args[1:], values):
+        # The region's one combining op (commutative: the order of its operands is free).
+        lhs, rhs = region.block.args
+        combine = region.block.first_op
+        assert combine is not None
+        combined.append(inner.insert(combine.clone({lhs: partial, rhs: value})).results[0])
+    inner.insert(scf.YieldOp(*combined))
+    zero = ins(arith.ConstantOp(IntegerAttr(0, IndexType())))
+    for kind, part, buf in zip(kinds, for_op.results, buffers):
+        if isinstance(part.type, IndexType):
+            part = ins(arith.IndexCastOp(part, i64))
+        rmw = b.insert(atomic_rmw(kind, part, buf, [zero]))
+        # A thread whose check fails ends early and would miss the warp's shuffle:
+        # with checks, one atomic per thread.
+        if warp_aggregate:
+            rmw.attributes[WARP_AGGREGATE_ATTR] = UnitAttr()
 
 
 def _identity(kind: str, t: Attribute) -> arith.ConstantOp:
