@@ -12,14 +12,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 from xdsl.dialects import arith, func, gpu, memref, scf
 from xdsl.dialects.builtin import DYNAMIC_INDEX, IntegerAttr, MemRefType, ModuleOp, f64, i64
 from xdsl.dialects.gpu import GPU
 from xdsl.parser import Parser
 
+import isozyme as iz
 from isozyme.compiler.context import make_context
-from isozyme.compiler.gpu import BLOCK_SIZE, KERNEL_MODULE, OutlineParallelLoopsPass
+from isozyme.compiler.gpu import BLOCK_SIZE, KERNEL_MODULE, OutlineParallelLoopsPass, print_cuda
 from isozyme.compiler.gpu.outline_parallel_loops import (
     MAX_REDUCTION_BLOCKS,
     WARP_AGGREGATE_ATTR,
@@ -350,3 +352,148 @@ func.func @f(%a: memref<?xf64>, %n: index) -> f64 {
 """
     with pytest.raises(UnsupportedError, match=r"scf.reduce region \(arith.mulf; arith.addf"):
         outlined(src)
+
+
+# -- reductions as grid-stride loops, through the public API on cuda-emu -----------
+# Totals past MAX_REDUCTION_BLOCKS * 256 (so threads run several iterations) and not
+# multiples of 32 or 256; values whose squares and sums are exact integers, so any
+# iteration missed or counted twice changes the result.
+N_STRIDE = MAX_REDUCTION_BLOCKS * BLOCK_SIZE + 37_857  # 300_001
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+
+
+@pytest.fixture
+def no_checks():
+    old = iz.config(boundscheck=False)
+    yield
+    iz.config(**old)
+
+
+def _exact_values(n: int, dtype) -> np.ndarray:
+    return ((np.arange(n) * 7919) % 13 - 6).astype(dtype)
+
+
+def _whole_array_sum_sq(x):
+    return np.sum(x * x)
+
+
+def _prange_sum_sq(x):
+    s = 0.0
+    for i in iz.prange(x.shape[0]):
+        s += x[i] * x[i]
+    return s
+
+
+def _prange_max_min(x):
+    hi = -1e300
+    lo = 1e300
+    for i in iz.prange(x.shape[0]):
+        hi = max(hi, x[i] * 3.0)
+        lo = min(lo, x[i] * 3.0)
+    return hi - lo * 1000.0
+
+
+def _gpu_ir(f, *anns) -> str:
+    return iz.ir(iz.ForwardWithPrimal, f, *anns, stage="gpu", target="cuda-emu")
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [N_STRIDE, 1000, 31])
+def test_whole_array_sum_on_cuda_emu(no_checks, dtype, n) -> None:
+    x = _exact_values(n, dtype)
+    with iz.target("cuda-emu"):
+        _, val = iz.autodiff(iz.ForwardWithPrimal, _whole_array_sum_sq, iz.Const(x))
+    assert val == float(np.sum(x.astype(np.float64) ** 2))
+    text = _gpu_ir(_whole_array_sum_sq, iz.Const(x))
+    assert "arith.minsi" in text and "gpu.grid_dim" in text
+
+
+@needs_gxx
+def test_prange_sum_and_max_min_on_cuda_emu(no_checks) -> None:
+    x = _exact_values(N_STRIDE, np.float64)
+    with iz.target("cuda-emu"):
+        _, s = iz.autodiff(iz.ForwardWithPrimal, _prange_sum_sq, iz.Const(x))
+        assert s == float(np.sum(x * x))
+        # the extremes at the last iterations: reached only by a second stride
+        y = x.copy()
+        y[-1], y[-2] = 100.0, -50.0
+        _, r = iz.autodiff(iz.ForwardWithPrimal, _prange_max_min, iz.Const(y))
+    assert r == 300.0 + 150_000.0
+    # the max/min kernel: two partials carried by the stride loop, two atomics after it
+    module = Parser(context(), _gpu_ir(_prange_max_min, iz.Const(y))).parse_module()
+    (k,) = kernels(module)
+    loop = next(op for op in k.walk() if isinstance(op, scf.ForOp))
+    rmws = [op for op in k.walk() if isinstance(op, memref.AtomicRMWOp)]
+    assert [r.parent_op() for r in rmws] == [k, k]
+    assert [r.value.owner for r in rmws] == [loop, loop]
+    assert sorted(r.kind.value.data for r in rmws) == sorted(
+        ATOMIC_RMW_KIND[kd] for kd in ("maximumf", "minimumf"))
+    assert [str(v.owner.value.value.data) for v in loop.iter_args] == ["-inf", "inf"]
+
+
+@needs_gxx
+def test_reverse_of_a_full_sum_has_no_stride_loop(no_checks) -> None:
+    x = _exact_values(N_STRIDE, np.float64)
+    dx = np.zeros_like(x)
+    with iz.target("cuda-emu"):
+        iz.autodiff(iz.Reverse, _whole_array_sum_sq, iz.Active, iz.Duplicated(x, dx))
+    np.testing.assert_array_equal(dx, 2.0 * x)
+    # the adjoint kernel (the one storing dx) has no reduction: one element per
+    # thread and ceildiv(total, 256) blocks, as before
+    text = iz.ir(iz.Reverse, _whole_array_sum_sq, iz.Active, iz.Duplicated(x, dx),
+                 stage="gpu", target="cuda-emu")
+    module = Parser(context(), text).parse_module()
+    by_name = {k.sym_name.data: k for k in kernels(module)}
+    (adjoint,) = [k for k in by_name.values()
+                  if any(isinstance(op, memref.StoreOp) for op in k.walk())]
+    assert not any(isinstance(op, memref.AtomicRMWOp | scf.ForOp) for op in adjoint.walk())
+    assert not any(op.name == "gpu.grid_dim" for op in adjoint.walk())
+    (launch,) = [op for op in launches(module)
+                 if by_name[op.kernel.nested_references.data[-1].data] is adjoint]
+    assert isinstance(launch.gridSizeX.owner, arith.CeilDivSIOp)
+
+
+def _gather_sum(x, idx):
+    s = 0.0
+    for i in iz.prange(idx.shape[0]):
+        s += x[idx[i]]
+    return s
+
+
+@needs_gxx
+def test_checked_reduction_in_a_stride_loop() -> None:
+    old = iz.config(boundscheck=True)
+    try:
+        x = np.arange(10.0)
+        idx = np.arange(N_STRIDE) % 10
+        with iz.target("cuda-emu"):
+            _, s = iz.autodiff(iz.ForwardWithPrimal, _gather_sum, iz.Const(x),
+                               iz.Const(idx))
+            assert s == float(np.sum(x[idx]))
+            # a bad index only a thread's second iteration reaches
+            idx[-1] = 12
+            with pytest.raises(iz.OutOfBoundsError,
+                               match="index 12 is out of bounds for axis 0 with size 10"):
+                iz.autodiff(iz.ForwardWithPrimal, _gather_sum, iz.Const(x), iz.Const(idx))
+        text = _gpu_ir(_gather_sum, iz.Const(x), iz.Const(idx))
+    finally:
+        iz.config(**old)
+    module = Parser(context(), text).parse_module()
+    (k,) = kernels(module)
+    (rmw,) = [op for op in k.walk() if isinstance(op, memref.AtomicRMWOp)]
+    loop = rmw.value.owner
+    assert isinstance(loop, scf.ForOp)
+    # the report (which ends the thread) is in the loop; no warp shuffle with checks
+    assert any(op.name == "isz_gpu.report_failure" for op in loop.walk())
+    assert WARP_AGGREGATE_ATTR not in rmw.attributes
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
+def test_nvcc_compiles_a_stride_loop_reduction(tmp_path) -> None:
+    from tests.compiler.test_cuda_printer import nvcc_ptx
+
+    module = outlined(REDUCE_2D)
+    text = print_cuda(module)
+    assert "gridDim.x" in text and "__shfl_down_sync" in text
+    nvcc_ptx(text, tmp_path)
