@@ -162,6 +162,8 @@ class _Host:
                     env[op.result] = -((-v[0]) // v[1])
                 case arith.MaxSIOp():
                     env[op.result] = max(v)
+                case arith.MinSIOp():  # the grid of a grid-stride reduction kernel
+                    env[op.result] = min(v)
                 case arith.CmpiOp():
                     assert op.predicate.value.data == 4  # sgt
                     env[op.result] = v[0] > v[1]
