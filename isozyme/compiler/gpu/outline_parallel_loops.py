@@ -15,16 +15,29 @@ the host keeps the launch::
           threads in (256, 1, 1) args(<captured values>, %total, <lbs, steps, counts>)
     }
 
-and ``gpu.module @isozyme_kernels`` gets the kernel::
+and ``gpu.module @isozyme_kernels`` gets the kernel, one iteration per thread::
 
     gpu.func @f_k0(...) kernel {
       %id = block_id.x * block_dim.x + thread_id.x
-      %part = scf.if (%id < %total) {
+      scf.if (%id < %total) {
         %j = lb1 + (id mod n1) * s1 ; %i = lb0 + (id div n1) * s0   // first iv slowest
         body
-        scf.yield <reduced value>            // reductions only
-      } else { scf.yield <identity> }
-      memref.atomic_rmw <kind> %part, %buffer[0]   // reductions only
+      }
+      gpu.return
+    }
+
+A loop with reductions is a grid-stride loop instead, launched on
+``min(ceildiv(total, 256), MAX_REDUCTION_BLOCKS)`` blocks, so that its atomics do not
+grow with the trip count::
+
+    gpu.func @f_k0(...) kernel {
+      %id = block_id.x * block_dim.x + thread_id.x
+      %part = scf.for %k = %id to %total step (grid_dim.x * block_dim.x)
+                iter_args(%p = <identity>) {
+        ivs of %k ; body
+        scf.yield (%p <combine> <reduced value>)
+      }
+      memref.atomic_rmw <kind> %part, %buffer[0]   // every thread, after its loop
       gpu.return
     }
 
@@ -36,12 +49,14 @@ checks).  A value that is an ``arith.constant`` is cloned into the kernel
 instead of passed, as upstream's kernel outlining sinks constants.
 
 Reductions (``scf.reduce``): the host allocates a ``memref<1xT>`` per reduction,
-stores the loop's init value in it and passes it last; the guard ``scf.if`` yields the
-iteration's value (the kind's identity for a thread past the end) and after it every
-thread combines that value into the buffer with a ``memref.atomic_rmw`` of the kind
-named by the reduce region's single combining op, marked ``isozyme.warp_aggregate``
-(the CUDA printer combines a warp's values first); after the launch the host loads the
-result and deallocates the buffer.  ``index`` reductions go through an ``i64`` buffer.
+stores the loop's init value in it and passes it last; each thread carries its partial
+reductions through its grid-stride loop, from the kinds' identities (a thread with no
+iteration keeps them), combining each iteration's value with the reduce region's
+single combining op; after the loop every thread combines its partial into the buffer
+with a ``memref.atomic_rmw`` of that op's kind, marked ``isozyme.warp_aggregate`` (the
+CUDA printer combines a warp's values first: one atomic per warp); after the launch
+the host loads the result and deallocates the buffer.  ``index`` reductions carry
+``index`` partials and go through an ``i64`` buffer.
 
 Run-time checks (``isz.check``) in a loop body: the kernel gets a last argument, the
 host function's status buffer (``memref<?xi64>``); each check reports its failure there
@@ -57,6 +72,7 @@ unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, func, gpu, memref, scf
