@@ -31,6 +31,8 @@ from isozyme.frontends.python.parallel import prange
 from isozyme.errors import (
     AnnotationError,
     CompileError,
+    CudaError,
+    DataRaceError,
     IsozymeError,
     OutOfBoundsError,
     ReadOnlyError,
@@ -43,7 +45,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Active", "AnnotationError", "BatchDuplicated", "BatchDuplicatedNoNeed",
-    "CompileError", "Const", "Duplicated", "DuplicatedNoNeed", "Forward",
+    "CompileError", "Const", "CudaError", "DataRaceError", "Duplicated", "DuplicatedNoNeed",
+    "Forward",
     "ForwardWithPrimal", "GradientResult", "IsozymeError", "Mode", "OutOfBoundsError",
     "ReadOnlyError", "Reverse",
     "ReverseWithPrimal", "ShapeError", "TraceError", "UnsupportedError", "autodiff", "clear_cache", "config",

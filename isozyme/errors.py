@@ -46,3 +46,19 @@ class UnsupportedError(IsozymeError, NotImplementedError):
 
 class CompileError(IsozymeError):
     """A compiler pass or the LLVM backend failed on IR isozyme produced."""
+
+
+class CudaError(IsozymeError, RuntimeError):
+    """A CUDA driver call of a compiled host program (a kernel launch, a device copy)
+    failed; ``code`` is its ``CUresult``. The call stopped at the failure."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class DataRaceError(IsozymeError, RuntimeError):
+    """The race checker of ``cuda-emu`` (``ISOZYME_EMU_RACECHECK=1``) found two threads
+    of one kernel launch storing to the same address with plain stores, or one storing
+    and another loading it; the message names the kernel, the threads and the
+    element's offset."""

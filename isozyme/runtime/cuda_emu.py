@@ -42,7 +42,7 @@ from isozyme.abi import (
     KERNEL_TABLE,
 )
 from isozyme.compiler.gpu.cuda_emu_source import RACECHECK_FLAG, racecheck_enabled
-from isozyme.errors import CompileError, IsozymeError, UnsupportedError
+from isozyme.errors import CompileError, DataRaceError, UnsupportedError  # noqa: F401 (DataRaceError re-exported)
 from isozyme.runtime.jit import CompiledModule, compile_llvm_module
 
 #: The flags of every emulation build (part of the cache key).
@@ -51,13 +51,6 @@ CXX_FLAGS: tuple[str, ...] = ("-O2", "-shared", "-fPIC", "-x", "c++", "-std=c++1
 #: Libraries loaded in this process, by path (a library is loaded once).
 _LOADED: dict[str, ctypes.CDLL] = {}
 _LOCK = threading.Lock()
-
-
-class DataRaceError(IsozymeError, RuntimeError):
-    """The race checker of ``cuda-emu`` (``ISOZYME_EMU_RACECHECK=1``) found two threads
-    of one kernel launch storing to the same address with plain stores, or one storing
-    and another loading it; the message names the kernel, the threads and the
-    element's offset."""
 
 
 def cache_dir() -> Path:

@@ -12,16 +12,9 @@ from __future__ import annotations
 import ctypes
 from functools import cache
 
-from isozyme.errors import IsozymeError
+from isozyme.errors import CudaError  # noqa: F401 (re-exported)
 
 
-class CudaError(IsozymeError, RuntimeError):
-    """A CUDA driver call of a compiled host program (a kernel launch, a device copy)
-    failed; ``code`` is its ``CUresult``. The call stopped at the failure."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @cache
