@@ -1157,6 +1157,12 @@ _DISPATCH: dict[type[Operation], Callable[[_Printer, Operation], None]] = {
     **{t: _Printer.gpu_id for t in _GPU_IDS},
 }
 
+
+def supports(op: Operation) -> bool:
+    """Whether the printer has a rule for ``op``'s type (its operand and result types
+    are checked when it prints: :func:`c_type`)."""
+    return type(op) in _DISPATCH
+
 # NVRTC (CuPy's RawModule compiles with it; it defines __CUDACC_RTC__) has no system
 # headers: the fixed-width integer types are defined here unless a header already did.
 PROLOGUE = """\

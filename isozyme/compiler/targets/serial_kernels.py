@@ -71,7 +71,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 # The op table of the CUDA printer is the one source of what a kernel may hold.
-from isozyme.compiler.gpu.cuda_printer import _DISPATCH, c_type
+from isozyme.compiler.gpu.cuda_printer import c_type, supports
 from isozyme.dialects.check import CheckOp
 from isozyme.errors import UnsupportedError
 
@@ -102,7 +102,7 @@ def serial_kernel_candidate(loop: scf.ForOp | scf.WhileOp) -> bool:
             return False
         if isinstance(op, _ACCESSES):
             touches = True
-        if not (type(op) in _DISPATCH or isinstance(op, (CheckOp, *_TERMINATORS))):
+        if not (supports(op) or isinstance(op, (CheckOp, *_TERMINATORS))):
             return False
         values = [*op.operands, *op.results,
                   *(a for r in op.regions for b in r.blocks for a in b.args)]
