@@ -28,7 +28,9 @@ The rewrite (``_iz_`` below is :mod:`isozyme.frontends.python.ops`):
   atomic add where iterations may collide; anywhere else Python's in-place operator;
 * ``while c:`` without ``else``/``break``/``continue``/``return`` becomes a condition
   function, a body function and ``_iz_.while_(...)``;
-* nested ``def`` and ``lambda`` are converted too and marked as such.
+* nested ``def`` and ``lambda`` are converted too and marked as such; one defined
+  outside a converted loop or ``if`` that reads a variable the statement assigns, and
+  may run inside it, is refused (:mod:`.closure_state`): it would see a stale value.
 
 Constructs that cannot be converted stay plain Python; the reason is recorded by line
 (:func:`.diagnostics.note_unconverted`) so that a traced value reaching them produces an
@@ -46,6 +48,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .closure_state import ClosureScope
 from .diagnostics import note_unconverted, trace_error
 
 OPS = "_iz_"
@@ -616,6 +619,8 @@ class _Converter:
         self.filename = filename
         self.counter = 0
         self.resolve = resolve
+        # The nested functions of each function being converted, innermost last.
+        self.scopes: list[ClosureScope] = []
 
     def fresh(self, kind: str) -> str:
         self.counter += 1
@@ -637,8 +642,29 @@ class _Converter:
                     node.args.vararg, node.args.kwarg):
             if arg is not None:
                 arg.annotation = None
-        node.body = self.block(normalize_returns(node.body), tail=True, in_loop=False)
+        body = normalize_returns(node.body)
+        self.scopes.append(ClosureScope.of(body))
+        try:
+            node.body = self.block(body, tail=True, in_loop=False)
+        finally:
+            self.scopes.pop()
         return node
+
+    def check_state(self, node: ast.stmt, names: Iterable[str], what: str) -> None:
+        """Refuse a nested function defined outside ``node`` (a loop or ``if`` being
+        converted into functions of the ``names`` it assigns) that reads one of them and
+        may run inside ``node``: it would see the value from before ``node``."""
+        found = self.scopes[-1].stale_reader(node, names) if self.scopes else None
+        if found is None:
+            return
+        closure, var, line = found
+        raise trace_error(
+            f"{closure} (line {line}) reading '{var}'",
+            f"the {what} at line {node.lineno} assigns '{var}' and {closure} is defined "
+            f"outside it, so called inside it {closure} would see the value of '{var}' "
+            f"from before the {what}; pass {var} as an argument, or define {closure} "
+            f"inside the {what}",
+            (self.filename, node.lineno))
 
     def block(self, stmts: list[ast.stmt], *, tail: bool, in_loop: bool) -> list[ast.stmt]:
         out: list[ast.stmt] = []
@@ -716,6 +742,7 @@ class _Converter:
             return [node]
 
         names = assigned_names([*node.body, *node.orelse])
+        self.check_state(node, names, "`if` statement")
         then_name, else_name = self.fresh("then"), self.fresh("else")
         if has_return:
             then_body = self.block(node.body, tail=True, in_loop=False)
@@ -778,6 +805,7 @@ class _Converter:
         target = node.target.id
         names = [n for n in assigned_names(node.body) if n != target]
         all_names = [target, *names]
+        self.check_state(node, all_names, "`prange` loop")
         reductions, reasons = _prange_reductions(node.body, names)
         body_name = self.fresh("prange_body")
         converted = self.block(node.body, tail=False, in_loop=True)
@@ -829,6 +857,7 @@ class _Converter:
         target = node.target.id
         names = [n for n in assigned_names(node.body) if n != target]
         all_names = [target, *names]
+        self.check_state(node, all_names, "`for` loop")
         body_name = self.fresh("for_body")
         body = [*self.block(node.body, tail=False, in_loop=True),
                 ast.Return(_names_tuple(all_names, ast.Load()))]
@@ -857,6 +886,7 @@ class _Converter:
             node.orelse = self.block(node.orelse, tail=False, in_loop=in_loop)
             return [node]
         names = assigned_names(node.body)
+        self.check_state(node, names, "`while` loop")
         cond_name, body_name = self.fresh("while_cond"), self.fresh("while_body")
         cond_def = _def(cond_name, names, [ast.Return(self.expr(node.test))])
         body_def = _def(body_name, names, [*self.block(node.body, tail=False, in_loop=True),
