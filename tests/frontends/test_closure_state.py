@@ -214,3 +214,46 @@ def defined_in_branch(x):
 
 def test_lambda_defined_in_the_branch_gives_pythons_numbers():
     assert primal(defined_in_branch, X) == pytest.approx(defined_in_branch(X)) == -1.0
+
+
+def called_in_if_test(x):
+    s = 1.0
+    def helper():
+        return s * x[0]
+    if helper() > 0:
+        s = x[1]
+    return s + helper()
+
+
+def test_closure_called_in_the_if_test_and_after_works():
+    # The test runs before a branch is taken, with the state from before the `if`.
+    assert primal(called_in_if_test, X) == pytest.approx(called_in_if_test(X)) == -4.0
+
+
+def default_argument(x):
+    s = 0.0
+    def helper(s=s):
+        return s + 1.0
+    for i in range(len(x)):
+        s += x[i] * helper()
+    return s
+
+
+def test_closure_taking_the_variable_as_default_argument_works():
+    # The default is evaluated where helper is defined: helper reads no loop state.
+    assert primal(default_argument, X) == pytest.approx(default_argument(X)) == 6.0
+
+
+def stale_while_condition(x):
+    k = 0
+    def more():
+        return k < 4
+    s = 0.0
+    while more():
+        s = s + x[k]
+        k += 1
+    return s
+
+
+def test_closure_called_in_the_while_condition_is_refused():
+    assert "more()" in refused(stale_while_condition, X)

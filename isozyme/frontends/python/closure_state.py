@@ -134,18 +134,20 @@ class ClosureScope:
                 out.loads.setdefault(node.id, []).append((node, ok))
         return out
 
-    def stale_reader(self, stmt: ast.stmt,
-                     names: Iterable[str]) -> tuple[str, str, int] | None:
+    def stale_reader(self, stmt: ast.stmt, names: Iterable[str],
+                     runs_with_state: Iterable[ast.AST]) -> tuple[str, str, int] | None:
         """``(closure, variable, line)`` of a nested function defined outside ``stmt``
         that reads a variable of ``names`` (the state ``stmt`` assigns) and may run
-        while ``stmt`` runs; ``None`` when there is none.  One that is called only
-        directly, by name, outside ``stmt`` is fine: the state is written back when
-        ``stmt`` ends."""
-        inside = {id(n) for n in ast.walk(stmt)}
+        while the parts ``runs_with_state`` of ``stmt`` (its bodies; a ``while``'s
+        condition too) run; ``None`` when there is none.  One that is called only
+        directly, by name, elsewhere is fine: the state is written back when ``stmt``
+        ends, and an ``if``'s test or a ``for``'s bounds run before it is taken."""
+        defined_inside = {id(n) for n in ast.walk(stmt)}
+        inside = {id(n) for part in runs_with_state for n in ast.walk(part)}
         state = set(names)
         for c in self.closures:
             read = sorted(c.reads & state)
-            if id(c.node) in inside or not read:
+            if id(c.node) in defined_inside or not read:
                 continue
             if c.name is not None and all(ok and id(n) not in inside
                                           for n, ok in self.loads.get(c.name, [])):
