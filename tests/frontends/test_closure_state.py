@@ -257,3 +257,33 @@ def stale_while_condition(x):
 
 def test_closure_called_in_the_while_condition_is_refused():
     assert "more()" in refused(stale_while_condition, X)
+
+
+def defined_after(x):
+    s = 0.0
+    for i in range(len(x)):
+        s += x[i]
+    fns = [lambda: s * 3.0]
+    return fns[0]()
+
+
+def test_closure_defined_after_the_loop_works():
+    assert primal(defined_after, X) == pytest.approx(defined_after(X)) == 18.0
+
+
+def defined_after_in_outer_loop(x):
+    fns = []
+    total = 0.0
+    for _ in (0, 1):  # a Python loop: runs the traced loop again after the lambda exists
+        s = 0.0
+        for i in range(len(x)):
+            s += x[i]
+            if fns:
+                total += fns[0]()
+        fns.append(lambda: s)
+    return total
+
+
+def test_closure_defined_after_the_loop_in_an_outer_loop_is_refused():
+    msg = refused(defined_after_in_outer_loop, X)
+    assert "lambda (line" in msg and f"at line {line_of(defined_after_in_outer_loop, 'for i in')}" in msg

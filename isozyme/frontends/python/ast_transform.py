@@ -651,14 +651,15 @@ class _Converter:
         return node
 
     def check_state(self, node: ast.stmt, names: Iterable[str], what: str,
-                    runs_with_state: Iterable[ast.AST]) -> None:
+                    runs_with_state: Iterable[ast.AST], *, in_loop: bool) -> None:
         """Refuse a nested function defined outside ``node`` (a loop or ``if`` being
         converted into functions of the ``names`` it assigns) that reads one of them and
         may run in ``runs_with_state`` (the parts of ``node`` converted into those
-        functions): it would see the value from before ``node``."""
+        functions): it would see the value from before ``node``.  ``in_loop``: ``node``
+        is inside a loop, which may run it again after a later definition."""
         if not self.scopes:
             return
-        found = self.scopes[-1].stale_reader(node, names, runs_with_state)
+        found = self.scopes[-1].stale_reader(node, names, runs_with_state, in_loop)
         if found is None:
             return
         closure, var, line = found
@@ -746,7 +747,8 @@ class _Converter:
             return [node]
 
         names = assigned_names([*node.body, *node.orelse])
-        self.check_state(node, names, "`if` statement", [*node.body, *node.orelse])
+        self.check_state(node, names, "`if` statement", [*node.body, *node.orelse],
+                         in_loop=in_loop)
         then_name, else_name = self.fresh("then"), self.fresh("else")
         if has_return:
             then_body = self.block(node.body, tail=True, in_loop=False)
@@ -809,7 +811,7 @@ class _Converter:
         target = node.target.id
         names = [n for n in assigned_names(node.body) if n != target]
         all_names = [target, *names]
-        self.check_state(node, all_names, "`prange` loop", node.body)
+        self.check_state(node, all_names, "`prange` loop", node.body, in_loop=in_loop)
         reductions, reasons = _prange_reductions(node.body, names)
         body_name = self.fresh("prange_body")
         converted = self.block(node.body, tail=False, in_loop=True)
@@ -861,7 +863,7 @@ class _Converter:
         target = node.target.id
         names = [n for n in assigned_names(node.body) if n != target]
         all_names = [target, *names]
-        self.check_state(node, all_names, "`for` loop", node.body)
+        self.check_state(node, all_names, "`for` loop", node.body, in_loop=in_loop)
         body_name = self.fresh("for_body")
         body = [*self.block(node.body, tail=False, in_loop=True),
                 ast.Return(_names_tuple(all_names, ast.Load()))]
@@ -890,7 +892,7 @@ class _Converter:
             node.orelse = self.block(node.orelse, tail=False, in_loop=in_loop)
             return [node]
         names = assigned_names(node.body)
-        self.check_state(node, names, "`while` loop", [node])
+        self.check_state(node, names, "`while` loop", [node], in_loop=in_loop)
         cond_name, body_name = self.fresh("while_cond"), self.fresh("while_body")
         cond_def = _def(cond_name, names, [ast.Return(self.expr(node.test))])
         body_def = _def(body_name, names, [*self.block(node.body, tail=False, in_loop=True),

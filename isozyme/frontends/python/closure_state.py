@@ -135,13 +135,15 @@ class ClosureScope:
         return out
 
     def stale_reader(self, stmt: ast.stmt, names: Iterable[str],
-                     runs_with_state: Iterable[ast.AST]) -> tuple[str, str, int] | None:
+                     runs_with_state: Iterable[ast.AST],
+                     in_loop: bool) -> tuple[str, str, int] | None:
         """``(closure, variable, line)`` of a nested function defined outside ``stmt``
         that reads a variable of ``names`` (the state ``stmt`` assigns) and may run
         while the parts ``runs_with_state`` of ``stmt`` (its bodies; a ``while``'s
         condition too) run; ``None`` when there is none.  One that is called only
         directly, by name, elsewhere is fine: the state is written back when ``stmt``
-        ends, and an ``if``'s test or a ``for``'s bounds run before it is taken."""
+        ends, and an ``if``'s test or a ``for``'s bounds run before it is taken.  So is
+        one defined after ``stmt`` when no loop (``in_loop``) runs ``stmt`` again."""
         defined_inside = {id(n) for n in ast.walk(stmt)}
         inside = {id(n) for part in runs_with_state for n in ast.walk(part)}
         state = set(names)
@@ -149,6 +151,9 @@ class ClosureScope:
             read = sorted(c.reads & state)
             if id(c.node) in defined_inside or not read:
                 continue
+            end = getattr(stmt, "end_lineno", None) or stmt.lineno
+            if not in_loop and getattr(c.node, "lineno", 0) > end:
+                continue  # defined after stmt, which no loop runs again
             if c.name is not None and all(ok and id(n) not in inside
                                           for n, ok in self.loads.get(c.name, [])):
                 continue
