@@ -53,7 +53,8 @@ def stale_for(x, y):
 def test_closure_reading_for_state_is_refused():
     msg = refused(stale_for, X, np.zeros(4))
     loop = line_of(stale_for, "for i in")
-    assert f"test_closure_state.py:{loop}: cannot trace helper() (line {loop - 2}) reading 's'" in msg
+    assert (f"test_closure_state.py:{loop}: cannot trace helper() (line {loop - 2}) "
+            "reading 's'") in msg
     assert f"the `for` loop at line {loop} assigns 's'" in msg
     assert "pass s as an argument" in msg
 
@@ -286,4 +287,5 @@ def defined_after_in_outer_loop(x):
 
 def test_closure_defined_after_the_loop_in_an_outer_loop_is_refused():
     msg = refused(defined_after_in_outer_loop, X)
-    assert "lambda (line" in msg and f"at line {line_of(defined_after_in_outer_loop, 'for i in')}" in msg
+    loop = line_of(defined_after_in_outer_loop, "for i in")
+    assert "lambda (line" in msg and f"at line {loop}" in msg
