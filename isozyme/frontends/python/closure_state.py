@@ -73,7 +73,7 @@ def free_names(scope: ast.AST) -> set[str]:
             declared_outer.update(node.names)
             used.update(node.names)
         elif isinstance(node, ast.Global):
-            declared_outer.update(node.names)
+            bound.update(node.names)  # module globals, not the enclosing function's
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(node.name)
             used |= free_names(node)
