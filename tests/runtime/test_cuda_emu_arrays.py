@@ -43,12 +43,6 @@ WHOLE_ARRAY = (
     "strided_slices",
 )
 
-#: Programs whose primal has no kernel (strict xfail): none since wrap-serial-loops makes
-#: a max/min of a whole array (a sequential loop: only full *sums* are scf.reduce loops)
-#: a single-thread kernel instead of a host loop.
-FUSED_FULL_REDUCTION: tuple[str, ...] = ()
-
-
 def _f64(args: list) -> list:
     return [a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in args]
 
@@ -112,16 +106,7 @@ def test_forward_under_cuda_emu_matches_fd_and_cpu(name: str) -> None:
     assert primal == pytest.approx(primal_cpu, rel=close, abs=close * 1e-2)
 
 
-def _xfail_fused(name: str):  # noqa: ANN202
-    if name not in FUSED_FULL_REDUCTION:
-        return name
-    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=(
-        "np.max/np.min of an elementwise expression: one linalg.generic without "
-        "parallel dimensions whose combiner is not an add; convert-linalg-to-parallel-"
-        "loops keeps it an scf.for nest in the host program (no kernel)")))
-
-
-@pytest.mark.parametrize("name", [_xfail_fused(n) for n in WHOLE_ARRAY])
+@pytest.mark.parametrize("name", WHOLE_ARRAY)
 def test_whole_array_primal_becomes_kernels(name: str) -> None:
     """The primal's whole-array code is outlined into kernels (so the numbers above
     come from emulated kernels, not from the host program). ForwardWithPrimal of
