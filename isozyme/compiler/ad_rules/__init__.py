@@ -132,3 +132,37 @@ def written_by(op: Operation) -> Sequence[SSAValue]:
     t = type(op)
     written = MEMREF_WRITES.get(t) or LINALG_WRITES.get(t)
     return () if written is None else written(op)
+
+
+def collapsed_by(op: Operation) -> Sequence[SSAValue]:
+    """The buffer whose dimensions ``op`` merges (``memref.collapse_shape``), if any."""
+    from isozyme.compiler.ad_rules.memref import MEMREF_COLLAPSES
+
+    source = MEMREF_COLLAPSES.get(type(op))
+    return () if source is None else (source(op),)
+
+
+def allocated_by(op: Operation) -> SSAValue | None:
+    """The new buffer ``op`` allocates (``memref.alloc``), or None."""
+    from isozyme.compiler.ad_rules.memref import MEMREF_ALLOCS
+
+    result = MEMREF_ALLOCS.get(type(op))
+    return None if result is None else result(op)
+
+
+def call_of(op: Operation) -> tuple[str, Sequence[SSAValue]] | None:
+    """For a call (``func.call``): the callee's symbol name and the operands passed to its
+    arguments; None for other ops."""
+    from isozyme.compiler.ad_rules.func import FUNC_CALLS
+
+    call = FUNC_CALLS.get(type(op))
+    return None if call is None else call(op)
+
+
+def injective_operand(op: Operation, invariant: Callable[[SSAValue], bool]) -> SSAValue | None:
+    """The operand of integer op ``op`` that its result is an injective function of, when
+    ``invariant`` holds for the other operands (``ARITH_INJECTIVE``), or None."""
+    from isozyme.compiler.ad_rules.arith import ARITH_INJECTIVE
+
+    step = ARITH_INJECTIVE.get(type(op))
+    return None if step is None else step(op, invariant)

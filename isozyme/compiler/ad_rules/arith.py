@@ -8,8 +8,11 @@ of induction variables, comparisons) are registered as ``InactiveRule`` with the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from xdsl.dialects import arith
-from xdsl.ir import Operation, SSAValue
+from xdsl.dialects.builtin import IndexType, IntegerAttr, IntegerType
+from xdsl.ir import Attribute, Operation, SSAValue
 
 from isozyme.compiler.ad_rules import (
     MINUS_ONE,
@@ -108,3 +111,51 @@ ARITH_INACTIVE: dict[type[Operation], InactiveRule] = {
 register(ARITH_RULES)
 register(ARITH_ZERO)
 register(ARITH_INACTIVE)
+
+
+# index arithmetic that keeps distinct values distinct ---------------------------------
+def _width(t: Attribute) -> int | None:
+    if isinstance(t, IndexType):
+        return 64
+    return t.width.data if isinstance(t, IntegerType) else None
+
+
+def _nonzero_constant(v: SSAValue) -> bool:
+    op = v.owner
+    return (isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr)
+            and op.value.value.data != 0)
+
+
+def _invariant_side(op: Operation, invariant: Callable[[SSAValue], bool]) -> SSAValue | None:
+    lhs, rhs = op.operands
+    if invariant(rhs):
+        return lhs
+    return rhs if invariant(lhs) else None
+
+
+def _scaled_side(op: Operation, invariant: Callable[[SSAValue], bool]) -> SSAValue | None:
+    lhs, rhs = op.operands
+    if _nonzero_constant(rhs):
+        return lhs
+    return rhs if _nonzero_constant(lhs) else None
+
+
+def _widened(op: Operation, invariant: Callable[[SSAValue], bool]) -> SSAValue | None:
+    wi, wo = _width(op.operands[0].type), _width(op.results[0].type)
+    return op.operands[0] if wi is not None and wo is not None and wo >= wi else None
+
+
+#: Integer ops whose result is an injective function of one operand when the others are
+#: loop-invariant (``analysis/injectivity.py``: which iterations touch distinct elements):
+#: op type -> ``(op, invariant) -> that operand | None``. ``+ c``, ``- c``, ``c - x``;
+#: ``* k`` with ``k`` a non-zero constant; casts that do not narrow (``index`` is 64 bits).
+ARITH_INJECTIVE: dict[
+    type[Operation],
+    Callable[[Operation, Callable[[SSAValue], bool]], SSAValue | None],
+] = {
+    arith.AddiOp: _invariant_side,
+    arith.SubiOp: _invariant_side,
+    arith.MuliOp: _scaled_side,
+    arith.ExtSIOp: lambda op, invariant: op.operands[0],
+    arith.IndexCastOp: _widened,
+}

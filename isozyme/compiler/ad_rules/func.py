@@ -5,7 +5,7 @@ mode, which recomputes its primal), generated on demand by the derivative factor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from xdsl.dialects import func
@@ -114,5 +114,11 @@ class FuncCallRule(CallRule):
 
 
 FUNC_RULES: dict[type[Operation], CallRule] = {func.CallOp: FuncCallRule()}
+
+#: Calls, with their callee's symbol name and the operands passed to its arguments (the
+#: buffer analyses follow them into the callee).
+FUNC_CALLS: dict[type[Operation], Callable[[Operation], tuple[str, Sequence[SSAValue]]]] = {
+    func.CallOp: lambda op: (op.callee.root_reference.data, op.arguments),  # type: ignore[attr-defined]
+}
 
 register(FUNC_RULES)

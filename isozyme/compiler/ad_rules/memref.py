@@ -8,6 +8,9 @@ MemRefDerivatives.td).
   buffer analyses see through them.
 * ``MEMREF_WRITES``: ops that write buffers, with the buffers they write (the activity
   and read-only analyses, the runtime's writeable check).
+* ``MEMREF_COLLAPSES``: views that merge dimensions of their source, which the source's
+  layout must allow (a reshaped argument's shadow needs the same strides).
+* ``MEMREF_ALLOCS``: ops that allocate a new buffer, with that buffer.
 * the registered rules (Enzyme's shadow memory): forward mode loads a value's tangent
   from, and stores it into, the shadow buffer at the same index; reverse mode's load
   adds its adjoint into the shadow, a store takes the overwritten value's adjoint from
@@ -50,6 +53,14 @@ MEMREF_WRITES: dict[type[Operation], Callable[[Operation], Sequence[SSAValue]]] 
     memref.StoreOp: lambda op: [op.memref],  # type: ignore[attr-defined]
     memref.CopyOp: lambda op: [op.destination],  # type: ignore[attr-defined]
     memref.AtomicRMWOp: lambda op: [op.memref],  # type: ignore[attr-defined]
+}
+
+MEMREF_COLLAPSES: dict[type[Operation], Callable[[Operation], SSAValue]] = {
+    memref.CollapseShapeOp: lambda op: op.src,  # type: ignore[attr-defined]
+}
+
+MEMREF_ALLOCS: dict[type[Operation], Callable[[Operation], SSAValue]] = {
+    memref.AllocOp: lambda op: op.memref,  # type: ignore[attr-defined]
 }
 
 

@@ -15,8 +15,8 @@ from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.traits import SymbolTable
 
+from isozyme.compiler.ad_rules import allocated_by, call_of, collapsed_by, written_by
 from isozyme.compiler.ad_rules import view_source as _view_source
-from isozyme.compiler.ad_rules import written_by
 
 
 def is_view(op: Operation) -> bool:
@@ -48,8 +48,9 @@ def buffers_written(op: Operation) -> list[SSAValue]:
     out: list[SSAValue] = []
     for inner in op.walk():
         out.extend(written_by(inner))
-        if isinstance(inner, func.CallOp):
-            out.extend(a for a in inner.arguments if is_buffer(a))
+        call = call_of(inner)
+        if call is not None:
+            out.extend(a for a in call[1] if is_buffer(a))
     return out
 
 
@@ -85,19 +86,21 @@ def _arguments_reached(
     for op in fn.walk():
         for v in reached(op):
             mark(v)
-        if not isinstance(op, func.CallOp):
+        call = call_of(op)
+        if call is None:
             continue
-        callee = SymbolTable.lookup_symbol(op, op.callee)
+        callee_name, operands = call
+        callee = SymbolTable.lookup_symbol(op, callee_name)
         if isinstance(callee, func.FuncOp) and callee.body.blocks and \
-                callee.sym_name.data not in _seen and callee.sym_name.data != name:
+                callee_name not in _seen and callee_name != name:
             inner = _arguments_reached(callee, reached, unknown_call_reaches, _seen | {name})
         elif unknown_call_reaches:
-            inner = set(range(len(op.arguments)))
+            inner = set(range(len(operands)))
         else:
             continue
         for i in inner:
-            if i < len(op.arguments) and is_buffer(op.arguments[i]):
-                mark(op.arguments[i])
+            if i < len(operands) and is_buffer(operands[i]):
+                mark(operands[i])
     return out
 
 
@@ -108,17 +111,13 @@ def written_arguments(fn: func.FuncOp) -> set[int]:
     return _arguments_reached(fn, written_by, unknown_call_reaches=True)
 
 
-def _collapsed(op: Operation) -> Iterable[SSAValue]:
-    return (op.src,) if isinstance(op, memref.CollapseShapeOp) else ()
-
-
 def collapsed_arguments(fn: func.FuncOp) -> set[int]:
     """Indices of the buffer arguments of ``fn`` that a ``memref.collapse_shape`` views,
     in ``fn`` or in a function it calls: the primal's layout is what allows the merge
     (checked when tracing or at run time), and the AD passes take the same view of the
     shadow, so the shadow must have the same layout.  An external function (``print``)
     does not view its arguments."""
-    return _arguments_reached(fn, _collapsed, unknown_call_reaches=False)
+    return _arguments_reached(fn, collapsed_by, unknown_call_reaches=False)
 
 
 def _fills_with_constants(op: Operation, buf: SSAValue) -> bool:
@@ -147,12 +146,13 @@ def initializations(block: Block) -> set[Operation]:
     skip: set[Operation] = set()
     ops = list(block.ops)
     for k, op in enumerate(ops):
-        if not isinstance(op, memref.AllocOp):
+        buf = allocated_by(op)
+        if buf is None:
             continue
         for nxt in ops[k + 1 :]:
             if isinstance(nxt, (arith.ConstantOp, memref.DimOp)):
                 continue
-            if not _fills_with_constants(nxt, op.memref):
+            if not _fills_with_constants(nxt, buf):
                 break
             skip.add(nxt)
     return skip

@@ -5,7 +5,8 @@ distinct elements: the reverse of ``scf.parallel`` (a shadow accumulation needs 
 atomic when its element is private to one iteration: ``ad_rules/memref.py``) and the
 GPU targets' ``parallelize-host-loops`` (a sequential nest whose iterations are
 independent may run as a kernel). An index is such a function of one induction
-variable ``iv`` when it is built from ``iv`` alone by:
+variable ``iv`` when it is built from ``iv`` alone by (the ``arith`` table's
+``ARITH_INJECTIVE``):
 
 * ``+ c``, ``- c``, ``c - ...`` with ``c`` defined outside the loop nest (invariant);
 * ``* k`` with ``k`` a non-zero integer constant;
@@ -21,9 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from xdsl.dialects import arith
-from xdsl.dialects.builtin import IndexType, IntegerAttr, IntegerType
-from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.ir import Block, Operation, SSAValue
+
+from isozyme.compiler.ad_rules import injective_operand
 
 
 def defined_inside(root: Operation, v: SSAValue) -> bool:
@@ -34,30 +35,6 @@ def defined_inside(root: Operation, v: SSAValue) -> bool:
     return op is not None and (op is root or root.is_ancestor(op))
 
 
-def _width(t: Attribute) -> int | None:
-    if isinstance(t, IndexType):
-        return 64
-    if isinstance(t, IntegerType):
-        return t.width.data
-    return None
-
-
-def _widening(op: Operation) -> bool:
-    """A cast that maps distinct integers to distinct integers."""
-    if isinstance(op, arith.ExtSIOp):
-        return True
-    if isinstance(op, arith.IndexCastOp):
-        wi, wo = _width(op.input.type), _width(op.result.type)
-        return wi is not None and wo is not None and wo >= wi
-    return False
-
-
-def _nonzero_constant(v: SSAValue) -> bool:
-    op = v.owner
-    return (isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr)
-            and op.value.value.data != 0)
-
-
 def followed_iv(v: SSAValue, root: Operation, ivs: Collection[SSAValue]) -> SSAValue | None:
     """The induction variable among ``ivs`` (of loops in ``root``) that index ``v`` is
     an injective function of (see the module docstring), or None."""
@@ -65,22 +42,8 @@ def followed_iv(v: SSAValue, root: Operation, ivs: Collection[SSAValue]) -> SSAV
         op = v.owner
         if isinstance(op, Block):
             return None
-        if _widening(op):
-            v = op.operands[0]
-        elif isinstance(op, (arith.AddiOp, arith.SubiOp)):
-            if not defined_inside(root, op.rhs):
-                v = op.lhs
-            elif not defined_inside(root, op.lhs):
-                v = op.rhs
-            else:
-                return None
-        elif isinstance(op, arith.MuliOp):
-            if _nonzero_constant(op.rhs):
-                v = op.lhs
-            elif _nonzero_constant(op.lhs):
-                v = op.rhs
-            else:
-                return None
-        else:
+        nxt = injective_operand(op, lambda x: not defined_inside(root, x))
+        if nxt is None:
             return None
+        v = nxt
     return v
