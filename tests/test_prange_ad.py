@@ -13,6 +13,7 @@ import pytest
 
 import isozyme as iz
 from isozyme import Active, Const, Duplicated, Forward, Reverse, UnsupportedError, autodiff, prange
+from tests.test_arrays_ad import fd_gradient
 
 RNG = np.random.default_rng(7)
 
@@ -102,20 +103,6 @@ def conditional(x, w):
         else:
             s += x[i] * x[i] * w
     return s
-
-
-def fd_gradient(f, args, k, h=1e-6):
-    """Central differences of ``f`` with respect to array argument ``k``."""
-    x = args[k]
-    g = np.zeros(x.shape)
-    for i in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[i] += h
-        xm[i] -= h
-        ap, am = list(args), list(args)
-        ap[k], am[k] = xp, xm
-        g[i] = (f(*ap) - f(*am)) / (2 * h)
-    return g
 
 
 idx5 = np.array([0, 3, 3, 1, 4, 0, 3], dtype=np.int64)

@@ -19,6 +19,7 @@ import pytest
 import isozyme as iz
 from isozyme import Active, Const, Duplicated, Forward, ForwardWithPrimal, Reverse, prange
 from isozyme.errors import ShapeError, TraceError
+from tests.test_arrays_ad import fd_gradient
 
 needs_cxx = pytest.mark.skipif(shutil.which("g++") is None, reason="cuda-emu needs g++")
 TARGETS = ["cpu", pytest.param("cuda-emu", marks=needs_cxx)]
@@ -206,20 +207,6 @@ def helper_energy(x, idx):
     for j in range(3):
         s += (j + 2.0) * y[j] * y[j]
     return s
-
-
-def fd_gradient(f, args, k, h=1e-6):
-    """Central differences of ``f`` with respect to array argument ``k``."""
-    x = args[k]
-    g = np.zeros(x.shape)
-    for i in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[i] += h
-        xm[i] -= h
-        ap, am = list(args), list(args)
-        ap[k], am[k] = xp, xm
-        g[i] = (f(*ap) - f(*am)) / (2 * h)
-    return g
 
 
 ENERGIES = {

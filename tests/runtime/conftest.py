@@ -146,3 +146,29 @@ def cuda_c_compiles_with_nvcc(
 
         monkeypatch.setattr(cls, "kernel_source", kernel_source)
     yield seen
+
+
+@pytest.fixture
+def emu_cache(tmp_path, monkeypatch):
+    """A private library cache directory."""
+    monkeypatch.setenv("ISOZYME_CACHE_DIR", str(tmp_path))
+    return tmp_path / "cuda-emu"
+
+
+@pytest.fixture
+def no_checks():
+    """Bounds checks off for the test (the kernels then carry no status buffer)."""
+    import isozyme as iz
+
+    old = iz.config(boundscheck=False)
+    yield
+    iz.config(**old)
+
+
+@pytest.fixture
+def cuda_on_the_cpu(emu_cache, monkeypatch):
+    """The cuda target's host program run on the CPU (``cuda_stand_ins.py``); returns
+    the stand-ins' library (its ``copies`` counter, ``last_stream``)."""
+    from tests.runtime.cuda_stand_ins import cuda_on_the_cpu_fixture
+
+    return cuda_on_the_cpu_fixture(emu_cache, monkeypatch)

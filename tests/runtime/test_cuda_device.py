@@ -12,42 +12,16 @@ import pytest
 
 import isozyme as iz
 from isozyme.runtime.cuda import unavailable
+from tests.runtime.kernel_programs import heat, saxpy, sum_sq
 
 _WHY = unavailable()
 pytestmark = [
     pytest.mark.skipif(_WHY is not None, reason=f"needs CuPy and a CUDA device: {_WHY}"),
+    pytest.mark.usefixtures("no_checks"),
 ]
 
 if _WHY is None:
     import cupy as cp
-
-
-@pytest.fixture(autouse=True)
-def no_checks():
-    old = iz.config(boundscheck=False)
-    yield
-    iz.config(**old)
-
-
-def saxpy(a, x, y):
-    for i in iz.prange(x.shape[0]):
-        y[i] = a * x[i] + y[i]
-
-
-def sum_sq(x):
-    s = 0.0
-    for i in iz.prange(x.shape[0]):
-        s += x[i] * x[i]
-    return s
-
-
-def heat(u, v, steps):
-    n = u.shape[0]
-    for _ in range(steps):
-        for i in iz.prange(1, n - 1):
-            v[i] = u[i] + 0.25 * (u[i - 1] - 2.0 * u[i] + u[i + 1])
-        for i in iz.prange(1, n - 1):
-            u[i] = v[i]
 
 
 def double(x):

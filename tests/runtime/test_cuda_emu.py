@@ -22,6 +22,8 @@ from isozyme.compiler.lowering import apply_lowering
 from isozyme.compiler.targets import GpuArtefact, get_target
 from isozyme.runtime import cuda_emu
 from isozyme.runtime.cuda_emu import compile_emu_library, load_emu_artefact
+from tests.runtime.cuda_stand_ins import FakeOutOfMemoryError, FakeStats, HostBackedDeviceArray
+from tests.runtime.kernel_programs import heat, saxpy, sum_sq
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 
@@ -50,13 +52,6 @@ extern "C" int iz_emu_launch(void* f, unsigned gx, unsigned gy, unsigned gz, uns
   return RC;
 }
 """
-
-
-@pytest.fixture
-def emu_cache(tmp_path, monkeypatch):
-    """A private library cache directory."""
-    monkeypatch.setenv("ISOZYME_CACHE_DIR", str(tmp_path))
-    return tmp_path / "cuda-emu"
 
 
 def _scale(source: str):
@@ -118,34 +113,6 @@ def test_compiler_errors(emu_cache, monkeypatch) -> None:
 
 
 # -- through the public API ----------------------------------------------------------
-@pytest.fixture
-def no_checks():
-    old = iz.config(boundscheck=False)
-    yield
-    iz.config(**old)
-
-
-def saxpy(a, x, y):
-    for i in iz.prange(x.shape[0]):
-        y[i] = a * x[i] + y[i]
-
-
-def sum_sq(x):
-    s = 0.0
-    for i in iz.prange(x.shape[0]):
-        s += x[i] * x[i]
-    return s
-
-
-def heat(u, v, steps):
-    n = u.shape[0]
-    for _ in range(steps):
-        for i in iz.prange(1, n - 1):
-            v[i] = u[i] + 0.25 * (u[i - 1] - 2.0 * u[i] + u[i + 1])
-        for i in iz.prange(1, n - 1):
-            u[i] = v[i]
-
-
 def matvec(A, x, y):
     for i in iz.prange(A.shape[0]):
         acc = 0.0
@@ -267,154 +234,7 @@ def test_emu_seed_changes_nothing_for_a_correct_kernel(no_checks, monkeypatch) -
     np.testing.assert_allclose(results[0], 3.0 * x + 1.0)
 
 
-# -- the cuda target's host program on the CPU, with stand-ins for the driver ----------
-class HostBackedDeviceArray:
-    """A "device" array whose device pointer is host memory (a numpy array's): what
-    the cuda target sees of a CuPy array."""
-
-    def __init__(self, a: np.ndarray) -> None:
-        self.host = a
-        self.shape = a.shape
-        self.__cuda_array_interface__ = {
-            "shape": a.shape, "typestr": a.dtype.str, "version": 3,
-            "data": (a.__array_interface__["data"][0], False), "strides": a.strides,
-        }
-
-
-_STAND_INS = r"""
-#include <cstring>
-#include <cstdlib>
-#include <cstdint>
-typedef void (*tramp)(unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void**);
-extern "C" void* last_stream = 0;
-extern "C" int launch(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
-                      unsigned by, unsigned bz, unsigned shmem, void* stream,
-                      void** params, void** extra) {
-  last_stream = stream;
-  ((tramp)f)(gx, gy, gz, bx, by, bz, params);
-  return 0;
-}
-extern "C" int copies = 0;
-extern "C" int copy(void* dst, void* src, int64_t n) { std::memcpy(dst, src, n); ++copies; return 0; }
-"""
-
-
-@pytest.fixture
-def cuda_on_the_cpu(emu_cache, monkeypatch):
-    """The cuda target, with its kernels compiled as cuda-emu's, the driver's
-    functions (cuLaunchKernel, cuMemcpy) as host stand-ins and a fake CuPy whose
-    "device" memory is host memory (the runtime's allocator callbacks are real)."""
-    from isozyme.abi import (
-        CUDA_LAUNCH_SYMBOL, DEVICE_ALLOC_SYMBOL, DEVICE_COPY_SYMBOL, DEVICE_FREE_SYMBOL,
-        EMU_TRAMPOLINE_PREFIX,
-    )
-    from isozyme.compiler.targets.cuda import CudaTarget
-    from isozyme.compiler.targets.cuda_emu import CudaEmuTarget
-    from isozyme.runtime import cuda
-
-    lib = compile_emu_library(_STAND_INS)
-
-    def addr(name: str) -> int:
-        return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
-
-    monkeypatch.setattr(CudaTarget, "kernel_source", CudaEmuTarget.kernel_source)
-
-    class Kernels:
-        def __init__(self, source: str) -> None:
-            self.lib = compile_emu_library(source)
-
-        def get_function(self, name: str):
-            fn = getattr(self.lib, EMU_TRAMPOLINE_PREFIX + name)
-            return type("Fn", (), {"ptr": ctypes.cast(fn, ctypes.c_void_p).value})()
-
-    def callback(f) -> int:
-        return ctypes.cast(f, ctypes.c_void_p).value
-
-    monkeypatch.setitem(sys.modules, "cupy", fake_cupy())
-    FakeStats.allocated = FakeStats.freed = 0
-    FakeStats.devices = []
-    FakeStats.fail_after = None
-    monkeypatch.setattr(cuda, "kernel_module", Kernels)
-    monkeypatch.setattr(cuda, "_driver_symbols", lambda: {
-        CUDA_LAUNCH_SYMBOL: addr("launch"), DEVICE_COPY_SYMBOL: addr("copy"),
-        # the runtime's own allocator callbacks, over the fake CuPy's "device" memory
-        DEVICE_ALLOC_SYMBOL: callback(cuda._device_alloc),
-        DEVICE_FREE_SYMBOL: callback(cuda._device_free),
-    })
-    return lib
-
-
-def fake_cupy() -> types.ModuleType:
-    """What runtime/cuda.py uses of CuPy, over host memory: ``cuda.alloc`` (pool
-    allocations), ``cuda.UnownedMemory``/``MemoryPointer``, ``ndarray``, ``empty``."""
-    cp = types.ModuleType("cupy")
-
-    class Allocation:
-        def __init__(self, n: int) -> None:
-            fail = FakeStats.fail_after
-            if fail is not None and FakeStats.allocated >= fail:
-                raise FakeOutOfMemoryError(f"out of memory allocating {n} bytes")
-            self.buffer = np.empty(n, np.uint8)
-            self.ptr = self.buffer.__array_interface__["data"][0]
-            FakeStats.allocated += 1
-
-        def __del__(self) -> None:
-            if hasattr(self, "buffer"):  # not a failed allocation
-                FakeStats.freed += 1
-
-    class UnownedMemory:
-        def __init__(self, ptr: int, size: int, owner: object) -> None:
-            self.ptr, self.size, self.owner = ptr, size, owner
-
-    class MemoryPointer:
-        def __init__(self, mem: UnownedMemory, offset: int) -> None:
-            self.mem, self.ptr = mem, mem.ptr + offset
-
-    class NDArray:
-        def __init__(self, shape, dtype, memptr=None, strides=None) -> None:
-            self.memptr = memptr
-            self.__array_interface__ = {
-                "shape": shape, "typestr": np.dtype(dtype).str, "version": 3,
-                "data": (memptr.ptr, False), "strides": strides,
-            }
-
-    class Device:
-        def __init__(self, ident: int = 0) -> None:
-            self.id = ident
-
-        def __enter__(self) -> "Device":
-            FakeStats.devices.append(self.id)
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-    class Stream:
-        ptr = 0  # the legacy default stream, as CuPy's default stream
-
-    cp.cuda = types.SimpleNamespace(
-        alloc=Allocation, UnownedMemory=UnownedMemory, MemoryPointer=MemoryPointer,
-        Device=Device, get_current_stream=lambda: FakeStats.stream,
-        get_device_id=lambda: 0)
-    FakeStats.stream = Stream()
-    cp.ndarray = NDArray
-    cp.empty = np.empty
-    cp.asarray = lambda a: HostBackedDeviceArray(np.array(a))  # a copy, as to the device
-    return cp
-
-
-class FakeOutOfMemoryError(MemoryError):
-    """What CuPy's pool raises (cupy.cuda.memory.OutOfMemoryError is a MemoryError)."""
-
-
-class FakeStats:
-    allocated = 0
-    freed = 0
-    devices: list[int] = []  # the devices made current, per call
-    fail_after: int | None = None  # allocations that succeed before the pool fails
-    stream: object = None  # what cupy.cuda.get_current_stream() returns
-
-
+# -- the cuda target's host program on the CPU (tests/runtime/cuda_stand_ins.py) -------
 def test_cuda_host_program_on_the_cpu(no_checks, cuda_on_the_cpu) -> None:
     lib = cuda_on_the_cpu
     copies = ctypes.c_int.in_dll(lib, "copies")

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import ctypes
 import shutil
-import sys
-import types
 
 import numpy as np
 import pytest
 
 import isozyme as iz
 from isozyme.errors import OutOfBoundsError
-from isozyme.runtime.cuda_emu import compile_emu_library
+from tests.runtime.cuda_stand_ins import HostBackedDeviceArray
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 
@@ -188,103 +186,7 @@ def test_boundscheck_false_has_no_status_buffer() -> None:
     np.testing.assert_array_equal(y, x[idx])
 
 
-# -- the cuda target's host program on the CPU (as tests/runtime/test_cuda_emu.py) ---
-class HostBackedDeviceArray:
-    """A "device" array whose device pointer is host memory: what the cuda target
-    sees of a CuPy array."""
-
-    def __init__(self, a: np.ndarray) -> None:
-        self.shape = a.shape
-        self.__cuda_array_interface__ = {
-            "shape": a.shape, "typestr": a.dtype.str, "version": 3,
-            "data": (a.__array_interface__["data"][0], False), "strides": a.strides,
-        }
-
-
-_STAND_INS = r"""
-#include <cstring>
-#include <cstdint>
-typedef void (*tramp)(unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void**);
-extern "C" int launch(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
-                      unsigned by, unsigned bz, unsigned shmem, void* stream,
-                      void** params, void** extra) {
-  ((tramp)f)(gx, gy, gz, bx, by, bz, params);
-  return 0;
-}
-extern "C" int copies = 0;
-extern "C" int copy(void* dst, void* src, int64_t n) { std::memcpy(dst, src, n); ++copies; return 0; }
-"""
-
-
-def _fake_cupy() -> types.ModuleType:
-    """What runtime/cuda.py uses of CuPy, over host memory."""
-    cp = types.ModuleType("cupy")
-
-    class Allocation:
-        def __init__(self, n: int) -> None:
-            self.buffer = np.empty(n, np.uint8)
-            self.ptr = self.buffer.__array_interface__["data"][0]
-
-    class UnownedMemory:
-        def __init__(self, ptr: int, size: int, owner: object) -> None:
-            self.ptr, self.size, self.owner = ptr, size, owner
-
-    class MemoryPointer:
-        def __init__(self, mem: UnownedMemory, offset: int) -> None:
-            self.mem, self.ptr = mem, mem.ptr + offset
-
-    class NDArray:
-        def __init__(self, shape, dtype, memptr=None, strides=None) -> None:
-            self.memptr = memptr
-            self.__array_interface__ = {
-                "shape": shape, "typestr": np.dtype(dtype).str, "version": 3,
-                "data": (memptr.ptr, False), "strides": strides,
-            }
-
-    cp.cuda = types.SimpleNamespace(
-        alloc=Allocation, UnownedMemory=UnownedMemory, MemoryPointer=MemoryPointer)
-    cp.ndarray = NDArray
-    cp.empty = np.empty
-    return cp
-
-
-@pytest.fixture
-def cuda_on_the_cpu(tmp_path, monkeypatch):
-    """The cuda target with cuda-emu's kernels, host stand-ins for cuLaunchKernel and
-    cuMemcpy, and a fake CuPy over host memory (the runtime's allocator is real)."""
-    from isozyme.abi import (
-        CUDA_LAUNCH_SYMBOL, DEVICE_ALLOC_SYMBOL, DEVICE_COPY_SYMBOL, DEVICE_FREE_SYMBOL,
-        EMU_TRAMPOLINE_PREFIX,
-    )
-    from isozyme.compiler.targets.cuda import CudaTarget
-    from isozyme.compiler.targets.cuda_emu import CudaEmuTarget
-    from isozyme.runtime import cuda
-
-    monkeypatch.setenv("ISOZYME_CACHE_DIR", str(tmp_path))
-    lib = compile_emu_library(_STAND_INS)
-
-    def addr(f) -> int:
-        return ctypes.cast(f, ctypes.c_void_p).value
-
-    class Kernels:
-        def __init__(self, source: str) -> None:
-            self.lib = compile_emu_library(source)
-
-        def get_function(self, name: str):
-            fn = getattr(self.lib, EMU_TRAMPOLINE_PREFIX + name)
-            return types.SimpleNamespace(ptr=addr(fn))
-
-    monkeypatch.setattr(CudaTarget, "kernel_source", CudaEmuTarget.kernel_source)
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
-    monkeypatch.setattr(cuda, "kernel_module", Kernels)
-    monkeypatch.setattr(cuda, "_driver_symbols", lambda: {
-        CUDA_LAUNCH_SYMBOL: addr(lib.launch), DEVICE_COPY_SYMBOL: addr(lib.copy),
-        DEVICE_ALLOC_SYMBOL: addr(cuda._device_alloc),
-        DEVICE_FREE_SYMBOL: addr(cuda._device_free),
-    })
-    return lib
-
-
+# -- the cuda target's host program on the CPU (fixture cuda_on_the_cpu: conftest.py) ---
 def test_cuda_host_program_reads_the_status(checks_on, cuda_on_the_cpu) -> None:
     # device arrays select the cuda target: the status is a device allocation, its
     # status[0] zeroed and read back with one cuMemcpy each
