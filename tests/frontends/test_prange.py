@@ -343,13 +343,6 @@ def test_scatter_with_colliding_indices_is_an_atomic_add() -> None:
     np.testing.assert_array_equal(h, expected)
 
 
-def test_atomic_kind_numbering_matches_the_compiler_table() -> None:
-    from isozyme.compiler.lowering.convert_parallel_to_for import ATOMIC_RMW_KIND
-    from isozyme.frontends.python.parallel import _ATOMIC_RMW_KIND
-
-    assert all(ATOMIC_RMW_KIND[k] == v for k, v in _ATOMIC_RMW_KIND.items())
-
-
 def test_integer_scatter_is_an_atomic_addi() -> None:
     def f(idx, counts):
         for i in prange(len(idx)):

@@ -50,7 +50,8 @@ from .builtins_table import lookup, passes_through
 from .context import FunctionBuilder, HelperEntry, building, current_builder, tracing
 from .debug_print import traced_print
 from .diagnostics import trace_error
-from .parallel import in_parallel_body, note_atomic_call, prange
+from .accumulation import in_parallel_body, note_atomic_call
+from .parallel import prange
 from .side_effects import intercept
 from .tracer import (
     EscapedValueError,

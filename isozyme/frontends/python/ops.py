@@ -21,7 +21,8 @@ from .control_flow import (
     while_,
 )
 from .functions import converted_call
-from .parallel import accumulate, augment, for_prange, prange_unsupported
+from .accumulation import accumulate, augment
+from .parallel import for_prange, prange_unsupported
 
 __all__ = [
     "accumulate",
