@@ -371,6 +371,35 @@ def _c(e: _Expr) -> str:
 MAX_LOCAL_ELEMENTS = 4096
 
 
+#: Integer division and remainder: the C expression (fields ``a``, ``b``, the C type
+#: ``ct``, its unsigned twin ``ut``, the helper ``fn``) and the helper it needs, if any.
+_INT_DIVISIONS: dict[type[Operation], tuple[str, str | None]] = {
+    arith.DivSIOp: ("{a} / {b}", None),
+    arith.RemSIOp: ("{a} % {b}", None),
+    arith.DivUIOp: ("({ct})(({ut}){a} / ({ut}){b})", None),
+    arith.RemUIOp: ("({ct})(({ut}){a} % ({ut}){b})", None),
+    arith.FloorDivSIOp: ("{fn}({a}, {b})", "iz_floordivsi"),
+    arith.CeilDivSIOp: ("{fn}({a}, {b})", "iz_ceildivsi"),
+    arith.CeilDivUIOp: ("({ct}){fn}(({ut}){a}, ({ut}){b})", "iz_ceildivui"),
+}
+
+#: Shifts: logical ones on the unsigned twin, arithmetic right shift on the signed type.
+_SHIFTS: dict[type[Operation], str] = {
+    arith.ShLIOp: "({ct})(({ut}){a} << {b})",
+    arith.ShRUIOp: "({ct})(({ut}){a} >> {b})",
+    arith.ShRSIOp: "({ct})({a} >> {b})",
+}
+
+#: Float min/max: MLIR's NaN-propagating ones through helpers, the ``*numf`` ones as C's
+#: ``fmax``/``fmin`` (``f`` suffix for ``f32``): ``(name, is a helper)``.
+_FLOAT_MINMAX: dict[type[Operation], tuple[str, bool]] = {
+    arith.MaximumfOp: ("iz_maximumf", True),
+    arith.MinimumfOp: ("iz_minimumf", True),
+    arith.MaxnumfOp: ("fmax", False),
+    arith.MinnumfOp: ("fmin", False),
+}
+
+
 @dataclass
 class _Printer:
     """Prints the kernels of one ``gpu.module``."""
@@ -517,35 +546,15 @@ class _Printer:
         ct, ut = c_type(t), _u_type(t)
         if ct == "bool":
             raise UnsupportedError(f"{op.name} on i1 in a GPU kernel")
-        match op:
-            case arith.DivSIOp():
-                expr = f"{a} / {b}"
-            case arith.RemSIOp():
-                expr = f"{a} % {b}"
-            case arith.DivUIOp():
-                expr = f"({ct})(({ut}){a} / ({ut}){b})"
-            case arith.RemUIOp():
-                expr = f"({ct})(({ut}){a} % ({ut}){b})"
-            case arith.FloorDivSIOp():
-                expr = f"{self.helper('iz_floordivsi')}({a}, {b})"
-            case arith.CeilDivSIOp():
-                expr = f"{self.helper('iz_ceildivsi')}({a}, {b})"
-            case _:
-                expr = f"({ct}){self.helper('iz_ceildivui')}(({ut}){a}, ({ut}){b})"
-        self.define(op.results[0], expr)
+        form, helper = _INT_DIVISIONS[type(op)]
+        fn = self.helper(helper) if helper else ""
+        self.define(op.results[0], form.format(a=a, b=b, ct=ct, ut=ut, fn=fn))
 
     def shift(self, op: Operation) -> None:
         a, b = (self.name(x) for x in op.operands)
         t = op.results[0].type
         ct, ut = c_type(t), _u_type(t)
-        match op:
-            case arith.ShLIOp():
-                expr = f"({ct})(({ut}){a} << {b})"
-            case arith.ShRUIOp():
-                expr = f"({ct})(({ut}){a} >> {b})"
-            case _:
-                expr = f"({ct})({a} >> {b})"
-        self.define(op.results[0], expr)
+        self.define(op.results[0], _SHIFTS[type(op)].format(a=a, b=b, ct=ct, ut=ut))
 
     def int_minmax(self, op: Operation) -> None:
         a, b = (self.name(x) for x in op.operands)
@@ -558,16 +567,9 @@ class _Printer:
     def float_minmax(self, op: Operation) -> None:
         a, b = (self.name(x) for x in op.operands)
         f32 = isinstance(op.results[0].type, Float32Type)
-        match op:
-            case arith.MaximumfOp():
-                expr = f"{self.helper('iz_maximumf')}({a}, {b})"
-            case arith.MinimumfOp():
-                expr = f"{self.helper('iz_minimumf')}({a}, {b})"
-            case arith.MaxnumfOp():
-                expr = f"{'fmaxf' if f32 else 'fmax'}({a}, {b})"
-            case _:
-                expr = f"{'fminf' if f32 else 'fmin'}({a}, {b})"
-        self.define(op.results[0], expr)
+        name, is_helper = _FLOAT_MINMAX[type(op)]
+        fn = self.helper(name) if is_helper else name + ("f" if f32 else "")
+        self.define(op.results[0], f"{fn}({a}, {b})")
 
     def cmpi(self, op: arith.CmpiOp) -> None:
         pred = arith.CMPI_COMPARISON_OPERATIONS[op.predicate.value.data]
@@ -1138,14 +1140,11 @@ _DISPATCH: dict[type[Operation], Callable[[_Printer, Operation], None]] = {
     **{t: _Printer.float_binary for t in _FLOAT_BINARY},
     **{t: _Printer.wrapping for t in _WRAPPING},
     **{t: _Printer.bitwise for t in _BITWISE},
-    **{t: _Printer.int_div for t in (arith.DivSIOp, arith.DivUIOp, arith.RemSIOp,
-                                     arith.RemUIOp, arith.FloorDivSIOp,
-                                     arith.CeilDivSIOp, arith.CeilDivUIOp)},
-    **{t: _Printer.shift for t in (arith.ShLIOp, arith.ShRSIOp, arith.ShRUIOp)},
+    **{t: _Printer.int_div for t in _INT_DIVISIONS},
+    **{t: _Printer.shift for t in _SHIFTS},
     **{t: _Printer.int_minmax for t in (arith.MaxSIOp, arith.MinSIOp, arith.MaxUIOp,
                                         arith.MinUIOp)},
-    **{t: _Printer.float_minmax for t in (arith.MaximumfOp, arith.MinimumfOp,
-                                          arith.MaxnumfOp, arith.MinnumfOp)},
+    **{t: _Printer.float_minmax for t in _FLOAT_MINMAX},
     **{t: _Printer.cast for t in (arith.SIToFPOp, arith.UIToFPOp, arith.FPToSIOp,
                                   arith.FPToUIOp, arith.ExtFOp, arith.TruncFOp,
                                   arith.IndexCastOp, arith.ExtSIOp, arith.ExtUIOp,
