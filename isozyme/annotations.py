@@ -102,7 +102,7 @@ class Active(Annotation):
                 f"Active(...) got a {describe(val)}: Active is for immutable float "
                 "scalars; pass arrays as Duplicated(x, dx)"
             )
-        if not is_float_scalar(val):
+        if not is_float_scalar(val) and not _is_traced(val):
             raise AnnotationError(
                 f"Active(...) got a value of type {describe(val)}: only floats "
                 "(float, numpy.float64, numpy.float32) can be Active; use Const for "
@@ -191,9 +191,19 @@ def _check_shadow(kind: str, val: object, dval: object) -> None:
         if np.may_share_memory(a, d) and np.shares_memory(a, d):
             raise AnnotationError(f"{kind}(x, dx): the shadow dx aliases the primal x")
         return
+    if _is_traced(val) and (_is_traced(dval) or is_float_scalar(dval)):
+        return  # nested AD inside a trace: isozyme.frontends.python.nested checks them
     raise AnnotationError(
         f"{kind}(x, dx): x must be a float, an array or a pytree of them, got {describe(val)}"
     )
+
+
+def _is_traced(x: object) -> bool:
+    """Whether ``x`` is a traced value (an annotation built inside a traced function,
+    for a nested ``autodiff``); only asked when ``x`` is not a float or an array."""
+    from isozyme.frontends.python.tracer import Tracer  # noqa: PLC0415
+
+    return isinstance(x, Tracer)
 
 
 #: Return activities may be given as these classes (``autodiff(Reverse, f, Active, ...)``).

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from isozyme.annotations import Mode
 from isozyme.errors import TraceError
 
 #: Arrays with more elements than this that reach whole-array code are passed to the
@@ -89,6 +90,7 @@ class Ident:
 _IDENT_TYPES = (
     types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type, np.ufunc,
     types.MethodDescriptorType, types.WrapperDescriptorType, types.BuiltinMethodType,
+    Mode,  # Forward, Reverse...: immutable singletons a nested autodiff reads
 )
 _SIMPLE = frozenset({int, bool, str, bytes, complex, type(None), type(Ellipsis), range, slice})
 _MAX_ELEMENTS = 1_000_000  # a frozen value larger than this is refused, not compared
