@@ -209,3 +209,13 @@ def _is_traced(x: object) -> bool:
 #: Return activities may be given as these classes (``autodiff(Reverse, f, Active, ...)``).
 RETURN_ACTIVITIES = (Const, Active, Duplicated, DuplicatedNoNeed, BatchDuplicated,
                      BatchDuplicatedNoNeed)
+
+
+def shadows_of(a: Annotation) -> tuple | None:
+    """The shadows an annotation carries: ``(dx,)`` for ``Duplicated(x, dx)``, the
+    ``W`` shadows of ``BatchDuplicated(x, (dx1, ..., dxW))``, None otherwise."""
+    if isinstance(a, Duplicated):
+        return (a.dval,)
+    if isinstance(a, BatchDuplicated):
+        return a.dvals
+    return None

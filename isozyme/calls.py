@@ -22,6 +22,7 @@ from isozyme.annotations import (
     Active,
     Annotation,
     BatchDuplicated,
+    BatchDuplicatedNoNeed,
     Const,
     Duplicated,
     DuplicatedNoNeed,
@@ -30,6 +31,7 @@ from isozyme.annotations import (
     is_array,
     is_float_scalar,
     is_int_scalar,
+    shadows_of,
 )
 from isozyme.compiler.pipeline import run_pipeline
 from isozyme.compiler.targets import RUNTIME_STAGES, LLVMArtefact, get_target
@@ -37,7 +39,7 @@ from isozyme.pytree import TreeDef, is_node
 from isozyme.pytree import flatten as flatten_tree
 from isozyme.pytree import unflatten as unflatten_tree
 from isozyme.compiler.request import REQUEST_NAME, add_request
-from isozyme.dialects.enzyme import Activity
+from isozyme.dialects.enzyme import Activity, DerivativeSignature
 from isozyme.reads import (
     Ident,
     Unfreezable,
@@ -145,7 +147,9 @@ def arg_key(a: Annotation) -> object:
     v = a.val
     t = type(v)
     if t in _NUMERIC:
-        return (type(a), t)
+        return (type(a), t) if type(a) not in _BATCH else (type(a), t, len(a.dvals))  # type: ignore[attr-defined]
+    if type(a) in _BATCH:
+        return _batch_key(a)  # type: ignore[arg-type]
     if t is np.ndarray or is_array(v):
         # a device array's key names its type and device: host and device calls
         # compile apart, and a compiled cuda program's kernels belong to one device
@@ -165,14 +169,24 @@ def arg_key(a: Annotation) -> object:
     return (type(a), _baked_key(v))
 
 
+_BATCH = (BatchDuplicated, BatchDuplicatedNoNeed)
+
+
+def _batch_key(a: BatchDuplicated) -> object:
+    """The key of a ``BatchDuplicated`` argument: its width and, per lane, the key its
+    shadow would give as a ``Duplicated`` one (pytree structure, layouts)."""
+    lanes = [Duplicated.__new__(Duplicated) for _ in a.dvals]
+    for lane, d in zip(lanes, a.dvals):  # validated by BatchDuplicated already
+        lane.val, lane.dval = a.val, d
+    return (type(a), len(a.dvals), *map(arg_key, lanes))
+
+
 def _arg_unit_inner(a: Annotation) -> bool:
     """Unit innermost stride for an array argument: of the primal and of its shadow."""
     arr = _view(a.val)
     if arr.ndim == 0 or not _unit_inner(arr):
         return False
-    if isinstance(a, Duplicated):
-        return _unit_inner(_view(a.dval))
-    return True
+    return all(_unit_inner(_view(d)) for d in shadows_of(a) or ())
 
 
 def _baked_key(x: object) -> object:
@@ -203,6 +217,8 @@ class _Spec:
     layouts: list[str | None] = field(default_factory=list)
     #: the compilation target's name (isozyme.compiler.targets)
     target: str = "cpu"
+    #: the batch width (the number of shadows of the BatchDuplicated arguments)
+    width: int = 1
 
 
 def _hidden_type(a: object) -> Attribute | None:
@@ -267,8 +283,9 @@ def _array_places(anns: Sequence[Annotation]) -> tuple[list[str], list[str]]:
     device: list[str] = []
     for i, a in enumerate(anns):
         pairs = [(a.val, f"argument {i}")]
-        if isinstance(a, Duplicated):
-            pairs.append((a.dval, f"the shadow of argument {i}"))
+        for k, d in enumerate(shadows_of(a) or ()):
+            lane = f" (lane {k})" if isinstance(a, BatchDuplicated) else ""
+            pairs.append((d, f"the shadow of argument {i}{lane}"))
         for value, name in pairs:
             if is_node(value):
                 leaves = [(x, f"leaf {j} of {name}")
@@ -326,13 +343,15 @@ def prepare(
         raise AnnotationError(f"expected a function to differentiate, got {describe(fn)}")
     ret_cls, rest = _split_return_activity(args)
     anns = [_annotate(a) for a in rest]
-    spec = _Spec(fn, mode, anns, ret_cls, target=choose_target(anns, target))
+    spec = _Spec(fn, mode, anns, ret_cls, target=choose_target(anns, target),
+                 width=_batch_width(anns, ret_cls))
     for i, a in enumerate(anns):
-        if isinstance(a, BatchDuplicated):
-            raise UnsupportedError("batch (vector) forward mode, BatchDuplicated, is not supported yet")
         if is_node(a.val):
             leaves, tree = flatten_tree(a.val)
-            if isinstance(a, Duplicated):
+            if isinstance(a, BatchDuplicated):
+                lanes = [flatten_tree(d)[0] for d in a.dvals]
+                leaf_anns = [type(a)(v, tuple(ds)) for v, *ds in zip(leaves, *lanes)]
+            elif isinstance(a, Duplicated):
                 shadows = flatten_tree(a.dval)[0]  # type: ignore[attr-defined]
                 leaf_anns = [type(a)(v, d) for v, d in zip(leaves, shadows)]
             else:
@@ -346,6 +365,34 @@ def prepare(
     return spec
 
 
+def _batch_width(anns: Sequence[Annotation], ret_cls: type | None) -> int:
+    """The batch width of a call: the number of shadows of its ``BatchDuplicated``
+    arguments (all must have the same), 1 without any."""
+    widths = {len(a.dvals) for a in anns if isinstance(a, BatchDuplicated)}
+    if not widths:
+        if ret_cls is not None and issubclass(ret_cls, BatchDuplicated):
+            raise AnnotationError(
+                "return activity BatchDuplicated needs BatchDuplicated arguments"
+            )
+        return 1
+    if len(widths) > 1:
+        raise AnnotationError(
+            f"BatchDuplicated arguments with different numbers of shadows {sorted(widths)}; "
+            "every batched argument needs one shadow per lane"
+        )
+    if any(isinstance(a, Duplicated) for a in anns):
+        raise AnnotationError(
+            "one call mixes Duplicated and BatchDuplicated arguments; pass the Duplicated "
+            "ones as BatchDuplicated(x, (dx,) * width)"
+        )
+    if ret_cls in (Duplicated, DuplicatedNoNeed):
+        raise AnnotationError(
+            f"return activity {ret_cls.__name__} with BatchDuplicated arguments; use "
+            f"Batch{ret_cls.__name__}"
+        )
+    return widths.pop()
+
+
 def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
     """Check one leaf of argument ``i``; record its activity; return what to trace."""
     mode = spec.mode
@@ -353,6 +400,11 @@ def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
         raise AnnotationError(
             f"argument {i}: Active is for reverse mode; in forward mode pass "
             "Duplicated(x, dx)"
+        )
+    if isinstance(a, BatchDuplicated) and mode.reverse:
+        raise UnsupportedError(
+            f"argument {i}: BatchDuplicated in reverse mode (batched reverse mode) is not "
+            "supported yet; use isozyme.jacobian or one call per lane"
         )
     if isinstance(a, Duplicated) and mode.reverse and not is_array(a.val):
         raise AnnotationError(
@@ -364,7 +416,7 @@ def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
         raise AnnotationError(f"argument {i}: cannot differentiate a {describe(a.val)}")
     if isinstance(a, Active):
         spec.activities.append(Activity.ACTIVE)
-    elif isinstance(a, Duplicated):
+    elif isinstance(a, (Duplicated, BatchDuplicated)):
         spec.activities.append(Activity.DUP)
     elif t is not None:
         spec.activities.append(Activity.CONST)
@@ -376,8 +428,6 @@ def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
 
 def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[Activity]:
     mode, ret = spec.mode, spec.ret_cls
-    if ret is not None and issubclass(ret, BatchDuplicated):
-        raise UnsupportedError("batch (vector) forward mode is not supported yet")
     acts = []
     for t in result_types:
         is_f = isinstance(t, (Float64Type, Float32Type)) or (
@@ -414,7 +464,7 @@ def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[A
                 )
             shadow = is_f and ret is not Const
             if shadow:
-                noneed = ret is DuplicatedNoNeed or not mode.with_primal
+                noneed = ret in (DuplicatedNoNeed, BatchDuplicatedNoNeed) or not mode.with_primal
                 acts.append(Activity.DUPNONEED if noneed else Activity.DUP)
             else:
                 acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
@@ -474,10 +524,11 @@ def build(
         )
     ret_acts = _return_activities(spec, result_types)
     arg_types = list(traced.arg_types)
-    add_request(
-        traced.module, traced.func_name, arg_types, result_types,
-        spec.activities, ret_acts, spec.mode.reverse,
+    sig = DerivativeSignature(
+        tuple(spec.activities), tuple(ret_acts), spec.width,
+        "reverse" if spec.mode.reverse else "forward",
     )
+    add_request(traced.module, traced.func_name, arg_types, result_types, sig)
     stages: dict[str, str] = {}
 
     def record(stage: str, module) -> None:
@@ -505,12 +556,10 @@ def build(
     if keep_stages:
         stages["llvm-ir"] = compiled.llvm_ir
         stages["llvm-ir-optimized"] = compiled.llvm_ir_optimized
-    from isozyme.compiler.request import request_signature
-
-    ins, outs = request_signature(
-        arg_types, result_types, spec.activities, ret_acts, spec.mode.reverse
+    entry = compiled.entry(
+        REQUEST_NAME, sig.operand_types(arg_types, result_types),
+        sig.result_types(arg_types, result_types),
     )
-    entry = compiled.entry(REQUEST_NAME, ins, outs)
     run = _make_runner(
         spec, entry, ret_acts, result_types, traced.returns_tuple, traced.shape_constraints,
         written, collapsed,
@@ -546,30 +595,34 @@ def _make_runner(
         n = 1 if tree is None else tree.num_leaves
         runtime_of.append(spec.runtime[pos : pos + n])
         pos += n
-    dup = [isinstance(a, Duplicated) for a in spec.annotations]
+    # per argument: how many shadows it passes (1: Duplicated, the width: batched)
+    n_shadows = [0 if shadows_of(a) is None else spec.width for a in spec.annotations]
+    dup = [n > 0 for n in n_shadows]
+    width = spec.width
     active_pos = [i for i, a in enumerate(spec.annotations) if isinstance(a, Active)]
 
     # where each traced argument's primal lands in the flat argument list
     primal_pos: list[int] = []
-    dup_of: list[bool] = []
+    dup_of: list[int] = []  # per traced leaf: its number of shadows
     names: list[str] = []  # per traced leaf: which of the user's arguments it is
     pos = 0
-    for a, (rt, d, tree) in enumerate(zip(runtime_of, dup, trees)):
+    for a, (rt, d, tree) in enumerate(zip(runtime_of, n_shadows, trees)):
         for leaf, r in enumerate(rt):
             if r:
                 primal_pos.append(pos)
                 dup_of.append(d)
                 names.append(f"argument {a}" if tree is None else
                              f"leaf {leaf} of argument {a}")
-                pos += 2 if d else 1
+                pos += 1 + d
     # (flat position, what) of every array the compiled code may write: the primals it
     # writes, and the shadows (reverse mode accumulates into every shadow).
     must_write = [(primal_pos[i], names[i]) for i in sorted(written)
                   if i < len(primal_pos)]
-    must_write += [(primal_pos[i] + 1, f"the shadow of {names[i]}")
-                   for i in range(len(primal_pos)) if dup_of[i] and (mode.reverse or i in written)]
-    same_layout = [(primal_pos[i], names[i]) for i in sorted(collapsed)
-                   if i < len(primal_pos) and dup_of[i]]
+    must_write += [(primal_pos[i] + 1 + k, f"the shadow of {names[i]}")
+                   for i in range(len(primal_pos)) if dup_of[i] and (mode.reverse or i in written)
+                   for k in range(dup_of[i])]
+    same_layout = [(primal_pos[i], primal_pos[i] + 1 + k, names[i]) for i in sorted(collapsed)
+                   if i < len(primal_pos) and dup_of[i] for k in range(dup_of[i])]
     # (argument, dimension) == (argument, dimension), or == a constant when b is None
     checks = [(primal_pos[a], j, None if b is None else primal_pos[b], k)
               for a, j, b, k in shape_constraints]
@@ -603,8 +656,8 @@ def _make_runner(
                     "writes it"
                     + (" (the derivative accumulates into the shadow)" if "shadow" in what
                        else "") + "; pass a writeable array (e.g. a copy)")
-        for p, what in same_layout:
-            x, dx = np.asarray(flat[p]), np.asarray(flat[p + 1])
+        for p, q, what in same_layout:
+            x, dx = np.asarray(flat[p]), np.asarray(flat[q])
             if _strides_that_matter(x) != _strides_that_matter(dx):
                 raise AnnotationError(
                     f"{fn_name} reshapes {what} (a view merging "
@@ -620,15 +673,20 @@ def _make_runner(
                 if rt[0]:
                     flat.append(a.val)
                     if d:
-                        flat.append(a.dval)  # type: ignore[attr-defined]
+                        if width == 1:
+                            flat.append(a.dval)  # type: ignore[attr-defined]
+                        else:
+                            flat += a.dvals  # type: ignore[attr-defined]
                 continue
             leaves = flatten_tree(a.val)[0]
-            shadows = flatten_tree(a.dval)[0] if d else leaves  # type: ignore[attr-defined]
-            for leaf, sh, r in zip(leaves, shadows, rt):
-                if r:
-                    flat.append(leaf)
-                    if d:
-                        flat.append(sh)
+            if d:
+                lanes = [flatten_tree(sh)[0] for sh in shadows_of(a)]  # type: ignore[union-attr]
+                for leaf, r, *shs in zip(leaves, rt, *lanes):
+                    if r:
+                        flat.append(leaf)
+                        flat += shs
+            else:
+                flat += [leaf for leaf, r in zip(leaves, rt) if r]
         if on_gpu:  # device arrays cross as metadata views holding device pointers
             flat = [_device_argument(x) for x in flat]
         if must_write or same_layout:
@@ -667,9 +725,15 @@ def _make_runner(
                 primals.append(out[k])
                 k += 1
             if act in (Activity.DUP, Activity.DUPNONEED):
-                tangents.append(out[k])
-                k += 1
-        deriv = tuple(tangents) if returns_tuple else (tangents[0] if tangents else None)
+                tangents.append(out[k : k + width])
+                k += width
+        lanes = [
+            tuple(t[lane] for t in tangents) if returns_tuple
+            else (tangents[0][lane] if tangents else None)
+            for lane in range(width)
+        ]
+        # batch mode: one derivative per lane, in a tuple (Enzyme.jl's)
+        deriv = lanes[0] if width == 1 else tuple(lanes)
         if mode.with_primal:
             primal = tuple(primals) if returns_tuple else (primals[0] if primals else None)
             return (deriv, primal)

@@ -36,6 +36,7 @@ count of the loops around the push.  ``enzyme.cache_free`` (an isozyme op) relea
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -113,6 +114,99 @@ class ActivityAttr(EnumAttribute[Activity]):
 
     def print_parameter(self, printer: Printer) -> None:
         printer.print_string(f"<{self.data.value}>")
+
+
+#: Argument activities that carry shadows (``width`` of them in batch mode).
+SHADOWED = (Activity.DUP, Activity.DUPNONEED)
+#: Return activities that take a seed in reverse mode.
+SEEDED = (Activity.ACTIVE, Activity.ACTIVENONEED)
+
+
+@dataclass(frozen=True)
+class DerivativeSignature:
+    """What one derivative function is: its argument and return activities, its batch
+    ``width`` and its ``mode`` (``"forward"``: ``fwddiffe<f>``, ``"reverse"``:
+    ``diffe<f>``).
+
+    It is the one description of a derivative's operand and result layout that the
+    ``enzyme`` ops, the AD generators (``compiler/ad``), the call rules and the runtime
+    (``isozyme.calls``) share.  The layout is Enzyme-MLIR's, with ``width`` shadows,
+    seeds and gradients where Enzyme-MLIR has one:
+
+    * forward: operands: per argument its primal, then ``width`` shadows when it is
+      ``enzyme_dup``/``enzyme_dupnoneed``; results: per return value its primal unless
+      the activity ends in ``noneed``, then ``width`` shadows when it is
+      ``enzyme_dup``/``enzyme_dupnoneed`` (lane by lane).
+    * reverse: operands: per argument its primal and ``width`` shadows when shadowed;
+      then per ``enzyme_active``/``enzyme_activenoneed`` return ``width`` seeds;
+      results: the primal of each ``enzyme_active``/``enzyme_const`` return, then per
+      ``enzyme_active`` argument ``width`` gradients.
+    """
+
+    activities: tuple[Activity, ...]
+    ret_activities: tuple[Activity, ...]
+    width: int = 1
+    mode: str = "forward"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "activities", tuple(self.activities))
+        object.__setattr__(self, "ret_activities", tuple(self.ret_activities))
+        if self.mode not in ("forward", "reverse"):
+            raise ValueError(f"mode must be 'forward' or 'reverse', not {self.mode!r}")
+        if self.width < 1:
+            raise ValueError(f"width must be at least 1, not {self.width}")
+
+    @property
+    def reverse(self) -> bool:
+        """Whether this is a reverse-mode (``diffe``) signature."""
+        return self.mode == "reverse"
+
+    @property
+    def prefix(self) -> str:
+        """Enzyme's name prefix of the generated function."""
+        return "diffe" if self.reverse else "fwddiffe"
+
+    def operand_types(
+        self, arg_types: Sequence[Attribute], result_types: Sequence[Attribute]
+    ) -> list[Attribute]:
+        """The derivative function's operand types."""
+        ins: list[Attribute] = []
+        for t, a in zip(arg_types, self.activities, strict=True):
+            ins.append(t)
+            if a in SHADOWED:
+                ins += [t] * self.width
+        if self.reverse:
+            for t, a in zip(result_types, self.ret_activities, strict=True):
+                if a in SEEDED:
+                    ins += [t] * self.width
+        return ins
+
+    def result_types(
+        self, arg_types: Sequence[Attribute], result_types: Sequence[Attribute]
+    ) -> list[Attribute]:
+        """The derivative function's result types."""
+        outs: list[Attribute] = []
+        if self.reverse:
+            outs += [t for t, a in zip(result_types, self.ret_activities, strict=True)
+                     if a in (Activity.ACTIVE, Activity.CONST)]
+            for t, a in zip(arg_types, self.activities, strict=True):
+                if a is Activity.ACTIVE:
+                    outs += [t] * self.width
+            return outs
+        for t, a in zip(result_types, self.ret_activities, strict=True):
+            if a in (Activity.DUP, Activity.CONST):
+                outs.append(t)
+            if a in SHADOWED:
+                outs += [t] * self.width
+        return outs
+
+    @classmethod
+    def of(cls, op: "_DiffOpBase") -> "DerivativeSignature":
+        """The signature an ``enzyme.fwddiff``/``enzyme.autodiff`` op requests."""
+        return cls(
+            tuple(op.activities), tuple(op.ret_activities), op.batch_width,
+            "reverse" if isinstance(op, AutoDiffOp) else "forward",
+        )
 
 
 @irdl_attr_definition
@@ -256,6 +350,24 @@ class _DiffOpBase(IRDLOperation):
         """Batch width (1 unless ``width`` is given)."""
         return 1 if self.width is None else self.width.value.data
 
+    @property
+    def signature(self) -> DerivativeSignature:
+        """The derivative signature this op requests."""
+        return DerivativeSignature.of(self)
+
+    def verify_(self) -> None:
+        sig = self.signature
+        if len(sig.activities) != len(self.activities):  # pragma: no cover
+            raise VerifyException("activity list mismatch")
+        n_shadowed = sum(a in SHADOWED for a in sig.activities)
+        n_seeded = sum(a in SEEDED for a in sig.ret_activities) if sig.reverse else 0
+        expected = len(sig.activities) + sig.width * (n_shadowed + n_seeded)
+        if len(self.inputs) != expected:
+            raise VerifyException(
+                f"{self.name} with {len(sig.activities)} argument activities and width "
+                f"{sig.width} takes {expected} operands, got {len(self.inputs)}"
+            )
+
     def print(self, printer: Printer) -> None:
         _print_diff_op(self, printer)
 
@@ -274,6 +386,7 @@ class ForwardDiffOp(_DiffOpBase):
     name = "enzyme.fwddiff"
 
     def verify_(self) -> None:
+        super().verify_()
         for a in self.activities:
             if a in (Activity.ACTIVE, Activity.ACTIVENONEED):
                 raise VerifyException(

@@ -48,9 +48,12 @@ func.func @dsquare(%x: f64, %dx: f64) -> f64 {{
 
 @pytest.mark.parametrize("act", [a.value for a in Activity])
 def test_all_six_activities(act):
+    # the operands follow the activity: a shadowed argument passes its shadow too
+    shadowed = act in ("enzyme_dup", "enzyme_dupnoneed")
+    args, types = ("%x, %x, %s", "f64, f64, f64") if shadowed else ("%x, %s", "f64, f64")
     text = SQUARE + f"""
 func.func @g(%x: f64, %s: f64) -> f64 {{
-  %r = enzyme.autodiff @square(%x, %s) <{{activity = [#enzyme.activity<{act}>], ret_activity = [#enzyme<activity enzyme_activenoneed>]}}> : (f64, f64) -> f64
+  %r = enzyme.autodiff @square({args}) <{{activity = [#enzyme.activity<{act}>], ret_activity = [#enzyme<activity enzyme_activenoneed>]}}> : ({types}) -> f64
   func.return %r : f64
 }}
 """
@@ -62,13 +65,26 @@ func.func @g(%x: f64, %s: f64) -> f64 {{
 
 def test_width_is_kept():
     text = SQUARE + """
-func.func @g(%x: f64, %d: f64) -> f64 {
-  %r = enzyme.fwddiff @square(%x, %d) <{activity = [#enzyme.activity<enzyme_dup>], ret_activity = [#enzyme.activity<enzyme_dupnoneed>], width = 2 : i64}> : (f64, f64) -> f64
+func.func @g(%x: f64, %d: f64, %e: f64) -> f64 {
+  %r, %s = enzyme.fwddiff @square(%x, %d, %e) <{activity = [#enzyme.activity<enzyme_dup>], ret_activity = [#enzyme.activity<enzyme_dupnoneed>], width = 2 : i64}> : (f64, f64, f64) -> (f64, f64)
   func.return %r : f64
 }
 """
     op = next(o for o in parse(text).walk() if isinstance(o, ForwardDiffOp))
     assert op.batch_width == 2
+    assert op.signature.width == 2 and op.signature.mode == "forward"
+
+
+def test_operand_count_follows_the_signature():
+    # width 2: two shadows per enzyme_dup argument; one is a verifier error
+    text = SQUARE + """
+func.func @g(%x: f64, %d: f64) -> f64 {
+  %r = enzyme.fwddiff @square(%x, %d) <{activity = [#enzyme.activity<enzyme_dup>], ret_activity = [#enzyme.activity<enzyme_dupnoneed>], width = 2 : i64}> : (f64, f64) -> f64
+  func.return %r : f64
+}
+"""
+    with pytest.raises(Exception, match="width 2 takes 3 operands, got 2"):
+        parse(text).verify()
 
 
 def test_unknown_activity_is_a_parse_error():

@@ -23,7 +23,7 @@ from isozyme.compiler.analysis.activity import (
     check_const_buffers,
 )
 from isozyme.compiler.emitter import Emitter
-from isozyme.dialects.enzyme import Activity
+from isozyme.dialects.enzyme import Activity, DerivativeSignature
 from isozyme.errors import UnsupportedError
 
 if TYPE_CHECKING:
@@ -41,14 +41,16 @@ class DerivativeBuilder:
         self,
         factory: "DerivativeFactory",
         fn: func.FuncOp,
-        activities: Sequence[Activity],
-        ret_activities: Sequence[Activity],
+        sig: DerivativeSignature,
         active_rets: Sequence[Activity],
     ):
         self.factory = factory
         self.fn = fn
-        self.activities = list(activities)
-        self.ret_activities = list(ret_activities)
+        self.sig = sig
+        #: the batch width: tangents (forward) and adjoints (reverse) are tuples of it
+        self.width = sig.width
+        self.activities = list(sig.activities)
+        self.ret_activities = list(sig.ret_activities)
         self.shadowed = [i for i, a in enumerate(self.activities) if a in SHADOWED]
         args = fn.body.block.args
         self.info: ActivityInfo = analyze_activity(
@@ -82,24 +84,38 @@ def jvp(
     e: Emitter,
     op: Operation,
     fetch: Callable[[SSAValue], SSAValue],
-    tangents: Sequence[SSAValue | None],
-) -> SSAValue | None:
-    """The tangent of ``op``'s (single) result, or None when it is zero."""
+    tangents: Sequence[Sequence[SSAValue] | None],
+    width: int = 1,
+) -> tuple[SSAValue, ...] | None:
+    """The tangent of ``op``'s (single) result, one value per lane, or None when it is
+    zero.  ``tangents``: per operand its lanes, or None.  Partial derivatives are
+    computed once and applied to every lane (vector forward mode)."""
     if all(t is None for t in tangents):
         return None
     rule = rule_for(op)
     p = Primals(op, fetch)
     if isinstance(rule, CustomRule):
-        return rule.forward(e, p, tangents)
+        custom = [
+            rule.forward(e, p, [None if t is None else t[lane] for t in tangents])
+            for lane in range(width)
+        ]
+        if all(c is None for c in custom):
+            return None
+        return tuple(c if c is not None else e.zero(op.results[0].type) for c in custom)
     assert isinstance(rule, PartialsRule)
     partials = rule.partials(e, p)
-    total: SSAValue | None = None
-    for t, d in zip(tangents, partials):
-        if t is None or d is None:
-            continue
-        term = times_partial(e, t, d)
-        total = term if total is None else e.add(total, term)
-    return total
+    lanes: list[SSAValue] = []
+    for lane in range(width):
+        total: SSAValue | None = None
+        for t, d in zip(tangents, partials):
+            if t is None or d is None:
+                continue
+            term = times_partial(e, t[lane], d)
+            total = term if total is None else e.add(total, term)
+        if total is None:
+            return None
+        lanes.append(total)
+    return tuple(lanes)
 
 
 def vjp(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 
 from isozyme.compiler.ad.forward import generate_forward
 from isozyme.compiler.ad.reverse import generate_reverse
-from isozyme.dialects.enzyme import Activity
+from isozyme.dialects.enzyme import Activity, DerivativeSignature
 
 _SHORT = {
     Activity.ACTIVE: "a",
@@ -22,7 +20,8 @@ _SHORT = {
 
 
 class DerivativeFactory:
-    """Generates ``fwddiffe<f>``/``diffe<f>`` into ``module``, once per signature.
+    """Generates ``fwddiffe<f>``/``diffe<f>`` (``fwddiffe<W><f>`` in batch mode) into
+    ``module``, once per :class:`DerivativeSignature`.
 
     The first derivative of ``f`` gets Enzyme's plain name; further activity signatures
     get a suffix naming their activities (``diffef_a_c__an``).
@@ -35,34 +34,31 @@ class DerivativeFactory:
             op.sym_name.data for op in module.ops if isinstance(op, func.FuncOp)
         }
 
-    def _name(self, prefix: str, fn: func.FuncOp, acts, rets) -> str:
-        base = f"{prefix}{fn.sym_name.data}"
+    def _name(self, sig: DerivativeSignature, fn: func.FuncOp) -> str:
+        width = str(sig.width) if sig.width != 1 else ""  # Enzyme's fwddiffe2f
+        base = f"{sig.prefix}{width}{fn.sym_name.data}"
         if base not in self._names:
             return base
-        suffix = "_".join(_SHORT[a] for a in acts) + "__" + "_".join(_SHORT[a] for a in rets)
+        suffix = (
+            "_".join(_SHORT[a] for a in sig.activities) + "__"
+            + "_".join(_SHORT[a] for a in sig.ret_activities)
+        )
         name = f"{base}_{suffix}"
         k = 1
         while name in self._names:
             name, k = f"{base}_{suffix}_{k}", k + 1
         return name
 
-    def _get(self, kind: str, fn: func.FuncOp, acts: Sequence[Activity], rets: Sequence[Activity]) -> str:
-        key = (kind, fn.sym_name.data, tuple(acts), tuple(rets))
+    def derivative(self, fn: func.FuncOp, sig: DerivativeSignature) -> str:
+        """Name of the derivative of ``fn`` with signature ``sig``, generated into the
+        module on first request."""
+        key = (fn.sym_name.data, sig)
         if key in self._done:
             return self._done[key]
-        prefix = "fwddiffe" if kind == "fwd" else "diffe"
-        name = self._name(prefix, fn, acts, rets)
+        name = self._name(sig, fn)
         self._names.add(name)
         self._done[key] = name  # before generating: a recursive call finds it
-        gen = generate_forward if kind == "fwd" else generate_reverse
-        new = gen(self, fn, acts, rets, name)
+        gen = generate_reverse if sig.reverse else generate_forward
+        new = gen(self, fn, sig, name)
         self.module.body.block.add_op(new)
         return name
-
-    def forward(self, fn: func.FuncOp, acts: Sequence[Activity], rets: Sequence[Activity]) -> str:
-        """Name of the forward-mode derivative of ``fn`` for these activities."""
-        return self._get("fwd", fn, acts, rets)
-
-    def reverse(self, fn: func.FuncOp, acts: Sequence[Activity], rets: Sequence[Activity]) -> str:
-        """Name of the reverse-mode derivative of ``fn`` for these activities."""
-        return self._get("rev", fn, acts, rets)

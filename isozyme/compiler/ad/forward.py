@@ -21,7 +21,7 @@ from isozyme.compiler.ad_rules.memref import emit_zero_like
 from isozyme.compiler.ad_rules.registry import OpRule, lookup
 from isozyme.compiler.analysis.buffers import is_buffer
 from isozyme.compiler.emitter import Emitter
-from isozyme.dialects.enzyme import Activity
+from isozyme.dialects.enzyme import Activity, DerivativeSignature
 from isozyme.errors import UnsupportedError
 
 if TYPE_CHECKING:
@@ -31,39 +31,35 @@ _SHADOWED = (Activity.DUP, Activity.DUPNONEED)
 
 
 def generate_forward(
-    factory: "DerivativeFactory",
-    fn: func.FuncOp,
-    activities: Sequence[Activity],
-    ret_activities: Sequence[Activity],
-    name: str,
+    factory: "DerivativeFactory", fn: func.FuncOp, sig: DerivativeSignature, name: str
 ) -> func.FuncOp:
-    """Build ``name``: the forward-mode derivative of ``fn`` (Enzyme's conventions)."""
-    return _ForwardDiff(factory, fn, activities, ret_activities).build(name)
+    """Build ``name``: the forward-mode derivative of ``fn`` with signature ``sig``
+    (Enzyme's conventions; ``sig.width`` tangents per value in batch mode)."""
+    return _ForwardDiff(factory, fn, sig).build(name)
+
+
+#: A value's tangent: one SSA value per batch lane.
+Tangent = tuple[SSAValue, ...]
 
 
 class _ForwardDiff(DerivativeBuilder):
-    def __init__(
-        self,
-        factory: "DerivativeFactory",
-        fn: func.FuncOp,
-        activities: Sequence[Activity],
-        ret_activities: Sequence[Activity],
-    ):
-        for a in activities:
+    """The forward-mode generator.  ``tan`` maps a primal value to its tangent, a
+    tuple of ``width`` values (vector forward mode: the primal code runs once, each
+    partial derivative is computed once and applied to every lane)."""
+
+    def __init__(self, factory: "DerivativeFactory", fn: func.FuncOp, sig: DerivativeSignature):
+        for a in sig.activities:
             if a not in (*_SHADOWED, Activity.CONST):
                 raise UnsupportedError(f"forward mode does not accept activity {a.value}")
-        super().__init__(factory, fn, activities, ret_activities, _SHADOWED)
+        super().__init__(factory, fn, sig, _SHADOWED)
         self.vmap: dict[SSAValue, SSAValue] = {}
-        self.tan: dict[SSAValue, SSAValue] = {}
+        self.tan: dict[SSAValue, Tangent] = {}
 
     # ---------------------------------------------------------------------------
     def build(self, name: str) -> func.FuncOp:
         old_entry = self.fn.body.block
-        in_types = []
-        for arg, act in zip(old_entry.args, self.activities):
-            in_types.append(arg.type)
-            if act in _SHADOWED:
-                in_types.append(arg.type)
+        w = self.width
+        in_types = self.sig.operand_types([a.type for a in old_entry.args], [])
         block = Block(arg_types=in_types)
         k = 0
         for arg, act in zip(old_entry.args, self.activities):
@@ -72,8 +68,8 @@ class _ForwardDiff(DerivativeBuilder):
             if act in _SHADOWED:
                 # a buffer's shadow receives tangents of every store, active or not
                 if self.info.is_active(arg) or is_buffer(arg):
-                    self.tan[arg] = block.args[k]
-                k += 1
+                    self.tan[arg] = tuple(block.args[k : k + w])
+                k += w
         e = Emitter(InsertPoint.at_end(block))
         out_types: list = []
         for op in old_entry.ops:
@@ -86,14 +82,28 @@ class _ForwardDiff(DerivativeBuilder):
             visibility="private",
         )
 
-    def tangent_or_zero(self, e: Emitter, v: SSAValue) -> SSAValue:
-        """The tangent of ``v``, or a zero of its type (a zero array for a buffer)."""
+    def tangent_or_zero(self, e: Emitter, v: SSAValue) -> Tangent:
+        """The tangent of ``v``, or zeros of its type (zero arrays for a buffer)."""
         t = self.tan.get(v)
         if t is not None:
             return t
         if is_buffer(v):  # an inactive returned array: its tangent is a zero array
-            return emit_zero_like(e, self.vmap.get(v, v))
-        return e.zero(v.type)
+            return tuple(emit_zero_like(e, self.vmap.get(v, v)) for _ in range(self.width))
+        z = e.zero(v.type)
+        return (z,) * self.width
+
+    def tangents_of(self, e: Emitter, values: Sequence[SSAValue]) -> list[SSAValue]:
+        """The tangents of ``values``, lane after lane per value, flattened (extra
+        operands of a region op or terminator)."""
+        return [t for v in values for t in self.tangent_or_zero(e, v)]
+
+    def bind_tangents(self, values: Sequence[SSAValue], flat: Sequence[SSAValue]) -> None:
+        """Record ``flat`` (as :meth:`tangents_of` lays them out) as the tangents of
+        ``values``."""
+        w = self.width
+        assert len(flat) == w * len(values)
+        for k, v in enumerate(values):
+            self.tan[v] = tuple(flat[k * w : (k + 1) * w])
 
     def _emit_return(self, e: Emitter, op: func.ReturnOp) -> list:
         outs: list[SSAValue] = []
@@ -101,7 +111,7 @@ class _ForwardDiff(DerivativeBuilder):
             if act in (Activity.DUP, Activity.CONST):
                 outs.append(self.vmap.get(v, v))
             if act in _SHADOWED:
-                outs.append(self.tangent_or_zero(e, v))
+                outs += self.tangent_or_zero(e, v)
         e.insert(func.ReturnOp(*outs))
         return [o.type for o in outs]
 
@@ -127,7 +137,7 @@ class _ForwardDiff(DerivativeBuilder):
             if op.results and self.info.is_active(op.results[0]):
                 t = jvp(
                     e, op, lambda v: self.vmap.get(v, v),
-                    [self.tan.get(a) for a in op.operands],
+                    [self.tan.get(a) for a in op.operands], self.width,
                 )
                 if t is not None:
                     self.tan[op.results[0]] = t

@@ -29,7 +29,7 @@ from isozyme.compiler.ad.tape import PrimalFetcher, RevCtx, free_values
 from isozyme.compiler.ad_rules.registry import OpRule, lookup
 from isozyme.compiler.analysis.buffers import initializations, is_buffer, read_only_buffers
 from isozyme.compiler.emitter import Emitter
-from isozyme.dialects.enzyme import Activity
+from isozyme.dialects.enzyme import Activity, DerivativeSignature
 from isozyme.errors import UnsupportedError
 
 if TYPE_CHECKING:
@@ -39,24 +39,18 @@ _ACTIVE_RET = (Activity.ACTIVE, Activity.ACTIVENONEED)
 _SHADOWED = (Activity.DUP, Activity.DUPNONEED)
 
 def generate_reverse(
-    factory: "DerivativeFactory",
-    fn: func.FuncOp,
-    activities: Sequence[Activity],
-    ret_activities: Sequence[Activity],
-    name: str,
+    factory: "DerivativeFactory", fn: func.FuncOp, sig: DerivativeSignature, name: str
 ) -> func.FuncOp:
-    """Build ``name``: the reverse-mode derivative of ``fn`` (Enzyme's conventions)."""
-    return _ReverseDiff(factory, fn, activities, ret_activities).build(name)
+    """Build ``name``: the reverse-mode derivative of ``fn`` with signature ``sig``
+    (Enzyme's conventions)."""
+    if sig.width != 1:
+        raise UnsupportedError("batched reverse mode (width > 1) is not supported yet")
+    return _ReverseDiff(factory, fn, sig).build(name)
 
 
 class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
-    def __init__(
-        self,
-        factory: "DerivativeFactory",
-        fn: func.FuncOp,
-        activities: Sequence[Activity],
-        ret_activities: Sequence[Activity],
-    ):
+    def __init__(self, factory: "DerivativeFactory", fn: func.FuncOp, sig: DerivativeSignature):
+        activities = sig.activities
         for a, arg in zip(activities, fn.body.block.args):
             if a in (Activity.DUP, Activity.DUPNONEED) and not is_buffer(arg):
                 raise UnsupportedError(
@@ -65,7 +59,7 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
                 )
             if a in (Activity.ACTIVENONEED, Activity.CONSTNONEED):
                 raise UnsupportedError(f"reverse mode does not accept activity {a.value}")
-        super().__init__(factory, fn, activities, ret_activities, _ACTIVE_RET)
+        super().__init__(factory, fn, sig, _ACTIVE_RET)
         self.shadow: dict[SSAValue, SSAValue] = {}  # primal buffer -> shadow buffer
         self.read_only = read_only_buffers(fn)
         self.deferred_frees: list[SSAValue] = []

@@ -15,7 +15,7 @@ from isozyme.compiler.ad.common import lookup_callee
 from isozyme.compiler.ad_rules.registry import CallRule, Edge, register
 from isozyme.compiler.analysis.buffers import is_buffer, written_arguments
 from isozyme.compiler.emitter import Emitter
-from isozyme.dialects.enzyme import Activity
+from isozyme.dialects.enzyme import Activity, DerivativeSignature
 from isozyme.errors import UnsupportedError
 
 
@@ -65,25 +65,22 @@ class FuncCallRule(CallRule):
         rets = [
             Activity.DUP if fwd.info.is_active(r) else Activity.CONST for r in op.results
         ]
-        name = fwd.factory.forward(callee, acts, rets)
+        sig = DerivativeSignature(tuple(acts), tuple(rets), fwd.width, "forward")
+        name = fwd.factory.derivative(callee, sig)
         operands: list[SSAValue] = []
         for a, act in zip(op.arguments, acts):
             operands.append(fwd.vmap.get(a, a))
             if act is Activity.DUP:
-                operands.append(fwd.tan[a])
-        types = []
-        for r, act in zip(op.results, rets):
-            types.append(r.type)
-            if act is Activity.DUP:
-                types.append(r.type)
+                operands += fwd.tan[a]
+        types = sig.result_types([a.type for a in op.arguments], [r.type for r in op.results])
         call = e.insert(func.CallOp(name, operands, types))
-        k = 0
+        k, w = 0, fwd.width
         for r, act in zip(op.results, rets):
             fwd.vmap[r] = call.res[k]
             k += 1
             if act is Activity.DUP:
-                fwd.tan[r] = call.res[k]
-                k += 1
+                fwd.tan[r] = tuple(call.res[k : k + w])
+                k += w
 
     def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
         assert isinstance(op, func.CallOp)
@@ -104,7 +101,9 @@ class FuncCallRule(CallRule):
             Activity.ACTIVENONEED if r in act_res else Activity.CONSTNONEED
             for r in op.results
         ]
-        name = rev.factory.reverse(callee, acts, rets)
+        name = rev.factory.derivative(
+            callee, DerivativeSignature(tuple(acts), tuple(rets), 1, "reverse")
+        )
         operands = [rev.primal(a, ctx) for a in op.arguments]
         operands += [ctx.adj[r] for r in act_res]
         active_args = [a for a, act in zip(op.arguments, acts) if act is Activity.ACTIVE]

@@ -175,7 +175,9 @@ class LoadRule(MemoryRule):
         e.insert(op.clone(value_mapper=fwd.vmap))
         if op.memref in fwd.tan and fwd.info.is_active(op.res):
             idx = _indices(op, lambda i: fwd.vmap.get(i, i))
-            fwd.tan[op.res] = e.insert(memref.LoadOp.get(fwd.tan[op.memref], idx)).res
+            fwd.tan[op.res] = tuple(
+                e.insert(memref.LoadOp.get(sh, idx)).res for sh in fwd.tan[op.memref]
+            )
 
     def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
         assert isinstance(op, memref.LoadOp)
@@ -200,9 +202,10 @@ class StoreRule(MemoryRule):
         assert isinstance(op, memref.StoreOp)
         e.insert(op.clone(value_mapper=fwd.vmap))
         if op.memref in fwd.tan:
-            t = fwd.tangent_or_zero(e, op.value)
+            ts = fwd.tangent_or_zero(e, op.value)
             idx = _indices(op, lambda i: fwd.vmap.get(i, i))
-            e.insert(memref.StoreOp.get(t, fwd.tan[op.memref], idx))
+            for t, sh in zip(ts, fwd.tan[op.memref], strict=True):
+                e.insert(memref.StoreOp.get(t, sh, idx))
 
     def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
         assert isinstance(op, memref.StoreOp)
@@ -239,11 +242,14 @@ class AtomicAddRule(MemoryRule):
         e.insert(op.clone(value_mapper=fwd.vmap))
         if op.memref in fwd.tan:
             self._check(op)
-            t = fwd.tangent_or_zero(e, op.value)
+            ts = fwd.tangent_or_zero(e, op.value)
             idx = _indices(op, lambda i: fwd.vmap.get(i, i))
-            tan = e.insert(atomic_rmw("addf", t, fwd.tan[op.memref], idx))
+            olds = tuple(
+                e.insert(atomic_rmw("addf", t, sh, idx)).result
+                for t, sh in zip(ts, fwd.tan[op.memref], strict=True)
+            )
             if fwd.info.is_active(op.result):
-                fwd.tan[op.result] = tan.result
+                fwd.tan[op.result] = olds
 
     def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
         assert isinstance(op, memref.AtomicRMWOp)
@@ -268,7 +274,10 @@ class AllocRule(MemoryRule):
         assert isinstance(op, memref.AllocOp)
         e.insert(op.clone(value_mapper=fwd.vmap))
         if fwd.info.is_active(op.memref):
-            fwd.tan[op.memref] = emit_shadow_alloc(e, fwd.vmap[op.memref].owner, zero=False)
+            fwd.tan[op.memref] = tuple(
+                emit_shadow_alloc(e, fwd.vmap[op.memref].owner, zero=False)
+                for _ in range(fwd.width)
+            )
 
     def forward_sweep(self, rev: Any, e: Emitter, op: Operation) -> bool:
         assert isinstance(op, memref.AllocOp)
@@ -299,8 +308,8 @@ class DeallocRule(MemoryRule):
     def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
         assert isinstance(op, memref.DeallocOp)
         e.insert(op.clone(value_mapper=fwd.vmap))
-        if op.memref in fwd.tan:
-            e.insert(memref.DeallocOp.get(fwd.tan[op.memref]))
+        for sh in fwd.tan.get(op.memref, ()):
+            e.insert(memref.DeallocOp.get(sh))
 
     def forward_sweep(self, rev: Any, e: Emitter, op: Operation) -> bool:
         assert isinstance(op, memref.DeallocOp)
@@ -328,8 +337,10 @@ class ViewRule(MemoryRule):
         e.insert(op.clone(value_mapper=fwd.vmap))
         src = self.source(op)
         if src in fwd.tan:
-            view = e.insert(op.clone(value_mapper={**fwd.vmap, src: fwd.tan[src]}))
-            fwd.tan[op.results[0]] = view.results[0]
+            fwd.tan[op.results[0]] = tuple(
+                e.insert(op.clone(value_mapper={**fwd.vmap, src: sh})).results[0]
+                for sh in fwd.tan[src]
+            )
 
     def forward_sweep(self, rev: Any, e: Emitter, op: Operation) -> bool:
         src = self.source(op)

@@ -165,17 +165,16 @@ class ForRule(RegionRule):
         carried = list(body.args[1:])
         act = carried_active(fwd.info, carried, list(op.res))
         inits = [fwd.vmap.get(v, v) for v in op.iter_args]
-        inits += [fwd.tangent_or_zero(e, op.iter_args[i]) for i in act]
+        inits += fwd.tangents_of(e, [op.iter_args[i] for i in act])
         new_block = Block(arg_types=[body.args[0].type] + [v.type for v in inits])
         fwd.vmap[body.args[0]] = new_block.args[0]
         for i, arg in enumerate(carried):
             fwd.vmap[arg] = new_block.args[1 + i]
-        for k, i in enumerate(act):
-            fwd.tan[carried[i]] = new_block.args[1 + len(carried) + k]
+        fwd.bind_tangents([carried[i] for i in act], new_block.args[1 + len(carried):])
         be = Emitter(InsertPoint.at_end(new_block))
         term = fwd.emit_block_body(be, body)
         yields = [fwd.vmap.get(v, v) for v in term.operands]
-        yields += [fwd.tangent_or_zero(be, term.operands[i]) for i in act]
+        yields += fwd.tangents_of(be, [term.operands[i] for i in act])
         be.insert(scf.YieldOp(*yields))
         new = e.insert(
             scf.ForOp(
@@ -185,8 +184,7 @@ class ForRule(RegionRule):
         )
         for i, r in enumerate(op.res):
             fwd.vmap[r] = new.res[i]
-        for k, i in enumerate(act):
-            fwd.tan[op.res[i]] = new.res[len(carried) + k]
+        fwd.bind_tangents([op.res[i] for i in act], new.res[len(carried):])
 
     def reverse(self, rev: Any, ctx: RevCtx, op: Operation) -> None:
         assert isinstance(op, scf.ForOp)
@@ -233,7 +231,8 @@ class IfRule(RegionRule):
     def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
         assert isinstance(op, scf.IfOp)
         act = [i for i, r in enumerate(op.results) if fwd.info.is_active(r)]
-        types = [r.type for r in op.results] + [op.results[i].type for i in act]
+        types = [r.type for r in op.results]
+        types += [op.results[i].type for i in act for _ in range(fwd.width)]
         regions = []
         for region in (op.true_region, op.false_region):
             block = Block()
@@ -241,7 +240,7 @@ class IfRule(RegionRule):
             if region.blocks:
                 term = fwd.emit_block_body(be, region.block)
                 yields = [fwd.vmap.get(v, v) for v in term.operands]
-                yields += [fwd.tangent_or_zero(be, term.operands[i]) for i in act]
+                yields += fwd.tangents_of(be, [term.operands[i] for i in act])
             else:
                 yields = []
             be.insert(scf.YieldOp(*yields))
@@ -249,8 +248,7 @@ class IfRule(RegionRule):
         new = e.insert(scf.IfOp(fwd.vmap.get(op.cond, op.cond), types, *regions))
         for i, r in enumerate(op.results):
             fwd.vmap[r] = new.results[i]
-        for k, i in enumerate(act):
-            fwd.tan[op.results[i]] = new.results[len(op.results) + k]
+        fwd.bind_tangents([op.results[i] for i in act], new.results[len(op.results):])
 
     def reverse(self, rev: Any, ctx: RevCtx, op: Operation) -> None:
         assert isinstance(op, scf.IfOp)
@@ -302,37 +300,34 @@ class WhileRule(RegionRule):
         act_b = carried_active(fwd.info, list(before.args), list(op.arguments))
         act_a = carried_active(fwd.info, list(after.args), list(op.results))
         inits = [fwd.vmap.get(v, v) for v in op.arguments]
-        inits += [fwd.tangent_or_zero(e, op.arguments[i]) for i in act_b]
+        inits += fwd.tangents_of(e, [op.arguments[i] for i in act_b])
         # before region: evaluates the condition, forwards values to `after`
         bblock = Block(arg_types=[v.type for v in inits])
         for i, a in enumerate(before.args):
             fwd.vmap[a] = bblock.args[i]
-        for k, i in enumerate(act_b):
-            fwd.tan[before.args[i]] = bblock.args[n_before + k]
+        fwd.bind_tangents([before.args[i] for i in act_b], bblock.args[n_before:])
         be = Emitter(InsertPoint.at_end(bblock))
         cond = fwd.emit_block_body(be, before)
         fwd_vals = list(cond.operands[1:])
         cargs = [fwd.vmap.get(v, v) for v in fwd_vals]
-        cargs += [fwd.tangent_or_zero(be, fwd_vals[i]) for i in act_a]
+        cargs += fwd.tangents_of(be, [fwd_vals[i] for i in act_a])
         be.insert(scf.ConditionOp(fwd.vmap.get(cond.operands[0], cond.operands[0]), *cargs))
         # after region: the loop body
         ablock = Block(arg_types=[v.type for v in cargs])
         for i, a in enumerate(after.args):
             fwd.vmap[a] = ablock.args[i]
-        for k, i in enumerate(act_a):
-            fwd.tan[after.args[i]] = ablock.args[n_after + k]
+        fwd.bind_tangents([after.args[i] for i in act_a], ablock.args[n_after:])
         ae = Emitter(InsertPoint.at_end(ablock))
         term = fwd.emit_block_body(ae, after)
         yields = [fwd.vmap.get(v, v) for v in term.operands]
-        yields += [fwd.tangent_or_zero(ae, term.operands[i]) for i in act_b]
+        yields += fwd.tangents_of(ae, [term.operands[i] for i in act_b])
         ae.insert(scf.YieldOp(*yields))
         new = e.insert(
             scf.WhileOp(inits, [v.type for v in cargs], Region(bblock), Region(ablock))
         )
         for i, r in enumerate(op.results):
             fwd.vmap[r] = new.results[i]
-        for k, i in enumerate(act_a):
-            fwd.tan[op.results[i]] = new.results[n_after + k]
+        fwd.bind_tangents([op.results[i] for i in act_a], new.results[n_after:])
 
     def prepare_reverse(self, rev: Any, op: Operation) -> None:
         """Make the forward-sweep clone of ``op`` count its iterations."""
@@ -452,7 +447,7 @@ class ParallelRule(RegionRule):
         act = [j for j, r in enumerate(op.res) if fwd.info.is_active(r)]
         _check_reductions(op, act, "forward")
         inits = [fwd.vmap.get(v, v) for v in op.initVals]
-        inits += [fwd.tangent_or_zero(e, op.initVals[j]) for j in act]
+        inits += fwd.tangents_of(e, [op.initVals[j] for j in act])
         new_block = Block(arg_types=[a.type for a in body.args])
         for old, new in zip(body.args, new_block.args):
             fwd.vmap[old] = new
@@ -460,9 +455,11 @@ class ParallelRule(RegionRule):
         reduce = fwd.emit_block_body(be, body)
         assert isinstance(reduce, scf.ReduceOp)
         args = [fwd.vmap.get(v, v) for v in reduce.args]
-        args += [fwd.tangent_or_zero(be, reduce.args[j]) for j in act]
+        args += fwd.tangents_of(be, [reduce.args[j] for j in act])
         regions = [r.clone() for r in reduce.reductions]
-        regions += [_addf_region(op.res[j].type, reassoc=False) for j in act]
+        regions += [
+            _addf_region(op.res[j].type, reassoc=False) for j in act for _ in range(fwd.width)
+        ]
         be.insert(scf.ReduceOp(args, regions))
         bounds = [
             [fwd.vmap.get(v, v) for v in vs]
@@ -471,8 +468,7 @@ class ParallelRule(RegionRule):
         new = e.insert(scf.ParallelOp(*bounds, Region(new_block), inits))
         for j, r in enumerate(op.res):
             fwd.vmap[r] = new.res[j]
-        for k, j in enumerate(act):
-            fwd.tan[op.res[j]] = new.res[len(op.res) + k]
+        fwd.bind_tangents([op.res[j] for j in act], new.res[len(op.res):])
 
     def reverse(self, rev: Any, ctx: RevCtx, op: Operation) -> None:
         assert isinstance(op, scf.ParallelOp)
