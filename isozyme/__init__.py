@@ -26,6 +26,7 @@ from isozyme.annotations import (
 )
 from isozyme.api import GradientResult, autodiff, clear_cache, gradient, gradient_, ir, ir_stages
 from isozyme.api import target
+from isozyme.vjp import vjp
 from isozyme.config import config
 from isozyme.frontends.python.parallel import prange
 from isozyme.errors import (
@@ -53,5 +54,5 @@ __all__ = [
     "gradient",
     "gradient_",
     "ir", "ir_stages", "prange",
-    "target",
+    "target", "vjp",
 ]

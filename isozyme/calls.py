@@ -219,6 +219,16 @@ class _Spec:
     target: str = "cpu"
     #: the batch width (the number of shadows of the BatchDuplicated arguments)
     width: int = 1
+    #: reverse mode with explicit seeds (:func:`isozyme.vjp`): per return value, what
+    #: its seed is (:data:`SeedKind`); None: ``autodiff``'s unit seed of a float return
+    seed_kinds: tuple["SeedKind", ...] | None = None
+    #: with ``seed_kinds``: whether the seed is a tuple (of a function returning one)
+    seed_is_tuple: bool = False
+
+
+#: What the seed (cotangent) of one return value is: None (no seed: the return is
+#: Const), ``("float",)``, or ``("array", dtype, ndim)`` (host or device array).
+SeedKind = tuple | None
 
 
 def _hidden_type(a: object) -> Attribute | None:
@@ -253,11 +263,11 @@ def _guarded(compiled: "Compiled", spec: "_Spec", guard, n_hidden: int) -> "Comp
         n_user = len(spec.annotations) - n_hidden
         reverse = spec.mode.reverse
 
-        def run_hidden(anns: Sequence[Annotation], hidden: tuple) -> tuple:
-            out = run([*anns, *map(Const, hidden)])
+        def run_hidden(anns: Sequence[Annotation], hidden: tuple, seeds: object = None) -> tuple:
             if reverse:
+                out = run([*anns, *map(Const, hidden)], seeds)
                 return (out[0][:n_user], *out[1:])
-            return out
+            return run([*anns, *map(Const, hidden)])
 
         run_hidden.keepalive = run.keepalive  # type: ignore[attr-defined]
         compiled.run_hidden = run_hidden
@@ -428,47 +438,146 @@ def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
 
 def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[Activity]:
     mode, ret = spec.mode, spec.ret_cls
+    if mode.reverse:
+        return _reverse_return_activities(spec, result_types)
     acts = []
     for t in result_types:
-        is_f = isinstance(t, (Float64Type, Float32Type)) or (
-            isinstance(t, MemRefType) and isinstance(t.element_type, (Float64Type, Float32Type))
+        is_f = _is_float_type(t)
+        if ret is Active:
+            raise AnnotationError(
+                "return activity Active is for reverse mode; use Duplicated in forward mode"
+            )
+        shadow = is_f and ret is not Const
+        if shadow:
+            noneed = ret in (DuplicatedNoNeed, BatchDuplicatedNoNeed) or not mode.with_primal
+            acts.append(Activity.DUPNONEED if noneed else Activity.DUP)
+        else:
+            acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
+    return acts
+
+
+def _is_float_type(t: Attribute) -> bool:
+    """A float scalar type, or a memref of floats."""
+    if isinstance(t, MemRefType):
+        t = t.element_type
+    return isinstance(t, (Float64Type, Float32Type))
+
+
+def _reverse_return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[Activity]:
+    """The return activities of a reverse-mode call: from the return activity class
+    (``autodiff``: a float return is seeded with 1.0) or from the seeds
+    (:func:`isozyme.vjp`: one per return value, checked against its type)."""
+    mode, ret = spec.mode, spec.ret_cls
+    seeded = Activity.ACTIVE if mode.with_primal else Activity.ACTIVENONEED
+    unseeded = Activity.CONST if mode.with_primal else Activity.CONSTNONEED
+    if ret is not None and ret is not Active and ret is not Const:
+        raise AnnotationError(
+            f"return activity {ret.__name__} is not valid in reverse mode; use "
+            "Active or Const"
         )
-        if mode.reverse and isinstance(t, MemRefType):
+    if spec.seed_kinds is not None:
+        return [seeded if _check_seed(k, t, i, len(result_types)) else unseeded
+                for i, (k, t) in enumerate(zip(spec.seed_kinds, result_types))]
+    if len(result_types) > 1:
+        # (the seeds of a tuple: isozyme.vjp; the message is quoted in the docs)
+        raise UnsupportedError(
+            "reverse mode of a function returning a tuple; return one float "
+            "(use jacobian for several outputs)"
+        )
+    acts = []
+    for t in result_types:
+        is_f = _is_float_type(t)
+        if isinstance(t, MemRefType):
             if is_f and ret is not Const:
+                # (a seed array: isozyme.vjp; the message is quoted in the docs)
                 raise AnnotationError(
                     "reverse mode of a function that returns an array: return a float, or "
                     "write the array into a Duplicated output argument (its shadow holds "
                     "the seed), or use Forward mode"
                 )
-            acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
+            acts.append(unseeded)
             continue
-        if mode.reverse:
-            if ret is not None and ret is not Active and ret is not Const:
-                raise AnnotationError(
-                    f"return activity {ret.__name__} is not valid in reverse mode; use "
-                    "Active or Const"
-                )
-            active = is_f and ret is not Const
-            if ret is Active and not is_f:
-                raise AnnotationError(
-                    f"the function returns a value of type {t}, which cannot be Active"
-                )
-            if active:
-                acts.append(Activity.ACTIVE if mode.with_primal else Activity.ACTIVENONEED)
-            else:
-                acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
-        else:
-            if ret is Active:
-                raise AnnotationError(
-                    "return activity Active is for reverse mode; use Duplicated in forward mode"
-                )
-            shadow = is_f and ret is not Const
-            if shadow:
-                noneed = ret in (DuplicatedNoNeed, BatchDuplicatedNoNeed) or not mode.with_primal
-                acts.append(Activity.DUPNONEED if noneed else Activity.DUP)
-            else:
-                acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
+        if ret is Active and not is_f:
+            raise AnnotationError(
+                f"the function returns a value of type {t}, which cannot be Active"
+            )
+        acts.append(seeded if is_f and ret is not Const else unseeded)
     return acts
+
+
+def _check_seed(kind: "SeedKind", t: Attribute, i: int, n: int) -> bool:
+    """Whether return value ``i`` (of type ``t``, one of ``n``) takes a seed of
+    ``kind``; an AnnotationError when the seed does not fit it."""
+    what = "the seed" if n == 1 else f"the seed of return value {i}"
+    if kind is None:
+        return False
+    if not _is_float_type(t):
+        raise AnnotationError(
+            f"{what}: the function returns a value of type {t}, which takes no seed "
+            "(pass None)"
+        )
+    if isinstance(t, MemRefType):
+        dtype = np.dtype(np.float64 if isinstance(t.element_type, Float64Type) else np.float32)
+        rank = len(t.get_shape())
+        if kind[0] != "array" or kind[1] != dtype or kind[2] != rank:
+            got = "a float" if kind[0] == "float" else f"an array of dtype {kind[1]} and rank {kind[2]}"
+            raise AnnotationError(
+                f"{what} must be an array of dtype {dtype} and rank {rank} like the "
+                f"returned array, got {got}"
+            )
+        return True
+    if kind[0] != "float":
+        raise AnnotationError(
+            f"{what} must be a float like the returned value, got an array of dtype "
+            f"{kind[1]} and rank {kind[2]}"
+        )
+    return True
+
+
+def _seed_marshaller(
+    spec: _Spec, ret_acts: Sequence[Activity], result_types: Sequence[Attribute],
+    returns_tuple: bool,
+) -> Callable[[object], list[object]]:
+    """What turns a user's seed (the structure of the function's return) into the
+    entry's seed operands, checking each seed array's sizes where the returned type
+    fixes them (the others are checked by the compiled code before any shadow is
+    written) and passing it contiguous, as the returned type's layout is."""
+    seeded = [(i, t) for i, (t, a) in enumerate(zip(result_types, ret_acts))
+              if a in (Activity.ACTIVE, Activity.ACTIVENONEED)]
+    on_gpu = spec.target == "cuda"
+
+    def values(seed: object) -> list[object]:
+        parts = seed if returns_tuple else (seed,)
+        flat: list[object] = []
+        for i, t in seeded:
+            s = parts[i]  # type: ignore[index]
+            if not isinstance(t, MemRefType):
+                flat.append(s)
+                continue
+            shape = _view(s).shape
+            for d, size in enumerate(t.get_shape()):
+                if size >= 0 and shape[d] != size:
+                    raise AnnotationError(
+                        f"the seed of return value {i} has shape {shape}, but the returned "
+                        f"array has size {size} in dimension {d}"
+                    )
+            s = _contiguous(s)
+            flat.append(_device_argument(s) if on_gpu else s)
+        return flat
+
+    return values
+
+
+def _contiguous(x: object) -> object:
+    """``x`` if it is C-contiguous, else a C-contiguous copy (on the host or on the
+    device, in the array's own library)."""
+    if on_device(x):
+        if device_view(x).flags.c_contiguous:
+            return x
+        import importlib  # noqa: PLC0415
+
+        return importlib.import_module(type(x).__module__.split(".")[0]).ascontiguousarray(x)
+    return np.ascontiguousarray(x)
 
 
 def _strides_that_matter(a: np.ndarray) -> tuple[int, ...]:
@@ -517,10 +626,18 @@ def build(
     written, collapsed = written_arguments(fn_op), collapsed_arguments(fn_op)
     result_types = list(traced.result_types)
     # A function may return nothing and write its outputs into Duplicated arrays.
-    if spec.mode.reverse and len(result_types) > 1:
-        raise UnsupportedError(
-            "reverse mode of a function returning a tuple; return one float "
-            "(use jacobian for several outputs)"
+    if spec.seed_kinds is not None and (
+        len(spec.seed_kinds) != len(result_types)
+        or spec.seed_is_tuple != traced.returns_tuple
+    ):
+        def shape(n: int, is_tuple: bool) -> str:
+            return f"a tuple of {n}" if is_tuple else "one value"
+
+        raise AnnotationError(
+            f"the seed must have the structure of the return value: "
+            f"{getattr(spec.fn, '__name__', 'the function')} returns "
+            f"{shape(len(result_types), traced.returns_tuple)}, the seed is "
+            f"{shape(len(spec.seed_kinds), spec.seed_is_tuple)}"
         )
     ret_acts = _return_activities(spec, result_types)
     arg_types = list(traced.arg_types)
@@ -694,12 +811,16 @@ def _make_runner(
         return check_sizes(flat) if checks else flat
 
     if mode.reverse:
-        has_primal = bool(ret_acts) and ret_acts[0] in (Activity.ACTIVE, Activity.CONST)
+        n_primals = sum(a in (Activity.ACTIVE, Activity.CONST) for a in ret_acts)
+        seed_values = _seed_marshaller(spec, ret_acts, result_types, returns_tuple)
 
-        def run(anns: Sequence[Annotation]) -> tuple:
-            out = entry(*flatten(anns), *seeds)
+        def run(anns: Sequence[Annotation], seed: object = None) -> tuple:
+            """``seed``: the cotangent of the result (:func:`isozyme.vjp`); None:
+            ``autodiff``'s 1.0 for a float return."""
+            flat_seeds = seeds if seed is None else seed_values(seed)
+            out = entry(*flatten(anns), *flat_seeds)
             grads: list[object] = [None] * n_args
-            k = 1 if has_primal else 0
+            k = n_primals
             for i in active_pos:
                 tree = trees[i]
                 if tree is None:
@@ -710,7 +831,9 @@ def _make_runner(
                     grads[i] = unflatten_tree(tree, list(out[k : k + n]))
                     k += n
             if mode.with_primal:
-                return (tuple(grads), out[0] if has_primal else None)
+                primal = tuple(out[:n_primals]) if returns_tuple else (
+                    out[0] if n_primals else None)
+                return (tuple(grads), primal)
             return (tuple(grads),)
 
         return run

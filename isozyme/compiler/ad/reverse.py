@@ -19,16 +19,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from xdsl.dialects import func, memref
-from xdsl.dialects.builtin import FunctionType
+from xdsl.dialects import arith, func, memref
+from xdsl.dialects.builtin import FunctionType, IndexType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 
 from isozyme.compiler.ad.common import DerivativeBuilder, vjp
 from isozyme.compiler.ad.tape import PrimalFetcher, RevCtx, free_values
+from isozyme.compiler.ad_rules import allocated_by
+from isozyme.compiler.ad_rules.memref import emit_add_into
 from isozyme.compiler.ad_rules.registry import OpRule, lookup
-from isozyme.compiler.analysis.buffers import initializations, is_buffer, read_only_buffers
+from isozyme.compiler.analysis.buffers import (
+    initializations,
+    is_buffer,
+    read_only_buffers,
+    root_buffer,
+)
 from isozyme.compiler.emitter import Emitter
+from isozyme.dialects.check import CheckOp
 from isozyme.dialects.enzyme import Activity, DerivativeSignature
 from isozyme.errors import UnsupportedError
 
@@ -37,6 +45,9 @@ if TYPE_CHECKING:
 
 _ACTIVE_RET = (Activity.ACTIVE, Activity.ACTIVENONEED)
 _SHADOWED = (Activity.DUP, Activity.DUPNONEED)
+#: How the run-time check of a seed buffer's sizes begins its message (the runtime
+#: reports it as the caller's bad seed).
+SEED_SHAPE_MESSAGE = "bad seed"
 
 def generate_reverse(
     factory: "DerivativeFactory", fn: func.FuncOp, sig: DerivativeSignature, name: str
@@ -107,7 +118,11 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
         ctx = RevCtx(old, None, block)
         n_in = len(in_types) - len(seeds_for)
         for k, i in enumerate(seeds_for):
-            self.accumulate(ctx, ret_op.operands[i], block.args[n_in + k])
+            v, seed = ret_op.operands[i], block.args[n_in + k]
+            if is_buffer(v):
+                self._seed_buffer(ctx, i, v, seed)
+            else:
+                self.accumulate(ctx, v, seed)
         self.reverse_block(ctx)
         outs: list[SSAValue] = []
         for v, act in zip(ret_op.operands, self.ret_activities):
@@ -120,6 +135,7 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
             self.free_cache(ctx.e, cache)
         for buf in self.deferred_frees:
             ctx.e.insert(memref.DeallocOp.get(buf))
+        self._free_returned_buffers(ctx, ret_op)
         ctx.e.insert(func.ReturnOp(*outs))
         return func.FuncOp(
             name,
@@ -127,6 +143,53 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
             Region(block),
             visibility="private",
         )
+
+    def _seed_buffer(self, ctx: RevCtx, i: int, v: SSAValue, seed: SSAValue) -> None:
+        """Start the reverse sweep of returned buffer ``v`` (return value ``i``) from
+        the buffer ``seed`` (the cotangent, Enzyme-MLIR's seed of a memref return):
+        check that its sizes are the returned array's, then add it into ``v``'s shadow.
+        The seed itself is only read."""
+        e = ctx.e
+        primal = self.fwd_map.get(v, v)
+        for d in range(len(v.type.get_shape())):  # type: ignore[attr-defined]
+            k = e.const(d, IndexType())
+            got = e.insert(memref.DimOp(seed, k)).result
+            want = e.insert(memref.DimOp(primal, k)).result
+            ok = e.insert(arith.CmpiOp(got, want, "eq")).result
+            e.insert(CheckOp(ok, "shape", (
+                f"{SEED_SHAPE_MESSAGE}: the seed of return value {i} has size {{0}} in "
+                f"dimension {d}, but the returned array has size {{1}}"), [got, want]))
+        if not self.info.is_active(v):
+            return  # the returned array does not depend on an active input
+        shadow = self.shadow.get(v)
+        if shadow is None:
+            raise UnsupportedError(
+                f"reverse mode of a function returning an array made by "
+                f"'{v.owner.name}': its shadow is not known"  # type: ignore[union-attr]
+            )
+        emit_add_into(e, shadow, seed)
+
+    def _free_returned_buffers(self, ctx: RevCtx, ret_op: func.ReturnOp) -> None:
+        """Free what the forward sweep allocated for returned buffers and that outlives
+        the call nowhere: their shadows, and the buffers whose primal is not returned
+        (a ``noneed`` return activity)."""
+        freed: set[SSAValue] = set()
+        for v, act in zip(ret_op.operands, self.ret_activities):
+            if not is_buffer(v):
+                continue
+            root, owner = root_buffer(v), root_buffer(v).owner
+            if not isinstance(owner, Operation) or allocated_by(owner) is None:
+                continue  # an argument (or a view of one): the caller's memory
+            if owner.parent_block() is not ctx.fwd_block:
+                continue  # allocated in a region: not a buffer of the sweep's scope
+            if root in freed:
+                continue
+            freed.add(root)
+            shadow = self.shadow.get(root)
+            if shadow is not None:
+                ctx.e.insert(memref.DeallocOp.get(shadow))
+            if act not in (Activity.ACTIVE, Activity.CONST):
+                ctx.e.insert(memref.DeallocOp.get(self.fwd_map[root]))
 
     def touches_shadow(self, op: Operation) -> bool:
         """Whether ops in ``op``'s regions use a shadowed buffer from outside it."""

@@ -114,6 +114,31 @@ def emit_fill(e: Emitter, buf: SSAValue, value: float) -> None:
     e.insert(scf.ParallelOp([c0] * rank, dims, [c1] * rank, Region([body])))
 
 
+def emit_add_into(e: Emitter, dst: SSAValue, src: SSAValue) -> None:
+    """``dst += src`` elementwise over buffers of the same sizes: one ``scf.parallel``
+    over all dimensions (a kernel on a GPU target, like :func:`emit_fill`).  The
+    reverse sweep seeds the shadow of a returned buffer with it; ``src`` is only read."""
+    t = dst.type
+    assert isinstance(t, MemRefType)
+    index = IndexType()
+    rank = len(t.get_shape())
+    if rank == 0:
+        old = e.insert(memref.LoadOp.get(dst, [])).res
+        add = e.add(old, e.insert(memref.LoadOp.get(src, [])).res, reassoc=True)
+        e.insert(memref.StoreOp.get(add, dst, []))
+        return
+    c0, c1 = e.const(0, index), e.const(1, index)
+    dims = [e.insert(memref.DimOp(dst, e.const(k, index))).result for k in range(rank)]
+    body = Block(arg_types=[index] * rank)
+    be = Emitter(InsertPoint.at_end(body))
+    idx = list(body.args)
+    old = be.insert(memref.LoadOp.get(dst, idx)).res
+    add = be.add(old, be.insert(memref.LoadOp.get(src, idx)).res, reassoc=True)
+    be.insert(memref.StoreOp.get(add, dst, idx))
+    be.insert(scf.ReduceOp())
+    e.insert(scf.ParallelOp([c0] * rank, dims, [c1] * rank, Region([body])))
+
+
 def _indices(op: Operation, get: Callable[[SSAValue], SSAValue]):
     return [get(i) for i in op.indices]  # type: ignore[attr-defined]
 

@@ -1,0 +1,132 @@
+"""``vjp``: reverse mode from an explicit seed (the vector-Jacobian product).
+
+``autodiff(Reverse, f, Active, ...)`` seeds a float return with 1.0.  A function that
+returns an array, or a tuple, needs a seed (cotangent) per return value, as
+Enzyme-MLIR's ``enzyme.autodiff`` takes one seed operand per ``enzyme_active`` return
+(a buffer shaped like the result for a memref return).  The reverse sweep starts from
+it: the seed is added into the shadow of the returned buffer, and the user's seed
+array is only read.
+
+Compilation and the compile cache are :mod:`isozyme.api`'s; the cache key of a vjp
+call adds the seed's kind (float, or array dtype and rank, per return value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from isozyme import api
+from isozyme.annotations import Annotation, Const, Mode, describe, is_array, is_float_scalar
+from isozyme.calls import Compiled, SeedKind, arg_key, build, prepare
+from isozyme.compiler.ad.reverse import SEED_SHAPE_MESSAGE
+from isozyme.errors import AnnotationError, ShapeError
+from isozyme.runtime.marshal import device_view, on_device
+
+__all__ = ["vjp"]
+
+#: Marks a vjp call's entries in the compile cache (beside autodiff's).
+_VJP = "vjp"
+
+
+def vjp(mode: Mode, f: Callable, *args: Any) -> tuple:
+    """Reverse mode of ``f`` seeded with ``seed``: ``vjp(mode, f, seed, *args)``.
+
+    ``seed`` has the structure of ``f``'s return value: a float for a float return, an
+    array of the returned array's shape and dtype (host or device, like the arguments)
+    for an array return, a tuple of those for a tuple return; ``None`` in place of a
+    return value's seed leaves that value undifferentiated.  ``args`` are annotated as
+    for :func:`isozyme.autodiff` (``Active`` floats, ``Duplicated`` arrays, ``Const``).
+
+    Returns ``(derivs,)`` (``Reverse``) or ``(derivs, primal)`` (``ReverseWithPrimal``):
+    ``derivs`` has one entry per argument, the derivative of ``seed · f(args)`` for an
+    ``Active`` argument, ``None`` otherwise; a ``Duplicated`` argument's shadow
+    receives its derivative by ``+=``.  The seed is not modified.
+
+    A seed that does not fit the return value (structure, dtype, rank or sizes) is an
+    :class:`~isozyme.errors.AnnotationError`, raised before any shadow is written.
+
+    >>> x, dx = np.array([1.0, 2.0]), np.zeros(2)
+    >>> vjp(Reverse, lambda x: x * x, np.array([1.0, 10.0]), Duplicated(x, dx))
+    ((None,),)
+    >>> dx
+    array([ 2., 40.])
+    """
+    if not isinstance(mode, Mode) or not mode.reverse:
+        raise AnnotationError(
+            f"vjp is reverse mode: the first argument must be Reverse or "
+            f"ReverseWithPrimal, got {mode!r}"
+        )
+    if not args:
+        raise AnnotationError("vjp(mode, f, seed, *args) needs a seed")
+    seed, rest = args[0], args[1:]
+    if isinstance(seed, type) and issubclass(seed, Annotation):
+        raise AnnotationError(
+            f"vjp takes a seed, not the return activity {seed.__name__}: "
+            "vjp(mode, f, seed, *args)"
+        )
+    kinds = seed_kinds(seed)
+    anns = [a if isinstance(a, Annotation) else Const(a) for a in rest]
+    forced = api._FORCED_TARGET.get()
+    key = (f, mode, _VJP, forced, kinds, *map(arg_key, anns))
+    compiled, hidden = _compiled(key, lambda: _build(mode, f, rest, forced, kinds))
+    try:
+        if hidden:
+            return compiled.run_hidden(anns, hidden, seed)  # type: ignore[misc]
+        return compiled.run(anns, seed)  # type: ignore[call-arg]
+    except ShapeError as exc:
+        if str(exc).startswith(SEED_SHAPE_MESSAGE):
+            raise AnnotationError(str(exc)) from None
+        raise
+
+
+def seed_kinds(seed: object) -> tuple[SeedKind, ...]:
+    """The kind of each return value's seed (part of the compile-cache key): None,
+    ``("float",)`` or ``("array", dtype, ndim)``; a tuple seed gives one per element."""
+    parts = seed if type(seed) is tuple else (seed,)
+    kinds: list[SeedKind] = []
+    for s in parts:
+        if s is None:
+            kinds.append(None)
+        elif is_float_scalar(s) or (isinstance(s, int) and not isinstance(s, bool)):
+            kinds.append(("float",))
+        elif is_array(s):
+            a = device_view(s) if on_device(s) else np.asarray(s)
+            kinds.append(("array", a.dtype, a.ndim))
+        else:
+            raise AnnotationError(
+                f"a seed must be a float, an array or a tuple of them, got {describe(s)}"
+            )
+    if type(seed) is tuple:
+        return (("tuple", len(parts)), *kinds)
+    return tuple(kinds)
+
+
+def _build(
+    mode: Mode, f: Callable, args: tuple, target: str | None, kinds: tuple
+) -> Compiled:
+    """Compile ``f``'s reverse mode seeded as ``kinds`` says."""
+    spec = prepare(mode, f, args, target=target)
+    spec.seed_is_tuple = bool(kinds) and kinds[0] is not None and kinds[0][0] == "tuple"
+    spec.seed_kinds = kinds[1:] if spec.seed_is_tuple else kinds
+    return build(spec, keep_stages=False)
+
+
+def _compiled(key: tuple, make: Callable[[], Compiled]) -> tuple[Compiled, tuple | None]:
+    """The compiled variant of ``key`` whose guard holds (compiling it on a miss,
+    under the compile lock), and the hidden arguments its guard returned."""
+    while True:
+        variants = api._CACHE.get(key, ())
+        for compiled in variants:
+            if compiled.guard is None:
+                return compiled, None
+            hidden = compiled.guard()
+            if hidden is not None:
+                return compiled, hidden
+        with api._COMPILE_LOCK:
+            variants = api._CACHE.get(key, ())
+            if not any(c.guard is None or c.guard() is not None for c in variants):
+                compiled = make()
+                api._CACHE[key] = (compiled, *variants[: api._MAX_VARIANTS - 1])
