@@ -27,6 +27,7 @@ from isozyme.annotations import (
 from isozyme.api import GradientResult, autodiff, clear_cache, gradient, gradient_, ir, ir_stages
 from isozyme.api import target
 from isozyme.vjp import vjp
+from isozyme.hessians import hvp, hvp_, hvp_and_gradient_
 from isozyme.config import config
 from isozyme.frontends.python.parallel import prange
 from isozyme.errors import (
@@ -52,7 +53,7 @@ __all__ = [
     "ReadOnlyError", "Reverse",
     "ReverseWithPrimal", "ShapeError", "TraceError", "UnsupportedError", "autodiff", "clear_cache", "config",
     "gradient",
-    "gradient_",
+    "gradient_", "hvp", "hvp_", "hvp_and_gradient_",
     "ir", "ir_stages", "prange",
     "target", "vjp",
 ]

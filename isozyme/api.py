@@ -39,7 +39,12 @@ from isozyme.calls import (
     stats,
 )
 from isozyme.compiler.targets import TARGET_NAMES, get_target, stages_of
-from isozyme.frontends.python.context import COMPILE_LOCK
+from isozyme.frontends.python.context import COMPILE_LOCK, tracing
+from isozyme.frontends.python.nested import (
+    has_traced_argument,
+    traced_autodiff,
+    traced_gradient,
+)
 from isozyme.runtime.marshal import device_view, on_device
 from isozyme.errors import AnnotationError, IsozymeError, ReadOnlyError, UnsupportedError
 
@@ -106,6 +111,8 @@ def autodiff(mode: Mode, f: Callable, *args: Any) -> tuple:
     ...          Active, Active(1.0), Active(2.0))
     ((-400.0, 200.0),)
     """
+    if tracing() and has_traced_argument(f, args):  # nested AD: called inside a trace
+        return traced_autodiff(mode, f, args)
     # The hot path: build the cache key from types alone; validate only on a miss
     # (every check depends on nothing but the key).
     if args and isinstance(args[0], type) and issubclass(args[0], Annotation):
@@ -122,6 +129,10 @@ def autodiff(mode: Mode, f: Callable, *args: Any) -> tuple:
         if hidden is not None:
             return compiled.run_hidden(anns, hidden) if hidden else compiled.run(anns)
     return _compile_and_run(key, mode, f, args, anns)
+
+
+#: converted code calls it at trace time, also on traced values (nested AD)
+autodiff.runs_on_traced_values = True  # type: ignore[attr-defined]
 
 
 def _compile_and_run(key: tuple, mode: Mode, f: Callable, args: tuple, anns: list) -> tuple:
@@ -203,6 +214,8 @@ def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> A
     """
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise AnnotationError(f"chunk must be a positive int, got {chunk!r}")
+    if tracing() and has_traced_argument(f, args):  # nested AD: called inside a trace
+        return traced_gradient(mode, f, args)
     args = tuple(np.asarray(a, dtype=np.float64) if isinstance(a, list) else a for a in args)
     for i, a in enumerate(args):
         if isinstance(a, Annotation) and not isinstance(a, Const):
@@ -267,6 +280,9 @@ def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> A
             val = f(*plain)
         return GradientResult(tuple(derivs_l), val)
     return tuple(derivs_l)
+
+
+gradient.runs_on_traced_values = True  # type: ignore[attr-defined]
 
 
 def gradient_(mode: Mode, dx: Any, f: Callable, x: Any) -> tuple:

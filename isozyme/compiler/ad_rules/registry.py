@@ -144,7 +144,7 @@ def _load() -> None:
         return
     _LOADED = True
     # Importing a dialect's table registers it.
-    from isozyme.compiler.ad_rules import arith, func, isz, math, memref, scf  # noqa: F401
+    from isozyme.compiler.ad_rules import arith, enzyme, func, isz, math, memref, scf  # noqa: F401
 
 
 def lookup(op: Operation) -> Any:
