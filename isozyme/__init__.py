@@ -27,6 +27,8 @@ from isozyme.annotations import (
 from isozyme.api import GradientResult, autodiff, clear_cache, gradient, gradient_, ir, ir_stages
 from isozyme.api import target
 from isozyme.vjp import vjp
+from isozyme.jacobians import jacobian
+from isozyme.seeds import make_zero, onehot
 from isozyme.hessians import hvp, hvp_, hvp_and_gradient_
 from isozyme.config import config
 from isozyme.frontends.python.parallel import prange
@@ -53,7 +55,7 @@ __all__ = [
     "ReadOnlyError", "Reverse",
     "ReverseWithPrimal", "ShapeError", "TraceError", "UnsupportedError", "autodiff", "clear_cache", "config",
     "gradient",
-    "gradient_", "hvp", "hvp_", "hvp_and_gradient_",
+    "gradient_", "hvp", "hvp_", "hvp_and_gradient_", "jacobian", "make_zero", "onehot",
     "ir", "ir_stages", "prange",
     "target", "vjp",
 ]

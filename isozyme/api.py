@@ -206,9 +206,9 @@ def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> A
     one entry per argument — a float for a scalar, an array shaped like the argument
     for an array; with a ``...WithPrimal`` mode a named tuple ``(derivs, val)``.
 
-    Reverse mode takes one reverse sweep.  Forward mode takes one forward sweep per
-    scalar input (per element of each array); ``chunk`` is accepted for Enzyme.jl
-    compatibility (batch forward mode is not implemented yet, so lanes run one by one).
+    Reverse mode takes one reverse sweep.  Forward mode takes one batch (vector)
+    forward sweep per ``chunk`` scalar inputs (elements of each array; default
+    ``min(size, 16)``, ``chunk=1``: one plain forward sweep per element).
     Device arrays (CuPy) get device arrays of their own library as shadows, seeds and
     gradients.
     """
@@ -242,44 +242,10 @@ def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> A
             for i, k in enumerate(kinds)
         )
         return GradientResult(derivs, res[1]) if mode.with_primal else derivs
-    fwd = ForwardWithPrimal if mode.with_primal else Forward
-    plain = [a.val if isinstance(a, Const) else a for a in args]
-    derivs_l: list[object] = []
-    val = None
+    # Forward mode: the Jacobian of a scalar function, `chunk` lanes per batch sweep
+    from isozyme.jacobians import jacobian  # noqa: PLC0415  (it imports this module)
 
-    def one_direction(i: int, seed: object) -> tuple:
-        anns = [
-            Duplicated(a, seed) if j == i else (Const(a) if kinds[j] != "const" else a)
-            for j, a in enumerate(args)
-        ]
-        return autodiff(fwd, f, *anns)
-
-    for i, k in enumerate(kinds):
-        if k == "scalar":
-            out = one_direction(i, type(plain[i])(1.0))
-            derivs_l.append(out[0])
-        elif k == "array":
-            a = plain[i] if on_device(plain[i]) else np.asarray(plain[i])
-            xp = _array_module(a)
-            g = xp.empty(a.shape, dtype=a.dtype)
-            seed = xp.zeros_like(a)
-            flat = seed.reshape(-1)
-            for j in range(a.size):
-                flat[j] = 1.0
-                out = one_direction(i, seed)
-                flat[j] = 0.0
-                g.reshape(-1)[j] = out[0]
-            derivs_l.append(g)
-        else:
-            derivs_l.append(None)
-            continue
-        if mode.with_primal:
-            val = out[1]
-    if mode.with_primal:
-        if val is None:
-            val = f(*plain)
-        return GradientResult(tuple(derivs_l), val)
-    return tuple(derivs_l)
+    return jacobian(mode, f, *args, chunk=chunk)
 
 
 gradient.runs_on_traced_values = True  # type: ignore[attr-defined]

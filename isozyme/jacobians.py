@@ -1,0 +1,278 @@
+"""``jacobian``: full Jacobians, in forward mode (columns, ``chunk`` per sweep in batch
+mode) or reverse mode (rows: vector-Jacobian products), Enzyme.jl's convenience function.
+
+The result of ``jacobian(mode, f, *args)`` has one entry per argument (``None`` for
+``Const`` arguments and integers); for an argument ``x`` and an output ``y`` it is an
+array ``J`` with ``J.shape == y.shape + x.shape`` and ``J[i..., j...] = dy[i...] /
+dx[j...]`` (a float when both are scalars).  A function returning a tuple gives a tuple
+of such arrays per argument.  ``...WithPrimal`` modes return ``(derivs, val)`` as a
+:class:`~isozyme.GradientResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from isozyme.annotations import (
+    Active,
+    Annotation,
+    BatchDuplicated,
+    Const,
+    Duplicated,
+    Forward,
+    ForwardWithPrimal,
+    Mode,
+    Reverse,
+    ReverseWithPrimal,
+    is_array,
+    is_float_scalar,
+)
+from isozyme.errors import AnnotationError
+from isozyme.runtime.marshal import device_view, on_device
+from isozyme.seeds import array_module, make_zero, onehot
+
+#: Lanes per forward sweep when ``chunk`` is not given (Enzyme.jl picks a chunk too):
+#: wide enough to amortize the primal, narrow enough to keep the code small.
+DEFAULT_CHUNK = 16
+
+
+def _meta(x: object) -> np.ndarray:
+    return device_view(x) if on_device(x) else np.asarray(x)
+
+
+def argument_kinds(args: Sequence[object]) -> list[str]:
+    """Per argument: ``"scalar"`` (a float), ``"array"`` (a float array), or
+    ``"const"`` (``Const(...)``, integers, anything else: not differentiated)."""
+    kinds = []
+    for a in args:
+        if isinstance(a, Const):
+            kinds.append("const")
+        elif is_array(a) and _meta(a).dtype in (np.float64, np.float32):
+            kinds.append("array")
+        elif is_float_scalar(a):
+            kinds.append("scalar")
+        else:
+            kinds.append("const")
+    return kinds
+
+
+def plain_arguments(args: Sequence[object]) -> tuple:
+    """Lists as float64 arrays; other annotations than ``Const`` refused."""
+    out = []
+    for i, a in enumerate(args):
+        if isinstance(a, Annotation) and not isinstance(a, Const):
+            raise AnnotationError(
+                f"argument {i}: takes plain values or Const(...), not {type(a).__name__}"
+            )
+        out.append(np.asarray(a, dtype=np.float64) if isinstance(a, list) else a)
+    return tuple(out)
+
+
+def check_chunk(chunk: object) -> int | None:
+    """``chunk`` must be None or a positive int."""
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise AnnotationError(f"chunk must be a positive int, got {chunk!r}")
+    return chunk
+
+
+def _stack(parts: list[object], inner_shape: tuple[int, ...], template: object) -> object:
+    """Stack per-element derivatives (scalars or arrays of one output) along new
+    trailing (forward: input) or leading (reverse) axes: ``out.shape + inner_shape``."""
+    if not inner_shape:  # a scalar argument: its one derivative as it is
+        return parts[0]
+    xp = array_module(template)
+    if all(not is_array(p) for p in parts):
+        return xp.asarray(parts, dtype=_meta(template).dtype).reshape(inner_shape)
+    stacked = xp.stack([xp.asarray(p) for p in parts], axis=-1)
+    return stacked.reshape(tuple(stacked.shape[:-1]) + inner_shape)
+
+
+def _seeds(x: object, start: int, stop: int, width: int) -> tuple:
+    """Unit seeds of elements start..stop-1 of ``x``, padded with zero seeds to
+    ``width`` lanes (one compiled width for every chunk; padded lanes are dropped)."""
+    seeds = onehot(x, start, stop)
+    return seeds + tuple(make_zero(x) for _ in range(width - len(seeds)))
+
+
+def _forward(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int | None):
+    from isozyme.api import autodiff  # noqa: PLC0415  (api imports this module)
+
+    fwd = ForwardWithPrimal if mode.with_primal else Forward
+    derivs: list[object] = []
+    val: object = None
+    have_val = False
+    for i, kind in enumerate(kinds):
+        if kind == "const":
+            derivs.append(None)
+            continue
+        x = args[i]
+        shape = () if kind == "scalar" else tuple(_meta(x).shape)
+        n = int(np.prod(shape)) if shape else 1
+        width = min(chunk or DEFAULT_CHUNK, n) if n else 1
+        columns: list[object] = []
+        for start in range(0, n, width):
+            stop = min(start + width, n)
+            seeds = _seeds(x, start, stop, width)
+            anns: list[object] = [
+                a if isinstance(a, Const) else Const(a) for a in args
+            ]
+            if width == 1:
+                anns[i] = Duplicated(x, seeds[0])
+                out = autodiff(fwd, f, *anns)
+                lanes: Sequence[object] = (out[0],)
+            else:
+                anns[i] = BatchDuplicated(x, seeds)
+                out = autodiff(fwd, f, *anns)
+                lanes = out[0]
+            columns += list(lanes[: stop - start])
+            if mode.with_primal and not have_val:
+                val, have_val = out[1], True
+        derivs.append(_assemble(columns, shape, x, trailing=True))
+    if mode.with_primal and not have_val:
+        val = f(*[a.val if isinstance(a, Const) else a for a in args])
+    return derivs, val
+
+
+def _assemble(parts: list[object], arg_shape: tuple[int, ...], x: object, trailing: bool):
+    """The Jacobian block of one argument from its per-element derivatives (forward:
+    columns, trailing axes; reverse: rows over the output, leading axes)."""
+    if not parts:
+        return None
+    first = parts[0]
+    if isinstance(first, tuple):  # a function returning a tuple: one block per output
+        return tuple(
+            _assemble([p[k] for p in parts], arg_shape, x, trailing)  # type: ignore[index]
+            for k in range(len(first))
+        )
+    return _stack(parts, arg_shape, first if is_array(first) else x)
+
+
+def _output_template(f: Callable, args: tuple, n_outs: tuple[int, ...] | None) -> object:
+    """The primal output of ``f`` (its structure and shapes seed reverse mode)."""
+    if n_outs is not None:
+        return np.zeros(n_outs) if n_outs else 0.0
+    from isozyme.api import autodiff  # noqa: PLC0415
+
+    # The compiled primal (forward mode with every argument Const), not a Python call.
+    return autodiff(ForwardWithPrimal, f, *[a if isinstance(a, Const) else Const(a)
+                                            for a in args])[1]
+
+
+def _output_seeds(template: object) -> list[object]:
+    """One unit cotangent per scalar of the output (a float, an array or a tuple)."""
+    if isinstance(template, tuple):
+        seeds: list[object] = []
+        zero = tuple(make_zero(t) for t in template)
+        for k, t in enumerate(template):
+            for s in _output_seeds(t):
+                seeds.append(zero[:k] + (s,) + zero[k + 1:])
+        return seeds
+    if is_array(template):
+        return list(onehot(template))
+    return [1.0]
+
+
+def _reverse(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int | None,
+             n_outs: tuple[int, ...] | None):
+    from isozyme.vjp import vjp  # noqa: PLC0415
+
+    template = _output_template(f, args, n_outs)
+    rev = ReverseWithPrimal if mode.with_primal else Reverse
+    rows: list[list[object]] = [[] for _ in args]
+    val: object = None
+    for seed in _output_seeds(template):
+        shadows = [make_zero(a) if k == "array" else None for a, k in zip(args, kinds)]
+        anns = [
+            Active(a) if k == "scalar" else Duplicated(a, sh) if k == "array"
+            else a if isinstance(a, Const) else Const(a)
+            for a, k, sh in zip(args, kinds, shadows)
+        ]
+        out = vjp(rev, f, seed, *anns)
+        for i, k in enumerate(kinds):
+            if k == "scalar":
+                rows[i].append(out[0][i])
+            elif k == "array":
+                rows[i].append(shadows[i])
+        if mode.with_primal:
+            val = out[1]
+    derivs = []
+    for i, k in enumerate(kinds):
+        if k == "const":
+            derivs.append(None)
+            continue
+        derivs.append(_rows_to_jacobian(rows[i], template, args[i], k))
+    return derivs, val
+
+
+def _rows_to_jacobian(rows: list[object], template: object, x: object, kind: str) -> object:
+    """Rows (one per output scalar, each shaped like ``x``) as ``out.shape + x.shape``;
+    a tuple of blocks for a tuple output."""
+    if isinstance(template, tuple):
+        blocks, k = [], 0
+        for t in template:
+            n = _meta(t).size if is_array(t) else 1
+            blocks.append(_rows_to_jacobian(rows[k : k + n], t, x, kind))
+            k += n
+        return tuple(blocks)
+    x_shape = tuple(_meta(x).shape) if kind == "array" else ()
+    if not is_array(template):
+        return rows[0]
+    out_shape = tuple(_meta(template).shape)
+    xp = array_module(x if kind == "array" else template)
+    dtype = _meta(x).dtype if kind == "array" else _meta(template).dtype
+    return xp.asarray(
+        xp.stack([xp.asarray(r, dtype=dtype) for r in rows]) if kind == "array"
+        else xp.asarray(rows, dtype=dtype)
+    ).reshape(out_shape + x_shape)
+
+
+def jacobian(
+    mode: Mode,
+    f: Callable,
+    *args: Any,
+    chunk: int | None = None,
+    n_outs: Sequence[int] | None = None,
+) -> Any:
+    """The Jacobian of ``f`` with respect to each argument (Enzyme.jl's ``jacobian``).
+
+    ``Forward``/``ForwardWithPrimal``: one batch (vector) forward sweep per ``chunk``
+    elements of an argument (default ``min(size, 16)``; ``chunk=1`` is plain forward
+    mode), giving columns.  ``Reverse``/``ReverseWithPrimal``: one vector-Jacobian
+    product (:func:`isozyme.vjp`) per output element, giving rows; ``n_outs`` (the
+    output's shape, ``()`` for a float) saves the primal run that otherwise finds it;
+    ``chunk`` is accepted and groups rows (they run one by one).
+
+    Returns one entry per argument (``None`` for ``Const`` and non-float arguments):
+    an array with ``J.shape == out.shape + arg.shape`` (a float for a float of a
+    float; a tuple of blocks when ``f`` returns a tuple).  ``...WithPrimal``: a
+    :class:`~isozyme.GradientResult` ``(derivs, val)``.
+
+    >>> def foo(x):
+    ...     return np.array([(1.0 - x[0])**2 + 100.0 * (x[1] - x[0]**2)**2, x[0] * x[1]])
+    >>> jacobian(Forward, foo, np.array([1.0, 2.0]))[0]
+    array([[-400.,  200.],
+           [   2.,    1.]])
+    """
+    from isozyme.calls import GradientResult  # noqa: PLC0415
+
+    if not isinstance(mode, Mode):
+        raise AnnotationError(f"the first argument must be a mode, got {mode!r}")
+    chunk = check_chunk(chunk)
+    if n_outs is not None:
+        if not isinstance(n_outs, (tuple, list)) or not all(
+            isinstance(d, int) and d >= 0 for d in n_outs
+        ):
+            raise AnnotationError(f"n_outs must be a tuple of sizes, got {n_outs!r}")
+        n_outs = tuple(n_outs)
+    args = plain_arguments(args)
+    kinds = argument_kinds(args)
+    if mode.reverse:
+        derivs, val = _reverse(mode, f, args, kinds, chunk, n_outs)  # type: ignore[arg-type]
+    else:
+        derivs, val = _forward(mode, f, args, kinds, chunk)
+    if mode.with_primal:
+        return GradientResult(tuple(derivs), val)
+    return tuple(derivs)
