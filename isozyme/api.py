@@ -23,8 +23,6 @@ from isozyme.annotations import (
     Annotation,
     Const,
     Duplicated,
-    Forward,
-    ForwardWithPrimal,
     Mode,
     is_array,
     is_float_scalar,
