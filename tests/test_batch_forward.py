@@ -353,3 +353,31 @@ def test_make_zero_and_onehot():
         onehot("x")
     with pytest.raises(AnnotationError):
         onehot(np.zeros(2), 1, 5)
+
+
+# -- the GPU target, checked on the CPU (cuda-emu; the kernels also compile with nvcc) ----
+def prange_kernel(x, y):
+    for i in iz.prange(x.shape[0]):
+        y[i] = np.sin(x[i]) * x[i]
+
+
+def prange_sum(x):
+    t = 0.0
+    for i in iz.prange(x.shape[0]):
+        t += x[i] * x[i] * x[i]
+    return t
+
+
+@pytest.mark.parametrize("target", ["cpu", "cuda-emu"])
+def test_batch_forward_of_parallel_loops(target):
+    x = RNG.uniform(-1, 1, 7)
+    with iz.target(target):
+        y = np.zeros(7)
+        dys = (np.zeros(7), np.zeros(7), np.zeros(7))
+        autodiff(Forward, prange_kernel, BatchDuplicated(x, onehot(x, 2, 5)),
+                 BatchDuplicated(y, dys))
+        d = np.cos(x) * x + np.sin(x)
+        for lane, k in zip(dys, range(2, 5)):
+            np.testing.assert_allclose(lane, np.where(np.arange(7) == k, d, 0.0), atol=1e-15)
+        (J,) = jacobian(Forward, prange_sum, x, chunk=3)
+        np.testing.assert_allclose(J, 3 * x**2, rtol=1e-13)
