@@ -35,7 +35,14 @@ from isozyme.annotations import (
 )
 from isozyme.compiler.pipeline import run_pipeline
 from isozyme.compiler.targets import RUNTIME_STAGES, LLVMArtefact, get_target
-from isozyme.pytree import TreeDef, is_node
+from isozyme.pytree import (
+    TreeDef,
+    add_to_leaf,
+    describe_path,
+    immutable_container,
+    is_node,
+    leaf_paths,
+)
 from isozyme.pytree import flatten as flatten_tree
 from isozyme.pytree import unflatten as unflatten_tree
 from isozyme.compiler.request import REQUEST_NAME, add_request
@@ -364,6 +371,8 @@ def prepare(
             elif isinstance(a, Duplicated):
                 shadows = flatten_tree(a.dval)[0]  # type: ignore[attr-defined]
                 leaf_anns = [type(a)(v, d) for v, d in zip(leaves, shadows)]
+                if mode.reverse:
+                    leaf_anns = _reverse_float_leaves(i, tree, leaf_anns)
             else:
                 leaf_anns = [type(a)(v) for v in leaves]
             types = [_prepare_leaf(spec, i, la) for la in leaf_anns]
@@ -373,6 +382,32 @@ def prepare(
             spec.trace_args.append(_prepare_leaf(spec, i, a))
             spec.trees.append(None)
     return spec
+
+
+def _reverse_float_leaves(
+    i: int, tree: TreeDef, leaf_anns: list[Annotation]
+) -> list[Annotation]:
+    """The leaves of Duplicated pytree argument ``i`` in reverse mode: a float leaf is
+    Active (an immutable scalar: the runner adds its derivative into the shadow
+    pytree's leaf, Enzyme.jl's answer for a float in a mutable container), which its
+    shadow's container must allow."""
+    paths = leaf_paths(tree)
+    out: list[Annotation] = []
+    for a, path in zip(leaf_anns, paths):
+        if is_array(a.val):
+            out.append(a)
+            continue
+        container = immutable_container(path[-1])
+        if container is not None:
+            raise AnnotationError(
+                f"argument {i}: the float leaf {describe_path(path)} of a Duplicated pytree "
+                f"sits in an immutable {container}: reverse mode adds its derivative into "
+                "the shadow's leaf, which cannot be written (an immutable scalar in an "
+                "immutable container); use a list, dict or dataclass there, or pass the "
+                "float as an Active argument"
+            )
+        out.append(Active(a.val))
+    return out
 
 
 def _batch_width(anns: Sequence[Annotation], ret_cls: type | None) -> int:
@@ -716,7 +751,15 @@ def _make_runner(
     n_shadows = [0 if shadows_of(a) is None else spec.width for a in spec.annotations]
     dup = [n > 0 for n in n_shadows]
     width = spec.width
-    active_pos = [i for i, a in enumerate(spec.annotations) if isinstance(a, Active)]
+    # per argument, per leaf: its activity (None: baked into the IR)
+    leaf_acts: list[list[Activity | None]] = []
+    acts_left = iter(spec.activities)
+    for rt in runtime_of:
+        leaf_acts.append([next(acts_left) if r else None for r in rt])
+    # per argument, per leaf: whether it passes the argument's shadows (not a float
+    # leaf of a Duplicated pytree in reverse mode: that one is Active)
+    leaf_dup = [[act in (Activity.DUP, Activity.DUPNONEED) for act in acts]
+                for acts in leaf_acts]
 
     # where each traced argument's primal lands in the flat argument list
     primal_pos: list[int] = []
@@ -726,6 +769,7 @@ def _make_runner(
     for a, (rt, d, tree) in enumerate(zip(runtime_of, n_shadows, trees)):
         for leaf, r in enumerate(rt):
             if r:
+                d = n_shadows[a] if leaf_dup[a][leaf] else 0
                 primal_pos.append(pos)
                 dup_of.append(d)
                 names.append(f"argument {a}" if tree is None else
@@ -785,7 +829,7 @@ def _make_runner(
 
     def flatten(anns: Sequence[Annotation]) -> list[object]:
         flat: list[object] = []
-        for a, tree, rt, d in zip(anns, trees, runtime_of, dup):
+        for a, tree, rt, d, ld in zip(anns, trees, runtime_of, dup, leaf_dup):
             if tree is None:
                 if rt[0]:
                     flat.append(a.val)
@@ -798,10 +842,11 @@ def _make_runner(
             leaves = flatten_tree(a.val)[0]
             if d:
                 lanes = [flatten_tree(sh)[0] for sh in shadows_of(a)]  # type: ignore[union-attr]
-                for leaf, r, *shs in zip(leaves, rt, *lanes):
+                for leaf, r, s, *shs in zip(leaves, rt, ld, *lanes):
                     if r:
                         flat.append(leaf)
-                        flat += shs
+                        if s:
+                            flat += shs
             else:
                 flat += [leaf for leaf, r in zip(leaves, rt) if r]
         if on_gpu:  # device arrays cross as metadata views holding device pointers
@@ -813,6 +858,17 @@ def _make_runner(
     if mode.reverse:
         n_primals = sum(a in (Activity.ACTIVE, Activity.CONST) for a in ret_acts)
         seed_values = _seed_marshaller(spec, ret_acts, result_types, returns_tuple)
+        # in argument order (the order of the gradient results): (i, None) for an
+        # Active argument, (i, [(leaf path)...]) for the float leaves of a Duplicated
+        # pytree, whose derivatives are added into its shadow pytree
+        gradients: list[tuple[int, list | None]] = []
+        for i, a in enumerate(spec.annotations):
+            if isinstance(a, Active):
+                gradients.append((i, None))
+            elif trees[i] is not None and Activity.ACTIVE in leaf_acts[i]:
+                paths = leaf_paths(trees[i])  # type: ignore[arg-type]
+                gradients.append((i, [p for p, act in zip(paths, leaf_acts[i])
+                                      if act is Activity.ACTIVE]))
 
         def run(anns: Sequence[Annotation], seed: object = None) -> tuple:
             """``seed``: the cotangent of the result (:func:`isozyme.vjp`); None:
@@ -821,9 +877,14 @@ def _make_runner(
             out = entry(*flatten(anns), *flat_seeds)
             grads: list[object] = [None] * n_args
             k = n_primals
-            for i in active_pos:
+            for i, float_leaves in gradients:
                 tree = trees[i]
-                if tree is None:
+                if float_leaves is not None:
+                    shadow = anns[i].dval  # type: ignore[attr-defined]
+                    for path in float_leaves:
+                        add_to_leaf(shadow, path, out[k])
+                        k += 1
+                elif tree is None:
                     grads[i] = out[k]
                     k += 1
                 else:

@@ -127,3 +127,62 @@ def describe_tree(tree: TreeDef) -> str:
         inner = ", ".join(f"{k!r}: {describe_tree(c)}" for k, c in zip(tree.data, tree.children))
         return "{" + inner + "}"
     return f"{name}({inner})"
+
+
+#: One step from a node to a child: the node's structure and the child's key (an
+#: index, a dict key or a dataclass field name).
+PathStep = tuple[TreeDef, Any]
+
+
+def leaf_paths(tree: TreeDef) -> list[tuple[PathStep, ...]]:
+    """Per leaf of ``tree`` (in :func:`flatten`'s order), the steps from the root."""
+    out: list[tuple[PathStep, ...]] = []
+
+    def walk(node: TreeDef, path: tuple[PathStep, ...]) -> None:
+        if node.kind is None:
+            out.append(path)
+            return
+        keys = node.data if node.data is not None else range(len(node.children))
+        for key, child in zip(keys, node.children):
+            walk(child, (*path, (node, key)))
+
+    walk(tree, ())
+    return out
+
+
+def describe_path(path: tuple[PathStep, ...]) -> str:
+    """A leaf's path as Python would spell it: ``[0]['b'].scale``."""
+    parts = []
+    for node, key in path:
+        parts.append(f".{key}" if _is_field(node) else f"[{key!r}]")
+    return "".join(parts) or "(the root)"
+
+
+def immutable_container(step: PathStep) -> str | None:
+    """The name of the container kind of ``step``'s node when its child cannot be
+    replaced in place (a tuple, a NamedTuple, a frozen dataclass), else None."""
+    kind = step[0].kind
+    if kind is list or kind is dict:
+        return None
+    if issubclass(kind, tuple):
+        return "tuple" if kind is tuple else f"NamedTuple {kind.__name__}"
+    if kind.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        return f"frozen dataclass {kind.__name__}"
+    return None
+
+
+def add_to_leaf(x: object, path: tuple[PathStep, ...], value: Any) -> None:
+    """Replace the leaf of ``x`` at ``path`` (in a mutable container) by itself plus
+    ``value``: the accumulation of a float leaf's derivative into a shadow pytree."""
+    for node, key in path[:-1]:
+        x = getattr(x, key) if _is_field(node) else x[key]  # type: ignore[index]
+    node, key = path[-1]
+    if _is_field(node):
+        setattr(x, key, getattr(x, key) + value)
+    else:
+        x[key] = x[key] + value  # type: ignore[index]
+
+
+def _is_field(node: TreeDef) -> bool:
+    """Whether ``node``'s children are dataclass fields (attributes)."""
+    return node.kind not in (list, dict) and not issubclass(node.kind, tuple)
