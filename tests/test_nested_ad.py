@@ -211,3 +211,14 @@ def test_reverse_over_reverse_through_cache_stacks_is_refused():
 
     with pytest.raises(UnsupportedError, match="reverse mode over enzyme.push/enzyme.pop"):
         autodiff(Reverse, grad_sum, Active, Duplicated(np.array([0.4, 0.9]), np.zeros(2)))
+
+
+def test_forward_inside_of_a_tuple_valued_function():
+    def pair(x, y):
+        return x * y, x + y
+
+    def combine(x):
+        (dp, ds), (p, s) = autodiff(ForwardWithPrimal, pair, Duplicated(x, 1.0), Const(2.0))
+        return dp * p + ds * s  # 2 * 2x + 1 * (x + 2) = 5x + 2
+
+    assert autodiff(ForwardWithPrimal, combine, Duplicated(3.0, 1.0)) == (5.0, 17.0)

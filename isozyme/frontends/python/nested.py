@@ -43,7 +43,7 @@ from isozyme.pytree import is_node
 
 from .arrays import wrap
 from .context import HelperEntry, current_builder
-from .functions import trace_function
+from .functions import flatten, trace_function
 from .tracer import (
     EscapedValueError,
     Tracer,
@@ -180,16 +180,26 @@ class _Request:
         return out
 
 
+def _leaf_key(x: object) -> object:
+    """The part of the cache key of g's trace one argument leaf contributes: the type
+    of a traced value, else the value (its identity when unhashable)."""
+    if isinstance(x, Tracer):
+        return ("traced", x.type)
+    try:
+        hash(x)
+    except TypeError:
+        return ("object", id(x))
+    return ("const", type(x), x)
+
+
 def _trace_target(f: Callable[..., Any], leaves: list[object]) -> HelperEntry:
     """The private ``func.func`` traced from ``f`` for these leaves (once per session
     and signature), refusing closures over the caller's traced values."""
-    from .functions import _key_of, flatten  # noqa: PLC0415  (the call cache's key)
-
     if not callable(f):
         raise AnnotationError(f"expected a function to differentiate, got {type(f).__name__}")
     session = current_builder().session
     args_tree = flatten((list(leaves), {}))[1]
-    key = ("nested-ad", f, tuple(_key_of(x) for x in leaves))
+    key = ("nested-ad", f, tuple(_leaf_key(x) for x in leaves))
     entry = session.helpers.get(key)
     if entry is not None:
         return entry
@@ -223,8 +233,13 @@ def _trace_target(f: Callable[..., Any], leaves: list[object]) -> HelperEntry:
             "function through its closure or a global; pass that value as an argument "
             "(Const(v) if it is not differentiated)") from exc
     session.add_function(func_op)
-    entry = HelperEntry(name, list(func_op.function_type.outputs.data), None)
-    entry.owned = [returned.get("tuple", False)]  # reused: whether g returned a tuple
+    as_tuple = returned.get("tuple", False)
+
+    def rebuild(values: list[object]) -> object:
+        """g's results (primals or tangents) shaped as g returned them."""
+        return tuple(values) if as_tuple else (values[0] if values else None)
+
+    entry = HelperEntry(name, list(func_op.function_type.outputs.data), rebuild)
     session.helpers[key] = entry
     return entry
 
@@ -281,7 +296,6 @@ def traced_autodiff(mode: Mode, f: Callable[..., Any], args: Sequence[object]) -
     op = emit(op_cls(name, operands, sig.result_types(arg_types, res_types),
                      req.activities, ret_acts))
     results = [wrap(r) for r in op.results]
-    returns_tuple = bool(entry.owned and entry.owned[0])
     if mode.reverse:
         has_primal = bool(ret_acts) and ret_acts[0] in (Activity.ACTIVE, Activity.CONST)
         k = 1 if has_primal else 0
@@ -310,10 +324,8 @@ def traced_autodiff(mode: Mode, f: Callable[..., Any], args: Sequence[object]) -
         if act in (Activity.DUP, Activity.DUPNONEED):
             tangents.append(results[k])
             k += 1
-    deriv = tuple(tangents) if returns_tuple else (tangents[0] if tangents else None)
-    if mode.with_primal:
-        return (deriv, tuple(primals) if returns_tuple else (primals[0] if primals else None))
-    return (deriv,)
+    deriv = entry.rebuild(tangents)
+    return (deriv, entry.rebuild(primals)) if mode.with_primal else (deriv,)
 
 
 def traced_gradient(mode: Mode, f: Callable[..., Any], args: Sequence[object]) -> Any:
