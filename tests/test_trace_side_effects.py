@@ -166,7 +166,10 @@ def test_print_does_not_change_array_gradients(capsys):
     iz.autodiff(Reverse, prints_elements, Active, Duplicated(x, dx))
     assert capsys.readouterr().out == expected  # the forward sweep only, once
     np.testing.assert_allclose(dx, 2 * x)
-    g = iz.gradient(Forward, prints_elements, x)  # one forward call per element
+    g = iz.gradient(Forward, prints_elements, x)  # one batch sweep of width 3
+    assert capsys.readouterr().out == expected
+    np.testing.assert_allclose(g[0], 2 * x)
+    g = iz.gradient(Forward, prints_elements, x, chunk=1)  # one forward call per element
     assert capsys.readouterr().out == expected * 3
     np.testing.assert_allclose(g[0], 2 * x)
 
