@@ -2,9 +2,9 @@
 
 Each dialect's table module (``arith.py``, ``math.py``, ``memref.py``, ``scf.py``,
 ``func.py``, ``isz.py``, and ``enzyme.py``: the cache ops, for nested AD) registers its
-ops here when it is imported; forward mode, reverse mode, the activity analysis and the cache-or-recompute decision
-(:mod:`isozyme.compiler.ad.tape`) all ask :func:`lookup`.  Supporting a new op is one
-entry in its dialect's table.
+ops here when it is imported; forward mode, reverse mode, the activity analysis and
+the cache-or-recompute decision (:mod:`isozyme.compiler.ad.tape`) all ask
+:func:`lookup`.  Supporting a new op is one entry in its dialect's table.
 
 Rule kinds:
 
