@@ -30,9 +30,9 @@ from isozyme.annotations import (
     is_array,
     is_float_scalar,
 )
-from isozyme.errors import AnnotationError
+from isozyme.errors import AnnotationError, ReadOnlyError
 from isozyme.runtime.marshal import device_view, on_device
-from isozyme.seeds import array_module, make_zero, onehot
+from isozyme.seeds import array_module, make_zero, onehot, unit_seed_lanes
 
 #: Lanes per forward sweep when ``chunk`` is not given (Enzyme.jl picks a chunk too):
 #: wide enough to amortize the primal, narrow enough to keep the code small.
@@ -90,20 +90,45 @@ def _stack(parts: list[object], inner_shape: tuple[int, ...], template: object) 
     return stacked.reshape(tuple(stacked.shape[:-1]) + inner_shape)
 
 
-def _seeds(x: object, start: int, stop: int, width: int) -> tuple:
-    """Unit seeds of elements start..stop-1 of ``x``, padded with zero seeds to
-    ``width`` lanes (one compiled width for every chunk; padded lanes are dropped)."""
-    seeds = onehot(x, start, stop)
-    return seeds + tuple(make_zero(x) for _ in range(width - len(seeds)))
+def _batch(x: object, seeds: tuple) -> BatchDuplicated:
+    """``BatchDuplicated(x, seeds)`` without re-checking each lane: the seeds were made
+    here, with ``x``'s shape and dtype, in memory of their own."""
+    ann = BatchDuplicated.__new__(BatchDuplicated)
+    ann.val, ann.dvals = x, seeds
+    return ann
+
+
+def _columns(fwd: Mode, f: Callable, anns: list[object], i: int, x: object, n: int,
+             width: int, cache: bool) -> tuple[list[object], object]:
+    """The derivatives along each element of argument ``i`` (``anns[i]`` is replaced),
+    ``width`` lanes per sweep, and the primal of the first sweep."""
+    from isozyme.api import autodiff  # noqa: PLC0415  (api imports this module)
+
+    columns: list[object] = []
+    val: object = None
+    for start in range(0, n, width):
+        stop = min(start + width, n)
+        if width == 1:
+            seed = 1.0 if not is_array(x) else unit_seed_lanes(x, start, 1, cache)[0]
+            anns[i] = Duplicated(x, seed)
+            out = autodiff(fwd, f, *anns)
+            lanes: Sequence[object] = (out[0],)
+        else:
+            anns[i] = _batch(x, unit_seed_lanes(x, start, width, cache))
+            out = autodiff(fwd, f, *anns)
+            lanes = out[0]
+        columns += lanes[: stop - start]
+        if start == 0 and fwd.with_primal:
+            val = out[1]
+    return columns, val
 
 
 def _forward(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int | None):
-    from isozyme.api import autodiff  # noqa: PLC0415  (api imports this module)
-
     fwd = ForwardWithPrimal if mode.with_primal else Forward
     derivs: list[object] = []
     val: object = None
     have_val = False
+    consts: list[object] = [a if isinstance(a, Const) else Const(a) for a in args]
     for i, kind in enumerate(kinds):
         if kind == "const":
             derivs.append(None)
@@ -112,24 +137,12 @@ def _forward(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int 
         shape = () if kind == "scalar" else tuple(_meta(x).shape)
         n = int(np.prod(shape)) if shape else 1
         width = min(chunk or DEFAULT_CHUNK, n) if n else 1
-        columns: list[object] = []
-        for start in range(0, n, width):
-            stop = min(start + width, n)
-            seeds = _seeds(x, start, stop, width)
-            anns: list[object] = [
-                a if isinstance(a, Const) else Const(a) for a in args
-            ]
-            if width == 1:
-                anns[i] = Duplicated(x, seeds[0])
-                out = autodiff(fwd, f, *anns)
-                lanes: Sequence[object] = (out[0],)
-            else:
-                anns[i] = BatchDuplicated(x, seeds)
-                out = autodiff(fwd, f, *anns)
-                lanes = out[0]
-            columns += list(lanes[: stop - start])
-            if mode.with_primal and not have_val:
-                val, have_val = out[1], True
+        try:  # shared read-only seeds, unless f writes x (then its shadows are written)
+            columns, first = _columns(fwd, f, list(consts), i, x, n, width, cache=True)
+        except ReadOnlyError:
+            columns, first = _columns(fwd, f, list(consts), i, x, n, width, cache=False)
+        if mode.with_primal and not have_val and n:
+            val, have_val = first, True
         derivs.append(_assemble(columns, shape, x, trailing=True))
     if mode.with_primal and not have_val:
         val = f(*[a.val if isinstance(a, Const) else a for a in args])

@@ -9,6 +9,7 @@ mode ``chunk`` at a time.
 from __future__ import annotations
 
 import importlib
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -80,3 +81,60 @@ def onehot(x: Any, start: int = 0, stop: int | None = None) -> tuple:
         s.reshape(-1)[k] = 1
         seeds.append(s)
     return tuple(seeds)
+
+
+#: Read-only unit-seed lanes of host arrays, by (shape, dtype, chunk width): every
+#: chunk's lanes of one array, reused by jacobian's forward sweeps across calls (an
+#: OrderedDict used as a small LRU).
+_LANES: OrderedDict[tuple, tuple] = OrderedDict()
+_LANES_MAX_ENTRIES = 8
+#: Lanes whose block is larger than this are built per chunk and call instead.
+_LANES_MAX_BYTES = 4 << 20
+
+
+def _unit_block(xp: Any, meta: np.ndarray, start: int, lanes: int) -> Any:
+    """A ``(lanes, size)`` block whose row ``j`` is the unit seed of element
+    ``start + j`` (zero when that is past the end)."""
+    n = meta.size
+    block = xp.zeros((lanes, n), dtype=meta.dtype)
+    k = max(0, min(lanes, n - start))
+    block[xp.arange(k), xp.arange(start, start + k)] = 1
+    return block
+
+
+def _rows(block: Any, shape: tuple[int, ...]) -> tuple:
+    rows = block.reshape((block.shape[0],) + shape)
+    return tuple(rows[i] for i in range(block.shape[0]))
+
+
+def unit_seed_lanes(x: Any, start: int, lanes: int, cache: bool = True) -> tuple:
+    """``lanes`` seeds shaped like array ``x``: lane ``j`` is the unit seed of element
+    ``start + j`` (flat, C order), or zero past the end of ``x`` (the padding of a
+    last, partial chunk).  The lanes are rows of one block (one allocation).
+
+    With ``cache`` (host arrays whose lanes for every chunk fit in 4 MiB) the lanes are
+    read-only and shared between calls: only for forward-mode seeds of an argument
+    the function does not write (the runner refuses read-only shadows of a written
+    argument with :class:`~isozyme.errors.ReadOnlyError`; pass ``cache=False`` then).
+    """
+    meta = device_view(x) if on_device(x) else np.asarray(x)
+    n, shape = meta.size, tuple(meta.shape)
+    xp = array_module(x)
+    total = -(-n // lanes) * lanes  # every chunk's lanes, padded
+    if not (cache and xp is np and total * n * meta.dtype.itemsize <= _LANES_MAX_BYTES
+            and start % lanes == 0):
+        return _rows(_unit_block(xp, meta, start, lanes), shape)
+    key = (shape, meta.dtype.str, lanes)
+    every = _LANES.get(key)
+    if every is None:
+        block = _unit_block(np, meta, 0, total)
+        block.flags.writeable = False
+        every = _LANES[key] = _rows(block, shape)
+        if len(_LANES) > _LANES_MAX_ENTRIES:
+            _LANES.popitem(last=False)
+    else:
+        try:
+            _LANES.move_to_end(key)
+        except KeyError:  # another thread evicted it meanwhile: harmless
+            pass
+    return every[start : start + lanes]
