@@ -32,7 +32,7 @@ from isozyme.annotations import (
 )
 from isozyme.errors import AnnotationError, ReadOnlyError
 from isozyme.runtime.marshal import device_view, on_device
-from isozyme.seeds import array_module, make_zero, onehot, unit_seed_lanes
+from isozyme.seeds import array_module, make_zero, onehot, unit_seed_chunks
 
 #: Lanes per forward sweep when ``chunk`` is not given (Enzyme.jl picks a chunk too):
 #: wide enough to amortize the primal, narrow enough to keep the code small.
@@ -98,26 +98,34 @@ def _batch(x: object, seeds: tuple) -> BatchDuplicated:
     return ann
 
 
+def _duplicated(x: object, seed: object) -> Duplicated:
+    """``Duplicated(x, seed)`` without re-checking a seed made here."""
+    ann = Duplicated.__new__(Duplicated)
+    ann.val, ann.dval = x, seed
+    return ann
+
+
 def _columns(fwd: Mode, f: Callable, anns: list[object], i: int, x: object, n: int,
              width: int, cache: bool) -> tuple[list[object], object]:
     """The derivatives along each element of argument ``i`` (``anns[i]`` is replaced),
     ``width`` lanes per sweep, and the primal of the first sweep."""
     from isozyme.api import autodiff  # noqa: PLC0415  (api imports this module)
 
+    if not is_array(x):  # a float: one plain forward sweep
+        anns[i] = Duplicated(x, type(x)(1.0))
+        out = autodiff(fwd, f, *anns)
+        return [out[0]], out[1] if fwd.with_primal else None
     columns: list[object] = []
     val: object = None
-    for start in range(0, n, width):
-        stop = min(start + width, n)
+    for start, seeds in zip(range(0, n, width), unit_seed_chunks(x, width, cache)):
         if width == 1:
-            seed = 1.0 if not is_array(x) else unit_seed_lanes(x, start, 1, cache)[0]
-            anns[i] = Duplicated(x, seed)
+            anns[i] = _duplicated(x, seeds[0])
             out = autodiff(fwd, f, *anns)
-            lanes: Sequence[object] = (out[0],)
+            columns.append(out[0])
         else:
-            anns[i] = _batch(x, unit_seed_lanes(x, start, width, cache))
+            anns[i] = _batch(x, seeds)
             out = autodiff(fwd, f, *anns)
-            lanes = out[0]
-        columns += lanes[: stop - start]
+            columns += out[0][: n - start]
         if start == 0 and fwd.with_primal:
             val = out[1]
     return columns, val

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -83,13 +84,13 @@ def onehot(x: Any, start: int = 0, stop: int | None = None) -> tuple:
     return tuple(seeds)
 
 
-#: Read-only unit-seed lanes of host arrays, by (shape, dtype, chunk width): every
-#: chunk's lanes of one array, reused by jacobian's forward sweeps across calls (an
-#: OrderedDict used as a small LRU).
-_LANES: OrderedDict[tuple, tuple] = OrderedDict()
-_LANES_MAX_ENTRIES = 8
-#: Lanes whose block is larger than this are built per chunk and call instead.
-_LANES_MAX_BYTES = 4 << 20
+#: Read-only unit seeds of host arrays, by (shape, dtype, chunk width): every chunk's
+#: lanes of one array, reused by jacobian's forward sweeps across calls (an OrderedDict
+#: used as a small LRU).
+_CHUNKS: OrderedDict[tuple, tuple] = OrderedDict()
+_CHUNKS_MAX_ENTRIES = 8
+#: Seeds whose block is larger than this are built chunk by chunk, per call.
+_CHUNKS_MAX_BYTES = 4 << 20
 
 
 def _unit_block(xp: Any, meta: np.ndarray, start: int, lanes: int) -> Any:
@@ -102,39 +103,42 @@ def _unit_block(xp: Any, meta: np.ndarray, start: int, lanes: int) -> Any:
     return block
 
 
-def _rows(block: Any, shape: tuple[int, ...]) -> tuple:
+def _chunks_of(block: Any, shape: tuple[int, ...], width: int) -> Iterator[tuple]:
     rows = block.reshape((block.shape[0],) + shape)
-    return tuple(rows[i] for i in range(block.shape[0]))
+    for c in range(0, block.shape[0], width):
+        yield tuple(rows[j] for j in range(c, c + width))
 
 
-def unit_seed_lanes(x: Any, start: int, lanes: int, cache: bool = True) -> tuple:
-    """``lanes`` seeds shaped like array ``x``: lane ``j`` is the unit seed of element
-    ``start + j`` (flat, C order), or zero past the end of ``x`` (the padding of a
-    last, partial chunk).  The lanes are rows of one block (one allocation).
+def unit_seed_chunks(x: Any, width: int, cache: bool = True) -> Iterable[tuple]:
+    """The unit seeds of array ``x`` in chunks of ``width`` lanes: chunk ``c``, lane
+    ``j`` is shaped like ``x`` and holds 1 at element ``c * width + j`` (flat, C order),
+    or is zero past the end of ``x`` (the padding of the last chunk).  The lanes of a
+    chunk are rows of one block (one allocation).
 
-    With ``cache`` (host arrays whose lanes for every chunk fit in 4 MiB) the lanes are
-    read-only and shared between calls: only for forward-mode seeds of an argument
-    the function does not write (the runner refuses read-only shadows of a written
-    argument with :class:`~isozyme.errors.ReadOnlyError`; pass ``cache=False`` then).
+    With ``cache`` (host arrays whose seeds fit in 4 MiB) the seeds are read-only and
+    shared between calls: only for forward-mode seeds of an argument the function does
+    not write (the runner refuses read-only shadows of a written argument with
+    :class:`~isozyme.errors.ReadOnlyError`; pass ``cache=False`` then).  Otherwise the
+    chunks are built one at a time as they are iterated.
     """
     meta = device_view(x) if on_device(x) else np.asarray(x)
     n, shape = meta.size, tuple(meta.shape)
     xp = array_module(x)
-    total = -(-n // lanes) * lanes  # every chunk's lanes, padded
-    if not (cache and xp is np and total * n * meta.dtype.itemsize <= _LANES_MAX_BYTES
-            and start % lanes == 0):
-        return _rows(_unit_block(xp, meta, start, lanes), shape)
-    key = (shape, meta.dtype.str, lanes)
-    every = _LANES.get(key)
-    if every is None:
+    total = -(-n // width) * width  # every chunk's lanes, padded
+    if not (cache and xp is np and total * n * meta.dtype.itemsize <= _CHUNKS_MAX_BYTES):
+        return (next(_chunks_of(_unit_block(xp, meta, c, width), shape, width))
+                for c in range(0, n, width))
+    key = (shape, meta.dtype.str, width)
+    chunks = _CHUNKS.get(key)
+    if chunks is None:
         block = _unit_block(np, meta, 0, total)
         block.flags.writeable = False
-        every = _LANES[key] = _rows(block, shape)
-        if len(_LANES) > _LANES_MAX_ENTRIES:
-            _LANES.popitem(last=False)
+        chunks = _CHUNKS[key] = tuple(_chunks_of(block, shape, width))
+        if len(_CHUNKS) > _CHUNKS_MAX_ENTRIES:
+            _CHUNKS.popitem(last=False)
     else:
         try:
-            _LANES.move_to_end(key)
+            _CHUNKS.move_to_end(key)
         except KeyError:  # another thread evicted it meanwhile: harmless
             pass
-    return every[start : start + lanes]
+    return chunks

@@ -1,12 +1,12 @@
 """jacobian's forward-mode seeds: shared read-only unit-seed lanes (isozyme.seeds
-.unit_seed_lanes), the fallback to fresh writeable ones for a function that writes its
+.unit_seed_chunks), the fallback to fresh writeable ones for a function that writes its
 argument, and chunk padding."""
 
 import numpy as np
 import pytest
 
 from isozyme import Forward, jacobian
-from isozyme.seeds import unit_seed_lanes
+from isozyme.seeds import unit_seed_chunks
 
 
 def scale_in_place(x):
@@ -18,18 +18,19 @@ def sin_sq(x):
     return np.sin(x) * x
 
 
-def test_unit_seed_lanes_cover_every_chunk_and_pad_with_zeros():
+def test_unit_seed_chunks_cover_every_element_and_pad_with_zeros():
     x = np.zeros((2, 3))
-    lanes = unit_seed_lanes(x, 4, 4)
-    assert len(lanes) == 4 and all(s.shape == (2, 3) for s in lanes)
-    np.testing.assert_array_equal(lanes[0].ravel(), [0, 0, 0, 0, 1, 0])
-    np.testing.assert_array_equal(lanes[1].ravel(), [0, 0, 0, 0, 0, 1])
-    assert not lanes[2].any() and not lanes[3].any()
-    assert not lanes[0].flags.writeable  # shared between calls
-    assert unit_seed_lanes(x, 4, 4)[0] is lanes[0]
-    fresh = unit_seed_lanes(x, 4, 4, cache=False)
-    assert fresh[0].flags.writeable
-    np.testing.assert_array_equal(fresh[0], lanes[0])
+    chunks = unit_seed_chunks(x, 4)
+    assert len(chunks) == 2 and all(len(c) == 4 for c in chunks)
+    assert all(s.shape == (2, 3) for c in chunks for s in c)
+    flat = np.array([s.ravel() for c in chunks for s in c])
+    np.testing.assert_array_equal(flat[:6], np.eye(6))
+    assert not flat[6:].any()
+    assert not chunks[1][0].flags.writeable  # shared between calls
+    assert unit_seed_chunks(x, 4) is chunks
+    fresh = list(unit_seed_chunks(x, 4, cache=False))
+    assert fresh[1][0].flags.writeable
+    np.testing.assert_array_equal(np.array([s.ravel() for c in fresh for s in c]), flat)
 
 
 @pytest.mark.parametrize("chunk", [4, None])
