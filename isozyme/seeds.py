@@ -47,7 +47,7 @@ def make_zero(x: Any) -> Any:
     (ints, strings) are kept.
 
     >>> make_zero({"w": np.ones(2), "b": 1.5, "n": 3})
-    {'w': array([0., 0.]), 'b': 0.0, 'n': 3}
+    {'b': 0.0, 'n': 3, 'w': array([0., 0.])}
     """
     if is_node(x):
         leaves, tree = flatten(x)
