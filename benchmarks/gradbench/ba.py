@@ -7,12 +7,12 @@ Each observation i sees camera ``obs[i, 0]`` (11 parameters) and point ``obs[i, 
 (its camera, its point, its weight).
 
 With isozyme: the objective is plain Python over all observations, writing its residuals
-into output arrays; forward mode with ``Duplicated`` inputs gives the Jacobian one
-*compressed* column at a time: seeding parameter c of every camera at once
-(``dcams[:, c] = 1``) is safe because each residual depends on one camera only, so the
-tangent of residual i is exactly its own Jacobian entry.  15 sweeps (11 camera
-parameters, 3 point coordinates, the weight) give every nonzero, which are then laid
-out in GradBench's CSR order (``SparseMat`` of ADBench).
+into output arrays; vector forward mode gives the Jacobian as 15 *compressed* columns in
+one sweep: seeding parameter c of every camera at once (``dcams[:, c] = 1``) is safe
+because each residual depends on one camera only, so the tangent of residual i is
+exactly its own Jacobian entry.  The 15 lanes (11 camera parameters, 3 point
+coordinates, the weight) give every nonzero, which are then laid out in GradBench's CSR
+order (``SparseMat`` of ADBench).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 import isozyme as iz
-from isozyme import Const, Duplicated, Forward
+from isozyme import BatchDuplicated, Const, Forward
 
 from gradbench.inputs import BA_NCAMPARAMS, BAInput
 
@@ -89,24 +89,24 @@ def run_objective(inp: BAInput) -> dict:
 def jacobian_blocks(inp: BAInput) -> tuple[np.ndarray, np.ndarray]:
     """The nonzeros: ``J`` (p, 2, 15), the derivatives of each residual pair with respect
     to its camera's 11 parameters, its point's 3 coordinates and its weight, and ``dw``
-    (p,), those of the weight residuals; 15 compressed forward sweeps."""
+    (p,), those of the weight residuals.  One vector forward sweep of width 15
+    (``BatchDuplicated``): lane c seeds one compressed column."""
     p = inp.obs.shape[0]
-    reproj_err, w_err = np.zeros((p, 2)), np.zeros(p)
-    d_reproj, d_werr = np.zeros((p, 2)), np.zeros(p)
-    dcams, dX, dw = np.zeros_like(inp.cams), np.zeros_like(inp.X), np.zeros_like(inp.w)
-    J = np.empty((p, 2, BA_NCAMPARAMS + 4))
-    seeds = [(dcams, c) for c in range(BA_NCAMPARAMS)] + [(dX, c) for c in range(3)] + [(dw, None)]
-    for col, (seed, c) in enumerate(seeds):
-        if c is None:
-            seed[:] = 1.0
-        else:
-            seed[:, c] = 1.0
-        iz.autodiff(Forward, objective, Duplicated(inp.cams, dcams), Duplicated(inp.X, dX),
-                    Duplicated(inp.w, dw), Const(inp.obs), Const(inp.feats),
-                    Duplicated(reproj_err, d_reproj), Duplicated(w_err, d_werr))
-        J[:, :, col] = d_reproj
-        seed[...] = 0.0
-    return J, d_werr.copy()
+    nz = BA_NCAMPARAMS + 4
+    dcams = tuple(np.zeros_like(inp.cams) for _ in range(nz))
+    dX = tuple(np.zeros_like(inp.X) for _ in range(nz))
+    dw = tuple(np.zeros_like(inp.w) for _ in range(nz))
+    for c in range(BA_NCAMPARAMS):
+        dcams[c][:, c] = 1.0
+    for c in range(3):
+        dX[BA_NCAMPARAMS + c][:, c] = 1.0
+    dw[nz - 1][:] = 1.0
+    d_reproj = tuple(np.zeros((p, 2)) for _ in range(nz))
+    d_werr = tuple(np.zeros(p) for _ in range(nz))
+    iz.autodiff(Forward, objective, BatchDuplicated(inp.cams, dcams), BatchDuplicated(inp.X, dX),
+                BatchDuplicated(inp.w, dw), Const(inp.obs), Const(inp.feats),
+                BatchDuplicated(np.zeros((p, 2)), d_reproj), BatchDuplicated(np.zeros(p), d_werr))
+    return np.stack(d_reproj, axis=2), d_werr[nz - 1]
 
 
 def run_jacobian(inp: BAInput) -> dict:
