@@ -268,12 +268,14 @@ def _guarded(compiled: "Compiled", spec: "_Spec", guard, n_hidden: int) -> "Comp
     if n_hidden:
         run = compiled.run
         n_user = len(spec.annotations) - n_hidden
-        reverse = spec.mode.reverse
+        reverse, width = spec.mode.reverse, spec.width
 
         def run_hidden(anns: Sequence[Annotation], hidden: tuple, seeds: object = None) -> tuple:
             if reverse:
                 out = run([*anns, *map(Const, hidden)], seeds)
-                return (out[0][:n_user], *out[1:])
+                derivs = out[0][:n_user] if width == 1 else tuple(
+                    lane[:n_user] for lane in out[0])
+                return (derivs, *out[1:])
             return run([*anns, *map(Const, hidden)])
 
         run_hidden.keepalive = run.keepalive  # type: ignore[attr-defined]
@@ -446,10 +448,11 @@ def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
             f"argument {i}: Active is for reverse mode; in forward mode pass "
             "Duplicated(x, dx)"
         )
-    if isinstance(a, BatchDuplicated) and mode.reverse:
-        raise UnsupportedError(
-            f"argument {i}: BatchDuplicated in reverse mode (batched reverse mode) is not "
-            "supported yet; use isozyme.jacobian or one call per lane"
+    if isinstance(a, BatchDuplicated) and mode.reverse and not is_array(a.val):
+        raise AnnotationError(
+            f"argument {i}: BatchDuplicated({a.val!r}, ...) on an immutable scalar in "
+            "reverse mode: its derivatives cannot be written back; mark it Active (one "
+            "derivative per lane is returned)"
         )
     if isinstance(a, Duplicated) and mode.reverse and not is_array(a.val):
         raise AnnotationError(
@@ -581,23 +584,26 @@ def _seed_marshaller(
               if a in (Activity.ACTIVE, Activity.ACTIVENONEED)]
     on_gpu = spec.target == "cuda"
 
-    def values(seed: object) -> list[object]:
-        parts = seed if returns_tuple else (seed,)
+    def values(lanes: Sequence[object]) -> list[object]:
+        """``lanes``: one seed per batch lane; the operands: per seeded return value,
+        its seed of every lane."""
+        parts = [seed if returns_tuple else (seed,) for seed in lanes]
         flat: list[object] = []
         for i, t in seeded:
-            s = parts[i]  # type: ignore[index]
-            if not isinstance(t, MemRefType):
-                flat.append(s)
-                continue
-            shape = _view(s).shape
-            for d, size in enumerate(t.get_shape()):
-                if size >= 0 and shape[d] != size:
-                    raise AnnotationError(
-                        f"the seed of return value {i} has shape {shape}, but the returned "
-                        f"array has size {size} in dimension {d}"
-                    )
-            s = _contiguous(s)
-            flat.append(_device_argument(s) if on_gpu else s)
+            for part in parts:
+                s = part[i]  # type: ignore[index]
+                if not isinstance(t, MemRefType):
+                    flat.append(s)
+                    continue
+                shape = _view(s).shape
+                for d, size in enumerate(t.get_shape()):
+                    if size >= 0 and shape[d] != size:
+                        raise AnnotationError(
+                            f"the seed of return value {i} has shape {shape}, but the "
+                            f"returned array has size {size} in dimension {d}"
+                        )
+                s = _contiguous(s)
+                flat.append(_device_argument(s) if on_gpu else s)
         return flat
 
     return values
@@ -738,7 +744,7 @@ def _make_runner(
     n_seeds = sum(a in (Activity.ACTIVE, Activity.ACTIVENONEED) for a in ret_acts)
     n_args = len(spec.annotations)
     mode = spec.mode
-    seeds = (1.0,) * n_seeds
+    seeds = (1.0,) * (n_seeds * spec.width)
     # per argument: its pytree (or None), and per leaf whether it is a runtime value
     trees = spec.trees
     runtime_of: list[list[bool]] = []
@@ -871,31 +877,38 @@ def _make_runner(
                                       if act is Activity.ACTIVE]))
 
         def run(anns: Sequence[Annotation], seed: object = None) -> tuple:
-            """``seed``: the cotangent of the result (:func:`isozyme.vjp`); None:
-            ``autodiff``'s 1.0 for a float return."""
-            flat_seeds = seeds if seed is None else seed_values(seed)
+            """``seed``: the cotangent of the result (:func:`isozyme.vjp`; in batch
+            mode a tuple of one per lane); None: ``autodiff``'s 1.0 for a float
+            return.  In batch mode the derivatives are a tuple of one per lane."""
+            flat_seeds = seeds if seed is None else seed_values(
+                (seed,) if width == 1 else seed)
             out = entry(*flatten(anns), *flat_seeds)
-            grads: list[object] = [None] * n_args
+            # per lane, per argument; each Active leaf has width gradients in a row
+            grads: list[list[object]] = [[None] * n_args for _ in range(width)]
             k = n_primals
             for i, float_leaves in gradients:
                 tree = trees[i]
-                if float_leaves is not None:
+                if float_leaves is not None:  # (width 1: batched float leaves refused)
                     shadow = anns[i].dval  # type: ignore[attr-defined]
                     for path in float_leaves:
                         add_to_leaf(shadow, path, out[k])
                         k += 1
                 elif tree is None:
-                    grads[i] = out[k]
-                    k += 1
+                    for lane in range(width):
+                        grads[lane][i] = out[k + lane]
+                    k += width
                 else:
                     n = tree.num_leaves
-                    grads[i] = unflatten_tree(tree, list(out[k : k + n]))
-                    k += n
+                    values = list(out[k : k + n * width])
+                    for lane in range(width):
+                        grads[lane][i] = unflatten_tree(tree, values[lane::width])
+                    k += n * width
+            derivs = tuple(grads[0]) if width == 1 else tuple(map(tuple, grads))
             if mode.with_primal:
                 primal = tuple(out[:n_primals]) if returns_tuple else (
                     out[0] if n_primals else None)
-                return (tuple(grads), primal)
-            return (tuple(grads),)
+                return (derivs, primal)
+            return (derivs,)
 
         return run
 

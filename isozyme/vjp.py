@@ -19,7 +19,16 @@ from typing import Any
 import numpy as np
 
 from isozyme import api
-from isozyme.annotations import Annotation, Const, Mode, describe, is_array, is_float_scalar
+from isozyme.annotations import (
+    Annotation,
+    BatchDuplicated,
+    Const,
+    Duplicated,
+    Mode,
+    describe,
+    is_array,
+    is_float_scalar,
+)
 from isozyme.calls import Compiled, SeedKind, arg_key, build, prepare
 from isozyme.compiler.ad.reverse import SEED_SHAPE_MESSAGE
 from isozyme.errors import AnnotationError, ShapeError
@@ -31,7 +40,7 @@ __all__ = ["vjp"]
 _VJP = "vjp"
 
 
-def vjp(mode: Mode, f: Callable, *args: Any) -> tuple:
+def vjp(mode: Mode, f: Callable, *args: Any, seeds: tuple | None = None) -> tuple:
     """Reverse mode of ``f`` seeded with ``seed``: ``vjp(mode, f, seed, *args)``.
 
     ``seed`` has the structure of ``f``'s return value: a float for a float return, an
@@ -44,6 +53,12 @@ def vjp(mode: Mode, f: Callable, *args: Any) -> tuple:
     ``derivs`` has one entry per argument, the derivative of ``seed · f(args)`` for an
     ``Active`` argument, ``None`` otherwise; a ``Duplicated`` argument's shadow
     receives its derivative by ``+=``.  The seed is not modified.
+
+    Batched reverse mode: ``vjp(mode, f, *args, seeds=(s1, ..., sW))`` takes W seeds
+    (each like ``seed``) in place of ``seed``, and array arguments as
+    ``BatchDuplicated(x, (dx1, ..., dxW))`` (lane k's derivative is added into
+    ``dxk``); one reverse sweep computes every lane.  ``derivs`` is then a tuple of W
+    per-lane ``derivs`` tuples.
 
     A seed that does not fit the return value (structure, dtype, rank or sizes) is an
     :class:`~isozyme.errors.AnnotationError`, raised before any shadow is written.
@@ -59,19 +74,36 @@ def vjp(mode: Mode, f: Callable, *args: Any) -> tuple:
             f"vjp is reverse mode: the first argument must be Reverse or "
             f"ReverseWithPrimal, got {mode!r}"
         )
-    if not args:
-        raise AnnotationError("vjp(mode, f, seed, *args) needs a seed")
-    seed, rest = args[0], args[1:]
-    if isinstance(seed, type) and issubclass(seed, Annotation):
-        raise AnnotationError(
-            f"vjp takes a seed, not the return activity {seed.__name__}: "
-            "vjp(mode, f, seed, *args)"
-        )
-    kinds = seed_kinds(seed)
+    if seeds is None:
+        if not args:
+            raise AnnotationError("vjp(mode, f, seed, *args) needs a seed")
+        seed, rest = args[0], args[1:]
+        lanes: tuple = (seed,)
+    else:
+        if not isinstance(seeds, tuple) or not seeds:
+            raise AnnotationError(
+                f"seeds= takes a non-empty tuple of seeds, one per lane, got {describe(seeds)}"
+            )
+        seed, rest, lanes = seeds, args, seeds
+    for s in lanes:
+        if isinstance(s, type) and issubclass(s, Annotation):
+            raise AnnotationError(
+                f"vjp takes a seed, not the return activity {s.__name__}: "
+                "vjp(mode, f, seed, *args)"
+            )
+    kinds = seed_kinds(lanes[0])
+    for k, s in enumerate(lanes[1:], 1):
+        if seed_kinds(s) != kinds:
+            raise AnnotationError(
+                f"seeds[{k}] differs from seeds[0] in structure, dtype or rank: every "
+                "lane's seed has the structure of the return value"
+            )
     anns = [a if isinstance(a, Annotation) else Const(a) for a in rest]
+    width = None if seeds is None else len(seeds)
+    _check_width(anns, width)
     forced = api._FORCED_TARGET.get()
-    key = (f, mode, _VJP, forced, kinds, *map(arg_key, anns))
-    compiled, hidden = _compiled(key, lambda: _build(mode, f, rest, forced, kinds))
+    key = (f, mode, _VJP, forced, width, kinds, *map(arg_key, anns))
+    compiled, hidden = _compiled(key, lambda: _build(mode, f, rest, forced, kinds, width))
     try:
         if hidden:
             return compiled.run_hidden(anns, hidden, seed)  # type: ignore[misc]
@@ -80,6 +112,28 @@ def vjp(mode: Mode, f: Callable, *args: Any) -> tuple:
         if str(exc).startswith(SEED_SHAPE_MESSAGE):
             raise AnnotationError(str(exc)) from None
         raise
+
+
+def _check_width(anns: list[Annotation], width: int | None) -> None:
+    """BatchDuplicated arguments go with ``seeds=`` of as many lanes, Duplicated ones
+    with a single ``seed``."""
+    for i, a in enumerate(anns):
+        if isinstance(a, BatchDuplicated):
+            if width is None:
+                raise AnnotationError(
+                    f"argument {i} is BatchDuplicated with {len(a.dvals)} shadows: pass one "
+                    "seed per lane, vjp(mode, f, *args, seeds=(s1, ...))"
+                )
+            if len(a.dvals) != width:
+                raise AnnotationError(
+                    f"argument {i} is BatchDuplicated with {len(a.dvals)} shadows, but "
+                    f"{width} seeds are given: one shadow per lane"
+                )
+        elif isinstance(a, Duplicated) and width is not None:
+            raise AnnotationError(
+                f"argument {i} is Duplicated, but {width} seeds are given (batched "
+                "reverse mode): pass BatchDuplicated(x, (dx1, ...)) with one shadow per lane"
+            )
 
 
 def seed_kinds(seed: object) -> tuple[SeedKind, ...]:
@@ -105,10 +159,13 @@ def seed_kinds(seed: object) -> tuple[SeedKind, ...]:
 
 
 def _build(
-    mode: Mode, f: Callable, args: tuple, target: str | None, kinds: tuple
+    mode: Mode, f: Callable, args: tuple, target: str | None, kinds: tuple,
+    width: int | None,
 ) -> Compiled:
-    """Compile ``f``'s reverse mode seeded as ``kinds`` says."""
+    """Compile ``f``'s reverse mode seeded as ``kinds`` says (``width`` lanes)."""
     spec = prepare(mode, f, args, target=target)
+    if width is not None:
+        spec.width = width
     spec.seed_is_tuple = bool(kinds) and kinds[0] is not None and kinds[0][0] == "tuple"
     spec.seed_kinds = kinds[1:] if spec.seed_is_tuple else kinds
     return build(spec, keep_stages=False)

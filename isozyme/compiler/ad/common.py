@@ -119,18 +119,23 @@ def jvp(
 
 
 def vjp(
-    e: Emitter, op: Operation, fetch: Callable[[SSAValue], SSAValue], adj: SSAValue,
-    wanted: Sequence[bool],
-) -> list[SSAValue | None]:
-    """Per-operand adjoint contributions of ``op`` given its result's adjoint."""
+    e: Emitter, op: Operation, fetch: Callable[[SSAValue], SSAValue],
+    adj: Sequence[SSAValue], wanted: Sequence[bool],
+) -> list[tuple[SSAValue, ...] | None]:
+    """Per-operand adjoint contributions of ``op``, one value per lane, given its
+    result's adjoint lanes ``adj``.  Partial derivatives are computed once and applied
+    to every lane (batched reverse mode)."""
     rule = rule_for(op)
     p = Primals(op, fetch)
     if isinstance(rule, CustomRule):
-        contribs = list(rule.reverse(e, p, adj))
+        per_lane = [list(rule.reverse(e, p, a)) for a in adj]
+        contribs: list[tuple[SSAValue, ...] | None] = [
+            None if lanes[0] is None else tuple(lanes) for lanes in zip(*per_lane)
+        ]
     else:
         assert isinstance(rule, PartialsRule)
         contribs = [
-            None if (d is None or not w) else times_partial(e, adj, d)
+            None if (d is None or not w) else tuple(times_partial(e, a, d) for a in adj)
             for d, w in zip(rule.partials(e, p), wanted)
         ]
     return [c if w else None for c, w in zip(contribs, wanted)]

@@ -53,13 +53,21 @@ def generate_reverse(
     factory: "DerivativeFactory", fn: func.FuncOp, sig: DerivativeSignature, name: str
 ) -> func.FuncOp:
     """Build ``name``: the reverse-mode derivative of ``fn`` with signature ``sig``
-    (Enzyme's conventions)."""
-    if sig.width != 1:
-        raise UnsupportedError("batched reverse mode (width > 1) is not supported yet")
+    (Enzyme's conventions; ``sig.width`` seeds, shadows and gradients per value in
+    batch mode, all lanes in one reverse sweep)."""
     return _ReverseDiff(factory, fn, sig).build(name)
 
 
+#: A value's adjoint, or a buffer's shadow: one SSA value per batch lane.
+Lanes = tuple[SSAValue, ...]
+
+
 class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
+    """The reverse-mode generator.  ``ctx.adj`` maps a primal value to its adjoint and
+    ``shadow`` a primal buffer to its shadow buffers, each a tuple of ``width`` values
+    (batched reverse mode: the forward sweep runs once, each partial derivative is
+    computed once and applied to every lane)."""
+
     def __init__(self, factory: "DerivativeFactory", fn: func.FuncOp, sig: DerivativeSignature):
         activities = sig.activities
         for a, arg in zip(activities, fn.body.block.args):
@@ -71,7 +79,7 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
             if a in (Activity.ACTIVENONEED, Activity.CONSTNONEED):
                 raise UnsupportedError(f"reverse mode does not accept activity {a.value}")
         super().__init__(factory, fn, sig, _ACTIVE_RET)
-        self.shadow: dict[SSAValue, SSAValue] = {}  # primal buffer -> shadow buffer
+        self.shadow: dict[SSAValue, Lanes] = {}  # primal buffer -> shadow buffers
         self.read_only = read_only_buffers(fn)
         self.deferred_frees: list[SSAValue] = []
         self.fwd_map: dict[SSAValue, SSAValue] = {}
@@ -88,19 +96,19 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
         seeds_for = [
             i for i, a in enumerate(self.ret_activities) if a in _ACTIVE_RET
         ]
-        in_types = []
-        for a, act in zip(old.args, self.activities):
-            in_types += [a.type, a.type] if act in _SHADOWED else [a.type]
-        in_types += [ret_op.operands[i].type for i in seeds_for]
+        w = self.width
+        in_types = self.sig.operand_types(
+            [a.type for a in old.args], [v.type for v in ret_op.operands]
+        )
         block = Block(arg_types=in_types)
         self.entry = block
         k = 0
         for a, act in zip(old.args, self.activities):
             self.fwd_map[a] = block.args[k]
-            if act in _SHADOWED:
-                self.shadow[a] = block.args[k + 1]
-                k += 1
             k += 1
+            if act in _SHADOWED:
+                self.shadow[a] = tuple(block.args[k : k + w])
+                k += w
         # forward sweep
         e = Emitter(InsertPoint.at_end(block))
         for op in list(old.ops)[:-1]:
@@ -116,9 +124,9 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
                 rule.prepare_reverse(self, op)
         # reverse sweep
         ctx = RevCtx(old, None, block)
-        n_in = len(in_types) - len(seeds_for)
-        for k, i in enumerate(seeds_for):
-            v, seed = ret_op.operands[i], block.args[n_in + k]
+        for i in seeds_for:  # each return's width seeds, after the arguments
+            v, seed = ret_op.operands[i], tuple(block.args[k : k + w])
+            k += w
             if is_buffer(v):
                 self._seed_buffer(ctx, i, v, seed)
             else:
@@ -130,7 +138,7 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
                 outs.append(self.fwd_map.get(v, v))
         for arg, act in zip(old.args, self.activities):
             if act is Activity.ACTIVE:
-                outs.append(self.adj_or_zero(ctx, ctx, arg))
+                outs += self.adj_or_zero(ctx, ctx, arg)
         for cache in self.caches:
             self.free_cache(ctx.e, cache)
         for buf in self.deferred_frees:
@@ -144,21 +152,23 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
             visibility="private",
         )
 
-    def _seed_buffer(self, ctx: RevCtx, i: int, v: SSAValue, seed: SSAValue) -> None:
+    def _seed_buffer(self, ctx: RevCtx, i: int, v: SSAValue, seeds: Lanes) -> None:
         """Start the reverse sweep of returned buffer ``v`` (return value ``i``) from
-        the buffer ``seed`` (the cotangent, Enzyme-MLIR's seed of a memref return):
-        check that its sizes are the returned array's, then add it into ``v``'s shadow.
-        The seed itself is only read."""
+        the buffers ``seeds`` (the cotangents, Enzyme-MLIR's seed of a memref return,
+        one per lane): check that their sizes are the returned array's, then add each
+        into ``v``'s shadow of its lane.  The seeds themselves are only read."""
         e = ctx.e
         primal = self.fwd_map.get(v, v)
-        for d in range(len(v.type.get_shape())):  # type: ignore[attr-defined]
-            k = e.const(d, IndexType())
-            got = e.insert(memref.DimOp(seed, k)).result
-            want = e.insert(memref.DimOp(primal, k)).result
-            ok = e.insert(arith.CmpiOp(got, want, "eq")).result
-            e.insert(CheckOp(ok, "shape", (
-                f"{SEED_SHAPE_MESSAGE}: the seed of return value {i} has size {{0}} in "
-                f"dimension {d}, but the returned array has size {{1}}"), [got, want]))
+        for lane, seed in enumerate(seeds):
+            which = f"return value {i}" if len(seeds) == 1 else f"return value {i}, lane {lane},"
+            for d in range(len(v.type.get_shape())):  # type: ignore[attr-defined]
+                k = e.const(d, IndexType())
+                got = e.insert(memref.DimOp(seed, k)).result
+                want = e.insert(memref.DimOp(primal, k)).result
+                ok = e.insert(arith.CmpiOp(got, want, "eq")).result
+                e.insert(CheckOp(ok, "shape", (
+                    f"{SEED_SHAPE_MESSAGE}: the seed of {which} has size {{0}} in "
+                    f"dimension {d}, but the returned array has size {{1}}"), [got, want]))
         if not self.info.is_active(v):
             return  # the returned array does not depend on an active input
         shadow = self.shadow.get(v)
@@ -167,7 +177,8 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
                 f"reverse mode of a function returning an array made by "
                 f"'{v.owner.name}': its shadow is not known"  # type: ignore[union-attr]
             )
-        emit_add_into(e, shadow, seed)
+        for sh, seed in zip(shadow, seeds):
+            emit_add_into(e, sh, seed)
 
     def _free_returned_buffers(self, ctx: RevCtx, ret_op: func.ReturnOp) -> None:
         """Free what the forward sweep allocated for returned buffers and that outlives
@@ -185,9 +196,8 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
             if root in freed:
                 continue
             freed.add(root)
-            shadow = self.shadow.get(root)
-            if shadow is not None:
-                ctx.e.insert(memref.DeallocOp.get(shadow))
+            for sh in self.shadow.get(root, ()):
+                ctx.e.insert(memref.DeallocOp.get(sh))
             if act not in (Activity.ACTIVE, Activity.CONST):
                 ctx.e.insert(memref.DeallocOp.get(self.fwd_map[root]))
 
@@ -203,20 +213,35 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
             free_values(op)
         ) or any(self.info.any_active(b.args) for r in op.regions for b in r.blocks)
 
-    def accumulate(self, ctx: RevCtx, v: SSAValue, c: SSAValue | None) -> None:
-        """Add contribution ``c`` to the adjoint of ``v`` (when ``v`` is active)."""
+    def accumulate(self, ctx: RevCtx, v: SSAValue, c: Sequence[SSAValue] | None) -> None:
+        """Add contribution ``c`` (one value per lane) to the adjoint of ``v`` (when
+        ``v`` is active)."""
         # Adjoint accumulation is AD's own sum, not the user's: its order is free, so
         # it may be reassociated (Enzyme makes the same choice); LLVM then vectorizes
         # the reductions reverse loops carry.
         if c is None or not self.info.is_active(v):
             return
+        assert len(c) == self.width
         cur = ctx.adj.get(v)
-        ctx.adj[v] = c if cur is None else ctx.e.add(cur, c, reassoc=True)
+        ctx.adj[v] = tuple(c) if cur is None else tuple(
+            ctx.e.add(a, b, reassoc=True) for a, b in zip(cur, c)
+        )
 
-    def adj_or_zero(self, ctx: RevCtx, at: RevCtx, v: SSAValue) -> SSAValue:
-        """The adjoint of ``v`` in ``ctx``, or a zero emitted in ``at``."""
+    def adj_or_zero(self, ctx: RevCtx, at: RevCtx, v: SSAValue) -> Lanes:
+        """The adjoint of ``v`` in ``ctx`` (one value per lane), or zeros emitted in
+        ``at``."""
         a = ctx.adj.get(v)
-        return a if a is not None else at.e.zero(v.type)
+        return a if a is not None else (at.e.zero(v.type),) * self.width
+
+    def adjoints_of(self, ctx: RevCtx, at: RevCtx, values: Sequence[SSAValue]) -> list[SSAValue]:
+        """The adjoints of ``values`` (:meth:`adj_or_zero`), lane after lane per value,
+        flattened: the extra operands of a region op or terminator."""
+        return [a for v in values for a in self.adj_or_zero(ctx, at, v)]
+
+    def lanes(self, flat: Sequence[SSAValue], k: int) -> Lanes:
+        """Value ``k``'s lanes in ``flat`` (laid out as :meth:`adjoints_of` does)."""
+        w = self.width
+        return tuple(flat[k * w : (k + 1) * w])
 
     # the reverse sweep ------------------------------------------------------------
     def reverse_block(self, ctx: RevCtx) -> None:

@@ -70,7 +70,8 @@ class RevCtx:
         self.parent = parent
         self.rev_block = rev_block
         self.e = Emitter(InsertPoint.at_end(rev_block))
-        self.adj: dict[SSAValue, SSAValue] = {}
+        # primal value -> its adjoint, one value per batch lane
+        self.adj: dict[SSAValue, tuple[SSAValue, ...]] = {}
         # forward-sweep value -> value usable in rev_block (pops, recomputations)
         self.fetched: dict[SSAValue, SSAValue] = {}
         self.recompute: dict[SSAValue, Callable[[], SSAValue]] = {}

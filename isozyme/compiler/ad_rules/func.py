@@ -101,15 +101,19 @@ class FuncCallRule(CallRule):
             Activity.ACTIVENONEED if r in act_res else Activity.CONSTNONEED
             for r in op.results
         ]
+        w = rev.width
         name = rev.factory.derivative(
-            callee, DerivativeSignature(tuple(acts), tuple(rets), 1, "reverse")
+            callee, DerivativeSignature(tuple(acts), tuple(rets), w, "reverse")
         )
+        # the callee's diffe takes width seeds per active result, returns width
+        # gradients per active argument (DerivativeSignature's layout)
         operands = [rev.primal(a, ctx) for a in op.arguments]
-        operands += [ctx.adj[r] for r in act_res]
+        operands += [s for r in act_res for s in ctx.adj[r]]
         active_args = [a for a, act in zip(op.arguments, acts) if act is Activity.ACTIVE]
-        call = ctx.e.insert(func.CallOp(name, operands, [a.type for a in active_args]))
-        for a, g in zip(active_args, call.res):
-            rev.accumulate(ctx, a, g)
+        types = [a.type for a in active_args for _ in range(w)]
+        call = ctx.e.insert(func.CallOp(name, operands, types))
+        for k, a in enumerate(active_args):
+            rev.accumulate(ctx, a, rev.lanes(call.res, k))
 
 
 FUNC_RULES: dict[type[Operation], CallRule] = {func.CallOp: FuncCallRule()}

@@ -213,7 +213,8 @@ class LoadRule(MemoryRule):
         if adj is None or not rev.info.is_active(op.res):
             return
         idx = _indices(op, lambda i: rev.primal(i, ctx))
-        accumulate_into_shadow(rev, ctx, op, sh, idx, adj)
+        for sh_lane, adj_lane in zip(sh, adj):
+            accumulate_into_shadow(rev, ctx, op, sh_lane, idx, adj_lane)
 
 
 class StoreRule(MemoryRule):
@@ -239,9 +240,12 @@ class StoreRule(MemoryRule):
             return
         e = ctx.e
         idx = _indices(op, lambda i: rev.primal(i, ctx))
-        old = e.insert(memref.LoadOp.get(sh, idx)).res
-        e.insert(memref.StoreOp.get(e.zero(old.type), sh, idx))
-        rev.accumulate(ctx, op.value, old)
+        olds = []
+        for sh_lane in sh:
+            old = e.insert(memref.LoadOp.get(sh_lane, idx)).res
+            e.insert(memref.StoreOp.get(e.zero(old.type), sh_lane, idx))
+            olds.append(old)
+        rev.accumulate(ctx, op.value, olds)
 
 
 class AtomicAddRule(MemoryRule):
@@ -285,9 +289,12 @@ class AtomicAddRule(MemoryRule):
         idx = _indices(op, lambda i: rev.primal(i, ctx))
         adj_old = ctx.adj.get(op.result)
         if rev.info.is_active(op.value):
-            rev.accumulate(ctx, op.value, ctx.e.insert(memref.LoadOp.get(sh, idx)).res)
+            rev.accumulate(
+                ctx, op.value, [ctx.e.insert(memref.LoadOp.get(s, idx)).res for s in sh]
+            )
         if adj_old is not None and rev.info.is_active(op.result):
-            accumulate_into_shadow(rev, ctx, op, sh, idx, adj_old)
+            for s, a in zip(sh, adj_old):
+                accumulate_into_shadow(rev, ctx, op, s, idx, a)
 
 
 class AllocRule(MemoryRule):
@@ -309,21 +316,27 @@ class AllocRule(MemoryRule):
         if not rev.info.is_active(op.memref):
             return False
         clone = e.insert(op.clone(value_mapper=rev.fwd_map))
-        rev.shadow[op.memref] = emit_shadow_alloc(e, clone, zero=True)
+        rev.shadow[op.memref] = tuple(
+            emit_shadow_alloc(e, clone, zero=True) for _ in range(rev.width)
+        )
         return True
 
     def reverse_entry(self, rev: Any, ctx: Any, op: Operation) -> None:
         assert isinstance(op, memref.AllocOp)
         if rev.info.is_active(op.memref):
             sizes = [rev.primal(v, ctx) for v in op.dynamic_sizes]
-            sh = ctx.e.insert(memref.AllocOp(sizes, [], op.memref.type)).memref
-            emit_fill(ctx.e, sh, 0.0)
-            rev.shadow[op.memref] = sh
+            shadows = []
+            for _ in range(rev.width):
+                sh = ctx.e.insert(memref.AllocOp(sizes, [], op.memref.type)).memref
+                emit_fill(ctx.e, sh, 0.0)
+                shadows.append(sh)
+            rev.shadow[op.memref] = tuple(shadows)
 
     def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
         assert isinstance(op, memref.AllocOp)
         if ctx.parent is not None and op.memref in rev.shadow:
-            ctx.e.insert(memref.DeallocOp.get(rev.shadow.pop(op.memref)))
+            for sh in rev.shadow.pop(op.memref):
+                ctx.e.insert(memref.DeallocOp.get(sh))
 
 
 class DeallocRule(MemoryRule):
@@ -340,7 +353,7 @@ class DeallocRule(MemoryRule):
         assert isinstance(op, memref.DeallocOp)
         if op.memref not in rev.shadow:
             return False
-        rev.deferred_frees += [rev.fwd_map[op.memref], rev.shadow[op.memref]]
+        rev.deferred_frees += [rev.fwd_map[op.memref], *rev.shadow[op.memref]]
         return True
 
 
@@ -372,17 +385,20 @@ class ViewRule(MemoryRule):
         if src not in rev.shadow:
             return False
         e.insert(op.clone(value_mapper=rev.fwd_map))
-        view = e.insert(op.clone(value_mapper={**rev.fwd_map, src: rev.shadow[src]}))
-        rev.shadow[op.results[0]] = view.results[0]
+        rev.shadow[op.results[0]] = tuple(
+            e.insert(op.clone(value_mapper={**rev.fwd_map, src: sh})).results[0]
+            for sh in rev.shadow[src]
+        )
         return True
 
     def reverse_entry(self, rev: Any, ctx: Any, op: Operation) -> None:
         src = self.source(op)
         if src in rev.shadow:
             mapping = {o: rev.primal(o, ctx) for o in op.operands[1:]}
-            mapping[src] = rev.shadow[src]
-            view = ctx.e.insert(op.clone(value_mapper=mapping))
-            rev.shadow[op.results[0]] = view.results[0]
+            rev.shadow[op.results[0]] = tuple(
+                ctx.e.insert(op.clone(value_mapper={**mapping, src: sh})).results[0]
+                for sh in rev.shadow[src]
+            )
 
     def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
         if ctx.parent is not None:

@@ -91,29 +91,31 @@ def loop_reverse(
     if not act and not outer and not rev.touches_shadow(op):
         return
     e = ctx.e
-    rinits = [rev.adj_or_zero(ctx, ctx, results[i]) for i in act]
-    rinits += [rev.adj_or_zero(ctx, ctx, v) for v in outer]
+    # iteration arguments: the adjoint lanes of the carried values, then of the outer
+    # values (rev.adjoints_of's layout)
+    rinits = rev.adjoints_of(ctx, ctx, [results[i] for i in act] + outer)
     index = IndexType()
     rblock = Block(arg_types=[index] + [v.type for v in rinits])
     child = RevCtx(body, ctx, rblock)
     child.iteration = [iteration(rblock.args[0], child)]
+    radjs = rblock.args[1:]
     for k, v in enumerate(outer):
-        child.adj[v] = rblock.args[1 + len(act) + k]
+        child.adj[v] = rev.lanes(radjs, len(act) + k)
     if iv_recompute is not None:
         child.recompute[rev.fwd_map[body.args[0]]] = iv_recompute(rblock.args[0], child)
     term = _terminator(body)
     for k, i in enumerate(act):
-        rev.accumulate(child, term.operands[i], rblock.args[1 + k])
+        rev.accumulate(child, term.operands[i], rev.lanes(radjs, k))
     rev.reverse_block(child)
-    yields = [rev.adj_or_zero(child, child, carried[i]) for i in act]
-    yields += [child.adj[v] for v in outer]
+    yields = rev.adjoints_of(child, child, [carried[i] for i in act])
+    yields += [a for v in outer for a in child.adj[v]]
     child.e.insert(scf.YieldOp(*yields))
     c0, c1 = e.const(0, index), e.const(1, index)
     rloop = e.insert(scf.ForOp(c0, trip_count, c1, rinits, rblock))
     for k, v in enumerate(outer):
-        ctx.adj[v] = rloop.res[len(act) + k]
+        ctx.adj[v] = rev.lanes(rloop.res, len(act) + k)
     for k, i in enumerate(act):
-        rev.accumulate(ctx, inits[i], rloop.res[k])
+        rev.accumulate(ctx, inits[i], rev.lanes(rloop.res, k))
 
 
 def _reversed_iteration(
@@ -257,7 +259,7 @@ class IfRule(RegionRule):
             return
         e = ctx.e
         cond = rev.primal(op.cond, ctx)
-        current = [rev.adj_or_zero(ctx, ctx, v) for v in outer]
+        current = [rev.adj_or_zero(ctx, ctx, v) for v in outer]  # lanes per value
         seeds = [ctx.adj.get(r) if rev.info.is_active(r) else None for r in op.results]
         regions = []
         for region in (op.true_region, op.false_region):
@@ -271,11 +273,12 @@ class IfRule(RegionRule):
                 for y, s in zip(term.operands, seeds):
                     rev.accumulate(child, y, s)
                 rev.reverse_block(child)
-            child.e.insert(scf.YieldOp(*[child.adj[v] for v in outer]))
+            child.e.insert(scf.YieldOp(*[a for v in outer for a in child.adj[v]]))
             regions.append(Region(rblock))
-        rif = e.insert(scf.IfOp(cond, [v.type for v in outer], *regions))
+        types = [v.type for v in outer for _ in range(rev.width)]
+        rif = e.insert(scf.IfOp(cond, types, *regions))
         for k, v in enumerate(outer):
-            ctx.adj[v] = rif.results[k]
+            ctx.adj[v] = rev.lanes(rif.results, k)
 
 
 class WhileRule(RegionRule):
@@ -500,14 +503,14 @@ class ParallelRule(RegionRule):
             # every iteration's contribution to an addf reduction gets the result's adjoint
             rev.accumulate(child, reduce.args[j], seed)
         rev.reverse_block(child)
-        contributions = [rev.adj_or_zero(child, child, v) for v in outer]
+        contributions = rev.adjoints_of(child, child, outer)
         child.e.insert(
-            scf.ReduceOp(contributions, [_addf_region(v.type, True) for v in outer])
+            scf.ReduceOp(contributions, [_addf_region(c.type, True) for c in contributions])
         )
-        zeros = [e.zero(v.type) for v in outer]
+        zeros = [e.zero(c.type) for c in contributions]
         rpar = e.insert(scf.ParallelOp(lbs, ubs, steps, Region(rblock), zeros))
         for k, v in enumerate(outer):
-            rev.accumulate(ctx, v, rpar.res[k])
+            rev.accumulate(ctx, v, rev.lanes(rpar.res, k))
         for j, seed in seeds.items():
             rev.accumulate(ctx, op.initVals[j], seed)
 
