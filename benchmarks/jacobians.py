@@ -57,6 +57,8 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests.array_programs
 sys.path.insert(0, str(HERE))  # machine_info
+if "--isozyme-from" in sys.argv:  # measure another isozyme tree (git archive of a commit)
+    sys.path.insert(0, sys.argv[sys.argv.index("--isozyme-from") + 1])
 from machine_info import machine  # noqa: E402
 
 import isozyme as iz  # noqa: E402
@@ -241,8 +243,9 @@ def goals(tj: dict, tg: dict) -> list[dict]:
         one = f"isozyme jacobian {mname} chunk 1"
         for c in CHUNKS[1:]:
             r = ratio(tj, f"isozyme jacobian {mname} chunk {c}", one)
-            out.append({"goal": f"{mname} chunk {c} faster than chunk 1",
-                        "value": f"{r:.2f}x", "met": r < 1.0})
+            # faster beyond the noise of a shared machine: by 5% or more
+            out.append({"goal": f"{mname} chunk {c} faster than chunk 1 (by >= 5%)",
+                        "value": f"{r:.2f}x", "met": r < 0.95})
     r = ratio(tg, "isozyme hvp (forward over reverse)", "isozyme gradient(Reverse)")
     out.append({"goal": "GMM hvp <= 4x the gradient", "value": f"{r:.2f}x",
                 "met": r <= GOAL_HVP_OVER_GRAD})
@@ -287,6 +290,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--min-time", type=float, default=None, help="seconds per repeat")
     ap.add_argument("--tag", default="cpu", help="results/issue8-<tag>.{json,md}")
+    ap.add_argument("--isozyme-from", default=None,
+                    help="a folder holding another isozyme package to measure")
     opts = ap.parse_args()
     repeats = opts.repeats or (3 if opts.quick else 9)
     min_time = opts.min_time or (0.02 if opts.quick else 0.1)
@@ -312,7 +317,8 @@ def main() -> None:
 
     md = [f"# Issue 8 benchmarks ({opts.tag})", "",
           f"{datetime.datetime.now().isoformat(timespec='seconds')}, Python "
-          f"{platform.python_version()}, numpy {np.__version__}"
+          f"{platform.python_version()}, numpy {np.__version__}, isozyme from "
+          f"{Path(iz.__file__).parent}"
           + (f", JAX {__import__('jax').__version__}" if use_jax else ""), "",
           f"## Jacobian of sin(A @ x), {N} -> {N}", "", *table(tj, first), "",
           f"## GMM d={D}, k={K}, n={NPTS} (105 parameters)", "", *table(tg, first), "",
