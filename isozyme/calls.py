@@ -517,21 +517,20 @@ def _reverse_return_activities(spec: _Spec, result_types: Sequence[Attribute]) -
         return [seeded if _check_seed(k, t, i, len(result_types)) else unseeded
                 for i, (k, t) in enumerate(zip(spec.seed_kinds, result_types))]
     if len(result_types) > 1:
-        # (the seeds of a tuple: isozyme.vjp; the message is quoted in the docs)
+        # (the message is quoted in the docs)
         raise UnsupportedError(
-            "reverse mode of a function returning a tuple; return one float "
-            "(use jacobian for several outputs)"
+            "reverse mode of a function returning a tuple; return one float, or seed "
+            "each result with isozyme.vjp(mode, f, seeds_tuple, ...) (or use jacobian)"
         )
     acts = []
     for t in result_types:
         is_f = _is_float_type(t)
         if isinstance(t, MemRefType):
             if is_f and ret is not Const:
-                # (a seed array: isozyme.vjp; the message is quoted in the docs)
+                # (the message is quoted in the docs)
                 raise AnnotationError(
-                    "reverse mode of a function that returns an array: return a float, or "
-                    "write the array into a Duplicated output argument (its shadow holds "
-                    "the seed), or use Forward mode"
+                    "reverse mode of a function that returns an array: pass its seed with "
+                    "isozyme.vjp(mode, f, seed, ...), or return a float, or use Forward mode"
                 )
             acts.append(unseeded)
             continue
