@@ -32,7 +32,7 @@ from isozyme.annotations import (
 )
 from isozyme.errors import AnnotationError, ReadOnlyError
 from isozyme.runtime.marshal import device_view, on_device
-from isozyme.seeds import array_module, make_zero, onehot, unit_seed_chunks
+from isozyme.seeds import array_module, make_zero, unit_seed_chunks
 
 #: Lanes per forward sweep when ``chunk`` is not given (Enzyme.jl picks a chunk too):
 #: wide enough to amortize the primal, narrow enough to keep the code small.
@@ -191,8 +191,8 @@ def _output_seeds(template: object) -> list[object]:
             for s in _output_seeds(t):
                 seeds.append(zero[:k] + (s,) + zero[k + 1:])
         return seeds
-    if is_array(template):
-        return list(onehot(template))
+    if is_array(template):  # read-only, shared: vjp only reads its seed
+        return [lanes[0] for lanes in unit_seed_chunks(template, 1)]
     return [1.0]
 
 
@@ -204,12 +204,17 @@ def _reverse(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int 
     rev = ReverseWithPrimal if mode.with_primal else Reverse
     rows: list[list[object]] = [[] for _ in args]
     val: object = None
-    for seed in _output_seeds(template):
-        shadows = [make_zero(a) if k == "array" else None for a, k in zip(args, kinds)]
+    out_seeds = _output_seeds(template)
+    # every row's shadow of an array argument: a row of one zero block per argument
+    blocks = [array_module(a).zeros((len(out_seeds),) + tuple(_meta(a).shape),
+                                    dtype=_meta(a).dtype) if k == "array" else None
+              for a, k in zip(args, kinds)]
+    consts = [a if isinstance(a, Const) else Const(a) for a in args]
+    for r, seed in enumerate(out_seeds):
+        shadows = [None if b is None else b[r] for b in blocks]
         anns = [
-            Active(a) if k == "scalar" else Duplicated(a, sh) if k == "array"
-            else a if isinstance(a, Const) else Const(a)
-            for a, k, sh in zip(args, kinds, shadows)
+            Active(a) if k == "scalar" else _duplicated(a, sh) if k == "array" else c
+            for a, k, sh, c in zip(args, kinds, shadows, consts)
         ]
         out = vjp(rev, f, seed, *anns)
         for i, k in enumerate(kinds):
