@@ -4,6 +4,7 @@ inputs, validate each output against GradBench's reference, and print timings.
 ```console
 $ python benchmarks/gradbench/run.py                 # every eval, every function
 $ python benchmarks/gradbench/run.py --only ba kmeans --runs 3
+$ python benchmarks/gradbench/run.py --write         # also writes results-cpu.md here
 ```
 
 For each (eval, input, function) the table gives the first call (tracing and compiling
@@ -16,6 +17,7 @@ GradBench's constant).  Exit status 1 when any output is invalid.
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import sys
 import time
@@ -25,6 +27,8 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script: benchmarks/ holds the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+RESULTS = Path(__file__).resolve().parent / "results-cpu.md"
 
 import isozyme as iz  # noqa: E402
 
@@ -72,9 +76,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", choices=EVALS, default=list(EVALS))
     ap.add_argument("--runs", type=int, default=5, help="warm calls timed per case")
+    ap.add_argument("--write", action="store_true", help=f"write {RESULTS.name} beside this file")
     args = ap.parse_args()
-    print("| eval | input | function | first call (ms) | warm call, median (ms) | valid |")
-    print("|---|---|---|---:|---:|---|")
+    lines = ["| eval | input | function | first call (ms) | warm call, median (ms) | valid |",
+             "|---|---|---|---:|---:|---|"]
+    print(*lines, sep="\n")
     failures = 0
     last_eval = None
     for name, desc, fn, call, expected in cases(tuple(args.only)):
@@ -92,9 +98,22 @@ def main() -> int:
         bad = validate.mismatches(expected, out)
         failures += bool(bad)
         verdict = "yes" if not bad else f"**no** ({len(bad)} mismatches: {bad[0]})"
-        print(f"| {name} | {desc} | {fn} | {_ms(first)} | {_ms(statistics.median(warm))} | {verdict} |",
-              flush=True)
-    print(f"\n{'all outputs valid' if not failures else f'{failures} invalid outputs'}")
+        lines.append(f"| {name} | {desc} | {fn} | {_ms(first)} | "
+                     f"{_ms(statistics.median(warm))} | {verdict} |")
+        print(lines[-1], flush=True)
+    summary = "all outputs valid" if not failures else f"{failures} invalid outputs"
+    print(f"\n{summary}")
+    if args.write:
+        from machine_info import machine  # noqa: PLC0415  (benchmarks/machine_info.py)
+
+        m = machine()
+        RESULTS.write_text(
+            f"# GradBench evals with isozyme (small inputs)\n\n"
+            f"`python benchmarks/gradbench/run.py --runs {args.runs} --write` on "
+            f"{m['cpu_model']} ({m['cpus_usable']} usable CPUs), {m['platform']}, "
+            f"python {platform.python_version()}; load average at the end "
+            f"{m['load_average_1_5_15min']}.\n\n" + "\n".join(lines) + f"\n\n{summary}.\n")
+        print(f"wrote {RESULTS}")
     return 1 if failures else 0
 
 
