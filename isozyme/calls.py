@@ -181,8 +181,19 @@ _BATCH = (BatchDuplicated, BatchDuplicatedNoNeed)
 
 def _batch_key(a: BatchDuplicated) -> object:
     """The key of a ``BatchDuplicated`` argument: its width and, per lane, the key its
-    shadow would give as a ``Duplicated`` one (pytree structure, layouts)."""
-    lanes = [Duplicated.__new__(Duplicated) for _ in a.dvals]
+    shadow would give as a ``Duplicated`` one (pytree structure, layouts).
+
+    Lanes that are numpy arrays with the same strides give the same key (shape and
+    dtype were checked against the primal): the first lane's key stands for all."""
+    dvals = a.dvals
+    first = dvals[0]
+    if type(first) is np.ndarray:
+        strides = first.strides
+        if all(type(d) is np.ndarray and d.strides == strides for d in dvals):
+            lane = Duplicated.__new__(Duplicated)
+            lane.val, lane.dval = a.val, first
+            return (type(a), len(dvals), arg_key(lane), "same")
+    lanes = [Duplicated.__new__(Duplicated) for _ in dvals]
     for lane, d in zip(lanes, a.dvals):  # validated by BatchDuplicated already
         lane.val, lane.dval = a.val, d
     return (type(a), len(a.dvals), *map(arg_key, lanes))

@@ -198,39 +198,65 @@ def _output_seeds(template: object) -> list[object]:
 
 def _reverse(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int | None,
              n_outs: tuple[int, ...] | None):
+    """Rows of the Jacobian: ``width`` vector-Jacobian products per batched reverse
+    sweep (``vjp(..., seeds=...)``), the last chunk padded with zero seeds."""
     from isozyme.vjp import vjp  # noqa: PLC0415
 
     template = _output_template(f, args, n_outs)
     rev = ReverseWithPrimal if mode.with_primal else Reverse
+    out_seeds = _output_seeds(template)
+    n = len(out_seeds)
+    width = min(chunk or DEFAULT_CHUNK, n) if n else 1
+    padded = -(-n // width) * width
+    if padded > n:
+        out_seeds = out_seeds + [_zero_seed(template)] * (padded - n)
     rows: list[list[object]] = [[] for _ in args]
     val: object = None
-    out_seeds = _output_seeds(template)
     # every row's shadow of an array argument: a row of one zero block per argument
-    blocks = [array_module(a).zeros((len(out_seeds),) + tuple(_meta(a).shape),
+    blocks = [array_module(a).zeros((padded,) + tuple(_meta(a).shape),
                                     dtype=_meta(a).dtype) if k == "array" else None
               for a, k in zip(args, kinds)]
     consts = [a if isinstance(a, Const) else Const(a) for a in args]
-    for r, seed in enumerate(out_seeds):
-        shadows = [None if b is None else b[r] for b in blocks]
-        anns = [
-            Active(a) if k == "scalar" else _duplicated(a, sh) if k == "array" else c
-            for a, k, sh, c in zip(args, kinds, shadows, consts)
-        ]
-        out = vjp(rev, f, seed, *anns)
+    for r in range(0, padded, width):
+        if width == 1:
+            anns = [
+                Active(a) if k == "scalar" else _duplicated(a, b[r]) if k == "array" else c
+                for a, k, b, c in zip(args, kinds, blocks, consts)
+            ]
+            out = vjp(rev, f, out_seeds[r], *anns)
+            lanes: Sequence[tuple] = (out[0],)
+        else:
+            anns = [
+                Active(a) if k == "scalar"
+                else _batch(a, tuple(b[r + j] for j in range(width))) if k == "array" else c
+                for a, k, b, c in zip(args, kinds, blocks, consts)
+            ]
+            out = vjp(rev, f, *anns, seeds=tuple(out_seeds[r : r + width]))
+            lanes = out[0]
         for i, k in enumerate(kinds):
             if k == "scalar":
-                rows[i].append(out[0][i])
-            elif k == "array":
-                rows[i].append(shadows[i])
-        if mode.with_primal:
+                rows[i] += [lane[i] for lane in lanes]
+        if mode.with_primal and r == 0:
             val = out[1]
     derivs = []
     for i, k in enumerate(kinds):
         if k == "const":
             derivs.append(None)
             continue
-        derivs.append(_rows_to_jacobian(rows[i], template, args[i], k))
+        if k == "array" and is_array(template):  # the block is the Jacobian already
+            out_shape = tuple(_meta(template).shape)
+            derivs.append(blocks[i][:n].reshape(out_shape + tuple(_meta(args[i]).shape)))
+            continue
+        part = rows[i][:n] if k == "scalar" else list(blocks[i][:n])  # type: ignore[index]
+        derivs.append(_rows_to_jacobian(part, template, args[i], k))
     return derivs, val
+
+
+def _zero_seed(template: object) -> object:
+    """A zero cotangent shaped like the output (pads the last chunk of rows)."""
+    if isinstance(template, tuple):
+        return tuple(make_zero(t) for t in template)
+    return make_zero(template) if is_array(template) else 0.0
 
 
 def _rows_to_jacobian(rows: list[object], template: object, x: object, kind: str) -> object:
@@ -266,10 +292,10 @@ def jacobian(
 
     ``Forward``/``ForwardWithPrimal``: one batch (vector) forward sweep per ``chunk``
     elements of an argument (default ``min(size, 16)``; ``chunk=1`` is plain forward
-    mode), giving columns.  ``Reverse``/``ReverseWithPrimal``: one vector-Jacobian
-    product (:func:`isozyme.vjp`) per output element, giving rows; ``n_outs`` (the
-    output's shape, ``()`` for a float) saves the primal run that otherwise finds it;
-    ``chunk`` is accepted and groups rows (they run one by one).
+    mode), giving columns.  ``Reverse``/``ReverseWithPrimal``: vector-Jacobian
+    products (:func:`isozyme.vjp`), one batched reverse sweep per ``chunk`` output
+    elements (default ``min(size, 16)``), giving rows; ``n_outs`` (the output's shape,
+    ``()`` for a float) saves the primal run that otherwise finds it.
 
     Returns one entry per argument (``None`` for ``Const`` and non-float arguments):
     an array with ``J.shape == out.shape + arg.shape`` (a float for a float of a

@@ -309,8 +309,9 @@ def test_reference_jacobian_reverse(chunk, n_outs):
     (matrix_in_matrix_out, RNG.uniform(-1, 1, (2, 3))),
     (P.rosenbrock_loop, RNG.uniform(-1, 1, 5)),
 ])
-def test_reverse_jacobian_matches_forward_and_finite_differences(f, x):
-    (J,) = jacobian(Reverse, f, x)
+@pytest.mark.parametrize("chunk", [1, 3, None, 100])
+def test_reverse_jacobian_matches_forward_and_finite_differences(f, x, chunk):
+    (J,) = jacobian(Reverse, f, x, chunk=chunk)
     np.testing.assert_allclose(J, _fd_jacobian(f, x), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(J, jacobian(Forward, f, x)[0], rtol=1e-12, atol=1e-14)
 
@@ -320,12 +321,13 @@ def test_reverse_jacobian_several_arguments_and_tuple_outputs():
         return a * np.sum(x**2), np.cos(x) * a
 
     x = RNG.uniform(-1, 1, 3)
-    rev = jacobian(Reverse, f, 0.7, x, 4)
-    fwd = jacobian(Forward, f, 0.7, x, 4)
-    assert rev[2] is None and fwd[2] is None
-    for r, w in zip(rev[:2], fwd[:2]):
-        for rb, wb in zip(r, w):
-            np.testing.assert_allclose(rb, wb, rtol=1e-12, atol=1e-15)
+    for chunk in (1, 2, None):
+        rev = jacobian(Reverse, f, 0.7, x, 4, chunk=chunk)
+        fwd = jacobian(Forward, f, 0.7, x, 4, chunk=chunk)
+        assert rev[2] is None and fwd[2] is None
+        for r, w in zip(rev[:2], fwd[:2]):
+            for rb, wb in zip(r, w):
+                np.testing.assert_allclose(rb, wb, rtol=1e-12, atol=1e-15)
 
 
 # -- make_zero and onehot --------------------------------------------------------------------
