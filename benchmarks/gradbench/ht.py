@@ -174,7 +174,8 @@ def run_jacobian(inp: HTInput) -> list[list[float]]:
     """GradBench's ``jacobian`` output: rows are residuals, columns ``[us,] theta``.
 
     theta's 26 columns: ``jacobian(Forward, ...)`` (vector forward mode, two sweeps of
-    13 lanes: one compiled width).  The complicated variant's two ``us`` columns: one sweep of width 2
+    13 lanes: one compiled width).  The complicated variant's two ``us`` columns: one
+    sweep of width 2
     (``BatchDuplicated``) whose lane c seeds ``u[c]`` of every point at once, which is
     exact because residual i depends on its own ``us[i]`` only.
     """

@@ -104,10 +104,8 @@ def load_ht(path: Path) -> HTInput:
         positions[i, :3] = [float(a) for a in atoms[:3]]
         for j in range(int(atoms[8])):  # (bone, weight) pairs after the count
             weights[i, int(atoms[9 + 2 * j])] = float(atoms[10 + 2 * j])
-    triangles = np.array(
-        [[int(v) for v in line.split(":")] for line in (model / "triangles.txt").read_text().splitlines()],
-        dtype=np.int64,
-    )
+    tri_lines = (model / "triangles.txt").read_text().splitlines()
+    triangles = np.array([[int(v) for v in line.split(":")] for line in tri_lines], dtype=np.int64)
     lines = path.read_text().splitlines()
     npts, ntheta = (int(v) for v in lines[0].split())
     rows = [line.split() for line in lines[1 : 1 + npts]]
@@ -115,7 +113,8 @@ def load_ht(path: Path) -> HTInput:
     points = np.array([[float(v) for v in r[1:]] for r in rows])
     rest = lines[1 + npts :]
     complicated = path.name.startswith("complicated")
-    us = np.array([[float(v) for v in r.split()] for r in rest[:npts]]) if complicated else np.zeros((0, 2))
+    us = (np.array([[float(v) for v in r.split()] for r in rest[:npts]]) if complicated
+          else np.zeros((0, 2)))
     theta = np.array([float(v) for v in rest[npts if complicated else 0 :][:ntheta]])
     js = {
         "theta": theta.tolist(),

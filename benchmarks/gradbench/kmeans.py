@@ -64,7 +64,13 @@ def run_dir(inp: KMeansInput) -> np.ndarray:
 
 
 def run_dir_hvp(inp: KMeansInput) -> np.ndarray:
-    """``dir`` with the convenience calls: ``gradient(Reverse, ...)`` and ``hvp``."""
+    """``dir`` with the convenience calls: ``gradient(Reverse, ...)`` and ``hvp``.
+
+    ``hvp(f, x, v)`` takes a function of ``x`` alone, so the points reach ``cost``
+    through a closure; a closure's array has a shape known while tracing, so the loops
+    over its rows run at trace time (unrolled into n*k*d iterations): fine for a tiny
+    input, minutes for GradBench's (``run_dir`` passes the points as an argument).
+    """
     points = inp.points
 
     def cost_of(centroids: np.ndarray) -> float:  # hvp(f, x, v) takes f of x alone

@@ -52,7 +52,8 @@ def _run(exe: Path, inp: dict, function: str, tmp: Path) -> object:
     """Run a GradBench C++ tool once (``min_runs`` 1) and return its JSON output."""
     path = tmp / "input.json"
     path.write_text(json.dumps(inp | {"min_runs": 1, "min_seconds": 0}))
-    res = subprocess.run([str(exe), str(path), function], check=True, capture_output=True, text=True)
+    res = subprocess.run([str(exe), str(path), function], check=True, capture_output=True,
+                         text=True)
     return json.loads(res.stdout.splitlines()[0])
 
 
@@ -65,9 +66,10 @@ def main() -> None:
     GOLDEN.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        both = ("objective", "jacobian")
         cases = {
-            "ba": [(f.stem, inputs.load_ba(f).json, ("objective", "jacobian")) for f in inputs.ba_files()],
-            "ht": [(f.stem, inputs.load_ht(f).json, ("objective", "jacobian")) for f in inputs.ht_files()],
+            "ba": [(f.stem, inputs.load_ba(f).json, both) for f in inputs.ba_files()],
+            "ht": [(f.stem, inputs.load_ht(f).json, both) for f in inputs.ht_files()],
             "kmeans": [("k=10,n=1000,d=8", inputs.kmeans_input().json, ("cost", "dir"))],
         }
         for tool, runs in cases.items():

@@ -45,13 +45,13 @@ def cases(only: tuple[str, ...]) -> Iterator[Case]:
     if "ba" in only:
         for f in inputs.ba_files():
             inp, gold = inputs.load_ba(f), validate.golden("ba")[f.stem]
-            yield "ba", f.stem, "objective", lambda inp=inp: ba.run_objective(inp), gold["objective"]
-            yield "ba", f.stem, "jacobian", lambda inp=inp: ba.run_jacobian(inp), gold["jacobian"]
+            yield "ba", f.stem, "objective", lambda i=inp: ba.run_objective(i), gold["objective"]
+            yield "ba", f.stem, "jacobian", lambda i=inp: ba.run_jacobian(i), gold["jacobian"]
     if "ht" in only:
         for f in inputs.ht_files():
             inp, gold = inputs.load_ht(f), validate.golden("ht")[f.stem]
-            yield "ht", f.stem, "objective", lambda inp=inp: ht.run_objective(inp), gold["objective"]
-            yield "ht", f.stem, "jacobian", lambda inp=inp: ht.run_jacobian(inp), gold["jacobian"]
+            yield "ht", f.stem, "objective", lambda i=inp: ht.run_objective(i), gold["objective"]
+            yield "ht", f.stem, "jacobian", lambda i=inp: ht.run_jacobian(i), gold["jacobian"]
     if "kmeans" in only:
         inp = inputs.kmeans_input()
         gold = validate.golden("kmeans")["k=10,n=1000,d=8"]

@@ -79,4 +79,5 @@ def check(expected: Any, actual: Any, what: str) -> None:
     bad = mismatches(expected, actual)
     if bad:
         shown = "\n  ".join(bad[:10])
-        raise AssertionError(f"{what}: {len(bad)} mismatches with GradBench's reference:\n  {shown}")
+        raise AssertionError(
+            f"{what}: {len(bad)} mismatches with GradBench's reference:\n  {shown}")
