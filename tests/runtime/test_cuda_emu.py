@@ -469,6 +469,9 @@ class DeviceLike(HostBackedDeviceArray):
     def reshape(self, *shape: int) -> "DeviceLike":
         return DeviceLike(self.host.reshape(*shape))
 
+    def __getitem__(self, key: object) -> "DeviceLike":
+        return DeviceLike(self.host[key])
+
     def __setitem__(self, key: object, value: object) -> None:
         self.host[key] = value.host if isinstance(value, DeviceLike) else value
 
@@ -484,6 +487,12 @@ def fake_xp(cuda_on_the_cpu, monkeypatch):
     xp = types.ModuleType("iz_fake_xp")
     xp.zeros_like = lambda a: DeviceLike(np.zeros_like(a.host))
     xp.empty = lambda shape, dtype: DeviceLike(np.empty(shape, dtype))
+    # what jacobian/gradient(Forward) use of CuPy's API: unit seeds and assembly
+    xp.zeros = lambda shape, dtype=np.float64: DeviceLike(np.zeros(shape, dtype))
+    xp.arange = np.arange  # (index arrays; CuPy's live on the device)
+    xp.asarray = lambda a, dtype=None: (
+        a if isinstance(a, DeviceLike) else DeviceLike(np.asarray(a, dtype=dtype)))
+    xp.stack = lambda arrays, axis=0: DeviceLike(np.stack([a.host for a in arrays], axis))
     monkeypatch.setitem(sys.modules, "iz_fake_xp", xp)
     return xp
 
