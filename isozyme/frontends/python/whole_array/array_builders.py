@@ -73,7 +73,7 @@ def _hidden_argument(x: np.ndarray) -> ArrayTracer | None:
     t = session.hidden_type(x)  # None for small arrays
     if t is None:
         return None
-    block = session.public_entry
+    block = session.public_builder.entry  # a nested autodiff's target's (nested.py)
     arg = block.insert_arg(t, len(block.args))
     session.public_arg_types.append(t)
     # The tracer belongs to the public function: a helper traced as its own function
