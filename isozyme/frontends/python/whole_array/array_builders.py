@@ -19,7 +19,7 @@ from xdsl.dialects.builtin import i64
 from xdsl.ir import Attribute, SSAValue
 
 from ..arrays import ArrayTracer, _for_each_index, to_index
-from ..context import current_builder
+from ..context import current_builder, tracing
 from ..diagnostics import trace_error
 from ..tracer import (
     Tracer,
@@ -57,6 +57,21 @@ def _as_array_operand(x: object, what: str) -> object:
         return np_array(x.tolist(), dtype=x.dtype)
     _check_array_operand(x, what)
     return x
+
+
+def array_read(value: Any) -> Any:
+    """A global's or closure variable's value as converted code reads it (the AST
+    rewrite wraps each read of a name that held a numpy array, see
+    ``ast_transform._wrap_array_reads``): a large numpy array becomes the public
+    function's hidden argument, so ``x.shape[0]`` is a run-time size, ``range`` of it an
+    ``scf.for`` and ``x[i]`` a bounds-checked load, as for an array argument (the IR
+    does not grow with the array); anything else, or outside the compile cache, is
+    returned as it is (small arrays are baked)."""
+    if type(value) is np.ndarray and tracing():
+        hidden = _hidden_argument(value)
+        if hidden is not None:
+            return hidden
+    return value
 
 
 def _hidden_argument(x: np.ndarray) -> ArrayTracer | None:
