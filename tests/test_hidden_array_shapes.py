@@ -19,6 +19,7 @@ from isozyme.errors import OutOfBoundsError
 RNG = np.random.default_rng(8)
 PTS = RNG.random((400, 2))
 SMALL = RNG.random((10, 2))  # 20 elements: baked into the IR
+ROWS = RNG.random((40, 2))  # 80 elements: hidden, iterated in Python
 
 
 def sq_dist(c):
@@ -75,10 +76,10 @@ def exact_grad(points, c):
 
 @pytest.fixture(autouse=True)
 def _restore_globals():
-    global PTS, SMALL
-    saved = PTS, SMALL
+    global PTS, SMALL, ROWS
+    saved = PTS, SMALL, ROWS
     yield
-    PTS, SMALL = saved
+    PTS, SMALL, ROWS = saved
 
 
 def _optimized_ir(fn) -> str:
@@ -209,3 +210,37 @@ def test_const_argument_and_hidden_global_give_the_same_ir_size():
     arg_ir = isozyme.ir(Reverse, by_argument, Duplicated(c, np.zeros(2)), Const(PTS),
                         stage="optimized")
     assert abs(len(arg_ir.splitlines()) - len(_optimized_ir(sq_dist).splitlines())) < 10
+
+
+def iterate_rows(c):
+    """Python iteration over the global's rows (unrolled: its length is the trace's)."""
+    s = 0.0
+    for i, p in enumerate(ROWS):
+        s += (p[0] - c[0]) ** 2 * i
+    return s + sum([q[1] * c[1] for q in ROWS])
+
+
+def test_iterating_a_hidden_array_reads_its_rows_at_run_time():
+    c = np.array([0.3, 0.7])
+    idx = np.arange(ROWS.shape[0])
+
+    def expected():
+        return [np.sum(2.0 * (c[0] - ROWS[:, 0]) * idx), ROWS[:, 1].sum()]
+
+    (g,) = isozyme.gradient(Reverse, iterate_rows, c)
+    np.testing.assert_allclose(g, expected(), rtol=1e-12)
+    ROWS[:] = RNG.random(ROWS.shape)  # the rows are loads, not constants: no stale result
+    (g,) = isozyme.gradient(Reverse, iterate_rows, c)
+    np.testing.assert_allclose(g, expected(), rtol=1e-12)
+
+
+def test_a_local_array_of_the_same_name_is_not_hidden():
+    def local(c):
+        PTS = np.ones((100, 2))  # noqa: N806 - shadows the global on purpose
+        s = 0.0
+        for i in range(PTS.shape[0]):
+            s += PTS[i, 0] * c[0]
+        return s
+
+    (g,) = isozyme.gradient(Reverse, local, np.array([0.3, 0.7]))
+    np.testing.assert_allclose(g, [100.0, 0.0])

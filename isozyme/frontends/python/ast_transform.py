@@ -280,8 +280,21 @@ def _wrap_array_reads(node: ast.AST, resolve: Callable[[ast.expr], object]) -> N
     hidden argument (``array_builders.array_read``): its sizes are then run-time values
     and loops over its rows stay loops.  Names bound anywhere in the function are left
     alone (a local array is the function's own), and so is a name that held something
-    else when the function was first converted (its arrays are baked, as before)."""
+    else when the function was first converted (its arrays are baked, as before).
+    Iterating such a name (``for row in X``, a comprehension over it, ``enumerate(X)``,
+    ``zip(X, ...)``, ``reversed(X)``) reads it with ``_iz_.array_iter``: its rows, loaded
+    from the hidden argument, in a Python list (Python iteration unrolls, as before)."""
     bound = _bound_names(node)
+
+    def iterated(e: ast.expr) -> None:
+        """Turn ``array_read`` into ``array_iter`` where ``e`` is iterated."""
+        if _is_ops_call(e, "array_read"):
+            e.func.attr = "array_iter"  # type: ignore[attr-defined]
+        elif isinstance(e, ast.Call) and isinstance(e.func, ast.Name) \
+                and e.func.id in ("enumerate", "zip", "reversed"):
+            for a in e.args:
+                if _is_ops_call(a, "array_read"):
+                    a.func.attr = "array_iter"  # type: ignore[attr-defined]
 
     class _Wrap(ast.NodeTransformer):
         def visit_Name(self, n: ast.Name) -> ast.AST:
@@ -290,7 +303,24 @@ def _wrap_array_reads(node: ast.AST, resolve: Callable[[ast.expr], object]) -> N
                 return ast.copy_location(_call("array_read", n), n)
             return n
 
+        def visit_For(self, n: ast.For) -> ast.AST:
+            self.generic_visit(n)
+            iterated(n.iter)
+            return n
+
+        def visit_comprehension(self, n: ast.comprehension) -> ast.AST:
+            self.generic_visit(n)
+            iterated(n.iter)
+            return n
+
     _Wrap().visit(node)
+
+
+def _is_ops_call(e: ast.expr, attr: str) -> bool:
+    """Whether ``e`` is ``_iz_.<attr>(...)``."""
+    return isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) \
+        and e.func.attr == attr and isinstance(e.func.value, ast.Name) \
+        and e.func.value.id == OPS
 
 
 def _callee_name(node: ast.expr) -> str | None:

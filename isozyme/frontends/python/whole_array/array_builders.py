@@ -74,6 +74,18 @@ def array_read(value: Any) -> Any:
     return value
 
 
+def array_iter(value: Any) -> Any:
+    """A global's or closure variable's value iterated by converted code (``for row in
+    X``): for a large numpy array, its rows loaded from the hidden argument, so they are
+    read on every call, not baked (Python iteration unrolls: the row count is the
+    array's at trace time, which the cache guard compares); else ``value``."""
+    if type(value) is np.ndarray and tracing():
+        hidden = _hidden_argument(value)
+        if hidden is not None:
+            return [hidden[i] for i in range(value.shape[0])]
+    return value
+
+
 def _hidden_argument(x: np.ndarray) -> ArrayTracer | None:
     """A large numpy array (a global's, a closure's) as a hidden argument of the public
     function instead of a constant of the IR: the compile cache passes the array on every
