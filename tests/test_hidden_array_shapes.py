@@ -244,3 +244,29 @@ def test_a_local_array_of_the_same_name_is_not_hidden():
 
     (g,) = isozyme.gradient(Reverse, local, np.array([0.3, 0.7]))
     np.testing.assert_allclose(g, [100.0, 0.0])
+
+
+def make_rebindable(data):
+    """A closure over ``data`` and a function that rebinds its cell."""
+    def f(c):
+        return np.sum((data - c) ** 2)
+
+    def rebind(new):
+        nonlocal data
+        data = new
+    return f, rebind
+
+
+def test_closure_cell_rebound_or_changed_in_place_gives_the_new_result():
+    pts = RNG.random((200, 2))
+    f, rebind = make_rebindable(pts)
+    c = np.array([0.3, 0.7])
+    (g,) = isozyme.gradient(Reverse, f, c)
+    np.testing.assert_allclose(g, exact_grad(pts, c), rtol=1e-12)
+    pts[:] = RNG.random(pts.shape)
+    (g,) = isozyme.gradient(Reverse, f, c)
+    np.testing.assert_allclose(g, exact_grad(pts, c), rtol=1e-12)
+    for new in (RNG.random((700, 2)), RNG.random((5, 2)), RNG.random((200, 2))):
+        rebind(new)
+        (g,) = isozyme.gradient(Reverse, f, c)
+        np.testing.assert_allclose(g, exact_grad(new, c), rtol=1e-12)
