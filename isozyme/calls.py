@@ -497,11 +497,9 @@ def _return_activities(spec: _Spec, result_types: Sequence[Attribute]) -> list[A
                 "return activity Active is for reverse mode; use Duplicated in forward mode"
             )
         shadow = is_f and ret is not Const
-        if shadow:
-            noneed = ret in (DuplicatedNoNeed, BatchDuplicatedNoNeed) or not mode.with_primal
-            acts.append(Activity.DUPNONEED if noneed else Activity.DUP)
-        else:
-            acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
+        noneed = shadow and ret in (DuplicatedNoNeed, BatchDuplicatedNoNeed)
+        acts.append(DerivativeSignature.return_activity(False, shadow,
+                                                        mode.with_primal and not noneed))
     return acts
 
 
@@ -517,8 +515,8 @@ def _reverse_return_activities(spec: _Spec, result_types: Sequence[Attribute]) -
     (``autodiff``: a float return is seeded with 1.0) or from the seeds
     (:func:`isozyme.vjp`: one per return value, checked against its type)."""
     mode, ret = spec.mode, spec.ret_cls
-    seeded = Activity.ACTIVE if mode.with_primal else Activity.ACTIVENONEED
-    unseeded = Activity.CONST if mode.with_primal else Activity.CONSTNONEED
+    seeded = DerivativeSignature.return_activity(True, True, mode.with_primal)
+    unseeded = DerivativeSignature.return_activity(True, False, mode.with_primal)
     if ret is not None and ret is not Active and ret is not Const:
         raise AnnotationError(
             f"return activity {ret.__name__} is not valid in reverse mode; use "

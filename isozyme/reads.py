@@ -18,11 +18,13 @@ attribute names are not mistaken for globals.  Each read becomes one guard entry
 * numbers, strings, tuples, lists, dicts, sets, small numpy arrays and plain objects:
   by value (:func:`freeze`, arrays by dtype, shape and bytes), so a global list mutated
   in place misses as a rebound global does;
-* a large numpy array (more than :data:`HIDDEN_MIN_SIZE` elements) that reached
-  whole-array code is not baked at all: it is a hidden ``Const`` argument of the
-  compiled function, fetched from its global or cell on every call; the guard checks only
-  its dtype, shape and whether rows are contiguous, so in-place changes and rebinding are
-  seen without recompiling;
+* a large numpy array (more than :data:`HIDDEN_MIN_SIZE` elements) read as a global or
+  closure variable by converted code (``_iz_.array_read``), or that reached whole-array
+  code, is not baked at all: it is a hidden ``Const`` argument of the compiled function
+  with run-time sizes (loops over its rows stay loops), fetched from its global or cell
+  on every call, so in-place changes are seen without recompiling; the guard checks its
+  dtype, shape and whether rows are contiguous, so a rebinding to an array of another
+  shape traces again (the trace may have read the shape in Python: ``for row in X``);
 * a name that was not a global (a builtin) must still not be one;
 * anything else (a lock, a generator, a C object) cannot be compared by value: tracing
   raises a ``TraceError`` naming the global.

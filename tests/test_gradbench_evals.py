@@ -15,11 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import isozyme as iz
 
-from gradbench import ba, ht, inputs, kmeans, particle, saddle, validate  # noqa: E402
-
-import isozyme as iz  # noqa: E402
+# benchmarks/ holds the ``gradbench`` package; on sys.path only while importing it, so
+# the other benchmark scripts there do not become importable top-level modules.
+_BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
+sys.path.insert(0, _BENCHMARKS)
+try:
+    from gradbench import ba, ht, inputs, kmeans, particle, saddle, validate
+finally:
+    sys.path.remove(_BENCHMARKS)
 
 
 def test_validator_rejects_what_gradbench_rejects():
@@ -46,14 +51,16 @@ def test_ba():
 
 
 def test_ht():
-    """Residuals and Jacobian (theta by jacobian(Forward), us by a width-2 sweep) on
-    hand1, complicated and simple."""
+    """Residuals on hand1, complicated and simple; the Jacobian (theta by
+    jacobian(Forward), us by a width-2 sweep) of the complicated variant, GradBench's
+    default (the simple one compiles its own Jacobian, 9 s more: run.py checks it)."""
     for f in inputs.ht_files():
         inp, gold = inputs.load_ht(f), validate.golden("ht")[f.stem]
         validate.check(gold["objective"], ht.run_objective(inp), f"ht objective {f.stem}")
-        jac = ht.run_jacobian(inp)
-        assert len(jac[0]) == 26 + 2 * inp.complicated
-        validate.check(gold["jacobian"], jac, f"ht jacobian {f.stem}")
+        if inp.complicated:
+            jac = ht.run_jacobian(inp)
+            assert len(jac[0]) == 2 + 26
+            validate.check(gold["jacobian"], jac, f"ht jacobian {f.stem}")
 
 
 def test_kmeans():

@@ -170,3 +170,90 @@ def test_failure_while_running_restores_outputs():
     with pytest.raises(iz.IsozymeError):
         hvp_and_gradient_(res, grad, not_traceable, X0, V0)
     assert (res == 7.0).all() and (grad == 8.0).all()
+
+
+# -- f reads a global data array (nested.py: the target's hidden arrays) ---------------
+from isozyme.reads import hidden_array_ok  # noqa: E402
+
+POINTS_BIG = RNG.normal(size=(600, 2))  # hidden: passed as an argument on every call
+POINTS_SMALL = RNG.normal(size=(4, 2))  # baked into the IR
+
+
+def gmm_of_means_big(means):
+    return gmm_objective(ALPHAS, means, ICF, POINTS_BIG)
+
+
+def gmm_of_means_small(means):
+    return gmm_objective(ALPHAS, means, ICF, POINTS_SMALL)
+
+
+def test_global_data_sizes_are_on_both_sides_of_the_hidden_threshold():
+    assert hidden_array_ok(POINTS_BIG) and not hidden_array_ok(POINTS_SMALL)
+
+
+@pytest.mark.parametrize("f", [gmm_of_means_big, gmm_of_means_small])
+def test_hvp_of_gmm_reading_global_data(f):
+    x, v = RNG.normal(size=(3, 2)), RNG.normal(size=(3, 2))
+    got = hvp(f, x, v)
+    np.testing.assert_allclose(got, _fd_hvp(f, x, v), rtol=1e-6, atol=1e-6)
+    assert np.abs(got).max() > 1.0  # the data matter: not trivially zero
+    res, grad = np.empty_like(x), np.empty_like(x)
+    hvp_and_gradient_(res, grad, f, x, v)
+    np.testing.assert_allclose(res, got, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(grad, gradient(Reverse, f, x)[0], rtol=1e-12, atol=1e-12)
+
+
+def _sum_of_squares_big(x):
+    return np.sum((QB @ x) ** 2)  # H = 2 QB^T QB
+
+
+QB = np.ones((40, 3))  # 120 elements: hidden
+
+
+def test_hvp_sees_the_global_changed_in_place_and_rebound():
+    """As at top level: a hidden array is fetched on every call (in-place changes and a
+    rebinding of the same shape need no new trace); another shape traces again."""
+    global QB
+    saved = QB
+    x, v = np.array([1.0, -2.0, 0.5]), np.array([0.3, 1.0, -1.0])
+    try:
+        QB = np.arange(120.0).reshape(40, 3) / 50.0
+        np.testing.assert_allclose(hvp(_sum_of_squares_big, x, v), 2 * QB.T @ (QB @ v),
+                                   rtol=1e-12)
+        traces = stats["traces"]
+        QB *= -1.5  # in place
+        QB[3, 1] = 7.0
+        np.testing.assert_allclose(hvp(_sum_of_squares_big, x, v), 2 * QB.T @ (QB @ v),
+                                   rtol=1e-12)
+        QB = np.cos(np.arange(120.0)).reshape(40, 3)  # rebound, same shape
+        np.testing.assert_allclose(hvp(_sum_of_squares_big, x, v), 2 * QB.T @ (QB @ v),
+                                   rtol=1e-12)
+        assert stats["traces"] == traces
+        QB = np.sin(np.arange(150.0)).reshape(50, 3)  # another shape
+        np.testing.assert_allclose(hvp(_sum_of_squares_big, x, v), 2 * QB.T @ (QB @ v),
+                                   rtol=1e-12)
+    finally:
+        QB = saved
+
+
+QS = np.ones((2, 3))  # 6 elements: baked
+
+
+def _sum_of_squares_small(x):
+    return np.sum((QS @ x) ** 2)
+
+
+def test_hvp_sees_a_small_global_changed_in_place():
+    """A baked array is compared by value on every call: changed in place, it traces
+    again (as at top level)."""
+    x, v = np.array([1.0, -2.0, 0.5]), np.array([0.3, 1.0, -1.0])
+    saved = QS.copy()
+    try:
+        QS[:] = [[1.0, 2.0, 3.0], [0.5, -1.0, 4.0]]
+        np.testing.assert_allclose(hvp(_sum_of_squares_small, x, v), 2 * QS.T @ (QS @ v),
+                                   rtol=1e-12)
+        QS[1, 2] = -3.0
+        np.testing.assert_allclose(hvp(_sum_of_squares_small, x, v), 2 * QS.T @ (QS @ v),
+                                   rtol=1e-12)
+    finally:
+        QS[:] = saved

@@ -200,6 +200,16 @@ class DerivativeSignature:
                 outs += [t] * self.width
         return outs
 
+    @staticmethod
+    def return_activity(reverse: bool, differentiated: bool, primal_needed: bool) -> Activity:
+        """The activity of one return value: differentiated (a tangent in forward mode,
+        a seed in reverse mode) or not, with or without its primal."""
+        if not differentiated:
+            return Activity.CONST if primal_needed else Activity.CONSTNONEED
+        if reverse:
+            return Activity.ACTIVE if primal_needed else Activity.ACTIVENONEED
+        return Activity.DUP if primal_needed else Activity.DUPNONEED
+
     @classmethod
     def of(cls, op: "_DiffOpBase") -> "DerivativeSignature":
         """The signature an ``enzyme.fwddiff``/``enzyme.autodiff`` op requests."""

@@ -23,14 +23,13 @@ from isozyme.compiler.analysis.activity import (
     check_const_buffers,
 )
 from isozyme.compiler.emitter import Emitter
-from isozyme.dialects.enzyme import Activity, DerivativeSignature
+from isozyme.dialects.enzyme import SHADOWED, Activity, DerivativeSignature
 from isozyme.errors import UnsupportedError
 
 if TYPE_CHECKING:
     from isozyme.compiler.ad.factory import DerivativeFactory
 
 
-SHADOWED = (Activity.DUP, Activity.DUPNONEED)
 
 
 class DerivativeBuilder:

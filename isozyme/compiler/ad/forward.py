@@ -21,13 +21,12 @@ from isozyme.compiler.ad_rules.memref import emit_zero_like
 from isozyme.compiler.ad_rules.registry import OpRule, lookup
 from isozyme.compiler.analysis.buffers import is_buffer
 from isozyme.compiler.emitter import Emitter
-from isozyme.dialects.enzyme import Activity, DerivativeSignature
+from isozyme.dialects.enzyme import SHADOWED, Activity, DerivativeSignature
 from isozyme.errors import UnsupportedError
 
 if TYPE_CHECKING:
     from isozyme.compiler.ad.factory import DerivativeFactory
 
-_SHADOWED = (Activity.DUP, Activity.DUPNONEED)
 
 
 def generate_forward(
@@ -49,9 +48,9 @@ class _ForwardDiff(DerivativeBuilder):
 
     def __init__(self, factory: "DerivativeFactory", fn: func.FuncOp, sig: DerivativeSignature):
         for a in sig.activities:
-            if a not in (*_SHADOWED, Activity.CONST):
+            if a not in (*SHADOWED, Activity.CONST):
                 raise UnsupportedError(f"forward mode does not accept activity {a.value}")
-        super().__init__(factory, fn, sig, _SHADOWED)
+        super().__init__(factory, fn, sig, SHADOWED)
         self.vmap: dict[SSAValue, SSAValue] = {}
         self.tan: dict[SSAValue, Tangent] = {}
 
@@ -65,7 +64,7 @@ class _ForwardDiff(DerivativeBuilder):
         for arg, act in zip(old_entry.args, self.activities):
             self.vmap[arg] = block.args[k]
             k += 1
-            if act in _SHADOWED:
+            if act in SHADOWED:
                 # a buffer's shadow receives tangents of every store, active or not
                 if self.info.is_active(arg) or is_buffer(arg):
                     self.tan[arg] = tuple(block.args[k : k + w])
@@ -110,7 +109,7 @@ class _ForwardDiff(DerivativeBuilder):
         for v, act in zip(op.operands, self.ret_activities):
             if act in (Activity.DUP, Activity.CONST):
                 outs.append(self.vmap.get(v, v))
-            if act in _SHADOWED:
+            if act in SHADOWED:
                 outs += self.tangent_or_zero(e, v)
         e.insert(func.ReturnOp(*outs))
         return [o.type for o in outs]

@@ -37,14 +37,13 @@ from isozyme.compiler.analysis.buffers import (
 )
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects.check import CheckOp
-from isozyme.dialects.enzyme import Activity, DerivativeSignature
+from isozyme.dialects.enzyme import SEEDED, SHADOWED, Activity, DerivativeSignature
 from isozyme.errors import UnsupportedError
 
 if TYPE_CHECKING:
     from isozyme.compiler.ad.factory import DerivativeFactory
 
-_ACTIVE_RET = (Activity.ACTIVE, Activity.ACTIVENONEED)
-_SHADOWED = (Activity.DUP, Activity.DUPNONEED)
+
 #: How the run-time check of a seed buffer's sizes begins its message (the runtime
 #: reports it as the caller's bad seed).
 SEED_SHAPE_MESSAGE = "bad seed"
@@ -71,14 +70,14 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
     def __init__(self, factory: "DerivativeFactory", fn: func.FuncOp, sig: DerivativeSignature):
         activities = sig.activities
         for a, arg in zip(activities, fn.body.block.args):
-            if a in (Activity.DUP, Activity.DUPNONEED) and not is_buffer(arg):
+            if a in SHADOWED and not is_buffer(arg):
                 raise UnsupportedError(
                     f"reverse mode with a Duplicated argument of type {arg.type}: "
                     "scalars are immutable, mark them Active instead"
                 )
             if a in (Activity.ACTIVENONEED, Activity.CONSTNONEED):
                 raise UnsupportedError(f"reverse mode does not accept activity {a.value}")
-        super().__init__(factory, fn, sig, _ACTIVE_RET)
+        super().__init__(factory, fn, sig, SEEDED)
         self.shadow: dict[SSAValue, Lanes] = {}  # primal buffer -> shadow buffers
         self.read_only = read_only_buffers(fn)
         self.deferred_frees: list[SSAValue] = []
@@ -94,7 +93,7 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
         ret_op = old.last_op
         assert isinstance(ret_op, func.ReturnOp)
         seeds_for = [
-            i for i, a in enumerate(self.ret_activities) if a in _ACTIVE_RET
+            i for i, a in enumerate(self.ret_activities) if a in SEEDED
         ]
         w = self.width
         in_types = self.sig.operand_types(
@@ -106,7 +105,7 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
         for a, act in zip(old.args, self.activities):
             self.fwd_map[a] = block.args[k]
             k += 1
-            if act in _SHADOWED:
+            if act in SHADOWED:
                 self.shadow[a] = tuple(block.args[k : k + w])
                 k += w
         # forward sweep

@@ -48,6 +48,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .closure_state import ClosureScope
 from .diagnostics import note_unconverted, trace_error
 
@@ -159,6 +161,7 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
         if _contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
             return _Compiled(None)  # generators run as plain Python
     ast.increment_lineno(node, first_line - 1 - line_offset)
+    _wrap_array_reads(node, _resolver(fn))
     converter = _Converter(filename, _resolver(fn))
     if isinstance(node, ast.FunctionDef):
         node.decorator_list = []
@@ -246,6 +249,78 @@ def _resolver(fn: Callable[..., Any]) -> Callable[[ast.expr], object]:
         return _UNRESOLVED
 
     return resolve
+
+
+def _bound_names(node: ast.AST) -> set[str]:
+    """Every name bound anywhere in ``node``, nested scopes included (assigned, deleted,
+    parameters, definitions, imports, ``except ... as``, ``global``/``nonlocal``,
+    match captures)."""
+    out: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            out.add(n.id)
+        elif isinstance(n, ast.arg):
+            out.add(n.arg)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(n.name)
+        elif isinstance(n, ast.alias):
+            out.add((n.asname or n.name).split(".")[0])
+        elif isinstance(n, (ast.Global, ast.Nonlocal)):
+            out.update(n.names)
+        elif isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name:
+            out.add(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            out.add(n.rest)
+    return out
+
+
+def _wrap_array_reads(node: ast.AST, resolve: Callable[[ast.expr], object]) -> None:
+    """Wrap each read of a global or closure variable that holds a numpy array now in
+    ``_iz_.array_read(name)``, which turns a large one into the compiled function's
+    hidden argument (``array_builders.array_read``): its sizes are then run-time values
+    and loops over its rows stay loops.  Names bound anywhere in the function are left
+    alone (a local array is the function's own), and so is a name that held something
+    else when the function was first converted (its arrays are baked, as before).
+    Iterating such a name (``for row in X``, a comprehension over it, ``enumerate(X)``,
+    ``zip(X, ...)``, ``reversed(X)``) reads it with ``_iz_.array_iter``: its rows, loaded
+    from the hidden argument, in a Python list (Python iteration unrolls, as before)."""
+    bound = _bound_names(node)
+
+    def iterated(e: ast.expr) -> None:
+        """Turn ``array_read`` into ``array_iter`` where ``e`` is iterated."""
+        if _is_ops_call(e, "array_read"):
+            e.func.attr = "array_iter"  # type: ignore[attr-defined]
+        elif isinstance(e, ast.Call) and isinstance(e.func, ast.Name) \
+                and e.func.id in ("enumerate", "zip", "reversed"):
+            for a in e.args:
+                if _is_ops_call(a, "array_read"):
+                    a.func.attr = "array_iter"  # type: ignore[attr-defined]
+
+    class _Wrap(ast.NodeTransformer):
+        def visit_Name(self, n: ast.Name) -> ast.AST:
+            if isinstance(n.ctx, ast.Load) and n.id not in bound \
+                    and isinstance(resolve(n), np.ndarray):
+                return ast.copy_location(_call("array_read", n), n)
+            return n
+
+        def visit_For(self, n: ast.For) -> ast.AST:
+            self.generic_visit(n)
+            iterated(n.iter)
+            return n
+
+        def visit_comprehension(self, n: ast.comprehension) -> ast.AST:
+            self.generic_visit(n)
+            iterated(n.iter)
+            return n
+
+    _Wrap().visit(node)
+
+
+def _is_ops_call(e: ast.expr, attr: str) -> bool:
+    """Whether ``e`` is ``_iz_.<attr>(...)``."""
+    return isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) \
+        and e.func.attr == attr and isinstance(e.func.value, ast.Name) \
+        and e.func.value.id == OPS
 
 
 def _callee_name(node: ast.expr) -> str | None:

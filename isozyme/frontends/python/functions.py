@@ -347,6 +347,7 @@ def trace_function(
     *,
     private: bool,
     owned: list[bool] | None = None,
+    on_entry: Callable[[Block, FunctionBuilder], None] | None = None,
 ) -> tuple[func.FuncOp, Any]:
     """Trace ``f`` into a new ``func.func @name`` (not yet added to the module).
 
@@ -356,7 +357,9 @@ def trace_function(
     ``collect`` maps the Python return value to the tracers to return.  Returns the op
     and the Python return value.  Arrays allocated in the function are freed before
     its ``func.return``, except returned ones; ``owned`` (if given) receives, per result,
-    whether it is such an array (the caller then frees it).
+    whether it is such an array (the caller then frees it).  ``on_entry`` (if given) is
+    called with the entry block and its builder before ``f`` runs (a nested autodiff's
+    target takes the hidden arrays it reads as arguments of its own, see nested.py).
     """
     converted = convert(f)
     block = Block(arg_types=traced_types)
@@ -365,6 +368,8 @@ def trace_function(
         session.public_entry = block
         session.public_builder = fb  # hidden array arguments are added to it
         session.public_arg_types = traced_types
+    if on_entry is not None:
+        on_entry(block, fb)
     with building(fb):
         arg_iter = iter(block.args)
         new_leaves = [

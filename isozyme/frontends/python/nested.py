@@ -20,11 +20,12 @@ meets a ``func.call`` of ``diffe<g>``/``fwddiffe<g>`` and differentiates that fu
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from xdsl.dialects import memref
 from xdsl.dialects.builtin import Float32Type, Float64Type, MemRefType, f64
-from xdsl.ir import Attribute, SSAValue
+from xdsl.ir import Attribute, Block, SSAValue
 
 from isozyme.annotations import (
     Active,
@@ -42,8 +43,9 @@ from isozyme.pytree import flatten as flatten_tree
 from isozyme.pytree import is_node
 
 from .arrays import wrap
-from .context import HelperEntry, current_builder
+from .context import FunctionBuilder, HelperEntry, TraceSession, current_builder
 from .functions import flatten, trace_function
+from .whole_array.array_builders import _hidden_argument
 from .tracer import (
     EscapedValueError,
     Tracer,
@@ -192,12 +194,72 @@ def _leaf_key(x: object) -> object:
     return ("const", type(x), x)
 
 
+@dataclass
+class _TargetEntry(HelperEntry):
+    """A nested request's traced target, with the large numpy arrays (globals, closure
+    cells) its whole-array code reads: trailing arguments of the target, in order."""
+
+    hidden: list[Any] = field(default_factory=list)
+
+
+class _HiddenArrays:
+    """While a target is traced, the large numpy arrays it reads become trailing
+    arguments of the target instead of the public function's: the session's
+    hidden-argument state (see ``array_builders._hidden_argument``) is swapped for the
+    target's, and restored after.  The request then passes the caller's value of each
+    array (the public function's hidden argument, or the enclosing target's) as a
+    ``Const`` operand, so the compile cache fetches the array on every call as it does
+    for a top-level trace."""
+
+    def __init__(self, session: TraceSession, arg_types: list[Attribute]) -> None:
+        self.session = session
+        self.arg_types = arg_types  # the target's argument types: hidden ones appended
+        # Only when arrays are hidden at all (under the compile cache): else baked.
+        self.active = session.hidden_type is not None and session.public_builder is not None
+        self.saved: tuple[Any, ...] | None = None
+        self.arrays: dict[int, tuple[Any, Any]] = {}
+
+    def enter(self, block: Block, fb: FunctionBuilder) -> None:
+        """``trace_function``'s ``on_entry``: hidden arrays become ``block``'s."""
+        if not self.active:
+            return
+        s = self.session
+        self.saved = (s.public_builder, s.public_arg_types, s.hidden)
+        # Not public_entry: shape checks and layouts of the public arguments keep it.
+        s.public_builder, s.public_arg_types, s.hidden = fb, self.arg_types, self.arrays
+
+    def restore(self) -> list[Any]:
+        """Give the session back its caller's state; the arrays the target took."""
+        if self.saved is not None:
+            s = self.session
+            s.public_builder, s.public_arg_types, s.hidden = self.saved
+            self.saved = None
+        return [a for a, _ in self.arrays.values()]
+
+
+def _hidden_operands(entry: HelperEntry) -> list[SSAValue]:
+    """The caller's values of the hidden arrays ``entry``'s target reads (hidden
+    arguments of the caller's function, added as needed)."""
+    out: list[SSAValue] = []
+    for a in getattr(entry, "hidden", ()):
+        t = _hidden_argument(a)
+        if t is None:  # the same session hid it while tracing the target
+            raise UnsupportedError(f"nested autodiff of {entry.name}(): a global array it "
+                                   "reads cannot be passed to it")
+        out.append(ssa(t))
+    return out
+
+
 def _trace_target(f: Callable[..., Any], leaves: list[object]) -> HelperEntry:
     """The private ``func.func`` traced from ``f`` for these leaves (once per session
-    and signature), refusing closures over the caller's traced values."""
+    and signature), refusing closures over the caller's traced values.  Large global
+    arrays ``f`` reads become trailing arguments (``_TargetEntry.hidden``)."""
     if not callable(f):
         raise AnnotationError(f"expected a function to differentiate, got {type(f).__name__}")
     session = current_builder().session
+    # Its globals and closure are part of the compiled code's cache key (isozyme/reads.py)
+    # even when the function that calls autodiff is isozyme's own (hessians.py).
+    session.note_function(f)
     args_tree = flatten((list(leaves), {}))[1]
     key = ("nested-ad", f, tuple(_leaf_key(x) for x in leaves))
     entry = session.helpers.get(key)
@@ -223,15 +285,18 @@ def _trace_target(f: Callable[..., Any], leaves: list[object]) -> HelperEntry:
             out.append(v if isinstance(v, Tracer) else as_tracer(v))
         return out
 
+    hidden = _HiddenArrays(session, types_)
     try:
         func_op, _ = trace_function(session, f, list(leaves), args_tree, name, types_,
-                                    collect, private=True)
+                                    collect, private=True, on_entry=hidden.enter)
     except EscapedValueError as exc:
         session.used_names.discard(name)
         raise UnsupportedError(
             f"nested autodiff of {name}(): it reads a traced value of the enclosing "
             "function through its closure or a global; pass that value as an argument "
             "(Const(v) if it is not differentiated)") from exc
+    finally:
+        arrays = hidden.restore()
     session.add_function(func_op)
     as_tuple = returned.get("tuple", False)
 
@@ -239,7 +304,8 @@ def _trace_target(f: Callable[..., Any], leaves: list[object]) -> HelperEntry:
         """g's results (primals or tangents) shaped as g returned them."""
         return tuple(values) if as_tuple else (values[0] if values else None)
 
-    entry = HelperEntry(name, list(func_op.function_type.outputs.data), rebuild)
+    entry = _TargetEntry(name, list(func_op.function_type.outputs.data), rebuild,
+                         hidden=arrays)
     session.helpers[key] = entry
     return entry
 
@@ -258,19 +324,14 @@ def _return_activities(mode: Mode, ret_cls: type | None, types_: Sequence[Attrib
             if ret_cls is not None and ret_cls not in (Active, Const):
                 raise AnnotationError(f"return activity {ret_cls.__name__} is not valid in "
                                       "reverse mode; use Active or Const")
-            if active:
-                acts.append(Activity.ACTIVE if mode.with_primal else Activity.ACTIVENONEED)
-            else:
-                acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
+            acts.append(DerivativeSignature.return_activity(True, active, mode.with_primal))
         else:
             if ret_cls is Active:
                 raise AnnotationError("return activity Active is for reverse mode; use "
                                       "Duplicated in forward mode")
-            if active:
-                noneed = ret_cls is DuplicatedNoNeed or not mode.with_primal
-                acts.append(Activity.DUPNONEED if noneed else Activity.DUP)
-            else:
-                acts.append(Activity.CONST if mode.with_primal else Activity.CONSTNONEED)
+            noneed = active and ret_cls is DuplicatedNoNeed
+            acts.append(DerivativeSignature.return_activity(
+                False, active, mode.with_primal and not noneed))
     return acts
 
 
@@ -285,16 +346,19 @@ def traced_autodiff(mode: Mode, f: Callable[..., Any], args: Sequence[object]) -
     name = entry.name
     res_types = entry.result_types
     ret_acts = _return_activities(mode, ret_cls, res_types, name)
-    sig = DerivativeSignature(req.activities, ret_acts, 1,
+    hidden = _hidden_operands(entry)  # Const: after the leaves, before the seeds
+    activities = req.activities + [Activity.CONST] * len(hidden)
+    sig = DerivativeSignature(activities, ret_acts, 1,
                               "reverse" if mode.reverse else "forward")
     arg_types = [x.type for x in req.leaves if isinstance(x, Tracer)]
-    operands = req.operands()
+    arg_types += [v.type for v in hidden]
+    operands = req.operands() + hidden
     if mode.reverse:  # a seed of 1 per active return
         operands += [ssa(constant(1.0, t)) for t, a in zip(res_types, ret_acts)
                      if a in (Activity.ACTIVE, Activity.ACTIVENONEED)]
     op_cls = AutoDiffOp if mode.reverse else ForwardDiffOp
     op = emit(op_cls(name, operands, sig.result_types(arg_types, res_types),
-                     req.activities, ret_acts))
+                     activities, ret_acts))
     results = [wrap(r) for r in op.results]
     if mode.reverse:
         has_primal = bool(ret_acts) and ret_acts[0] in (Activity.ACTIVE, Activity.CONST)

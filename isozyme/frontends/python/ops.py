@@ -22,11 +22,14 @@ from .control_flow import (
 )
 from .functions import converted_call
 from .accumulation import accumulate, augment
+from .whole_array.array_builders import array_iter, array_read
 from .parallel import for_prange, prange_unsupported
 
 __all__ = [
     "accumulate",
     "and_",
+    "array_iter",
+    "array_read",
     "augment",
     "compare_chain",
     "converted_call",

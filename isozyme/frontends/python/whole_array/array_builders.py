@@ -19,7 +19,7 @@ from xdsl.dialects.builtin import i64
 from xdsl.ir import Attribute, SSAValue
 
 from ..arrays import ArrayTracer, _for_each_index, to_index
-from ..context import current_builder
+from ..context import current_builder, tracing
 from ..diagnostics import trace_error
 from ..tracer import (
     Tracer,
@@ -59,6 +59,33 @@ def _as_array_operand(x: object, what: str) -> object:
     return x
 
 
+def array_read(value: Any) -> Any:
+    """A global's or closure variable's value as converted code reads it (the AST
+    rewrite wraps each read of a name that held a numpy array, see
+    ``ast_transform._wrap_array_reads``): a large numpy array becomes the public
+    function's hidden argument, so ``x.shape[0]`` is a run-time size, ``range`` of it an
+    ``scf.for`` and ``x[i]`` a bounds-checked load, as for an array argument (the IR
+    does not grow with the array); anything else, or outside the compile cache, is
+    returned as it is (small arrays are baked)."""
+    if type(value) is np.ndarray and tracing():
+        hidden = _hidden_argument(value)
+        if hidden is not None:
+            return hidden
+    return value
+
+
+def array_iter(value: Any) -> Any:
+    """A global's or closure variable's value iterated by converted code (``for row in
+    X``): for a large numpy array, its rows loaded from the hidden argument, so they are
+    read on every call, not baked (Python iteration unrolls: the row count is the
+    array's at trace time, which the cache guard compares); else ``value``."""
+    if type(value) is np.ndarray and tracing():
+        hidden = _hidden_argument(value)
+        if hidden is not None:
+            return [hidden[i] for i in range(value.shape[0])]
+    return value
+
+
 def _hidden_argument(x: np.ndarray) -> ArrayTracer | None:
     """A large numpy array (a global's, a closure's) as a hidden argument of the public
     function instead of a constant of the IR: the compile cache passes the array on every
@@ -73,7 +100,7 @@ def _hidden_argument(x: np.ndarray) -> ArrayTracer | None:
     t = session.hidden_type(x)  # None for small arrays
     if t is None:
         return None
-    block = session.public_entry
+    block = session.public_builder.entry  # a nested autodiff's target's (nested.py)
     arg = block.insert_arg(t, len(block.args))
     session.public_arg_types.append(t)
     # The tracer belongs to the public function: a helper traced as its own function
