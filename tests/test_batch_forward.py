@@ -110,7 +110,10 @@ def test_batch_lanes_match_finite_differences_and_plain_forward(name, width):
                 for i, a in enumerate(copies(args))
             ]
             (plain,) = autodiff(Forward, f, *plain_args)
-            assert lane == pytest.approx(plain, rel=1e-12, abs=1e-12)
+            # tangent sums are reassociable: a lane may be summed in another order than
+            # the plain sweep, equal to a few roundings of the arguments' type
+            same = 1e-5 if rtol > 1e-6 else 1e-12
+            assert lane == pytest.approx(plain, rel=same, abs=same)
 
 
 def test_batch_of_returned_array_and_noneed():

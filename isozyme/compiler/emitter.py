@@ -76,9 +76,10 @@ class Emitter:
         """a - b."""
         return self.insert(arith.SubfOp(a, b)).result
 
-    def mul(self, a: SSAValue, b: SSAValue) -> SSAValue:
-        """a * b."""
-        return self.insert(arith.MulfOp(a, b)).result
+    def mul(self, a: SSAValue, b: SSAValue, contract: bool = False) -> SSAValue:
+        """a * b; ``contract`` lets LLVM fuse it into a following add (an FMA)."""
+        flags = arith.FastMathFlagsAttr(["contract"]) if contract else None
+        return self.insert(arith.MulfOp(a, b, flags)).result
 
     def div(self, a: SSAValue, b: SSAValue) -> SSAValue:
         """a / b."""

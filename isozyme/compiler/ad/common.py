@@ -72,11 +72,12 @@ def rule_for(op: Operation) -> Rule:
     return rule
 
 
-def times_partial(e: Emitter, v: SSAValue, partial) -> SSAValue:
-    """v * partial, where partial may be the unit markers ONE / MINUS_ONE."""
+def times_partial(e: Emitter, v: SSAValue, partial, contract: bool = False) -> SSAValue:
+    """v * partial, where partial may be the unit markers ONE / MINUS_ONE;
+    ``contract``: LLVM may fuse the product into the add that sums it (an FMA)."""
     if isinstance(partial, _Unit):
         return v if partial.sign > 0 else e.neg(v)
-    return e.mul(v, partial)
+    return e.mul(v, partial, contract=contract)
 
 
 def jvp(
@@ -109,8 +110,8 @@ def jvp(
         for t, d in zip(tangents, partials):
             if t is None or d is None:
                 continue
-            term = times_partial(e, t[lane], d)
-            total = term if total is None else e.add(total, term)
+            term = times_partial(e, t[lane], d, contract=True)
+            total = term if total is None else e.add(total, term, reassoc=True)
         if total is None:
             return None
         lanes.append(total)

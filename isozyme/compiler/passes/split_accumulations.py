@@ -15,6 +15,15 @@ accumulation gets a loop holding the ops it needs (recomputed in every loop: the
 pure); the plain stores go last, after every read of what they overwrite.  Reordering
 the accumulations is legal because AD's own sums are reassociable (see
 ``isozyme/compiler/ad/reverse.py``).
+
+Reassociable sums (``fastmath<reassoc>``: AD's adjoint sums, the tangent sums of
+forward mode) into distinct local allocations share a loop, up to
+:data:`SUMS_PER_LOOP` of them: the lanes of vector forward mode (``dy_l[i] += A[i, k]
+* dx_l[k]``, one per lane) then load what they share (``A[i, k]``) once per group and
+LLVM vectorizes the group's reductions together; one loop per lane reloads it per lane
+and pays each short reduction's set-up and horizontal sum alone (the lanes of a
+100 x 100 matvec: 1.4x slower at width 8, 1.8x at width 100).  Local allocations
+cannot alias each other or the loop's reads, so LLVM keeps each sum in a register.
 """
 
 from __future__ import annotations
@@ -29,6 +38,12 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from isozyme.compiler.analysis.buffers import root_buffer
+
+#: The most reassociable sums one split loop holds (vector forward mode's lanes).
+#: Measured on the lanes of a 100 x 100 matvec at width 100 (8): 2 sums a loop are
+#: 1.6x (1.2x) faster than one, 4 are 1.65x (1.25x), 8 are 1.8x (1.4x).  Not more:
+#: the sums and their vector partial sums must fit in the registers.
+SUMS_PER_LOOP = 8
 
 
 def _is_pure(op: Operation) -> bool:
@@ -79,8 +94,44 @@ def _groups(body: Block) -> list[list[memref.StoreOp]] | None:
             for s in overwriting
         ):
             return None
-    groups = [[s] for s in accumulations]
+    groups = _group_sums(accumulations)
     groups[-1].extend(plain)
+    return groups
+
+
+def _groupable(store: memref.StoreOp) -> bool:
+    """Whether ``store`` accumulates a reassociable sum into a local allocation."""
+    add = store.value.owner
+    assert isinstance(add, arith.AddfOp)
+    flags = add.fastmath.data if add.fastmath is not None else ()
+    root = root_buffer(store.memref)
+    return (
+        arith.FastMathFlag.REASSOC in flags
+        and isinstance(root.owner, (memref.AllocOp, memref.AllocaOp))
+    )
+
+
+def _group_sums(accumulations: list[memref.StoreOp]) -> list[list[memref.StoreOp]]:
+    """The accumulations in loop groups: reassociable sums into distinct local
+    allocations share a group (up to :data:`SUMS_PER_LOOP`), every other one is alone."""
+    groups: list[list[memref.StoreOp]] = []
+    open_groups: list[list[memref.StoreOp]] = []
+    for store in accumulations:
+        if not _groupable(store):
+            groups.append([store])
+            continue
+        root = root_buffer(store.memref)
+        group = next(
+            (g for g in open_groups if all(root_buffer(s.memref) is not root for s in g)),
+            None,
+        )
+        if group is None:
+            group = []
+            groups.append(group)
+            open_groups.append(group)
+        group.append(store)
+        if len(group) == SUMS_PER_LOOP:
+            open_groups.remove(group)
     return groups
 
 
@@ -128,7 +179,8 @@ def _passes_through(loop: scf.ForOp) -> bool:
 
 @dataclass(frozen=True)
 class SplitAccumulationsPass(ModulePass):
-    """Split loops that scatter several accumulations into one loop per accumulation."""
+    """Split loops that scatter several accumulations into one loop per accumulation
+    (per group of reassociable sums into distinct local allocations)."""
 
     name = "split-accumulations"
 
