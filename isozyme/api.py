@@ -27,9 +27,9 @@ from isozyme.annotations import (
     is_array,
     is_float_scalar,
 )
+from isozyme.arguments import arg_key
 from isozyme.calls import (
     GradientResult,
-    arg_key,
     build,
     choose_target,
     Compiled,

@@ -7,11 +7,11 @@ runner that marshals values in and out of the compiled entry point.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from xdsl.dialects.builtin import Float32Type, Float64Type, MemRefType, f32, f64, i1, i64
+from xdsl.dialects.builtin import Float32Type, Float64Type, MemRefType
 from xdsl.dialects import func
 from xdsl.ir import Attribute
 
@@ -29,15 +29,12 @@ from isozyme.annotations import (
     Mode,
     describe,
     is_array,
-    is_float_scalar,
-    is_int_scalar,
     shadows_of,
 )
 from isozyme.compiler.pipeline import run_pipeline
 from isozyme.compiler.targets import RUNTIME_STAGES, LLVMArtefact, get_target
 from isozyme.pytree import (
     TreeDef,
-    add_to_leaf,
     describe_path,
     immutable_container,
     is_node,
@@ -45,176 +42,31 @@ from isozyme.pytree import (
 )
 from isozyme.pytree import flatten as flatten_tree
 from isozyme.pytree import unflatten as unflatten_tree
+from isozyme.arguments import (
+    array_type,
+    arg_unit_inner,
+    ir_type,
+    layout,
+    view,
+)
 from isozyme.compiler.request import REQUEST_NAME, add_request
+from isozyme.runner import make_runner
 from isozyme.dialects.enzyme import Activity, DerivativeSignature
 from isozyme.reads import (
-    Ident,
-    Unfreezable,
     build_guard,
     collect_reads,
-    freeze,
     hidden_array_ok,
     make_guard,
 )
 from isozyme.reads import unit_inner as _unit_inner
-from isozyme.runtime.marshal import device_of, device_view, on_device
-from isozyme.errors import AnnotationError, ReadOnlyError, ShapeError, UnsupportedError
+from isozyme.runtime.marshal import on_device
+from isozyme.errors import AnnotationError, UnsupportedError
 
 #: Counters of the expensive steps, for tests and benchmarks.
 stats: dict[str, int] = {"traces": 0, "compiles": 0}
 
 GradientResult = namedtuple("GradientResult", ["derivs", "val"])
 GradientResult.__doc__ = "What ``gradient(...WithPrimal...)`` returns: derivatives and value."
-
-
-# -- signatures ------------------------------------------------------------------------
-_ARRAY_DTYPES = {np.dtype(np.float64): f64, np.dtype(np.float32): f32, np.dtype(np.int64): i64}
-
-
-def _view(x: object) -> np.ndarray:
-    """``x`` as an ndarray: numpy's view of a host array, the metadata view
-    (:func:`isozyme.runtime.marshal.device_view`) of a device array."""
-    return device_view(x) if on_device(x) else np.asarray(x)
-
-
-def _device_argument(x: object) -> object:
-    """An argument of a ``cuda`` call: a device array as its metadata view (device
-    pointer); a host array, which only a hidden global array can be here (the user's
-    were checked), copied to the device for the call; a scalar as it is."""
-    if on_device(x):
-        return device_view(x)
-    if isinstance(x, np.ndarray):
-        from isozyme.runtime.cuda import import_cupy  # noqa: PLC0415
-
-        return device_view(import_cupy().asarray(x))
-    return x
-
-
-def _ones(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The dimensions of size 1 (part of the signature: they broadcast, others do not)."""
-    return tuple(k for k, s in enumerate(shape) if s == 1)
-
-
-def _layout(a: np.ndarray) -> str:
-    """The memory layout of an array, as numpy's ``reshape``/``ravel`` see it: ``"C"``
-    (C-contiguous: both are views), ``"flat"`` (its elements are equally spaced, sizes
-    of 1 aside: ``reshape(-1)`` is a view, ``ravel`` a copy), ``"none"`` (both copy)."""
-    if a.flags.c_contiguous:
-        return "C"
-    unit, inside, seen = 0, 1, False
-    for size, stride in zip(reversed(a.shape), reversed(a.strides)):
-        if size == 0:
-            return "C"
-        if size != 1:
-            if not seen:
-                unit, seen = stride, True
-            elif stride != unit * inside:
-                return "none"
-        inside *= size
-    return "flat"
-
-
-def _array_type(x: object, unit_inner: bool) -> Attribute:
-    """The memref type of an array argument: any shape of its rank (dimensions of size 1
-    static), any strides, or unit innermost stride when ``unit_inner`` (contiguous rows
-    vectorize)."""
-    from isozyme.frontends.python import array_memref_type
-
-    a = _view(x)
-    elt = _ARRAY_DTYPES.get(a.dtype)
-    if elt is None:
-        raise UnsupportedError(
-            f"arrays of dtype {a.dtype} are not supported (float64, float32, int64 are)"
-        )
-    if a.ndim == 0:
-        raise UnsupportedError("0-dimensional arrays are not supported; pass a float")
-    return array_memref_type(a.ndim, elt, unit_inner, _ones(a.shape))
-
-
-def _ir_type(x: object, unit_inner: bool = False) -> Attribute | None:
-    """The IR type of a runtime argument, or None for a value baked in."""
-    if is_array(x):
-        return _array_type(x, unit_inner)
-    if isinstance(x, (bool, np.bool_)):
-        return i1
-    if isinstance(x, np.float32):
-        return f32
-    if is_float_scalar(x):
-        return f64
-    if is_int_scalar(x):
-        return i64
-    return None
-
-
-_NUMERIC = frozenset({float, int, bool, np.float64, np.float32, np.int64, np.int32, np.bool_})
-
-
-def arg_key(a: Annotation) -> object:
-    """The part of the cache key one argument contributes."""
-    v = a.val
-    t = type(v)
-    if t in _NUMERIC:
-        return (type(a), t) if type(a) not in _BATCH else (type(a), t, len(a.dvals))  # type: ignore[attr-defined]
-    if type(a) in _BATCH:
-        return _batch_key(a)  # type: ignore[arg-type]
-    if t is np.ndarray or is_array(v):
-        # a device array's key names its type and device: host and device calls
-        # compile apart, and a compiled cuda program's kernels belong to one device
-        kind = np.ndarray if t is np.ndarray or not on_device(v) else (t, device_of(v))
-        arr = v if t is np.ndarray else _view(v)
-        return (type(a), kind, arr.dtype, _ones(arr.shape), arr.ndim,  # type: ignore[union-attr]
-                _arg_unit_inner(a), _layout(arr))  # type: ignore[arg-type]
-    if is_node(v):
-        leaves, tree = flatten_tree(v)
-        if isinstance(a, Duplicated):
-            shadows = flatten_tree(a.dval)[0]  # type: ignore[attr-defined]
-            return (type(a), tree, *(
-                arg_key(Duplicated(x, d) if is_array(x) else Const(x))
-                for x, d in zip(leaves, shadows)
-            ))
-        return (type(a), tree, *(arg_key(Const(x)) for x in leaves))
-    return (type(a), _baked_key(v))
-
-
-_BATCH = (BatchDuplicated, BatchDuplicatedNoNeed)
-
-
-def _batch_key(a: BatchDuplicated) -> object:
-    """The key of a ``BatchDuplicated`` argument: its width and, per lane, the key its
-    shadow would give as a ``Duplicated`` one (pytree structure, layouts).
-
-    Lanes that are numpy arrays with the same strides give the same key (shape and
-    dtype were checked against the primal): the first lane's key stands for all."""
-    dvals = a.dvals
-    first = dvals[0]
-    if type(first) is np.ndarray:
-        strides = first.strides
-        if all(type(d) is np.ndarray and d.strides == strides for d in dvals):
-            lane = Duplicated.__new__(Duplicated)
-            lane.val, lane.dval = a.val, first
-            return (type(a), len(dvals), arg_key(lane), "same")
-    lanes = [Duplicated.__new__(Duplicated) for _ in dvals]
-    for lane, d in zip(lanes, a.dvals):  # validated by BatchDuplicated already
-        lane.val, lane.dval = a.val, d
-    return (type(a), len(a.dvals), *map(arg_key, lanes))
-
-
-def _arg_unit_inner(a: Annotation) -> bool:
-    """Unit innermost stride for an array argument: of the primal and of its shadow."""
-    arr = _view(a.val)
-    if arr.ndim == 0 or not _unit_inner(arr):
-        return False
-    return all(_unit_inner(_view(d)) for d in shadows_of(a) or ())
-
-
-def _baked_key(x: object) -> object:
-    """A constant argument baked into the trace: by value when it can be compared by
-    value (:func:`isozyme.reads.freeze`: numbers, containers, arrays, plain objects), else
-    by identity holding a strong reference (a bare ``id()`` is reused once freed)."""
-    try:
-        return ("v", freeze(x))
-    except Unfreezable:
-        return ("id", Ident(x))
 
 
 @dataclass
@@ -231,7 +83,7 @@ class _Spec:
     activities: list[Activity] = field(default_factory=list)
     # per leaf of every argument: does it carry a runtime value (False: baked in the IR)
     runtime: list[bool] = field(default_factory=list)
-    # per traced leaf: the layout of an array argument (_layout), None for scalars
+    # per traced leaf: the layout of an array argument (layout), None for scalars
     layouts: list[str | None] = field(default_factory=list)
     #: the compilation target's name (isozyme.compiler.targets)
     target: str = "cpu"
@@ -254,7 +106,7 @@ def _hidden_type(a: object) -> Attribute | None:
     array baked into the IR (small, or of an unsupported dtype)."""
     if not hidden_array_ok(a):  # type: ignore[arg-type]
         return None
-    return _array_type(a, _unit_inner(a))  # type: ignore[arg-type]
+    return array_type(a, _unit_inner(a))  # type: ignore[arg-type]
 
 
 def _reads_guard(spec: "_Spec", traced) -> Callable[[], tuple | None] | None:
@@ -470,7 +322,7 @@ def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
             f"argument {i}: Duplicated({a.val!r}, ...) on an immutable scalar in reverse "
             "mode: its derivative cannot be written back; mark it Active"
         )
-    t = _ir_type(a.val, is_array(a.val) and _arg_unit_inner(a))
+    t = ir_type(a.val, is_array(a.val) and arg_unit_inner(a))
     if t is None and not isinstance(a, Const):
         raise AnnotationError(f"argument {i}: cannot differentiate a {describe(a.val)}")
     if isinstance(a, Active):
@@ -481,7 +333,7 @@ def _prepare_leaf(spec: _Spec, i: int, a: Annotation) -> object:
         spec.activities.append(Activity.CONST)
     spec.runtime.append(t is not None)
     if t is not None:
-        spec.layouts.append(_layout(_view(a.val)) if is_array(a.val) else None)
+        spec.layouts.append(layout(view(a.val)) if is_array(a.val) else None)
     return t if t is not None else a.val
 
 
@@ -580,60 +432,6 @@ def _check_seed(kind: "SeedKind", t: Attribute, i: int, n: int) -> bool:
     return True
 
 
-def _seed_marshaller(
-    spec: _Spec, ret_acts: Sequence[Activity], result_types: Sequence[Attribute],
-    returns_tuple: bool,
-) -> Callable[[object], list[object]]:
-    """What turns a user's seed (the structure of the function's return) into the
-    entry's seed operands, checking each seed array's sizes where the returned type
-    fixes them (the others are checked by the compiled code before any shadow is
-    written) and passing it contiguous, as the returned type's layout is."""
-    seeded = [(i, t) for i, (t, a) in enumerate(zip(result_types, ret_acts))
-              if a in (Activity.ACTIVE, Activity.ACTIVENONEED)]
-    on_gpu = spec.target == "cuda"
-
-    def values(lanes: Sequence[object]) -> list[object]:
-        """``lanes``: one seed per batch lane; the operands: per seeded return value,
-        its seed of every lane."""
-        parts = [seed if returns_tuple else (seed,) for seed in lanes]
-        flat: list[object] = []
-        for i, t in seeded:
-            for part in parts:
-                s = part[i]  # type: ignore[index]
-                if not isinstance(t, MemRefType):
-                    flat.append(s)
-                    continue
-                shape = _view(s).shape
-                for d, size in enumerate(t.get_shape()):
-                    if size >= 0 and shape[d] != size:
-                        raise AnnotationError(
-                            f"the seed of return value {i} has shape {shape}, but the "
-                            f"returned array has size {size} in dimension {d}"
-                        )
-                s = _contiguous(s)
-                flat.append(_device_argument(s) if on_gpu else s)
-        return flat
-
-    return values
-
-
-def _contiguous(x: object) -> object:
-    """``x`` if it is C-contiguous, else a C-contiguous copy (on the host or on the
-    device, in the array's own library)."""
-    if on_device(x):
-        if device_view(x).flags.c_contiguous:
-            return x
-        import importlib  # noqa: PLC0415
-
-        return importlib.import_module(type(x).__module__.split(".")[0]).ascontiguousarray(x)
-    return np.ascontiguousarray(x)
-
-
-def _strides_that_matter(a: np.ndarray) -> tuple[int, ...]:
-    """The strides of ``a`` where its size is not 1 (the others address nothing)."""
-    return tuple(s for s, n in zip(a.strides, a.shape) if n != 1)
-
-
 # -- compilation -----------------------------------------------------------------------
 @dataclass
 class Compiled:
@@ -726,226 +524,9 @@ def build(
         REQUEST_NAME, sig.operand_types(arg_types, result_types),
         sig.result_types(arg_types, result_types),
     )
-    run = _make_runner(
+    run = make_runner(
         spec, entry, ret_acts, result_types, traced.returns_tuple, traced.shape_constraints,
         written, collapsed,
     )
     run.keepalive = compiled  # type: ignore[attr-defined]
     return _guarded(Compiled(run, stages), spec, guard, len(traced.hidden))
-
-
-def _make_runner(
-    spec: _Spec,
-    entry: Callable[..., tuple],
-    ret_acts: list[Activity],
-    result_types: list[Attribute],
-    returns_tuple: bool,
-    shape_constraints: Sequence[tuple[int, int, int | None, int]] = (),
-    written: Collection[int] = (),
-    collapsed: Collection[int] = (),
-) -> Callable[[Sequence[Annotation]], tuple]:
-    """The per-call hot path: flatten values, check sizes (and that the arrays the
-    compiled code writes are writeable), call the entry, shape the result.
-
-    ``written``: traced arguments the function may write; ``collapsed``: traced arguments
-    a reshape merges dimensions of (their shadows must have the same strides)."""
-    n_seeds = sum(a in (Activity.ACTIVE, Activity.ACTIVENONEED) for a in ret_acts)
-    n_args = len(spec.annotations)
-    mode = spec.mode
-    seeds = (1.0,) * (n_seeds * spec.width)
-    # per argument: its pytree (or None), and per leaf whether it is a runtime value
-    trees = spec.trees
-    runtime_of: list[list[bool]] = []
-    pos = 0
-    for tree in trees:
-        n = 1 if tree is None else tree.num_leaves
-        runtime_of.append(spec.runtime[pos : pos + n])
-        pos += n
-    # per argument: how many shadows it passes (1: Duplicated, the width: batched)
-    n_shadows = [0 if shadows_of(a) is None else spec.width for a in spec.annotations]
-    dup = [n > 0 for n in n_shadows]
-    width = spec.width
-    # per argument, per leaf: its activity (None: baked into the IR)
-    leaf_acts: list[list[Activity | None]] = []
-    acts_left = iter(spec.activities)
-    for rt in runtime_of:
-        leaf_acts.append([next(acts_left) if r else None for r in rt])
-    # per argument, per leaf: whether it passes the argument's shadows (not a float
-    # leaf of a Duplicated pytree in reverse mode: that one is Active)
-    leaf_dup = [[act in (Activity.DUP, Activity.DUPNONEED) for act in acts]
-                for acts in leaf_acts]
-
-    # where each traced argument's primal lands in the flat argument list
-    primal_pos: list[int] = []
-    dup_of: list[int] = []  # per traced leaf: its number of shadows
-    names: list[str] = []  # per traced leaf: which of the user's arguments it is
-    pos = 0
-    for a, (rt, d, tree) in enumerate(zip(runtime_of, n_shadows, trees)):
-        for leaf, r in enumerate(rt):
-            if r:
-                d = n_shadows[a] if leaf_dup[a][leaf] else 0
-                primal_pos.append(pos)
-                dup_of.append(d)
-                names.append(f"argument {a}" if tree is None else
-                             f"leaf {leaf} of argument {a}")
-                pos += 1 + d
-    # (flat position, what) of every array the compiled code may write: the primals it
-    # writes, and the shadows (reverse mode accumulates into every shadow).
-    must_write = [(primal_pos[i], names[i]) for i in sorted(written)
-                  if i < len(primal_pos)]
-    must_write += [(primal_pos[i] + 1 + k, f"the shadow of {names[i]}")
-                   for i in range(len(primal_pos)) if dup_of[i] and (mode.reverse or i in written)
-                   for k in range(dup_of[i])]
-    same_layout = [(primal_pos[i], primal_pos[i] + 1 + k, names[i]) for i in sorted(collapsed)
-                   if i < len(primal_pos) and dup_of[i] for k in range(dup_of[i])]
-    # (argument, dimension) == (argument, dimension), or == a constant when b is None
-    checks = [(primal_pos[a], j, None if b is None else primal_pos[b], k)
-              for a, j, b, k in shape_constraints]
-
-    def check_sizes(flat: list[object]) -> list[object]:
-        for p, j, q, k in checks:
-            if q is None:
-                if np.shape(flat[p])[j] != k:
-                    raise ShapeError(
-                        f"array sizes do not fit: {fn_name} needs dimension {j} of an array "
-                        f"argument ({np.shape(flat[p])}) to be {k}, as its whole-array "
-                        "operations need")
-            elif np.shape(flat[p])[j] != np.shape(flat[q])[k]:
-                raise ShapeError(
-                    f"array sizes do not fit: {fn_name} was traced assuming that dimension "
-                    f"{j} of one array argument ({np.shape(flat[p])}) equals dimension {k} "
-                    f"of another ({np.shape(flat[q])}), as its whole-array operations need"
-                )
-        return flat
-
-    fn_name = getattr(spec.fn, "__name__", "the function")
-    on_gpu = spec.target == "cuda"
-
-    def check_buffers(flat: list[object]) -> None:
-        for p, what in must_write:
-            a = flat[p]
-            flags = a.flags if type(a) is np.ndarray else np.asarray(a).flags  # type: ignore[union-attr]
-            if not flags.writeable:
-                raise ReadOnlyError(
-                    f"{what} of {fn_name} is a read-only array, but the compiled code "
-                    "writes it"
-                    + (" (the derivative accumulates into the shadow)" if "shadow" in what
-                       else "") + "; pass a writeable array (e.g. a copy)")
-        for p, q, what in same_layout:
-            x, dx = np.asarray(flat[p]), np.asarray(flat[q])
-            if _strides_that_matter(x) != _strides_that_matter(dx):
-                raise AnnotationError(
-                    f"{fn_name} reshapes {what} (a view merging "
-                    f"its dimensions), so its shadow must have the same memory layout: "
-                    f"strides {dx.strides} against {x.strides}; for a contiguous array pass "
-                    "np.zeros_like(x), for a view the same view of a zero array shaped "
-                    "like its base")
-
-    def flatten(anns: Sequence[Annotation]) -> list[object]:
-        flat: list[object] = []
-        for a, tree, rt, d, ld in zip(anns, trees, runtime_of, dup, leaf_dup):
-            if tree is None:
-                if rt[0]:
-                    flat.append(a.val)
-                    if d:
-                        if width == 1:
-                            flat.append(a.dval)  # type: ignore[attr-defined]
-                        else:
-                            flat += a.dvals  # type: ignore[attr-defined]
-                continue
-            leaves = flatten_tree(a.val)[0]
-            if d:
-                lanes = [flatten_tree(sh)[0] for sh in shadows_of(a)]  # type: ignore[union-attr]
-                for leaf, r, s, *shs in zip(leaves, rt, ld, *lanes):
-                    if r:
-                        flat.append(leaf)
-                        if s:
-                            flat += shs
-            else:
-                flat += [leaf for leaf, r in zip(leaves, rt) if r]
-        if on_gpu:  # device arrays cross as metadata views holding device pointers
-            flat = [_device_argument(x) for x in flat]
-        if must_write or same_layout:
-            check_buffers(flat)
-        return check_sizes(flat) if checks else flat
-
-    if mode.reverse:
-        n_primals = sum(a in (Activity.ACTIVE, Activity.CONST) for a in ret_acts)
-        seed_values = _seed_marshaller(spec, ret_acts, result_types, returns_tuple)
-        # in argument order (the order of the gradient results): (i, None) for an
-        # Active argument, (i, [(leaf path)...]) for the float leaves of a Duplicated
-        # pytree, whose derivatives are added into its shadow pytree
-        gradients: list[tuple[int, list | None]] = []
-        for i, a in enumerate(spec.annotations):
-            if isinstance(a, Active):
-                gradients.append((i, None))
-            elif trees[i] is not None and Activity.ACTIVE in leaf_acts[i]:
-                paths = leaf_paths(trees[i])  # type: ignore[arg-type]
-                gradients.append((i, [p for p, act in zip(paths, leaf_acts[i])
-                                      if act is Activity.ACTIVE]))
-
-        def run(anns: Sequence[Annotation], seed: object = None) -> tuple:
-            """``seed``: the cotangent of the result (:func:`isozyme.vjp`; in batch
-            mode a tuple of one per lane); None: ``autodiff``'s 1.0 for a float
-            return.  In batch mode the derivatives are a tuple of one per lane."""
-            flat_seeds = seeds if seed is None else seed_values(
-                (seed,) if width == 1 else seed)
-            out = entry(*flatten(anns), *flat_seeds)
-            # per lane, per argument; each Active leaf has width gradients in a row
-            grads: list[list[object]] = [[None] * n_args for _ in range(width)]
-            k = n_primals
-            for i, float_leaves in gradients:
-                tree = trees[i]
-                if float_leaves is not None:  # (width 1: batched float leaves refused)
-                    shadow = anns[i].dval  # type: ignore[attr-defined]
-                    for path in float_leaves:
-                        add_to_leaf(shadow, path, out[k])
-                        k += 1
-                elif tree is None:
-                    for lane in range(width):
-                        grads[lane][i] = out[k + lane]
-                    k += width
-                else:
-                    n = tree.num_leaves
-                    values = list(out[k : k + n * width])
-                    for lane in range(width):
-                        grads[lane][i] = unflatten_tree(tree, values[lane::width])
-                    k += n * width
-            derivs = tuple(grads[0]) if width == 1 else tuple(map(tuple, grads))
-            if mode.with_primal:
-                primal = tuple(out[:n_primals]) if returns_tuple else (
-                    out[0] if n_primals else None)
-                return (derivs, primal)
-            return (derivs,)
-
-        return run
-
-    def run_fwd(anns: Sequence[Annotation]) -> tuple:
-        out = entry(*flatten(anns))
-        primals: list[object] = []
-        tangents: list[object] = []
-        k = 0
-        for act in ret_acts:
-            if act in (Activity.DUP, Activity.CONST):
-                primals.append(out[k])
-                k += 1
-            if act in (Activity.DUP, Activity.DUPNONEED):
-                tangents.append(out[k : k + width])
-                k += width
-        lanes = [
-            tuple(t[lane] for t in tangents) if returns_tuple
-            else (tangents[0][lane] if tangents else None)
-            for lane in range(width)
-        ]
-        # batch mode: one derivative per lane, in a tuple (Enzyme.jl's)
-        deriv = lanes[0] if width == 1 else tuple(lanes)
-        if mode.with_primal:
-            primal = tuple(primals) if returns_tuple else (primals[0] if primals else None)
-            return (deriv, primal)
-        return (deriv,)
-
-    return run_fwd
-
-
-
-

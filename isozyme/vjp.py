@@ -29,7 +29,8 @@ from isozyme.annotations import (
     is_array,
     is_float_scalar,
 )
-from isozyme.calls import Compiled, SeedKind, arg_key, build, prepare
+from isozyme.arguments import arg_key
+from isozyme.calls import Compiled, SeedKind, build, prepare
 from isozyme.compiler.ad.reverse import SEED_SHAPE_MESSAGE
 from isozyme.errors import AnnotationError, ShapeError
 from isozyme.runtime.marshal import device_view, on_device
