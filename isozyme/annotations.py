@@ -144,6 +144,8 @@ class BatchDuplicated(Annotation):
             raise AnnotationError("BatchDuplicated(x, dxs) needs a non-empty tuple of shadows")
         for d in dvals:
             _check_shadow("BatchDuplicated", val, d)
+        if len(dvals) > 1:
+            _check_lanes_disjoint(dvals)
         self.val = val
         self.dvals = dvals
 
@@ -152,6 +154,46 @@ class BatchDuplicatedNoNeed(BatchDuplicated):
     """``BatchDuplicatedNoNeed``: BatchDuplicated without the primal result."""
 
     __slots__ = ()
+
+
+def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
+    """The first and one-past-last byte addresses ``a`` can touch."""
+    lo = hi = a.ctypes.data if type(a) is np.ndarray else a.__array_interface__["data"][0]
+    for n, st in zip(a.shape, a.strides):
+        if n == 0:
+            return lo, lo
+        if st >= 0:
+            hi += (n - 1) * st
+        else:
+            lo += (n - 1) * st
+    return lo, hi + a.itemsize
+
+
+def _check_lanes_disjoint(dvals: tuple) -> None:
+    """The lanes' shadow arrays must not share memory: each lane's derivative is
+    accumulated (and, for overwritten values, zeroed) in its own shadow.  Sorting the
+    arrays by their byte bounds finds candidates in O(W log W); only overlapping bounds
+    get numpy's exact check (interleaved views of one block are fine)."""
+    if all(type(d) is np.ndarray for d in dvals):  # the common case, fast
+        lanes = [[d] for d in dvals]
+        leaf_arrays = [[(_byte_bounds(d), k) for k, d in enumerate(dvals)]]
+    else:
+        lanes = [flatten(d)[0] if is_node(d) else [d] for d in dvals]
+        leaf_arrays = [[(_byte_bounds(_metadata(lane[leaf])), k)
+                        for k, lane in enumerate(lanes) if is_array(lane[leaf])]
+                       for leaf in range(len(lanes[0]))]
+    for leaf, arrays in enumerate(leaf_arrays):
+        arrays.sort()
+        active: list[tuple[int, int]] = []  # (hi, lane) of the bounds still open
+        for (lo, hi), k in arrays:
+            active = [(h, j) for h, j in active if h > lo]
+            for _, j in active:
+                if np.shares_memory(_metadata(lanes[j][leaf]), _metadata(lanes[k][leaf])):
+                    raise AnnotationError(
+                        f"BatchDuplicated(x, dxs): the shadows of lanes {min(j, k)} and "
+                        f"{max(j, k)} share memory; every lane needs a shadow of its own"
+                    )
+            active.append((hi, k))
 
 
 def _metadata(x: object) -> np.ndarray:

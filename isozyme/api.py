@@ -10,7 +10,6 @@ call of a signature traces, optimizes, differentiates, lowers and JIT-compiles
 from __future__ import annotations
 
 import gc
-import importlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,7 +24,6 @@ from isozyme.annotations import (
     Duplicated,
     Mode,
     is_array,
-    is_float_scalar,
 )
 from isozyme.arguments import arg_key
 from isozyme.calls import (
@@ -44,6 +42,7 @@ from isozyme.frontends.python.nested import (
     traced_gradient,
 )
 from isozyme.runtime.marshal import device_view, on_device
+from isozyme.seeds import array_module, forget_seeds
 from isozyme.errors import AnnotationError, IsozymeError, ReadOnlyError, UnsupportedError
 
 __all__ = [
@@ -167,6 +166,7 @@ def clear_cache() -> None:
     with _COMPILE_LOCK:
         _CACHE.clear()
         forget_names()
+    forget_seeds()  # jacobian's cached unit seeds
     gc.collect()  # runners in reference cycles hold their compiled modules
     from isozyme.runtime.jit import release_freed_code  # noqa: PLC0415
 
@@ -179,15 +179,6 @@ def _is_float_array(x: object) -> bool:
         return False
     dtype = device_view(x).dtype if on_device(x) else np.asarray(x).dtype
     return dtype in (np.float64, np.float32)
-
-
-def _array_module(x: object) -> Any:
-    """The array library of ``x``: numpy for host arrays, the package a device array's
-    type comes from otherwise (``cupy`` for ``cupy.ndarray``: ``zeros_like``, ``empty``
-    that allocate on the device; imported only when such an array is passed)."""
-    if not on_device(x):
-        return np
-    return importlib.import_module(type(x).__module__.split(".")[0])
 
 
 def _writeable(x: object) -> bool:
@@ -210,25 +201,20 @@ def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> A
     Device arrays (CuPy) get device arrays of their own library as shadows, seeds and
     gradients.
     """
-    if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
-        raise AnnotationError(f"chunk must be a positive int, got {chunk!r}")
+    from isozyme.jacobians import (  # noqa: PLC0415  (they import this module)
+        argument_kinds,
+        check_chunk,
+        forward_gradient,
+        plain_arguments,
+    )
+
+    check_chunk(chunk)
     if tracing() and has_traced_argument(f, args):  # nested AD: called inside a trace
         return traced_gradient(mode, f, args)
-    args = tuple(np.asarray(a, dtype=np.float64) if isinstance(a, list) else a for a in args)
-    for i, a in enumerate(args):
-        if isinstance(a, Annotation) and not isinstance(a, Const):
-            raise AnnotationError(
-                f"argument {i}: gradient takes plain values or Const(...), not {type(a).__name__}"
-            )
-    kinds = [
-        "const" if isinstance(a, Const)
-        else "array" if _is_float_array(a)
-        else "scalar" if is_float_scalar(a)
-        else "const"
-        for a in args
-    ]
+    args = plain_arguments(args, "gradient")
+    kinds = argument_kinds(args)
     if mode.reverse:
-        shadows = [_array_module(a).zeros_like(a) if k == "array" else None
+        shadows = [array_module(a).zeros_like(a) if k == "array" else None
                    for a, k in zip(args, kinds)]
         anns = [
             Active(a) if k == "scalar" else Duplicated(a, sh) if k == "array" else a
@@ -240,10 +226,8 @@ def gradient(mode: Mode, f: Callable, *args: Any, chunk: int | None = None) -> A
             for i, k in enumerate(kinds)
         )
         return GradientResult(derivs, res[1]) if mode.with_primal else derivs
-    # Forward mode: the Jacobian of a scalar function, `chunk` lanes per batch sweep
-    from isozyme.jacobians import jacobian  # noqa: PLC0415  (it imports this module)
-
-    return jacobian(mode, f, *args, chunk=chunk)
+    # Forward mode: the Jacobian of a float-valued function, `chunk` lanes per sweep
+    return forward_gradient(mode, f, args, kinds, chunk)
 
 
 gradient.runs_on_traced_values = True  # type: ignore[attr-defined]

@@ -89,6 +89,9 @@ class _Spec:
     target: str = "cpu"
     #: the batch width (the number of shadows of the BatchDuplicated arguments)
     width: int = 1
+    #: batch mode (BatchDuplicated arguments or vjp's seeds=): results per lane, in a
+    #: tuple, also for a width of 1
+    batched: bool = False
     #: reverse mode with explicit seeds (:func:`isozyme.vjp`): per return value, what
     #: its seed is (:data:`SeedKind`); None: ``autodiff``'s unit seed of a float return
     seed_kinds: tuple["SeedKind", ...] | None = None
@@ -131,13 +134,13 @@ def _guarded(compiled: "Compiled", spec: "_Spec", guard, n_hidden: int) -> "Comp
     if n_hidden:
         run = compiled.run
         n_user = len(spec.annotations) - n_hidden
-        reverse, width = spec.mode.reverse, spec.width
+        reverse, batched = spec.mode.reverse, spec.batched
 
         def run_hidden(anns: Sequence[Annotation], hidden: tuple, seeds: object = None) -> tuple:
             if reverse:
                 out = run([*anns, *map(Const, hidden)], seeds)
-                derivs = out[0][:n_user] if width == 1 else tuple(
-                    lane[:n_user] for lane in out[0])
+                derivs = tuple(lane[:n_user] for lane in out[0]) if batched else (
+                    out[0][:n_user])
                 return (derivs, *out[1:])
             return run([*anns, *map(Const, hidden)])
 
@@ -226,7 +229,8 @@ def prepare(
     ret_cls, rest = _split_return_activity(args)
     anns = [_annotate(a) for a in rest]
     spec = _Spec(fn, mode, anns, ret_cls, target=choose_target(anns, target),
-                 width=_batch_width(anns, ret_cls))
+                 width=_batch_width(anns, ret_cls),
+                 batched=any(isinstance(a, BatchDuplicated) for a in anns))
     for i, a in enumerate(anns):
         if is_node(a.val):
             leaves, tree = flatten_tree(a.val)
@@ -293,7 +297,7 @@ def _batch_width(anns: Sequence[Annotation], ret_cls: type | None) -> int:
     if any(isinstance(a, Duplicated) for a in anns):
         raise AnnotationError(
             "one call mixes Duplicated and BatchDuplicated arguments; pass the Duplicated "
-            "ones as BatchDuplicated(x, (dx,) * width)"
+            "ones as BatchDuplicated(x, (dx1, ..., dxW)) with a shadow of their own per lane"
         )
     if ret_cls in (Duplicated, DuplicatedNoNeed):
         raise AnnotationError(

@@ -90,6 +90,8 @@ def _check(x: Any, v: Any, outs: dict[str, Any]) -> tuple[Any, Any]:
         for q in names[i + 1:]:
             if (p in outs or q in outs) and np.shares_memory(arrays[p], arrays[q]):
                 raise AnnotationError(f"hvp: {p} and {q} share memory")
+    if np.shares_memory(x, v):  # H(x) x: the tangent of x needs memory of its own
+        v = np.array(v, copy=True)
     return x, v
 
 

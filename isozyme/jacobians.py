@@ -59,13 +59,14 @@ def argument_kinds(args: Sequence[object]) -> list[str]:
     return kinds
 
 
-def plain_arguments(args: Sequence[object]) -> tuple:
+def plain_arguments(args: Sequence[object], who: str = "jacobian") -> tuple:
     """Lists as float64 arrays; other annotations than ``Const`` refused."""
     out = []
     for i, a in enumerate(args):
         if isinstance(a, Annotation) and not isinstance(a, Const):
             raise AnnotationError(
-                f"argument {i}: takes plain values or Const(...), not {type(a).__name__}"
+                f"argument {i}: {who} takes plain values or Const(...), not "
+                f"{type(a).__name__}"
             )
         out.append(np.asarray(a, dtype=np.float64) if isinstance(a, list) else a)
     return tuple(out)
@@ -79,8 +80,8 @@ def check_chunk(chunk: object) -> int | None:
 
 
 def _stack(parts: list[object], inner_shape: tuple[int, ...], template: object) -> object:
-    """Stack per-element derivatives (scalars or arrays of one output) along new
-    trailing (forward: input) or leading (reverse) axes: ``out.shape + inner_shape``."""
+    """Stack columns (scalars or arrays of one output) along new trailing axes:
+    ``out.shape + inner_shape``."""
     if not inner_shape:  # a scalar argument: its one derivative as it is
         return parts[0]
     xp = array_module(template)
@@ -105,8 +106,34 @@ def _duplicated(x: object, seed: object) -> Duplicated:
     return ann
 
 
+class _SameInputs:
+    """Every sweep of a Jacobian must see the same inputs: a function that writes its
+    arguments (``x[0] *= 2``) changes them in each sweep.  Holds copies of the host
+    arrays among the arguments; :meth:`after_sweep` puts back what a sweep changed, and
+    :meth:`finish` leaves the arrays as one call of ``f`` leaves them."""
+
+    def __init__(self, args: Sequence[object]) -> None:
+        arrays = [a.val if isinstance(a, Const) else a for a in args]
+        self.saved = [(a, a.copy()) for a in arrays if type(a) is np.ndarray]
+        self.after_one_call: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    def after_sweep(self) -> None:
+        changed = [(a, s) for a, s in self.saved if not np.array_equal(a, s, equal_nan=True)]
+        if changed:
+            if self.after_one_call is None:
+                self.after_one_call = [(a, a.copy()) for a, _ in changed]
+            for a, s in changed:
+                a[...] = s
+        elif self.after_one_call is None:
+            self.after_one_call = []
+
+    def finish(self) -> None:
+        for a, s in self.after_one_call or ():
+            a[...] = s
+
+
 def _columns(fwd: Mode, f: Callable, anns: list[object], i: int, x: object, n: int,
-             width: int, cache: bool) -> tuple[list[object], object]:
+             width: int, cache: bool, inputs: _SameInputs) -> tuple[list[object], object]:
     """The derivatives along each element of argument ``i`` (``anns[i]`` is replaced),
     ``width`` lanes per sweep, and the primal of the first sweep."""
     from isozyme.api import autodiff  # noqa: PLC0415  (api imports this module)
@@ -114,6 +141,7 @@ def _columns(fwd: Mode, f: Callable, anns: list[object], i: int, x: object, n: i
     if not is_array(x):  # a float: one plain forward sweep
         anns[i] = Duplicated(x, type(x)(1.0))
         out = autodiff(fwd, f, *anns)
+        inputs.after_sweep()
         return [out[0]], out[1] if fwd.with_primal else None
     columns: list[object] = []
     val: object = None
@@ -126,17 +154,30 @@ def _columns(fwd: Mode, f: Callable, anns: list[object], i: int, x: object, n: i
             anns[i] = _batch(x, seeds)
             out = autodiff(fwd, f, *anns)
             columns += out[0][: n - start]
+        inputs.after_sweep()
         if start == 0 and fwd.with_primal:
             val = out[1]
     return columns, val
 
 
-def _forward(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int | None):
+def forward_gradient(mode: Mode, f: Callable, args: tuple, kinds: list[str],
+                     chunk: int | None) -> Any:
+    """``gradient(Forward..., f, *args, chunk=)``: the Jacobian of a float-valued ``f``
+    (one entry per argument, shaped like it); an array or tuple result is refused."""
+    from isozyme.calls import GradientResult  # noqa: PLC0415
+
+    derivs, val = _forward(mode, f, args, kinds, chunk, float_valued=True)
+    return GradientResult(tuple(derivs), val) if mode.with_primal else tuple(derivs)
+
+
+def _forward(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int | None,
+             float_valued: bool = False):
     fwd = ForwardWithPrimal if mode.with_primal else Forward
     derivs: list[object] = []
     val: object = None
     have_val = False
     consts: list[object] = [a if isinstance(a, Const) else Const(a) for a in args]
+    inputs = _SameInputs(args)
     for i, kind in enumerate(kinds):
         if kind == "const":
             derivs.append(None)
@@ -146,26 +187,34 @@ def _forward(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int 
         n = int(np.prod(shape)) if shape else 1
         width = min(chunk or DEFAULT_CHUNK, n) if n else 1
         try:  # shared read-only seeds, unless f writes x (then its shadows are written)
-            columns, first = _columns(fwd, f, list(consts), i, x, n, width, cache=True)
+            columns, first = _columns(fwd, f, list(consts), i, x, n, width, True, inputs)
         except ReadOnlyError:
-            columns, first = _columns(fwd, f, list(consts), i, x, n, width, cache=False)
+            columns, first = _columns(fwd, f, list(consts), i, x, n, width, False, inputs)
+        if float_valued and not all(is_float_scalar(c) for c in columns):
+            inputs.finish()
+            raise AnnotationError(
+                f"gradient needs a function returning a float; "
+                f"{getattr(f, '__name__', 'f')} returns an array or a tuple: use "
+                "jacobian(mode, f, ...)"
+            )
         if mode.with_primal and not have_val and n:
             val, have_val = first, True
-        derivs.append(_assemble(columns, shape, x, trailing=True))
+        derivs.append(_assemble(columns, shape, x))
+    inputs.finish()
     if mode.with_primal and not have_val:
         val = f(*[a.val if isinstance(a, Const) else a for a in args])
     return derivs, val
 
 
-def _assemble(parts: list[object], arg_shape: tuple[int, ...], x: object, trailing: bool):
-    """The Jacobian block of one argument from its per-element derivatives (forward:
-    columns, trailing axes; reverse: rows over the output, leading axes)."""
+def _assemble(parts: list[object], arg_shape: tuple[int, ...], x: object):
+    """The Jacobian block of one argument from its columns (the derivatives along each
+    of its elements): the argument's axes trail the output's."""
     if not parts:
         return None
     first = parts[0]
     if isinstance(first, tuple):  # a function returning a tuple: one block per output
         return tuple(
-            _assemble([p[k] for p in parts], arg_shape, x, trailing)  # type: ignore[index]
+            _assemble([p[k] for p in parts], arg_shape, x)  # type: ignore[index]
             for k in range(len(first))
         )
     return _stack(parts, arg_shape, first if is_array(first) else x)
@@ -174,7 +223,12 @@ def _assemble(parts: list[object], arg_shape: tuple[int, ...], x: object, traili
 def _output_template(f: Callable, args: tuple, n_outs: tuple[int, ...] | None) -> object:
     """The primal output of ``f`` (its structure and shapes seed reverse mode)."""
     if n_outs is not None:
-        return np.zeros(n_outs) if n_outs else 0.0
+        # the output's dtype: that of the float arguments (float32 in, float32 out)
+        floats = [_meta(a).dtype for a in args
+                  if not isinstance(a, Const) and is_array(a)
+                  and _meta(a).dtype in (np.float64, np.float32)]
+        dtype = np.result_type(*floats) if floats else np.float64
+        return np.zeros(n_outs, dtype=dtype) if n_outs else 0.0
     from isozyme.api import autodiff  # noqa: PLC0415
 
     # The compiled primal (forward mode with every argument Const), not a Python call.
@@ -202,7 +256,10 @@ def _reverse(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int 
     sweep (``vjp(..., seeds=...)``), the last chunk padded with zero seeds."""
     from isozyme.vjp import vjp  # noqa: PLC0415
 
+    inputs = _SameInputs(args)
     template = _output_template(f, args, n_outs)
+    if n_outs is None:
+        inputs.after_sweep()
     rev = ReverseWithPrimal if mode.with_primal else Reverse
     out_seeds = _output_seeds(template)
     n = len(out_seeds)
@@ -224,6 +281,7 @@ def _reverse(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int 
                 for a, k, b, c in zip(args, kinds, blocks, consts)
             ]
             out = vjp(rev, f, out_seeds[r], *anns)
+            inputs.after_sweep()
             lanes: Sequence[tuple] = (out[0],)
         else:
             anns = [
@@ -232,12 +290,14 @@ def _reverse(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int 
                 for a, k, b, c in zip(args, kinds, blocks, consts)
             ]
             out = vjp(rev, f, *anns, seeds=tuple(out_seeds[r : r + width]))
+            inputs.after_sweep()
             lanes = out[0]
         for i, k in enumerate(kinds):
             if k == "scalar":
                 rows[i] += [lane[i] for lane in lanes]
         if mode.with_primal and r == 0:
             val = out[1]
+    inputs.finish()
     derivs = []
     for i, k in enumerate(kinds):
         if k == "const":

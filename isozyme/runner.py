@@ -112,7 +112,7 @@ def make_runner(
     # per argument: how many shadows it passes (1: Duplicated, the width: batched)
     n_shadows = [0 if shadows_of(a) is None else spec.width for a in spec.annotations]
     dup = [n > 0 for n in n_shadows]
-    width = spec.width
+    width, batched = spec.width, spec.batched
     # per argument, per leaf: its activity (None: baked into the IR)
     leaf_acts: list[list[Activity | None]] = []
     acts_left = iter(spec.activities)
@@ -196,10 +196,10 @@ def make_runner(
                 if rt[0]:
                     flat.append(a.val)
                     if d:
-                        if width == 1:
-                            flat.append(a.dval)  # type: ignore[attr-defined]
-                        else:
+                        if batched:
                             flat += a.dvals  # type: ignore[attr-defined]
+                        else:
+                            flat.append(a.dval)  # type: ignore[attr-defined]
                 continue
             leaves = flatten_tree(a.val)[0]
             if d:
@@ -237,7 +237,7 @@ def make_runner(
             mode a tuple of one per lane); None: ``autodiff``'s 1.0 for a float
             return.  In batch mode the derivatives are a tuple of one per lane."""
             flat_seeds = seeds if seed is None else seed_values(
-                (seed,) if width == 1 else seed)
+                seed if batched else (seed,))
             out = entry(*flatten(anns), *flat_seeds)
             # per lane, per argument; each Active leaf has width gradients in a row
             grads: list[list[object]] = [[None] * n_args for _ in range(width)]
@@ -259,7 +259,7 @@ def make_runner(
                     for lane in range(width):
                         grads[lane][i] = unflatten_tree(tree, values[lane::width])
                     k += n * width
-            derivs = tuple(grads[0]) if width == 1 else tuple(map(tuple, grads))
+            derivs = tuple(map(tuple, grads)) if batched else tuple(grads[0])
             if mode.with_primal:
                 primal = tuple(out[:n_primals]) if returns_tuple else (
                     out[0] if n_primals else None)
@@ -286,7 +286,7 @@ def make_runner(
             for lane in range(width)
         ]
         # batch mode: one derivative per lane, in a tuple (Enzyme.jl's)
-        deriv = lanes[0] if width == 1 else tuple(lanes)
+        deriv = tuple(lanes) if batched else lanes[0]
         if mode.with_primal:
             primal = tuple(primals) if returns_tuple else (primals[0] if primals else None)
             return (deriv, primal)

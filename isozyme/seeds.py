@@ -2,8 +2,8 @@
 
 ``make_zero(x)`` builds the zero shadow a ``Duplicated`` argument needs, for arrays and
 pytrees alike; ``onehot(x)`` the unit seeds that the columns of a Jacobian take in forward
-mode (one per element), which :func:`isozyme.jacobian` feeds to batch (vector) forward
-mode ``chunk`` at a time.
+mode (one per element).  :func:`isozyme.jacobian` takes the same seeds from
+:func:`unit_seed_chunks`: ``chunk`` at a time, as rows of one block, kept between calls.
 """
 
 from __future__ import annotations
@@ -91,6 +91,11 @@ _CHUNKS: OrderedDict[tuple, tuple] = OrderedDict()
 _CHUNKS_MAX_ENTRIES = 8
 #: Seeds whose block is larger than this are built chunk by chunk, per call.
 _CHUNKS_MAX_BYTES = 4 << 20
+
+
+def forget_seeds() -> None:
+    """Drop the cached unit seeds (:func:`isozyme.clear_cache` calls it)."""
+    _CHUNKS.clear()
 
 
 def _unit_block(xp: Any, meta: np.ndarray, start: int, lanes: int) -> Any:

@@ -99,6 +99,13 @@ def vjp(mode: Mode, f: Callable, *args: Any, seeds: tuple | None = None) -> tupl
                 f"seeds[{k}] differs from seeds[0] in structure, dtype or rank: every "
                 "lane's seed has the structure of the return value"
             )
+    for i, a in enumerate(rest):
+        if isinstance(a, type) and issubclass(a, Annotation):
+            raise AnnotationError(
+                f"vjp takes no return activity (argument {i} is the class "
+                f"{a.__name__}): the seed says what is differentiated, "
+                "vjp(mode, f, seed, *args)"
+            )
     anns = [a if isinstance(a, Annotation) else Const(a) for a in rest]
     width = None if seeds is None else len(seeds)
     _check_width(anns, width)
@@ -166,7 +173,7 @@ def _build(
     """Compile ``f``'s reverse mode seeded as ``kinds`` says (``width`` lanes)."""
     spec = prepare(mode, f, args, target=target)
     if width is not None:
-        spec.width = width
+        spec.width, spec.batched = width, True
     spec.seed_is_tuple = bool(kinds) and kinds[0] is not None and kinds[0][0] == "tuple"
     spec.seed_kinds = kinds[1:] if spec.seed_is_tuple else kinds
     return build(spec, keep_stages=False)

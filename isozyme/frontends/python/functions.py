@@ -141,6 +141,28 @@ def _callable_name(f: object) -> str:
 _NOTED_TYPES = (types.FunctionType, types.MethodType, functools.partial)
 
 
+def _global_arrays_only(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    """``args``/``kwargs`` with every traced value replaced by the global or closure
+    array it reads (a hidden argument made by ``array_read``), or None when some traced
+    value is not such a read."""
+    if not tracing():
+        return None
+    sources = {id(t): x for x, t in current_builder().session.hidden.values()}
+
+    def concrete(v: Any) -> Any:
+        if isinstance(v, Tracer):
+            if id(v) not in sources:
+                raise LookupError
+            return sources[id(v)]
+        return v
+
+    try:
+        return (tuple(concrete(a) for a in args),
+                {k: concrete(v) for k, v in kwargs.items()})
+    except LookupError:
+        return None
+
+
 def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call ``f(*args, **kwargs)`` from converted code (see the module docstring)."""
     check_defined(f, *args, *kwargs.values())
@@ -165,6 +187,13 @@ def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if isinstance(f, types.MethodType) and is_array_value(f.__self__):
             return f(*args, **kwargs)  # x.copy(), x.fill(v)
         if lookup(f) is not None or _is_numpy_callable(f):
+            concrete = _global_arrays_only(args, kwargs)
+            if concrete is not None:
+                # numpy on global/closure arrays alone (np.linalg.norm(X)): computed at
+                # trace time, as before such arrays were hidden arguments; the result is
+                # a constant of the trace (docs/getting-started.md: what the cache does
+                # not see)
+                return f(*concrete[0], **concrete[1])
             raise whole_array_error(f"a call to {_callable_name(f)} on an array")
     elif isinstance(f, types.MethodType) and is_array_value(f.__self__):
         return f(*args, **kwargs)  # x.copy(), x.fill(v)
