@@ -6,6 +6,7 @@ runner that marshals values in and out of the compiled entry point.
 
 from __future__ import annotations
 
+import weakref
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,19 @@ from isozyme.errors import AnnotationError, UnsupportedError
 
 #: Counters of the expensive steps, for tests and benchmarks.
 stats: dict[str, int] = {"traces": 0, "compiles": 0}
+
+#: Functions whose traced code writes one of its arguments (in place), as found when
+#: a signature of theirs compiled (weak: dropped with the function).
+_WRITERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def writes_arguments(fn: Callable) -> bool | None:
+    """Whether a compiled signature of ``fn`` writes one of its arguments in place;
+    None when none has compiled yet (or ``fn`` cannot be weakly referenced)."""
+    try:
+        return _WRITERS.get(fn)
+    except TypeError:
+        return None
 
 GradientResult = namedtuple("GradientResult", ["derivs", "val"])
 GradientResult.__doc__ = "What ``gradient(...WithPrimal...)`` returns: derivatives and value."
@@ -475,6 +489,11 @@ def build(
     fn_op = next(op for op in traced.module.ops
                  if isinstance(op, func.FuncOp) and op.sym_name.data == traced.func_name)
     written, collapsed = written_arguments(fn_op), collapsed_arguments(fn_op)
+    n_user = len(spec.activities) - len(traced.hidden)  # (hidden ones come last)
+    try:
+        _WRITERS[spec.fn] = _WRITERS.get(spec.fn, False) or any(i < n_user for i in written)
+    except TypeError:  # not weakly referenceable
+        pass
     result_types = list(traced.result_types)
     # A function may return nothing and write its outputs into Duplicated arrays.
     if spec.seed_kinds is not None and (

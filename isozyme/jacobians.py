@@ -30,6 +30,7 @@ from isozyme.annotations import (
     is_array,
     is_float_scalar,
 )
+from isozyme.calls import writes_arguments
 from isozyme.errors import AnnotationError, ReadOnlyError
 from isozyme.runtime.marshal import device_view, on_device
 from isozyme.seeds import array_module, make_zero, unit_seed_chunks
@@ -112,12 +113,17 @@ class _SameInputs:
     arrays among the arguments; :meth:`after_sweep` puts back what a sweep changed, and
     :meth:`finish` leaves the arrays as one call of ``f`` leaves them."""
 
-    def __init__(self, args: Sequence[object]) -> None:
+    def __init__(self, f: Callable, args: Sequence[object]) -> None:
+        self.f = f
         arrays = [a.val if isinstance(a, Const) else a for a in args]
-        self.saved = [(a, a.copy()) for a in arrays if type(a) is np.ndarray]
+        # (before the first call nobody knows whether f writes its arguments)
+        self.saved = ([] if writes_arguments(f) is False
+                      else [(a, a.copy()) for a in arrays if type(a) is np.ndarray])
         self.after_one_call: list[tuple[np.ndarray, np.ndarray]] | None = None
 
     def after_sweep(self) -> None:
+        if self.saved and writes_arguments(self.f) is False:
+            self.saved = []  # compiled now: f's code writes none of its arguments
         changed = [(a, s) for a, s in self.saved if not np.array_equal(a, s, equal_nan=True)]
         if changed:
             if self.after_one_call is None:
@@ -177,7 +183,7 @@ def _forward(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int 
     val: object = None
     have_val = False
     consts: list[object] = [a if isinstance(a, Const) else Const(a) for a in args]
-    inputs = _SameInputs(args)
+    inputs = _SameInputs(f, args)
     for i, kind in enumerate(kinds):
         if kind == "const":
             derivs.append(None)
@@ -256,7 +262,7 @@ def _reverse(mode: Mode, f: Callable, args: tuple, kinds: list[str], chunk: int 
     sweep (``vjp(..., seeds=...)``), the last chunk padded with zero seeds."""
     from isozyme.vjp import vjp  # noqa: PLC0415
 
-    inputs = _SameInputs(args)
+    inputs = _SameInputs(f, args)
     template = _output_template(f, args, n_outs)
     if n_outs is None:
         inputs.after_sweep()
