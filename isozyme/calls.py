@@ -548,7 +548,7 @@ def build(
         sig.result_types(arg_types, result_types),
     )
     run = make_runner(
-        spec, entry, ret_acts, result_types, traced.returns_tuple, traced.shape_constraints,
+        spec, entry, sig, result_types, traced.returns_tuple, traced.shape_constraints,
         written, collapsed,
     )
     run.keepalive = compiled  # type: ignore[attr-defined]

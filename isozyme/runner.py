@@ -17,7 +17,7 @@ from xdsl.ir import Attribute
 
 from isozyme.annotations import Active, Annotation, shadows_of
 from isozyme.arguments import device_argument, view
-from isozyme.dialects.enzyme import Activity
+from isozyme.dialects.enzyme import SEEDED, Activity, DerivativeSignature
 from isozyme.errors import AnnotationError, ReadOnlyError, ShapeError
 from isozyme.pytree import add_to_leaf, leaf_paths
 from isozyme.pytree import flatten as flatten_tree
@@ -37,7 +37,7 @@ def seed_marshaller(
     fixes them (the others are checked by the compiled code before any shadow is
     written) and passing it contiguous, as the returned type's layout is."""
     seeded = [(i, t) for i, (t, a) in enumerate(zip(result_types, ret_acts))
-              if a in (Activity.ACTIVE, Activity.ACTIVENONEED)]
+              if a in SEEDED]
     on_gpu = spec.target == "cuda"
 
     def values(lanes: Sequence[object]) -> list[object]:
@@ -85,7 +85,7 @@ def strides_that_matter(a: np.ndarray) -> tuple[int, ...]:
 def make_runner(
     spec: _Spec,
     entry: Callable[..., tuple],
-    ret_acts: list[Activity],
+    sig: DerivativeSignature,
     result_types: list[Attribute],
     returns_tuple: bool,
     shape_constraints: Sequence[tuple[int, int, int | None, int]] = (),
@@ -97,7 +97,8 @@ def make_runner(
 
     ``written``: traced arguments the function may write; ``collapsed``: traced arguments
     a reshape merges dimensions of (their shadows must have the same strides)."""
-    n_seeds = sum(a in (Activity.ACTIVE, Activity.ACTIVENONEED) for a in ret_acts)
+    ret_acts = sig.ret_activities
+    n_seeds = sum(a in SEEDED for a in ret_acts)
     n_args = len(spec.annotations)
     mode = spec.mode
     seeds = (1.0,) * (n_seeds * spec.width)
@@ -269,17 +270,7 @@ def make_runner(
         return run
 
     def run_fwd(anns: Sequence[Annotation]) -> tuple:
-        out = entry(*flatten(anns))
-        primals: list[object] = []
-        tangents: list[object] = []
-        k = 0
-        for act in ret_acts:
-            if act in (Activity.DUP, Activity.CONST):
-                primals.append(out[k])
-                k += 1
-            if act in (Activity.DUP, Activity.DUPNONEED):
-                tangents.append(out[k : k + width])
-                k += width
+        primals, tangents = sig.split_forward_results(entry(*flatten(anns)))
         lanes = [
             tuple(t[lane] for t in tangents) if returns_tuple
             else (tangents[0][lane] if tangents else None)

@@ -254,12 +254,16 @@ def matrix_in_matrix_out(M):
     return np.tanh(M) @ M.T
 
 
-@pytest.mark.parametrize("f, x", [
+# Jacobians of a loop with a stencil, whole-array code, a matrix function, a loop
+JACOBIAN_PROGRAMS = [
     (stencil, RNG.uniform(-1, 1, 7)),
     (sin_matvec, RNG.uniform(-1, 1, 6)),
     (matrix_in_matrix_out, RNG.uniform(-1, 1, (2, 3))),
     (P.rosenbrock_loop, RNG.uniform(-1, 1, 5)),
-])
+]
+
+
+@pytest.mark.parametrize("f, x", JACOBIAN_PROGRAMS)
 @pytest.mark.parametrize("chunk", [1, 3, None, 100])
 def test_forward_jacobian_matches_finite_differences(f, x, chunk):
     (J,) = jacobian(Forward, f, x, chunk=chunk)
@@ -306,12 +310,7 @@ def test_reference_jacobian_reverse(chunk, n_outs):
     np.testing.assert_array_equal(res.val, [100.0, 2.0])
 
 
-@pytest.mark.parametrize("f, x", [
-    (stencil, RNG.uniform(-1, 1, 7)),
-    (sin_matvec, RNG.uniform(-1, 1, 6)),
-    (matrix_in_matrix_out, RNG.uniform(-1, 1, (2, 3))),
-    (P.rosenbrock_loop, RNG.uniform(-1, 1, 5)),
-])
+@pytest.mark.parametrize("f, x", JACOBIAN_PROGRAMS)
 @pytest.mark.parametrize("chunk", [1, 3, None, 100])
 def test_reverse_jacobian_matches_forward_and_finite_differences(f, x, chunk):
     (J,) = jacobian(Reverse, f, x, chunk=chunk)

@@ -200,6 +200,23 @@ class DerivativeSignature:
                 outs += [t] * self.width
         return outs
 
+    def split_forward_results(self, results: Sequence) -> tuple[list, list[list]]:
+        """The results of a forward-mode derivative call, as :meth:`result_types` lays
+        them out: the primals it returns, and per differentiated return value its
+        ``width`` tangents."""
+        assert not self.reverse
+        primals: list = []
+        tangents: list[list] = []
+        k = 0
+        for act in self.ret_activities:
+            if act in (Activity.DUP, Activity.CONST):
+                primals.append(results[k])
+                k += 1
+            if act in SHADOWED:
+                tangents.append(list(results[k : k + self.width]))
+                k += self.width
+        return primals, tangents
+
     @staticmethod
     def return_activity(reverse: bool, differentiated: bool, primal_needed: bool) -> Activity:
         """The activity of one return value: differentiated (a tangent in forward mode,

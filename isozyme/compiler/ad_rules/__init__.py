@@ -166,3 +166,18 @@ def injective_operand(op: Operation, invariant: Callable[[SSAValue], bool]) -> S
 
     step = ARITH_INJECTIVE.get(type(op))
     return None if step is None else step(op, invariant)
+
+
+def combining_kind_of(op: Operation) -> str | None:
+    """The reduction kind (``"addf"``, ``"maximumf"``...) of a binary op that may combine
+    the values of an ``scf.reduce`` (``ARITH_COMBINING``), or None."""
+    from isozyme.compiler.ad_rules.arith import ARITH_COMBINING
+
+    return ARITH_COMBINING.get(type(op))
+
+
+def combining_op_names() -> list[str]:
+    """The names of the ops :func:`combining_kind_of` knows (for messages)."""
+    from isozyme.compiler.ad_rules.arith import ARITH_COMBINING
+
+    return [t.name for t in ARITH_COMBINING]

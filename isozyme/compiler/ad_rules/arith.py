@@ -159,3 +159,15 @@ ARITH_INJECTIVE: dict[
     arith.ExtSIOp: lambda op, invariant: op.operands[0],
     arith.IndexCastOp: _widened,
 }
+
+
+#: Ops that can be the whole body of an ``scf.reduce`` region (a combining op of its
+#: two arguments) -> the ``memref.atomic_rmw`` kind that does the same
+#: (``isozyme.dialects.memref_ext.ATOMIC_RMW_KIND``); ``analysis/reductions.py`` asks.
+ARITH_COMBINING: dict[type[Operation], str] = {
+    arith.AddfOp: "addf", arith.AddiOp: "addi", arith.MulfOp: "mulf",
+    arith.MuliOp: "muli", arith.MaximumfOp: "maximumf", arith.MinimumfOp: "minimumf",
+    arith.MaxnumfOp: "maxnumf", arith.MinnumfOp: "minnumf", arith.MaxSIOp: "maxs",
+    arith.MinSIOp: "mins", arith.MaxUIOp: "maxu", arith.MinUIOp: "minu",
+    arith.OrIOp: "ori", arith.AndIOp: "andi", arith.XOrIOp: "xori",
+}

@@ -60,14 +60,11 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.traits import IsTerminator
 
-from isozyme.compiler.gpu.outline_parallel_loops import (
-    WARP_AGGREGATE_ATTR,
-    atomic_rmw_kind_name,
-)
+from isozyme.compiler.gpu.outline_parallel_loops import WARP_AGGREGATE_ATTR
 from isozyme.compiler.lowering._common import LoweringError
 from isozyme.compiler.lowering.convert_memref_to_llvm import kept_dims
 from isozyme.dialects.gpu_ext import ReportFailureOp
-from isozyme.dialects.memref_ext import TransposeOp
+from isozyme.dialects.memref_ext import TransposeOp, atomic_rmw_kind_name
 from isozyme.errors import UnsupportedError
 
 _INT_C = {64: "int64_t", 32: "int32_t", 16: "int16_t", 8: "int8_t"}

@@ -100,9 +100,9 @@ from isozyme.compiler.gpu.kernel_checks import (
     report_failures,
     status_width,
 )
-from isozyme.compiler.analysis.reductions import REDUCE_KINDS, combining_kind, describe
-# (atomic_rmw_kind_name re-exported: the CUDA printer imports it from here)
-from isozyme.dialects.memref_ext import atomic_rmw, atomic_rmw_kind_name  # noqa: F401
+from isozyme.compiler.ad_rules import combining_op_names
+from isozyme.compiler.analysis.reductions import combining_kind, describe
+from isozyme.dialects.memref_ext import atomic_rmw
 from isozyme.errors import UnsupportedError
 
 #: Threads per block of every launch (1-D blocks).
@@ -137,7 +137,7 @@ def _reduction_kind(region: Region) -> str:
         return kind
     raise UnsupportedError(
         f"scf.reduce region ({describe(region)}) in a GPU kernel: only one combining op "
-        f"of the two arguments is supported ({', '.join(t.name for t in REDUCE_KINDS)})"
+        f"of the two arguments is supported ({', '.join(combining_op_names())})"
     )
 
 

@@ -48,12 +48,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from .array_reads import wrap_array_reads
+from .ast_ops import OPS, ops_attr, ops_call
 from .closure_state import ClosureScope
 from .diagnostics import note_unconverted, trace_error
+from .prange_reductions import reductions_and_reasons
 
-OPS = "_iz_"
 _PREFIX = "_iz_"
 _CONVERTED_ATTR = "__iz_converted__"
 _INNER_NAME = "_iz_converted"
@@ -161,7 +161,7 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
         if _contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
             return _Compiled(None)  # generators run as plain Python
     ast.increment_lineno(node, first_line - 1 - line_offset)
-    _wrap_array_reads(node, _resolver(fn))
+    wrap_array_reads(node, _resolver(fn))
     converter = _Converter(filename, _resolver(fn))
     if isinstance(node, ast.FunctionDef):
         node.decorator_list = []
@@ -251,78 +251,6 @@ def _resolver(fn: Callable[..., Any]) -> Callable[[ast.expr], object]:
     return resolve
 
 
-def _bound_names(node: ast.AST) -> set[str]:
-    """Every name bound anywhere in ``node``, nested scopes included (assigned, deleted,
-    parameters, definitions, imports, ``except ... as``, ``global``/``nonlocal``,
-    match captures)."""
-    out: set[str] = set()
-    for n in ast.walk(node):
-        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
-            out.add(n.id)
-        elif isinstance(n, ast.arg):
-            out.add(n.arg)
-        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            out.add(n.name)
-        elif isinstance(n, ast.alias):
-            out.add((n.asname or n.name).split(".")[0])
-        elif isinstance(n, (ast.Global, ast.Nonlocal)):
-            out.update(n.names)
-        elif isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name:
-            out.add(n.name)
-        elif isinstance(n, ast.MatchMapping) and n.rest:
-            out.add(n.rest)
-    return out
-
-
-def _wrap_array_reads(node: ast.AST, resolve: Callable[[ast.expr], object]) -> None:
-    """Wrap each read of a global or closure variable that holds a numpy array now in
-    ``_iz_.array_read(name)``, which turns a large one into the compiled function's
-    hidden argument (``array_builders.array_read``): its sizes are then run-time values
-    and loops over its rows stay loops.  Names bound anywhere in the function are left
-    alone (a local array is the function's own), and so is a name that held something
-    else when the function was first converted (its arrays are baked, as before).
-    Iterating such a name (``for row in X``, a comprehension over it, ``enumerate(X)``,
-    ``zip(X, ...)``, ``reversed(X)``) reads it with ``_iz_.array_iter``: its rows, loaded
-    from the hidden argument, in a Python list (Python iteration unrolls, as before)."""
-    bound = _bound_names(node)
-
-    def iterated(e: ast.expr) -> None:
-        """Turn ``array_read`` into ``array_iter`` where ``e`` is iterated."""
-        if _is_ops_call(e, "array_read"):
-            e.func.attr = "array_iter"  # type: ignore[attr-defined]
-        elif isinstance(e, ast.Call) and isinstance(e.func, ast.Name) \
-                and e.func.id in ("enumerate", "zip", "reversed"):
-            for a in e.args:
-                if _is_ops_call(a, "array_read"):
-                    a.func.attr = "array_iter"  # type: ignore[attr-defined]
-
-    class _Wrap(ast.NodeTransformer):
-        def visit_Name(self, n: ast.Name) -> ast.AST:
-            if isinstance(n.ctx, ast.Load) and n.id not in bound \
-                    and isinstance(resolve(n), np.ndarray):
-                return ast.copy_location(_call("array_read", n), n)
-            return n
-
-        def visit_For(self, n: ast.For) -> ast.AST:
-            self.generic_visit(n)
-            iterated(n.iter)
-            return n
-
-        def visit_comprehension(self, n: ast.comprehension) -> ast.AST:
-            self.generic_visit(n)
-            iterated(n.iter)
-            return n
-
-    _Wrap().visit(node)
-
-
-def _is_ops_call(e: ast.expr, attr: str) -> bool:
-    """Whether ``e`` is ``_iz_.<attr>(...)``."""
-    return isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) \
-        and e.func.attr == attr and isinstance(e.func.value, ast.Name) \
-        and e.func.value.id == OPS
-
-
 def _callee_name(node: ast.expr) -> str | None:
     """``f`` of ``f`` or ``a.b.f``."""
     if isinstance(node, ast.Name):
@@ -330,115 +258,6 @@ def _callee_name(node: ast.expr) -> str | None:
     if isinstance(node, ast.Attribute):
         return node.attr
     return None
-
-
-_REDUCTION_OPS = {ast.Add: "add", ast.Sub: "add", ast.Mult: "mul"}
-
-
-def _reduction_update(stmt: ast.AST, name: str) -> tuple[str, ast.expr] | None:
-    """``(kind, e)`` when ``stmt`` is ``name += e``, ``name -= e``, ``name *= e``,
-    ``name = name + e`` (or ``e + name``), ``name = name - e``, ``name = name * e`` (or
-    ``e * name``), ``name = max(name, e)`` (or ``max(e, name)``), ``name = min(...)``."""
-
-    def is_name(e: ast.expr) -> bool:
-        return isinstance(e, ast.Name) and e.id == name
-
-    if isinstance(stmt, ast.AugAssign) and is_name(stmt.target):
-        kind = _REDUCTION_OPS.get(type(stmt.op))
-        return (kind, stmt.value) if kind else None
-    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and is_name(stmt.targets[0])):
-        return None
-    v = stmt.value
-    if isinstance(v, ast.BinOp) and type(v.op) in _REDUCTION_OPS:
-        kind = _REDUCTION_OPS[type(v.op)]
-        if is_name(v.left):
-            return kind, v.right
-        if is_name(v.right) and not isinstance(v.op, ast.Sub):
-            return kind, v.left
-        return None
-    if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) \
-            and v.func.id in ("max", "min") and len(v.args) == 2 and not v.keywords \
-            and not any(isinstance(a, ast.Starred) for a in v.args):
-        a, b = v.args
-        if is_name(a):
-            return v.func.id, b
-        if is_name(b):
-            return v.func.id, a
-    return None
-
-
-_KIND_WORDS = {"add": "a sum (`+=`, `-=`)", "mul": "a product (`*=`)",
-               "max": "a maximum (`max`)", "min": "a minimum (`min`)"}
-
-
-def prange_reductions(body: list[ast.stmt], names: Iterable[str]) -> dict[str, str]:
-    """The variables of a ``prange`` body that are reductions, with their kind.
-
-    ``s`` is a reduction when every statement of the body that assigns it is a
-    reduction update of one kind (:func:`_reduction_update`; ``+`` and ``-`` are one
-    kind), the updated expression does not read ``s``, and no other code of the body
-    (nested functions included) reads or assigns it.
-    """
-    return _prange_reductions(body, names)[0]
-
-
-def prange_non_reductions(body: list[ast.stmt], names: Iterable[str]) -> dict[str, str]:
-    """The variables of a ``prange`` body updated at least once as a reduction
-    (``s += e``...) that are not reductions, with the reason (for the error when the
-    body reads them): the updates mix operators, an update's expression reads the
-    variable, or other code of the body reads or assigns it (with the line)."""
-    return _prange_reductions(body, names)[1]
-
-
-def _prange_reductions(body: list[ast.stmt],
-                       names: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
-    """``(reductions, reasons)``: see :func:`prange_reductions` and
-    :func:`prange_non_reductions`."""
-    stmts = list(ast.walk(ast.Module(body=body, type_ignores=[])))
-    out: dict[str, str] = {}
-    why: dict[str, str] = {}
-    for name in names:
-        kinds: dict[str, int] = {}  # kind -> line of its first update
-        update_nodes: set[int] = set()
-        ok = True
-        for node in stmts:
-            found = _reduction_update(node, name)
-            if found is not None:
-                kind, e = found
-                if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(e)):
-                    why[name] = (f"its update at line {getattr(node, 'lineno', '?')} "
-                                 f"combines it with an expression that reads '{name}' "
-                                 "itself")
-                    ok = False
-                    break
-                kinds.setdefault(kind, getattr(node, "lineno", 0))
-                update_nodes.add(id(node))
-        if not ok or not kinds:
-            continue
-        if len(kinds) != 1:
-            (k1, l1), (k2, l2) = sorted(kinds.items(), key=lambda kv: kv[1])[:2]
-            why[name] = (f"it is updated as {_KIND_WORDS[k1]} at line {l1} and as "
-                         f"{_KIND_WORDS[k2]} at line {l2}; a reduction has one operator")
-            continue
-        allowed: set[int] = set()
-        for node in stmts:
-            if id(node) in update_nodes:
-                allowed.update(id(n) for n in ast.walk(node)
-                               if isinstance(n, ast.Name) and n.id == name)
-        others = [n for n in stmts if (isinstance(n, ast.Name) and n.id == name
-                                       and id(n) not in allowed)
-                  or (isinstance(n, (ast.Global, ast.Nonlocal)) and name in n.names)
-                  or (isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name)]
-        if not others:
-            out[name] = next(iter(kinds))
-        else:
-            first = min(others, key=lambda n: getattr(n, "lineno", 0))
-            why[name] = (f"line {getattr(first, 'lineno', '?')} reads or assigns it "
-                         "other than by a reduction update (`s += e`, `s *= e`, "
-                         "`s = max(s, e)`, `s = min(s, e)`), which is all a reduction "
-                         "may do in the body")
-    return out, why
-
 
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
@@ -559,14 +378,6 @@ def _return_none(at: ast.AST) -> ast.Return:
 # --------------------------------------------------------------------------- builders
 
 
-def _ops(attr: str) -> ast.expr:
-    return ast.Attribute(ast.Name(OPS, ast.Load()), attr, ast.Load())
-
-
-def _call(attr: str, *args: ast.expr) -> ast.Call:
-    return ast.Call(func=_ops(attr), args=list(args), keywords=[])
-
-
 def _thunk(e: ast.expr) -> ast.Lambda:
     return ast.Lambda(args=_arguments([]), body=e)
 
@@ -593,7 +404,7 @@ def _str_tuple(names: list[str]) -> ast.Tuple:
 
 def _state(names: list[str]) -> ast.Tuple:
     # _iz_.ld(lambda: x) reads x, or gives UNDEF when x is not bound yet.
-    return ast.Tuple([_call("ld", _thunk(ast.Name(n, ast.Load()))) for n in names], ast.Load())
+    return ast.Tuple([ops_call("ld", _thunk(ast.Name(n, ast.Load()))) for n in names], ast.Load())
 
 
 def _def(name: str, params: list[str], body: list[ast.stmt]) -> ast.FunctionDef:
@@ -649,7 +460,7 @@ class _ExprConverter(ast.NodeTransformer):
         if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) \
                 and node.func.value.id == OPS:
             return node
-        new = ast.Call(func=_ops("converted_call"), args=[node.func, *node.args],
+        new = ast.Call(func=ops_attr("converted_call"), args=[node.func, *node.args],
                        keywords=node.keywords)
         return ast.copy_location(new, node)
 
@@ -658,19 +469,19 @@ class _ExprConverter(ast.NodeTransformer):
         if _contains(node.values, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
             return node
         name = "and_" if isinstance(node.op, ast.And) else "or_"
-        return ast.copy_location(_call(name, *[_thunk(v) for v in node.values]), node)
+        return ast.copy_location(ops_call(name, *[_thunk(v) for v in node.values]), node)
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
         self.generic_visit(node)
         if isinstance(node.op, ast.Not):
-            return ast.copy_location(_call("not_", node.operand), node)
+            return ast.copy_location(ops_call("not_", node.operand), node)
         return node
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
         self.generic_visit(node)
         if _contains([node.body, node.orelse], (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
             return node
-        new = _call("ifexp", node.test, _thunk(node.body), _thunk(node.orelse))
+        new = ops_call("ifexp", node.test, _thunk(node.body), _thunk(node.orelse))
         return ast.copy_location(new, node)
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
@@ -678,12 +489,12 @@ class _ExprConverter(ast.NodeTransformer):
         if len(node.ops) == 1 or _contains(node, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
             return node
         ops = ast.Tuple([ast.Constant(_CMP_OPS[type(o)]) for o in node.ops], ast.Load())
-        new = _call("compare_chain", _thunk(node.left), ops, *[_thunk(c) for c in node.comparators])
+        new = ops_call("compare_chain", _thunk(node.left), ops, *[_thunk(c) for c in node.comparators])
         return ast.copy_location(new, node)
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
         self.generic_visit(node)
-        return ast.copy_location(_call("converted_fn", node), node)
+        return ast.copy_location(ops_call("converted_fn", node), node)
 
 
 class _Converter:
@@ -763,7 +574,7 @@ class _Converter:
             if _contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
                 return [node]
             new = self.function(node)
-            new.decorator_list.append(_ops("converted_fn"))
+            new.decorator_list.append(ops_attr("converted_fn"))
             return [new]
         if isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Add, ast.Sub)) \
                 and isinstance(node.target, (ast.Subscript, ast.Name)):
@@ -773,17 +584,17 @@ class _Converter:
             # from a prange body)
             op = ast.Constant("+" if isinstance(node.op, ast.Add) else "-")
             if isinstance(node.target, ast.Name):
-                call = _call("augment", ast.Name(node.target.id, ast.Load()), op,
+                call = ops_call("augment", ast.Name(node.target.id, ast.Load()), op,
                              self.expr(node.value))
                 assign = ast.Assign(targets=[ast.Name(node.target.id, ast.Store())],
                                     value=call)
                 return _located([assign], node)
-            call = _call("accumulate", self.expr(node.target.value),
+            call = ops_call("accumulate", self.expr(node.target.value),
                          self.expr(node.target.slice), op, self.expr(node.value))
             return _located([ast.Expr(call)], node)
         if isinstance(node, ast.Return) and node.value is not None:
             # _iz_.ret checks for undefined variables at the `return` line.
-            node.value = ast.copy_location(_call("ret", self.expr(node.value)), node.value)
+            node.value = ast.copy_location(ops_call("ret", self.expr(node.value)), node.value)
             return [node]
         if isinstance(node, (ast.AsyncFunctionDef, ast.ClassDef, ast.AsyncFor, ast.AsyncWith)):
             return [node]
@@ -838,11 +649,11 @@ class _Converter:
                 _state(names), _str_tuple(names))
         out: ast.stmt
         if has_return:
-            out = ast.Return(_call("if_return", *args))
+            out = ast.Return(ops_call("if_return", *args))
         elif names:
-            out = ast.Assign(targets=[_names_tuple(names, ast.Store())], value=_call("if_stmt", *args))
+            out = ast.Assign(targets=[_names_tuple(names, ast.Store())], value=ops_call("if_stmt", *args))
         else:
-            out = ast.Expr(_call("if_stmt", *args))
+            out = ast.Expr(ops_call("if_stmt", *args))
         return _located([*defs, out], node)
 
     # -- for
@@ -879,7 +690,7 @@ class _Converter:
             why = "a loop target that is not a single name"
         if why is not None:
             check = ast.If(
-                test=_call("prange_unsupported", copy.deepcopy(it.func), ast.Constant(why)),
+                test=ops_call("prange_unsupported", copy.deepcopy(it.func), ast.Constant(why)),
                 body=self.plain_for(node, in_loop=in_loop), orelse=[])
             return _located([check], node)
         assert isinstance(node.target, ast.Name)
@@ -887,14 +698,14 @@ class _Converter:
         names = [n for n in assigned_names(node.body) if n != target]
         all_names = [target, *names]
         self.check_state(node, all_names, "`prange` loop", node.body, in_loop=in_loop)
-        reductions, reasons = _prange_reductions(node.body, names)
+        reductions, reasons = reductions_and_reasons(node.body, names)
         body_name = self.fresh("prange_body")
         converted = self.block(node.body, tail=False, in_loop=True)
         body = [*converted, ast.Return(_names_tuple(all_names, ast.Load()))]
         args = ast.Tuple([self.expr(a) for a in it.args], ast.Load())
         kinds = ast.Tuple([ast.Constant(reductions.get(n)) for n in names], ast.Load())
         whys = ast.Tuple([ast.Constant(reasons.get(n)) for n in names], ast.Load())
-        call = _call("for_prange", it.func, args, ast.Name(body_name, ast.Load()),
+        call = ops_call("for_prange", it.func, args, ast.Name(body_name, ast.Load()),
                      _state(all_names), _str_tuple(all_names), kinds, whys)
         assign = ast.Assign(targets=[_names_tuple(all_names, ast.Store())], value=call)
         return _located([_def(body_name, all_names, body), assign], node)
@@ -943,7 +754,7 @@ class _Converter:
         body = [*self.block(node.body, tail=False, in_loop=True),
                 ast.Return(_names_tuple(all_names, ast.Load()))]
         range_args = ast.Tuple([self.expr(a) for a in it.args], ast.Load())
-        call = _call("for_range", ast.Name("range", ast.Load()), range_args,
+        call = ops_call("for_range", ast.Name("range", ast.Load()), range_args,
                      ast.Name(body_name, ast.Load()), _state(all_names), _str_tuple(all_names))
         assign = ast.Assign(targets=[_names_tuple(all_names, ast.Store())], value=call)
         return _located([_def(body_name, all_names, body), assign], node)
@@ -972,7 +783,7 @@ class _Converter:
         cond_def = _def(cond_name, names, [ast.Return(self.expr(node.test))])
         body_def = _def(body_name, names, [*self.block(node.body, tail=False, in_loop=True),
                                            ast.Return(_names_tuple(names, ast.Load()))])
-        call = _call("while_", ast.Name(cond_name, ast.Load()), ast.Name(body_name, ast.Load()),
+        call = ops_call("while_", ast.Name(cond_name, ast.Load()), ast.Name(body_name, ast.Load()),
                      _state(names), _str_tuple(names))
         out: ast.stmt
         if names:

@@ -37,7 +37,13 @@ from isozyme.annotations import (
     Mode,
     RETURN_ACTIVITIES,
 )
-from isozyme.dialects.enzyme import Activity, AutoDiffOp, DerivativeSignature, ForwardDiffOp
+from isozyme.dialects.enzyme import (
+    SEEDED,
+    Activity,
+    AutoDiffOp,
+    DerivativeSignature,
+    ForwardDiffOp,
+)
 from isozyme.errors import AnnotationError, UnsupportedError
 from isozyme.pytree import flatten as flatten_tree
 from isozyme.pytree import is_node
@@ -355,7 +361,7 @@ def traced_autodiff(mode: Mode, f: Callable[..., Any], args: Sequence[object]) -
     operands = req.operands() + hidden
     if mode.reverse:  # a seed of 1 per active return
         operands += [ssa(constant(1.0, t)) for t, a in zip(res_types, ret_acts)
-                     if a in (Activity.ACTIVE, Activity.ACTIVENONEED)]
+                     if a in SEEDED]
     op_cls = AutoDiffOp if mode.reverse else ForwardDiffOp
     op = emit(op_cls(name, operands, sig.result_types(arg_types, res_types),
                      activities, ret_acts))
@@ -378,17 +384,8 @@ def traced_autodiff(mode: Mode, f: Callable[..., Any], args: Sequence[object]) -
         if mode.with_primal:
             return (tuple(grads), results[0] if has_primal else None)
         return (tuple(grads),)
-    primals: list[object] = []
-    tangents: list[object] = []
-    k = 0
-    for act in ret_acts:
-        if act in (Activity.DUP, Activity.CONST):
-            primals.append(results[k])
-            k += 1
-        if act in (Activity.DUP, Activity.DUPNONEED):
-            tangents.append(results[k])
-            k += 1
-    deriv = entry.rebuild(tangents)
+    primals, tangents = sig.split_forward_results(results)
+    deriv = entry.rebuild([lanes[0] for lanes in tangents])
     return (deriv, entry.rebuild(primals)) if mode.with_primal else (deriv,)
 
 

@@ -62,7 +62,7 @@ def _as_array_operand(x: object, what: str) -> object:
 def array_read(value: Any) -> Any:
     """A global's or closure variable's value as converted code reads it (the AST
     rewrite wraps each read of a name that held a numpy array, see
-    ``ast_transform._wrap_array_reads``): a large numpy array becomes the public
+    ``array_reads.wrap_array_reads``): a large numpy array becomes the public
     function's hidden argument, so ``x.shape[0]`` is a run-time size, ``range`` of it an
     ``scf.for`` and ``x[i]`` a bounds-checked load, as for an array argument (the IR
     does not grow with the array); anything else, or outside the compile cache, is
