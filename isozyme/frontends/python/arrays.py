@@ -20,6 +20,8 @@ size, stride and the offset dynamic, so one trace serves every shape and every v
   installs the operators and methods on :class:`ArrayTracer`.
 * Slices, partial indices (``A[i]``, ``A[:, j]``), ``...``: views (``memref.subview``),
   see :mod:`.views`; slice assignment ``x[a:b] = v`` writes through such a view.
+* Index arrays and boolean masks (``x[idx]``, ``x[rows, cols]``, ``x[mask] = v``,
+  ``np.add.at``): gather/scatter loops, see :mod:`.fancy_indexing`.
 """
 
 from __future__ import annotations
@@ -758,3 +760,9 @@ ARRAY_AWARE: dict[Any, Callable[..., Any]] = {
 # Whole-array operations (linalg.generic): installs ArrayTracer operators/methods and
 # extends ARRAY_AWARE.  Imported last: it builds on this module.
 from . import whole_array as _whole_array  # noqa: E402,F401
+
+# np.add.at / np.subtract.at: the accumulating scatters of fancy indexing.
+from .fancy_indexing import ufunc_at as _ufunc_at  # noqa: E402
+
+ARRAY_AWARE[np.add.at] = _ufunc_at("+")
+ARRAY_AWARE[np.subtract.at] = _ufunc_at("-")

@@ -56,6 +56,7 @@ from xdsl.ir import Block, SSAValue
 from .arrays import ArrayTracer, to_index
 from .context import current_builder
 from .diagnostics import trace_error
+from .fancy_indexing import fancy_getitem, fancy_setitem, is_fancy_key
 from .tracer import (
     Tracer,
     check_defined,
@@ -425,7 +426,9 @@ def _reversal_layout(x: ArrayTracer, keys: Sequence[object], v: ArrayTracer) -> 
 
 
 def getitem(x: ArrayTracer, key: object) -> Tracer:
-    """``x[key]`` (see the module docstring)."""
+    """``x[key]`` (see the module docstring); index arrays and masks: :mod:`.fancy_indexing`."""
+    if is_fancy_key(key):
+        return fancy_getitem(x, key)
     keys = expand_key(x, key)
     if is_element_key(keys):
         idx = [_v(_int_offset(x, k, i)) for k, i in enumerate(keys)]
@@ -466,6 +469,9 @@ def _same_view(a: ArrayTracer, b: ArrayTracer) -> bool:
 def setitem(x: ArrayTracer, key: object, value: object) -> bool:
     """``x[key] = value`` for a key that is not a plain element index; returns ``False``
     (nothing emitted) for an element index."""
+    if is_fancy_key(key):
+        fancy_setitem(x, key, value)
+        return True
     keys = expand_key(x, key)
     if is_element_key(keys):
         return False
