@@ -113,3 +113,40 @@ ArrayTracer.ravel = lambda self, order="C": reshape(self, -1, order=order, what=
 ArrayTracer.flatten = lambda self, order="C": flatten(self, order=order)  # type: ignore[attr-defined]
 ArrayTracer.astype = astype  # type: ignore[attr-defined]
 ArrayTracer.clip = lambda self, a_min=None, a_max=None, **kw: np_clip(self, a_min, a_max, **kw)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- issue 9
+# Statistics, scans, builders and shape functions (modules .statistics, .scans,
+# .builders, .shaping).
+from .scans import np_diff, np_roll, scan  # noqa: E402
+from .statistics import np_any_all, np_arg_extreme, np_norm, np_std, np_var  # noqa: E402
+
+ARRAY_AWARE.update({
+    np.var: np_var,
+    np.std: np_std,
+    np.linalg.norm: np_norm,
+    np.cumsum: lambda a, axis=None, dtype=None, out=None: scan("sum", a, axis, dtype, out),
+    np.cumprod: lambda a, axis=None, dtype=None, out=None: scan("prod", a, axis, dtype, out),
+    np.diff: np_diff,
+    np.roll: np_roll,
+    np.any: lambda a, axis=None, out=None, keepdims=False, **kw: np_any_all(
+        "any", a, axis, out, keepdims, **kw),
+    np.all: lambda a, axis=None, out=None, keepdims=False, **kw: np_any_all(
+        "all", a, axis, out, keepdims, **kw),
+    np.argmax: lambda a, axis=None, out=None, **kw: np_arg_extreme("max", a, axis, out, **kw),
+    np.argmin: lambda a, axis=None, out=None, **kw: np_arg_extreme("min", a, axis, out, **kw),
+})
+ArrayTracer.var = lambda self, *a, **kw: np_var(self, *a, **kw)  # type: ignore[attr-defined]
+ArrayTracer.std = lambda self, *a, **kw: np_std(self, *a, **kw)  # type: ignore[attr-defined]
+ArrayTracer.cumsum = lambda self, axis=None, dtype=None, out=None: scan(  # type: ignore[attr-defined]
+    "sum", self, axis, dtype, out)
+ArrayTracer.cumprod = lambda self, axis=None, dtype=None, out=None: scan(  # type: ignore[attr-defined]
+    "prod", self, axis, dtype, out)
+ArrayTracer.any = lambda self, axis=None, out=None, keepdims=False, **kw: np_any_all(  # type: ignore[attr-defined]
+    "any", self, axis, out, keepdims, **kw)
+ArrayTracer.all = lambda self, axis=None, out=None, keepdims=False, **kw: np_any_all(  # type: ignore[attr-defined]
+    "all", self, axis, out, keepdims, **kw)
+ArrayTracer.argmax = lambda self, axis=None, out=None, **kw: np_arg_extreme(  # type: ignore[attr-defined]
+    "max", self, axis, out, **kw)
+ArrayTracer.argmin = lambda self, axis=None, out=None, **kw: np_arg_extreme(  # type: ignore[attr-defined]
+    "min", self, axis, out, **kw)
