@@ -52,6 +52,7 @@ from .array_reads import wrap_array_reads
 from .ast_ops import OPS, ops_attr, ops_call
 from .closure_state import ClosureScope
 from .diagnostics import note_unconverted, trace_error
+from .loop_exits import RAW, canonicalize_loop_exits
 from .prange_reductions import reductions_and_reasons
 
 _PREFIX = "_iz_"
@@ -528,7 +529,9 @@ class _Converter:
                     node.args.vararg, node.args.kwarg):
             if arg is not None:
                 arg.annotation = None
-        body = normalize_returns(node.body)
+        body = canonicalize_loop_exits(node.body, lambda kind: "_" + self.fresh(kind),
+                                       self.is_prange)
+        body = normalize_returns(body)
         self.scopes.append(ClosureScope.of(body))
         try:
             node.body = self.block(body, tail=True, in_loop=False)
@@ -614,6 +617,10 @@ class _Converter:
     # -- if
 
     def if_(self, node: ast.If, *, tail: bool, in_loop: bool) -> list[ast.stmt]:
+        if getattr(node, RAW, False):  # generated plain Python (loop_exits, iteration)
+            node.body = self.block(node.body, tail=tail, in_loop=in_loop)
+            node.orelse = self.block(node.orelse, tail=tail, in_loop=in_loop)
+            return [node]
         test = self.expr(node.test)
         has_return = _contains(node, (ast.Return,))
         why = None
