@@ -3,8 +3,9 @@
 Each loader returns the input twice over: as the JSON object GradBench's eval sends to a
 tool (``json``, what the C++ golden tool reads, see ``make_golden.py``) and as the numpy
 arrays an isozyme user works with. Nothing here is downloaded: the ADBench data files of
-``ba`` and ``ht`` are under ``data/`` (MIT, ``data/*/LICENSE.TXT``), ``kmeans`` points are
-drawn from numpy's legacy generator with GradBench's seed, and ``particle``/``saddle``
+``ba``, ``ht`` and ``lstm`` are under ``data/`` (MIT, ``data/*/LICENSE.TXT``), ``kmeans``,
+``ode`` and ``det`` inputs are drawn from numpy's legacy generator with GradBench's seed,
+``gmm``'s from numpy's ``default_rng`` with GradBench's seed, and ``particle``/``saddle``
 take one number each.
 """
 
@@ -167,3 +168,127 @@ def kmeans_input(k: int = 10, n: int = 1000, d: int = 8) -> KMeansInput:
 #: particle's and saddle's inputs as GradBench's evals send them.
 PARTICLE_W0 = 0.0
 SADDLE_START = (1.0, 1.0)
+
+
+@dataclass
+class ODEInput:
+    """``ode``: the coefficients ``x`` (n,) and the number of Runge-Kutta steps ``s``."""
+
+    json: dict[str, Any]
+    x: np.ndarray  # (n,)
+    s: int
+
+    @property
+    def description(self) -> str:
+        """GradBench's name for the input."""
+        return f"n={self.x.shape[0]},s={self.s}"
+
+
+def ode_inputs(count: int = 3) -> list[ODEInput]:
+    """GradBench's ``count`` smallest ``ode`` inputs, drawn as its eval draws them:
+    ``np.random.seed(31337)``, then ``rand(n)`` for each (n, s) of n in (1000, 10000,
+    100000), s in (1, 10, 100), in order of n * s (a stable sort)."""
+    combos = sorted(((n, s) for n in (1000, 10000, 100000) for s in (1, 10, 100)),
+                    key=lambda v: v[0] * v[1])
+    rng = np.random.RandomState(31337)
+    out = []
+    for n, s in combos[:count]:
+        x = rng.rand(n)
+        out.append(ODEInput(json={"x": x.tolist(), "s": s}, x=x, s=s))
+    return out
+
+
+@dataclass
+class LSTMInput:
+    """``lstm``: l layers of hidden size b, a sequence of c characters (b bits each)."""
+
+    json: dict[str, Any]
+    main_params: np.ndarray  # (2l, 4b): per layer, a row of weights, a row of biases
+    extra_params: np.ndarray  # (3, b): input weight, output weight, output bias
+    state: np.ndarray  # (2l, b): per layer, the hidden row and the cell row
+    sequence: np.ndarray  # (c, b)
+
+
+def lstm_files() -> list[Path]:
+    """The bundled ``lstm`` inputs (ADBench's, GradBench's smallest sizes: l = 2 and 4,
+    c = 1024, the first characters of Shakespeare's sonnets as 14-bit rows)."""
+    return sorted((DATA / "lstm").glob("lstm_l*_c*.txt"))
+
+
+def load_lstm(path: Path) -> LSTMInput:
+    """Read an ADBench ``lstm`` file: ``l c b``, then blank-line separated matrices
+    (main parameters, extra parameters, state, sequence)."""
+    blocks = [b for b in path.read_text().split("\n\n") if b.strip()]
+    l, c, b = (int(v) for v in blocks[0].split())
+    mats = [np.array([[float(v) for v in row.split()] for row in block.strip().splitlines()])
+            for block in blocks[1:5]]
+    main_params, extra_params, state, sequence = mats
+    assert main_params.shape == (2 * l, 4 * b) and sequence.shape == (c, b)
+    return LSTMInput(
+        json={"main_params": main_params.tolist(), "extra_params": extra_params.tolist(),
+              "state": state.tolist(), "sequence": sequence.tolist()},
+        main_params=main_params, extra_params=extra_params, state=state, sequence=sequence)
+
+
+@dataclass
+class GMMInput:
+    """``gmm``: n points in d dimensions, k components, a Wishart prior (m, gamma)."""
+
+    json: dict[str, Any]
+    alpha: np.ndarray  # (k,)
+    mu: np.ndarray  # (k, d)
+    q: np.ndarray  # (k, d): logs of the diagonals of the precision factors
+    l: np.ndarray  # (k, d (d - 1) / 2): their strictly lower parts, column by column
+    x: np.ndarray  # (n, d)
+    m: int
+    gamma: float
+
+    @property
+    def description(self) -> str:
+        """GradBench's name for the input: ``d_k_n``."""
+        return f"{self.x.shape[1]}_{self.alpha.shape[0]}_{self.x.shape[0]}"
+
+
+def gmm_input(d: int, k: int, n: int = 1000, m: int = 0, gamma: float = 1.0,
+              seed: int = 31337) -> GMMInput:
+    """A ``gmm`` input drawn as GradBench's eval draws it (``default_rng(seed)``: x,
+    alpha, mu, q, l in that order, x and mu row by row)."""
+    rng = np.random.default_rng(seed=seed)
+    x = np.array([rng.normal(size=d) for _ in range(n)])
+    alpha = rng.normal(size=k)
+    mu = np.array([rng.uniform(size=d) for _ in range(k)])
+    q = np.array([rng.normal(size=d) for _ in range(k)])
+    l = np.array([rng.normal(size=d * (d - 1) // 2) for _ in range(k)])
+    js = {"d": d, "k": k, "n": n, "x": x.tolist(), "m": m, "gamma": gamma,
+          "alpha": alpha.tolist(), "mu": mu.tolist(), "q": q.tolist(), "l": l.tolist()}
+    return GMMInput(json=js, alpha=alpha, mu=mu, q=q, l=l, x=x, m=m, gamma=gamma)
+
+
+def gmm_inputs() -> list[GMMInput]:
+    """GradBench's three smallest ``gmm`` inputs: (d, k) = (2, 5), (2, 10), (10, 5), n = 1000."""
+    return [gmm_input(d, k) for d, k in ((2, 5), (2, 10), (10, 5))]
+
+
+@dataclass
+class DetInput:
+    """``det``: an ell x ell matrix (GradBench sends it flat, row-major)."""
+
+    json: dict[str, Any]
+    A: np.ndarray  # (ell, ell)
+
+    @property
+    def description(self) -> str:
+        """GradBench's name for the input: ``ell``."""
+        return str(self.A.shape[0])
+
+
+def det_inputs(ells: tuple[int, ...] = (5, 6, 7)) -> list[DetInput]:
+    """GradBench's smallest ``det`` inputs: ``np.random.seed(31337)``, then
+    ``rand(ell * ell)`` for ell = 5, 6, ..., 11 in turn; the first of them."""
+    rng = np.random.RandomState(31337)
+    out = []
+    for ell in range(5, max(ells) + 1):
+        a = rng.rand(ell * ell)
+        if ell in ells:
+            out.append(DetInput(json={"A": a.tolist(), "ell": ell}, A=a.reshape(ell, ell)))
+    return out

@@ -13,7 +13,10 @@ $ python benchmarks/gradbench/make_golden.py --gradbench /path/to/gradbench \
 
 ``particle`` and ``saddle`` have no golden tool: GradBench's evals compare with constants,
 which ``validate.py`` holds. The outputs recorded in ``data/golden`` came from GradBench
-commit f26651a7 compiled with g++ -O2 (no -march=native, no OpenMP).
+commit f26651a7 compiled with g++ -O2 (no -march=native, no OpenMP); ``--only ode lstm gmm
+det`` regenerates those four alone. ``ode``'s golden ``gradient`` is the derivative of the
+ODE's exact solution (``tools/manual/ode.cpp``), not of the Runge-Kutta steps, as in
+GradBench; ``det``'s is the cofactor matrix.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gradbench", type=Path, required=True, help="a GradBench checkout")
     ap.add_argument("--json-hpp", type=Path, required=True, help="nlohmann/json single header")
+    ap.add_argument("--only", nargs="+", help="tools to run (default: all)")
     args = ap.parse_args()
     GOLDEN.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as d:
@@ -71,8 +75,14 @@ def main() -> None:
             "ba": [(f.stem, inputs.load_ba(f).json, both) for f in inputs.ba_files()],
             "ht": [(f.stem, inputs.load_ht(f).json, both) for f in inputs.ht_files()],
             "kmeans": [("k=10,n=1000,d=8", inputs.kmeans_input().json, ("cost", "dir"))],
+            "ode": [(i.description, i.json, ("primal", "gradient")) for i in inputs.ode_inputs()],
+            "lstm": [(f.stem, inputs.load_lstm(f).json, both) for f in inputs.lstm_files()],
+            "gmm": [(i.description, i.json, both) for i in inputs.gmm_inputs()],
+            "det": [(i.description, i.json, ("primal", "gradient")) for i in inputs.det_inputs()],
         }
         for tool, runs in cases.items():
+            if args.only and tool not in args.only:
+                continue
             exe = _compile(args.gradbench, args.json_hpp, tool, tmp)
             golden = {desc: {fn: _run(exe, inp, fn, tmp) for fn in fns} for desc, inp, fns in runs}
             (GOLDEN / f"{tool}.json").write_text(json.dumps(golden, indent=0) + "\n")

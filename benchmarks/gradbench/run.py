@@ -1,17 +1,20 @@
-"""Run GradBench's ba, ht, kmeans, particle and saddle evals with isozyme on the small
-inputs, validate each output against GradBench's reference, and print timings.
+"""Run GradBench's ba, ht, kmeans, particle, saddle, ode, lstm, gmm and det evals with
+isozyme on the small inputs, validate each output against GradBench's reference, and
+print timings.
 
 ```console
 $ python benchmarks/gradbench/run.py                 # every eval, every function
 $ python benchmarks/gradbench/run.py --only ba kmeans --runs 3
 $ python benchmarks/gradbench/run.py --write         # also writes results-cpu.md here
+$ python benchmarks/gradbench/run.py --only ode det --append  # adds a section to it
 ```
 
 For each (eval, input, function) the table gives the first call (tracing and compiling
 included; the compile cache is cleared before each eval) and the median of ``--runs``
 warm calls, and whether GradBench's validator would accept the output
 (``validate.mismatches``, tolerance 1e-4, against the golden tool's recorded output or
-GradBench's constant).  Exit status 1 when any output is invalid.
+GradBench's constant); a case that raises an isozyme error (a construct isozyme refuses)
+is an invalid row naming the error.  Exit status 1 when any output is invalid.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ RESULTS = Path(__file__).resolve().parent / "results-cpu.md"
 import isozyme as iz  # noqa: E402
 
 from gradbench import ba, ht, inputs, kmeans, particle, saddle, validate  # noqa: E402
+from gradbench import det, gmm, lstm, ode  # noqa: E402
 
-EVALS = ("ba", "ht", "kmeans", "particle", "saddle")
+EVALS = ("ba", "ht", "kmeans", "particle", "saddle", "ode", "lstm", "gmm", "det")
 
 #: One case: eval, input description, function name, the call, the expected output.
 Case = tuple[str, str, str, Callable[[], Any], Any]
@@ -65,6 +69,32 @@ def cases(only: tuple[str, ...]) -> Iterator[Case]:
         for v in saddle.VARIANTS:
             yield ("saddle", "start=(1,1)", v, lambda v=v: saddle.run(v, inputs.SADDLE_START),
                    validate.SADDLE_EXPECTED)
+    if "ode" in only:
+        for inp in inputs.ode_inputs():
+            gold = validate.golden("ode")[inp.description]
+            yield "ode", inp.description, "primal", lambda i=inp: ode.run_primal(i), gold["primal"]
+            yield ("ode", inp.description, "gradient", lambda i=inp: ode.run_gradient(i),
+                   gold["gradient"])
+    if "lstm" in only:
+        for f in inputs.lstm_files():
+            inp, gold = inputs.load_lstm(f), validate.golden("lstm")[f.stem]
+            yield ("lstm", f.stem, "objective", lambda i=inp: lstm.run_objective(i),
+                   gold["objective"])
+            yield ("lstm", f.stem, "jacobian", lambda i=inp: lstm.run_jacobian(i),
+                   gold["jacobian"])
+    if "gmm" in only:
+        for inp in inputs.gmm_inputs():
+            gold = validate.golden("gmm")[inp.description]
+            yield ("gmm", inp.description, "objective", lambda i=inp: gmm.run_objective(i),
+                   gold["objective"])
+            yield ("gmm", inp.description, "jacobian", lambda i=inp: gmm.run_jacobian(i),
+                   gold["jacobian"])
+    if "det" in only:
+        for inp in inputs.det_inputs():
+            gold = validate.golden("det")[inp.description]
+            yield "det", inp.description, "primal", lambda i=inp: det.run_primal(i), gold["primal"]
+            yield ("det", inp.description, "gradient", lambda i=inp: det.run_gradient(i),
+                   gold["gradient"])
 
 
 def _ms(seconds: float) -> str:
@@ -77,6 +107,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="+", choices=EVALS, default=list(EVALS))
     ap.add_argument("--runs", type=int, default=5, help="warm calls timed per case")
     ap.add_argument("--write", action="store_true", help=f"write {RESULTS.name} beside this file")
+    ap.add_argument("--append", action="store_true",
+                    help=f"append this run's table to {RESULTS.name} as a section of its own")
     args = ap.parse_args()
     lines = ["| eval | input | function | first call (ms) | warm call, median (ms) | valid |",
              "|---|---|---|---:|---:|---|"]
@@ -88,7 +120,15 @@ def main() -> int:
             iz.clear_cache()
             last_eval = name
         t0 = time.perf_counter()
-        out = call()
+        try:
+            out = call()
+        except iz.IsozymeError as e:  # a refused construct is a failed row, not the end
+            failures += 1
+            first_line = str(e).splitlines()[0].replace("|", "\\|")
+            lines.append(f"| {name} | {desc} | {fn} | - | - | "
+                         f"**no** ({type(e).__name__}: {first_line}) |")
+            print(lines[-1], flush=True)
+            continue
         first = time.perf_counter() - t0
         warm = []
         for _ in range(args.runs):
@@ -103,16 +143,21 @@ def main() -> int:
         print(lines[-1], flush=True)
     summary = "all outputs valid" if not failures else f"{failures} invalid outputs"
     print(f"\n{summary}")
-    if args.write:
+    if args.write or args.append:
         from machine_info import machine  # noqa: PLC0415  (benchmarks/machine_info.py)
 
         m = machine()
-        RESULTS.write_text(
-            f"# GradBench evals with isozyme (small inputs)\n\n"
-            f"`python benchmarks/gradbench/run.py --runs {args.runs} --write` on "
-            f"{m['cpu_model']} ({m['cpus_usable']} usable CPUs), {m['platform']}, "
-            f"python {platform.python_version()}; load average at the end "
-            f"{m['load_average_1_5_15min']}.\n\n" + "\n".join(lines) + f"\n\n{summary}.\n")
+        flags = f"--only {' '.join(args.only)} " if args.append else ""
+        how = (f"`python benchmarks/gradbench/run.py {flags}--runs {args.runs} "
+               f"{'--append' if args.append else '--write'}` on "
+               f"{m['cpu_model']} ({m['cpus_usable']} usable CPUs), {m['platform']}, "
+               f"python {platform.python_version()}; load average at the end "
+               f"{m['load_average_1_5_15min']}.\n\n" + "\n".join(lines) + f"\n\n{summary}.\n")
+        if args.append:
+            with RESULTS.open("a") as f:
+                f.write(f"\n## {', '.join(args.only)}\n\n{how}")
+        else:
+            RESULTS.write_text(f"# GradBench evals with isozyme (small inputs)\n\n{how}")
         print(f"wrote {RESULTS}")
     return 1 if failures else 0
 
