@@ -462,17 +462,23 @@ class Compiled:
     #: the values of the hidden array arguments to pass to ``run_hidden``
     guard: Callable[[], tuple | None] | None = None
     run_hidden: Callable[[Sequence[Annotation], tuple], tuple] | None = None
+    #: the traced arguments its trace made static (sizes needed as Python ints)
+    static_arguments: frozenset[int] = frozenset()
 
 
 def build(
-    spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized", load: bool = True
+    spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized", load: bool = True,
+    variants: bool = True,
 ) -> Compiled:
     """Trace, compile (for ``spec.target``) and load one signature; with ``upto``
     before the runtime's stages, stop there (the runner then does nothing).
     ``keep_stages``: record the text of every stage in ``Compiled.stages``;
     ``load=False``: only print (the LLVM IR stages without loading the code: no GPU
-    nor C++ compiler needed)."""
+    nor C++ compiler needed).  A trace that needed argument shapes as Python ints is
+    compiled for these shapes: with ``variants``, the result then compiles again per
+    shape (:mod:`isozyme.shape_variants`)."""
     from isozyme.frontends.python import trace
+    from isozyme.shape_variants import compiled_variants, traced_places, traced_shapes
 
     if load and upto in RUNTIME_STAGES and spec.target == "cuda":
         host = _array_places(spec.annotations)[0]
@@ -483,7 +489,9 @@ def build(
             )
 
     stats["traces"] += 1
-    traced = trace(spec.fn, spec.trace_args, hidden_type=_hidden_type, layouts=spec.layouts)
+    n_user, places = len(spec.annotations), traced_places(spec)
+    traced = trace(spec.fn, spec.trace_args, hidden_type=_hidden_type, layouts=spec.layouts,
+                   shapes=traced_shapes(spec, places))
     guard = _reads_guard(spec, traced)  # before the spec's arguments are used below
     # What the runner checks before each call (read from the traced IR, before AD).
     fn_op = next(op for op in traced.module.ops
@@ -552,4 +560,14 @@ def build(
         written, collapsed,
     )
     run.keepalive = compiled  # type: ignore[attr-defined]
-    return _guarded(Compiled(run, stages), spec, guard, len(traced.hidden))
+    done = _guarded(Compiled(run, stages), spec, guard, len(traced.hidden))
+    static = tuple(places[k] for k in sorted(traced.static_arguments))
+    if variants and static:
+        def rebuild(new: _Spec) -> tuple[Compiled, tuple]:
+            places = traced_places(new)
+            out = build(new, keep_stages=False, variants=False)
+            return out, tuple(places[k] for k in sorted(out.static_arguments))
+
+        return compiled_variants(spec, n_user, static, done, rebuild)
+    done.static_arguments = traced.static_arguments
+    return done

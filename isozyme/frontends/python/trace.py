@@ -18,7 +18,8 @@ from isozyme.errors import TraceError
 from .arrays import is_array_type, returned_array
 from .context import COMPILE_LOCK, TraceSession, sanitize_name
 from .diagnostics import trace_error
-from .functions import flatten, trace_function
+from .functions import flatten, trace_function, unflatten
+from .static_shapes import StaticShapeNeeded, static_type
 from .tracer import Tracer, Undefined, as_tracer, is_array_value, is_number, scalar_type_of
 
 
@@ -53,6 +54,9 @@ class TracedFunction:
     # large numpy arrays passed as hidden arguments, appended after the traced arguments
     # (``arg_types`` includes their types), in order
     hidden: list[Any] = field(default_factory=list)
+    # the traced arguments traced with static sizes (their shapes from ``shapes``,
+    # because Python code needed one of their sizes as an int: static_shapes.py)
+    static_arguments: frozenset[int] = frozenset()
 
 
 def _is_traced_type(a: object) -> bool:
@@ -68,6 +72,7 @@ def trace(
     name: str | None = None,
     hidden_type: Callable[[Any], Attribute | None] | None = None,
     layouts: Sequence[str | None] = (),
+    shapes: Sequence[tuple[int, ...] | None] | None = None,
 ) -> TracedFunction:
     """Trace ``fn`` once on abstract arguments into a verified xDSL module.
 
@@ -87,9 +92,84 @@ def trace(
     (``"C"``, ``"flat"``, ``"none"``, see :class:`.context.TraceSession`), which decides
     whether numpy's ``reshape``/``ravel`` of it is a view or a copy; None: unknown
     (checked when the code runs).
+
+    ``shapes`` gives, per traced argument, the shape of the array it will be called
+    with (None for a scalar): when Python code needs a size of an array argument as an
+    int (``tuple(range(A.shape[0]))``), ``fn`` is traced again with that argument's
+    sizes static (listed in ``static_arguments``), and the caller must compile per
+    shape; without ``shapes`` that code is a TraceError (see :mod:`.static_shapes`).
     """
-    with COMPILE_LOCK:
-        return _trace(fn, args, name, hidden_type, layouts)
+    static: set[int] = set()
+    static_hidden: dict[int, Any] = {}  # id -> array (held: its id stays unique)
+    while True:
+        with COMPILE_LOCK:
+            try:
+                traced = _trace(fn, _static_args(args, static, shapes), name,
+                                _static_hidden(hidden_type, static_hidden), layouts)
+            except StaticShapeNeeded as need:
+                if not _specialise(need, static, static_hidden, args, shapes):
+                    raise need.error from None
+                continue
+        traced.static_arguments = frozenset(static)
+        return traced
+
+
+def _array_leaves(args: Sequence[object]) -> list[bool]:
+    """Per traced argument (IR type among the leaves of ``args``): whether it is an
+    array."""
+    leaves, _ = flatten((list(args), {}))
+    return [is_array_type(a) for a in leaves if isinstance(a, Attribute)]
+
+
+def _specialise(need: StaticShapeNeeded, static: set[int], static_hidden: dict[int, Any],
+                args: Sequence[object], shapes: Sequence[object] | None) -> bool:
+    """Add the arguments ``need`` names to ``static`` (and its hidden arrays to
+    ``static_hidden``); False when that adds nothing (the size stays dynamic)."""
+    arrays = _array_leaves(args)
+    wanted = range(len(arrays)) if need.arguments is None else need.arguments
+    new = {i for i in wanted if i < len(arrays) and arrays[i] and i not in static
+           and shapes is not None and i < len(shapes) and shapes[i] is not None}
+    new_hidden = {id(a): a for a in need.hidden if id(a) not in static_hidden}
+    if shapes is None:
+        new_hidden = {}  # tracing outside the compile cache: nothing is specialised
+    static |= new
+    static_hidden.update(new_hidden)
+    return bool(new or new_hidden)
+
+
+def _static_args(args: Sequence[object], static: set[int],
+                 shapes: Sequence[tuple[int, ...] | None] | None) -> Sequence[object]:
+    """``args`` with the memref types of the traced arguments in ``static`` given the
+    static sizes of ``shapes``."""
+    if not static or shapes is None:
+        return args
+    leaves, treedef = flatten((list(args), {}))
+    k = 0
+    out = []
+    for a in leaves:
+        if isinstance(a, Attribute):
+            if k in static:
+                a = static_type(a, shapes[k])  # type: ignore[arg-type]
+            k += 1
+        out.append(a)
+    return unflatten(treedef, out)[0]
+
+
+def _static_hidden(
+    hidden_type: Callable[[Any], Attribute | None] | None, arrays: dict[int, Any]
+) -> Callable[[Any], Attribute | None] | None:
+    """``hidden_type`` giving the hidden arrays in ``arrays`` their static shapes (the
+    compile cache's guard re-checks a hidden array's exact shape, isozyme/reads.py)."""
+    if hidden_type is None or not arrays:
+        return hidden_type
+
+    def typed(a: Any) -> Attribute | None:
+        t = hidden_type(a)
+        if t is not None and id(a) in arrays:
+            return static_type(t, tuple(a.shape))  # type: ignore[arg-type]
+        return t
+
+    return typed
 
 
 def _trace(

@@ -676,14 +676,20 @@ class Tracer:
         return emit1(mathd.RoundEvenOp(ssa(scaled))) / scale
 
     # conversions needing a concrete value
+    # (a value fixed per call, such as a size, is folded or specialised: static_shapes.py)
     def __bool__(self) -> bool:
-        raise _concrete_value_error("a Python bool")
+        return bool(self._concrete("a Python bool"))
 
     def __index__(self) -> int:
-        raise _concrete_value_error("a Python int (an index, a `range` bound, a size)")
+        return self._concrete("a Python int (an index, a `range` bound, a size)")
 
     def __int__(self) -> int:
-        raise _concrete_value_error("a Python int")
+        return self._concrete("a Python int")
+
+    def _concrete(self, what: str) -> int:
+        from .static_shapes import concrete_int  # noqa: PLC0415
+
+        return concrete_int(self.value, lambda: _concrete_value_error(what))
 
     def __float__(self) -> float:
         raise _concrete_value_error("a Python float")
