@@ -14,7 +14,7 @@ from xdsl.dialects import arith
 from xdsl.dialects.builtin import i1
 
 from .. import builtins_table
-from ..arrays import ARRAY_AWARE, ArrayTracer
+from ..arrays import ARRAY_AWARE, ARRAY_TABLE, ArrayTracer
 from ..builtins_table import TABLE
 from ..tracer import absolute, constant, emit1, is_bool_type, negate, ssa
 from .array_builders import flatten, np_array, np_asarray, np_concatenate, np_diag, np_stack, reshape
@@ -150,3 +150,45 @@ ArrayTracer.argmax = lambda self, axis=None, out=None, **kw: np_arg_extreme(  # 
     "max", self, axis, out, **kw)
 ArrayTracer.argmin = lambda self, axis=None, out=None, **kw: np_arg_extreme(  # type: ignore[attr-defined]
     "min", self, axis, out, **kw)
+
+from .index_builders import (  # noqa: E402
+    np_eye,
+    np_identity,
+    np_linspace,
+    np_tril,
+    np_triu,
+    tri_indices,
+    tri_indices_from,
+)
+from .shaping import (  # noqa: E402
+    np_concatenate_nd,
+    np_expand_dims,
+    np_hstack,
+    np_pad,
+    np_squeeze,
+    np_stack_nd,
+    np_vstack,
+)
+
+# Builders: a traced buffer whenever converted code calls them (also with Python ints).
+ARRAY_TABLE.update({
+    np.eye: np_eye,
+    np.identity: np_identity,
+    np.linspace: np_linspace,
+    np.triu_indices: lambda n, k=0, m=None: tri_indices(True, n, k, m),
+    np.tril_indices: lambda n, k=0, m=None: tri_indices(False, n, k, m),
+})
+ARRAY_AWARE.update({
+    np.triu: np_triu,
+    np.tril: np_tril,
+    np.triu_indices_from: lambda arr, k=0: tri_indices_from(True, arr, k),
+    np.tril_indices_from: lambda arr, k=0: tri_indices_from(False, arr, k),
+    np.squeeze: np_squeeze,
+    np.expand_dims: np_expand_dims,
+    np.concatenate: np_concatenate_nd,
+    np.stack: np_stack_nd,
+    np.hstack: np_hstack,
+    np.vstack: np_vstack,
+    np.pad: np_pad,
+})
+ArrayTracer.squeeze = lambda self, axis=None: np_squeeze(self, axis)  # type: ignore[attr-defined]
