@@ -7,6 +7,8 @@ import ast
 
 #: The name converted code calls isozyme's builders through.
 OPS = "_iz_"
+#: The name converted code reaches :mod:`.sequences` (iteration over arrays) through.
+SEQ = "_iz_seq_"
 
 
 def ops_attr(attr: str) -> ast.expr:
@@ -24,3 +26,9 @@ def is_ops_call(e: ast.expr, attr: str) -> bool:
     return isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) \
         and e.func.attr == attr and isinstance(e.func.value, ast.Name) \
         and e.func.value.id == OPS
+
+
+def seq_call(attr: str, *args: ast.expr) -> ast.Call:
+    """The call ``_iz_seq_.<attr>(*args)`` (:mod:`.sequences`)."""
+    func = ast.Attribute(ast.Name(SEQ, ast.Load()), attr, ast.Load())
+    return ast.Call(func=func, args=list(args), keywords=[])

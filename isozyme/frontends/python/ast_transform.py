@@ -49,9 +49,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .array_reads import wrap_array_reads
-from .ast_ops import OPS, ops_attr, ops_call
+from .ast_ops import OPS, SEQ, ops_attr, ops_call
 from .closure_state import ClosureScope
 from .diagnostics import note_unconverted, trace_error
+from .iteration import expand_iteration
 from .loop_exits import RAW, canonicalize_loop_exits
 from .prange_reductions import reductions_and_reasons
 
@@ -105,7 +106,7 @@ def convert(fn: Callable[..., Any]) -> Callable[..., Any]:
         compiled = _CACHE[code] = _compile(fn)
     if compiled.code is None:
         return fn
-    from . import ops  # the namespace converted code calls into
+    from . import ops, sequences  # the namespaces converted code calls into
 
     namespace: dict[str, Any] = {}
     exec(compiled.code, fn.__globals__, namespace)
@@ -118,7 +119,7 @@ def convert(fn: Callable[..., Any]) -> Callable[..., Any]:
             cells.append(cell.cell_contents)
         except ValueError:  # empty cell
             cells.append(Undefined(name, "free variable referenced before assignment"))
-    new_fn = factory(ops, *cells)
+    new_fn = factory(ops, sequences, *cells)
     if new_fn.__code__.co_name == _INNER_NAME:
         new_fn.__code__ = new_fn.__code__.replace(co_name=code.co_name, co_qualname=code.co_qualname)
     new_fn.__name__, new_fn.__qualname__ = fn.__name__, fn.__qualname__
@@ -176,7 +177,7 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
         body = [ast.Return(converter.expr(node))]
     factory = ast.FunctionDef(
         name="_iz_factory",
-        args=_arguments([OPS, *code.co_freevars]),
+        args=_arguments([OPS, SEQ, *code.co_freevars]),
         body=body,
         decorator_list=[],
         returns=None,
@@ -459,7 +460,7 @@ class _ExprConverter(ast.NodeTransformer):
         if isinstance(node.func, ast.Name) and node.func.id in _FRAME_CALLS:
             return node
         if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) \
-                and node.func.value.id == OPS:
+                and node.func.value.id in (OPS, SEQ):
             return node
         new = ast.Call(func=ops_attr("converted_call"), args=[node.func, *node.args],
                        keywords=node.keywords)
@@ -529,8 +530,9 @@ class _Converter:
                     node.args.vararg, node.args.kwarg):
             if arg is not None:
                 arg.annotation = None
-        body = canonicalize_loop_exits(node.body, lambda kind: "_" + self.fresh(kind),
-                                       self.is_prange)
+        fresh = lambda kind: "_" + self.fresh(kind)  # noqa: E731 (kept by assigned_names)
+        body = expand_iteration(node.body, fresh, self.resolve, _UNRESOLVED)
+        body = canonicalize_loop_exits(body, fresh, self.is_prange)
         body = normalize_returns(body)
         self.scopes.append(ClosureScope.of(body))
         try:

@@ -1,0 +1,180 @@
+"""The AST pass for Python iteration in converted code: ``for`` over arrays and
+``zip``/``enumerate``/``reversed``, and ``sum`` of a generator expression.
+
+* ``for t in <iter>: body`` where ``<iter>`` is a name, attribute or subscript, or a call
+  of ``zip``/``enumerate``/``reversed`` (checked when the code runs: the names may be
+  rebound) becomes::
+
+      __iz_seq_N = _iz_seq_.iterate(...)            # sequences.iterate
+      if _iz_seq_.is_traced(__iz_seq_N):            # plain Python
+          for __iz_i_N in range(_iz_seq_.length(__iz_seq_N)):
+              t = _iz_seq_.item(__iz_seq_N, __iz_i_N)
+              body
+      else:
+          for t in __iz_seq_N:
+              body
+
+  so an array (or a traced range) is iterated by one traced loop and a Python
+  iterable by Python, as before (``range`` loops are the converter's own);
+* ``sum(<generator expression>[, start])`` in a simple statement becomes a call of a
+  nested function defined just before the statement, whose loops accumulate
+  ``__iz_acc = __iz_acc + elt``: a loop over a traced range or an array stays a loop.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import copy
+from collections.abc import Callable
+
+from .ast_ops import seq_call
+from .loop_exits import RAW
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+_ITERATORS = ("zip", "enumerate", "reversed")
+_SIMPLE = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return, ast.Expr)
+
+
+def _name(n: str, store: bool = False) -> ast.Name:
+    return ast.Name(n, ast.Store() if store else ast.Load())
+
+
+def _sequence(e: ast.expr) -> ast.expr | None:
+    """``e`` as a call of ``_iz_seq_.iterate``, or None when ``e`` is not an expression
+    that may be an array (literals, other calls, comprehensions: Python iterables)."""
+    if isinstance(e, (ast.Name, ast.Attribute, ast.Subscript)):
+        return seq_call("iterate", ast.Constant(None), e)
+    if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) \
+            and e.func.id in (*_ITERATORS, "range") \
+            and not any(isinstance(a, ast.Starred) for a in e.args):
+        args = [_sequence(a) or a if e.func.id != "range" else a for a in e.args]
+        call = seq_call("iterate", e.func, *args)
+        call.keywords = e.keywords
+        return call
+    return None
+
+
+class _Iteration:
+    def __init__(self, fresh: Callable[[str], str],
+                 resolve: Callable[[ast.expr], object], unresolved: object) -> None:
+        self.fresh = fresh
+        self.resolve = resolve
+        self.unresolved = unresolved
+
+    def block(self, stmts: list[ast.stmt]) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        for s in stmts:
+            out.extend(self.stmt(s))
+        return out
+
+    def stmt(self, s: ast.stmt) -> list[ast.stmt]:
+        if isinstance(s, _SCOPES):
+            return [s]
+        hoisted: list[ast.stmt] = []
+        if isinstance(s, _SIMPLE):
+            hoisted = self.sums(s)
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(s, field, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                setattr(s, field, self.block(block))
+        for h in getattr(s, "handlers", []) or []:
+            h.body = self.block(h.body)
+        for c in getattr(s, "cases", []) or []:
+            c.body = self.block(c.body)
+        if isinstance(s, ast.For):
+            return [*hoisted, *self.for_(s)]
+        return [*hoisted, s]
+
+    def for_(self, node: ast.For) -> list[ast.stmt]:
+        it = node.iter
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) \
+                and it.func.id in ("range", "prange"):
+            return [node]  # the converter's own loops
+        call = _sequence(it)
+        if call is None:
+            return [node]
+        seq, i = self.fresh("seq"), self.fresh("i")
+        first = ast.Assign(targets=[_name(seq, True)], value=call)
+        element = ast.Assign(targets=[node.target],
+                             value=seq_call("item", _name(seq), _name(i)))
+        traced = ast.For(
+            target=_name(i, True),
+            iter=ast.Call(_name("range"), [seq_call("length", _name(seq))], []),
+            body=[element, *node.body], orelse=node.orelse)
+        python = ast.For(target=copy.deepcopy(node.target), iter=_name(seq),
+                         body=copy.deepcopy(node.body), orelse=copy.deepcopy(node.orelse))
+        choose = ast.If(test=seq_call("is_traced", _name(seq)), body=[traced],
+                        orelse=[python])
+        setattr(choose, RAW, True)
+        out: list[ast.stmt] = [first, choose]
+        for n in out:
+            for sub in ast.walk(n):
+                if "lineno" in sub._attributes and not hasattr(sub, "lineno"):
+                    ast.copy_location(sub, node)
+        return out
+
+    def is_sum(self, e: ast.AST) -> bool:
+        if not (isinstance(e, ast.Call) and isinstance(e.func, ast.Name)
+                and 1 <= len(e.args) <= 2 and not e.keywords
+                and isinstance(e.args[0], ast.GeneratorExp)):
+            return False
+        found = self.resolve(e.func)
+        return found is builtins.sum or found is self.unresolved
+
+    def sums(self, s: ast.stmt) -> list[ast.stmt]:
+        """Hoist each ``sum(genexp)`` of ``s`` into a nested function defined before it."""
+        defs: list[ast.stmt] = []
+        iz = self
+
+        class _Sums(ast.NodeTransformer):
+            def visit_Lambda(self, n: ast.Lambda) -> ast.AST:
+                return n  # evaluated later, in its own scope
+
+            def visit_GeneratorExp(self, n: ast.GeneratorExp) -> ast.AST:
+                return n  # reads its own loop variables: converted with its sum
+
+            visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp
+
+            def visit_Call(self, n: ast.Call) -> ast.AST:
+                self.generic_visit(n)
+                if not iz.is_sum(n):
+                    return n
+                name = iz.fresh("sum")
+                defs.append(iz.accumulation(name, n, s))
+                return ast.copy_location(ast.Call(_name(name), [], []), n)
+
+        _Sums().visit(s)
+        return defs
+
+    def accumulation(self, name: str, call: ast.Call, at: ast.stmt) -> ast.FunctionDef:
+        gen = call.args[0]
+        assert isinstance(gen, ast.GeneratorExp)
+        acc = self.fresh("acc")
+        start = call.args[1] if len(call.args) == 2 else ast.Constant(0)
+        inner: list[ast.stmt] = [ast.Assign(
+            targets=[_name(acc, True)],
+            value=ast.BinOp(_name(acc), ast.Add(), gen.elt))]
+        for comp in reversed(gen.generators):
+            for cond in reversed(comp.ifs):
+                inner = [ast.If(test=cond, body=inner, orelse=[])]
+            inner = [ast.For(target=comp.target, iter=comp.iter, body=inner, orelse=[])]
+        body = [ast.Assign(targets=[_name(acc, True)], value=start), *inner,
+                ast.Return(_name(acc))]
+        fn = ast.FunctionDef(name=name, args=ast.arguments(
+            posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[],
+            kwarg=None, defaults=[]), body=body, decorator_list=[], returns=None,
+            type_comment=None)
+        for sub in ast.walk(fn):
+            if "lineno" in sub._attributes and not hasattr(sub, "lineno"):
+                ast.copy_location(sub, at)
+        return fn
+
+
+def expand_iteration(stmts: list[ast.stmt], fresh: Callable[[str], str],
+                     resolve: Callable[[ast.expr], object],
+                     unresolved: object) -> list[ast.stmt]:
+    """Rewrite the iteration of one function body (not of nested functions) as the
+    module docstring says; ``fresh(kind)`` makes a new variable name, ``resolve`` finds
+    what a global name is (``unresolved`` when unknown until the code runs)."""
+    return _Iteration(fresh, resolve, unresolved).block(stmts)
