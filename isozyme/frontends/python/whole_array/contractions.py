@@ -39,6 +39,37 @@ from .linalg_builder import (
 )
 
 
+def _expand_ellipsis(subscripts: str, ranks: Sequence[int]) -> str:
+    """``subscripts`` with each ``...`` replaced by letters not used elsewhere, one per
+    broadcast dimension, aligned on the right across operands (numpy's rule); an
+    implicit output gets the ``...`` letters first, as numpy puts them."""
+    s = subscripts.replace(" ", "")
+    lhs, arrow, out = s.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != len(ranks):
+        raise ValueError(f"einsum: {len(ins)} operand subscripts for {len(ranks)} operands")
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in s]
+    counts = []
+    for part, r in zip(ins, ranks):
+        if part.count("...") > 1 or part.replace("...", "").count(".") > 0:
+            raise ValueError(f"einsum: invalid subscripts {subscripts!r}")
+        counts.append(r - len(part.replace("...", "")) if "..." in part else 0)
+    if any(c < 0 for c in counts):
+        raise ValueError("einsum: an operand has more subscripts than dimensions")
+    width = max(counts, default=0)
+    if width > len(spare):
+        raise ValueError("einsum: too many broadcast dimensions")
+    letters = spare[:width]
+    ins = [p.replace("...", "".join(letters[width - c:])) for p, c in zip(ins, counts)]
+    if arrow:
+        out = out.replace("...", "".join(letters))
+    else:
+        joined = "".join(ins)
+        out = "".join(letters) + "".join(
+            sorted(c for c in set(joined) if joined.count(c) == 1 and c not in letters))
+    return ",".join(ins) + "->" + out
+
+
 def _parse_einsum(subscripts: str, n: int) -> tuple[list[str], str]:
     s = subscripts.replace(" ", "")
     if "." in s:
@@ -119,16 +150,19 @@ def contract(operands: Sequence[ArrayTracer], subs: Sequence[str], out: str,
 
 
 def np_einsum(subscripts: object, *operands: object, **kwargs: object) -> Any:
-    """``np.einsum`` with explicit or implicit subscripts (no ``...``) on arrays."""
+    """``np.einsum`` with explicit or implicit subscripts on arrays; ``...`` stands for
+    the broadcast dimensions (letters of their own, :func:`_expand_ellipsis`)."""
     if not isinstance(subscripts, str):
         raise trace_error("np.einsum without a subscripts string",
                           "pass the subscripts as the first argument")
     if kwargs.get("out") is not None:
         raise trace_error("np.einsum with out=", "not supported on traced arrays")
     ops = [_as_array_operand(o, "np.einsum") for o in operands]
-    subs, out = _parse_einsum(subscripts, len(ops))
     if not all(is_array_value(o) for o in ops):
         raise trace_error("np.einsum with a scalar operand", "operands must be arrays")
+    if "." in subscripts:
+        subscripts = _expand_ellipsis(subscripts, [o.ndim for o in ops])  # type: ignore[union-attr]
+    subs, out = _parse_einsum(subscripts, len(ops))
     return contract(ops, subs, out, broadcast=True)  # type: ignore[arg-type]
 
 
@@ -151,19 +185,26 @@ def np_dot(a: object, b: object, out: object = None) -> Any:
 
 
 def np_matmul(a: object, b: object, **kwargs: object) -> Any:
-    """``a @ b``/``np.matmul`` of 1-D/2-D arrays, or of two 3-D stacks of matrices."""
+    """``a @ b``/``np.matmul``: 1-D/2-D arrays, and stacks of matrices of any rank
+    whose leading (stack) dimensions broadcast, as numpy's."""
     if kwargs.get("out") is not None:
         raise trace_error("np.matmul with out=", "not supported on traced arrays")
     a, b = _as_array_operand(a, "`@`"), _as_array_operand(b, "`@`")
     if not (is_array_value(a) and is_array_value(b)):
         raise ValueError("matmul: Input operand does not have enough dimensions")
     key = (a.ndim, b.ndim)  # type: ignore[union-attr]
-    if key == (3, 3):
-        return contract([a, b], ["bij", "bjk"], "bik", broadcast="b")  # type: ignore[list-item]
-    if key not in _DOT_SUBS:
-        raise whole_array_error(f"`@` (matmul) of arrays of ranks {key}")
-    subs, out_s = _DOT_SUBS[key]
-    return contract([a, b], subs, out_s)  # type: ignore[list-item]
+    if key in _DOT_SUBS:
+        subs, out_s = _DOT_SUBS[key]
+        return contract([a, b], subs, out_s)  # type: ignore[list-item]
+    if 0 in key:
+        raise ValueError("matmul: Input operand does not have enough dimensions")
+    # Stacks of matrices: the leading dimensions broadcast (numpy's rule), a 1-D
+    # operand is a row (left) or a column (right) vector whose dimension is dropped.
+    stack = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: max(key) - 2]
+    sa = stack[len(stack) - (key[0] - 2):] + "ij" if key[0] > 1 else "j"
+    sb = stack[len(stack) - (key[1] - 2):] + "jk" if key[1] > 1 else "j"
+    out = stack + ("i" if key[0] > 1 else "") + ("k" if key[1] > 1 else "")
+    return contract([a, b], [sa, sb], out, broadcast=stack)  # type: ignore[list-item]
 
 
 def np_outer(a: object, b: object, out: object = None) -> Any:
