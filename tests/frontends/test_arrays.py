@@ -428,7 +428,7 @@ def err_slice(x, k):
 
 
 def err_row(A):
-    return A[[0, 1]][0, 0]  # ERR
+    return A[[0.0, 1.0]][0, 0]  # ERR
 
 
 def err_rebind_loop(x):
@@ -462,7 +462,7 @@ def err_builtin_sum(x):
         (err_sum, [A1], ["norm", "whole-array"]),
         (err_method, [A1], ["cumsum", "whole-array"]),
         (err_slice, [A1, i64], ["slice step that is traced"]),
-        (err_row, [A2], ["fancy indexing is not supported"]),
+        (err_row, [A2], ["index array of dtype float64", "integer (or boolean)"]),
         (err_rebind_loop, [A1], ["'y'", "re-bound"]),
         (err_rebind_if, [A1, f64], ["'y'", "re-bound"]),
         (err_float_index, [A1, f64], ["float"]),

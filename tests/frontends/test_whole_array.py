@@ -502,7 +502,7 @@ def err_slice(x):
 
 
 def err_row(A):
-    return np.sum(A[A > 0])  # ERR
+    return np.sum(A[A * 2.0])  # ERR
 
 
 def err_matmul_rank(A):
@@ -539,7 +539,7 @@ def line_of(fn, text: str) -> int:
         (err_cumsum, [A1], ["cumsum", "whole-array"]),
         (err_sort_method, [A1], ["sort", "whole-array"]),
         (err_slice, [A1], ["slice bound of type float"]),
-        (err_row, [A2], ["fancy indexing"]),
+        (err_row, [A2], ["index array of dtype float64"]),
         (err_matmul_rank, [A2], ["matmul", "whole-array"]),
         (err_einsum_ellipsis, [A2], ["..."]),
         (err_axis, [A2, i64], ["axis"]),
