@@ -145,7 +145,7 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
         ) from None
     source = textwrap.dedent("".join(lines))
     if code.co_name == "<lambda>":
-        node, line_offset = _find_lambda(source, code)
+        node, line_offset = _find_lambda(source, code, lines[0])
         if node is None:
             return _Compiled(None)
     else:
@@ -189,16 +189,28 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
     return _Compiled(compile(module, filename, "exec", dont_inherit=True))
 
 
-def _find_lambda(source: str, code: types.CodeType) -> tuple[ast.Lambda | None, int]:
-    """Find the lambda of ``code`` in the source lines inspect returned for it."""
+def _find_lambda(source: str, code: types.CodeType,
+                 first: str = "") -> tuple[ast.Lambda | None, int]:
+    """Find the lambda of ``code`` in the source lines inspect returned for it
+    (``first``: the first of those lines as in the file).  Of several lambdas with the
+    same parameters on that line, the one whose span holds the columns of ``code``'s
+    instructions."""
     arg_names = list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
     stripped = source.strip()
-    attempts = [(source, 0), ("(\n" + stripped.rstrip(",;") + "\n)", 1)]
+    first = first.rstrip("\r\n") or source.splitlines()[0]
+    indent = len(first) - len(first.lstrip())
+    dedented = source.splitlines()[0] if source else ""
+    # (text, line offset, characters of the first line cut off before the text's)
+    attempts = [(source, 0, len(first) - len(dedented)),
+                ("(\n" + stripped.rstrip(",;") + "\n)", 1, indent)]
     # A lambda in the middle of a larger expression: try cutting at its start.
     at = stripped.find("lambda")
     if at > 0:
-        attempts.append(("(\n" + stripped[at:].rstrip(",;)") + "\n)", 1))
-    for text, offset in attempts:
+        attempts.append(("(\n" + stripped[at:].rstrip(",;)") + "\n)", 1, indent + at))
+    columns = [c for line, _, c, end in code.co_positions()  # RESUME: an empty span
+               if line == code.co_firstlineno and c is not None and end and end > c]
+    column = min(columns) if columns else None
+    for text, offset, cut in attempts:
         try:
             tree = ast.parse(text)
         except SyntaxError:
@@ -211,8 +223,12 @@ def _find_lambda(source: str, code: types.CodeType) -> tuple[ast.Lambda | None, 
             and [a.arg for a in (*n.args.posonlyargs, *n.args.args, *n.args.kwonlyargs)]
             == arg_names
         ]
-        dumps = {ast.dump(n) for n in found}
-        if found and len(dumps) == 1:
+        if len({ast.dump(n) for n in found}) > 1 and column is not None:
+            shift = len(first[:cut].encode())  # code columns are UTF-8 byte offsets
+            found = [n for n in found if n.col_offset + shift <= column
+                     and (n.end_lineno != n.lineno or column < n.end_col_offset + shift)]
+            found = found[-1:]  # the innermost of nested lambdas holding the column
+        if found and len({ast.dump(n) for n in found}) == 1:
             return found[0], offset
     return None, 0
 

@@ -204,10 +204,13 @@ def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return f(*args, **kwargs)
     if is_converted(f):
         return _call_inline(f, args, kwargs)
-    if not (contains_tracer(args) or contains_tracer(kwargs)):
-        return f(*args, **kwargs)
-    if isinstance(f, functools.partial):
+    if isinstance(f, functools.partial):  # its bound arguments may be traced
         return converted_call(f.func, *f.args, *args, **{**f.keywords, **kwargs})
+    if not (contains_tracer(args) or contains_tracer(kwargs)):
+        reads = _reads_tracers(f)
+        if reads is not None:  # a helper reading traced closures or attributes: inline
+            return _call_inline(convert(reads[0]), (*reads[1], *args), kwargs)
+        return f(*args, **kwargs)
     if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
         return converted_call(f.__func__, f.__self__, *args, **kwargs)
     if isinstance(f, types.FunctionType):
@@ -232,6 +235,34 @@ def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         "it is a built-in or C function that isozyme has no rule for "
         "(register one in isozyme.rules, or compute it from supported operations)",
     )
+
+
+def _reads_tracers(f: object) -> tuple[types.FunctionType, tuple[Any, ...]] | None:
+    """``(function, leading arguments)`` to convert for a Python function, or a method
+    of a Python object, that reads a traced value through its closure or its object's
+    attributes; None for anything else (it runs as plain Python)."""
+    self: tuple[Any, ...] = ()
+    if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
+        attrs = getattr(f.__self__, "__dict__", None)
+        if isinstance(attrs, dict) and contains_tracer(list(attrs.values())):
+            return f.__func__, (f.__self__,)
+        f, self = f.__func__, (f.__self__,)
+    if not isinstance(f, types.FunctionType) or is_converted(f):
+        return None
+    module = getattr(f, "__module__", "") or ""
+    if module.split(".")[0] in ("numpy", "math", "isozyme"):
+        return None
+    return (f, self) if _closure_has_tracer(f) else None
+
+
+def _closure_has_tracer(f: types.FunctionType) -> bool:
+    cells = []
+    for cell in f.__closure__ or ():
+        try:
+            cells.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            pass
+    return contains_tracer(cells)
 
 
 _INLINE_DEPTH: dict[int, int] = {}
@@ -319,6 +350,10 @@ def _trace_helper(
             for leaf in out_leaves:
                 if isinstance(leaf, Undefined):
                     raise leaf.error()
+            if any(isinstance(x, types.FunctionType) and _closure_has_tracer(x)
+                   for x in out_leaves):
+                # a closure over the helper's values, called by the caller: inline
+                raise EscapedValueError(f"{f.__name__}() returns a closure")
             out_leaves = [returned_array(x, public=False) if is_array_value(x) else x
                           for x in out_leaves]
             out["leaves"], out["def"] = out_leaves, out_def
