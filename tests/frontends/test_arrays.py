@@ -431,20 +431,6 @@ def err_row(A):
     return A[[0.0, 1.0]][0, 0]  # ERR
 
 
-def err_rebind_loop(x):
-    y = np.zeros(3)
-    for i in range(len(x)):  # ERR
-        y = np.ones(3)
-    return y[0]
-
-
-def err_rebind_if(x, c):
-    y = x
-    if c > 0.0:  # ERR
-        y = np.zeros(3)
-    return y[0]
-
-
 def err_float_index(x, t):
     return x[t]  # ERR
 
@@ -463,8 +449,6 @@ def err_builtin_sum(x):
         (err_method, [A1], ["cumsum", "whole-array"]),
         (err_slice, [A1, i64], ["slice step that is traced"]),
         (err_row, [A2], ["index array of dtype float64", "integer (or boolean)"]),
-        (err_rebind_loop, [A1], ["'y'", "re-bound"]),
-        (err_rebind_if, [A1, f64], ["'y'", "re-bound"]),
         (err_float_index, [A1, f64], ["float"]),
         (err_builtin_sum, [A1], ["iteration over a traced array"]),
     ],

@@ -19,6 +19,7 @@ from xdsl.dialects.builtin import i1, i64
 from xdsl.ir import Attribute, Block, Region
 
 from .context import current_builder
+from .carried_arrays import LoopArrays, merge_branch_arrays, register
 from .diagnostics import trace_error, user_location
 from .tracer import (
     UNDEF,
@@ -89,15 +90,6 @@ def _yield(block: Block, values: Sequence[Tracer], terminator: type = scf.YieldO
         block.add_op(terminator(*[ssa(v) for v in values]))
 
 
-def _array_rebound(name: str, where: str) -> Exception:
-    return trace_error(
-        f"array variable '{name}' re-bound inside {where}",
-        "arrays cannot be carried through traced loops or branches yet: assign the array "
-        "before the loop/branch and write its elements (x[i] = ...) instead of re-binding "
-        "the name",
-    )
-
-
 def _discard(*blocks: Block) -> None:
     for b in blocks:
         b.erase(safe_erase=False)
@@ -126,15 +118,28 @@ def _merge(
     in a branch gives an :class:`Undefined` (``undefined_ok``) or an error.
     """
     line = _line()
+    where = f"an `if` on a traced condition (line {line})"
     out: list[Any] = [None] * len(labels)
     yielded: list[tuple[int, Attribute]] = []
     then_yield: list[Tracer] = []
     else_yield: list[Tracer] = []
+    buffers: list[tuple[Any, str, list[Any]]] = []  # (buffer, name, copies) to register
     for k, (label, t, e) in enumerate(zip(labels, then_vals, else_vals)):
         if t is e:
             out[k] = t
+        elif is_array_value(t) and is_array_value(e):
+            buffer, shared, copies = merge_branch_arrays(
+                label, t, e, then_block, else_block, where)
+            out[k] = buffer
+            if shared:
+                buffers.append((buffer, label, copies))
         elif (is_array_value(t) or is_array_value(e)) and not (_undefined(t) or _undefined(e)):
-            raise _array_rebound(label, f"an `if` on a traced condition (line {line})")
+            raise trace_error(
+                f"variable '{label}' in {where}",
+                "one branch gives it an array and the other a "
+                f"{type(e if is_array_value(t) else t).__name__}; a traced `if` cannot "
+                "choose between them at run time",
+            )
         elif _undefined(t) or _undefined(e):
             if not undefined_ok:
                 raise (t if _undefined(t) else e).error()  # type: ignore[union-attr]
@@ -163,6 +168,8 @@ def _merge(
     op = emit(scf.IfOp(ssa(cond), [t for _, t in yielded], Region(then_block), Region(else_block)))
     for (k, _), r in zip(yielded, op.results):
         out[k] = Tracer(r)
+    for buffer, label, copies in buffers:
+        register(buffer, label, where, op, copies)
     return out
 
 
@@ -330,20 +337,23 @@ class _Carried:
         self.kinds: list[tuple[Attribute, bool]] = []
         for k, v in enumerate(state):
             if is_array_value(v):
-                continue  # arrays are references: used as captured values, never carried
+                continue  # arrays re-bound in the body are carried in buffers: self.arrays
             if isinstance(v, Tracer) or is_number(v):
                 self.slots.append(k)
                 self.kinds.append(type_and_strength(v))
+        self.arrays = LoopArrays(self.names, self.initial, f"a {loop} (line {self.line})")
 
     @property
     def types(self) -> list[Attribute]:
         return [t for t, _ in self.kinds]
 
     def inputs(self, args: Sequence[Any]) -> list[Any]:
-        """The state inside the body: block arguments for carried values."""
+        """The state inside the body: block arguments for carried values, buffers for
+        carried arrays."""
         values = list(self.initial)
         for slot, arg in zip(self.slots, args):
             values[slot] = Tracer(arg)
+        self.arrays.bind(values)
         return values
 
     def check(self, out: Sequence[Any]) -> bool:
@@ -351,13 +361,18 @@ class _Carried:
         changed = False
         carried = set(self.slots)
         for k, (name, before, after) in enumerate(zip(self.names, self.initial, out)):
-            if is_array_value(before) and after is not before:
-                raise _array_rebound(name, f"a {self.loop} (line {self.line})")
+            if is_array_value(before):
+                changed = self.arrays.check(k, after) or changed
+                continue
             if k in carried:
                 if _undefined(after):
                     raise after.error()
                 if is_array_value(after):
-                    raise _array_rebound(name, f"a {self.loop} (line {self.line})")
+                    raise trace_error(
+                        f"variable '{name}' in a {self.loop} (line {self.line})",
+                        "it holds a number before the loop and an array in it; assign it "
+                        "an array before the loop (e.g. np.zeros(...)) to carry an array",
+                    )
                 if not (isinstance(after, Tracer) or is_number(after)):
                     raise trace_error(
                         f"variable '{name}' in a {self.loop}",
@@ -387,11 +402,12 @@ class _Carried:
         return [as_tracer(self.initial[slot], t) for slot, t in zip(self.slots, self.types)]
 
     def results(self, results: Sequence[Any], first_assigned: str) -> State:
-        """The state after the loop: results for carried values, Undefined for names
-        first assigned in the body."""
+        """The state after the loop: results for carried values, buffers for carried
+        arrays, Undefined for names first assigned in the body."""
         out = list(self.initial)
         for slot, r in zip(self.slots, results):
             out[slot] = Tracer(r)
+        self.arrays.bind(out)
         for k, v in enumerate(out):
             if _undefined(v):
                 out[k] = Undefined(
@@ -484,6 +500,7 @@ def for_range(
 
     carried = _Carried(names[1:], tuple(state[1:]), "`for` loop over a traced range")
     for _ in range(_MAX_RETRACES):
+        carried.arrays.prepare()
         block = Block(arg_types=[index, *carried.types])
 
         def body(block: Block = block) -> tuple[bool, list[Tracer]]:
@@ -500,11 +517,13 @@ def for_range(
             out = tuple(body_fn(i, *carried.inputs(block.args[1:])))[1:]
             if carried.check(out):
                 return True, []
+            carried.arrays.store(out, block)
             return False, carried.yields(out)
 
         retrace, yields = _run_in(block, body)
         if retrace:
             _discard(block)
+            carried.arrays.undo()
             continue
         _yield(block, yields)
         break
@@ -520,6 +539,7 @@ def for_range(
     lower, one = constant(0, index), constant(1, index)
     inits = carried.init_values()
     op = emit(scf.ForOp(ssa(lower), ssa(upper), ssa(one), [ssa(v) for v in inits], Region(block)))
+    carried.arrays.finish(op)
     after = carried.results(op.results, "first assigned inside")
     target = Undefined(
         names[0], f"it is the variable of the `for` loop over a traced range at line "
@@ -552,6 +572,7 @@ def while_(
 
     carried = _Carried(names, current, "`while` loop on a traced condition")
     for _ in range(_MAX_RETRACES):
+        carried.arrays.prepare()
         before = Block(arg_types=carried.types)
         after = Block(arg_types=carried.types)
 
@@ -568,12 +589,14 @@ def while_(
             out = tuple(body_fn(*carried.inputs(after.args)))
             if carried.check(out):
                 return True, []
+            carried.arrays.store(out, after)
             return False, carried.yields(out)
 
         _run_in(before, before_body)
         retrace, yields = _run_in(after, after_body)
         if retrace:
             _discard(before, after)
+            carried.arrays.undo()
             continue
         _yield(after, yields)
         break
@@ -582,4 +605,5 @@ def while_(
 
     inits = carried.init_values()
     op = emit(scf.WhileOp([ssa(v) for v in inits], carried.types, Region(before), Region(after)))
+    carried.arrays.finish(op)
     return carried.results(op.results, "first assigned inside")

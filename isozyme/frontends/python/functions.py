@@ -47,6 +47,7 @@ from .arrays import (
 )
 from .ast_transform import convert, is_converted
 from .builtins_table import lookup, passes_through
+from .carried_arrays import check_writes
 from .context import FunctionBuilder, HelperEntry, building, current_builder, tracing
 from .debug_print import traced_print
 from .diagnostics import trace_error
@@ -444,6 +445,7 @@ def trace_function(
         try:
             result = converted(*args, **kwargs)
             result_values = collect(result)
+            check_writes(block)  # writes into arrays carried by copy (carried_arrays.py)
             if owned is not None:
                 owned[:] = owned_results(block, result_values)
             free_allocs(block, keep=result_values)

@@ -1,0 +1,512 @@
+"""Arrays re-bound inside traced loops and branches (``w = w - lr * g`` in a ``for``,
+``u, v = v, u``, ``if c: h = a else: h = b``).
+
+A Python name re-bound to a new array in a traced ``scf.for``/``scf.while`` body or an
+``scf.if`` branch is given one *carried buffer*: a memref allocated before the region,
+of the array's shape and dtype.  The region writes the name's new value into it at its
+end, and after the region the name is that buffer.  The IR stays a loop (nothing depends
+on the trip count) and the AD passes see ordinary loads and stores into a buffer that is
+overwritten each iteration, which the reverse pass already caches or recomputes.
+
+Python re-binds names to *objects*; the buffer holds *values*.  The two agree unless
+the old object is still observable: a write through the name before it is re-bound (in
+the first iteration, the array it held before the loop; in a later one, the previous
+iteration's array) reaches that object in Python.  So the copy is exact when every object
+the buffer stands for is *private*: a fresh array no other name holds (the array held
+before the loop may then be the buffer itself, with no copy).  When one is not (an
+argument, a view, an array another variable also names), writing into the buffer would
+not reach it, and such a write is refused (:func:`check_writes`) with a ``TraceError``
+saying to copy the array first.
+
+Dimensions: the array re-bound in a loop keeps the shape of the array it held before the
+loop (a run-time ``ShapeError`` when an iteration gives it another shape: numpy would
+re-bind it, isozyme cannot change a buffer's shape); in a branch, the buffer gets the
+shape the ``then`` value has, computed before the ``if`` (:func:`hoist`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import arith, memref
+from xdsl.dialects.builtin import DYNAMIC_INDEX, IndexType, MemRefType
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
+
+from .arrays import ArrayTracer, element_type_of_dtype, numpy_dtype
+from .context import current_builder
+from .diagnostics import trace_error, user_location
+from .tracer import Tracer, constant, emit1, is_array_value, ssa
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_CONVERTED_PREFIX = "_iz_"  # the names of the functions ast_transform generates
+
+#: Ops that make a view of their first operand's memory (no copy).
+_VIEW_OPS = frozenset({
+    "memref.subview", "memref.reinterpret_cast", "memref.collapse_shape",
+    "memref.expand_shape", "memref.transpose", "memref.cast", "memref.reshape",
+    "memref.view", "memref.memory_space_cast",
+})
+
+
+def root_buffer(value: SSAValue) -> SSAValue:
+    """The buffer the memref ``value`` views (through view ops), or ``value`` itself."""
+    while isinstance(value.owner, Operation) and value.owner.name in _VIEW_OPS \
+            and value.owner.operands:
+        value = value.owner.operands[0]
+    return value
+
+
+# --------------------------------------------------------------------------- privacy
+
+
+def _arrays_in(value: object, depth: int = 2) -> Iterator[ArrayTracer]:
+    """The traced arrays ``value`` is or holds (tuples, lists, dict values; shallow)."""
+    if isinstance(value, ArrayTracer):
+        yield value
+    elif depth > 0 and isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _arrays_in(v, depth - 1)
+    elif depth > 0 and isinstance(value, dict):
+        for v in value.values():
+            yield from _arrays_in(v, depth - 1)
+
+
+def _scope_of(qualname: str) -> str:
+    """The qualified name of the user function a converted helper belongs to
+    (``f.<locals>._iz_for_body_3`` -> ``f``)."""
+    parts = qualname.split(".")
+    while len(parts) >= 2 and parts[-2] == "<locals>" and parts[-1].startswith(_CONVERTED_PREFIX):
+        parts = parts[:-2]
+    return ".".join(parts)
+
+
+def _user_frames() -> Iterator[FrameType]:
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if not os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+            yield frame
+        frame = frame.f_back
+
+
+def held_elsewhere(root: SSAValue, name: str) -> bool:
+    """Whether a variable of the user's code other than ``name`` (of the function being
+    traced, including its stale copies in enclosing loop bodies) holds an array whose
+    memory is ``root``'s."""
+    scope: str | None = None
+    for frame in _user_frames():
+        qual = frame.f_code.co_qualname
+        if scope is None:
+            scope = _scope_of(qual)
+        same_scope = _scope_of(qual) == scope
+        for var, value in frame.f_locals.items():
+            if same_scope and var == name:
+                continue
+            if any(root_buffer(a.value) is root for a in _arrays_in(value)):
+                return True
+    return False
+
+
+def _allocated_in(value: SSAValue, block: Block) -> bool:
+    return any(v is value and b is block for v, b in current_builder().allocs)
+
+
+def is_private(x: ArrayTracer, name: str, block: Block | None = None) -> bool:
+    """Whether ``x`` is a whole array allocated by the code being traced (in ``block``
+    when given, else anywhere in this function) that no other variable holds."""
+    v = x.value
+    if not isinstance(v.owner, (memref.AllocOp, memref.AllocaOp)):
+        return False
+    fb = current_builder()
+    if block is not None and not _allocated_in(v, block):
+        return False
+    if block is None and not any(a is v for a, _ in fb.allocs):
+        return False
+    return not held_elsewhere(v, name)
+
+
+# --------------------------------------------------------------------------- buffers
+
+
+def promoted_element_type(*types: Attribute) -> Attribute:
+    """numpy's promotion of array element types (``int64`` with ``float64`` gives
+    ``float64``)."""
+    dt = numpy_dtype(types[0])
+    for t in types[1:]:
+        dt = np.promote_types(dt, numpy_dtype(t))
+    if dt == np.bool_:
+        return types[0]
+    return element_type_of_dtype(dt)
+
+
+def _sizes(x: ArrayTracer) -> list[Any]:
+    shape = x.type.get_shape()
+    return [s if s != DYNAMIC_INDEX else x.dim_index(k) for k, s in enumerate(shape)]
+
+
+def new_buffer_like(sizes: Sequence[Any], element_type: Attribute) -> ArrayTracer:
+    """An uninitialised buffer of ``sizes`` (ints static, ``index`` values dynamic),
+    freed at the end of the current block."""
+    from .whole_array.linalg_builder import new_buffer  # noqa: PLC0415 (import cycle)
+
+    return new_buffer(list(sizes), element_type)
+
+
+def copy_into(dst: ArrayTracer, src: ArrayTracer, name: str, where: str) -> Operation:
+    """Check that ``src`` has ``dst``'s shape (``ShapeError`` at run time, as the name
+    cannot change shape here) and copy its elements into ``dst`` (one ``linalg.generic``,
+    converting the element type).  Returns the copy op."""
+    from .runtime_checks import require  # noqa: PLC0415
+    from .whole_array.linalg_builder import _identity, generic  # noqa: PLC0415
+
+    if src.ndim != dst.ndim:
+        raise trace_error(
+            f"array variable '{name}' re-bound inside {where} to an array of another rank",
+            f"it holds a {dst.ndim}-d array before and a {src.ndim}-d array after; a name "
+            "carried through a traced loop or branch keeps its shape (use another name)",
+        )
+    for k in range(dst.ndim):
+        a, b = dst.type.get_shape()[k], src.type.get_shape()[k]
+        if a == DYNAMIC_INDEX and b == DYNAMIC_INDEX and dst.dim_index(k) is src.dim_index(k):
+            continue  # the same size value: nothing to check
+        if a != DYNAMIC_INDEX and b != DYNAMIC_INDEX:
+            ok: Any = a == b
+        else:
+            ok = emit1(arith.CmpiOp(dst.dim_index(k), src.dim_index(k), "eq"))
+        require(ok, "shape",
+                f"array variable '{name}' changes shape inside {where}: isozyme carries it "
+                f"in one buffer, whose dimension {k} is {{0}}, and the new array's is {{1}}",
+                Tracer(dst.dim_index(k)), Tracer(src.dim_index(k)))
+    n = dst.ndim
+    generic([ssa(src)], [_identity(n)], dst, _identity(n), ["parallel"] * n, lambda v: v)
+    op = current_builder().block.last_op
+    assert op is not None
+    return op
+
+
+# --------------------------------------------------------------------------- hoisting
+
+
+def hoist(value: SSAValue, inner: Block) -> SSAValue | None:
+    """``value`` (an ``index`` or integer computed in ``inner``, e.g. a dimension of an
+    array allocated there) recomputed at the current insertion point, outside ``inner``;
+    None when it depends on something computed in ``inner`` other than pure integer
+    arithmetic, constants and the sizes of arrays allocated there."""
+    fb = current_builder()
+    owner = value.owner
+    block = owner if isinstance(owner, Block) else owner.parent_block()
+    if fb.visible(block):
+        return value
+    if isinstance(value, BlockArgument) or not isinstance(owner, Operation):
+        return None
+    if isinstance(owner, memref.DimOp):
+        src = owner.source
+        k_op = owner.index.owner
+        if not isinstance(k_op, arith.ConstantOp):
+            return None
+        k = k_op.value.value.data  # type: ignore[union-attr]
+        assert isinstance(src.type, MemRefType)
+        static = src.type.get_shape()[k]
+        if static != DYNAMIC_INDEX:
+            return ssa(constant(static, IndexType()))
+        src_owner = src.owner
+        if isinstance(src_owner, memref.AllocOp):
+            dyn_pos = sum(1 for s in src.type.get_shape()[:k] if s == DYNAMIC_INDEX)
+            return hoist(src_owner.dynamic_sizes[dyn_pos], inner)
+        if fb.visible(src_owner.parent_block() if isinstance(src_owner, Operation) else src_owner):
+            clone = memref.DimOp(src, ssa(constant(k, IndexType())))
+            return fb.insert(clone).results[0]
+        return None
+    if owner.name.startswith("arith.") and not owner.regions and len(owner.results) == 1:
+        operands = [hoist(o, inner) for o in owner.operands]
+        if any(o is None for o in operands):
+            return None
+        clone = owner.clone()
+        for i, o in enumerate(operands):
+            clone.operands[i] = o  # type: ignore[assignment]
+        return fb.insert(clone).results[0]
+    return None
+
+
+# --------------------------------------------------------------------------- writes
+
+
+@dataclass
+class CopyCarried:
+    """A carried buffer that stands for an object Python code could still observe
+    (see the module docstring): only :func:`copy_into` may write it."""
+
+    buffer: SSAValue
+    name: str
+    where: str
+    start: Operation  # the loop or `if` from which on it is carried
+    location: tuple[str, int]  # the user's file and line of that loop or `if`
+    own_writes: set[int] = field(default_factory=set)  # ids of the copies into it
+
+
+def register(buffer: ArrayTracer, name: str, where: str, start: Operation,
+             own_writes: Sequence[Operation]) -> None:
+    """Record ``buffer`` as standing for an observable object from op ``start`` on
+    (checked by :func:`check_writes`)."""
+    fb = current_builder()
+    entries: list[CopyCarried] = fb.__dict__.setdefault("copy_carried", [])
+    entries.append(CopyCarried(buffer.value, name, where, start, user_location(),
+                               {id(op) for op in own_writes}))
+
+
+def _written(op: Operation) -> list[SSAValue]:
+    if isinstance(op, memref.StoreOp):
+        return [op.memref]
+    if op.name == "linalg.generic":
+        return list(op.outputs)  # type: ignore[attr-defined]
+    if op.name in ("memref.copy",):
+        return [op.operands[1]]
+    if op.name in ("memref.atomic_rmw", "memref.generic_atomic_rmw"):
+        return [op.operands[1]]
+    return []
+
+
+def check_writes(block: Block) -> None:
+    """Refuse a write into a buffer registered with :func:`register` (other than its
+    own copies) anywhere in ``block`` (the function being traced)."""
+    entries: list[CopyCarried] = current_builder().__dict__.get("copy_carried", [])
+    if not entries:
+        return
+    started: list[CopyCarried] = []
+    for op in block.walk():
+        started.extend(e for e in entries if e.start is op)
+        for target in _written(op):
+            root = root_buffer(target)
+            matching = [e for e in started if e.buffer is root]
+            if matching and not any(id(op) in e.own_writes for e in matching):
+                e = matching[0]
+                raise trace_error(
+                    f"a write into array '{e.name}', which is re-bound inside {e.where}",
+                    "isozyme carries the re-bound name in a buffer of its own, and the "
+                    "array it stands for here is also seen elsewhere (an argument, a view, "
+                    "or another variable), which this write would not reach as it does in "
+                    f"Python; make the array private first ({e.name} = {e.name}.copy() "
+                    "before the loop or branch), or write into a new array",
+                    e.location,
+                )
+
+
+# --------------------------------------------------------------------------- loops
+
+
+@dataclass
+class _LoopArray:
+    """One name carried through a loop in a buffer."""
+
+    slot: int
+    name: str
+    element_type: Attribute
+    buffer: ArrayTracer | None = None
+    shared: bool = False  # the buffer stands for an object other code may observe
+    copies: list[Operation] = field(default_factory=list)
+
+
+class LoopArrays:
+    """The arrays re-bound in one traced loop body (see the module docstring).
+
+    ``control_flow._Carried`` asks it, for each trace of the body: :meth:`prepare`
+    (buffers before the loop), :meth:`bind` (the body sees the buffers), :meth:`check`
+    (after the body: a new re-bound name or a wider dtype means tracing again, after
+    :meth:`undo`), :meth:`store` (the body's last ops: the copies into the buffers),
+    :meth:`finish` (after the loop op) and :meth:`bind` again for the values after it.
+    """
+
+    def __init__(self, names: Sequence[str], initial: Sequence[Any], where: str) -> None:
+        self.names = list(names)
+        self.initial = list(initial)
+        self.where = where
+        self.plans: dict[int, _LoopArray] = {}
+        self._prepared: list[Operation] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.plans)
+
+    def check(self, slot: int, after: object) -> bool:
+        """Note the body's value ``after`` of array variable ``slot``; True when the
+        body must be traced again (a newly re-bound name or a wider element type)."""
+        name, before = self.names[slot], self.initial[slot]
+        plan = self.plans.get(slot)
+        if plan is not None and after is plan.buffer:
+            return False
+        if plan is None and after is before:
+            return False
+        if not is_array_value(after):
+            raise trace_error(
+                f"variable '{name}' in {self.where}",
+                f"it holds an array before the loop and a {type(after).__name__} in it",
+            )
+        assert isinstance(after, ArrayTracer) and isinstance(before, ArrayTracer)
+        if after.ndim != before.ndim:
+            raise trace_error(
+                f"array variable '{name}' re-bound inside {self.where} to an array of "
+                "another rank",
+                f"it holds a {before.ndim}-d array before the loop and a {after.ndim}-d "
+                "array in it; a name carried through a traced loop keeps its shape",
+            )
+        if plan is None:
+            t = promoted_element_type(before.element_type, after.element_type)
+            self.plans[slot] = _LoopArray(slot, name, t)
+            return True
+        t = promoted_element_type(plan.element_type, after.element_type)
+        if t != plan.element_type:
+            plan.element_type = t
+            return True
+        return False
+
+    def prepare(self) -> None:
+        """Emit (at the insertion point, before the loop) each name's buffer: the array
+        it holds when that is private and of the carried dtype, else a copy."""
+        fb = current_builder()
+        block = fb.block
+        mark = block.last_op
+        for slot, plan in sorted(self.plans.items()):
+            v0 = self.initial[slot]
+            assert isinstance(v0, ArrayTracer)
+            plan.copies = []
+            if v0.element_type == plan.element_type and is_private(v0, plan.name):
+                plan.buffer, plan.shared = v0, False
+                continue
+            plan.buffer = new_buffer_like(_sizes(v0), plan.element_type)
+            plan.copies.append(copy_into(plan.buffer, v0, plan.name, self.where))
+            plan.shared = True  # it stands for v0, which stays observable
+        ops = list(block.ops)
+        start = 0 if mark is None else ops.index(mark) + 1
+        self._prepared = ops[start:]
+
+    def undo(self) -> None:
+        """Erase what :meth:`prepare` emitted (the body is traced again)."""
+        fb = current_builder()
+        erased = {id(r) for op in self._prepared for r in op.results}
+        fb.allocs = [(v, b) for v, b in fb.allocs if id(v) not in erased]
+        for op in reversed(self._prepared):
+            op.erase(safe_erase=False)
+        self._prepared = []
+
+    def bind(self, values: list[Any]) -> None:
+        """Replace the carried names' values by their buffers."""
+        for slot, plan in self.plans.items():
+            values[slot] = plan.buffer
+
+    def store(self, out: Sequence[Any], body: Block) -> None:
+        """At the end of the body (the insertion point): copy each re-bound name's new
+        array into its buffer, through a snapshot when it may alias a buffer."""
+        buffers = {id(p.buffer.value): p for p in self.plans.values() if p.buffer is not None}
+        moved = [(p, out[p.slot]) for p in self.plans.values() if out[p.slot] is not p.buffer]
+        counts: dict[int, int] = {}
+        for v in out:
+            for a in _arrays_in(v):
+                counts[id(root_buffer(a.value))] = counts.get(id(root_buffer(a.value)), 0) + 1
+
+        def private(p: _LoopArray, new: ArrayTracer, shared: set[int]) -> bool:
+            root = root_buffer(new.value)
+            if counts.get(id(root), 0) != 1 or root is not new.value:
+                return False
+            if id(root) in buffers:  # another name's buffer: a permutation of buffers
+                return id(root) not in shared
+            return _allocated_in(root, body) and not held_elsewhere(root, p.name)
+
+        shared = {id(p.buffer.value) for p in self.plans.values() if p.shared}
+        while True:  # a buffer moved from a shared one stands for the same object
+            more = {id(p.buffer.value) for p, new in moved
+                    if id(p.buffer.value) not in shared and not private(p, new, shared)}
+            if not more:
+                break
+            shared |= more
+        for p in self.plans.values():
+            p.shared = id(p.buffer.value) in shared
+        sources = []
+        for p, new in moved:
+            if id(root_buffer(new.value)) in buffers:
+                new = _snapshot(new)
+            sources.append((p, new))
+        for p, new in sources:
+            p.copies.append(copy_into(p.buffer, new, p.name, self.where))
+
+    def finish(self, loop: Operation) -> None:
+        """After the loop op: buffers that stand for observable objects refuse writes
+        from here on (see :func:`check_writes`)."""
+        for p in self.plans.values():
+            if p.shared and p.buffer is not None:
+                register(p.buffer, p.name, self.where, loop, p.copies)
+
+
+def _snapshot(x: ArrayTracer) -> ArrayTracer:
+    """A copy of ``x`` in a new buffer (freed at the end of the current block)."""
+    from .whole_array import copy_to_new  # noqa: PLC0415 (import cycle)
+
+    return copy_to_new(x)
+
+
+# --------------------------------------------------------------------------- branches
+
+
+def merge_branch_arrays(
+    name: str, then_value: ArrayTracer, else_value: ArrayTracer,
+    then_block: Block, else_block: Block, where: str,
+) -> tuple[ArrayTracer, bool, list[Operation]]:
+    """The buffer that holds ``name`` after an ``scf.if`` whose branches bind it to two
+    arrays: allocated at the insertion point (before the ``if``) with the ``then``
+    array's shape (or the ``else`` one's), written by a copy at the end of each branch.
+    Returns it, whether it stands for an observable object (see the module docstring)
+    and the copies."""
+    if then_value.ndim != else_value.ndim:
+        raise trace_error(
+            f"array variable '{name}' bound to arrays of different ranks in the branches "
+            f"of {where}",
+            f"a {then_value.ndim}-d and a {else_value.ndim}-d array; a name carried out of "
+            "a traced `if` has one shape (use another name in one branch)",
+        )
+    element_type = promoted_element_type(then_value.element_type, else_value.element_type)
+    sizes = _outer_sizes(then_value, then_block) or _outer_sizes(else_value, else_block)
+    if sizes is None:
+        raise trace_error(
+            f"array variable '{name}' assigned in both branches of {where}",
+            "isozyme carries it out of the `if` in one buffer allocated before it, and "
+            "its size is computed inside the branches from values it cannot compute "
+            "before the `if`; allocate the array before the `if` and assign its elements "
+            f"({name}[...] = ...) in the branches",
+        )
+    buffer = new_buffer_like(sizes, element_type)
+    fb = current_builder()
+    copies = []
+    for value, block in ((then_value, then_block), (else_value, else_block)):
+        with fb.at(block):
+            copies.append(copy_into(buffer, value, name, where))
+    shared = not (_branch_private(then_value, then_block, name)
+                  and _branch_private(else_value, else_block, name))
+    return buffer, shared, copies
+
+
+def _outer_sizes(x: ArrayTracer, block: Block) -> list[Any] | None:
+    """The sizes of ``x`` (defined in ``block``) computed at the insertion point."""
+    fb = current_builder()
+    out: list[Any] = []
+    for k, s in enumerate(x.type.get_shape()):
+        if s != DYNAMIC_INDEX:
+            out.append(s)
+            continue
+        with fb.at(block):
+            d = x.dim_index(k)
+        h = hoist(d, block)
+        if h is None:
+            return None
+        out.append(h)
+    return out
+
+
+def _branch_private(x: ArrayTracer, block: Block, name: str) -> bool:
+    """Whether ``x`` (a branch's value of ``name``) is a fresh array of the branch or
+    the private array the name held before the ``if``, held by no other variable."""
+    if _allocated_in(x.value, block):
+        return not held_elsewhere(x.value, name)
+    return is_private(x, name)
