@@ -40,6 +40,17 @@ def _name(n: str, store: bool = False) -> ast.Name:
     return ast.Name(n, ast.Store() if store else ast.Load())
 
 
+def _located(nodes: list[ast.stmt], at: ast.AST) -> list[ast.stmt]:
+    """Give generated nodes the first line of ``at`` (a call's end line is the line
+    Python 3.11 reports for it: it must be the user's statement line)."""
+    for node in nodes:
+        for sub in ast.walk(node):
+            if "lineno" in sub._attributes and not hasattr(sub, "lineno"):
+                sub.lineno = sub.end_lineno = at.lineno  # type: ignore[attr-defined]
+                sub.col_offset = sub.end_col_offset = at.col_offset  # type: ignore[attr-defined]
+    return nodes
+
+
 def _sequence(e: ast.expr) -> ast.expr | None:
     """``e`` as a call of ``_iz_seq_.iterate``, or None when ``e`` is not an expression
     that may be an array (literals, other calls, comprehensions: Python iterables)."""
@@ -107,12 +118,7 @@ class _Iteration:
         choose = ast.If(test=seq_call("is_traced", _name(seq)), body=[traced],
                         orelse=[python])
         setattr(choose, RAW, True)
-        out: list[ast.stmt] = [first, choose]
-        for n in out:
-            for sub in ast.walk(n):
-                if "lineno" in sub._attributes and not hasattr(sub, "lineno"):
-                    ast.copy_location(sub, node)
-        return out
+        return _located([first, choose], node)
 
     def is_sum(self, e: ast.AST) -> bool:
         if not (isinstance(e, ast.Call) and isinstance(e.func, ast.Name)
@@ -165,9 +171,7 @@ class _Iteration:
             posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[],
             kwarg=None, defaults=[]), body=body, decorator_list=[], returns=None,
             type_comment=None)
-        for sub in ast.walk(fn):
-            if "lineno" in sub._attributes and not hasattr(sub, "lineno"):
-                ast.copy_location(sub, at)
+        _located([fn], at)
         return fn
 
 

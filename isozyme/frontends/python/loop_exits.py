@@ -97,8 +97,9 @@ def _located(nodes: list[ast.stmt], at: ast.AST) -> list[ast.stmt]:
     for node in nodes:
         for n in ast.walk(node):
             if "lineno" in n._attributes and not hasattr(n, "lineno"):
-                ast.copy_location(n, at)
-                n.end_lineno = at.lineno  # type: ignore[attr-defined]
+                # the first line only: Python 3.11 reports a call at its end line
+                n.lineno = n.end_lineno = at.lineno  # type: ignore[attr-defined]
+                n.col_offset = n.end_col_offset = at.col_offset  # type: ignore[attr-defined]
     return nodes
 
 
