@@ -135,6 +135,48 @@ def gmm_qs_loss(icf, x):
     return np.sum(np.einsum("kij,j->ki", Qs, x) ** 2)
 
 
+def gmm_qs_traced_d(icf, x):
+    """The same with the dimension read from the data (np.tril_indices of a traced d)."""
+    d = x.shape[0]
+    Qs = np.zeros((icf.shape[0], d, d))
+    rows, cols = np.tril_indices(d, -1)
+    Qs[:, rows, cols] = icf[:, d:]
+    diag = np.arange(d)
+    Qs[:, diag, diag] = np.exp(icf[:, :d])
+    return np.sum(np.einsum("kij,j->ki", Qs, x) ** 2)
+
+
+def take_traced_list(E, i, j):
+    return E[[i, j, i]]
+
+
+def sum_traced_list(E, i, j):
+    return np.sum(E[[i, j, i]] ** 2)
+
+
+def put_int_array(out, idx):
+    out[idx] = 7
+    return out
+
+
+def put_into_view(A, idx, v):
+    A[1][idx] = v
+    row = A[2]
+    row[idx] += v
+    return 0.0
+
+
+def put_overlapping(x, idx):
+    x[idx] = x[::-1][:2]
+    return 0.0
+
+
+def gather_copy_is_a_copy(A, idx):
+    B = A[idx]
+    B[0, 0] = 100.0
+    return A
+
+
 def masked(x):
     return x[x > 0.5]
 
@@ -280,6 +322,9 @@ def line_of(fn, text):
     (take_adjacent, [vec(2, 3, 4), ints(3, 0, 3)]),
     (take_in_loop, [vec(5), ints(4, 1, 1)]),
     (gmm_qs, [vec(2, D + D * (D - 1) // 2)]),
+    (gmm_qs_traced_d, [vec(2, 4 + 4 * 3 // 2), vec(4)]),
+    (take_traced_list, [vec(5), 3, -1]),
+    (gather_copy_is_a_copy, [vec(3, 2), ints(1, 2)]),
 ])
 def test_gather_matches_numpy(f, args):
     primal(f, *args)
@@ -298,6 +343,8 @@ def test_gather_ir_does_not_grow_with_the_index_array():
     (take_in_loop, [vec(5), ints(4, 1, 1)], 0),
     (gmm_qs_loss, [vec(2, D + D * (D - 1) // 2), vec(D)], 0),
     (gmm_qs_loss, [vec(2, D + D * (D - 1) // 2), vec(D)], 1),
+    (gmm_qs_traced_d, [vec(2, 4 + 4 * 3 // 2), vec(4)], 0),
+    (sum_traced_list, [vec(5), 3, -1], 0),
 ])
 @pytest.mark.parametrize("mode", ["forward", "reverse"])
 def test_gather_gradients_match_finite_differences(f, args, k, mode):
@@ -332,6 +379,9 @@ def test_repeated_gather_accumulates_in_the_gradient(mode):
     (add_at, [vec(4, 2), ints(1, 1, 0), vec(3, 2)]),
     (add_at_pairs, [vec(4, 2), ints(1, 1, 0), ints(0, 0, 1), vec(3)]),
     (subtract_at, [vec(5), ints(4, 4), vec(2)]),
+    (put_int_array, [ints(1, 2, 3, 4), ints(-1, 0)]),
+    (put_into_view, [vec(3, 4), ints(3, 0, 3), vec(3)]),
+    (put_overlapping, [vec(4), ints(0, 2)]),
 ])
 def test_scatter_matches_numpy(f, args):
     primal(f, *args)
