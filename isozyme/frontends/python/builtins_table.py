@@ -232,6 +232,80 @@ def _reciprocal(x: object) -> Tracer:
     return 1.0 / _float(x)
 
 
+def _select(cond: Tracer, a: object, b: object) -> Tracer:
+    t = result_type(a, b)
+    return emit1(arith.SelectOp(ssa(cond), ssa(as_tracer(a, t)), ssa(as_tracer(b, t))))
+
+
+def _logaddexp(a: object, b: object, base2: bool = False) -> Tracer:
+    """``np.logaddexp(a, b)`` = ``hi + log1p(exp(lo - hi))`` with ``hi``/``lo`` the larger
+    and smaller operand: no overflow, and at ``a == b`` the derivative is 1/2 for each
+    (both operands reach the result through the select and ``exp(lo - hi)``).  Infinite
+    ``hi``: the result is ``hi`` (numpy's ``inf``, and ``-inf`` for two ``-inf``);
+    ``np.logaddexp2`` with ``base2``."""
+    t = result_type(a, b)
+    if not is_float_type(t):
+        t = f64
+    x, y = as_tracer(a, t), as_tracer(b, t)
+    ge = compare(">=", x, y)
+    hi, lo = _select(ge, x, y), _select(ge, y, x)
+    if base2:
+        tail = emit1(mathd.Log1pOp(ssa(emit1(mathd.Exp2Op(ssa(lo - hi)))))) * (1 / math.log(2))
+    else:
+        tail = emit1(mathd.Log1pOp(ssa(emit1(mathd.ExpOp(ssa(lo - hi))))))
+    lo_is_number = emit1(arith.CmpfOp(ssa(lo), ssa(lo), "ord"))
+    at_inf = emit1(arith.AndIOp(ssa(_isinf(hi)), ssa(lo_is_number)))
+    return _select(at_inf, hi, hi + tail)
+
+
+# Stirling's series of lgamma(w) - ((w - 1/2) log w - w + log(2 pi)/2), in powers of 1/w:
+# B_2k / (2k (2k - 1) w^(2k - 1)) for k = 1..7 (the next term is < 1e-17 at w >= 10).
+_STIRLING = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156)
+_LGAMMA_SHIFT = 10
+
+
+def _lgamma(x: object) -> Tracer:
+    """``math.lgamma(x)`` from elementary ops, so that AD differentiates it like any
+    expression: reflection ``log(pi / |sin(pi x)|) - lgamma(1 - x)`` for ``x < 1/2``,
+    the recurrence ``lgamma(z) = lgamma(z + 10) - log(z (z+1) ... (z+9))`` for
+    ``z < 10``, and Stirling's series at ``w >= 10`` (absolute error ~1e-15).  Its
+    derivative is therefore digamma computed by the same reflection (``-pi cot(pi x)``),
+    recurrence (``- sum 1/(z + k)``) and asymptotic series (``log w - 1/(2w) - ...``).
+    Poles (0, -1, -2, ...) give ``inf`` where CPython raises ValueError."""
+    xf = _float(x)
+    small = compare("<", xf, 0.5)
+    z = _select(small, 1.0 - xf, xf)
+    shifted = compare("<", z, float(_LGAMMA_SHIFT))
+    prod: object = 1.0
+    for k in range(_LGAMMA_SHIFT):
+        prod = _select(shifted, z + float(k), 1.0) * prod
+    w = _select(shifted, z + float(_LGAMMA_SHIFT), z)
+    r = 1.0 / w
+    r2 = r * r
+    series: object = _STIRLING[-1]
+    for c in reversed(_STIRLING[:-1]):
+        series = series * r2 + c
+    lw = emit1(mathd.LogOp(ssa(w)))
+    lg = (w - 0.5) * lw - w + 0.5 * math.log(2 * math.pi) + series * r \
+        - emit1(mathd.LogOp(ssa(as_tracer(prod, xf.type))))
+    # sin(pi x) of x reduced modulo 2 (exact), so large |x| keeps its digits
+    red = xf - 2.0 * emit1(mathd.FloorOp(ssa(xf * 0.5)))
+    s = absolute(emit1(mathd.SinOp(ssa(red * math.pi))))
+    reflected = emit1(mathd.LogOp(ssa(math.pi / s))) - lg
+    out = _select(small, reflected, lg)
+    return _select(_isinf(xf), math.inf, out)
+
+
+def _gamma(x: object) -> Tracer:
+    """``math.gamma(x)`` = ``sign * exp(lgamma(x))``, negative for ``x < 0`` when
+    ``floor(x)`` is odd."""
+    xf = _float(x)
+    fl = emit1(mathd.FloorOp(ssa(xf)))
+    odd = compare("!=", fl - 2.0 * emit1(mathd.FloorOp(ssa(fl * 0.5))), 0.0)
+    neg = emit1(arith.AndIOp(ssa(compare("<", xf, 0.0)), ssa(odd)))
+    return _select(neg, -1.0, 1.0) * emit1(mathd.ExpOp(ssa(_lgamma(xf))))
+
+
 # --------------------------------------------------------------------------- the table
 
 _exp, _sqrt = _unary(mathd.ExpOp), _unary(mathd.SqrtOp)
@@ -266,6 +340,8 @@ TABLE: dict[Any, Builder] = {
     math.trunc: math.trunc,  # Tracer.__trunc__
     math.copysign: _binary(mathd.CopySignOp),
     math.erf: _unary(mathd.ErfOp),
+    math.lgamma: _lgamma,
+    math.gamma: _gamma,
     math.isnan: _isnan,
     math.isinf: _isinf,
     math.isfinite: _isfinite,
@@ -294,6 +370,8 @@ TABLE: dict[Any, Builder] = {
     np.cbrt: _unary(mathd.CbrtOp),
     np.power: _np_power,
     np.hypot: _hypot,
+    np.logaddexp: _logaddexp,
+    np.logaddexp2: lambda a, b: _logaddexp(a, b, base2=True),
     np.abs: _abs,
     np.fabs: _unary(mathd.AbsFOp),
     np.floor: _unary(mathd.FloorOp),

@@ -29,6 +29,7 @@ from ..tracer import (
     compare,
     emit1,
     is_array_value,
+    is_float_type,
     is_number,
     power,
     result_type,
@@ -207,12 +208,40 @@ def _operand_like(x: object) -> bool:
 
 
 
-def _ufunc(builder: Callable[..., Any], name: str) -> Callable[..., Any]:
+def _ufunc(builder: Callable[..., Any], name: str, nin: int | None = None
+           ) -> Callable[..., Any]:
+    """The whole-array form of a numpy ufunc: elementwise ``builder``; with ``out=``
+    (or an extra positional argument) the result is written into that traced array
+    (broadcast to its shape, as numpy's) and the array is returned."""
     def run(*args: object, **kwargs: object) -> Any:
+        out = kwargs.pop("out", None)
+        if nin is not None and len(args) > nin:
+            if out is not None:
+                raise TypeError(f"{name}() got out= both as a positional and keyword argument")
+            out = args[nin] if len(args) == nin + 1 else tuple(args[nin:])
+            args = args[:nin]
+        if isinstance(out, tuple):
+            if len(out) != 1:
+                raise ValueError(f"{name}: out= has {len(out)} arrays for 1 output")
+            out = out[0]
         if kwargs:
             raise trace_error(f"numpy.{name} with keyword arguments ({', '.join(kwargs)})",
-                              "out=/where=/dtype= are not supported on traced arrays")
-        return elementwise(builder, *args)
+                              "where=/dtype=/casting= are not supported on traced arrays")
+        result = elementwise(builder, *args)
+        if out is None:
+            return result
+        if not is_array_value(out):
+            raise trace_error(f"numpy.{name} with out= that is not a traced array",
+                              "pass an array allocated in the traced code or an argument")
+        r_t = result.element_type if is_array_value(result) else as_tracer(result).type
+        if is_float_type(r_t) and not is_float_type(out.element_type):  # type: ignore[union-attr]
+            from ..arrays import numpy_dtype  # noqa: PLC0415
+
+            raise TypeError(f"Cannot cast ufunc '{name}' output from "
+                            f"dtype('{numpy_dtype(r_t)}') to "
+                            f"dtype('{out.dtype}') with casting rule 'same_kind'")  # type: ignore[union-attr]
+        inplace("=", out, result)  # type: ignore[arg-type]
+        return out
 
     return run
 

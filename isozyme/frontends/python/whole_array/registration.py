@@ -72,7 +72,7 @@ ArrayTracer.__rmatmul__ = _rmatmul_method  # type: ignore[method-assign,assignme
 
 for _f, _b in list(TABLE.items()):
     if isinstance(_f, np.ufunc):
-        ARRAY_AWARE[_f] = _ufunc(_b, _f.__name__)
+        ARRAY_AWARE[_f] = _ufunc(_b, _f.__name__, _f.nin)
 ARRAY_AWARE[builtins.abs] = lambda x: elementwise(absolute, x)
 ARRAY_AWARE[np.round] = ARRAY_AWARE[np.around] = (
     lambda a, decimals=0: elementwise(lambda v: builtins_table._np_round(v, decimals), a))
@@ -192,3 +192,17 @@ ARRAY_AWARE.update({
     np.pad: np_pad,
 })
 ArrayTracer.squeeze = lambda self, axis=None: np_squeeze(self, axis)  # type: ignore[attr-defined]
+
+# The operator ufuncs (np.add(x, y, out=z)...): the operators' element rules.
+from .elementwise import _BINARY_FNS  # noqa: E402
+
+for _f, _op in [(np.add, "+"), (np.subtract, "-"), (np.multiply, "*"), (np.divide, "/"),
+                (np.true_divide, "/"), (np.floor_divide, "//"), (np.mod, "%"),
+                (np.remainder, "%"), (np.less, "<"), (np.less_equal, "<="),
+                (np.greater, ">"), (np.greater_equal, ">="), (np.equal, "=="),
+                (np.not_equal, "!=")]:
+    TABLE.setdefault(_f, _BINARY_FNS[_op])
+    ARRAY_AWARE[_f] = _ufunc(TABLE[_f], _f.__name__, _f.nin)
+for _f, _fn in [(np.negative, negate), (np.positive, lambda a: +a)]:
+    TABLE.setdefault(_f, _fn)
+    ARRAY_AWARE[_f] = _ufunc(_fn, _f.__name__, _f.nin)
