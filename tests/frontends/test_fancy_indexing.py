@@ -507,3 +507,22 @@ def test_scatter_value_of_the_wrong_shape():
 def test_none_with_index_arrays_is_refused():
     with pytest.raises(UnsupportedError, match="None .* together with index arrays"):
         autodiff(ForwardWithPrimal, newaxis_mix, Const(vec(4)), Const(ints(0, 1)))
+
+
+# --------------------------------------------------------------------------- cuda-emu
+
+
+@pytest.mark.skipif(__import__("shutil").which("g++") is None, reason="cuda-emu needs g++")
+@pytest.mark.parametrize("f,args,k", [
+    (sum_take, [vec(4), ints(0, 0, 1, -4, 0)], 0),  # repeated: the adjoint accumulates
+    (add_at_then_sum, [vec(5), ints(1, 3, 1, -1), vec(4)], 2),
+    (iadd_then_sum, [vec(5), ints(1, 3, 1, -1), vec(4)], 0),
+    (mask_iadd, [vec(6), vec(6)], 1),
+])
+def test_gradients_on_the_cuda_emulator(f, args, k):
+    """On the GPU target the gathers and scatters stay sequential loops (no race on a
+    repeated index); the gradient is the CPU's."""
+    args = [np.where(np.abs(a) < 0.05, 0.3, a) if a.dtype == np.float64 else a for a in args]
+    with iz.target("cuda-emu"):
+        got = reverse_grad(f, args, k)
+    np.testing.assert_allclose(got, fd(f, args, k), rtol=1e-6, atol=1e-8)
