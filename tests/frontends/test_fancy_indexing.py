@@ -69,6 +69,14 @@ def take_adjacent(T, idx):
     return T[:, 1, idx]  # adjacent: in place
 
 
+def take_array_int(E, idx):
+    return E[idx, -1]
+
+
+def take_traced_int(E, i, idx):
+    return E[i, idx]
+
+
 def take_in_loop(E, idx):
     s = 0.0
     for k in range(3):
@@ -321,6 +329,8 @@ def line_of(fn, text):
     (take_int_then_array, [vec(2, 3, 4), ints(3, 0)]),
     (take_adjacent, [vec(2, 3, 4), ints(3, 0, 3)]),
     (take_in_loop, [vec(5), ints(4, 1, 1)]),
+    (take_array_int, [vec(4, 3), ints(3, -4, 1)]),
+    (take_traced_int, [vec(4, 3), -2, ints(2, 0, -1)]),
     (gmm_qs, [vec(2, D + D * (D - 1) // 2)]),
     (gmm_qs_traced_d, [vec(2, 4 + 4 * 3 // 2), vec(4)]),
     (take_traced_list, [vec(5), 3, -1]),
@@ -385,6 +395,15 @@ def test_repeated_gather_accumulates_in_the_gradient(mode):
 ])
 def test_scatter_matches_numpy(f, args):
     primal(f, *args)
+
+
+def test_scatter_without_bounds_checks():
+    old = iz.config(boundscheck=False)
+    try:
+        primal(add_at, vec(5), ints(1, 1, 3, -5), vec(4))
+        primal(put_rows, vec(4, 3), ints(2, 0), vec(2, 3))
+    finally:
+        iz.config(**old)
 
 
 def put_then_sum(out, idx, v):
