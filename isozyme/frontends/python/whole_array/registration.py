@@ -7,6 +7,7 @@ argument is a traced array) and ``TABLE``.  Imported by the package ``__init__``
 from __future__ import annotations
 
 import builtins
+import math
 from typing import Any
 
 import numpy as np
@@ -206,3 +207,86 @@ for _f, _op in [(np.add, "+"), (np.subtract, "-"), (np.multiply, "*"), (np.divid
 for _f, _fn in [(np.negative, negate), (np.positive, lambda a: +a)]:
     TABLE.setdefault(_f, _fn)
     ARRAY_AWARE[_f] = _ufunc(_fn, _f.__name__, _f.nin)
+
+
+# --------------------------------------------------------------------------- the table
+
+#: What a supported function does not do (numpy's behaviour otherwise); the docs'
+#: table of supported numpy functions prints these beside the names.
+NOTES: dict[str, str] = {
+    "numpy.sum": "axis=None|int|tuple, keepdims, dtype; no out=/where=/initial=",
+    "numpy.var": "axis, ddof (or correction), keepdims; no out=/where=/dtype=",
+    "numpy.std": "axis, ddof (or correction), keepdims; no out=/where=/dtype=",
+    "numpy.linalg.norm": "vectors: ord None/2, 1, inf, -inf, 0, p; matrices: None/'fro', "
+                         "1, -1, inf, -inf (no 2, -2, 'nuc'); axis int or pair, keepdims",
+    "numpy.cumsum": "axis None or int, dtype; a loop (scf.for); no out=",
+    "numpy.cumprod": "axis None or int, dtype; a loop (scf.for); no out=",
+    "numpy.diff": "n, axis; no prepend=/append=",
+    "numpy.roll": "shift int or traced int, axis None/int/tuple",
+    "numpy.argmax": "axis None or int, keepdims; int64 result, no derivative",
+    "numpy.argmin": "axis None or int, keepdims; int64 result, no derivative",
+    "numpy.eye": "N, M (ints or traced ints), k a Python int, dtype",
+    "numpy.linspace": "scalar start/stop (traced or not), num, endpoint, retstep, dtype; "
+                      "no axis=",
+    "numpy.triu": "rank >= 2, k a Python int",
+    "numpy.tril": "rank >= 2, k a Python int",
+    "numpy.triu_indices": "n, m ints or traced ints, k a Python int; int64 arrays",
+    "numpy.tril_indices": "n, m ints or traced ints, k a Python int; int64 arrays",
+    "numpy.pad": "mode='constant' only, one constant value (number or traced scalar)",
+    "numpy.squeeze": "a view; drops the dimensions that are statically 1",
+    "numpy.concatenate": "arrays of one rank, any axis (or None)",
+    "numpy.matmul": "1-D/2-D, and stacks of any rank (broadcast)",
+    "numpy.einsum": "subscripts string, explicit or implicit output, `...`",
+    "numpy.dot": "1-D and 2-D operands (or a scalar)",
+    "numpy.diag": "k=0, of a 1-D or 2-D array",
+    "numpy.where": "three arguments (the one-argument form has a data-dependent size)",
+    "numpy.reshape": "C order, one -1; a view (a layout numpy would copy raises)",
+    "math.lgamma": "from elementary ops (derivative: digamma by the same series); "
+                   "inf at the poles where CPython raises",
+    "math.gamma": "sign * exp(lgamma(x))",
+}
+_UFUNC_NOTE = "elementwise with broadcasting; out= (keyword or positional); no where=/dtype="
+_SCALAR_NOTE = "on traced scalars"
+_BUILDER_NOTE = "builds a traced array (sizes may be traced integers)"
+
+
+def _public_names() -> dict[int, list[str]]:
+    """id of each public callable of numpy, numpy.linalg, math and builtins -> its
+    qualified names (aliases included)."""
+    names: dict[int, list[str]] = {}
+    for prefix, module in [("numpy", np), ("numpy.linalg", np.linalg), ("math", math),
+                           ("builtins", builtins)]:
+        for name, obj in vars(module).items():
+            if not name.startswith("_") and callable(obj):
+                names.setdefault(id(obj), []).append(f"{prefix}.{name}")
+    return names
+
+
+def supported_numpy_functions() -> list[tuple[str, str]]:
+    """The numpy, ``math`` and builtin functions traced code may call, and the
+    ``ndarray`` methods and properties of traced arrays, as sorted ``(qualified name,
+    note)`` pairs (``("numpy.linalg.norm", "vectors: ord None/2, ...")``), read from
+    the frontend's own tables (:data:`..arrays.ARRAY_TABLE`, :data:`..arrays.ARRAY_AWARE`,
+    :data:`..builtins_table.TABLE`) so the documentation cannot drift from them."""
+    names = _public_names()
+    rows: dict[str, str] = {}
+
+    def add(f: object, default: str) -> None:
+        for name in names.get(id(f), []):
+            if rows.get(name) == _SCALAR_NOTE and default == "on traced arrays":
+                default = "on traced scalars and arrays"
+            if name not in rows or rows[name] == _SCALAR_NOTE:
+                rows[name] = NOTES.get(name, default)
+
+    for f in TABLE:
+        add(f, _UFUNC_NOTE if isinstance(f, np.ufunc) else _SCALAR_NOTE)
+    for f in ARRAY_AWARE:
+        add(f, _UFUNC_NOTE if isinstance(f, np.ufunc) else "on traced arrays")
+    for f in ARRAY_TABLE:
+        add(f, _BUILDER_NOTE)
+    for attr, value in sorted(vars(ArrayTracer).items()):
+        if not attr.startswith("_") and hasattr(np.ndarray, attr):
+            kind = "attribute" if isinstance(value, property) else "method"
+            rows[f"numpy.ndarray.{attr}"] = NOTES.get(f"numpy.{attr}",
+                                                      f"{kind} of traced arrays")
+    return sorted(rows.items())
