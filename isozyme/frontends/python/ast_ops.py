@@ -32,3 +32,77 @@ def seq_call(attr: str, *args: ast.expr) -> ast.Call:
     """The call ``_iz_seq_.<attr>(*args)`` (:mod:`.sequences`)."""
     func = ast.Attribute(ast.Name(SEQ, ast.Load()), attr, ast.Load())
     return ast.Call(func=func, args=list(args), keywords=[])
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def thunk(e: ast.expr) -> ast.Lambda:
+    """``lambda: e``."""
+    return ast.Lambda(args=arguments([]), body=e)
+
+
+def arguments(names: list[str]) -> ast.arguments:
+    """The parameter list ``(n1, n2, ...)``."""
+    return ast.arguments(
+        posonlyargs=[],
+        args=[ast.arg(n) for n in names],
+        vararg=None,
+        kwonlyargs=[],
+        kw_defaults=[],
+        kwarg=None,
+        defaults=[],
+    )
+
+
+def names_tuple(names: list[str], ctx: ast.expr_context) -> ast.Tuple:
+    """The tuple display ``(n1, n2, ...)`` of names in context ``ctx``."""
+    return ast.Tuple([ast.Name(n, ctx) for n in names], ctx)
+
+
+def str_tuple(names: list[str]) -> ast.Tuple:
+    """The tuple of the names as string constants."""
+    return ast.Tuple([ast.Constant(n) for n in names], ast.Load())
+
+
+def state_tuple(names: list[str]) -> ast.Tuple:
+    """The current values of ``names`` (``UNDEF`` for an unbound one)."""
+    # _iz_.ld(lambda: x) reads x, or gives UNDEF when x is not bound yet.
+    return ast.Tuple([ops_call("ld", thunk(ast.Name(n, ast.Load()))) for n in names], ast.Load())
+
+
+def function_def(name: str, params: list[str], body: list[ast.stmt]) -> ast.FunctionDef:
+    """``def name(params): body`` (``pass`` when empty)."""
+    return ast.FunctionDef(
+        name=name,
+        args=arguments(params),
+        body=body or [ast.Pass()],
+        decorator_list=[],
+        returns=None,
+        type_comment=None,
+    )
+
+
+def located(nodes: list[ast.stmt], at: ast.AST) -> list[ast.stmt]:
+    """Give generated statements the (first) line of ``at``; children get theirs from
+    :func:`fill_locations`."""
+    for node in nodes:
+        if not hasattr(node, "lineno"):
+            set_line(node, at)
+    return nodes
+
+
+def set_line(node: ast.AST, at: ast.AST) -> None:
+    node.lineno = node.end_lineno = at.lineno  # type: ignore[attr-defined]
+    node.col_offset = node.end_col_offset = getattr(at, "col_offset", 0)  # type: ignore[attr-defined]
+
+
+def fill_locations(node: ast.AST, parent: ast.AST | None = None) -> None:
+    """Like ``ast.fix_missing_locations`` but generated nodes get the *start* line of
+    their parent only: Python 3.11 reports a method call at its attribute's end line,
+    which must stay the user's statement line."""
+    if "lineno" in node._attributes and not hasattr(node, "lineno"):
+        if parent is not None:
+            set_line(node, parent)
+    for child in ast.iter_child_nodes(node):
+        fill_locations(child, node if hasattr(node, "lineno") else parent)

@@ -49,14 +49,39 @@ from dataclasses import dataclass
 from typing import Any
 
 from .array_reads import wrap_array_reads
-from .ast_ops import OPS, SEQ, ops_attr, ops_call
+from .ast_analysis import (
+    PREFIX,
+    UNRESOLVED,
+    assigned_names,
+    callee_name,
+    clean_tail,
+    contains,
+    has_loop_exit,
+    normalize_returns,
+    resolver,
+)
+from .ast_ops import (
+    OPS,
+    SEQ,
+    arguments,
+    fill_locations,
+    function_def,
+    located,
+    names_tuple,
+    ops_attr,
+    ops_call,
+    state_tuple,
+    str_tuple,
+    thunk,
+)
+from .lambda_source import find_lambda
 from .closure_state import ClosureScope
 from .diagnostics import note_unconverted, trace_error
 from .iteration import expand_iteration
 from .loop_exits import RAW, canonicalize_loop_exits
 from .prange_reductions import reductions_and_reasons
 
-_PREFIX = "_iz_"
+_PREFIX = PREFIX  # generated names (not carried: see ast_analysis.assigned_names)
 _CONVERTED_ATTR = "__iz_converted__"
 _INNER_NAME = "_iz_converted"
 # Calls that must see the caller's frame: leave them unconverted.
@@ -145,7 +170,7 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
         ) from None
     source = textwrap.dedent("".join(lines))
     if code.co_name == "<lambda>":
-        node, line_offset = _find_lambda(source, code, lines[0])
+        node, line_offset = find_lambda(source, code, lines[0])
         if node is None:
             return _Compiled(None)
     else:
@@ -160,11 +185,11 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
                               (filename, code.co_firstlineno))
         if not isinstance(node, ast.FunctionDef) or node.name != code.co_name:
             return _Compiled(None)
-        if _contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
+        if contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
             return _Compiled(None)  # generators run as plain Python
     ast.increment_lineno(node, first_line - 1 - line_offset)
-    wrap_array_reads(node, _resolver(fn))
-    converter = _Converter(filename, _resolver(fn))
+    wrap_array_reads(node, resolver(fn))
+    converter = _Converter(filename, resolver(fn))
     if isinstance(node, ast.FunctionDef):
         node.decorator_list = []
         # Renamed so that the function's own name inside its body still resolves to the
@@ -177,7 +202,7 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
         body = [ast.Return(converter.expr(node))]
     factory = ast.FunctionDef(
         name="_iz_factory",
-        args=_arguments([OPS, SEQ, *code.co_freevars]),
+        args=arguments([OPS, SEQ, *code.co_freevars]),
         body=body,
         decorator_list=[],
         returns=None,
@@ -185,280 +210,11 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
     )
     ast.copy_location(factory, node)
     module = ast.Module(body=[factory], type_ignores=[])
-    _fill_locations(module)
+    fill_locations(module)
     return _Compiled(compile(module, filename, "exec", dont_inherit=True))
 
 
-def _find_lambda(source: str, code: types.CodeType,
-                 first: str = "") -> tuple[ast.Lambda | None, int]:
-    """Find the lambda of ``code`` in the source lines inspect returned for it
-    (``first``: the first of those lines as in the file).  Of several lambdas with the
-    same parameters on that line, the one whose span holds the columns of ``code``'s
-    instructions."""
-    arg_names = list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
-    stripped = source.strip()
-    first = first.rstrip("\r\n") or source.splitlines()[0]
-    indent = len(first) - len(first.lstrip())
-    dedented = source.splitlines()[0] if source else ""
-    # (text, line offset, characters of the first line cut off before the text's)
-    attempts = [(source, 0, len(first) - len(dedented)),
-                ("(\n" + stripped.rstrip(",;") + "\n)", 1, indent)]
-    # A lambda in the middle of a larger expression: try cutting at its start.
-    at = stripped.find("lambda")
-    if at > 0:
-        attempts.append(("(\n" + stripped[at:].rstrip(",;)") + "\n)", 1, indent + at))
-    columns = [c for line, _, c, end in code.co_positions()  # RESUME: an empty span
-               if line == code.co_firstlineno and c is not None and end and end > c]
-    column = min(columns) if columns else None
-    for text, offset, cut in attempts:
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:
-            continue
-        found = [
-            n
-            for n in ast.walk(tree)
-            if isinstance(n, ast.Lambda)
-            and n.lineno - offset == 1
-            and [a.arg for a in (*n.args.posonlyargs, *n.args.args, *n.args.kwonlyargs)]
-            == arg_names
-        ]
-        if len({ast.dump(n) for n in found}) > 1 and column is not None:
-            shift = len(first[:cut].encode())  # code columns are UTF-8 byte offsets
-            found = [n for n in found if n.col_offset + shift <= column
-                     and (n.end_lineno != n.lineno or column < n.end_col_offset + shift)]
-            found = found[-1:]  # the innermost of nested lambdas holding the column
-        if found and len({ast.dump(n) for n in found}) == 1:
-            return found[0], offset
-    return None, 0
-
-
-# --------------------------------------------------------------------------- analysis
-
-
-_UNRESOLVED = object()
-
-
-def _resolver(fn: Callable[..., Any]) -> Callable[[ast.expr], object]:
-    """Resolve a ``name`` or ``module.attr...`` expression the way ``fn``'s body would
-    (closure, globals, builtins), or give ``_UNRESOLVED`` (locals, non-module attributes:
-    known only when the code runs)."""
-    code = fn.__code__  # type: ignore[attr-defined]
-    scope: dict[str, Any] = {}
-    builtins_ = fn.__globals__.get("__builtins__", {})  # type: ignore[attr-defined]
-    scope.update(builtins_ if isinstance(builtins_, dict) else vars(builtins_))
-    scope.update(fn.__globals__)  # type: ignore[attr-defined]
-    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):  # type: ignore[attr-defined]
-        try:
-            scope[name] = cell.cell_contents
-        except ValueError:
-            scope.pop(name, None)
-    local_names = set(code.co_varnames) | set(code.co_cellvars)
-
-    def resolve(node: ast.expr) -> object:
-        if isinstance(node, ast.Name):
-            if node.id in local_names:
-                return _UNRESOLVED
-            return scope.get(node.id, _UNRESOLVED)
-        if isinstance(node, ast.Attribute):
-            base = resolve(node.value)
-            if isinstance(base, types.ModuleType):
-                return getattr(base, node.attr, _UNRESOLVED)
-        return _UNRESOLVED
-
-    return resolve
-
-
-def _callee_name(node: ast.expr) -> str | None:
-    """``f`` of ``f`` or ``a.b.f``."""
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    return None
-
-
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-
-
-def _walk(nodes: Iterable[ast.AST], stop: tuple[type, ...] = _SCOPES) -> Iterable[ast.AST]:
-    """Walk nodes depth-first without entering nested scopes (``stop`` types)."""
-    stack = list(nodes)[::-1]
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, stop):
-            continue
-        stack.extend(list(ast.iter_child_nodes(node))[::-1])
-
-
-def _contains(nodes: Iterable[ast.AST] | ast.AST, kinds: tuple[type, ...]) -> bool:
-    if isinstance(nodes, ast.AST):
-        nodes = [nodes]
-    for n in _walk(nodes):
-        if isinstance(n, kinds):
-            return True
-    return False
-
-
-def _loop_exits(stmts: list[ast.stmt],
-                kinds: tuple[type, ...] = (ast.Break, ast.Continue)) -> bool:
-    """Whether ``stmts`` contain a ``break``/``continue`` (``kinds``) of the enclosing
-    loop."""
-    stack: list[ast.AST] = list(stmts)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, kinds):
-            return True
-        if isinstance(node, _SCOPES):
-            continue
-        if isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
-            stack.extend(node.orelse)  # `else:` of an inner loop belongs to ours
-            continue
-        stack.extend(ast.iter_child_nodes(node))
-    return False
-
-
-def assigned_names(stmts: Iterable[ast.AST]) -> list[str]:
-    """Names bound by ``stmts`` in the enclosing scope, in order of first appearance."""
-    names: dict[str, None] = {}
-    stack: list[ast.AST] = list(stmts)[::-1]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names[node.id] = None
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names[node.name] = None
-            stack.extend(reversed(node.decorator_list))
-            continue
-        elif isinstance(node, ast.Lambda) or isinstance(node, _COMPREHENSIONS):
-            continue
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                if alias.name != "*":
-                    names[(alias.asname or alias.name).split(".")[0]] = None
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            names[node.name] = None
-        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
-            names[node.name] = None
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            names[node.rest] = None
-        stack.extend(reversed(list(ast.iter_child_nodes(node))))
-    return [n for n in names if not n.startswith(_PREFIX)]
-
-
-def _ends_in_return(stmts: list[ast.stmt]) -> bool:
-    if not stmts:
-        return False
-    last = stmts[-1]
-    if isinstance(last, ast.Return):
-        return True
-    return isinstance(last, ast.If) and _ends_in_return(last.body) and _ends_in_return(last.orelse)
-
-
-def _clean_tail(stmts: list[ast.stmt]) -> bool:
-    """``stmts`` return only at the end: a ``return`` or an ``if`` whose branches do."""
-    if not stmts or _contains(stmts[:-1], (ast.Return,)):
-        return False
-    last = stmts[-1]
-    if isinstance(last, ast.Return):
-        return True
-    return isinstance(last, ast.If) and _clean_tail(last.body) and _clean_tail(last.orelse)
-
-
-def normalize_returns(stmts: list[ast.stmt]) -> list[ast.stmt]:
-    """Rewrite early returns in ``if`` statements so that every returning ``if`` ends its
-    block: ``if c: return a`` + rest  ->  ``if c: return a`` / ``else: rest``."""
-    for i, stmt in enumerate(stmts):
-        if isinstance(stmt, ast.If) and _contains(stmt, (ast.Return,)):
-            rest = stmts[i + 1 :]
-            tail: list[ast.stmt] = rest if _ends_in_return(rest) else [*rest, _return_none(stmt)]
-
-            def complete(block: list[ast.stmt]) -> list[ast.stmt]:
-                if _ends_in_return(block):
-                    return normalize_returns(block)
-                return normalize_returns([*block, *copy.deepcopy(tail)])
-
-            new_if = ast.If(test=stmt.test, body=complete(stmt.body), orelse=complete(stmt.orelse))
-            ast.copy_location(new_if, stmt)
-            return [*stmts[:i], new_if]
-    return stmts
-
-
-def _return_none(at: ast.AST) -> ast.Return:
-    node = ast.Return(value=ast.Constant(None))
-    ast.copy_location(node, at)
-    node.lineno = getattr(at, "end_lineno", None) or at.lineno  # type: ignore[attr-defined]
-    return node
-
-
-# --------------------------------------------------------------------------- builders
-
-
-def _thunk(e: ast.expr) -> ast.Lambda:
-    return ast.Lambda(args=_arguments([]), body=e)
-
-
-def _arguments(names: list[str]) -> ast.arguments:
-    return ast.arguments(
-        posonlyargs=[],
-        args=[ast.arg(n) for n in names],
-        vararg=None,
-        kwonlyargs=[],
-        kw_defaults=[],
-        kwarg=None,
-        defaults=[],
-    )
-
-
-def _names_tuple(names: list[str], ctx: ast.expr_context) -> ast.Tuple:
-    return ast.Tuple([ast.Name(n, ctx) for n in names], ctx)
-
-
-def _str_tuple(names: list[str]) -> ast.Tuple:
-    return ast.Tuple([ast.Constant(n) for n in names], ast.Load())
-
-
-def _state(names: list[str]) -> ast.Tuple:
-    # _iz_.ld(lambda: x) reads x, or gives UNDEF when x is not bound yet.
-    return ast.Tuple([ops_call("ld", _thunk(ast.Name(n, ast.Load()))) for n in names], ast.Load())
-
-
-def _def(name: str, params: list[str], body: list[ast.stmt]) -> ast.FunctionDef:
-    return ast.FunctionDef(
-        name=name,
-        args=_arguments(params),
-        body=body or [ast.Pass()],
-        decorator_list=[],
-        returns=None,
-        type_comment=None,
-    )
-
-
-def _located(nodes: list[ast.stmt], at: ast.AST) -> list[ast.stmt]:
-    """Give generated statements the (first) line of ``at``; children get theirs from
-    :func:`_fill_locations`."""
-    for node in nodes:
-        if not hasattr(node, "lineno"):
-            _set_line(node, at)
-    return nodes
-
-
-def _set_line(node: ast.AST, at: ast.AST) -> None:
-    node.lineno = node.end_lineno = at.lineno  # type: ignore[attr-defined]
-    node.col_offset = node.end_col_offset = getattr(at, "col_offset", 0)  # type: ignore[attr-defined]
-
-
-def _fill_locations(node: ast.AST, parent: ast.AST | None = None) -> None:
-    """Like ``ast.fix_missing_locations`` but generated nodes get the *start* line of
-    their parent only: Python 3.11 reports a method call at its attribute's end line,
-    which must stay the user's statement line."""
-    if "lineno" in node._attributes and not hasattr(node, "lineno"):
-        if parent is not None:
-            _set_line(node, parent)
-    for child in ast.iter_child_nodes(node):
-        _fill_locations(child, node if hasattr(node, "lineno") else parent)
+# --------------------------------------------------------------------------- converter
 
 
 _CMP_OPS = {
@@ -484,10 +240,10 @@ class _ExprConverter(ast.NodeTransformer):
 
     def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
         self.generic_visit(node)
-        if _contains(node.values, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
+        if contains(node.values, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
             return node
         name = "and_" if isinstance(node.op, ast.And) else "or_"
-        return ast.copy_location(ops_call(name, *[_thunk(v) for v in node.values]), node)
+        return ast.copy_location(ops_call(name, *[thunk(v) for v in node.values]), node)
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
         self.generic_visit(node)
@@ -497,17 +253,17 @@ class _ExprConverter(ast.NodeTransformer):
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
         self.generic_visit(node)
-        if _contains([node.body, node.orelse], (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
+        if contains([node.body, node.orelse], (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
             return node
-        new = ops_call("ifexp", node.test, _thunk(node.body), _thunk(node.orelse))
+        new = ops_call("ifexp", node.test, thunk(node.body), thunk(node.orelse))
         return ast.copy_location(new, node)
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
         self.generic_visit(node)
-        if len(node.ops) == 1 or _contains(node, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
+        if len(node.ops) == 1 or contains(node, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
             return node
         ops = ast.Tuple([ast.Constant(_CMP_OPS[type(o)]) for o in node.ops], ast.Load())
-        new = ops_call("compare_chain", _thunk(node.left), ops, *[_thunk(c) for c in node.comparators])
+        new = ops_call("compare_chain", thunk(node.left), ops, *[thunk(c) for c in node.comparators])
         return ast.copy_location(new, node)
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
@@ -519,7 +275,7 @@ class _Converter:
     """Converts the statements of one function (see the module docstring)."""
 
     def __init__(self, filename: str,
-                 resolve: Callable[[ast.expr], object] = lambda e: _UNRESOLVED) -> None:
+                 resolve: Callable[[ast.expr], object] = lambda e: UNRESOLVED) -> None:
         self.filename = filename
         self.counter = 0
         self.resolve = resolve
@@ -547,7 +303,7 @@ class _Converter:
             if arg is not None:
                 arg.annotation = None
         fresh = lambda kind: "_" + self.fresh(kind)  # noqa: E731 (kept by assigned_names)
-        body = expand_iteration(node.body, fresh, self.resolve, _UNRESOLVED)
+        body = expand_iteration(node.body, fresh, self.resolve, UNRESOLVED)
         body = canonicalize_loop_exits(body, fresh, self.is_prange)
         body = normalize_returns(body)
         self.scopes.append(ClosureScope.of(body))
@@ -592,7 +348,7 @@ class _Converter:
         if isinstance(node, ast.While):
             return self.while_(node, in_loop=in_loop)
         if isinstance(node, ast.FunctionDef):
-            if _contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
+            if contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
                 return [node]
             new = self.function(node)
             new.decorator_list.append(ops_attr("converted_fn"))
@@ -609,10 +365,10 @@ class _Converter:
                              self.expr(node.value))
                 assign = ast.Assign(targets=[ast.Name(node.target.id, ast.Store())],
                                     value=call)
-                return _located([assign], node)
+                return located([assign], node)
             call = ops_call("accumulate", self.expr(node.target.value),
                          self.expr(node.target.slice), op, self.expr(node.value))
-            return _located([ast.Expr(call)], node)
+            return located([ast.Expr(call)], node)
         if isinstance(node, ast.Return) and node.value is not None:
             # _iz_.ret checks for undefined variables at the `return` line.
             node.value = ast.copy_location(ops_call("ret", self.expr(node.value)), node.value)
@@ -640,14 +396,14 @@ class _Converter:
             node.orelse = self.block(node.orelse, tail=tail, in_loop=in_loop)
             return [node]
         test = self.expr(node.test)
-        has_return = _contains(node, (ast.Return,))
+        has_return = contains(node, (ast.Return,))
         why = None
-        if _loop_exits(node.body) or _loop_exits(node.orelse):
+        if has_loop_exit(node.body) or has_loop_exit(node.orelse):
             why = "an `if` containing `break` or `continue`"
-        elif _contains(node, (ast.Yield, ast.YieldFrom, ast.Await)):
+        elif contains(node, (ast.Yield, ast.YieldFrom, ast.Await)):
             why = "an `if` containing `yield` or `await`"
         elif has_return and (
-            in_loop or not tail or not (_clean_tail(node.body) and _clean_tail(node.orelse))
+            in_loop or not tail or not (clean_tail(node.body) and clean_tail(node.orelse))
         ):
             why = "an `if` with a `return` inside a loop, `with` or `try` block"
         if why is not None:
@@ -665,21 +421,21 @@ class _Converter:
             then_body = self.block(node.body, tail=True, in_loop=False)
             else_body = self.block(node.orelse, tail=True, in_loop=False)
         else:
-            result = ast.Return(_names_tuple(names, ast.Load()))
+            result = ast.Return(names_tuple(names, ast.Load()))
             then_body = [*self.block(node.body, tail=False, in_loop=in_loop), result]
             else_body = [*self.block(node.orelse, tail=False, in_loop=in_loop),
                          copy.deepcopy(result)]
-        defs: list[ast.stmt] = [_def(then_name, names, then_body), _def(else_name, names, else_body)]
+        defs: list[ast.stmt] = [function_def(then_name, names, then_body), function_def(else_name, names, else_body)]
         args = (test, ast.Name(then_name, ast.Load()), ast.Name(else_name, ast.Load()),
-                _state(names), _str_tuple(names))
+                state_tuple(names), str_tuple(names))
         out: ast.stmt
         if has_return:
             out = ast.Return(ops_call("if_return", *args))
         elif names:
-            out = ast.Assign(targets=[_names_tuple(names, ast.Store())], value=ops_call("if_stmt", *args))
+            out = ast.Assign(targets=[names_tuple(names, ast.Store())], value=ops_call("if_stmt", *args))
         else:
             out = ast.Expr(ops_call("if_stmt", *args))
-        return _located([*defs, out], node)
+        return located([*defs, out], node)
 
     # -- for
 
@@ -693,8 +449,8 @@ class _Converter:
         from .parallel import prange  # noqa: PLC0415 (parallel imports this package)
 
         found = self.resolve(it.func)
-        if found is _UNRESOLVED:
-            return _callee_name(it.func) == "prange"
+        if found is UNRESOLVED:
+            return callee_name(it.func) == "prange"
         return found is prange
 
     def prange(self, node: ast.For, *, in_loop: bool) -> list[ast.stmt]:
@@ -705,11 +461,11 @@ class _Converter:
         why = None
         if node.orelse:
             why = "an `else:` clause"
-        elif _loop_exits(node.body):
-            why = "`break`" if _loop_exits(node.body, kinds=(ast.Break,)) else "`continue`"
-        elif _contains(node.body, (ast.Return,)):
+        elif has_loop_exit(node.body):
+            why = "`break`" if has_loop_exit(node.body, kinds=(ast.Break,)) else "`continue`"
+        elif contains(node.body, (ast.Return,)):
             why = "`return`"
-        elif _contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
+        elif contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
             why = "`yield` or `await`"
         elif not isinstance(node.target, ast.Name):
             why = "a loop target that is not a single name"
@@ -717,7 +473,7 @@ class _Converter:
             check = ast.If(
                 test=ops_call("prange_unsupported", copy.deepcopy(it.func), ast.Constant(why)),
                 body=self.plain_for(node, in_loop=in_loop), orelse=[])
-            return _located([check], node)
+            return located([check], node)
         assert isinstance(node.target, ast.Name)
         target = node.target.id
         names = [n for n in assigned_names(node.body) if n != target]
@@ -726,14 +482,14 @@ class _Converter:
         reductions, reasons = reductions_and_reasons(node.body, names)
         body_name = self.fresh("prange_body")
         converted = self.block(node.body, tail=False, in_loop=True)
-        body = [*converted, ast.Return(_names_tuple(all_names, ast.Load()))]
+        body = [*converted, ast.Return(names_tuple(all_names, ast.Load()))]
         args = ast.Tuple([self.expr(a) for a in it.args], ast.Load())
         kinds = ast.Tuple([ast.Constant(reductions.get(n)) for n in names], ast.Load())
         whys = ast.Tuple([ast.Constant(reasons.get(n)) for n in names], ast.Load())
         call = ops_call("for_prange", it.func, args, ast.Name(body_name, ast.Load()),
-                     _state(all_names), _str_tuple(all_names), kinds, whys)
-        assign = ast.Assign(targets=[_names_tuple(all_names, ast.Store())], value=call)
-        return _located([_def(body_name, all_names, body), assign], node)
+                     state_tuple(all_names), str_tuple(all_names), kinds, whys)
+        assign = ast.Assign(targets=[names_tuple(all_names, ast.Store())], value=call)
+        return located([function_def(body_name, all_names, body), assign], node)
 
     def plain_for(self, node: ast.For, *, in_loop: bool) -> list[ast.stmt]:
         """``node`` left a Python ``for`` loop, its parts converted."""
@@ -756,11 +512,11 @@ class _Converter:
             why = ""  # not a range loop: iterate in Python, silently
         elif node.orelse:
             why = "a `for` loop with an `else:` clause"
-        elif _loop_exits(node.body):
+        elif has_loop_exit(node.body):
             why = "a `for` loop with `break` or `continue`"
-        elif _contains(node.body, (ast.Return,)):
+        elif contains(node.body, (ast.Return,)):
             why = "a `for` loop with a `return` inside"
-        elif _contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
+        elif contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
             why = "a `for` loop with `yield` or `await`"
         if why is not None:
             if why:
@@ -777,12 +533,12 @@ class _Converter:
         self.check_state(node, all_names, "`for` loop", node.body, in_loop=in_loop)
         body_name = self.fresh("for_body")
         body = [*self.block(node.body, tail=False, in_loop=True),
-                ast.Return(_names_tuple(all_names, ast.Load()))]
+                ast.Return(names_tuple(all_names, ast.Load()))]
         range_args = ast.Tuple([self.expr(a) for a in it.args], ast.Load())
         call = ops_call("for_range", ast.Name("range", ast.Load()), range_args,
-                     ast.Name(body_name, ast.Load()), _state(all_names), _str_tuple(all_names))
-        assign = ast.Assign(targets=[_names_tuple(all_names, ast.Store())], value=call)
-        return _located([_def(body_name, all_names, body), assign], node)
+                     ast.Name(body_name, ast.Load()), state_tuple(all_names), str_tuple(all_names))
+        assign = ast.Assign(targets=[names_tuple(all_names, ast.Store())], value=call)
+        return located([function_def(body_name, all_names, body), assign], node)
 
     # -- while
 
@@ -790,11 +546,11 @@ class _Converter:
         why = None
         if node.orelse:
             why = "a `while` loop with an `else:` clause"
-        elif _loop_exits(node.body):
+        elif has_loop_exit(node.body):
             why = "a `while` loop with `break` or `continue`"
-        elif _contains(node.body, (ast.Return,)):
+        elif contains(node.body, (ast.Return,)):
             why = "a `while` loop with a `return` inside"
-        elif _contains(node, (ast.Yield, ast.YieldFrom, ast.Await, ast.NamedExpr)):
+        elif contains(node, (ast.Yield, ast.YieldFrom, ast.Await, ast.NamedExpr)):
             why = "a `while` loop with `yield`, `await` or `:=`"
         if why is not None:
             self.leave(node, why)
@@ -805,14 +561,14 @@ class _Converter:
         names = assigned_names(node.body)
         self.check_state(node, names, "`while` loop", [node], in_loop=in_loop)
         cond_name, body_name = self.fresh("while_cond"), self.fresh("while_body")
-        cond_def = _def(cond_name, names, [ast.Return(self.expr(node.test))])
-        body_def = _def(body_name, names, [*self.block(node.body, tail=False, in_loop=True),
-                                           ast.Return(_names_tuple(names, ast.Load()))])
+        cond_def = function_def(cond_name, names, [ast.Return(self.expr(node.test))])
+        body_def = function_def(body_name, names, [*self.block(node.body, tail=False, in_loop=True),
+                                           ast.Return(names_tuple(names, ast.Load()))])
         call = ops_call("while_", ast.Name(cond_name, ast.Load()), ast.Name(body_name, ast.Load()),
-                     _state(names), _str_tuple(names))
+                     state_tuple(names), str_tuple(names))
         out: ast.stmt
         if names:
-            out = ast.Assign(targets=[_names_tuple(names, ast.Store())], value=call)
+            out = ast.Assign(targets=[names_tuple(names, ast.Store())], value=call)
         else:
             out = ast.Expr(call)
-        return _located([cond_def, body_def, out], node)
+        return located([cond_def, body_def, out], node)
