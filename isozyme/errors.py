@@ -34,6 +34,11 @@ class OutOfBoundsError(IsozymeError, IndexError):
     """
 
 
+class AssertionFailedError(IsozymeError, AssertionError):
+    """An ``assert`` on a traced condition that failed when the compiled code ran; the
+    message names the file and the line.  It is an ``AssertionError`` too."""
+
+
 class ReadOnlyError(IsozymeError, ValueError):
     """A non-writeable array (``setflags(write=False)``, ``np.frombuffer`` of bytes, a
     read-only memory map) passed where the compiled code may write it; checked before

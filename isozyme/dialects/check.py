@@ -53,6 +53,7 @@ from xdsl.utils.exceptions import VerifyException
 #: :mod:`isozyme.errors`).
 CHECK_KINDS: dict[str, str] = {
     "index": "OutOfBoundsError",
+    "assert": "AssertionFailedError",
     "shape": "ShapeError",
     "unsupported": "UnsupportedError",
 }

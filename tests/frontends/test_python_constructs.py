@@ -271,7 +271,7 @@ SCALAR_AD = [
     (with_continue, (0.7, 10)),
     (for_else, (1.0, 30)),
     (for_else, (1.0, 4)),
-    (nested_return, (1.0, 5)),
+    (nested_return, (1.1, 5)),
     (partials, (2.0, 3.0)),
     (closure_readers, (2.0,)),
     (python_iterables, (2.0,)),
@@ -374,3 +374,49 @@ def test_two_lambdas_on_one_line() -> None:
     assert evaluate(traced.module, traced.func_name, -3.0) == (3.0,)
     with pytest.raises(TraceError, match="a call to str"):
         trace(BROKEN, [f64])
+
+
+# --------------------------------------------------------------------------- assert
+
+
+def asserted(x, n):
+    assert n > 0, "n must be positive"
+    assert x > 0.0
+    return x * n
+
+
+def shape_asserted(x):
+    assert x.shape[0] == 3, "needs {3} items"
+    return x[0] * x[1]
+
+
+def test_assert_on_traced_values_is_a_run_time_check() -> None:
+    from isozyme.errors import AssertionFailedError  # noqa: PLC0415
+
+    assert autodiff(Reverse, asserted, Active, Active(2.0), Const(3)) == ((3.0, None),)
+    with pytest.raises(AssertionError) as e:
+        autodiff(Reverse, asserted, Active, Active(2.0), Const(0))
+    assert isinstance(e.value, AssertionFailedError)
+    assert f"{THIS_FILE}:{line_of(asserted, 'n must be')}: n must be positive" in str(e.value)
+    with pytest.raises(AssertionFailedError, match=f":{line_of(asserted, 'x > 0.0')}: "
+                                                   "assertion failed"):
+        autodiff(Reverse, asserted, Active, Active(-2.0), Const(3))
+    dx = np.zeros(3)
+    autodiff(Reverse, shape_asserted, Active, Duplicated(np.array([1.0, 2.0, 3.0]), dx))
+    np.testing.assert_array_equal(dx, [2.0, 1.0, 0.0])
+    with pytest.raises(AssertionFailedError, match=r"needs \{3\} items"):
+        autodiff(Reverse, shape_asserted, Active, Duplicated(np.ones(4), np.zeros(4)))
+
+
+def test_assert_on_python_values_asserts_at_trace_time() -> None:
+    def python_assert(x):
+        assert x is not None, "traced"
+        return x
+
+    def failing(x):
+        assert 1 > 2, "never"
+        return x
+
+    trace(python_assert, [f64])
+    with pytest.raises(AssertionError, match="never"):
+        trace(failing, [f64])

@@ -7,8 +7,8 @@ import ast
 
 #: The name converted code calls isozyme's builders through.
 OPS = "_iz_"
-#: The name converted code reaches :mod:`.sequences` (iteration over arrays) through.
-SEQ = "_iz_seq_"
+#: The name converted code reaches :mod:`.converted_ops` (iteration, ``assert``) through.
+XOPS = "_iz_x_"
 
 
 def ops_attr(attr: str) -> ast.expr:
@@ -28,9 +28,9 @@ def is_ops_call(e: ast.expr, attr: str) -> bool:
         and e.func.value.id == OPS
 
 
-def seq_call(attr: str, *args: ast.expr) -> ast.Call:
-    """The call ``_iz_seq_.<attr>(*args)`` (:mod:`.sequences`)."""
-    func = ast.Attribute(ast.Name(SEQ, ast.Load()), attr, ast.Load())
+def xops_call(attr: str, *args: ast.expr) -> ast.Call:
+    """The call ``_iz_x_.<attr>(*args)`` (:mod:`.converted_ops`)."""
+    func = ast.Attribute(ast.Name(XOPS, ast.Load()), attr, ast.Load())
     return ast.Call(func=func, args=list(args), keywords=[])
 
 

@@ -62,7 +62,7 @@ from .ast_analysis import (
 )
 from .ast_ops import (
     OPS,
-    SEQ,
+    XOPS,
     arguments,
     fill_locations,
     function_def,
@@ -73,6 +73,7 @@ from .ast_ops import (
     state_tuple,
     str_tuple,
     thunk,
+    xops_call,
 )
 from .lambda_source import find_lambda
 from .closure_state import ClosureScope
@@ -131,7 +132,7 @@ def convert(fn: Callable[..., Any]) -> Callable[..., Any]:
         compiled = _CACHE[code] = _compile(fn)
     if compiled.code is None:
         return fn
-    from . import ops, sequences  # the namespaces converted code calls into
+    from . import converted_ops, ops  # the namespaces converted code calls into
 
     namespace: dict[str, Any] = {}
     exec(compiled.code, fn.__globals__, namespace)
@@ -144,7 +145,7 @@ def convert(fn: Callable[..., Any]) -> Callable[..., Any]:
             cells.append(cell.cell_contents)
         except ValueError:  # empty cell
             cells.append(Undefined(name, "free variable referenced before assignment"))
-    new_fn = factory(ops, sequences, *cells)
+    new_fn = factory(ops, converted_ops, *cells)
     if new_fn.__code__.co_name == _INNER_NAME:
         new_fn.__code__ = new_fn.__code__.replace(co_name=code.co_name, co_qualname=code.co_qualname)
     new_fn.__name__, new_fn.__qualname__ = fn.__name__, fn.__qualname__
@@ -202,7 +203,7 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
         body = [ast.Return(converter.expr(node))]
     factory = ast.FunctionDef(
         name="_iz_factory",
-        args=arguments([OPS, SEQ, *code.co_freevars]),
+        args=arguments([OPS, XOPS, *code.co_freevars]),
         body=body,
         decorator_list=[],
         returns=None,
@@ -232,7 +233,7 @@ class _ExprConverter(ast.NodeTransformer):
         if isinstance(node.func, ast.Name) and node.func.id in _FRAME_CALLS:
             return node
         if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) \
-                and node.func.value.id in (OPS, SEQ):
+                and node.func.value.id in (OPS, XOPS):
             return node
         new = ast.Call(func=ops_attr("converted_call"), args=[node.func, *node.args],
                        keywords=node.keywords)
@@ -368,6 +369,11 @@ class _Converter:
                 return located([assign], node)
             call = ops_call("accumulate", self.expr(node.target.value),
                          self.expr(node.target.slice), op, self.expr(node.value))
+            return located([ast.Expr(call)], node)
+        if isinstance(node, ast.Assert):
+            # a run-time check when the condition is traced (runtime_checks.assert_)
+            message = thunk(self.expr(node.msg)) if node.msg is not None else ast.Constant(None)
+            call = xops_call("assert_", self.expr(node.test), message)
             return located([ast.Expr(call)], node)
         if isinstance(node, ast.Return) and node.value is not None:
             # _iz_.ret checks for undefined variables at the `return` line.

@@ -5,13 +5,13 @@
   of ``zip``/``enumerate``/``reversed`` (checked when the code runs: the names may be
   rebound) becomes::
 
-      __iz_seq_N = _iz_seq_.iterate(...)            # sequences.iterate
-      if _iz_seq_.is_traced(__iz_seq_N):            # plain Python
-          for __iz_i_N in range(_iz_seq_.length(__iz_seq_N)):
-              t = _iz_seq_.item(__iz_seq_N, __iz_i_N)
+      __iz_x_N = _iz_x_.iterate(...)            # sequences.iterate
+      if _iz_x_.is_traced(__iz_x_N):            # plain Python
+          for __iz_i_N in range(_iz_x_.length(__iz_x_N)):
+              t = _iz_x_.item(__iz_x_N, __iz_i_N)
               body
       else:
-          for t in __iz_seq_N:
+          for t in __iz_x_N:
               body
 
   so an array (or a traced range) is iterated by one traced loop and a Python
@@ -28,7 +28,7 @@ import builtins
 import copy
 from collections.abc import Callable
 
-from .ast_ops import seq_call
+from .ast_ops import xops_call
 from .loop_exits import RAW
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
@@ -52,15 +52,15 @@ def _located(nodes: list[ast.stmt], at: ast.AST) -> list[ast.stmt]:
 
 
 def _sequence(e: ast.expr) -> ast.expr | None:
-    """``e`` as a call of ``_iz_seq_.iterate``, or None when ``e`` is not an expression
+    """``e`` as a call of ``_iz_x_.iterate``, or None when ``e`` is not an expression
     that may be an array (literals, other calls, comprehensions: Python iterables)."""
     if isinstance(e, (ast.Name, ast.Attribute, ast.Subscript)):
-        return seq_call("iterate", ast.Constant(None), e)
+        return xops_call("iterate", ast.Constant(None), e)
     if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) \
             and e.func.id in (*_ITERATORS, "range") \
             and not any(isinstance(a, ast.Starred) for a in e.args):
         args = [_sequence(a) or a if e.func.id != "range" else a for a in e.args]
-        call = seq_call("iterate", e.func, *args)
+        call = xops_call("iterate", e.func, *args)
         call.keywords = e.keywords
         return call
     return None
@@ -108,14 +108,14 @@ class _Iteration:
         seq, i = self.fresh("seq"), self.fresh("i")
         first = ast.Assign(targets=[_name(seq, True)], value=call)
         element = ast.Assign(targets=[node.target],
-                             value=seq_call("item", _name(seq), _name(i)))
+                             value=xops_call("item", _name(seq), _name(i)))
         traced = ast.For(
             target=_name(i, True),
-            iter=ast.Call(_name("range"), [seq_call("length", _name(seq))], []),
+            iter=ast.Call(_name("range"), [xops_call("length", _name(seq))], []),
             body=[element, *node.body], orelse=node.orelse)
         python = ast.For(target=copy.deepcopy(node.target), iter=_name(seq),
                          body=copy.deepcopy(node.body), orelse=copy.deepcopy(node.orelse))
-        choose = ast.If(test=seq_call("is_traced", _name(seq)), body=[traced],
+        choose = ast.If(test=xops_call("is_traced", _name(seq)), body=[traced],
                         orelse=[python])
         setattr(choose, RAW, True)
         return _located([first, choose], node)

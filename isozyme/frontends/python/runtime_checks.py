@@ -5,11 +5,17 @@ current insertion point: when its condition is false at run time the compiled ca
 stops before any later op and the Python call raises the isozyme error of ``kind``, with
 the message (prefixed by the user's ``file:line``) formatted with the run-time values.
 
+:func:`assert_` is Python's ``assert`` in converted code: on a traced condition, a check
+of kind ``"assert"`` (``AssertionFailedError``, an ``AssertionError``).
+
 :func:`check_index` is the bounds check of one array index (numpy's rule: ``-n <= i <
 n``), emitted unless ``isozyme.config(boundscheck=False)``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import IndexType, IntegerType, i1
@@ -19,8 +25,17 @@ from isozyme.config import boundscheck
 from isozyme.dialects.check import CHECK_KINDS, CheckOp
 from isozyme.errors import OutOfBoundsError
 
-from .diagnostics import format_location, user_location
-from .tracer import Tracer, constant, emit, emit1, is_bool_type, ssa
+from .diagnostics import format_location, trace_error, user_location
+from .tracer import (
+    Tracer,
+    check_defined,
+    constant,
+    emit,
+    emit1,
+    is_bool_type,
+    ssa,
+    to_bool,
+)
 
 
 def _value(v: object) -> SSAValue:
@@ -92,3 +107,25 @@ def static_index_error(i: int, axis: int, size: int) -> OutOfBoundsError:
         f"{format_location(*user_location())}: index {i} is out of bounds for axis "
         f"{axis} with size {size}"
     )
+
+
+def assert_(cond: Any, message: Callable[[], Any] | None) -> None:
+    """``assert cond, message()`` in converted code.  A Python ``cond`` asserts now, as
+    Python does; a traced one is checked when the compiled code runs (an
+    ``AssertionFailedError``, an ``AssertionError``, with ``file:line: message``).  The
+    message is computed at trace time and must not depend on traced values."""
+    check_defined(cond)
+    if not isinstance(cond, Tracer):
+        if not cond:
+            raise AssertionError(*(() if message is None else (message(),)))
+        return
+    c = to_bool(cond)  # an array's truth raises as numpy's does
+    text = "assertion failed"
+    if message is not None:
+        value = message()
+        if isinstance(value, Tracer):
+            raise trace_error("an `assert` message computed from traced values",
+                              "its text is fixed when the code is traced; use a constant "
+                              "message")
+        text = str(value)
+    require(c, "assert", text.replace("{", "{{").replace("}", "}}"))

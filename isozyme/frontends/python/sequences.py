@@ -7,7 +7,7 @@ sequence; when it is an array (or a ``zip``/``enumerate``/``reversed``/``range``
 arrays and traced ranges) it is a :class:`TracedSequence`, iterated by a loop over
 ``range(length(seq))`` reading ``item(seq, i)`` — one ``scf.for`` (or ``scf.while``
 with an exit) whatever the length.  Anything else is iterated by Python, as before.
-(The converted code reaches this module as ``_iz_seq_``.)
+(Converted code reaches these functions through :mod:`.converted_ops`.)
 """
 
 from __future__ import annotations
