@@ -5,7 +5,15 @@ original file name and line numbers, so tracebacks and isozyme's errors point at
 user's code.  The rewritten function runs in the function's real ``__globals__``; its
 closure variables are passed in as the parameters of a small factory function.
 
-The rewrite (``_iz_`` below is :mod:`isozyme.frontends.python.ops`):
+Before the rewrite, two AST passes normalize each function body: :mod:`.iteration`
+(``for`` over arrays and ``zip``/``enumerate``/``reversed`` of them becomes a run-time
+choice between a traced loop over ``range(length)`` and the Python ``for``; ``sum`` of
+a generator expression becomes an accumulating nested function) and
+:mod:`.loop_exits` (``break``/``continue``/``return``/``else:`` of loops become flag
+variables the loop carries), then :func:`.ast_analysis.normalize_returns`.
+
+The rewrite (``_iz_`` below is :mod:`isozyme.frontends.python.ops`, ``_iz_x_``
+:mod:`.converted_ops`):
 
 * every call ``f(a, k=b)`` becomes ``_iz_.converted_call(f, a, k=b)``;
 * ``a and b``, ``a or b``, ``not a``, ``x if c else y`` and chained comparisons become
@@ -14,8 +22,8 @@ The rewrite (``_iz_`` below is :mod:`isozyme.frontends.python.ops`):
   either branch assigns, and ``_iz_.if_stmt(...)``; an ``if`` whose branches all end in
   ``return`` becomes ``return _iz_.if_return(...)`` (``if c: return a`` followed by more
   statements is first rewritten so that the rest becomes the ``else`` branch);
-* ``for i in range(...)`` without ``else``/``break``/``continue``/``return`` becomes a
-  body function and ``_iz_.for_range(...)``;
+* ``for i in range(...)`` (its exits removed by :mod:`.loop_exits`) becomes a body
+  function and ``_iz_.for_range(...)``;
 * ``for i in prange(...)`` (any name or ``module.attr`` that resolves, in the function's
   globals or closure, to :func:`isozyme.prange`) becomes a body function and
   ``_iz_.for_prange(...)``, with the reduction kind of each variable the body updates
@@ -26,8 +34,11 @@ The rewrite (``_iz_`` below is :mod:`isozyme.frontends.python.ops`):
   becomes ``y = _iz_.augment(y, "+", v)`` everywhere: traced in a ``prange`` body (of
   this function or of a caller, through helper functions) they are accumulations, an
   atomic add where iterations may collide; anywhere else Python's in-place operator;
-* ``while c:`` without ``else``/``break``/``continue``/``return`` becomes a condition
-  function, a body function and ``_iz_.while_(...)``;
+* ``while c:`` (its exits removed by :mod:`.loop_exits`) becomes a condition
+  function, a body function and ``_iz_.while_(...)``; a loop whose exits sit in a
+  ``try``/``with`` block stays Python and is refused on a traced condition;
+* ``assert c, m`` becomes ``_iz_x_.assert_(c, lambda: m)``: a run-time check when
+  ``c`` is traced;
 * nested ``def`` and ``lambda`` are converted too and marked as such; one defined
   outside a converted loop or ``if`` that reads a variable the statement assigns, and
   may run inside it, is refused (:mod:`.closure_state`): it would see a stale value.
