@@ -185,6 +185,21 @@ def gather_copy_is_a_copy(A, idx):
     return A
 
 
+def scatter_in_loop(x, idx, n):
+    out = np.zeros(x.shape[0])
+    for k in range(n):
+        np.add.at(out, idx, x[idx] * (k + 1.0))
+        out[idx] = np.sin(out[idx])
+    return np.sum(out * x)
+
+
+def mask_in_loop(x, n):
+    for k in range(n):
+        x[x > 0.5] *= 0.9
+        x[x < -0.5] = x[x < -0.5] ** 2
+    return np.sum(x * x)
+
+
 def masked(x):
     return x[x > 0.5]
 
@@ -355,6 +370,7 @@ def test_gather_ir_does_not_grow_with_the_index_array():
     (gmm_qs_loss, [vec(2, D + D * (D - 1) // 2), vec(D)], 1),
     (gmm_qs_traced_d, [vec(2, 4 + 4 * 3 // 2), vec(4)], 0),
     (sum_traced_list, [vec(5), 3, -1], 0),
+    (scatter_in_loop, [vec(5), ints(4, 0, 4, -2), 3], 0),
 ])
 @pytest.mark.parametrize("mode", ["forward", "reverse"])
 def test_gather_gradients_match_finite_differences(f, args, k, mode):
@@ -447,6 +463,7 @@ def test_scatter_gradients_match_finite_differences(f, k, mode):
     (mask_iadd, [vec(6), vec(6)]),
     (mask_rows_assign, [vec(5, 2), vec(2)]),
     (mask_rows_assign, [vec(5, 2), 4.0]),
+    (mask_in_loop, [vec(7) * 1.5, 3]),
 ])
 def test_masks_match_numpy(f, args):
     primal(f, *args)
@@ -458,10 +475,12 @@ def test_masks_match_numpy(f, args):
     (mask_assign_array, [vec(6)], 0),
     (mask_iadd, [vec(6), vec(6)], 0),
     (mask_iadd, [vec(6), vec(6)], 1),
+    (mask_in_loop, [vec(7) * 1.5, 3], 0),
 ])
 @pytest.mark.parametrize("mode", ["forward", "reverse"])
 def test_mask_gradients_match_finite_differences(f, args, k, mode):
-    args = [np.where(np.abs(a) < 0.05, 0.3, a) for a in args]  # away from the kinks
+    args = [np.where(np.abs(a) < 0.05, 0.3, a) if isinstance(a, np.ndarray) else a
+            for a in args]  # away from the kinks
     got = (forward_grad if mode == "forward" else reverse_grad)(f, args, k)
     np.testing.assert_allclose(got, fd(f, args, k), rtol=1e-6, atol=1e-8)
 
