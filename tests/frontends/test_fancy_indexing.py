@@ -77,6 +77,20 @@ def take_traced_int(E, i, idx):
     return E[i, idx]
 
 
+def take_empty(E):
+    return E[[]]
+
+
+def put_empty(E, v):
+    E[[], 1] = v
+    E[np.array([], dtype=bool)] = 2.0
+    return np.sum(E)
+
+
+def np_take(E, idx):
+    return np.take(E, idx, axis=1) + E.take(idx, axis=0)[:, :1] + np.take(E, idx)[:, None]
+
+
 def take_in_loop(E, idx):
     s = 0.0
     for k in range(3):
@@ -346,6 +360,9 @@ def line_of(fn, text):
     (take_in_loop, [vec(5), ints(4, 1, 1)]),
     (take_array_int, [vec(4, 3), ints(3, -4, 1)]),
     (take_traced_int, [vec(4, 3), -2, ints(2, 0, -1)]),
+    (take_empty, [vec(4, 3)]),
+    (np_take, [vec(3, 3), ints(2, -1, 0)]),
+    (take, [vec(4, 3), np.zeros((2, 0), np.int64)]),  # empty index arrays
     (gmm_qs, [vec(2, D + D * (D - 1) // 2)]),
     (gmm_qs_traced_d, [vec(2, 4 + 4 * 3 // 2), vec(4)]),
     (take_traced_list, [vec(5), 3, -1]),
@@ -406,6 +423,7 @@ def test_repeated_gather_accumulates_in_the_gradient(mode):
     (add_at_pairs, [vec(4, 2), ints(1, 1, 0), ints(0, 0, 1), vec(3)]),
     (subtract_at, [vec(5), ints(4, 4), vec(2)]),
     (put_int_array, [ints(1, 2, 3, 4), ints(-1, 0)]),
+    (put_empty, [vec(0, 2), 5.0]),
     (put_into_view, [vec(3, 4), ints(3, 0, 3), vec(3)]),
     (put_overlapping, [vec(4), ints(0, 2)]),
 ])

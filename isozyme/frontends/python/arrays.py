@@ -761,8 +761,12 @@ ARRAY_AWARE: dict[Any, Callable[..., Any]] = {
 # extends ARRAY_AWARE.  Imported last: it builds on this module.
 from . import whole_array as _whole_array  # noqa: E402,F401
 
-# np.add.at / np.subtract.at: the accumulating scatters of fancy indexing.
+# np.add.at / np.subtract.at (the accumulating scatters of fancy indexing), np.take.
+from .fancy_indexing import np_take as _np_take  # noqa: E402
 from .fancy_indexing import ufunc_at as _ufunc_at  # noqa: E402
 
+ARRAY_AWARE[np.take] = _np_take
+ArrayTracer.take = lambda self, indices, axis=None, **kw: _np_take(  # type: ignore[attr-defined]
+    self, indices, axis, **kw)
 ARRAY_AWARE[np.add.at] = _ufunc_at("+")
 ARRAY_AWARE[np.subtract.at] = _ufunc_at("-")

@@ -33,7 +33,7 @@ scatter-add into the shadow (repeated indices accumulate), that of a scatter a g
 Scatters check every index before the first store, so a failed check leaves the array
 untouched.  Index arrays and values that share memory with the target are copied first
 (numpy reads them before writing).  Not supported (``UnsupportedError``): ``None`` mixed
-with index arrays, masks mixed with other indices, empty index lists.
+with index arrays, masks mixed with other indices.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import arith, memref, scf
-from xdsl.dialects.builtin import DYNAMIC_INDEX, IntegerType
+from xdsl.dialects.builtin import DYNAMIC_INDEX, IntegerType, i64
 from xdsl.ir import Block, Region, SSAValue
 
 from isozyme.config import boundscheck
@@ -90,10 +90,14 @@ def _as_index_array(k: object) -> tuple[str, ArrayTracer]:
 
             k = np_array(list(k))
         else:
-            k = np.asarray(k)
+            # numpy: an empty list indexes as an integer array (np.asarray gives float)
+            k = np.asarray(k) if np.size(k) else np.zeros(np.shape(k), np.int64)
     if isinstance(k, np.ndarray):
-        if k.size == 0:
-            raise UnsupportedError(f"{_where()}: indexing with an empty index array")
+        if k.size == 0 and (k.dtype == np.bool_ or np.issubdtype(k.dtype, np.integer)):
+            from .whole_array import new_buffer  # noqa: PLC0415
+
+            kind = "mask" if k.dtype == np.bool_ else "arr"
+            return kind, new_buffer(list(k.shape), i64)  # nothing to read: no fill
         if k.dtype == np.bool_:
             return "mask", _as_array_operand(k.astype(np.int64), "a mask")  # type: ignore[return-value]
         if not np.issubdtype(k.dtype, np.integer):
@@ -406,6 +410,23 @@ def ufunc_at(combine: str) -> Callable[..., None]:
     return at
 
 
+def np_take(a: object, indices: object, axis: int | None = None, out: object = None,
+            mode: str = "raise") -> Any:
+    """``np.take(a, indices, axis)``: ``a[..., indices]`` along ``axis`` (the flattened
+    array when ``axis`` is None); ``mode="raise"`` only (bounds-checked)."""
+    if not isinstance(a, ArrayTracer):
+        raise trace_error(f"np.take of a {type(a).__name__}", "its first argument must be "
+                          "a traced array")
+    if out is not None or mode != "raise":
+        raise UnsupportedError(f"{_where()}: np.take with out= or mode={mode!r}")
+    if axis is None:
+        return a.ravel()[indices] if a.ndim > 1 else a[indices]  # type: ignore[attr-defined]
+    k = int(axis) % a.ndim if -a.ndim <= int(axis) < a.ndim else None
+    if k is None:
+        raise np.exceptions.AxisError(int(axis), a.ndim)
+    return a[(slice(None),) * k + (indices,)]
+
+
 # --------------------------------------------------------------------------- masks
 
 
@@ -493,4 +514,4 @@ def _mask_setitem(x: ArrayTracer, mask: ArrayTracer, value: object) -> None:
     _mask_loop(x, mask, lambda ivs, c, rest: _store(read([c, *rest]), x, [*ivs, *rest]))
 
 
-__all__ = ["fancy_getitem", "fancy_setitem", "is_fancy_key", "ufunc_at"]
+__all__ = ["fancy_getitem", "fancy_setitem", "is_fancy_key", "np_take", "ufunc_at"]
