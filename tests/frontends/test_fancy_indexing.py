@@ -193,6 +193,16 @@ def put_overlapping(x, idx):
     return 0.0
 
 
+def put_self_indexed(p):
+    p[p] = p + 10  # the indices are read before the first store (numpy)
+    p[p[:2] - 10] += 5
+    return p
+
+
+def take_traced_slices(E, a, idx):
+    return E[a:, idx][..., ::-1]
+
+
 def gather_copy_is_a_copy(A, idx):
     B = A[idx]
     B[0, 0] = 100.0
@@ -361,6 +371,7 @@ def line_of(fn, text):
     (take_array_int, [vec(4, 3), ints(3, -4, 1)]),
     (take_traced_int, [vec(4, 3), -2, ints(2, 0, -1)]),
     (take_empty, [vec(4, 3)]),
+    (take_traced_slices, [vec(4, 3), 1, ints(2, 0)]),
     (np_take, [vec(3, 3), ints(2, -1, 0)]),
     (take, [vec(4, 3), np.zeros((2, 0), np.int64)]),  # empty index arrays
     (gmm_qs, [vec(2, D + D * (D - 1) // 2)]),
@@ -424,6 +435,7 @@ def test_repeated_gather_accumulates_in_the_gradient(mode):
     (subtract_at, [vec(5), ints(4, 4), vec(2)]),
     (put_int_array, [ints(1, 2, 3, 4), ints(-1, 0)]),
     (put_empty, [vec(0, 2), 5.0]),
+    (put_self_indexed, [ints(3, 0, 2, 1)]),
     (put_into_view, [vec(3, 4), ints(3, 0, 3), vec(3)]),
     (put_overlapping, [vec(4), ints(0, 2)]),
 ])

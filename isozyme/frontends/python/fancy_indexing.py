@@ -150,7 +150,7 @@ def _expand(x: ArrayTracer, key: object) -> list[object]:
         raise IndexError(f"too many indices for array: array is {x.ndim}-dimensional, "
                          f"but {width} were indexed")
     fill: list[object] = [slice(None)] * (x.ndim - width)
-    if Ellipsis in [k for k in items if not isinstance(k, tuple)]:
+    if any(k is Ellipsis for k in items):
         e = next(i for i, k in enumerate(items) if k is Ellipsis)
         items[e:e + 1] = fill
     else:
@@ -158,17 +158,19 @@ def _expand(x: ArrayTracer, key: object) -> list[object]:
     return items
 
 
-def _plan(x: ArrayTracer, items: Sequence[object]) -> _Plan:
-    """The plan of an integer-array key (no mask) for ``x``."""
-    from .views import separate_if_overlapping, view  # noqa: PLC0415
-    from .whole_array import broadcast_shape  # noqa: PLC0415
+def _plan(x: ArrayTracer, items: Sequence[object], writing: bool = False) -> _Plan:
+    """The plan of an integer-array key (no mask) for ``x``; ``writing``: for a store
+    into ``x`` (an index array sharing ``x``'s memory is copied first: numpy reads the
+    indices before writing)."""
+    from .views import root_of, view  # noqa: PLC0415
+    from .whole_array import broadcast_shape, copy_to_new  # noqa: PLC0415
 
     base = view(x, [k if isinstance(k, slice) else slice(None) for k in items])
     plan = _Plan(base)
     for p, k in enumerate(items):
         if isinstance(k, tuple):
-            # an index array sharing memory with x: read before x is written (numpy)
-            plan.arrays[p] = separate_if_overlapping(x, k[1])  # type: ignore[assignment]
+            a = k[1]
+            plan.arrays[p] = copy_to_new(a) if writing and root_of(a) is root_of(x) else a  # type: ignore[arg-type]
         elif not isinstance(k, slice):
             plan.scalars[p] = k
     arrays = list(plan.arrays.values())
@@ -376,7 +378,7 @@ def fancy_setitem(x: ArrayTracer, key: object, value: object, combine: str | Non
             raise UnsupportedError(f"{_where()}: np.add.at with a boolean mask")
         _mask_setitem(x, mask, value)
         return
-    plan = _plan(x, items)
+    plan = _plan(x, items, writing=True)
     fixed = _fixed(plan)
     read = _value_reader(x, value, plan.shape)
     _check_arrays(plan)
@@ -438,7 +440,8 @@ def _mask_of(items: Sequence[object]) -> ArrayTracer | None:
         return None
     first = items[0]
     if len(masks) > 1 or first is not masks[0] or not all(
-            isinstance(k, slice) and k == slice(None) for k in items[1:]):
+            isinstance(k, slice) and k.start is None and k.stop is None and k.step is None
+            for k in items[1:]):
         raise UnsupportedError(f"{_where()}: a boolean mask combined with other indices; "
                                "write x[mask] with the mask indexing the leading dimensions")
     return first[1]  # type: ignore[index,return-value]
