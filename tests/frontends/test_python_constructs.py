@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import os
 
 import numpy as np
@@ -183,6 +184,51 @@ def closure_readers(x):
     return Holder(x).magnitude() + make_reader(x)()
 
 
+def objective(p1x, p1y, p2x, p2y):
+    return (p1x * p1x + p1y * p1y) - (p2x * p2x + p2y * p2y)
+
+
+def argmin_natural(f, grad, x0, x1):
+    """GradBench's gradient descent (gd.hpp) as users write it: `while True` left by
+    `return`, a `continue`, augmented assignments."""
+    fx = f(x0, x1)
+    g0, g1 = grad(x0, x1)
+    i = 0
+    eta = 1e-5
+    while True:
+        if math.sqrt(g0 * g0 + g1 * g1) <= 1e-5:
+            return x0, x1
+        if i == 10:
+            eta *= 2.0
+            i = 0
+            continue
+        n0 = x0 - eta * g0
+        n1 = x1 - eta * g1
+        if math.sqrt((x0 - n0) ** 2 + (x1 - n1) ** 2) <= 1e-5:
+            return x0, x1
+        f_new = f(n0, n1)
+        if f_new < fx:
+            x0, x1, fx = n0, n1, f_new
+            g0, g1 = grad(x0, x1)
+            i += 1
+        else:
+            eta /= 2.0
+            i = 0
+
+
+def saddle_max(p1x, p1y, p2x, p2y):
+    """``max_p2 f(p1, p2)`` (GradBench saddle's inner problem) through helpers that read
+    the caller's traced values only through their closures."""
+    def neg(q0, q1):
+        return -objective(p1x, p1y, q0, q1)
+
+    def neg_grad(q0, q1):
+        return 2.0 * q0 + 0.0 * p1x, 2.0 * q1
+
+    q0, q1 = argmin_natural(neg, neg_grad, p2x, p2y)
+    return objective(p1x, p1y, q0, q1)
+
+
 def loops_of(traced) -> list:
     return [op for op in traced.module.walk() if isinstance(op, (scf.WhileOp, scf.ForOp))]
 
@@ -206,6 +252,7 @@ CASES = [
     (python_iterables, [f64], [(2.0,)]),
     (partials, [f64, f64], [(2.0, 3.0), (2.0, -1.0)]),
     (closure_readers, [f64], [(2.0,), (-3.0,)]),
+    (saddle_max, [f64] * 4, [(1.0, -0.5, 0.3, 0.2), (0.1, 0.2, -1.0, 2.0)]),
 ]
 
 
@@ -275,6 +322,7 @@ SCALAR_AD = [
     (partials, (2.0, 3.0)),
     (closure_readers, (2.0,)),
     (python_iterables, (2.0,)),
+    (saddle_max, (1.0, -0.5, 0.3, 0.2)),
 ]
 
 

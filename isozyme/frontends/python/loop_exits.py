@@ -112,6 +112,14 @@ def _int_literal(e: ast.expr) -> int | None:
     return None
 
 
+def _is_true(test: ast.expr) -> bool:
+    """``True`` (or ``True and not flag``, once rewritten) as the loop's condition."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        test = test.values[0]
+    return isinstance(test, ast.Constant) and test.value is True or \
+        isinstance(test, ast.Constant) and isinstance(test.value, int) and test.value == 1
+
+
 def _is_range_loop(node: ast.stmt) -> bool:
     it = getattr(node, "iter", None)
     return (
@@ -233,7 +241,9 @@ class _Rewriter:
         else:
             after.extend(orelse)
         if ret is not None:
-            after.append(ret.after())
+            forever = isinstance(node, ast.While) and not breaks and _is_true(node.test)
+            # `while True:` left only through `return`: return after it, unconditionally
+            after.append(ret.after().body[0] if forever else ret.after())
         return _located([*before, *loops, *after], node)
 
     def counted(self, node: ast.For, body: list[ast.stmt], brk: str,
