@@ -32,6 +32,8 @@ HERE = os.path.abspath(__file__)
 RNG = np.random.default_rng(9)
 D = 3  # the dimension of the GMM-style programs
 MASK = np.array([True, False, True, True, False])
+LARGE = (np.arange(200) * 7) % 50  # a hidden argument (not baked into the IR)
+LARGE_MASK = np.arange(100) % 3 == 0
 
 
 # --------------------------------------------------------------------------- programs
@@ -89,6 +91,10 @@ def put_empty(E, v):
 
 def np_take(E, idx):
     return np.take(E, idx, axis=1) + E.take(idx, axis=0)[:, :1] + np.take(E, idx)[:, None]
+
+
+def take_large_constant(E):
+    return E[LARGE][-34:] + E[:100][LARGE_MASK][LARGE[:34] % 34]
 
 
 def take_in_loop(E, idx):
@@ -371,6 +377,7 @@ def line_of(fn, text):
     (take_array_int, [vec(4, 3), ints(3, -4, 1)]),
     (take_traced_int, [vec(4, 3), -2, ints(2, 0, -1)]),
     (take_empty, [vec(4, 3)]),
+    (take_large_constant, [vec(100, 2)]),
     (take_traced_slices, [vec(4, 3), 1, ints(2, 0)]),
     (np_take, [vec(3, 3), ints(2, -1, 0)]),
     (take, [vec(4, 3), np.zeros((2, 0), np.int64)]),  # empty index arrays
