@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from isozyme.annotations import Annotation
 from isozyme.arguments import view
 from isozyme.frontends.python.context import COMPILE_LOCK
@@ -129,7 +131,14 @@ class ShapeVariants:
 
 
 def _shapes(anns: Sequence[Annotation], places: Sequence[Place]) -> tuple:
-    return tuple(view(_leaf(anns, p)).shape for p in places)
+    """The shapes of the arrays at ``places`` (on every call: numpy arrays directly)."""
+    out = []
+    for i, j in places:
+        x = anns[i].val
+        if j is not None:
+            x = flatten_tree(x)[0][j]
+        out.append(x.shape if type(x) is np.ndarray else view(x).shape)
+    return tuple(out)
 
 
 def compiled_variants(spec: "_Spec", n_user: int, places: tuple[Place, ...],
