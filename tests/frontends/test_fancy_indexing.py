@@ -230,6 +230,18 @@ def mask_in_loop(x, n):
     return np.sum(x * x)
 
 
+def add_at_in_prange(E, idx, out):
+    for i in iz.prange(E.shape[0]):
+        np.add.at(out, idx, E[i] * E[i])
+    return np.sum(out * out)
+
+
+def iadd_in_prange(E, idx, out):
+    for i in iz.prange(E.shape[0]):
+        out[idx] += E[i]
+    return 0.0
+
+
 def masked(x):
     return x[x > 0.5]
 
@@ -601,3 +613,35 @@ def test_gradients_on_the_cuda_emulator(f, args, k):
     with iz.target("cuda-emu"):
         got = reverse_grad(f, args, k)
     np.testing.assert_allclose(got, fd(f, args, k), rtol=1e-6, atol=1e-8)
+
+
+# --------------------------------------------------------------------------- prange
+
+
+def test_add_at_in_a_prange_body_is_atomic():
+    args = [Const(vec(4)), Const(ints(0, 2, 0)), Const(np.zeros(3))]
+    text = iz.ir(ForwardWithPrimal, add_at_in_prange, *args, stage="optimized")
+    assert '"memref.atomic_rmw"' in text
+    src = iz.ir(ForwardWithPrimal, add_at_in_prange, *args, stage="cuda", target="cuda")
+    assert "atomicAdd" in src
+
+
+@pytest.mark.parametrize("target", ["cpu", "cuda-emu"])
+@pytest.mark.parametrize("k", [0, 2])
+def test_add_at_in_a_prange_body_numbers_and_gradients(target, k):
+    """Several iterations add into one element (repeated indices, every iteration the
+    same ones): the numbers of the sequential loop, no race (cuda-emu's race checker is
+    on in the test suite), gradients against finite differences."""
+    if target == "cuda-emu" and __import__("shutil").which("g++") is None:
+        pytest.skip("cuda-emu needs g++")
+    args = [vec(4), ints(0, 2, 0, -1), vec(3)]
+    with iz.target(target):
+        primal(add_at_in_prange, *args)
+        got = reverse_grad(add_at_in_prange, args, k)
+    np.testing.assert_allclose(got, fd(add_at_in_prange, args, k), rtol=1e-6, atol=1e-8)
+
+
+def test_fancy_update_in_a_prange_body_points_to_add_at():
+    with pytest.raises(TraceError, match="in a prange body write np.add.at"):
+        autodiff(ForwardWithPrimal, iadd_in_prange, Const(vec(4)), Const(ints(0, 1)),
+                 Const(np.zeros(3)))

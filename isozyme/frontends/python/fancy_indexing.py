@@ -378,14 +378,22 @@ def fancy_setitem(x: ArrayTracer, key: object, value: object, combine: str | Non
             raise UnsupportedError(f"{_where()}: np.add.at with a boolean mask")
         _mask_setitem(x, mask, value)
         return
+    from .accumulation import accumulate, in_parallel_body  # noqa: PLC0415
+
     plan = _plan(x, items, writing=True)
     fixed = _fixed(plan)
     read = _value_reader(x, value, plan.shape)
     _check_arrays(plan)
+    # np.add.at in a prange body: other iterations may update the same elements, so each
+    # update is an accumulation of the parallel loop (atomic unless provably disjoint).
+    parallel = combine is not None and in_parallel_body()
 
     def body(ivs: list[SSAValue], _: list[SSAValue]) -> list[SSAValue]:
         at = _source(plan, ivs, fixed, False)
         v = read(ivs)
+        if parallel:
+            accumulate(plan.base, tuple(Tracer(i) for i in at), combine, v)
+            return []
         if combine is not None:
             old = _load(plan.base, at)
             v = old + v if combine == "+" else old - v

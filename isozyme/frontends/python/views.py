@@ -71,6 +71,10 @@ Idx = Any  # a Python int or an ``index`` SSAValue
 
 _NEW = object()  # a ``None`` (new axis) in an expanded key
 
+_ARRAY_KEYS = ("index arrays and masks are supported in x[idx], x[idx] = v and "
+               "np.add.at(x, idx, v); in a prange body write "
+               "np.add.at(x, idx, v) for x[idx] += v")
+
 
 # --------------------------------------------------------------------------- index arithmetic
 
@@ -128,8 +132,7 @@ def _check_scalar_index(k: object, what: str) -> None:
     check_defined(k)
     if isinstance(k, Tracer):
         if is_array_value(k):
-            raise trace_error("indexing a traced array with an array",
-                              "fancy indexing is not supported yet")
+            raise trace_error("indexing with an array here", _ARRAY_KEYS)
         if is_float_type(k.type):
             raise trace_error(f"{what} that is a float", "indices must be integers; use int(...)")
         return
@@ -156,8 +159,7 @@ def _check_item(k: object) -> None:
                 raise ValueError("slice step cannot be zero")
         return
     if isinstance(k, (list, np.ndarray)) or is_array_value(k):
-        raise trace_error("indexing a traced array with an array",
-                          "fancy indexing is not supported yet")
+        raise trace_error("indexing with an array here", _ARRAY_KEYS)
     _check_scalar_index(k, "an array index")
 
 
