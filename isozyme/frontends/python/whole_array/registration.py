@@ -83,6 +83,7 @@ for _kind, _fns in [("sum", [np.sum]), ("prod", [np.prod]), ("mean", [np.mean]),
                     ("max", [np.max, np.amax]), ("min", [np.min, np.amin])]:
     for _fn in _fns:
         ARRAY_AWARE[_fn] = _reducer(_kind)
+        TABLE[_fn] = _reducer(_kind)  # np.sum(s) of a traced scalar is s
     setattr(ArrayTracer, _kind, _method_reducer(_kind))
 ARRAY_AWARE.update({
     np.dot: np_dot,
