@@ -20,27 +20,30 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from xdsl.dialects import arith
+from xdsl.dialects import arith, memref
 from xdsl.dialects.builtin import f64, i1, i64
 
 from ..arrays import ArrayTracer
+from ..builtins_table import _min_max2, _sqrt
 from ..diagnostics import trace_error
 from ..tracer import (
     Tracer,
+    absolute,
     as_tracer,
     cast,
     check_defined,
     compare,
     emit1,
+    index,
     is_array_value,
     is_float_type,
     ssa,
     to_bool,
 )
-from .array_builders import _as_array_operand
+from .array_builders import _as_array_operand, np_array, reshape
 from .elementwise import elementwise
-from .linalg_builder import new_buffer
-from .loops import as_i64, for_each, load, size_of, store
+from .linalg_builder import fill, new_buffer
+from .loops import add, as_i64, for_each, iv, load, mul, size_of, store
 from .reductions import _normalize_axes, _require_nonempty, reduce
 
 
@@ -48,8 +51,6 @@ def _operand(x: object, what: str) -> ArrayTracer:
     check_defined(x)
     x = _as_array_operand(x, what)
     if not is_array_value(x):
-        from .array_builders import np_array  # noqa: PLC0415
-
         x = np_array([x])
     return x  # type: ignore[return-value]
 
@@ -88,8 +89,6 @@ def np_var(a: object, axis: object = None, dtype: object = None, out: object = N
     if isinstance(n, int) and not isinstance(ddof, Tracer):
         denom: Any = float(max(n - ddof, 0))  # type: ignore[operator]
     else:
-        from ..builtins_table import _min_max2  # noqa: PLC0415
-
         denom = cast(as_tracer(_min_max2(n - ddof, 0, True)), x.element_type)  # type: ignore[operator]
     if is_array_value(total):
         return elementwise((lambda s, d: _sqrt_of(s / d)) if _sqrt else (lambda s, d: s / d),
@@ -105,8 +104,6 @@ def np_std(a: object, axis: object = None, dtype: object = None, out: object = N
 
 
 def _sqrt_of(v: object) -> Any:
-    from ..builtins_table import _sqrt  # noqa: PLC0415
-
     return _sqrt(v)
 
 
@@ -114,8 +111,6 @@ def _sqrt_of(v: object) -> Any:
 
 
 def _abs(v: Tracer) -> Any:
-    from ..tracer import absolute  # noqa: PLC0415
-
     return absolute(v)
 
 
@@ -179,25 +174,15 @@ def _matrix(a: ArrayTracer, ord: object, axes: list[int], keepdims: bool) -> Any
         r = reduce(kind, s, (then,), keepdims=True)
         if keepdims:
             return r
-        from .array_builders import reshape  # noqa: PLC0415
-
         kept = [a.dim(j) for j in range(a.ndim) if j not in axes]
         if not kept:
-            from xdsl.dialects import memref  # noqa: PLC0415
-
-            return emit1(memref.LoadOp.get(ssa(r), [ssa(as_tracer(0, _index()))] * r.ndim))
+            return emit1(memref.LoadOp.get(ssa(r), [ssa(as_tracer(0, index))] * r.ndim))
         return reshape(r, kept)
     if ord in (2, -2, "nuc"):
         raise trace_error(f"np.linalg.norm with ord={ord!r} on a matrix",
                           "spectral and nuclear norms need an SVD, which isozyme does "
                           "not trace; use ord='fro', 1 or inf, or compute it by hand")
     raise ValueError("Invalid norm order for matrices.")
-
-
-def _index() -> Any:
-    from ..tracer import index  # noqa: PLC0415
-
-    return index
 
 
 # --------------------------------------------------------------------------- any / all
@@ -252,8 +237,6 @@ def np_arg_extreme(kind: str, a: object, axis: object = None, out: object = None
             [sizes[j] for j in range(n) if j != k]
         keep = [j != k for j in range(n)]
     best = new_buffer(out_shape, i64)
-    from .linalg_builder import fill  # noqa: PLC0415
-
     fill(best, 0)
     greater = ">" if kind == "max" else "<"
 
@@ -264,8 +247,6 @@ def np_arg_extreme(kind: str, a: object, axis: object = None, out: object = None
 
     def position(ivs: list[Any]) -> Any:
         """The candidate's index: along the axis, or into the flattening."""
-        from .loops import add, mul  # noqa: PLC0415
-
         if axis is not None:
             return ivs[axes[0]]
         flat: Any = 0
@@ -275,8 +256,6 @@ def np_arg_extreme(kind: str, a: object, axis: object = None, out: object = None
 
     def unravel(b: Tracer, ivs: list[Any]) -> list[Any]:
         """The indices of the current best element (``b`` along the axis, or flat)."""
-        from .loops import iv  # noqa: PLC0415
-
         bi = iv(b)
         if axis is not None:
             idx = list(ivs)
@@ -284,12 +263,10 @@ def np_arg_extreme(kind: str, a: object, axis: object = None, out: object = None
             return idx
         idx = []
         rest: Any = bi
-        from xdsl.dialects import arith as _a  # noqa: PLC0415
-
         for j in range(n - 1, -1, -1):
             s = iv(sizes[j])
-            idx.append(ssa(emit1(_a.RemSIOp(rest, s))))
-            rest = ssa(emit1(_a.DivSIOp(rest, s)))
+            idx.append(ssa(emit1(arith.RemSIOp(rest, s))))
+            rest = ssa(emit1(arith.DivSIOp(rest, s)))
         return idx[::-1]
 
     def body(ivs: list[Any]) -> None:
@@ -308,7 +285,5 @@ def np_arg_extreme(kind: str, a: object, axis: object = None, out: object = None
 
     for_each([(0, s) for s in sizes], body)
     if best.ndim == 0:
-        from xdsl.dialects import memref  # noqa: PLC0415
-
         return emit1(memref.LoadOp.get(ssa(best), []))
     return best
