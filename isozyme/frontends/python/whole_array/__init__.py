@@ -40,8 +40,8 @@ dimensions that are statically 1 (``x[:, None]``, ``keepdims=True``), which stay
   (``maximumf``/``minimumf`` propagate NaN like numpy).  A full reduction writes a
   rank-0 ``memref<f64>`` and returns the ``memref.load`` of it (a scalar Tracer).
   ``np.mean`` divides by the count (a traced ``i64`` scalar input) afterwards.
-* **Contractions** (``np.dot``, ``@``/``np.matmul``, ``np.outer``, ``np.einsum`` with
-  explicit or implicit subscripts) are one generic whose loops are the output indices
+* **Contractions** (``np.dot``, ``@``/``np.matmul`` also on stacks of any rank,
+  ``np.outer``, ``np.einsum`` with explicit or implicit subscripts and ``...``) are one generic whose loops are the output indices
   (``parallel``) then the summed indices (``reduction``); the body multiplies the inputs
   and, when something is summed, adds the output argument (after a fill with 0).
 * **Views**: slices and partial indices (``x[1:-1]``, ``A[i]``, ``A[:, j]``, ``x[::-1]``)
@@ -56,7 +56,17 @@ dimensions that are statically 1 (``x[:, None]``, ``keepdims=True``), which stay
 * Not expressible as a generic with dynamic sizes (they need index arithmetic on
   sizes), so emitted as ``scf.for`` loops of ``memref.load``/``store`` like the other
   local-array builders: ``np.array([a, b, ...])`` (and nested lists), ``np.diag``,
-  ``np.concatenate``/``np.stack`` of 1-D arrays.
+  ``np.concatenate``/``np.stack`` of 1-D arrays; the scans ``np.cumsum``/``np.cumprod``
+  (a loop along the axis, never unrolled); ``np.argmax``/``np.argmin``; ``np.eye``,
+  ``np.linspace``, ``np.triu``/``np.tril``, ``np.triu_indices``/``np.tril_indices``.
+* Built from the above: ``np.var``/``np.std``/``np.linalg.norm``/``np.any``/``np.all``
+  (reductions of elementwise generics), ``np.diff``/``np.roll`` (views and copies),
+  ``np.concatenate`` of n-D arrays, ``np.hstack``/``np.vstack``/``np.pad`` (copies into
+  views of a new buffer), ``np.squeeze``/``np.expand_dims`` (views), ufuncs with
+  ``out=`` (the result copied into ``out``, which is returned).
+
+:func:`.registration.supported_numpy_functions` lists everything supported, with its
+limits, from the registry itself (for the documentation's table).
 
 Everything else on whole arrays raises the TraceError of
 :func:`..tracer.whole_array_error`.
@@ -70,7 +80,13 @@ Modules
 * :mod:`.copies`: transpose and ``None`` indexing (views, see :mod:`..view_ops`), copies.
 * :mod:`.array_builders`: np.array/asarray, diag, concatenate/stack (loop-built),
   reshape/flatten.
-* :mod:`.registration`: installs all of them on ``ArrayTracer`` and in ``ARRAY_AWARE``.
+* :mod:`.statistics`: var/std, linalg.norm, any/all, argmax/argmin.
+* :mod:`.scans`: cumsum/cumprod, diff, roll.
+* :mod:`.index_builders`: eye/identity, linspace, triu/tril, triu_indices/tril_indices.
+* :mod:`.shaping`: squeeze/expand_dims, n-D concatenate/stack, hstack/vstack, pad.
+* :mod:`.loops`: index arithmetic and ``scf.for`` nests of loads/stores for the above.
+* :mod:`.registration`: installs all of them on ``ArrayTracer`` and in ``ARRAY_AWARE``
+  / ``ARRAY_TABLE``, and lists them (:func:`.registration.supported_numpy_functions`).
 """
 
 from __future__ import annotations
