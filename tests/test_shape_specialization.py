@@ -280,3 +280,28 @@ def test_trace_without_shapes_refuses():
     static = trace(det, [array_memref_type(2, f64)], shapes=[(2, 2)])
     assert static.static_arguments == frozenset({0})
     assert static.arg_types[0].get_shape() == (2, 2)
+
+
+G = np.arange(100.0)  # large: a hidden argument of the compiled code (isozyme/reads.py)
+
+
+def reads_global_size(x):
+    idx = tuple(range(G.shape[0]))  # a size of a hidden global array, needed as an int
+    return x * G[idx[-1]] + np.sum(G * x)
+
+
+def test_size_of_a_hidden_global_array():
+    global G
+    saved = G
+    try:
+        start = _compiles()
+        assert iz.autodiff(Reverse, reads_global_size, Active, Active(2.0)) == ((99.0 + G.sum(),),)
+        assert "memref<100xf64" in iz.ir(Reverse, reads_global_size, Active, Active(2.0),
+                                         stage="traced")
+        G = np.arange(80.0)  # another shape: the guard sees it, compiles again
+        assert iz.autodiff(Reverse, reads_global_size, Active, Active(2.0)) == ((79.0 + G.sum(),),)
+        G[:] = 1.0  # in place: no compilation
+        assert iz.autodiff(Reverse, reads_global_size, Active, Active(2.0)) == ((81.0,),)
+        assert _compiles() == start + 2
+    finally:
+        G = saved
