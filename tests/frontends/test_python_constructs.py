@@ -468,3 +468,36 @@ def test_assert_on_python_values_asserts_at_trace_time() -> None:
     trace(python_assert, [f64])
     with pytest.raises(AssertionError, match="never"):
         trace(failing, [f64])
+
+
+# --------------------------------------------------------------------------- global arrays
+
+GLOBAL_ROWS = np.random.default_rng(9).random((300, 2))  # large: a hidden argument
+
+
+def global_rows(c):
+    s = 0.0
+    for i, p in enumerate(GLOBAL_ROWS):
+        s = s + (p[0] - c[0]) ** 2 * i + p[1] * c[1]
+    return s
+
+
+def test_iterating_a_large_global_array_is_a_loop() -> None:
+    import isozyme  # noqa: PLC0415
+
+    global GLOBAL_ROWS
+    c = np.array([0.3, 0.7])
+    ir_300 = isozyme.ir(Reverse, global_rows, Duplicated(c, np.zeros(2)), stage="optimized")
+    assert "scf.for" in ir_300 or "scf.while" in ir_300
+    idx = np.arange(GLOBAL_ROWS.shape[0])
+    (g,) = isozyme.gradient(Reverse, global_rows, c)
+    expected = [np.sum(2.0 * (c[0] - GLOBAL_ROWS[:, 0]) * idx), GLOBAL_ROWS[:, 1].sum()]
+    np.testing.assert_allclose(g, expected, rtol=1e-12)
+    saved = GLOBAL_ROWS
+    try:
+        GLOBAL_ROWS = np.random.default_rng(10).random((3000, 2))
+        ir_3000 = isozyme.ir(Reverse, global_rows, Duplicated(c, np.zeros(2)),
+                             stage="optimized")
+        assert len(ir_300.splitlines()) == len(ir_3000.splitlines())
+    finally:
+        GLOBAL_ROWS = saved

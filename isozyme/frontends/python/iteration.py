@@ -28,7 +28,7 @@ import builtins
 import copy
 from collections.abc import Callable
 
-from .ast_ops import xops_call
+from .ast_ops import is_ops_call, xops_call
 from .loop_exits import RAW
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
@@ -55,6 +55,11 @@ def _sequence(e: ast.expr) -> ast.expr | None:
     """``e`` as a call of ``_iz_x_.iterate``, or None when ``e`` is not an expression
     that may be an array (literals, other calls, comprehensions: Python iterables)."""
     if isinstance(e, (ast.Name, ast.Attribute, ast.Subscript)):
+        return xops_call("iterate", ast.Constant(None), e)
+    if is_ops_call(e, "array_iter"):
+        # a global or closure numpy array (array_reads.py): a large one is a hidden
+        # argument, iterated by a traced loop; a small one is baked, iterated by Python
+        e.func.attr = "array_read"  # type: ignore[attr-defined]
         return xops_call("iterate", ast.Constant(None), e)
     if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) \
             and e.func.id in (*_ITERATORS, "range") \
