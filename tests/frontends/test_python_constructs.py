@@ -229,6 +229,74 @@ def saddle_max(p1x, p1y, p2x, p2y):
     return objective(p1x, p1y, q0, q1)
 
 
+def while_else(x, n):
+    k = 0
+    while k < n:
+        x = x * 1.5
+        k += 1
+    else:
+        x = x + 100.0
+    return x
+
+
+def tuple_return(x, n):
+    for i in range(n):
+        if x * i > 5.0:
+            return x * i, i
+    return x, -1
+
+
+def return_in_branch(x, n, c):
+    if c > 0.0:
+        for i in range(n):
+            x = x + 1.0
+            if x > 4.0:
+                return x * 10.0
+        x = x - 1.0
+    return x
+
+
+def traced_step(x, n, step):
+    s = 0.0
+    for i in range(0, n, step):
+        s = s + x * i
+        if s > 20.0:
+            break
+    return s
+
+
+def array_continue_else(x):
+    s = 0.0
+    for a in x:
+        if a < 0.0:
+            continue
+        s = s + a
+    else:
+        s = s * 2.0
+    return s
+
+
+MORE = [
+    (while_else, [f64, i64], [(1.0, 3), (1.0, 0)]),
+    (tuple_return, [f64, i64], [(1.0, 10), (1.0, 3)]),
+    (return_in_branch, [f64, i64, f64], [(1.0, 10, 1.0), (1.0, 2, 1.0), (1.0, 10, -1.0)]),
+    (traced_step, [f64, i64, i64], [(1.0, 20, 3), (1.0, 20, -1), (1.0, -20, -3)]),
+    (array_continue_else, [V], [(np.array([1.0, -2.0, 3.0]),)]),
+]
+
+
+@pytest.mark.parametrize("fn,types,arg_sets", MORE, ids=[c[0].__name__ for c in MORE])
+def test_more_exits_match_python(fn, types, arg_sets) -> None:
+    traced = trace(fn, types)
+    assert loops_of(traced)
+    for args in arg_sets:
+        expected = fn(*args)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        got = evaluate(traced.module, traced.func_name, *args)
+        assert tuple(got) == pytest.approx(expected, rel=1e-12), (args, got, expected)
+        assert [isinstance(g, int) for g in got] == [isinstance(e, int) for e in expected]
+
+
 def loops_of(traced) -> list:
     return [op for op in traced.module.walk() if isinstance(op, (scf.WhileOp, scf.ForOp))]
 
