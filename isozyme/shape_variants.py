@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from isozyme.annotations import Annotation
+from isozyme.annotations import Annotation, is_array
 from isozyme.arguments import view
 from isozyme.frontends.python.context import COMPILE_LOCK
 from isozyme.pytree import flatten as flatten_tree
@@ -61,15 +61,8 @@ def traced_shapes(spec: "_Spec", places: Sequence[Place]) -> list[tuple[int, ...
     out: list[tuple[int, ...] | None] = []
     for place in places:
         x = _leaf(spec.annotations, place)
-        shape = getattr(view(x), "shape", ()) if _is_array(x) else ()
-        out.append(tuple(shape) if shape else None)
+        out.append(tuple(view(x).shape) if is_array(x) else None)
     return out
-
-
-def _is_array(x: object) -> bool:
-    from isozyme.annotations import is_array  # noqa: PLC0415
-
-    return is_array(x)
 
 
 class ShapeVariants:
@@ -142,7 +135,7 @@ def _shapes(anns: Sequence[Annotation], places: Sequence[Place]) -> tuple:
 
 
 def compiled_variants(spec: "_Spec", n_user: int, places: tuple[Place, ...],
-                      compiled: "Compiled", rebuild: Callable[["_Spec"], tuple]) -> Any:
+                      compiled: "Compiled", rebuild: Callable[["_Spec"], tuple]) -> "Compiled":
     """The compiled signature of a trace that made ``places`` static: a
     :class:`ShapeVariants` holding ``compiled``, as a ``Compiled`` whose ``run``
     dispatches on shapes."""

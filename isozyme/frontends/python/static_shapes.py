@@ -41,7 +41,7 @@ from xdsl.ir import Attribute, Block, BlockArgument, OpResult, SSAValue
 
 from isozyme.errors import TraceError
 
-from .context import current_builder
+from .context import _stack, current_builder
 
 
 class StaticShapeNeeded(Exception):
@@ -213,15 +213,9 @@ def shape_origin(value: SSAValue, depth: int = _MAX_DEPTH) -> set[BlockArgument]
 
 
 def _is_entry(block: Block | None) -> bool:
-    """Whether ``block`` is the entry block of a function (its parent op is a
-    ``func.func`` being built: no parent yet, or a region directly in one)."""
-    if block is None:
-        return False
-    region = block.parent
-    if region is None:
-        return True  # a function's block before its func.func is created
-    parent = region.parent
-    return parent is not None and parent.name == "func.func"
+    """Whether ``block`` is the entry block of a function being traced (the public
+    function, a helper, a nested autodiff's target), not a loop's or a branch's body."""
+    return block is not None and any(fb.entry is block for fb in _stack())
 
 
 def concrete_int(value: SSAValue, error: Callable[[], TraceError]) -> int:
