@@ -78,7 +78,7 @@ def main() -> None:
             "ode": [(i.description, i.json, ("primal", "gradient")) for i in inputs.ode_inputs()],
             "lstm": [(f.stem, inputs.load_lstm(f).json, both) for f in inputs.lstm_files()],
             "gmm": [(i.description, i.json, both) for i in inputs.gmm_inputs()],
-            "det": [(i.description, i.json, ("primal", "gradient")) for i in inputs.det_inputs()],
+            "det": [(i.description, i.json, ("primal", "gradient")) for i in inputs.det_inputs((5, 6, 7))],
         }
         for tool, runs in cases.items():
             if args.only and tool not in args.only:
