@@ -569,3 +569,31 @@ def test_iterating_a_large_global_array_is_a_loop() -> None:
         assert len(ir_300.splitlines()) == len(ir_3000.splitlines())
     finally:
         GLOBAL_ROWS = saved
+
+
+def returns_array(x, n):
+    for i in range(n):
+        if x[i] > 2.0:
+            return x
+    return x
+
+
+def python_loop_returns_array(x, k):
+    for i in range(3):
+        if i == k:
+            return x
+    return None
+
+
+def test_array_returned_from_a_traced_loop_is_refused() -> None:
+    with pytest.raises(TraceError) as e:
+        trace(returns_array, [V, i64])
+    assert f"{THIS_FILE}:{line_of(returns_array, 'return x')}:" in str(e.value)
+    assert "`return` of an array inside a loop on a traced condition" in str(e.value)
+
+
+def test_python_loop_returns_any_value() -> None:
+    """A loop on Python values returns an array (or None) as Python does."""
+    traced = trace(python_loop_returns_array, [V, 1])
+    assert not loops_of(traced)
+    assert not loops_of(trace(python_loop_returns_array, [V, 5]))  # returns None

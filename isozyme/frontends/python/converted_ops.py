@@ -1,11 +1,33 @@
 """The second namespace converted code calls into (bound to ``_iz_x_`` in it, beside
 :mod:`.ops` as ``_iz_``): the builders of the constructs :mod:`.iteration` rewrites
-(iteration over arrays, :mod:`.sequences`) and of ``assert``
-(:func:`.runtime_checks.assert_`)."""
+(iteration over arrays, :mod:`.sequences`), of ``assert``
+(:func:`.runtime_checks.assert_`) and of ``return`` inside loops (:func:`loop_return`,
+for :mod:`.loop_exits`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from .diagnostics import trace_error
 from .runtime_checks import assert_
 from .sequences import is_traced, item, iterate, length
+from .tracer import Tracer, is_array_value, is_number
 
-__all__ = ["assert_", "is_traced", "item", "iterate", "length"]
+__all__ = ["assert_", "is_traced", "item", "iterate", "length", "loop_return"]
+
+
+def loop_return(value: Any, exit_flag: Any) -> Any:
+    """The value of a ``return`` inside a loop, stored in the variable the loop carries
+    out (:mod:`.loop_exits`); ``exit_flag`` is the loop's exit flag, traced when the
+    loop is.  A traced loop carries numbers only: anything else (an array, ``None``, a
+    list) raises a TraceError naming the ``return``; a Python loop returns any value,
+    as Python does."""
+    if not isinstance(exit_flag, Tracer) or is_number(value) \
+            or (isinstance(value, Tracer) and not is_array_value(value)):
+        return value
+    what = "an array" if is_array_value(value) else f"a {type(value).__name__}"
+    raise trace_error(
+        f"`return` of {what} inside a loop on a traced condition",
+        "only numbers can be returned from inside a traced loop; assign the result to a "
+        "variable, `break`, and return it after the loop",
+    )

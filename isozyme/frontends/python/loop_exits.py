@@ -34,6 +34,8 @@ import ast
 import copy
 from collections.abc import Callable
 
+from .ast_ops import xops_call
+
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 #: Attribute marking generated statements the converter must leave as plain Python.
@@ -143,16 +145,18 @@ class _Return:
         self.values = [] if self.bare else [fresh("retval") for _ in range(count)]
         self.tuple = bool(size)
 
-    def store(self, node: ast.Return) -> list[ast.stmt]:
+    def store(self, node: ast.Return, brk: str) -> list[ast.stmt]:
         out: list[ast.stmt] = [_assign(self.flag, ast.Constant(True))]
         if self.bare:
             return out
         value = node.value if node.value is not None else ast.Constant(None)
+        # _iz_x_.loop_return refuses, naming the return, what a traced loop cannot carry
         if self.tuple:
             assert isinstance(value, ast.Tuple)
-            out += [_assign(n, e) for n, e in zip(self.values, value.elts)]
+            out += [_assign(n, xops_call("loop_return", e, _name(brk)))
+                    for n, e in zip(self.values, value.elts)]
         else:
-            out.append(_assign(self.values[0], value))
+            out.append(_assign(self.values[0], xops_call("loop_return", value, _name(brk))))
         return out
 
     def before(self) -> list[ast.stmt]:
@@ -302,7 +306,7 @@ class _Rewriter:
                 return out + _located([_assign(cont, ast.Constant(True))], s), {cont}
             if isinstance(s, ast.Return):
                 assert ret is not None and brk is not None
-                stores = [*ret.store(s), _assign(brk, ast.Constant(True))]
+                stores = [*ret.store(s, brk), _assign(brk, ast.Constant(True))]
                 return out + _located(stores, s), {brk}
             if isinstance(s, ast.If):
                 s.body, set_body = self._exits(s.body, brk, cont, ret)
