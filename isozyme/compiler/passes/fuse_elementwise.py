@@ -16,6 +16,11 @@ not write into a buffer ``P`` reads (numpy evaluates ``u[1:-1] = f(u[:-2], u[2:]
 into a temporary first).  The fused op
 reads ``P``'s inputs through ``P``'s maps composed with ``C``'s map for ``t``, and its
 body computes ``P``'s body in place of the loaded ``t`` element.
+
+Fusion moves the reads of ``P``'s inputs down to ``C``: a ``memref.dealloc`` of one of
+them between ``P`` and ``C`` (an inlined helper frees its temporaries before its
+caller consumes the result) moves down to just after the fused op, so that no buffer
+is read after it is freed.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from xdsl.dialects.builtin import AffineMapAttr, MemRefType, ModuleOp
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineMap
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
+from xdsl.rewriter import InsertPoint, Rewriter
 
 from isozyme.compiler.analysis.buffers import root_buffer
 
@@ -130,7 +135,18 @@ def _fuse(p: GenericOp, c: GenericOp, idx: int) -> None:
         [AffineMapAttr(m) for m in [*maps, *c_maps[n_c_in:]]],
         list(c.iterator_types),
     )
+    # P's inputs are now read at C: frees of them between P and C move after C.
+    p_roots = {root_buffer(v) for v in p.inputs if isinstance(v.type, MemRefType)}
+    early_frees: list[memref.DeallocOp] = []
+    op = p.next_op
+    while op is not None and op is not c:
+        if isinstance(op, memref.DeallocOp) and root_buffer(op.memref) in p_roots:
+            early_frees.append(op)
+        op = op.next_op
     Rewriter.replace_op(c, fused)
+    for free in reversed(early_frees):
+        free.detach()
+        Rewriter.insert_op(free, InsertPoint.after(fused))
     alloc = t.owner
     for use in list(t.uses):
         if isinstance(use.operation, memref.DeallocOp):

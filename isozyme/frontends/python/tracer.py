@@ -711,3 +711,23 @@ class Tracer:
     def __len__(self) -> int:
         raise trace_error("len() of a traced scalar", "a scalar has no length")
 
+    def __getitem__(self, key: object) -> Any:
+        """Index a 0-d value as numpy does (``np.max`` of a 1-D array, say): ``x[...]``
+        and ``x[()]`` are ``x``; each ``None`` adds an axis of size 1, so ``x[None]``
+        and ``x[..., None]`` are new arrays of shape ``(1,)``."""
+        keys = key if isinstance(key, tuple) else (key,)
+        if sum(k is Ellipsis for k in keys) > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+        indexed = [k for k in keys if k is not None and k is not Ellipsis]
+        if indexed:
+            raise IndexError("too many indices for array: array is 0-dimensional, "
+                             f"but {len(indexed)} were indexed")
+        n_new = sum(k is None for k in keys)
+        if n_new == 0:
+            return self
+        from .whole_array.array_builders import np_array  # noqa: PLC0415 (upper layer)
+
+        nested: object = self
+        for _ in range(n_new):
+            nested = [nested]
+        return np_array(nested)
