@@ -114,6 +114,8 @@ def np_roll(a: object, shift: object, axis: object = None) -> Any:
         return x
     assert isinstance(x, ArrayTracer)
     if axis is None:
+        if x.ndim == 1:
+            return _roll_axis(x, shift, 0)
         shape = list(x.shape)
         return reshape(_roll_axis(_flat_copy(x), shift, 0), shape)
     if isinstance(axis, (tuple, list)):
