@@ -125,6 +125,12 @@ def dot_generator(x, y, n):
     return sum(x[i] * y[i] for i in range(n) if i != 1)
 
 
+def sum_in_test(x, n):
+    if sum(x[i] for i in range(n)) > 2.0:
+        return sum((x[i] * x[j] for i in range(n) for j in range(i)), 1.0)
+    return [x[i] * 2.0 for i in range(3)][1]  # a Python range: a Python list
+
+
 def array_break(x):
     s = 0.0
     for a in x:
@@ -316,6 +322,7 @@ CASES = [
     (enumerated, [V], [(np.array([1.0, -2.0, 3.0]),)]),
     (reversed_range, [V, i64], [(np.array([1.0, 2.0, 4.0, 8.0]), 4), (np.array([1.0]), 0)]),
     (dot_generator, [V, V, i64], [(np.arange(5.0), np.arange(5.0) + 1.0, 5)]),
+    (sum_in_test, [V, i64], [(np.array([1.0, 2.0, 3.0]), 1), (np.array([1.0, 2.0, 3.0]), 3)]),
     (array_break, [V], [(np.array([1.0, 2.0, -3.0, 4.0]),), (np.array([1.0, 2.0]),)]),
     (python_iterables, [f64], [(2.0,)]),
     (partials, [f64, f64], [(2.0, 3.0), (2.0, -1.0)]),
@@ -336,7 +343,7 @@ def test_primal_matches_python(fn, types, arg_sets) -> None:
 
 LOOPED = ["newton_sqrt", "early_return", "with_continue", "for_else", "nested_return",
           "find_index", "rows", "zipped", "enumerated", "reversed_range", "dot_generator",
-          "array_break"]
+          "sum_in_test", "array_break"]
 
 
 @pytest.mark.parametrize("fn,types,arg_sets", [c for c in CASES if c[0].__name__ in LOOPED],
@@ -416,6 +423,7 @@ ARRAY_AD = [
     (enumerated, (np.array([1.0, -2.0, 3.0]),)),
     (reversed_range, (np.array([1.0, 2.0, 4.0, 8.0]), 4)),
     (dot_generator, (np.arange(5.0), np.arange(5.0) + 1.0, 5)),
+    (sum_in_test, (np.array([1.0, 2.0, 3.0]), 3)),
     (array_break, (np.array([1.0, 2.0, -3.0, 4.0]),)),
 ]
 

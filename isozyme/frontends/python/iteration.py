@@ -16,9 +16,10 @@
 
   so an array (or a traced range) is iterated by one traced loop and a Python
   iterable by Python, as before (``range`` loops are the converter's own);
-* ``sum(<generator expression>[, start])`` in a simple statement becomes a call of a
-  nested function defined just before the statement, whose loops accumulate
-  ``__iz_acc = __iz_acc + elt``: a loop over a traced range or an array stays a loop.
+* ``sum(<generator expression>[, start])`` in a simple statement (or the test of an
+  ``if`` or ``assert``) becomes a call of a nested function defined just before the
+  statement, whose loops accumulate ``__iz_acc = __iz_acc + elt``: a loop over a
+  traced range or an array stays a loop.
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ class _Iteration:
             return [s]
         hoisted: list[ast.stmt] = []
         if isinstance(s, _SIMPLE):
-            hoisted = self.sums(s)
+            hoisted = self.sums(s, s)
+        elif isinstance(s, (ast.If, ast.Assert)):  # the test, evaluated once, first
+            hoisted = self.sums(s.test, s)
         for field in ("body", "orelse", "finalbody"):
             block = getattr(s, field, None)
             if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
@@ -133,8 +136,9 @@ class _Iteration:
         found = self.resolve(e.func)
         return found is builtins.sum or found is self.unresolved
 
-    def sums(self, s: ast.stmt) -> list[ast.stmt]:
-        """Hoist each ``sum(genexp)`` of ``s`` into a nested function defined before it."""
+    def sums(self, part: ast.AST, s: ast.stmt) -> list[ast.stmt]:
+        """Hoist each ``sum(genexp)`` of ``part`` (of statement ``s``) into a nested
+        function defined before ``s``."""
         defs: list[ast.stmt] = []
         iz = self
 
@@ -155,7 +159,9 @@ class _Iteration:
                 defs.append(iz.accumulation(name, n, s))
                 return ast.copy_location(ast.Call(_name(name), [], []), n)
 
-        _Sums().visit(s)
+        new = _Sums().visit(part)
+        if part is not s and new is not part:  # the test itself was the sum
+            s.test = new  # type: ignore[attr-defined]
         return defs
 
     def accumulation(self, name: str, call: ast.Call, at: ast.stmt) -> ast.FunctionDef:
