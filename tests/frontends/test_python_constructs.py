@@ -107,6 +107,13 @@ def zipped(x, y):
     return s
 
 
+def zipped_range(x):
+    s = 0.0
+    for k, a in zip(range(1, 10, 2), x):
+        s = s + k * a
+    return s
+
+
 def enumerated(x):
     s = 0.0
     for i, a in enumerate(x, 1):
@@ -320,6 +327,7 @@ CASES = [
     (rows, [M], [(np.arange(6.0).reshape(3, 2),), (np.ones((1, 2)),)]),
     (zipped, [V, V], [(np.array([1.0, 2.0, 3.0]), np.array([0.5, -1.0]))]),
     (enumerated, [V], [(np.array([1.0, -2.0, 3.0]),)]),
+    (zipped_range, [V], [(np.array([1.0, -2.0, 3.0]),), (np.arange(9.0),)]),
     (reversed_range, [V, i64], [(np.array([1.0, 2.0, 4.0, 8.0]), 4), (np.array([1.0]), 0)]),
     (dot_generator, [V, V, i64], [(np.arange(5.0), np.arange(5.0) + 1.0, 5)]),
     (sum_in_test, [V, i64], [(np.array([1.0, 2.0, 3.0]), 1), (np.array([1.0, 2.0, 3.0]), 3)]),

@@ -118,6 +118,8 @@ def iterate(fn: Any, *args: Any, **kwargs: Any) -> Any:
     if not any(t is not None for t in traced):
         return fn(*args, **kwargs)
     if fn is builtins.zip and not kwargs:
+        traced = [_RangeSeq(a.start, a.stop, a.step) if t is None and isinstance(a, range)
+                  else t for a, t in zip(args, traced)]  # zip(range(3), X)
         if any(t is None for t in traced):
             raise trace_error(
                 "zip() of an array and a Python iterable in a traced loop",
