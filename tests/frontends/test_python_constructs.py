@@ -613,3 +613,18 @@ def test_python_loop_returns_any_value() -> None:
     traced = trace(python_loop_returns_array, [V, 1])
     assert not loops_of(traced)
     assert not loops_of(trace(python_loop_returns_array, [V, 5]))  # returns None
+
+
+def endless(x):
+    for k in itertools.count():
+        if x * k > 3.0:
+            break
+        x = x + 1.0
+    return x
+
+
+def test_traced_break_over_an_endless_iterator_is_refused() -> None:
+    with pytest.raises(TraceError) as e:
+        trace(endless, [f64])
+    assert f"{THIS_FILE}:{line_of(endless, 'itertools.count()')}:" in str(e.value)
+    assert "`for` loop over a count" in str(e.value)

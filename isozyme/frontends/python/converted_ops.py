@@ -13,7 +13,7 @@ from .runtime_checks import assert_
 from .sequences import is_traced, item, iterate, length
 from .tracer import Tracer, is_array_value, is_number
 
-__all__ = ["assert_", "is_traced", "item", "iterate", "length", "loop_return"]
+__all__ = ["assert_", "is_traced", "item", "iterate", "length", "loop_return", "python_break"]
 
 
 def loop_return(value: Any, exit_flag: Any) -> Any:
@@ -31,3 +31,20 @@ def loop_return(value: Any, exit_flag: Any) -> Any:
         "only numbers can be returned from inside a traced loop; assign the result to a "
         "variable, `break`, and return it after the loop",
     )
+
+
+def python_break(exit_flag: Any, iterable: Any) -> bool:
+    """Whether a Python ``for`` loop (over ``iterable``) ends now: its exit flag is a
+    Python ``True``.  A traced flag keeps it iterating, each later iteration guarded
+    by the flag; over an iterable without a length (a generator, ``itertools.count()``)
+    that would unroll without end, so it raises a TraceError naming the loop."""
+    if isinstance(exit_flag, Tracer):
+        if not hasattr(iterable, "__len__"):
+            raise trace_error(
+                f"`break`/`return` on a traced condition in a `for` loop over "
+                f"a {type(iterable).__name__}",
+                "Python iterates it while tracing, unrolled, and cannot tell when to stop; "
+                "loop over range(...) or an array instead",
+            )
+        return False
+    return exit_flag is True

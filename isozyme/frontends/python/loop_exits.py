@@ -20,8 +20,10 @@ For a ``while`` loop or a ``for`` loop over ``range(...)`` (its ``Name`` target)
 When the condition or bounds are Python values the builders run the rewritten loop as
 Python (the flags are Python bools).  A ``for`` over anything else (a list, ``zip`` of
 lists...) stays a Python ``for``: its exits set the same flags, and a raw
-``if __iz_break_N is True: break`` at the end of its body ends it early when the flag is
-a Python bool (an infinite generator still stops).
+``if _iz_x_.python_break(__iz_break_N, iterable): break`` at the end of its body ends
+it early when the flag is a Python ``True`` (an infinite generator still stops); a
+traced flag over an iterable without a length (which would unroll without end) raises
+a TraceError.
 
 Loops whose exits sit inside ``with``, ``try`` or ``match`` are left as they are (the
 converter then refuses them when the condition is traced), and so are ``prange`` loops
@@ -234,8 +236,11 @@ class _Rewriter:
         elif _is_range_loop(node):
             loops = self.counted(node, body, brk, before)
         else:  # a Python `for`: really end it once the flag is a Python True
-            stop = ast.If(test=ast.Compare(_name(brk), [ast.Is()], [ast.Constant(True)]),
-                          body=[ast.Break()], orelse=[])
+            it = self.fresh("iterable")
+            before.append(_assign(it, node.iter))
+            node.iter = _name(it)
+            test = xops_call("python_break", _name(brk), _name(it))
+            stop = ast.If(test=test, body=[ast.Break()], orelse=[])
             setattr(stop, RAW, True)
             node.body = [*body, stop]
             loops = [node]
