@@ -410,3 +410,20 @@ def test_supported_numpy_functions_lists_the_registry() -> None:
         assert name in table, name
     assert "SVD" not in table["numpy.linalg.norm"] and "'nuc'" in table["numpy.linalg.norm"]
     assert "numpy.median" not in table and "numpy.sort" not in table
+
+
+def test_hvp_through_the_new_functions() -> None:
+    # forward over reverse (nested AD of the derivative IR) through var, cumsum,
+    # logaddexp, norm, lgamma, roll, diff and pad, against differences of gradients
+    def f(x):
+        s = np.var(x) + np.sum(np.cumsum(x) ** 2) + np.sum(np.logaddexp(x, 0.3))
+        s = s + np.linalg.norm(x)
+        for i in range(x.shape[0]):
+            s = s + math.lgamma(x[i] + 2.0)
+        return s + np.sum(np.roll(x, 1) * np.diff(np.pad(x, (1, 0))))
+
+    x, v = RNG.uniform(0.2, 1.0, 5), RNG.normal(size=5)
+    hv = isozyme.hvp(f, x, v)
+    h = 1e-5
+    fd = (gradient(Reverse, f, x + h * v)[0] - gradient(Reverse, f, x - h * v)[0]) / (2 * h)
+    np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-7)
