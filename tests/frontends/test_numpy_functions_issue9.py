@@ -427,3 +427,24 @@ def test_hvp_through_the_new_functions() -> None:
     h = 1e-5
     fd = (gradient(Reverse, f, x + h * v)[0] - gradient(Reverse, f, x - h * v)[0]) / (2 * h)
     np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-7)
+
+
+def test_vectorized_lgamma_is_a_gammaln() -> None:
+    def f(x):
+        gammaln = np.vectorize(math.lgamma)
+        return np.sum(gammaln(x) * x)
+
+    x = np.array([0.5, 1.5, 3.0, 7.2, 31.0])
+    (g,), v = gradient(isozyme.ReverseWithPrimal, f, x.copy())
+    assert v == pytest.approx(sum(math.lgamma(p) * p for p in x), rel=1e-14)
+    fd = np.array([_fd(lambda p: sum(math.lgamma(t) * t for t in p), x, e) for e in np.eye(5)])
+    np.testing.assert_allclose(g, fd, rtol=1e-7)
+
+    def user(t):
+        return t * 2.0
+
+    def bad(x):
+        return np.sum(np.vectorize(user)(x))  # ERR
+
+    with pytest.raises(TraceError, match="np.vectorize of user"):
+        gradient(Reverse, bad, x.copy())

@@ -414,7 +414,10 @@ if np.absolute is not np.abs:
 
 
 def lookup(f: object) -> Builder | None:
-    """The IR builder for callable ``f``, or ``None`` if ``f`` is not in the table."""
+    """The IR builder for callable ``f``, or ``None`` if ``f`` is not in the table.
+    ``np.vectorize(g)`` of a function ``g`` in the table is ``g``'s builder."""
+    if isinstance(f, np.vectorize):
+        return lookup(f.pyfunc)
     try:
         return TABLE.get(f)
     except TypeError:  # unhashable callable

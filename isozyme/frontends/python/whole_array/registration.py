@@ -210,6 +210,29 @@ for _f, _fn in [(np.negative, negate), (np.positive, lambda a: +a)]:
     ARRAY_AWARE[_f] = _ufunc(_fn, _f.__name__, _f.nin)
 
 
+def np_vectorize(pyfunc: Any, *args: object, **kwargs: object) -> Any:
+    """``np.vectorize(g)`` in traced code, for a ``g`` with a scalar rule (``math.lgamma``,
+    ``math.erf``...): ``g`` applied elementwise (one ``linalg.generic``), e.g. a
+    ``gammaln`` on arrays.  Other functions raise: write the loop."""
+    from ..diagnostics import trace_error  # noqa: PLC0415
+
+    builder = builtins_table.lookup(pyfunc)
+    if builder is None or args or kwargs:
+        name = getattr(pyfunc, "__name__", type(pyfunc).__name__)
+        raise trace_error(f"np.vectorize of {name}",
+                          "only functions isozyme has a scalar rule for (math.*, numpy "
+                          "scalar functions) are vectorized; write a loop over the elements")
+
+    def vectorized(*xs: object) -> Any:
+        return elementwise(builder, *xs)
+
+    vectorized.runs_on_traced_values = True  # type: ignore[attr-defined]  # (functions.py)
+    return vectorized
+
+
+ARRAY_TABLE[np.vectorize] = np_vectorize
+
+
 # --------------------------------------------------------------------------- the table
 
 #: What a supported function does not do (numpy's behaviour otherwise); the docs'
@@ -245,6 +268,8 @@ NOTES: dict[str, str] = {
     "math.lgamma": "from elementary ops (derivative: digamma by the same series); "
                    "inf at the poles where CPython raises",
     "math.gamma": "sign * exp(lgamma(x))",
+    "numpy.vectorize": "of a function with a scalar rule (math.lgamma...), created in "
+                       "traced code",
 }
 _UFUNC_NOTE = "elementwise with broadcasting; out= (keyword or positional); no where=/dtype="
 _SCALAR_NOTE = "on traced scalars"
