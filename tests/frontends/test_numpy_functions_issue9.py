@@ -438,7 +438,7 @@ def test_vectorized_lgamma_is_a_gammaln() -> None:
     (g,), v = gradient(isozyme.ReverseWithPrimal, f, x.copy())
     assert v == pytest.approx(sum(math.lgamma(p) * p for p in x), rel=1e-14)
     fd = np.array([_fd(lambda p: sum(math.lgamma(t) * t for t in p), x, e) for e in np.eye(5)])
-    np.testing.assert_allclose(g, fd, rtol=1e-7)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6)  # fd: sum of size 2300
 
     def user(t):
         return t * 2.0
