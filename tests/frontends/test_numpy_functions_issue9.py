@@ -448,3 +448,26 @@ def test_vectorized_lgamma_is_a_gammaln() -> None:
 
     with pytest.raises(TraceError, match="np.vectorize of user"):
         gradient(Reverse, bad, x.copy())
+
+
+def _dtype_program(x):
+    return (np.var(x), np.std(x, axis=0), np.linalg.norm(x), np.cumsum(x),
+            np.cumprod(x, axis=1), np.diff(x), np.roll(x, 1), np.triu(x), np.pad(x, 1),
+            np.concatenate([x, x], axis=1), np.squeeze(x[None]), np.argmax(x), np.any(x > 1),
+            np.hstack([x, x]), np.linalg.norm(x, axis=1), np.vstack([x, x[0]]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_result_dtypes_follow_numpy(dtype) -> None:
+    # float32 stays float32, int64 sums stay int64, var/std/norm of ints are float64
+    def with_scalar(x, s):
+        return _dtype_program(x)
+
+    x = (np.arange(6).reshape(2, 3) + 1).astype(dtype)
+    got = autodiff(ForwardWithPrimal, with_scalar, isozyme.Const(x), Duplicated(1.0, 1.0))[1]
+    for k, (g, w) in enumerate(zip(got, _dtype_program(x))):
+        if isinstance(w, np.ndarray):
+            assert g.dtype == w.dtype and g.shape == w.shape, k
+            np.testing.assert_allclose(g, w, rtol=1e-6)
+        else:
+            assert g == pytest.approx(w, rel=1e-6), k
