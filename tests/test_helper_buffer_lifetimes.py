@@ -322,3 +322,11 @@ def test_0d_subscripts_numpy_refuses_are_index_errors(subscript, message):
 
     with pytest.raises(IndexError, match=message):
         autodiff(Reverse, f, Active, Duplicated(np.ones(3), np.zeros(3)))
+
+
+def test_verifier_is_an_isozyme_opt_pass():
+    from isozyme.compiler.passes import available_passes
+
+    ctx, m = _parse(_BUG_IR.replace("  %r = memref.alloc", "  %w = memref.load %t[%c0] : memref<?xf64>\n  %r = memref.alloc"))
+    with pytest.raises(CompileError, match="use after free: memref.load in @f"):
+        available_passes()["verify-buffer-lifetimes"]().apply(ctx, m)

@@ -22,6 +22,7 @@ def available_passes() -> dict[str, Callable[[], ModulePass]]:
     from isozyme.compiler.passes.hoist_checks import HoistChecksPass
     from isozyme.compiler.passes.inline import InlinePass
     from isozyme.compiler.passes.simplify_ad import SimplifyADPass
+    from isozyme.compiler.passes.verify_buffer_lifetimes import VerifyBufferLifetimesPass
 
     table: dict[str, Callable[[], ModulePass]] = {
         p.name: p
@@ -29,7 +30,7 @@ def available_passes() -> dict[str, Callable[[], ModulePass]]:
             InlinePass, CanonicalizePass, CommonSubexpressionElimination,
             DeadCodeElimination, LoopInvariantCodeMotionPass, DifferentiatePass,
             SimplifyADPass, EliminateDeadCachesPass, FuseElementwisePass,
-            HoistChecksPass,
+            HoistChecksPass, VerifyBufferLifetimesPass,
         )
     }
     try:

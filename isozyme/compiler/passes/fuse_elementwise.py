@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import func, memref
+from xdsl.dialects import memref
 from xdsl.dialects.linalg.ops import GenericOp, YieldOp
 from xdsl.dialects.builtin import AffineMapAttr, MemRefType, ModuleOp
 from xdsl.ir import Block, Operation, Region, SSAValue
@@ -36,22 +36,20 @@ from xdsl.ir.affine import AffineMap
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from isozyme.compiler.ad_rules import call_of, written_by
 from isozyme.compiler.analysis.buffers import root_buffer
 
 _MAX_ROUNDS = 64
 
 
 def _writes(op: Operation) -> list[SSAValue] | None:
-    """Buffers ``op`` may write (None: unknown, e.g. a call)."""
-    if isinstance(op, memref.StoreOp):
-        return [op.memref]
+    """Buffers ``op`` may write (None: unknown, e.g. a call or a loop)."""
     if isinstance(op, GenericOp):
         return list(op.outputs)
-    if isinstance(op, memref.CopyOp):
-        return [op.destination]
-    if isinstance(op, func.CallOp) or op.regions:
+    if call_of(op) is not None or op.regions:
         return None
-    return []
+    # the rule tables' writers: memref.store, memref.copy, memref.atomic_rmw
+    return list(written_by(op))
 
 
 def _is_fresh(buf: SSAValue) -> bool:
