@@ -135,6 +135,18 @@ def test_reported_program_primal_is_exact():
     np.testing.assert_array_equal(dv, np.full((5, 3), 2.0))
 
 
+def test_reported_program_on_the_emulated_gpu():
+    import isozyme as iz
+
+    v = np.arange(15.0).reshape(5, 3)
+    dv = np.zeros_like(v)
+    with iz.target("cuda-emu"):
+        (_, primal) = autodiff(ReverseWithPrimal, sum_of_helper_reduction_scaled, Active,
+                               Duplicated(v, dv))
+    assert primal == 210.0
+    np.testing.assert_array_equal(dv, np.full((5, 3), 2.0))
+
+
 @pytest.mark.parametrize("f", PROGRAMS, ids=lambda f: f.__name__)
 def test_reverse_gradient_and_primal(f):
     v = RNG.uniform(-1.0, 1.0, (5, 3))
