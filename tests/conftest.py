@@ -12,5 +12,8 @@ import os
 # Every cuda-emu kernel of the suite runs under the race checker (before any kernels'
 # library is built): a data race in generated code fails the test that launched it.
 os.environ.setdefault("ISOZYME_EMU_RACECHECK", "1")
+# Every compilation of the suite checks, after each IR stage, that no op uses a buffer
+# after its memref.dealloc (compiler/passes/verify_buffer_lifetimes.py).
+os.environ.setdefault("ISOZYME_VERIFY", "1")
 
 from tests.runtime.conftest import cuda_c_compiles_with_nvcc, nvcc_ptx  # noqa: E402, F401

@@ -16,6 +16,7 @@ Then the target's own stages (:mod:`isozyme.compiler.targets`): ``llvm`` for ``c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 from xdsl.context import Context
@@ -40,6 +41,7 @@ from isozyme.compiler.passes.hoist_checks import HoistChecksPass
 from isozyme.compiler.passes.inline import InlinePass
 from isozyme.compiler.passes.simplify_ad import SimplifyADPass
 from isozyme.compiler.passes.split_accumulations import SplitAccumulationsPass
+from isozyme.compiler.passes.verify_buffer_lifetimes import VerifyBufferLifetimesPass
 from isozyme.compiler.targets import (
     COMMON_STAGES,
     Artefact,
@@ -118,9 +120,12 @@ def run_pipeline(
         on_stage("traced", module)
     if upto == "traced":
         return None
+    verify = os.environ.get("ISOZYME_VERIFY") == "1"
     for stage in COMMON_STAGES[1:]:
         for p in STAGE_PASSES[stage]():
             p.apply(ctx, module)
+        if verify:  # the test suite's check that no stage reads a freed buffer
+            VerifyBufferLifetimesPass().apply(ctx, module)
         if on_stage is not None:
             on_stage(stage, module)
         if stage == upto:

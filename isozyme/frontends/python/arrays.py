@@ -348,9 +348,13 @@ class ArrayTracer(Tracer):
         static = self.type.get_shape()[0]
         if static != DYNAMIC_INDEX:
             return static
-        raise trace_error("len() of a traced array here",
-                          "its length is only known when the code runs; call len(x) in "
-                          "converted code or use x.shape[0]")
+        from .static_shapes import concrete_int  # noqa: PLC0415 (import cycle)
+
+        # Python's C code asked (e.g. list(x)): the size of an argument specialises
+        return concrete_int(ssa(self.dim(0)), lambda: trace_error(
+            "len() of a traced array here",
+            "its length is only known when the code runs; call len(x) in converted code "
+            "or use x.shape[0]"))
 
     # -- indexing
 
