@@ -114,6 +114,28 @@ def zipped_range(x):
     return s
 
 
+def reversed_array(x):
+    s = 0.0
+    for a in reversed(x):
+        s = s * 0.5 + a
+    return s
+
+
+def enumerate_zip(X, y):
+    s = 0.0
+    for i, (row, b) in enumerate(zip(X, y)):
+        s = s + i * row[1] * b
+    return s
+
+
+def rows_then_elements(X):
+    s = 0.0
+    for row in X:
+        for v in row:
+            s = s + v * v
+    return s
+
+
 def enumerated(x):
     s = 0.0
     for i, a in enumerate(x, 1):
@@ -328,6 +350,9 @@ CASES = [
     (zipped, [V, V], [(np.array([1.0, 2.0, 3.0]), np.array([0.5, -1.0]))]),
     (enumerated, [V], [(np.array([1.0, -2.0, 3.0]),)]),
     (zipped_range, [V], [(np.array([1.0, -2.0, 3.0]),), (np.arange(9.0),)]),
+    (reversed_array, [V], [(np.array([1.0, 2.0, 3.0]),)]),
+    (enumerate_zip, [M, V], [(np.arange(6.0).reshape(3, 2), np.array([1.0, 2.0]))]),
+    (rows_then_elements, [M], [(np.arange(6.0).reshape(2, 3),)]),
     (reversed_range, [V, i64], [(np.array([1.0, 2.0, 4.0, 8.0]), 4), (np.array([1.0]), 0)]),
     (dot_generator, [V, V, i64], [(np.arange(5.0), np.arange(5.0) + 1.0, 5)]),
     (sum_in_test, [V, i64], [(np.array([1.0, 2.0, 3.0]), 1), (np.array([1.0, 2.0, 3.0]), 3)]),
@@ -432,6 +457,8 @@ ARRAY_AD = [
     (reversed_range, (np.array([1.0, 2.0, 4.0, 8.0]), 4)),
     (dot_generator, (np.arange(5.0), np.arange(5.0) + 1.0, 5)),
     (sum_in_test, (np.array([1.0, 2.0, 3.0]), 3)),
+    (rows_then_elements, (np.arange(6.0).reshape(2, 3),)),
+    (reversed_array, (np.array([1.0, 2.0, 3.0]),)),
     (array_break, (np.array([1.0, 2.0, -3.0, 4.0]),)),
 ]
 
