@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -230,6 +231,76 @@ def returned_array(t: "ArrayTracer", *, public: bool) -> "ArrayTracer":
 def adopt(value: SSAValue) -> None:
     """Record ``value`` (an array a helper allocated and returned) as allocated here."""
     _record_alloc(current_builder(), value)
+
+
+@dataclass
+class HelperReturns:
+    """How the values a helper returns map onto its ``func.return`` operands.
+
+    Each distinct SSA value is returned once (``return z, z`` returns ``%z`` once, so
+    the caller adopts, and frees, that buffer once and gets one array twice, as numpy
+    gives one object twice); an argument returned as it is is not returned at all (the
+    caller uses its own value, as ``h(x) is x`` in numpy).  ``slots`` says, per returned
+    tracer, where its value comes from: ``("result", j)`` or ``("arg", k)``; ``views``
+    says which results view another result or an argument (``return z[1:], z``), so
+    that the caller knows the memory they share (:func:`.views.root_of`)."""
+
+    values: list[Tracer] = field(default_factory=list)
+    slots: list[tuple[str, int]] = field(default_factory=list)
+    views: dict[int, tuple[str, int]] = field(default_factory=dict)
+
+    def resolve(self, results: Sequence[Tracer], args: Sequence[Tracer]) -> list[Tracer]:
+        """The caller's value per returned tracer, from the call's ``results`` and the
+        call's traced ``args``; results that are views get the root they view."""
+        from .views import root_of  # noqa: PLC0415 (import cycle)
+
+        def source(slot: tuple[str, int]) -> Tracer:
+            return results[slot[1]] if slot[0] == "result" else args[slot[1]]
+
+        for j, slot in self.views.items():
+            viewed = source(slot)
+            if is_array_value(results[j]) and is_array_value(viewed):
+                results[j]._cache["root"] = root_of(viewed)  # type: ignore[union-attr]
+        return [source(slot) for slot in self.slots]
+
+
+def helper_returns(results: Sequence[Tracer]) -> HelperReturns:
+    """Plan the ``func.return`` of the helper being built, which returns ``results``
+    (the tracers it returns, in order), see :class:`HelperReturns`.
+
+    An array the helper allocated is returned as it is (the caller owns it); a view of
+    one is returned as it is when the array it views is returned too, else copied (the
+    array it views is freed on return, see :func:`returned_array`); arguments and views
+    of arguments are returned as they are."""
+    fb = current_builder()
+    local = {id(v) for v, b in fb.allocs if b is fb.block}
+    arg_of = {id(a): k for k, a in enumerate(fb.entry.args)}
+    returned_locals = {id(r.value) for r in results if id(r.value) in local}
+    plan = HelperReturns()
+    index_of: dict[int, int] = {}
+    for r in results:
+        if id(r.value) in arg_of:
+            plan.slots.append(("arg", arg_of[id(r.value)]))
+            continue
+        if is_array_value(r) and not {id(r.value), id(_root(r))} & returned_locals:
+            r = returned_array(r, public=False)  # type: ignore[arg-type]
+        j = index_of.get(id(r.value))
+        if j is None:
+            j = index_of[id(r.value)] = len(plan.values)
+            plan.values.append(r)
+        plan.slots.append(("result", j))
+    for j, r in enumerate(plan.values):
+        root = _root(r)
+        if root is not None and id(root) in arg_of:
+            plan.views[j] = ("arg", arg_of[id(root)])
+        elif root is not None and id(root) in index_of:
+            plan.views[j] = ("result", index_of[id(root)])
+    return plan
+
+
+def _root(t: Tracer) -> SSAValue | None:
+    """The array a view ``t`` looks into; None when ``t`` is not a view of an array."""
+    return t._cache.get("root") if is_array_value(t) else None  # type: ignore[union-attr]
 
 
 def _for_each_index(sizes: Sequence[SSAValue], body: Callable[[list[SSAValue]], None]) -> None:

@@ -41,8 +41,8 @@ from .arrays import (
     ARRAY_TABLE,
     adopt,
     free_allocs,
+    helper_returns,
     owned_results,
-    returned_array,
     wrap,
 )
 from .ast_transform import convert, is_converted
@@ -328,7 +328,7 @@ def call_helper(f: types.FunctionType, args: tuple[Any, ...], kwargs: dict[str, 
     for r, owned in zip(call.results, entry.owned or []):
         if owned:
             adopt(r)  # an array the helper allocated: freed by the caller
-    return entry.rebuild([wrap(r) for r in call.results])
+    return entry.rebuild([wrap(r) for r in call.results], traced)
 
 
 def treedef_key(treedef: TreeDef) -> object:
@@ -355,10 +355,10 @@ def _trace_helper(
                    for x in out_leaves):
                 # a closure over the helper's values, called by the caller: inline
                 raise EscapedValueError(f"{f.__name__}() returns a closure")
-            out_leaves = [returned_array(x, public=False) if is_array_value(x) else x
-                          for x in out_leaves]
-            out["leaves"], out["def"] = out_leaves, out_def
-            return [x for x in out_leaves if isinstance(x, Tracer)]
+            # each buffer returned once, arguments not at all (arrays.HelperReturns)
+            returns = helper_returns([x for x in out_leaves if isinstance(x, Tracer)])
+            out["leaves"], out["def"], out["returns"] = out_leaves, out_def, returns
+            return returns.values
 
         owned: list[bool] = []
         try:
@@ -376,8 +376,8 @@ def _trace_helper(
         session.add_function(func_op)
         out_leaves, out_def = out["leaves"], out["def"]
 
-        def rebuild(results: list[Any]) -> Any:
-            it = iter(results)
+        def rebuild(results: list[Any], args: list[Tracer]) -> Any:
+            it = iter(out["returns"].resolve(results, args))
             rebuilt = [next(it) if isinstance(x, Tracer) else x for x in out_leaves]
             return unflatten(out_def, rebuilt)
 
