@@ -106,3 +106,20 @@ def fill_locations(node: ast.AST, parent: ast.AST | None = None) -> None:
             set_line(node, parent)
     for child in ast.iter_child_nodes(node):
         fill_locations(child, node if hasattr(node, "lineno") else parent)
+
+
+def name_node(n: str, store: bool = False) -> ast.Name:
+    """The name ``n``, read (or stored to when ``store``)."""
+    return ast.Name(n, ast.Store() if store else ast.Load())
+
+
+def locate_tree(nodes: list[ast.stmt], at: ast.AST) -> list[ast.stmt]:
+    """Give every generated node of ``nodes`` (and their children) without a location
+    the first line of ``at``: Python 3.11 reports a call at its end line, which must be
+    the user's statement line."""
+    for node in nodes:
+        for sub in ast.walk(node):
+            if "lineno" in sub._attributes and not hasattr(sub, "lineno"):
+                sub.lineno = sub.end_lineno = at.lineno  # type: ignore[attr-defined]
+                sub.col_offset = sub.end_col_offset = getattr(at, "col_offset", 0)  # type: ignore[attr-defined]
+    return nodes

@@ -29,27 +29,12 @@ import builtins
 import copy
 from collections.abc import Callable
 
-from .ast_ops import is_ops_call, xops_call
+from .ast_ops import is_ops_call, locate_tree, name_node, xops_call
 from .loop_exits import RAW
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 _ITERATORS = ("zip", "enumerate", "reversed")
 _SIMPLE = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return, ast.Expr)
-
-
-def _name(n: str, store: bool = False) -> ast.Name:
-    return ast.Name(n, ast.Store() if store else ast.Load())
-
-
-def _located(nodes: list[ast.stmt], at: ast.AST) -> list[ast.stmt]:
-    """Give generated nodes the first line of ``at`` (a call's end line is the line
-    Python 3.11 reports for it: it must be the user's statement line)."""
-    for node in nodes:
-        for sub in ast.walk(node):
-            if "lineno" in sub._attributes and not hasattr(sub, "lineno"):
-                sub.lineno = sub.end_lineno = at.lineno  # type: ignore[attr-defined]
-                sub.col_offset = sub.end_col_offset = at.col_offset  # type: ignore[attr-defined]
-    return nodes
 
 
 def _sequence(e: ast.expr) -> ast.expr | None:
@@ -114,19 +99,19 @@ class _Iteration:
         if call is None:
             return [node]
         seq, i = self.fresh("seq"), self.fresh("i")
-        first = ast.Assign(targets=[_name(seq, True)], value=call)
+        first = ast.Assign(targets=[name_node(seq, True)], value=call)
         element = ast.Assign(targets=[node.target],
-                             value=xops_call("item", _name(seq), _name(i)))
+                             value=xops_call("item", name_node(seq), name_node(i)))
         traced = ast.For(
-            target=_name(i, True),
-            iter=ast.Call(_name("range"), [xops_call("length", _name(seq))], []),
+            target=name_node(i, True),
+            iter=ast.Call(name_node("range"), [xops_call("length", name_node(seq))], []),
             body=[element, *node.body], orelse=node.orelse)
-        python = ast.For(target=copy.deepcopy(node.target), iter=_name(seq),
+        python = ast.For(target=copy.deepcopy(node.target), iter=name_node(seq),
                          body=copy.deepcopy(node.body), orelse=copy.deepcopy(node.orelse))
-        choose = ast.If(test=xops_call("is_traced", _name(seq)), body=[traced],
+        choose = ast.If(test=xops_call("is_traced", name_node(seq)), body=[traced],
                         orelse=[python])
         setattr(choose, RAW, True)
-        return _located([first, choose], node)
+        return locate_tree([first, choose], node)
 
     def is_sum(self, e: ast.AST) -> bool:
         if not (isinstance(e, ast.Call) and isinstance(e.func, ast.Name)
@@ -157,7 +142,7 @@ class _Iteration:
                     return n
                 name = iz.fresh("sum")
                 defs.append(iz.accumulation(name, n, s))
-                return ast.copy_location(ast.Call(_name(name), [], []), n)
+                return ast.copy_location(ast.Call(name_node(name), [], []), n)
 
         new = _Sums().visit(part)
         if part is not s and new is not part:  # the test itself was the sum
@@ -170,19 +155,19 @@ class _Iteration:
         acc = self.fresh("acc")
         start = call.args[1] if len(call.args) == 2 else ast.Constant(0)
         inner: list[ast.stmt] = [ast.Assign(
-            targets=[_name(acc, True)],
-            value=ast.BinOp(_name(acc), ast.Add(), gen.elt))]
+            targets=[name_node(acc, True)],
+            value=ast.BinOp(name_node(acc), ast.Add(), gen.elt))]
         for comp in reversed(gen.generators):
             for cond in reversed(comp.ifs):
                 inner = [ast.If(test=cond, body=inner, orelse=[])]
             inner = [ast.For(target=comp.target, iter=comp.iter, body=inner, orelse=[])]
-        body = [ast.Assign(targets=[_name(acc, True)], value=start), *inner,
-                ast.Return(_name(acc))]
+        body = [ast.Assign(targets=[name_node(acc, True)], value=start), *inner,
+                ast.Return(name_node(acc))]
         fn = ast.FunctionDef(name=name, args=ast.arguments(
             posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[],
             kwarg=None, defaults=[]), body=body, decorator_list=[], returns=None,
             type_comment=None)
-        _located([fn], at)
+        locate_tree([fn], at)
         return fn
 
 

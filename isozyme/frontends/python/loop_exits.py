@@ -36,7 +36,7 @@ import ast
 import copy
 from collections.abc import Callable
 
-from .ast_ops import xops_call
+from .ast_ops import locate_tree, name_node, xops_call
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
@@ -82,29 +82,15 @@ def _exits_in_blocks(stmts: list[ast.stmt], kinds: tuple[type, ...]) -> bool:
     return False
 
 
-def _name(n: str, store: bool = False) -> ast.Name:
-    return ast.Name(n, ast.Store() if store else ast.Load())
-
-
 def _assign(n: str, value: ast.expr) -> ast.Assign:
-    return ast.Assign(targets=[_name(n, True)], value=value)
+    return ast.Assign(targets=[name_node(n, True)], value=value)
 
 
 def _not_any(flags: list[str]) -> ast.expr:
     """``not (f1 or f2 ...)``."""
     if len(flags) == 1:
-        return ast.UnaryOp(ast.Not(), _name(flags[0]))
-    return ast.UnaryOp(ast.Not(), ast.BoolOp(ast.Or(), [_name(f) for f in flags]))
-
-
-def _located(nodes: list[ast.stmt], at: ast.AST) -> list[ast.stmt]:
-    for node in nodes:
-        for n in ast.walk(node):
-            if "lineno" in n._attributes and not hasattr(n, "lineno"):
-                # the first line only: Python 3.11 reports a call at its end line
-                n.lineno = n.end_lineno = at.lineno  # type: ignore[attr-defined]
-                n.col_offset = n.end_col_offset = at.col_offset  # type: ignore[attr-defined]
-    return nodes
+        return ast.UnaryOp(ast.Not(), name_node(flags[0]))
+    return ast.UnaryOp(ast.Not(), ast.BoolOp(ast.Or(), [name_node(f) for f in flags]))
 
 
 def _int_literal(e: ast.expr) -> int | None:
@@ -155,10 +141,10 @@ class _Return:
         # _iz_x_.loop_return refuses, naming the return, what a traced loop cannot carry
         if self.tuple:
             assert isinstance(value, ast.Tuple)
-            out += [_assign(n, xops_call("loop_return", e, _name(brk)))
+            out += [_assign(n, xops_call("loop_return", e, name_node(brk)))
                     for n, e in zip(self.values, value.elts)]
         else:
-            out.append(_assign(self.values[0], xops_call("loop_return", value, _name(brk))))
+            out.append(_assign(self.values[0], xops_call("loop_return", value, name_node(brk))))
         return out
 
     def before(self) -> list[ast.stmt]:
@@ -170,10 +156,10 @@ class _Return:
         if self.bare:
             value: ast.expr = ast.Constant(None)
         elif self.tuple:
-            value = ast.Tuple([_name(n) for n in self.values], ast.Load())
+            value = ast.Tuple([name_node(n) for n in self.values], ast.Load())
         else:
-            value = _name(self.values[0])
-        return ast.If(test=_name(self.flag), body=[ast.Return(value)], orelse=[])
+            value = name_node(self.values[0])
+        return ast.If(test=name_node(self.flag), body=[ast.Return(value)], orelse=[])
 
 
 class _Rewriter:
@@ -238,8 +224,8 @@ class _Rewriter:
         else:  # a Python `for`: really end it once the flag is a Python True
             it = self.fresh("iterable")
             before.append(_assign(it, node.iter))
-            node.iter = _name(it)
-            test = xops_call("python_break", _name(brk), _name(it))
+            node.iter = name_node(it)
+            test = xops_call("python_break", name_node(brk), name_node(it))
             stop = ast.If(test=test, body=[ast.Break()], orelse=[])
             setattr(stop, RAW, True)
             node.body = [*body, stop]
@@ -253,7 +239,7 @@ class _Rewriter:
             forever = isinstance(node, ast.While) and not breaks and _is_true(node.test)
             # `while True:` left only through `return`: return after it, unconditionally
             after.append(ret.after().body[0] if forever else ret.after())
-        return _located([*before, *loops, *after], node)
+        return locate_tree([*before, *loops, *after], node)
 
     def counted(self, node: ast.For, body: list[ast.stmt], brk: str,
                 before: list[ast.stmt]) -> list[ast.stmt]:
@@ -270,12 +256,12 @@ class _Rewriter:
             if _int_literal(e) is None:  # evaluated once, as range() does
                 n = self.fresh(what)
                 before.append(_assign(n, e))
-                bounds[what] = _name(n)
+                bounds[what] = name_node(n)
             else:
                 bounds[what] = e
         lit = _int_literal(step)
-        up = ast.Compare(_name(k), [ast.Lt()], [copy.deepcopy(bounds["stop"])])
-        down = ast.Compare(_name(k), [ast.Gt()], [copy.deepcopy(bounds["stop"])])
+        up = ast.Compare(name_node(k), [ast.Lt()], [copy.deepcopy(bounds["stop"])])
+        down = ast.Compare(name_node(k), [ast.Gt()], [copy.deepcopy(bounds["stop"])])
         if lit is not None and lit > 0:
             in_range: ast.expr = up
         elif lit is not None and lit < 0:
@@ -284,8 +270,8 @@ class _Rewriter:
             in_range = ast.IfExp(ast.Compare(copy.deepcopy(bounds["step"]), [ast.Gt()],
                                              [ast.Constant(0)]), up, down)
         head: list[ast.stmt] = [
-            _assign(node.target.id, _name(k)),
-            _assign(k, ast.BinOp(_name(k), ast.Add(), copy.deepcopy(bounds["step"]))),
+            _assign(node.target.id, name_node(k)),
+            _assign(k, ast.BinOp(name_node(k), ast.Add(), copy.deepcopy(bounds["step"]))),
         ]
         loop = ast.While(test=ast.BoolOp(ast.And(), [in_range, _not_any([brk])]),
                          body=[*head, *body], orelse=[])
@@ -305,19 +291,19 @@ class _Rewriter:
         for i, s in enumerate(stmts):
             if isinstance(s, ast.Break):
                 assert brk is not None
-                return out + _located([_assign(brk, ast.Constant(True))], s), {brk}
+                return out + locate_tree([_assign(brk, ast.Constant(True))], s), {brk}
             if isinstance(s, ast.Continue):
                 assert cont is not None
-                return out + _located([_assign(cont, ast.Constant(True))], s), {cont}
+                return out + locate_tree([_assign(cont, ast.Constant(True))], s), {cont}
             if isinstance(s, ast.Return):
                 assert ret is not None and brk is not None
                 stores = [*ret.store(s, brk), _assign(brk, ast.Constant(True))]
-                return out + _located(stores, s), {brk}
+                return out + locate_tree(stores, s), {brk}
             if isinstance(s, ast.If):
                 s.body, set_body = self._exits(s.body, brk, cont, ret)
                 s.orelse, set_else = self._exits(s.orelse, brk, cont, ret)
                 if not s.body:
-                    s.body = _located([ast.Pass()], s)
+                    s.body = locate_tree([ast.Pass()], s)
                 out.append(s)
                 flags = set_body | set_else
                 if flags:
@@ -325,7 +311,7 @@ class _Rewriter:
                     if rest:
                         order = [f for f in (brk, cont) if f in flags]
                         guard = ast.If(test=_not_any(order), body=rest, orelse=[])
-                        out.extend(_located([guard], rest[0]))
+                        out.extend(locate_tree([guard], rest[0]))
                     return out, flags | set_rest
                 continue
             out.append(s)
