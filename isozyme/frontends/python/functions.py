@@ -8,8 +8,8 @@ Every call in a converted function goes through :func:`converted_call`:
    answers for the value a tracer stands for (:mod:`.side_effects`);
 0. array constructors (``np.zeros``... :data:`.arrays.ARRAY_TABLE`) always build a
    traced buffer; with a traced array argument, ``len``/``np.shape``... and the array's
-   own methods (``x.copy()``) run, and other numpy or table functions raise
-   "whole-array numpy operations are not supported yet";
+   own methods (``x.copy()``) run, ``np.vectorize(g)`` of a ``g`` in the table applies
+   ``g`` elementwise, and other numpy or table functions raise a whole-array error;
 1. a callable in :mod:`.builtins_table` with a traced argument emits its IR;
 2. a function already converted (a nested ``def``/``lambda`` of converted code) runs
    inline;
@@ -54,6 +54,7 @@ from .diagnostics import trace_error
 from .accumulation import in_parallel_body, note_atomic_call
 from .parallel import prange
 from .side_effects import intercept
+from .whole_array.elementwise import elementwise
 from .tracer import (
     EscapedValueError,
     Tracer,
@@ -104,6 +105,13 @@ def _is_numpy_callable(f: object) -> bool:
         return True
     module = getattr(f, "__module__", None) or ""
     return module.split(".")[0] == "numpy"
+
+
+def _is_scalar_vectorize(f: object) -> bool:
+    """Whether ``f`` is ``np.vectorize(g)`` (no ``signature``/``excluded``) of a ``g``
+    with a scalar rule in :mod:`.builtins_table`."""
+    return (isinstance(f, np.vectorize) and f.signature is None and not f.excluded
+            and lookup(f) is not None)
 
 
 def contains_tracer(obj: object) -> bool:
@@ -195,6 +203,9 @@ def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
                 # a constant of the trace (docs/getting-started.md: what the cache does
                 # not see)
                 return f(*concrete[0], **concrete[1])
+            if _is_scalar_vectorize(f) and not kwargs:
+                # np.vectorize(math.lgamma) made outside traced code: elementwise
+                return elementwise(lookup(f), *args)
             raise whole_array_error(f"a call to {_callable_name(f)} on an array")
     elif isinstance(f, types.MethodType) and is_array_value(f.__self__):
         return f(*args, **kwargs)  # x.copy(), x.fill(v)
