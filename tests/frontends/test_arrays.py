@@ -442,7 +442,8 @@ def err_builtin_sum(x):
 @pytest.mark.parametrize(
     "fn,types,words",
     [
-        (err_mul, [A1], ["median", "this whole-array numpy operation is not supported"]),
+        (err_mul, [A1], ["median", "this whole-array numpy operation is not supported; "
+                               "see docs/supported.md for the numpy functions"]),
         (err_rmul, [A1, f64], ["sort", "whole-array"]),
         (err_sin, [A1], ["math.sin", "whole-array"]),
         (err_sum, [A1], ["slogdet", "whole-array"]),

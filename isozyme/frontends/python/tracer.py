@@ -235,12 +235,11 @@ def is_array_value(value: object) -> bool:
 
 def whole_array_error(construct: str) -> TraceError:
     """The TraceError for an operation on whole arrays that has no rule (the supported
-    ones are listed in :mod:`.whole_array`)."""
+    ones: docs/supported.md, generated from :mod:`.whole_array.registration`)."""
     return trace_error(
         construct,
-        "this whole-array numpy operation is not supported (elementwise operators and "
-        "ufuncs, np.where/clip, sum/prod/max/min/mean, dot/@/einsum/outer, transposes and "
-        "`x[:, None]` are); write a loop over the elements "
+        "this whole-array numpy operation is not supported; see docs/supported.md for the "
+        "numpy functions traced code supports, or write a loop over the elements "
         "(`for i in range(len(x)): ... x[i] ...`)",
     )
 
