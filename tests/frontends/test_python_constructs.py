@@ -655,3 +655,17 @@ def test_traced_break_over_an_endless_iterator_is_refused() -> None:
         trace(endless, [f64])
     assert f"{THIS_FILE}:{line_of(endless, 'itertools.count()')}:" in str(e.value)
     assert "`for` loop over a count" in str(e.value)
+
+
+def traced_generator(x, n):
+    def gen():
+        for i in range(n):
+            yield x[i]
+    return sum(gen())
+
+
+def test_generator_on_traced_values_names_the_generator() -> None:
+    with pytest.raises(TraceError) as e:
+        trace(traced_generator, [V, i64])
+    assert f"{THIS_FILE}:{line_of(traced_generator, 'for i in range(n)')}:" in str(e.value)
+    assert "a generator function (`yield`)" in str(e.value)

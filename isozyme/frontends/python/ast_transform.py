@@ -87,6 +87,7 @@ from .ast_ops import (
     xops_call,
 )
 from .lambda_source import find_lambda
+from .ast_exprs import ExprConverter
 from .closure_state import ClosureScope
 from .diagnostics import note_unconverted, trace_error
 from .iteration import expand_iteration
@@ -96,8 +97,6 @@ from .prange_reductions import reductions_and_reasons
 _PREFIX = PREFIX  # generated names (not carried: see ast_analysis.assigned_names)
 _CONVERTED_ATTR = "__iz_converted__"
 _INNER_NAME = "_iz_converted"
-# Calls that must see the caller's frame: leave them unconverted.
-_FRAME_CALLS = frozenset({"locals", "globals", "vars", "super", "eval", "exec", "dir"})
 
 
 # --------------------------------------------------------------------------- public
@@ -198,6 +197,8 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
         if not isinstance(node, ast.FunctionDef) or node.name != code.co_name:
             return _Compiled(None)
         if contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
+            ast.increment_lineno(node, first_line - 1)
+            _note_generator(filename, node)
             return _Compiled(None)  # generators run as plain Python
     ast.increment_lineno(node, first_line - 1 - line_offset)
     wrap_array_reads(node, resolver(fn))
@@ -226,61 +227,15 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
     return _Compiled(compile(module, filename, "exec", dont_inherit=True))
 
 
+def _note_generator(filename: str, node: ast.FunctionDef) -> None:
+    """Record the lines of a generator function (left plain Python) as unconverted, so
+    that a traced value reaching one names the generator."""
+    for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+        note_unconverted(filename, line, "a generator function (`yield`), which runs as "
+                         "plain Python")
+
+
 # --------------------------------------------------------------------------- converter
-
-
-_CMP_OPS = {
-    ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
-    ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in",
-}
-
-
-class _ExprConverter(ast.NodeTransformer):
-    """Rewrites calls, boolean operators, conditional expressions and comparison chains
-    inside expressions (and nested lambdas)."""
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        self.generic_visit(node)
-        if isinstance(node.func, ast.Name) and node.func.id in _FRAME_CALLS:
-            return node
-        if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) \
-                and node.func.value.id in (OPS, XOPS):
-            return node
-        new = ast.Call(func=ops_attr("converted_call"), args=[node.func, *node.args],
-                       keywords=node.keywords)
-        return ast.copy_location(new, node)
-
-    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
-        self.generic_visit(node)
-        if contains(node.values, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
-            return node
-        name = "and_" if isinstance(node.op, ast.And) else "or_"
-        return ast.copy_location(ops_call(name, *[thunk(v) for v in node.values]), node)
-
-    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
-        self.generic_visit(node)
-        if isinstance(node.op, ast.Not):
-            return ast.copy_location(ops_call("not_", node.operand), node)
-        return node
-
-    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
-        self.generic_visit(node)
-        if contains([node.body, node.orelse], (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
-            return node
-        new = ops_call("ifexp", node.test, thunk(node.body), thunk(node.orelse))
-        return ast.copy_location(new, node)
-
-    def visit_Compare(self, node: ast.Compare) -> ast.AST:
-        self.generic_visit(node)
-        if len(node.ops) == 1 or contains(node, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)):
-            return node
-        ops = ast.Tuple([ast.Constant(_CMP_OPS[type(o)]) for o in node.ops], ast.Load())
-        new = ops_call("compare_chain", thunk(node.left), ops, *[thunk(c) for c in node.comparators])
-        return ast.copy_location(new, node)
-
-    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
-        self.generic_visit(node)
-        return ast.copy_location(ops_call("converted_fn", node), node)
 
 
 class _Converter:
@@ -299,7 +254,7 @@ class _Converter:
         return f"{_PREFIX}{kind}_{self.counter}"
 
     def expr(self, node: ast.expr) -> ast.expr:
-        return _ExprConverter().visit(node)
+        return ExprConverter().visit(node)
 
     def leave(self, node: ast.stmt, why: str) -> None:
         note_unconverted(self.filename, node.lineno, why)
@@ -361,6 +316,7 @@ class _Converter:
             return self.while_(node, in_loop=in_loop)
         if isinstance(node, ast.FunctionDef):
             if contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
+                _note_generator(self.filename, node)
                 return [node]
             new = self.function(node)
             new.decorator_list.append(ops_attr("converted_fn"))
