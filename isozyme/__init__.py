@@ -42,6 +42,7 @@ from isozyme.errors import (
     ReadOnlyError,
     ShapeError,
     TraceError,
+    UnboundVariableError,
     UnsupportedError,
 )
 
@@ -53,7 +54,7 @@ __all__ = [
     "Forward",
     "ForwardWithPrimal", "GradientResult", "IsozymeError", "Mode", "OutOfBoundsError",
     "ReadOnlyError", "Reverse",
-    "ReverseWithPrimal", "ShapeError", "TraceError", "UnsupportedError", "autodiff", "clear_cache", "config",
+    "ReverseWithPrimal", "ShapeError", "TraceError", "UnboundVariableError", "UnsupportedError", "autodiff", "clear_cache", "config",
     "gradient",
     "gradient_", "hvp", "hvp_", "hvp_and_gradient_", "jacobian", "make_zero", "onehot",
     "ir", "ir_stages", "prange",

@@ -45,6 +45,12 @@ class ReadOnlyError(IsozymeError, ValueError):
     the call, so nothing is written."""
 
 
+class UnboundVariableError(IsozymeError, UnboundLocalError):
+    """A variable read by the compiled code before any assignment to it ran: one first
+    assigned inside a traced loop, read after (or in) a loop that had not assigned it
+    yet. Python raises ``UnboundLocalError`` there; so does isozyme, when the call runs."""
+
+
 class UnsupportedError(IsozymeError, NotImplementedError):
     """A feature isozyme does not implement (yet); the message names it."""
 

@@ -136,6 +136,9 @@ def _freeze(v: object, budget: list[int], depth: int) -> object:
                          for k, x in v.items()))  # type: ignore[attr-defined]
     if t is set or t is frozenset:
         return (t, frozenset(_freeze(x, budget, depth + 1) for x in v))  # type: ignore[attr-defined]
+    if isinstance(v, np.vectorize):  # np.vectorize(math.lgamma): its parts decide the trace
+        return (np.vectorize, *(_freeze(x, budget, depth + 1)
+                                for x in (v.pyfunc, v.otypes, v.excluded, v.signature)))
     if isinstance(v, _IDENT_TYPES) or isinstance(v, enum.Enum):
         return Ident(v)
     if isinstance(v, np.dtype):

@@ -121,6 +121,8 @@ def run_pipeline(
     if upto == "traced":
         return None
     verify = os.environ.get("ISOZYME_VERIFY") == "1"
+    if verify:
+        VerifyBufferLifetimesPass().apply(ctx, module)
     for stage in COMMON_STAGES[1:]:
         for p in STAGE_PASSES[stage]():
             p.apply(ctx, module)

@@ -56,6 +56,7 @@ CHECK_KINDS: dict[str, str] = {
     "assert": "AssertionFailedError",
     "shape": "ShapeError",
     "unsupported": "UnsupportedError",
+    "unbound": "UnboundVariableError",
 }
 
 

@@ -471,3 +471,19 @@ def test_result_dtypes_follow_numpy(dtype) -> None:
             np.testing.assert_allclose(g, w, rtol=1e-6)
         else:
             assert g == pytest.approx(w, rel=1e-6), k
+
+
+def _lgamma_of(x):
+    return math.lgamma(x)
+
+
+def test_lgamma_derivative_at_integers_is_digamma_in_both_modes():
+    """psi(n) = -euler_gamma + H(n-1): at integers the unused reflection branch has
+    sin(pi x) = 0, which must not turn the reverse-mode adjoint into NaN."""
+    euler = 0.5772156649015329
+    for n in range(1, 11):
+        want = -euler + sum(1.0 / k for k in range(1, n))
+        ((rev,),) = isozyme.autodiff(isozyme.Reverse, _lgamma_of, isozyme.Active(float(n)))
+        (fwd,) = isozyme.autodiff(isozyme.Forward, _lgamma_of, isozyme.Duplicated(float(n), 1.0))
+        assert rev == pytest.approx(want, rel=1e-12, abs=1e-14)
+        assert fwd == pytest.approx(want, rel=1e-12, abs=1e-14)

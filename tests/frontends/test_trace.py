@@ -603,10 +603,15 @@ def test_helper_returning_tuple_with_constants():
         "uses_helper_tuple", "helper_tuple", "helper_tuple_1"}
 
 
-def test_error_loop_variable_used_after_traced_loop():
-    with pytest.raises(TraceError) as e:
-        trace(loop_first_assigned, [f64, i64])
-    assert_trace_error(e, loop_first_assigned, "return z", "'z'", "first assigned inside")
+def test_loop_variable_used_after_traced_loop_is_carried_and_checked():
+    """A variable first assigned in a traced loop and read after it is carried out of
+    the loop with an "assigned" flag, checked (isz.check of kind unbound) where it is
+    read: Python's UnboundLocalError when the loop ran no iteration."""
+    t = trace(loop_first_assigned, [f64, i64])
+    (loop,) = ops_of(t, scf.ForOp)
+    assert len(loop.results) == 2  # z and its flag
+    text = str(t.module)
+    assert 'kind = "unbound"' in text and "local variable 'z' referenced before" in text
 
 
 def test_error_value_escaping_loop_through_list():

@@ -91,6 +91,7 @@ from .ast_exprs import ExprConverter
 from .closure_state import ClosureScope
 from .diagnostics import note_unconverted, trace_error
 from .iteration import expand_iteration
+from .late_values import Reads
 from .loop_exits import RAW, canonicalize_loop_exits
 from .prange_reductions import reductions_and_reasons
 
@@ -248,6 +249,8 @@ class _Converter:
         self.resolve = resolve
         # The nested functions of each function being converted, innermost last.
         self.scopes: list[ClosureScope] = []
+        # The reads of each function being converted (late_values.Reads).
+        self.reads: list[Reads] = []
 
     def fresh(self, kind: str) -> str:
         self.counter += 1
@@ -274,10 +277,12 @@ class _Converter:
         body = canonicalize_loop_exits(body, fresh, self.is_prange)
         body = normalize_returns(body)
         self.scopes.append(ClosureScope.of(body))
+        self.reads.append(Reads(body))
         try:
             node.body = self.block(body, tail=True, in_loop=False)
         finally:
             self.scopes.pop()
+            self.reads.pop()
         return node
 
     def check_state(self, node: ast.stmt, names: Iterable[str], what: str,
@@ -504,12 +509,14 @@ class _Converter:
         names = [n for n in assigned_names(node.body) if n != target]
         all_names = [target, *names]
         self.check_state(node, all_names, "`for` loop", node.body, in_loop=in_loop)
+        live = self.reads[-1].after(node, names) if self.reads else []
         body_name = self.fresh("for_body")
         body = [*self.block(node.body, tail=False, in_loop=True),
                 ast.Return(names_tuple(all_names, ast.Load()))]
         range_args = ast.Tuple([self.expr(a) for a in it.args], ast.Load())
         call = ops_call("for_range", ast.Name("range", ast.Load()), range_args,
-                     ast.Name(body_name, ast.Load()), state_tuple(all_names), str_tuple(all_names))
+                     ast.Name(body_name, ast.Load()), state_tuple(all_names), str_tuple(all_names),
+                     str_tuple(live))
         assign = ast.Assign(targets=[names_tuple(all_names, ast.Store())], value=call)
         return located([function_def(body_name, all_names, body), assign], node)
 
@@ -533,12 +540,13 @@ class _Converter:
             return [node]
         names = assigned_names(node.body)
         self.check_state(node, names, "`while` loop", [node], in_loop=in_loop)
+        live = self.reads[-1].after(node, names) if self.reads else []
         cond_name, body_name = self.fresh("while_cond"), self.fresh("while_body")
         cond_def = function_def(cond_name, names, [ast.Return(self.expr(node.test))])
         body_def = function_def(body_name, names, [*self.block(node.body, tail=False, in_loop=True),
                                            ast.Return(names_tuple(names, ast.Load()))])
         call = ops_call("while_", ast.Name(cond_name, ast.Load()), ast.Name(body_name, ast.Load()),
-                     state_tuple(names), str_tuple(names))
+                     state_tuple(names), str_tuple(names), str_tuple(live))
         out: ast.stmt
         if names:
             out = ast.Assign(targets=[names_tuple(names, ast.Store())], value=call)

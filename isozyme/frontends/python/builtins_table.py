@@ -291,6 +291,9 @@ def _lgamma(x: object) -> Tracer:
     # sin(pi x) of x reduced modulo 2 (exact), so large |x| keeps its digits
     red = xf - 2.0 * emit1(mathd.FloorOp(ssa(xf * 0.5)))
     s = absolute(emit1(mathd.SinOp(ssa(red * math.pi))))
+    # where the reflection is not taken (x >= 1/2) sin may be 0 (even integers): keep
+    # log(pi / s) finite there, or its zero adjoint times an infinite partial is NaN
+    s = _select(small, s, 1.0)
     reflected = emit1(mathd.LogOp(ssa(math.pi / s))) - lg
     out = _select(small, reflected, lg)
     return _select(_isinf(xf), math.inf, out)

@@ -26,9 +26,10 @@ shape the ``then`` value has, computed before the ``if`` (:func:`hoist`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -309,6 +310,9 @@ class _LoopArray:
     buffer: ArrayTracer | None = None
     shared: bool = False  # the buffer stands for an object other code may observe
     copies: list[Operation] = field(default_factory=list)
+    # a name first assigned in the body (see late_values.py): its buffer's sizes,
+    # computed before the loop; None for a name that holds an array before the loop
+    late_sizes: list[Any] | None = None
 
 
 class LoopArrays:
@@ -336,7 +340,7 @@ class LoopArrays:
         body must be traced again (a newly re-bound name or a wider element type)."""
         name, before = self.names[slot], self.initial[slot]
         plan = self.plans.get(slot)
-        if plan is not None and after is plan.buffer:
+        if plan is not None and _same(after, plan.buffer):
             return False
         if plan is None and after is before:
             return False
@@ -363,13 +367,55 @@ class LoopArrays:
             return True
         return False
 
+    def check_late(self, slot: int, after: ArrayTracer, body: Block) -> bool:
+        """Note the body's array ``after`` for a name first assigned in the body and
+        read after the loop; True when the body must be traced again."""
+        plan = self.plans.get(slot)
+        if plan is not None:
+            assert plan.buffer is not None
+            if _same(after, plan.buffer):
+                return False
+            if after.ndim != plan.buffer.ndim:
+                raise trace_error(
+                    f"array variable '{plan.name}' re-bound inside {self.where} to an "
+                    "array of another rank", "a name carried through a traced loop keeps "
+                    "its shape")
+            t = promoted_element_type(plan.element_type, after.element_type)
+            if t == plan.element_type:
+                return False
+            plan.element_type = t
+            return True
+        name = self.names[slot]
+        with _outside(body):
+            sizes = _outer_sizes(after, body)
+        if sizes is None:
+            raise trace_error(
+                f"array variable '{name}' first assigned inside {self.where} and used "
+                "after it",
+                "isozyme carries it out of the loop in a buffer allocated before the loop, "
+                "and its size is computed inside the loop from values it cannot compute "
+                "before it; allocate the array before the loop",
+            )
+        self.plans[slot] = _LoopArray(slot, name, after.element_type, late_sizes=sizes)
+        return True
+
+    @property
+    def late(self) -> list[_LoopArray]:
+        """The plans of names first assigned in the body."""
+        return [p for p in self.plans.values() if p.late_sizes is not None]
+
     def prepare(self) -> None:
         """Emit (at the insertion point, before the loop) each name's buffer: the array
-        it holds when that is private and of the carried dtype, else a copy."""
+        it holds when that is private and of the carried dtype, else a copy (an
+        uninitialised buffer for a name first assigned in the body)."""
         fb = current_builder()
         block = fb.block
         mark = block.last_op
         for slot, plan in sorted(self.plans.items()):
+            if plan.late_sizes is not None:
+                plan.copies, plan.shared = [], False
+                plan.buffer = new_buffer_like(plan.late_sizes, plan.element_type)
+                continue
             v0 = self.initial[slot]
             assert isinstance(v0, ArrayTracer)
             plan.copies = []
@@ -392,16 +438,21 @@ class LoopArrays:
             op.erase(safe_erase=False)
         self._prepared = []
 
-    def bind(self, values: list[Any]) -> None:
-        """Replace the carried names' values by their buffers."""
+    def bind(self, values: list[Any], late: Callable[[SSAValue, str], Any] | None = None) -> None:
+        """Replace the carried names' values by their buffers (``late(buffer, name)``
+        for the names first assigned in the body)."""
         for slot, plan in self.plans.items():
-            values[slot] = plan.buffer
+            assert plan.buffer is not None
+            if plan.late_sizes is not None and late is not None:
+                values[slot] = late(plan.buffer.value, plan.name)
+            else:
+                values[slot] = plan.buffer
 
     def store(self, out: Sequence[Any], body: Block) -> None:
         """At the end of the body (the insertion point): copy each re-bound name's new
         array into its buffer, through a snapshot when it may alias a buffer."""
         buffers = {id(p.buffer.value): p for p in self.plans.values() if p.buffer is not None}
-        moved = [(p, out[p.slot]) for p in self.plans.values() if out[p.slot] is not p.buffer]
+        moved = [(p, out[p.slot]) for p in self.plans.values() if not _same(out[p.slot], p.buffer)]
         counts: dict[int, int] = {}
         for v in out:
             for a in _arrays_in(v):
@@ -438,6 +489,11 @@ class LoopArrays:
         for p in self.plans.values():
             if p.shared and p.buffer is not None:
                 register(p.buffer, p.name, self.where, loop, p.copies)
+
+
+def _same(a: object, b: ArrayTracer | None) -> bool:
+    """Whether ``a`` is the array ``b`` (the same buffer value, e.g. a late tracer of it)."""
+    return b is not None and isinstance(a, Tracer) and a.value is b.value
 
 
 def _snapshot(x: ArrayTracer) -> ArrayTracer:
@@ -485,6 +541,20 @@ def merge_branch_arrays(
     shared = not (_branch_private(then_value, then_block, name)
                   and _branch_private(else_value, else_block, name))
     return buffer, shared, copies
+
+
+@contextlib.contextmanager
+def _outside(block: Block) -> Iterator[None]:
+    """Within the ``with``, insert ops where ``block`` (the innermost one being built)
+    will be: at the end of the block around it."""
+    fb = current_builder()
+    saved = fb._blocks  # noqa: SLF001 (the builder's stack of blocks)
+    assert saved[-1] is block
+    fb._blocks = saved[:-1]  # noqa: SLF001
+    try:
+        yield
+    finally:
+        fb._blocks = saved  # noqa: SLF001
 
 
 def _outer_sizes(x: ArrayTracer, block: Block) -> list[Any] | None:

@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from xdsl.dialects import arith, scf
-from xdsl.dialects.builtin import i1, i64
-from xdsl.ir import Attribute, Block, Region
+from xdsl.dialects.builtin import f64, i1, i64
+from xdsl.ir import Attribute, Block, Region, SSAValue
 
 from .context import current_builder
 from .carried_arrays import LoopArrays, merge_branch_arrays, register
+from .late_values import late_parts, late_value
 from .diagnostics import trace_error, user_location
 from .tracer import (
     UNDEF,
@@ -102,6 +103,18 @@ def _bool_value(c: object) -> Tracer:
 # --------------------------------------------------------------------------- merging
 
 
+def _late_pair(value: Any, name: str, other: Any) -> list[Tracer]:
+    """A branch's value of a late variable (see late_values.py) and its "assigned"
+    flag, in the type both branches give it."""
+    parts = late_parts(value, name)
+    raw = Tracer(parts[0]) if parts else value
+    other_parts = late_parts(other, name)
+    other_raw = Tracer(other_parts[0]) if other_parts else other
+    type_ = join_types(type_and_strength(raw), type_and_strength(other_raw))
+    flag = Tracer(parts[1]) if parts else constant(True, i1)
+    return [as_tracer(raw, type_), flag]
+
+
 def _merge(
     cond: Tracer,
     then_block: Block,
@@ -124,9 +137,26 @@ def _merge(
     then_yield: list[Tracer] = []
     else_yield: list[Tracer] = []
     buffers: list[tuple[Any, str, list[Any]]] = []  # (buffer, name, copies) to register
+    late_results: list[tuple[int, str]] = []  # (label, why) of merged late variables
     for k, (label, t, e) in enumerate(zip(labels, then_vals, else_vals)):
+        late = late_parts(t, label) or late_parts(e, label)
         if t is e:
             out[k] = t
+        elif late is not None and not (is_array_value(t) or is_array_value(e)) \
+                and not (_undefined(t) or _undefined(e)):
+            # a variable first assigned in a loop, assigned in one branch only: its
+            # value and its "assigned" flag are merged, passing it on is not a read
+            then_yield.extend(_run_in(then_block, lambda t=t: _late_pair(t, label, e)))
+            else_yield.extend(_run_in(else_block, lambda e=e: _late_pair(e, label, t)))
+            late_results.append((k, late[2]))
+            yielded.append((k, then_yield[-2].type))
+            yielded.append((-1, i1))
+        elif late is not None:
+            raise trace_error(
+                f"array variable '{label}' first assigned inside a traced loop and "
+                f"assigned in one branch of {where}",
+                "assign it before the loop, or in both branches",
+            )
         elif is_array_value(t) and is_array_value(e):
             buffer, shared, copies = merge_branch_arrays(
                 label, t, e, then_block, else_block, where)
@@ -167,7 +197,11 @@ def _merge(
     _yield(else_block, else_yield)
     op = emit(scf.IfOp(ssa(cond), [t for _, t in yielded], Region(then_block), Region(else_block)))
     for (k, _), r in zip(yielded, op.results):
-        out[k] = Tracer(r)
+        if k >= 0:
+            out[k] = Tracer(r)
+    late_flags = [r for (k, _), r in zip(yielded, op.results) if k == -1]
+    for (k, why), flag in zip(late_results, late_flags):
+        out[k] = late_value(out[k].value, flag, labels[k], why)
     for buffer, label, copies in buffers:
         register(buffer, label, where, op, copies)
     return out
@@ -326,34 +360,67 @@ def compare_chain(left: Callable[[], Any], ops: Sequence[str], *rights: Callable
 
 
 class _Carried:
-    """The loop-carried variables of a traced loop and their IR types."""
+    """The loop-carried variables of a traced loop and their IR types.
 
-    def __init__(self, names: Sequence[str], state: State, loop: str) -> None:
+    Numbers are ``iter_args``; arrays re-bound in the body are carried in buffers
+    (:class:`.carried_arrays.LoopArrays`).  A name first assigned in the body and read
+    after the loop (``live_after``) is carried too, from a placeholder, with an ``i1``
+    flag (the last ``iter_arg``) saying whether the body assigned it yet; its value is
+    then a late tracer (:mod:`.late_values`) whose uses check the flag.
+    """
+
+    def __init__(self, names: Sequence[str], state: State, loop: str,
+                 live_after: Sequence[str] = ()) -> None:
         self.names = list(names)
         self.loop = loop
         self.line = _line()
         self.initial = list(state)
+        self.live_after = frozenset(live_after)
         self.slots: list[int] = []  # positions of carried numeric values
         self.kinds: list[tuple[Attribute, bool]] = []
+        self.late: set[int] = set()  # slots first assigned in the body, read after it
+        self.unobserved: set[int] = set()  # late slots whose type the body has not set
+        self.dropped: set[int] = set()  # names of live_after the loop cannot carry
         for k, v in enumerate(state):
             if is_array_value(v):
                 continue  # arrays re-bound in the body are carried in buffers: self.arrays
             if isinstance(v, Tracer) or is_number(v):
                 self.slots.append(k)
                 self.kinds.append(type_and_strength(v))
+            elif _undefined(v) and self.names[k] in self.live_after:
+                # carried from the first trace on (the body may read it, from the
+                # previous iteration), as a float until the body shows its type
+                self.late.add(k)
+                self.unobserved.add(k)
+                self.slots.append(k)
+                self.kinds.append((f64, False))
         self.arrays = LoopArrays(self.names, self.initial, f"a {loop} (line {self.line})")
 
     @property
+    def flags(self) -> list[int]:
+        """The late variables' slots, in the order of their "assigned" flags (the last
+        ``iter_args``)."""
+        return sorted(self.late) + sorted(p.slot for p in self.arrays.late)
+
+    @property
     def types(self) -> list[Attribute]:
-        return [t for t, _ in self.kinds]
+        return [t for t, _ in self.kinds] + [i1] * len(self.flags)
+
+    def _late(self, flags: Sequence[SSAValue], inside: bool) -> Callable[[SSAValue, str], Any]:
+        why = (f"it is first assigned inside the {self.loop} at line {self.line}, and "
+               + ("this iteration reads it before assigning it, in the loop's first "
+                  "iteration" if inside else "the loop ran no iteration"))
+        flag_of = {self.names[k]: f for k, f in zip(self.flags, flags)}
+        return lambda value, name: late_value(value, flag_of[name], name, why)
 
     def inputs(self, args: Sequence[Any]) -> list[Any]:
         """The state inside the body: block arguments for carried values, buffers for
         carried arrays."""
         values = list(self.initial)
+        late = self._late(args[len(self.slots):], inside=True)
         for slot, arg in zip(self.slots, args):
-            values[slot] = Tracer(arg)
-        self.arrays.bind(values)
+            values[slot] = late(arg, self.names[slot]) if slot in self.late else Tracer(arg)
+        self.arrays.bind(values, late)
         return values
 
     def check(self, out: Sequence[Any]) -> bool:
@@ -363,6 +430,13 @@ class _Carried:
         for k, (name, before, after) in enumerate(zip(self.names, self.initial, out)):
             if is_array_value(before):
                 changed = self.arrays.check(k, after) or changed
+                continue
+            if k in self.late:
+                changed = self._check_late(k, after) or changed
+                continue
+            if _undefined(before) and name in self.live_after and k not in self.dropped \
+                    and is_array_value(after):
+                changed = self.arrays.check_late(k, after, current_builder().block) or changed
                 continue
             if k in carried:
                 if _undefined(after):
@@ -393,21 +467,61 @@ class _Carried:
                 )
         return changed
 
+    def _check_late(self, k: int, after: Any) -> bool:
+        """A late slot's value at the end of the body: set or widen its type, or stop
+        carrying it (an array goes to a buffer; anything else, or a name assigned on
+        some paths only, is undefined after the loop as before); True to trace again."""
+        i = self.slots.index(k)
+        if isinstance(after, Tracer) and not is_array_value(after) or is_number(after):
+            kind = type_and_strength(after)
+            if k in self.unobserved:
+                self.unobserved.discard(k)
+                if kind[0] != self.kinds[i][0]:
+                    self.kinds[i] = kind
+                    return True
+                self.kinds[i] = kind
+                return False
+            joined = join_types(self.kinds[i], kind)
+            if joined != self.kinds[i][0]:
+                self.kinds[i] = (joined, self.kinds[i][1] or isinstance(after, Tracer))
+                return True
+            return False
+        del self.slots[i], self.kinds[i]
+        self.late.discard(k)
+        self.unobserved.discard(k)
+        if not is_array_value(after):
+            self.dropped.add(k)
+        return True
+
     def yields(self, out: Sequence[Any]) -> list[Tracer]:
-        """The carried values of ``out`` converted to the carried types."""
-        return [as_tracer(out[slot], t) for slot, t in zip(self.slots, self.types)]
+        """The carried values of ``out`` converted to the carried types, then the late
+        variables' flags (a late variable the body passed on keeps its flag)."""
+        values = []
+        for slot, t in zip(self.slots, self.types):
+            parts = late_parts(out[slot], self.names[slot]) if slot in self.late else None
+            values.append(as_tracer(Tracer(parts[0]) if parts else out[slot], t))
+        flags = []
+        for slot in self.flags:
+            parts = late_parts(out[slot], self.names[slot])
+            flags.append(Tracer(parts[1]) if parts else constant(True, i1))
+        return values + flags
 
     def init_values(self) -> list[Tracer]:
-        """The carried values before the loop, converted to the carried types."""
-        return [as_tracer(self.initial[slot], t) for slot, t in zip(self.slots, self.types)]
+        """The carried values before the loop, converted to the carried types (a zero
+        placeholder for a late variable), and the late variables' flags (false)."""
+        values = [as_tracer(0 if slot in self.late else self.initial[slot], t)
+                  for slot, t in zip(self.slots, self.types)]
+        return values + [constant(False, i1) for _ in self.flags]
 
     def results(self, results: Sequence[Any], first_assigned: str) -> State:
         """The state after the loop: results for carried values, buffers for carried
-        arrays, Undefined for names first assigned in the body."""
+        arrays, Undefined for names first assigned in the body (late tracers for those
+        read after it)."""
         out = list(self.initial)
+        late = self._late(results[len(self.slots):], inside=False)
         for slot, r in zip(self.slots, results):
-            out[slot] = Tracer(r)
-        self.arrays.bind(out)
+            out[slot] = late(r, self.names[slot]) if slot in self.late else Tracer(r)
+        self.arrays.bind(out, late)
         for k, v in enumerate(out):
             if _undefined(v):
                 out[k] = Undefined(
@@ -473,7 +587,7 @@ def range_operand(v: Any, what: str) -> Any:
 
 def for_range(
     range_fn: Any, args: tuple[Any, ...], body_fn: Callable[..., State],
-    state: State, names: Sequence[str],
+    state: State, names: Sequence[str], live_after: Sequence[str] = (),
 ) -> State:
     """``for i in range(*args)``: a Python loop when the bounds are Python ints (and
     ``range`` is the builtin), else one ``scf.for`` whose trip count is computed in IR.
@@ -498,7 +612,8 @@ def for_range(
     if not isinstance(step, Tracer) and step == 0:
         raise ValueError("range() arg 3 must not be zero")
 
-    carried = _Carried(names[1:], tuple(state[1:]), "`for` loop over a traced range")
+    carried = _Carried(names[1:], tuple(state[1:]), "`for` loop over a traced range",
+                       live_after)
     for _ in range(_MAX_RETRACES):
         carried.arrays.prepare()
         block = Block(arg_types=[index, *carried.types])
@@ -550,7 +665,7 @@ def for_range(
 
 def while_(
     cond_fn: Callable[..., Any], body_fn: Callable[..., State],
-    state: State, names: Sequence[str],
+    state: State, names: Sequence[str], live_after: Sequence[str] = (),
 ) -> State:
     """``while cond: body``: Python iterations while the condition is a Python value;
     once it is traced, one ``scf.while`` for the remaining iterations."""
@@ -570,7 +685,7 @@ def while_(
             return current
         current = tuple(body_fn(*current))
 
-    carried = _Carried(names, current, "`while` loop on a traced condition")
+    carried = _Carried(names, current, "`while` loop on a traced condition", live_after)
     for _ in range(_MAX_RETRACES):
         carried.arrays.prepare()
         before = Block(arg_types=carried.types)

@@ -141,7 +141,12 @@ def emit1(op: Operation) -> "Tracer":
 
 
 def ssa(value: "Tracer") -> SSAValue:
-    """The ``SSAValue`` of ``value``, checking it belongs to the function being built."""
+    """The ``SSAValue`` of ``value``, checking it belongs to the function being built
+    (and, for a variable that may be unassigned, that it is assigned: see
+    ``control_flow.late_value``)."""
+    unbound_check = getattr(value, "unbound_check", None)
+    if unbound_check is not None:
+        unbound_check()
     if value.builder is not current_builder():
         raise EscapedValueError(
             str(
@@ -568,9 +573,10 @@ def _concrete_value_error(what: str) -> TraceError:
     reason = unconverted_reason(filename, line)
     hint = (
         "its value is only known when the compiled code runs. isozyme converts "
-        "`if`/`elif`/`else`, `for ... in range(...)`, `while`, `and`/`or`/`not` and "
-        "`x if c else y` on traced values, but not loops with `break`/`continue`/`return`, "
-        "`assert`, comprehension filters, or code it cannot trace"
+        "`if`/`elif`/`else`, `for`/`while` loops (with `break`/`continue`/`return`), "
+        "`assert`, `and`/`or`/`not` and `x if c else y` on traced values, but not "
+        "comprehension filters, generators (`yield`), loop exits inside `try`/`with`, or "
+        "code it cannot trace (docs/supported.md lists what traced code may use)"
     )
     if reason is not None:
         return trace_error(reason, f"cannot use a traced value as {what} here; {hint}")
