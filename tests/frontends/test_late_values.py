@@ -36,7 +36,7 @@ def previous_iteration(x, n):
     s = 0.0
     for i in range(n):
         if i > 0:
-            s += prev * x[i]
+            s += prev * x[i]  # noqa: F821 (assigned in the previous iteration)
         prev = x[i]
     return s
 
