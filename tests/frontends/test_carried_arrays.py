@@ -138,6 +138,23 @@ def int_becomes_float(x, steps):
     return np.sum(w)
 
 
+def cheap_update(x, steps):
+    w = x.copy()
+    for _ in range(steps):
+        w = w * 0.99 + 0.01 * x
+    return np.sum(w * w)
+
+
+def reads_old_after_new(x, steps):
+    w = x.copy()
+    acc = np.zeros_like(x)
+    for _ in range(steps):
+        w_new = np.sin(w) + 0.5 * w
+        acc = acc + (w_new - w)  # reads the old w after the new one is computed
+        w = w_new
+    return np.sum(acc * w)
+
+
 # (function, arrays builder, Python ints/floats after the arrays, the arrays' count)
 CASES = {
     "gradient_descent": (gradient_descent,
@@ -158,6 +175,8 @@ CASES = {
     "nested_loops": (nested_loops, lambda: [RNG.uniform(-1, 1, 4)], [3, 2]),
     "keeps_previous": (keeps_previous, lambda: [RNG.uniform(-1, 1, 4)], [3]),
     "int_becomes_float": (int_becomes_float, lambda: [RNG.uniform(-1, 1, 2)], [3]),
+    "cheap_update": (cheap_update, lambda: [RNG.uniform(-1, 1, 5)], [4]),
+    "reads_old_after_new": (reads_old_after_new, lambda: [RNG.uniform(-1, 1, 5)], [3]),
 }
 
 
@@ -234,6 +253,42 @@ def test_private_initial_array_is_the_buffer():
     top_level = [line for line in text.splitlines()
                  if line.startswith("    %") and "memref.alloc(" in line and "<?xf64>" in line]
     assert len(top_level) == 3  # u, v and u * u after the loop: no buffer copies
+
+
+def _body_of_main_loop(text):
+    """The lines of the traced IR's last top-level scf.for (the program's loop)."""
+    lines = text.splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("    scf.for"))
+    end = next(i for i in range(start + 1, len(lines)) if lines[i] == "    }")
+    return lines[start:end]
+
+
+def _copies(lines):
+    """The linalg.generic ops that only copy (their body yields their first argument)."""
+    return sum(1 for a, b, c in zip(lines, lines[1:], lines[2:])
+               if "linalg.generic" in a and b.strip().startswith("^bb0(")
+               and c.strip() == f"linalg.yield {b.strip()[5:].split(':')[0]} : f64")
+
+
+def test_new_array_computed_in_the_buffer_without_a_copy():
+    """Double buffering: `w = w * 0.99 + 0.01 * x` writes w's buffer directly (the op
+    reads each element before writing it), no temporary and no copy per iteration; after
+    fusion the body is one parallel loop."""
+    x = np.ones(4)
+    args = (Reverse, cheap_update, iz.Active, Duplicated(x, np.zeros(4)), Const(3))
+    body = _body_of_main_loop(iz.ir(*args, stage="traced"))
+    assert _copies(body) == 0
+    assert sum("memref.alloc" in line for line in body) == 2  # w * 0.99 and 0.01 * x
+    optimized = _body_of_main_loop(iz.ir(*args, stage="optimized"))
+    assert not any("memref.alloc" in line for line in optimized)
+    assert sum("scf.parallel" in line for line in optimized) == 1
+
+
+def test_old_value_read_after_the_new_one_keeps_the_copy():
+    x = np.ones(4)
+    body = _body_of_main_loop(iz.ir(Reverse, reads_old_after_new, iz.Active,
+                                    Duplicated(x, np.zeros(4)), Const(3), stage="traced"))
+    assert _copies(body) == 1  # w's (w_new - w reads the old w); acc's is computed in place
 
 
 # --------------------------------------------------------------------------- errors

@@ -72,10 +72,17 @@ def _fusable(p: GenericOp, c: GenericOp, t: SSAValue) -> bool:
     if list(c.inputs).count(t) != 1 or t in c.outputs or t in p.inputs:
         return False
     # C writing into what P reads (`u[1:-1] = f(u[:-2], u[2:])`) needs the temporary:
-    # fused, iteration i would read elements that iteration i-1 already overwrote.
-    p_roots = {root_buffer(v) for v in p.inputs if isinstance(v.type, MemRefType)}
-    if any(root_buffer(o) in p_roots for o in c.outputs):
-        return False
+    # fused, iteration i would read elements that iteration i-1 already overwrote. Not
+    # when P reads the very buffer C writes, at the element C writes in that iteration
+    # (`w = w * 0.99 + 0.01` carried in w's buffer: read, then written, in place).
+    c_maps = [m.data for m in c.indexing_maps]
+    t_map = c_maps[list(c.inputs).index(t)]
+    for o, o_map in zip(c.outputs, c_maps[len(c.inputs):]):
+        for v, v_map in zip(p.inputs, maps):
+            if not isinstance(v.type, MemRefType) or root_buffer(v) is not root_buffer(o):
+                continue
+            if v is not o or v_map != AffineMap.identity(v_map.num_dims) or t_map != o_map:
+                return False
     block = p.parent_block()
     if block is None or block is not c.parent_block():
         return False

@@ -476,7 +476,12 @@ class LoopArrays:
         for p in self.plans.values():
             p.shared = id(p.buffer.value) in shared
         sources = []
+        read_at_end = {id(root_buffer(n.value)) for _, n in moved}
         for p, new in moved:
+            if id(p.buffer.value) not in shared and private(p, new, shared) \
+                    and id(p.buffer.value) not in read_at_end \
+                    and _compute_in_place(new, p.buffer, body, p.copies):
+                continue  # the op computing the new array writes the buffer itself
             if id(root_buffer(new.value)) in buffers:
                 new = _snapshot(new)
             sources.append((p, new))
@@ -489,6 +494,48 @@ class LoopArrays:
         for p in self.plans.values():
             if p.shared and p.buffer is not None:
                 register(p.buffer, p.name, self.where, loop, p.copies)
+
+
+def _compute_in_place(new: ArrayTracer, buffer: ArrayTracer, body: Block,
+                      own_writes: list[Operation]) -> bool:
+    """Double buffering without the copy: when ``new`` (a fresh array of the body, of
+    ``buffer``'s type and sizes) is written by one elementwise ``linalg.generic`` that
+    reads ``buffer`` only at the element it writes, and nothing after that op in the
+    body reads ``buffer``, make the op write ``buffer`` and drop ``new``.  True when
+    done."""
+    alloc = new.value.owner
+    if not isinstance(alloc, memref.AllocOp) or alloc.parent_block() is not body \
+            or new.value.type != buffer.value.type:
+        return False
+    dynamic = iter(alloc.dynamic_sizes)
+    for k, size in enumerate(new.type.get_shape()):
+        if size == DYNAMIC_INDEX and next(dynamic) is not buffer.dim_index(k):
+            return False
+    writers = [u.operation for u in new.value.uses if new.value in _written(u.operation)]
+    if len(writers) != 1 or writers[0].name != "linalg.generic":
+        return False
+    gen = writers[0]
+    outputs, inputs = list(gen.outputs), list(gen.inputs)  # type: ignore[attr-defined]
+    if outputs != [new.value] or new.value in inputs or gen.parent_block() is not body:
+        return False
+    maps = [m.data for m in gen.indexing_maps]  # type: ignore[attr-defined]
+    for v, v_map in zip(inputs, maps):
+        if isinstance(v.type, MemRefType) and root_buffer(v) is root_buffer(buffer.value) \
+                and (v is not buffer.value or v_map != maps[-1]):
+            return False
+    op = gen.next_op
+    while op is not None:
+        for inner in op.walk():
+            if any(isinstance(o.type, MemRefType) and root_buffer(o) is root_buffer(buffer.value)
+                   for o in inner.operands):
+                return False
+        op = op.next_op
+    new.value.replace_all_uses_with(buffer.value)
+    fb = current_builder()
+    fb.allocs = [(v, b) for v, b in fb.allocs if v is not alloc.results[0]]
+    body.erase_op(alloc)
+    own_writes.append(gen)
+    return True
 
 
 def _same(a: object, b: ArrayTracer | None) -> bool:
