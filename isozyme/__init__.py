@@ -37,6 +37,7 @@ from isozyme.errors import (
     CompileError,
     CudaError,
     DataRaceError,
+    DivisionByZeroError,
     IsozymeError,
     OutOfBoundsError,
     ReadOnlyError,
@@ -50,7 +51,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Active", "AnnotationError", "BatchDuplicated", "BatchDuplicatedNoNeed",
-    "CompileError", "Const", "CudaError", "DataRaceError", "Duplicated", "DuplicatedNoNeed",
+    "CompileError", "Const", "CudaError", "DataRaceError", "DivisionByZeroError", "Duplicated", "DuplicatedNoNeed",
     "Forward",
     "ForwardWithPrimal", "GradientResult", "IsozymeError", "Mode", "OutOfBoundsError",
     "ReadOnlyError", "Reverse",

@@ -51,6 +51,11 @@ class UnboundVariableError(IsozymeError, UnboundLocalError):
     yet. Python raises ``UnboundLocalError`` there; so does isozyme, when the call runs."""
 
 
+class DivisionByZeroError(IsozymeError, ZeroDivisionError):
+    """An integer ``//`` or ``%`` by zero in the compiled code (Python's
+    ``ZeroDivisionError``), raised when the call runs; nothing after it ran."""
+
+
 class UnsupportedError(IsozymeError, NotImplementedError):
     """A feature isozyme does not implement (yet); the message names it."""
 

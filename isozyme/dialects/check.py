@@ -57,6 +57,7 @@ CHECK_KINDS: dict[str, str] = {
     "shape": "ShapeError",
     "unsupported": "UnsupportedError",
     "unbound": "UnboundVariableError",
+    "zerodivision": "DivisionByZeroError",
 }
 
 

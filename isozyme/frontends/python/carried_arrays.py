@@ -27,6 +27,7 @@ shape the ``then`` value has, computed before the ``if`` (:func:`hoist`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +56,13 @@ _VIEW_OPS = frozenset({
 })
 
 
+#: Integer ops that trap (SIGFPE) on a zero divisor: never moved out of a branch.
+_TRAPPING = frozenset({
+    "arith.divsi", "arith.divui", "arith.remsi", "arith.remui", "arith.ceildivsi",
+    "arith.ceildivui", "arith.floordivsi",
+})
+
+
 def root_buffer(value: SSAValue) -> SSAValue:
     """The buffer the memref ``value`` views (through view ops), or ``value`` itself."""
     while isinstance(value.owner, Operation) and value.owner.name in _VIEW_OPS \
@@ -78,13 +86,10 @@ def _arrays_in(value: object, depth: int = 2) -> Iterator[ArrayTracer]:
             yield from _arrays_in(v, depth - 1)
 
 
-def _scope_of(qualname: str) -> str:
-    """The qualified name of the user function a converted helper belongs to
-    (``f.<locals>._iz_for_body_3`` -> ``f``)."""
-    parts = qualname.split(".")
-    while len(parts) >= 2 and parts[-2] == "<locals>" and parts[-1].startswith(_CONVERTED_PREFIX):
-        parts = parts[:-2]
-    return ".".join(parts)
+def _is_converted_helper(frame: FrameType) -> bool:
+    """Whether ``frame`` runs a function the converter generated (a loop body, a branch,
+    a condition: ``_iz_for_body_3``), whose variables are the user function's."""
+    return frame.f_code.co_name.lstrip("_").startswith(_CONVERTED_PREFIX.strip("_"))
 
 
 def _user_frames() -> Iterator[FrameType]:
@@ -99,17 +104,149 @@ def held_elsewhere(root: SSAValue, name: str) -> bool:
     """Whether a variable of the user's code other than ``name`` (of the function being
     traced, including its stale copies in enclosing loop bodies) holds an array whose
     memory is ``root``'s."""
-    scope: str | None = None
+    in_scope = True  # the converted helpers up to and including the user function
     for frame in _user_frames():
-        qual = frame.f_code.co_qualname
-        if scope is None:
-            scope = _scope_of(qual)
-        same_scope = _scope_of(qual) == scope
+        same_scope = in_scope
+        if not _is_converted_helper(frame):
+            in_scope = False  # the frames above this one are other functions
         for var, value in frame.f_locals.items():
             if same_scope and var == name:
                 continue
             if any(root_buffer(a.value) is root for a in _arrays_in(value)):
                 return True
+    return False
+
+
+def _internal_ids() -> set[int]:
+    """The ids of what holds the user's arrays while isozyme works on them: every frame
+    on the stack and its ``f_locals`` dict, and (in isozyme's own frames) the locals and
+    their attributes, two levels deep (a loop's state tuple, the carried lists)."""
+    ids: set[int] = set()
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        ids.add(id(frame))
+        local_vars = frame.f_locals
+        ids.add(id(local_vars))
+        if os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+            todo = list(local_vars.values())
+            for depth in range(3):
+                nxt: list[Any] = []
+                for v in todo:
+                    ids.add(id(v))
+                    attrs = getattr(v, "__dict__", None)
+                    if isinstance(attrs, dict):
+                        ids.add(id(attrs))
+                        nxt.extend(attrs.values())
+                    if isinstance(v, (list, tuple)) and depth < 2:
+                        nxt.extend(v)
+                    elif isinstance(v, dict) and depth < 2:
+                        nxt.extend(v.values())
+                todo = nxt
+        frame = frame.f_back
+    return ids
+
+
+def _locals_dicts() -> dict[int, FrameType]:
+    """The ``f_locals`` dicts of the user's frames on the stack (through which
+    ``gc.get_referrers`` sees their variables) by id."""
+    return {id(f.f_locals): f for f in _user_frames()}
+
+
+def _view_values(root: SSAValue) -> list[SSAValue]:
+    """The SSA values of the views of ``root`` the IR made so far (through view ops)."""
+    out: list[SSAValue] = []
+    todo = [root]
+    while todo:
+        v = todo.pop()
+        for use in v.uses:
+            op = use.operation
+            if op.name in _VIEW_OPS and op.operands and op.operands[0] is v:
+                out.extend(op.results)
+                todo.extend(op.results)
+    return out
+
+
+def referenced_elsewhere(x: ArrayTracer, name: str) -> bool:
+    """Whether anything but variable ``name`` may reach the memory of ``x``: another
+    variable of the user's frames (:func:`held_elsewhere`), or a live object the user's
+    code can reach (a list, a closure cell of another variable, a ``functools.partial``,
+    an attribute, a global) holding ``x``, another tracer of its memory, or a view of it.
+    The search follows referrers upwards (``gc.get_referrers``) a few levels: a chain
+    that ends in isozyme's own frames (a loop's state tuple, a branch's values) is
+    internal; one that cannot be classified counts as a reference (conservative)."""
+    root = root_buffer(x.value)
+    if held_elsewhere(root, name):
+        return True
+    internal = _internal_ids()
+    frame_of_locals = _locals_dicts()  # id(f_locals dict) -> its user frame
+    nodes: list[Any] = [x]
+    for r in gc.get_referrers(root, *_view_values(root)):
+        if isinstance(r, ArrayTracer) and r is not x:
+            nodes.append(r)  # another tracer of this memory: who holds it?
+    internal.add(id(nodes))
+    internal.update(id(c._cache) for c in nodes)  # noqa: SLF001 (cached views)
+    seen = {id(n) for n in nodes}
+    for _ in range(5):
+        if not nodes:
+            return False
+        referrers = gc.get_referrers(*nodes)
+        internal.add(id(referrers))
+        up: list[Any] = []
+        for r in referrers:
+            frame = frame_of_locals.get(id(r))
+            if frame is not None:  # a user frame's variables
+                if any(any(v is n for n in nodes) and var != name for var, v in r.items()):
+                    return True
+                continue
+            if id(r) in internal or id(r) in seen:
+                continue
+            if isinstance(r, FrameType):
+                if os.path.abspath(r.f_code.co_filename).startswith(_PACKAGE_DIR):
+                    continue  # isozyme's own frame: internal
+                if any(any(v is n for n in nodes) and var != name
+                       for var, v in r.f_locals.items()):
+                    return True  # another variable of a user frame
+                continue  # the variable itself, or a temporary on the frame's stack
+            if type(r).__name__ == "cell":
+                if _cell_names(r) <= {name}:
+                    continue  # the variable itself, captured by a closure
+                return True
+            if isinstance(r, dict) and ("__name__" in r and "__builtins__" in r):
+                return True  # a module's globals
+            seen.add(id(r))
+            up.append(r)
+        nodes = up
+        internal.add(id(nodes))
+    return bool(nodes)  # not classified within the search: count it as a reference
+
+
+def _cell_names(cell: object) -> set[str]:
+    """The names of the variables closure cell ``cell`` is, from the user's functions
+    that close over it (a cell of a live frame's variable also shows in its
+    ``f_locals``, which :func:`held_elsewhere` reads; isozyme's own closures are
+    internal)."""
+    names: set[str] = set()
+    for t in gc.get_referrers(cell):
+        if type(t) is not tuple:
+            continue
+        for f in gc.get_referrers(t):  # the functions whose __closure__ it is
+            code = getattr(f, "__code__", None)
+            if getattr(f, "__closure__", None) is not t or code is None \
+                    or os.path.abspath(code.co_filename).startswith(_PACKAGE_DIR):
+                continue
+            names.update(n for n, c in zip(code.co_freevars, t) if c is cell)
+    return names
+
+
+def _defined_in(value: SSAValue, block: Block) -> bool:
+    """Whether ``value`` is defined in ``block`` or in a region nested in it."""
+    owner = value.owner
+    b: Block | None = owner if isinstance(owner, Block) else owner.parent_block()
+    while b is not None:
+        if b is block:
+            return True
+        parent_op = b.parent_op()
+        b = parent_op.parent_block() if parent_op is not None else None
     return False
 
 
@@ -128,7 +265,7 @@ def is_private(x: ArrayTracer, name: str, block: Block | None = None) -> bool:
         return False
     if block is None and not any(a is v for a, _ in fb.allocs):
         return False
-    return not held_elsewhere(v, name)
+    return not referenced_elsewhere(x, name)
 
 
 # --------------------------------------------------------------------------- buffers
@@ -223,7 +360,8 @@ def hoist(value: SSAValue, inner: Block) -> SSAValue | None:
             clone = memref.DimOp(src, ssa(constant(k, IndexType())))
             return fb.insert(clone).results[0]
         return None
-    if owner.name.startswith("arith.") and not owner.regions and len(owner.results) == 1:
+    if owner.name.startswith("arith.") and not owner.regions and len(owner.results) == 1 \
+            and owner.name not in _TRAPPING:
         operands = [hoist(o, inner) for o in owner.operands]
         if any(o is None for o in operands):
             return None
@@ -248,19 +386,28 @@ class CopyCarried:
     start: Operation  # the loop or `if` from which on it is carried
     location: tuple[str, int]  # the user's file and line of that loop or `if`
     own_writes: set[int] = field(default_factory=set)  # ids of the copies into it
+    # True: ``buffer`` is an array the carried name was copied *from* (other variables
+    # may see it: a write into it would not reach the name's buffer, as Python's would)
+    original: bool = False
 
 
-def register(buffer: ArrayTracer, name: str, where: str, start: Operation,
-             own_writes: Sequence[Operation]) -> None:
-    """Record ``buffer`` as standing for an observable object from op ``start`` on
-    (checked by :func:`check_writes`)."""
+def register(buffer: ArrayTracer | SSAValue, name: str, where: str, start: Operation,
+             own_writes: Sequence[Operation], original: bool = False) -> None:
+    """Record ``buffer`` as standing for an observable object from op ``start`` on, or
+    (``original``) as an observable array the carried name was copied from (checked by
+    :func:`check_writes`)."""
     fb = current_builder()
     entries: list[CopyCarried] = fb.__dict__.setdefault("copy_carried", [])
-    entries.append(CopyCarried(buffer.value, name, where, start, user_location(),
-                               {id(op) for op in own_writes}))
+    value = buffer.value if isinstance(buffer, Tracer) else buffer
+    entries.append(CopyCarried(value, name, where, start, user_location(),
+                               {id(op) for op in own_writes}, original))
 
 
-def _written(op: Operation) -> list[SSAValue]:
+def _written(op: Operation, depth: int = 0) -> list[SSAValue]:
+    """The memrefs ``op`` may write (a call: the arguments its callee may write,
+    following its calls; all of them when the callee is not found)."""
+    if op.name == "func.call":
+        return _call_writes(op, depth)
     if isinstance(op, memref.StoreOp):
         return [op.memref]
     if op.name == "linalg.generic":
@@ -270,6 +417,24 @@ def _written(op: Operation) -> list[SSAValue]:
     if op.name in ("memref.atomic_rmw", "memref.generic_atomic_rmw"):
         return [op.operands[1]]
     return []
+
+
+def _call_writes(call: Operation, depth: int) -> list[SSAValue]:
+    memrefs = [o for o in call.operands if isinstance(o.type, MemRefType)]
+    if not memrefs:
+        return []
+    module = current_builder().session.module
+    callee = call.properties.get("callee") or call.attributes.get("callee")
+    name = getattr(getattr(callee, "root_reference", None), "data", None)
+    target = next((f for f in module.body.block.ops
+                   if getattr(getattr(f, "sym_name", None), "data", None) == name), None)
+    if target is None or depth > 8 or not target.regions or not target.regions[0].blocks:
+        return memrefs  # unknown callee (still being traced: recursion): may write all
+    args = target.regions[0].blocks[0].args
+    written = {id(root_buffer(w)) for inner in target.walk()
+               for w in _written(inner, depth + 1)}
+    return [o for o, a in zip(call.operands, args)
+            if isinstance(o.type, MemRefType) and id(a) in written]
 
 
 def check_writes(block: Block) -> None:
@@ -286,6 +451,16 @@ def check_writes(block: Block) -> None:
             matching = [e for e in started if e.buffer is root]
             if matching and not any(id(op) in e.own_writes for e in matching):
                 e = matching[0]
+                if e.original:
+                    raise trace_error(
+                        f"a write into an array that variable '{e.name}' held before it was "
+                        f"re-bound inside {e.where}",
+                        f"isozyme carries '{e.name}' in a buffer of its own, copied from this "
+                        "array, so the write would not reach it as it does in Python when "
+                        f"'{e.name}' is still this array; copy it first "
+                        f"({e.name} = {e.name}.copy() before the loop or branch)",
+                        e.location,
+                    )
                 raise trace_error(
                     f"a write into array '{e.name}', which is re-bound inside {e.where}",
                     "isozyme carries the re-bound name in a buffer of its own, and the "
@@ -331,6 +506,9 @@ class LoopArrays:
         self.where = where
         self.plans: dict[int, _LoopArray] = {}
         self._prepared: list[Operation] = []
+        # arrays the buffers were copied from, which other variables may still see:
+        # (root, name), refused writes from the loop on (see :meth:`finish`)
+        self.originals: list[tuple[SSAValue, str]] = []
 
     def __bool__(self) -> bool:
         return bool(self.plans)
@@ -425,12 +603,14 @@ class LoopArrays:
             plan.buffer = new_buffer_like(_sizes(v0), plan.element_type)
             plan.copies.append(copy_into(plan.buffer, v0, plan.name, self.where))
             plan.shared = True  # it stands for v0, which stays observable
+            self.originals.append((root_buffer(v0.value), plan.name))
         ops = list(block.ops)
         start = 0 if mark is None else ops.index(mark) + 1
         self._prepared = ops[start:]
 
     def undo(self) -> None:
         """Erase what :meth:`prepare` emitted (the body is traced again)."""
+        self.originals = []
         fb = current_builder()
         erased = {id(r) for op in self._prepared for r in op.results}
         fb.allocs = [(v, b) for v, b in fb.allocs if id(v) not in erased]
@@ -464,7 +644,7 @@ class LoopArrays:
                 return False
             if id(root) in buffers:  # another name's buffer: a permutation of buffers
                 return id(root) not in shared
-            return _allocated_in(root, body) and not held_elsewhere(root, p.name)
+            return _allocated_in(root, body) and not referenced_elsewhere(new, p.name)
 
         shared = {id(p.buffer.value) for p in self.plans.values() if p.shared}
         while True:  # a buffer moved from a shared one stands for the same object
@@ -475,6 +655,11 @@ class LoopArrays:
             shared |= more
         for p in self.plans.values():
             p.shared = id(p.buffer.value) in shared
+        for p, new in moved:  # a copied array other variables may still see
+            root = root_buffer(new.value)
+            if id(root) not in buffers and not _defined_in(root, body) \
+                    and not private(p, new, shared):
+                self.originals.append((root, p.name))
         sources = []
         read_at_end = {id(root_buffer(n.value)) for _, n in moved}
         for p, new in moved:
@@ -494,6 +679,8 @@ class LoopArrays:
         for p in self.plans.values():
             if p.shared and p.buffer is not None:
                 register(p.buffer, p.name, self.where, loop, p.copies)
+        for root, name in self.originals:
+            register(root, name, self.where, loop, [], original=True)
 
 
 def _compute_in_place(new: ArrayTracer, buffer: ArrayTracer, body: Block,
@@ -555,13 +742,15 @@ def _snapshot(x: ArrayTracer) -> ArrayTracer:
 
 def merge_branch_arrays(
     name: str, then_value: ArrayTracer, else_value: ArrayTracer,
-    then_block: Block, else_block: Block, where: str,
-) -> tuple[ArrayTracer, bool, list[Operation]]:
+    then_block: Block, else_block: Block, where: str, shared_values: Sequence[object] = (),
+) -> tuple[ArrayTracer, bool, list[Operation], list[SSAValue]]:
     """The buffer that holds ``name`` after an ``scf.if`` whose branches bind it to two
     arrays: allocated at the insertion point (before the ``if``) with the ``then``
     array's shape (or the ``else`` one's), written by a copy at the end of each branch.
-    Returns it, whether it stands for an observable object (see the module docstring)
-    and the copies."""
+    Returns it, whether it stands for an observable object (see the module docstring),
+    the copies, and the roots of the branch arrays other variables may still see (the
+    caller refuses writes into them after the ``if``).  ``shared_values``: branch
+    values another name also holds after the ``if``."""
     if then_value.ndim != else_value.ndim:
         raise trace_error(
             f"array variable '{name}' bound to arrays of different ranks in the branches "
@@ -585,9 +774,14 @@ def merge_branch_arrays(
     for value, block in ((then_value, then_block), (else_value, else_block)):
         with fb.at(block):
             copies.append(copy_into(buffer, value, name, where))
-    shared = not (_branch_private(then_value, then_block, name)
-                  and _branch_private(else_value, else_block, name))
-    return buffer, shared, copies
+    seen = [v for v in (then_value, else_value)
+            if any(v is o for o in shared_values) or not _branch_private(
+                v, then_block if v is then_value else else_block, name)]
+    # an array made in a branch dies with it: only older ones can be written after
+    originals = [root_buffer(v.value) for v in seen
+                 if not _defined_in(root_buffer(v.value), then_block)
+                 and not _defined_in(root_buffer(v.value), else_block)]
+    return buffer, bool(seen), copies, originals
 
 
 @contextlib.contextmanager
@@ -625,5 +819,5 @@ def _branch_private(x: ArrayTracer, block: Block, name: str) -> bool:
     """Whether ``x`` (a branch's value of ``name``) is a fresh array of the branch or
     the private array the name held before the ``if``, held by no other variable."""
     if _allocated_in(x.value, block):
-        return not held_elsewhere(x.value, name)
+        return not referenced_elsewhere(x, name)
     return is_private(x, name)

@@ -16,7 +16,7 @@ from typing import Any
 
 from xdsl.dialects import arith, scf
 from xdsl.dialects.builtin import f64, i1, i64
-from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from .context import current_builder
 from .carried_arrays import LoopArrays, merge_branch_arrays, register
@@ -103,6 +103,14 @@ def _bool_value(c: object) -> Tracer:
 # --------------------------------------------------------------------------- merging
 
 
+def _named(state: Sequence[Any], names: Sequence[str], where: str) -> list[Any]:
+    """``state`` with each unbound variable (``UNDEF``) an :class:`Undefined` that names
+    it, for the error a read of it raises."""
+    return [Undefined(n, f"it has no value yet where the {where} reads it (assign it "
+                         "before the loop or branch, or before this read)")
+            if v is UNDEF else v for n, v in zip(names, state)]
+
+
 def _late_pair(value: Any, name: str, other: Any) -> list[Tracer]:
     """A branch's value of a late variable (see late_values.py) and its "assigned"
     flag, in the type both branches give it."""
@@ -138,6 +146,7 @@ def _merge(
     else_yield: list[Tracer] = []
     buffers: list[tuple[Any, str, list[Any]]] = []  # (buffer, name, copies) to register
     late_results: list[tuple[int, str]] = []  # (label, why) of merged late variables
+    originals: list[tuple[Any, str]] = []  # arrays copied into buffers others may see
     for k, (label, t, e) in enumerate(zip(labels, then_vals, else_vals)):
         late = late_parts(t, label) or late_parts(e, label)
         if t is e:
@@ -158,11 +167,14 @@ def _merge(
                 "assign it before the loop, or in both branches",
             )
         elif is_array_value(t) and is_array_value(e):
-            buffer, shared, copies = merge_branch_arrays(
-                label, t, e, then_block, else_block, where)
+            others = [v for j, v in enumerate([*then_vals, *else_vals])
+                      if j % len(labels) != k]  # what the other names hold
+            buffer, shared, copies, seen = merge_branch_arrays(
+                label, t, e, then_block, else_block, where, others)
             out[k] = buffer
             if shared:
                 buffers.append((buffer, label, copies))
+            originals.extend((root, label) for root in seen)
         elif (is_array_value(t) or is_array_value(e)) and not (_undefined(t) or _undefined(e)):
             raise trace_error(
                 f"variable '{label}' in {where}",
@@ -204,6 +216,8 @@ def _merge(
         out[k] = late_value(out[k].value, flag, labels[k], why)
     for buffer, label, copies in buffers:
         register(buffer, label, where, op, copies)
+    for root, label in originals:
+        register(root, label, where, op, [], original=True)
     return out
 
 
@@ -228,8 +242,9 @@ def if_stmt(
         )
     c = to_bool(cond)
     then_block, else_block = Block(), Block()
-    then_out = _run_in(then_block, lambda: then_fn(*state))
-    else_out = _run_in(else_block, lambda: else_fn(*state))
+    named = _named(state, names, "`if` on a traced condition")
+    then_out = _run_in(then_block, lambda: then_fn(*named))
+    else_out = _run_in(else_block, lambda: else_fn(*named))
     return tuple(_merge(c, then_block, then_out, else_block, else_out, names, undefined_ok=True))
 
 
@@ -307,22 +322,54 @@ def or_(*thunks: Callable[[], Any]) -> Any:
     return _bool_chain(thunks, is_and=False)
 
 
+#: Integer ops that trap on a zero divisor: not evaluated speculatively.
+_TRAPPING = frozenset({
+    "arith.divsi", "arith.divui", "arith.remsi", "arith.remui", "arith.ceildivsi",
+    "arith.ceildivui", "arith.floordivsi",
+})
+
+
+def _speculatable(op: Operation) -> bool:
+    """Whether ``op`` may run where Python's short-circuit would not run it: pure
+    arithmetic that cannot trap (no loads, checks, calls or divisions)."""
+    return (op.name.startswith(("arith.", "math.")) and op.name not in _TRAPPING) \
+        or op.name == "memref.dim"
+
+
 def _bool_chain(thunks: Sequence[Callable[[], Any]], is_and: bool) -> Any:
-    acc: Tracer | None = None
+    """Python's short-circuit: operands run left to right while they decide nothing;
+    once one is traced, the rest are traced into a block that runs only where they
+    are needed (``a and b``: ``b`` where ``a`` holds; an ``scf.if``), so that
+    ``k < n and x[k] > 0`` never reads ``x[n]``; when that block is only pure
+    arithmetic it runs unconditionally and is combined with ``arith.andi``/``ori``."""
     value: Any = None
-    for thunk in thunks:
+    for i, thunk in enumerate(thunks):
         value = thunk()
         check_defined(value)
         if isinstance(value, Tracer):
-            b = to_bool(value)
-            if acc is None:
-                acc = b
-            else:
+            acc = to_bool(value)
+            rest = thunks[i + 1:]
+            if not rest:
+                return acc
+            block = Block()
+            rest_value = _run_in(block, lambda: _bool_value(_bool_chain(rest, is_and)))
+            if all(_speculatable(op) for op in block.walk()):
+                fb = current_builder()
+                for op in list(block.ops):
+                    op.detach()
+                    fb.insert(op)
                 cls = arith.AndIOp if is_and else arith.OrIOp
-                acc = emit1(cls(ssa(acc), ssa(b)))
-        elif bool(value) != is_and:  # decides the result: falsy for `and`, truthy for `or`
-            return value if acc is None else (not is_and)
-    return value if acc is None else acc
+                return emit1(cls(ssa(acc), ssa(rest_value)))
+            decided = Block()
+            decided_value = _run_in(decided, lambda: constant(not is_and, i1))
+            _yield(block, [rest_value])
+            _yield(decided, [decided_value])
+            then_block, else_block = (block, decided) if is_and else (decided, block)
+            op = emit(scf.IfOp(ssa(acc), [i1], Region(then_block), Region(else_block)))
+            return Tracer(op.results[0])
+        if bool(value) != is_and:  # decides the result: falsy for `and`, truthy for `or`
+            return value
+    return value
 
 
 def not_(value: Any) -> Any:
@@ -381,7 +428,17 @@ class _Carried:
         self.late: set[int] = set()  # slots first assigned in the body, read after it
         self.unobserved: set[int] = set()  # late slots whose type the body has not set
         self.dropped: set[int] = set()  # names of live_after the loop cannot carry
+        # late variables of an enclosing loop passed on into this one: (value, flag)
+        self.late_init: dict[int, tuple[SSAValue, SSAValue]] = {}
         for k, v in enumerate(state):
+            parts = late_parts(v, self.names[k])
+            if parts is not None and not is_array_value(v):
+                # still maybe unassigned: carried with the enclosing loop's flag
+                self.late.add(k)
+                self.late_init[k] = (parts[0], parts[1])
+                self.slots.append(k)
+                self.kinds.append(type_and_strength(Tracer(parts[0])))
+                continue
             if is_array_value(v):
                 continue  # arrays re-bound in the body are carried in buffers: self.arrays
             if isinstance(v, Tracer) or is_number(v):
@@ -416,7 +473,7 @@ class _Carried:
     def inputs(self, args: Sequence[Any]) -> list[Any]:
         """The state inside the body: block arguments for carried values, buffers for
         carried arrays."""
-        values = list(self.initial)
+        values = _named(self.initial, self.names, self.loop)
         late = self._late(args[len(self.slots):], inside=True)
         for slot, arg in zip(self.slots, args):
             values[slot] = late(arg, self.names[slot]) if slot in self.late else Tracer(arg)
@@ -489,7 +546,9 @@ class _Carried:
         del self.slots[i], self.kinds[i]
         self.late.discard(k)
         self.unobserved.discard(k)
-        if not is_array_value(after):
+        if is_array_value(after):  # an array: carried in a buffer from the next trace on
+            self.arrays.check_late(k, after, current_builder().block)
+        else:
             self.dropped.add(k)
         return True
 
@@ -509,9 +568,11 @@ class _Carried:
     def init_values(self) -> list[Tracer]:
         """The carried values before the loop, converted to the carried types (a zero
         placeholder for a late variable), and the late variables' flags (false)."""
-        values = [as_tracer(0 if slot in self.late else self.initial[slot], t)
+        values = [as_tracer(Tracer(self.late_init[slot][0]) if slot in self.late_init
+                            else 0 if slot in self.late else self.initial[slot], t)
                   for slot, t in zip(self.slots, self.types)]
-        return values + [constant(False, i1) for _ in self.flags]
+        return values + [Tracer(self.late_init[slot][1]) if slot in self.late_init
+                         else constant(False, i1) for slot in self.flags]
 
     def results(self, results: Sequence[Any], first_assigned: str) -> State:
         """The state after the loop: results for carried values, buffers for carried

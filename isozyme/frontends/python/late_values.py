@@ -101,17 +101,49 @@ class Reads:
         iteration's value.  These are carried when first assigned in a traced loop."""
         inside = read_counts(loop)
         exclusive = self._exclusive(loop)
-        first_load: dict[str, tuple[int, int]] = {}
-        first_store: dict[str, tuple[int, int]] = {}
-        for node in ast.walk(loop):
-            if isinstance(node, ast.Name) and hasattr(node, "lineno"):
-                where = first_load if isinstance(node.ctx, ast.Load) else first_store
-                at = (node.lineno, node.col_offset)
-                if node.id not in where or at < where[node.id]:
-                    where[node.id] = at
+        body = list(getattr(loop, "body", []))
+        early = _reads_before_assignment(body, set())
         return [n for n in names
-                if self.total[n] > inside[n] + exclusive[n]
-                or (n in first_load and n in first_store and first_load[n] < first_store[n])]
+                if self.total[n] > inside[n] + exclusive[n] or n in early]
+
+
+def _loads(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _stores(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
+def _reads_before_assignment(stmts: list[ast.stmt], assigned: set[str]) -> set[str]:
+    """The names ``stmts`` may read before assigning them on some path (a definite
+    assignment analysis: both branches of an ``if`` must assign a name; a loop's body
+    may not run), given the names ``assigned`` on entry; ``assigned`` is updated."""
+    early: set[str] = set()
+    for stmt in stmts:
+        if isinstance(stmt, ast.If):
+            early |= _loads(stmt.test) - assigned
+            then_assigned, else_assigned = set(assigned), set(assigned)
+            early |= _reads_before_assignment(stmt.body, then_assigned)
+            early |= _reads_before_assignment(stmt.orelse, else_assigned)
+            assigned |= then_assigned & else_assigned
+        elif isinstance(stmt, (ast.For, ast.While)):
+            head = stmt.iter if isinstance(stmt, ast.For) else stmt.test
+            early |= _loads(head) - assigned
+            inner = set(assigned) | (_stores(stmt.target) if isinstance(stmt, ast.For) else set())
+            early |= _reads_before_assignment(stmt.body, inner)
+            early |= _reads_before_assignment(stmt.orelse, set(assigned))
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            early |= _loads(stmt) - assigned  # conservative: its body may run here
+            assigned.add(stmt.name)
+        elif isinstance(stmt, (ast.Try, ast.With)):
+            early |= _loads(stmt) - assigned  # conservative
+        else:
+            early |= _loads(stmt) - assigned
+            assigned |= _stores(stmt)
+    return early
 
 
 def late_parts(value: object, name: str) -> tuple[SSAValue, SSAValue, str] | None:

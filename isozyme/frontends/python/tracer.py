@@ -438,14 +438,30 @@ def binary(op: str, a: object, b: object) -> Any:
     x, y = as_tracer(a, t), as_tracer(b, t)
     if is_float_type(t):
         return emit1(_FLOAT_BINOPS[op](ssa(x), ssa(y)))
-    if op == "//":
-        return emit1(arith.FloorDivSIOp(ssa(x), ssa(y)))
-    if op == "%":
+    if op in ("//", "%"):
+        y = _nonzero_divisor(y, b)
+        if op == "//":
+            return emit1(arith.FloorDivSIOp(ssa(x), ssa(y)))
         return _int_mod(x, y, b)
     result = emit1(_INT_BINOPS[op](ssa(x), ssa(y)))
     if op in ("+", "-", "*"):
         _propagate_lower_bound(op, a, b, result)
     return result
+
+
+def _nonzero_divisor(y: "Tracer", b_original: object) -> "Tracer":
+    """The divisor of an integer ``//`` or ``%``, checked when the code runs to be
+    non-zero (Python's ZeroDivisionError: ``isozyme.DivisionByZeroError``) and replaced
+    by 1 where it is zero, so that the division never traps (SIGFPE), even where it is
+    evaluated before the check."""
+    if is_number(b_original) and b_original != 0:
+        return y
+    from .runtime_checks import require  # noqa: PLC0415 (import cycle)
+
+    zero = constant(0, y.type)
+    nonzero = emit1(arith.CmpiOp(ssa(y), ssa(zero), "ne"))
+    require(nonzero, "zerodivision", "integer division or modulo by zero")
+    return emit1(arith.SelectOp(ssa(nonzero), ssa(y), ssa(constant(1, y.type))))
 
 
 def _int_mod(x: "Tracer", y: "Tracer", b_original: object) -> "Tracer":
