@@ -27,12 +27,8 @@ shape the ``then`` value has, computed before the ``if`` (:func:`hoist`).
 from __future__ import annotations
 
 import contextlib
-import gc
-import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -40,233 +36,20 @@ from xdsl.dialects import arith, memref
 from xdsl.dialects.builtin import DYNAMIC_INDEX, IndexType, MemRefType
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
 
+from .aliasing import (
+    TRAPPING_OPS,
+    allocated_in,
+    arrays_in,
+    defined_in,
+    is_private,
+    referenced_elsewhere,
+    root_buffer,
+)
 from .arrays import ArrayTracer, element_type_of_dtype, numpy_dtype
+from .carried_writes import written_memrefs, register
 from .context import current_builder
-from .diagnostics import trace_error, user_location
+from .diagnostics import trace_error
 from .tracer import Tracer, constant, emit1, is_array_value, ssa
-
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_CONVERTED_PREFIX = "_iz_"  # the names of the functions ast_transform generates
-
-#: Ops that make a view of their first operand's memory (no copy).
-_VIEW_OPS = frozenset({
-    "memref.subview", "memref.reinterpret_cast", "memref.collapse_shape",
-    "memref.expand_shape", "memref.transpose", "memref.cast", "memref.reshape",
-    "memref.view", "memref.memory_space_cast",
-})
-
-
-#: Integer ops that trap (SIGFPE) on a zero divisor: never moved out of a branch.
-_TRAPPING = frozenset({
-    "arith.divsi", "arith.divui", "arith.remsi", "arith.remui", "arith.ceildivsi",
-    "arith.ceildivui", "arith.floordivsi",
-})
-
-
-def root_buffer(value: SSAValue) -> SSAValue:
-    """The buffer the memref ``value`` views (through view ops), or ``value`` itself."""
-    while isinstance(value.owner, Operation) and value.owner.name in _VIEW_OPS \
-            and value.owner.operands:
-        value = value.owner.operands[0]
-    return value
-
-
-# --------------------------------------------------------------------------- privacy
-
-
-def _arrays_in(value: object, depth: int = 2) -> Iterator[ArrayTracer]:
-    """The traced arrays ``value`` is or holds (tuples, lists, dict values; shallow)."""
-    if isinstance(value, ArrayTracer):
-        yield value
-    elif depth > 0 and isinstance(value, (tuple, list)):
-        for v in value:
-            yield from _arrays_in(v, depth - 1)
-    elif depth > 0 and isinstance(value, dict):
-        for v in value.values():
-            yield from _arrays_in(v, depth - 1)
-
-
-def _is_converted_helper(frame: FrameType) -> bool:
-    """Whether ``frame`` runs a function the converter generated (a loop body, a branch,
-    a condition: ``_iz_for_body_3``), whose variables are the user function's."""
-    return frame.f_code.co_name.lstrip("_").startswith(_CONVERTED_PREFIX.strip("_"))
-
-
-def _user_frames() -> Iterator[FrameType]:
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if not os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
-            yield frame
-        frame = frame.f_back
-
-
-def held_elsewhere(root: SSAValue, name: str) -> bool:
-    """Whether a variable of the user's code other than ``name`` (of the function being
-    traced, including its stale copies in enclosing loop bodies) holds an array whose
-    memory is ``root``'s."""
-    in_scope = True  # the converted helpers up to and including the user function
-    for frame in _user_frames():
-        same_scope = in_scope
-        if not _is_converted_helper(frame):
-            in_scope = False  # the frames above this one are other functions
-        for var, value in frame.f_locals.items():
-            if same_scope and var == name:
-                continue
-            if any(root_buffer(a.value) is root for a in _arrays_in(value)):
-                return True
-    return False
-
-
-def _internal_ids() -> set[int]:
-    """The ids of what holds the user's arrays while isozyme works on them: every frame
-    on the stack and its ``f_locals`` dict, and (in isozyme's own frames) the locals and
-    their attributes, two levels deep (a loop's state tuple, the carried lists)."""
-    ids: set[int] = set()
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        ids.add(id(frame))
-        local_vars = frame.f_locals
-        ids.add(id(local_vars))
-        if os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
-            todo = list(local_vars.values())
-            for depth in range(3):
-                nxt: list[Any] = []
-                for v in todo:
-                    ids.add(id(v))
-                    attrs = getattr(v, "__dict__", None)
-                    if isinstance(attrs, dict):
-                        ids.add(id(attrs))
-                        nxt.extend(attrs.values())
-                    if isinstance(v, (list, tuple)) and depth < 2:
-                        nxt.extend(v)
-                    elif isinstance(v, dict) and depth < 2:
-                        nxt.extend(v.values())
-                todo = nxt
-        frame = frame.f_back
-    return ids
-
-
-def _locals_dicts() -> dict[int, FrameType]:
-    """The ``f_locals`` dicts of the user's frames on the stack (through which
-    ``gc.get_referrers`` sees their variables) by id."""
-    return {id(f.f_locals): f for f in _user_frames()}
-
-
-def _view_values(root: SSAValue) -> list[SSAValue]:
-    """The SSA values of the views of ``root`` the IR made so far (through view ops)."""
-    out: list[SSAValue] = []
-    todo = [root]
-    while todo:
-        v = todo.pop()
-        for use in v.uses:
-            op = use.operation
-            if op.name in _VIEW_OPS and op.operands and op.operands[0] is v:
-                out.extend(op.results)
-                todo.extend(op.results)
-    return out
-
-
-def referenced_elsewhere(x: ArrayTracer, name: str) -> bool:
-    """Whether anything but variable ``name`` may reach the memory of ``x``: another
-    variable of the user's frames (:func:`held_elsewhere`), or a live object the user's
-    code can reach (a list, a closure cell of another variable, a ``functools.partial``,
-    an attribute, a global) holding ``x``, another tracer of its memory, or a view of it.
-    The search follows referrers upwards (``gc.get_referrers``) a few levels: a chain
-    that ends in isozyme's own frames (a loop's state tuple, a branch's values) is
-    internal; one that cannot be classified counts as a reference (conservative)."""
-    root = root_buffer(x.value)
-    if held_elsewhere(root, name):
-        return True
-    internal = _internal_ids()
-    frame_of_locals = _locals_dicts()  # id(f_locals dict) -> its user frame
-    nodes: list[Any] = [x]
-    for r in gc.get_referrers(root, *_view_values(root)):
-        if isinstance(r, ArrayTracer) and r is not x:
-            nodes.append(r)  # another tracer of this memory: who holds it?
-    internal.add(id(nodes))
-    internal.update(id(c._cache) for c in nodes)  # noqa: SLF001 (cached views)
-    seen = {id(n) for n in nodes}
-    for _ in range(5):
-        if not nodes:
-            return False
-        referrers = gc.get_referrers(*nodes)
-        internal.add(id(referrers))
-        up: list[Any] = []
-        for r in referrers:
-            frame = frame_of_locals.get(id(r))
-            if frame is not None:  # a user frame's variables
-                if any(any(v is n for n in nodes) and var != name for var, v in r.items()):
-                    return True
-                continue
-            if id(r) in internal or id(r) in seen:
-                continue
-            if isinstance(r, FrameType):
-                if os.path.abspath(r.f_code.co_filename).startswith(_PACKAGE_DIR):
-                    continue  # isozyme's own frame: internal
-                if any(any(v is n for n in nodes) and var != name
-                       for var, v in r.f_locals.items()):
-                    return True  # another variable of a user frame
-                continue  # the variable itself, or a temporary on the frame's stack
-            if type(r).__name__ == "cell":
-                if _cell_names(r) <= {name}:
-                    continue  # the variable itself, captured by a closure
-                return True
-            if isinstance(r, dict) and ("__name__" in r and "__builtins__" in r):
-                return True  # a module's globals
-            seen.add(id(r))
-            up.append(r)
-        nodes = up
-        internal.add(id(nodes))
-    return bool(nodes)  # not classified within the search: count it as a reference
-
-
-def _cell_names(cell: object) -> set[str]:
-    """The names of the variables closure cell ``cell`` is, from the user's functions
-    that close over it (a cell of a live frame's variable also shows in its
-    ``f_locals``, which :func:`held_elsewhere` reads; isozyme's own closures are
-    internal)."""
-    names: set[str] = set()
-    for t in gc.get_referrers(cell):
-        if type(t) is not tuple:
-            continue
-        for f in gc.get_referrers(t):  # the functions whose __closure__ it is
-            code = getattr(f, "__code__", None)
-            if getattr(f, "__closure__", None) is not t or code is None \
-                    or os.path.abspath(code.co_filename).startswith(_PACKAGE_DIR):
-                continue
-            names.update(n for n, c in zip(code.co_freevars, t) if c is cell)
-    return names
-
-
-def _defined_in(value: SSAValue, block: Block) -> bool:
-    """Whether ``value`` is defined in ``block`` or in a region nested in it."""
-    owner = value.owner
-    b: Block | None = owner if isinstance(owner, Block) else owner.parent_block()
-    while b is not None:
-        if b is block:
-            return True
-        parent_op = b.parent_op()
-        b = parent_op.parent_block() if parent_op is not None else None
-    return False
-
-
-def _allocated_in(value: SSAValue, block: Block) -> bool:
-    return any(v is value and b is block for v, b in current_builder().allocs)
-
-
-def is_private(x: ArrayTracer, name: str, block: Block | None = None) -> bool:
-    """Whether ``x`` is a whole array allocated by the code being traced (in ``block``
-    when given, else anywhere in this function) that no other variable holds."""
-    v = x.value
-    if not isinstance(v.owner, (memref.AllocOp, memref.AllocaOp)):
-        return False
-    fb = current_builder()
-    if block is not None and not _allocated_in(v, block):
-        return False
-    if block is None and not any(a is v for a, _ in fb.allocs):
-        return False
-    return not referenced_elsewhere(x, name)
-
 
 # --------------------------------------------------------------------------- buffers
 
@@ -361,7 +144,7 @@ def hoist(value: SSAValue, inner: Block) -> SSAValue | None:
             return fb.insert(clone).results[0]
         return None
     if owner.name.startswith("arith.") and not owner.regions and len(owner.results) == 1 \
-            and owner.name not in _TRAPPING:
+            and owner.name not in TRAPPING_OPS:
         operands = [hoist(o, inner) for o in owner.operands]
         if any(o is None for o in operands):
             return None
@@ -370,106 +153,6 @@ def hoist(value: SSAValue, inner: Block) -> SSAValue | None:
             clone.operands[i] = o  # type: ignore[assignment]
         return fb.insert(clone).results[0]
     return None
-
-
-# --------------------------------------------------------------------------- writes
-
-
-@dataclass
-class CopyCarried:
-    """A carried buffer that stands for an object Python code could still observe
-    (see the module docstring): only :func:`copy_into` may write it."""
-
-    buffer: SSAValue
-    name: str
-    where: str
-    start: Operation  # the loop or `if` from which on it is carried
-    location: tuple[str, int]  # the user's file and line of that loop or `if`
-    own_writes: set[int] = field(default_factory=set)  # ids of the copies into it
-    # True: ``buffer`` is an array the carried name was copied *from* (other variables
-    # may see it: a write into it would not reach the name's buffer, as Python's would)
-    original: bool = False
-
-
-def register(buffer: ArrayTracer | SSAValue, name: str, where: str, start: Operation,
-             own_writes: Sequence[Operation], original: bool = False) -> None:
-    """Record ``buffer`` as standing for an observable object from op ``start`` on, or
-    (``original``) as an observable array the carried name was copied from (checked by
-    :func:`check_writes`)."""
-    fb = current_builder()
-    entries: list[CopyCarried] = fb.__dict__.setdefault("copy_carried", [])
-    value = buffer.value if isinstance(buffer, Tracer) else buffer
-    entries.append(CopyCarried(value, name, where, start, user_location(),
-                               {id(op) for op in own_writes}, original))
-
-
-def _written(op: Operation, depth: int = 0) -> list[SSAValue]:
-    """The memrefs ``op`` may write (a call: the arguments its callee may write,
-    following its calls; all of them when the callee is not found)."""
-    if op.name == "func.call":
-        return _call_writes(op, depth)
-    if isinstance(op, memref.StoreOp):
-        return [op.memref]
-    if op.name == "linalg.generic":
-        return list(op.outputs)  # type: ignore[attr-defined]
-    if op.name in ("memref.copy",):
-        return [op.operands[1]]
-    if op.name in ("memref.atomic_rmw", "memref.generic_atomic_rmw"):
-        return [op.operands[1]]
-    return []
-
-
-def _call_writes(call: Operation, depth: int) -> list[SSAValue]:
-    memrefs = [o for o in call.operands if isinstance(o.type, MemRefType)]
-    if not memrefs:
-        return []
-    module = current_builder().session.module
-    callee = call.properties.get("callee") or call.attributes.get("callee")
-    name = getattr(getattr(callee, "root_reference", None), "data", None)
-    target = next((f for f in module.body.block.ops
-                   if getattr(getattr(f, "sym_name", None), "data", None) == name), None)
-    if target is None or depth > 8 or not target.regions or not target.regions[0].blocks:
-        return memrefs  # unknown callee (still being traced: recursion): may write all
-    args = target.regions[0].blocks[0].args
-    written = {id(root_buffer(w)) for inner in target.walk()
-               for w in _written(inner, depth + 1)}
-    return [o for o, a in zip(call.operands, args)
-            if isinstance(o.type, MemRefType) and id(a) in written]
-
-
-def check_writes(block: Block) -> None:
-    """Refuse a write into a buffer registered with :func:`register` (other than its
-    own copies) anywhere in ``block`` (the function being traced)."""
-    entries: list[CopyCarried] = current_builder().__dict__.get("copy_carried", [])
-    if not entries:
-        return
-    started: list[CopyCarried] = []
-    for op in block.walk():
-        started.extend(e for e in entries if e.start is op)
-        for target in _written(op):
-            root = root_buffer(target)
-            matching = [e for e in started if e.buffer is root]
-            if matching and not any(id(op) in e.own_writes for e in matching):
-                e = matching[0]
-                if e.original:
-                    raise trace_error(
-                        f"a write into an array that variable '{e.name}' held before it was "
-                        f"re-bound inside {e.where}",
-                        f"isozyme carries '{e.name}' in a buffer of its own, copied from this "
-                        "array, so the write would not reach it as it does in Python when "
-                        f"'{e.name}' is still this array; copy it first "
-                        f"({e.name} = {e.name}.copy() before the loop or branch)",
-                        e.location,
-                    )
-                raise trace_error(
-                    f"a write into array '{e.name}', which is re-bound inside {e.where}",
-                    "isozyme carries the re-bound name in a buffer of its own, and the "
-                    "array it stands for here is also seen elsewhere (an argument, a view, "
-                    "or another variable), which this write would not reach as it does in "
-                    f"Python; make the array private first ({e.name} = {e.name}.copy() "
-                    "before the loop or branch), or write into a new array",
-                    e.location,
-                )
 
 
 # --------------------------------------------------------------------------- loops
@@ -635,7 +318,7 @@ class LoopArrays:
         moved = [(p, out[p.slot]) for p in self.plans.values() if not _same(out[p.slot], p.buffer)]
         counts: dict[int, int] = {}
         for v in out:
-            for a in _arrays_in(v):
+            for a in arrays_in(v):
                 counts[id(root_buffer(a.value))] = counts.get(id(root_buffer(a.value)), 0) + 1
 
         def private(p: _LoopArray, new: ArrayTracer, shared: set[int]) -> bool:
@@ -644,7 +327,7 @@ class LoopArrays:
                 return False
             if id(root) in buffers:  # another name's buffer: a permutation of buffers
                 return id(root) not in shared
-            return _allocated_in(root, body) and not referenced_elsewhere(new, p.name)
+            return allocated_in(root, body) and not referenced_elsewhere(new, p.name)
 
         shared = {id(p.buffer.value) for p in self.plans.values() if p.shared}
         while True:  # a buffer moved from a shared one stands for the same object
@@ -657,7 +340,7 @@ class LoopArrays:
             p.shared = id(p.buffer.value) in shared
         for p, new in moved:  # a copied array other variables may still see
             root = root_buffer(new.value)
-            if id(root) not in buffers and not _defined_in(root, body) \
+            if id(root) not in buffers and not defined_in(root, body) \
                     and not private(p, new, shared):
                 self.originals.append((root, p.name))
         sources = []
@@ -698,7 +381,7 @@ def _compute_in_place(new: ArrayTracer, buffer: ArrayTracer, body: Block,
     for k, size in enumerate(new.type.get_shape()):
         if size == DYNAMIC_INDEX and next(dynamic) is not buffer.dim_index(k):
             return False
-    writers = [u.operation for u in new.value.uses if new.value in _written(u.operation)]
+    writers = [u.operation for u in new.value.uses if new.value in written_memrefs(u.operation)]
     if len(writers) != 1 or writers[0].name != "linalg.generic":
         return False
     gen = writers[0]
@@ -779,8 +462,8 @@ def merge_branch_arrays(
                 v, then_block if v is then_value else else_block, name)]
     # an array made in a branch dies with it: only older ones can be written after
     originals = [root_buffer(v.value) for v in seen
-                 if not _defined_in(root_buffer(v.value), then_block)
-                 and not _defined_in(root_buffer(v.value), else_block)]
+                 if not defined_in(root_buffer(v.value), then_block)
+                 and not defined_in(root_buffer(v.value), else_block)]
     return buffer, bool(seen), copies, originals
 
 
@@ -818,6 +501,6 @@ def _outer_sizes(x: ArrayTracer, block: Block) -> list[Any] | None:
 def _branch_private(x: ArrayTracer, block: Block, name: str) -> bool:
     """Whether ``x`` (a branch's value of ``name``) is a fresh array of the branch or
     the private array the name held before the ``if``, held by no other variable."""
-    if _allocated_in(x.value, block):
+    if allocated_in(x.value, block):
         return not referenced_elsewhere(x, name)
     return is_private(x, name)

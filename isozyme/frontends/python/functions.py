@@ -47,7 +47,7 @@ from .arrays import (
 )
 from .ast_transform import convert, is_converted
 from .builtins_table import lookup, passes_through
-from .carried_arrays import check_writes
+from .carried_writes import check_writes
 from .context import FunctionBuilder, HelperEntry, building, current_builder, tracing
 from .debug_print import traced_print
 from .diagnostics import trace_error
