@@ -13,7 +13,8 @@ nothing but ``P``, ``C`` (once, as an input) and its ``memref.dealloc`` use, ``P
 ``C`` sit in the same block, every op between them writes only other fresh local
 buffers (so ``P``'s inputs still hold the same values when ``C`` runs), and ``C`` does
 not write into a buffer ``P`` reads (numpy evaluates ``u[1:-1] = f(u[:-2], u[2:])``
-into a temporary first).  The fused op
+into a temporary first), unless ``P`` reads only the element ``C`` writes and both are
+all-parallel (``w = w * 0.99 + 0.01`` carried in w's buffer).  The fused op
 reads ``P``'s inputs through ``P``'s maps composed with ``C``'s map for ``t``, and its
 body computes ``P``'s body in place of the loaded ``t`` element.
 
@@ -74,14 +75,22 @@ def _fusable(p: GenericOp, c: GenericOp, t: SSAValue) -> bool:
     # C writing into what P reads (`u[1:-1] = f(u[:-2], u[2:])`) needs the temporary:
     # fused, iteration i would read elements that iteration i-1 already overwrote. Not
     # when P reads the very buffer C writes, at the element C writes in that iteration
-    # (`w = w * 0.99 + 0.01` carried in w's buffer: read, then written, in place).
+    # (`w = w * 0.99 + 0.01` carried in w's buffer: read, then written, in place) and C
+    # is all-parallel too: a reduction (`o[i] += t[i] * B[i, j]`) writes o[i] in several
+    # iterations, and fused, later ones would read the partial sum instead of the old o[i].
     c_maps = [m.data for m in c.indexing_maps]
     t_map = c_maps[list(c.inputs).index(t)]
+    c_parallel = all(it.data.value == "parallel" for it in c.iterator_types)
     for o, o_map in zip(c.outputs, c_maps[len(c.inputs):]):
         for v, v_map in zip(p.inputs, maps):
             if not isinstance(v.type, MemRefType) or root_buffer(v) is not root_buffer(o):
                 continue
-            if v is not o or v_map != AffineMap.identity(v_map.num_dims) or t_map != o_map:
+            if (
+                not c_parallel
+                or v is not o
+                or v_map != AffineMap.identity(v_map.num_dims)
+                or t_map != o_map
+            ):
                 return False
     block = p.parent_block()
     if block is None or block is not c.parent_block():
@@ -105,7 +114,7 @@ def _fuse(p: GenericOp, c: GenericOp, idx: int) -> None:
     maps = [
         *c_maps[:idx],
         *(pm.compose(c_maps[idx]) for pm in p_maps[: len(p.inputs)]),
-        *c_maps[idx + 1 :],
+        *c_maps[idx + 1 : n_c_in],  # C's output maps come after, once
     ]
     c_args, p_args = c.body.block.args, p.body.block.args
     block = Block(
