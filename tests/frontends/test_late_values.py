@@ -135,3 +135,27 @@ def test_assigned_in_one_branch_keeps_the_last_assigned_value():
     with pytest.raises(iz.UnboundVariableError, match="'pos'"):
         autodiff(ReverseWithPrimal, assigned_when_positive, Active,
                  Duplicated(x, np.zeros(4)), Const(4))
+
+
+def bound_to_another_name(x, n):
+    for i in range(n):
+        last = x[i]
+    r = last  # a read: Python raises here when the loop ran no iteration
+    return x[0] * 2.0 + 0.0 * (r is None)
+
+
+def put_in_a_list(x, n):
+    for i in range(n):
+        last = x[i]
+    lst = [last, x[0]]
+    return lst[1] * 2.0
+
+
+@pytest.mark.parametrize("f", [bound_to_another_name, put_in_a_list], ids=lambda f: f.__name__)
+def test_every_read_checks_not_only_arithmetic(f):
+    with pytest.raises(UnboundLocalError):
+        f(X.copy(), 0)
+    with pytest.raises(iz.UnboundVariableError, match="'last'"):
+        autodiff(ReverseWithPrimal, f, Active, Duplicated(X.copy(), np.zeros(5)), Const(0))
+    got = autodiff(ReverseWithPrimal, f, Active, Duplicated(X.copy(), np.zeros(5)), Const(2))[1]
+    assert got == pytest.approx(f(X.copy(), 2))

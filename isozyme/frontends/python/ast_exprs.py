@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 
 from .ast_analysis import contains
-from .ast_ops import OPS, XOPS, ops_attr, ops_call, thunk
+from .ast_ops import OPS, XOPS, ops_attr, ops_call, thunk, xops_call
 
 # Calls that must see the caller's frame: leave them unconverted.
 _FRAME_CALLS = frozenset({"locals", "globals", "vars", "super", "eval", "exec", "dir"})
@@ -19,7 +19,16 @@ _CMP_OPS = {
 
 class ExprConverter(ast.NodeTransformer):
     """Rewrites calls, boolean operators, conditional expressions and comparison chains
-    inside expressions (and nested lambdas)."""
+    inside expressions (and nested lambdas); reads of the variables in ``late`` (which
+    a traced loop may leave unassigned) go through ``_iz_x_.read_var``."""
+
+    def __init__(self, late: frozenset[str] = frozenset()) -> None:
+        self.late = late
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if isinstance(node.ctx, ast.Load) and node.id in self.late:
+            return ast.copy_location(xops_call("read_var", node), node)
+        return node
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)

@@ -249,15 +249,18 @@ class _Converter:
         self.resolve = resolve
         # The nested functions of each function being converted, innermost last.
         self.scopes: list[ClosureScope] = []
-        # The reads of each function being converted (late_values.Reads).
+        # The reads of each function being converted (late_values.Reads), and the
+        # variables its traced loops may leave unassigned (their reads are checked).
         self.reads: list[Reads] = []
+        self.late_names: list[set[str]] = []
 
     def fresh(self, kind: str) -> str:
         self.counter += 1
         return f"{_PREFIX}{kind}_{self.counter}"
 
     def expr(self, node: ast.expr) -> ast.expr:
-        return ExprConverter().visit(node)
+        late = frozenset().union(*self.late_names) if self.late_names else frozenset()
+        return ExprConverter(late).visit(node)
 
     def leave(self, node: ast.stmt, why: str) -> None:
         note_unconverted(self.filename, node.lineno, why)
@@ -278,11 +281,13 @@ class _Converter:
         body = normalize_returns(body)
         self.scopes.append(ClosureScope.of(body))
         self.reads.append(Reads(body))
+        self.late_names.append(set())
         try:
             node.body = self.block(body, tail=True, in_loop=False)
         finally:
             self.scopes.pop()
             self.reads.pop()
+            self.late_names.pop()
         return node
 
     def check_state(self, node: ast.stmt, names: Iterable[str], what: str,
@@ -510,6 +515,8 @@ class _Converter:
         all_names = [target, *names]
         self.check_state(node, all_names, "`for` loop", node.body, in_loop=in_loop)
         live = self.reads[-1].after(node, names) if self.reads else []
+        if self.late_names:
+            self.late_names[-1].update(live)
         body_name = self.fresh("for_body")
         body = [*self.block(node.body, tail=False, in_loop=True),
                 ast.Return(names_tuple(all_names, ast.Load()))]
@@ -541,6 +548,8 @@ class _Converter:
         names = assigned_names(node.body)
         self.check_state(node, names, "`while` loop", [node], in_loop=in_loop)
         live = self.reads[-1].after(node, names) if self.reads else []
+        if self.late_names:
+            self.late_names[-1].update(live)
         cond_name, body_name = self.fresh("while_cond"), self.fresh("while_body")
         cond_def = function_def(cond_name, names, [ast.Return(self.expr(node.test))])
         body_def = function_def(body_name, names, [*self.block(node.body, tail=False, in_loop=True),

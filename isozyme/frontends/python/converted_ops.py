@@ -1,19 +1,22 @@
 """The second namespace converted code calls into (bound to ``_iz_x_`` in it, beside
 :mod:`.ops` as ``_iz_``): the builders of the constructs :mod:`.iteration` rewrites
 (iteration over arrays, :mod:`.sequences`), of ``assert``
-(:func:`.runtime_checks.assert_`) and of ``return`` inside loops (:func:`loop_return`,
-for :mod:`.loop_exits`)."""
+(:func:`.runtime_checks.assert_`), of ``return`` inside loops (:func:`loop_return`,
+for :mod:`.loop_exits`), and the reads of variables a traced loop may leave unassigned
+(:func:`.late_values.read_var`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .diagnostics import trace_error
+from .late_values import read_var
 from .runtime_checks import assert_
 from .sequences import is_traced, item, iterate, length
 from .tracer import Tracer, is_array_value, is_number
 
-__all__ = ["assert_", "is_traced", "item", "iterate", "length", "loop_return", "python_break"]
+__all__ = ["assert_", "is_traced", "item", "iterate", "length", "loop_return", "python_break",
+           "read_var"]
 
 
 def loop_return(value: Any, exit_flag: Any) -> Any:

@@ -156,3 +156,12 @@ def late_parts(value: object, name: str) -> tuple[SSAValue, SSAValue, str] | Non
     if not isinstance(check, _LateCheck) or check.name != name:
         return None
     return value.value, check.flag, check.why
+
+
+def read_var(value: Any) -> Any:
+    """A read, in the user's code, of a variable a traced loop may have left unassigned
+    (the converter wraps such reads): a late tracer checks its flag here, so that
+    binding it to another name or putting it in a list raises as Python does."""
+    if isinstance(value, (LateTracer, LateArrayTracer)):
+        value.unbound_check()
+    return value
