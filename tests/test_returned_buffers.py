@@ -28,23 +28,18 @@ from isozyme import (
     ReverseWithPrimal,
     autodiff,
 )
-from isozyme.compiler import pipeline
 from isozyme.compiler.context import make_context
-from isozyme.compiler.passes.verify_buffer_lifetimes import (
-    VerifyBufferLifetimesPass,
-    verify_buffer_lifetimes,
-)
+from isozyme.compiler.passes.verify_buffer_lifetimes import verify_buffer_lifetimes
 from isozyme.errors import CompileError
 
 RNG = np.random.default_rng(19)
 
 
 @pytest.fixture(autouse=True)
-def _verify_traced_ir(monkeypatch):
-    """Check the traced IR itself (the pipeline checks the stages after it)."""
-    passes = pipeline.STAGE_PASSES["optimized"]
-    monkeypatch.setitem(pipeline.STAGE_PASSES, "optimized",
-                        lambda: (VerifyBufferLifetimesPass(), *passes()))
+def _verify_every_stage(monkeypatch):
+    """The use-after-free and double-free check on the traced IR and after each stage
+    (``run_pipeline`` runs it when ``ISOZYME_VERIFY=1``, as tests/conftest.py sets)."""
+    monkeypatch.setenv("ISOZYME_VERIFY", "1")
 
 
 def _fd_gradient(f, v, eps=1e-6):

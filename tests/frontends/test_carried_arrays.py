@@ -13,6 +13,7 @@ import pytest
 
 import isozyme as iz
 from isozyme import Const, Duplicated, Forward, Reverse, ReverseWithPrimal, autodiff
+from tests.finite_differences import central_gradient
 
 RNG = np.random.default_rng(9)
 
@@ -180,17 +181,6 @@ CASES = {
 }
 
 
-def fd_gradient(f, arrays, extra, k, h=1e-6):
-    g = np.zeros(arrays[k].shape)
-    for idx in np.ndindex(arrays[k].shape):
-        plus = [a.copy() for a in arrays]
-        minus = [a.copy() for a in arrays]
-        plus[k][idx] += h
-        minus[k][idx] -= h
-        g[idx] = (f(*plus, *extra) - f(*minus, *extra)) / (2 * h)
-    return g
-
-
 def combos(n):
     return [c for r in range(1, n + 1) for c in itertools.combinations(range(n), r)]
 
@@ -212,7 +202,7 @@ def test_primal_matches_numpy(name):
 def test_reverse_and_forward_match_finite_differences(name):
     f, make, extra = CASES[name]
     arrays = make()
-    grads = [fd_gradient(f, arrays, extra, k) for k in range(len(arrays))]
+    grads = [central_gradient(f, arrays, extra, k) for k in range(len(arrays))]
     for active in combos(len(arrays)):
         shadows = [np.zeros_like(a) for a in arrays]
         args = [Duplicated(a.copy(), shadows[k]) if k in active else Const(a.copy())

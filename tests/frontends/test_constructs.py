@@ -15,6 +15,7 @@ import pytest
 import isozyme as iz
 from isozyme import Active, Const, Duplicated, Forward, ReverseWithPrimal, autodiff
 from isozyme.frontends.python.constructs import CONSTRUCTS
+from tests.finite_differences import central_gradient
 
 X = np.array([0.45, 0.25, 0.7, 0.1, 0.55, 0.35])
 
@@ -22,15 +23,6 @@ _spec = importlib.util.spec_from_file_location(
     "construct_examples", Path(__file__).resolve().parents[2] / "docs" / "construct_examples.py")
 EXAMPLES = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(EXAMPLES)
-
-
-def _fd(f, x, extra, h=1e-6):
-    g = np.zeros_like(x)
-    for i in range(x.size):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (f(x + e, *extra) - f(x - e, *extra)) / (2 * h)
-    return g
 
 
 SUPPORTED = [c for c in CONSTRUCTS if c.supported]
@@ -53,7 +45,7 @@ def test_supported_construct_matches_python_and_finite_differences(c):
                              *[Const(e) for e in c.extra])
     assert primal == pytest.approx(want, rel=1e-12, abs=1e-12)
     np.testing.assert_array_equal(x, X)
-    fd = _fd(f, X, c.extra)
+    fd = central_gradient(f, [X], c.extra)
     np.testing.assert_allclose(dx, fd, rtol=1e-6, atol=1e-8)
     v = np.linspace(-1.0, 1.0, X.size)
     (jvp,) = autodiff(Forward, f, Duplicated(X.copy(), v), *[Const(e) for e in c.extra])

@@ -10,6 +10,7 @@ import pytest
 
 import isozyme as iz
 from isozyme import Active, Const, Duplicated, Forward, ReverseWithPrimal, autodiff
+from tests.finite_differences import central_gradient
 
 
 def last_square(x, n):
@@ -60,22 +61,13 @@ PROGRAMS = [last_square, last_array, while_temp, previous_iteration, int_counter
 X = np.array([0.3, -0.7, 1.1, 0.4, -0.2])
 
 
-def _fd(f, n, h=1e-6):
-    g = np.zeros_like(X)
-    for i in range(X.size):
-        e = np.zeros_like(X)
-        e[i] = h
-        g[i] = (f(X + e, n) - f(X - e, n)) / (2 * h)
-    return g
-
-
 @pytest.mark.parametrize("f", PROGRAMS, ids=[f.__name__ for f in PROGRAMS])
 @pytest.mark.parametrize("n", [1, 4])
 def test_matches_python_and_finite_differences(f, n):
     dx = np.zeros_like(X)
     (grads, primal) = autodiff(ReverseWithPrimal, f, Active, Duplicated(X.copy(), dx), Const(n))
     assert primal == pytest.approx(f(X.copy(), n), rel=1e-12)
-    fd = _fd(f, n)
+    fd = central_gradient(f, [X], [n])
     np.testing.assert_allclose(dx, fd, rtol=1e-6, atol=1e-8)
     v = np.linspace(0.5, -0.5, X.size)
     (jvp,) = autodiff(Forward, f, Duplicated(X.copy(), v), Const(n))

@@ -23,6 +23,7 @@ from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 from isozyme.dialects.memref_ext import atomic_rmw
 from isozyme.errors import UnsupportedError
 
+from .aliasing import VIEW_OPS, root_buffer
 from .context import current_builder, tracing
 from .diagnostics import format_location, user_location
 from .tracer import (
@@ -156,25 +157,6 @@ def _disjoint(indices: Sequence[SSAValue], bodies: Sequence[Block]) -> bool:
     return all(any(_follows_iv(i, body) for i in indices) for body in bodies)
 
 
-#: Ops that make a view of their first operand's memory (no copy).
-_VIEW_OPS = frozenset({
-    "memref.subview", "memref.reinterpret_cast", "memref.collapse_shape",
-    "memref.expand_shape", "memref.transpose", "memref.cast", "memref.reshape",
-    "memref.view", "memref.memory_space_cast",
-})
-
-
-def _root_buffer(value: SSAValue) -> SSAValue:
-    """The buffer whose memory the memref ``value`` views: through view ops to the
-    array they were made from (an argument or an allocation). Two accumulations whose
-    targets have one root may touch the same elements; different roots are different
-    arrays (arguments overlapping in memory are outside the ``prange`` contract)."""
-    while isinstance(value.owner, Operation) and value.owner.name in _VIEW_OPS \
-            and value.owner.operands:
-        value = value.owner.operands[0]
-    return value
-
-
 def _signature(value: SSAValue) -> Any:
     """A hashable description of how ``value`` is computed, equal for two values that
     are the same function of the same block arguments and outer values: pure
@@ -186,7 +168,7 @@ def _signature(value: SSAValue) -> Any:
         return ("arg", id(owner), value.index)
     assert isinstance(owner, Operation)
     structural = (owner.name.startswith("arith.") or owner.name == "memref.dim"
-                  or owner.name in _VIEW_OPS) and not owner.regions \
+                  or owner.name in VIEW_OPS) and not owner.regions \
         and len(owner.results) == 1
     if not structural:
         return ("value", id(value))
@@ -205,7 +187,7 @@ class _Accumulation:
     negation: Operation | None  # the ``-v`` of ``-=``
     value: SSAValue  # ``v``
     op: str  # "+" or "-"
-    root: SSAValue  # the buffer the target views (:func:`_root_buffer`)
+    root: SSAValue  # the buffer the target views (:func:`.aliasing.root_buffer`)
     signature: Any  # the target view and index tuple (:func:`_signature`)
 
 
@@ -254,7 +236,7 @@ def accumulate(target: Any, key: Any, op: str, value: Any) -> None:
     outer = bool(_outer_builders())
     if not bodies and not outer:
         return plain()
-    if _private(_root_buffer(root_of(target)), bodies):
+    if _private(root_buffer(root_of(target)), bodies):
         return plain()  # an array of one iteration: no other iteration sees it
     keys = expand_key(target, key)
     if not is_element_key(keys):
@@ -282,7 +264,7 @@ def accumulate(target: Any, key: Any, op: str, value: Any) -> None:
     disjoint = not outer and _defined_outside(ssa(target), bodies[0]) \
         and _disjoint(indices, bodies)
     pending_accumulations().append((current_builder(), _Accumulation(
-        atomic, disjoint, negation, ssa(v), op, _root_buffer(root_of(target)),
+        atomic, disjoint, negation, ssa(v), op, root_buffer(root_of(target)),
         (_signature(ssa(target)), tuple(_signature(i) for i in indices)))))
 
 
@@ -295,7 +277,7 @@ class _SliceAccumulation:
     generic: Operation
     disjoint: bool  # an integer index of the key follows every enclosing loop variable
     where: str  # "file:line" of the statement, for errors
-    root: SSAValue  # the buffer the target views (:func:`_root_buffer`)
+    root: SSAValue  # the buffer the target views (:func:`.aliasing.root_buffer`)
     signature: Any  # the target and the key (:func:`_key_signature`)
 
 
@@ -344,7 +326,7 @@ def _accumulate_slice(target: Any, keys: Sequence[Any], op: str, value: Any,
 
     record = _SliceAccumulation(
         generics[-1], False, format_location(*user_location()),
-        _root_buffer(root_of(target)), _key_signature(target, keys))
+        root_buffer(root_of(target)), _key_signature(target, keys))
     if not bodies:
         _atomic_slice(record)  # only a caller's loop is open: no settling here
         return

@@ -29,7 +29,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 _CONVERTED_PREFIX = "_iz_"  # the names of the functions ast_transform generates
 
 #: Ops that make a view of their first operand's memory (no copy).
-_VIEW_OPS = frozenset({
+VIEW_OPS = frozenset({
     "memref.subview", "memref.reinterpret_cast", "memref.collapse_shape",
     "memref.expand_shape", "memref.transpose", "memref.cast", "memref.reshape",
     "memref.view", "memref.memory_space_cast",
@@ -44,8 +44,11 @@ TRAPPING_OPS = frozenset({
 
 
 def root_buffer(value: SSAValue) -> SSAValue:
-    """The buffer the memref ``value`` views (through view ops), or ``value`` itself."""
-    while isinstance(value.owner, Operation) and value.owner.name in _VIEW_OPS \
+    """The buffer whose memory the memref ``value`` views: through view ops to the
+    array they were made from (an argument or an allocation), or ``value`` itself.
+    (The frontend's counterpart of ``compiler.analysis.buffers.root_buffer``, which the
+    frontend layer does not import.)"""
+    while isinstance(value.owner, Operation) and value.owner.name in VIEW_OPS \
             and value.owner.operands:
         value = value.owner.operands[0]
     return value
@@ -140,7 +143,7 @@ def _view_values(root: SSAValue) -> list[SSAValue]:
         v = todo.pop()
         for use in v.uses:
             op = use.operation
-            if op.name in _VIEW_OPS and op.operands and op.operands[0] is v:
+            if op.name in VIEW_OPS and op.operands and op.operands[0] is v:
                 out.extend(op.results)
                 todo.extend(op.results)
     return out

@@ -12,6 +12,7 @@ with an exit) whatever the length.  Anything else is iterated by Python, as befo
 
 from __future__ import annotations
 
+import abc
 import builtins
 import operator
 from typing import Any
@@ -22,15 +23,15 @@ from .diagnostics import trace_error
 from .tracer import Tracer, check_defined, is_array_value
 
 
-class TracedSequence:
+class TracedSequence(abc.ABC):
     """A sequence a traced loop iterates: ``length`` (a tracer or an int) and
     :meth:`item`."""
 
     length: Any
 
+    @abc.abstractmethod
     def item(self, i: Any) -> Any:
         """The element at (traced) position ``i``."""
-        raise NotImplementedError
 
 
 class _ArraySeq(TracedSequence):
