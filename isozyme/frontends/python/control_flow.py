@@ -87,7 +87,7 @@ def _run_in(block: Block, fn: Callable[[], Any]) -> Any:
 
 
 def _yield(block: Block, values: Sequence[Tracer], terminator: type = scf.YieldOp) -> None:
-    from .arrays import free_allocs  # noqa: PLC0415 (import cycle)
+    from .buffer_ownership import free_allocs  # noqa: PLC0415 (import cycle)
 
     with current_builder().at(block):
         free_allocs(block)  # arrays allocated in a loop body or branch die at its end
@@ -554,7 +554,7 @@ def while_(
         after = Block(arg_types=carried.types)
 
         def before_body() -> None:
-            from .arrays import free_allocs  # noqa: PLC0415 (import cycle)
+            from .buffer_ownership import free_allocs  # noqa: PLC0415 (import cycle)
 
             c = cond_fn(*carried.inputs(before.args))
             check_defined(c)

@@ -36,16 +36,9 @@ import numpy as np
 
 from isozyme import pytree
 
-from .arrays import (
-    ARRAY_AWARE,
-    ARRAY_TABLE,
-    adopt,
-    free_allocs,
-    helper_returns,
-    owned_results,
-    wrap,
-)
+from .arrays import ARRAY_AWARE, ARRAY_TABLE, wrap
 from .ast_transform import convert, is_converted
+from .buffer_ownership import adopt, free_allocs, helper_returns, owned_results
 from .builtins_table import lookup, passes_through
 from .carried_writes import check_writes
 from .context import FunctionBuilder, HelperEntry, building, current_builder, tracing

@@ -381,7 +381,7 @@ def _build(fb: Any, body: _Body, start: Any, stop: Any, step: Any,
         with fb.at(block):
             retrace, contributions, body.out = run()
             if not retrace:
-                from .arrays import free_allocs  # noqa: PLC0415 (import cycle)
+                from .buffer_ownership import free_allocs  # noqa: PLC0415 (import cycle)
 
                 free_allocs(block)  # arrays allocated in the body die at its end
                 block.add_op(scf.ReduceOp(

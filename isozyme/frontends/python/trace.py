@@ -15,7 +15,8 @@ from xdsl.utils.exceptions import VerifyException
 
 from isozyme.errors import TraceError
 
-from .arrays import is_array_type, returned_array
+from .arrays import is_array_type
+from .buffer_ownership import returned_array
 from .context import COMPILE_LOCK, TraceSession, sanitize_name
 from .diagnostics import trace_error
 from .functions import flatten, trace_function, unflatten

@@ -23,7 +23,8 @@ from xdsl.dialects.linalg.ops import GenericOp, YieldOp
 from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 
-from ..arrays import ArrayTracer, _record_alloc
+from ..arrays import ArrayTracer
+from ..buffer_ownership import record_alloc
 from ..context import current_builder
 from ..tracer import Tracer, as_tracer, emit, ssa
 
@@ -69,7 +70,7 @@ def new_buffer(shape: Sequence[Size], element_type: Attribute) -> ArrayTracer:
     dynamic = [s for s in shape if not isinstance(s, int)]
     t = MemRefType(element_type, static)
     op = emit(memref.AllocOp(dynamic, [], t))
-    _record_alloc(fb, op.results[0])
+    record_alloc(fb, op.results[0])
     x = ArrayTracer(op.results[0])
     for k, s in enumerate(shape):
         if not isinstance(s, int):
