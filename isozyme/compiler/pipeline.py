@@ -62,11 +62,12 @@ STAGE_PASSES: dict[str, Callable[[], Sequence[ModulePass]]] = {
         # before AD, so that the loop and shadow-memory rules differentiate it (see
         # docs/architecture.md); parallel dimensions become scf.parallel, which stays
         # parallel through AD and becomes a kernel on GPU targets.
-        InlinePass(),
+        # (calls with a user derivative rule stay calls until AD has used the rule)
+        InlinePass(keep_ruled=True),
         FuseElementwisePass(),
         ConvertLinalgToParallelLoopsPass(),
         LowerAffinePass(),
-        InlinePass(),
+        InlinePass(keep_ruled=True),
         CanonicalizePass(),
         CommonSubexpressionElimination(),
         DeadCodeElimination(),

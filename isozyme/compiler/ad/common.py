@@ -59,6 +59,14 @@ class DerivativeBuilder:
             [i for i in self.shadowed if isinstance(args[i].type, MemRefType)],
         )
         check_const_buffers(fn, self.info, self.shadowed)
+        #: run once the derivative function is complete (rules that choose a variant
+        #: by what the finished code uses: ``user_rules.py``'s ``needs_primal``)
+        self.finalizers: list[Callable[[], None]] = []
+
+    def finalize(self) -> None:
+        """Run the finalizers, in the order they were registered."""
+        for fin in self.finalizers:
+            fin()
 
 
 def rule_for(op: Operation) -> Rule:

@@ -49,6 +49,15 @@ class DerivativeFactory:
             name, k = f"{base}_{suffix}_{k}", k + 1
         return name
 
+    def unique_name(self, base: str) -> str:
+        """``base``, or ``base_1``, ``base_2``... if a function of the module has it;
+        reserved from then on (user rules name the functions they build with it)."""
+        name, k = base, 1
+        while name in self._names:
+            name, k = f"{base}_{k}", k + 1
+        self._names.add(name)
+        return name
+
     def derivative(self, fn: func.FuncOp, sig: DerivativeSignature) -> str:
         """Name of the derivative of ``fn`` with signature ``sig``, generated into the
         module on first request."""

@@ -76,6 +76,7 @@ class _ForwardDiff(DerivativeBuilder):
                 out_types = self._emit_return(e, op)
             else:
                 self.emit_op(e, op)
+        self.finalize()
         return func.FuncOp(
             name, FunctionType.from_lists(in_types, out_types), Region(block),
             visibility="private",

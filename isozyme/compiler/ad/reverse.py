@@ -144,6 +144,7 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
             ctx.e.insert(memref.DeallocOp.get(buf))
         self._free_returned_buffers(ctx, ret_op)
         ctx.e.insert(func.ReturnOp(*outs))
+        self.finalize()
         return func.FuncOp(
             name,
             FunctionType.from_lists(in_types, [o.type for o in outs]),

@@ -38,9 +38,11 @@ class FuncCallRule(CallRule):
 
     def flow_edges(self, op: Operation) -> Iterator[Edge]:
         assert isinstance(op, func.CallOp)
-        for a in op.arguments:
-            for r in op.results:
-                yield a, r
+        from isozyme.compiler.analysis.activity import call_flow_edges  # noqa: PLC0415
+        from xdsl.traits import SymbolTable  # noqa: PLC0415
+
+        callee = SymbolTable.lookup_symbol(op, op.callee)
+        yield from call_flow_edges(op, callee if isinstance(callee, func.FuncOp) else None)
 
     def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
         assert isinstance(op, func.CallOp)

@@ -42,6 +42,10 @@ Recompute = Literal["always", "float", "load"]
 
 Edge = tuple[SSAValue, SSAValue]
 
+#: Attribute of a ``func.call`` whose callee has a user rule (``isozyme.rules``): the
+#: rule's id (see ``user_rules.py``).
+RULE_ATTR = "isozyme.rule"
+
 
 @dataclass(frozen=True)
 class ZeroRule:
@@ -128,6 +132,8 @@ class GuardRule(OpRule):
 
 _REGISTRY: dict[type[Operation], Any] = {}
 _LOADED = False
+#: the rule of calls marked with a user rule (``user_rules.py``), set by :func:`_load`
+_USER_CALL_RULE: Any = None
 
 
 def register(table: Mapping[type[Operation], Any]) -> None:
@@ -139,17 +145,23 @@ def register(table: Mapping[type[Operation], Any]) -> None:
 
 
 def _load() -> None:
-    global _LOADED
+    global _LOADED, _USER_CALL_RULE
     if _LOADED:
         return
     _LOADED = True
     # Importing a dialect's table registers it.
     from isozyme.compiler.ad_rules import arith, enzyme, func, isz, math, memref, scf  # noqa: F401
+    from isozyme.compiler.ad_rules.user_rules import USER_CALL_RULE  # noqa: PLC0415
+
+    _USER_CALL_RULE = USER_CALL_RULE
 
 
 def lookup(op: Operation) -> Any:
-    """The rule registered for ``op``'s type, or None."""
+    """The rule registered for ``op``'s type, or None; for a call marked with a user
+    rule (``isozyme.rules``, see ``user_rules.py``), the rule that applies it."""
     _load()
+    if RULE_ATTR in op.attributes and op.name == "func.call":
+        return _USER_CALL_RULE
     return _REGISTRY.get(type(op))
 
 

@@ -35,17 +35,20 @@ from __future__ import annotations
 import abc
 import itertools
 import threading
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import StringAttr
-from xdsl.ir import Attribute, Operation
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.rewriter import InsertPoint, Rewriter
 
+from isozyme.compiler.ad_rules.registry import RULE_ATTR, CallRule, Edge
+from isozyme.compiler.analysis.buffers import is_buffer
+from isozyme.compiler.emitter import Emitter
 from isozyme.dialects.enzyme import Activity
-
-#: Attribute of a ``func.call`` whose callee has a user rule: the rule's id.
-RULE_ATTR = "isozyme.rule"
+from isozyme.errors import UnsupportedError
 
 RuleMode = Literal["forward", "augmented", "reverse"]
 
@@ -113,11 +116,265 @@ def user_rule_of(op: Operation) -> UserRule | None:
         return None
     rule = _RULES.get(attr.data)
     if rule is None:
-        from isozyme.errors import UnsupportedError  # noqa: PLC0415
-
         raise UnsupportedError(
             f"the call of {op.callee} is marked with user rule {attr.data!r}, which is "  # type: ignore[attr-defined]
             "not registered in this process (rules are Python functions: register them "
             "with isozyme.rules before differentiating this IR)"
         )
     return rule
+
+
+# --------------------------------------------------------------------------- the AD side
+def overwritten_arguments(fn: func.FuncOp, call: Operation) -> tuple[bool, ...]:
+    """Enzyme's ``overwritten`` for ``call`` in ``fn``: per operand, whether memory it
+    points to may be written by anything else in ``fn`` (before or after the call: in a
+    loop both are the same), so a reverse rule cannot read it back unchanged.  Scalars
+    are values: never overwritten."""
+    from isozyme.compiler.analysis.buffers import buffers_written, is_buffer, root_buffer  # noqa: PLC0415
+
+    written: set[SSAValue] = set()
+    for op in fn.walk():
+        if op is call or op.regions:  # a region op's nested ops are walked themselves
+            continue
+        written.update(root_buffer(b) for b in buffers_written(op))
+    return tuple(
+        is_buffer(a) and root_buffer(a) in written for a in call.operands
+    )
+
+
+@dataclass
+class _RuledCall:
+    """Reverse mode's record of one ruled call: the augmented call made in the forward
+    sweep, its request, and its tape (forward-sweep values)."""
+
+    aug: func.CallOp
+    request: RuleRequest
+    n_primal: int
+    tape: list[SSAValue]
+
+
+class UserCallRule(CallRule):
+    """``func.call`` marked with :data:`RULE_ATTR`: differentiated by the user's rule
+    (the module docstring gives the functions' conventions)."""
+
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        rule = user_rule_of(op)
+        assert rule is not None
+        if rule.inactive:
+            return iter(())
+        from isozyme.compiler.analysis.activity import call_flow_edges  # noqa: PLC0415
+
+        return call_flow_edges(op, _callee(op))
+
+    # -- helpers ----------------------------------------------------------------------
+    @staticmethod
+    def _function(builder: Any, op: Operation, rule: UserRule, req: RuleRequest) -> func.FuncOp:
+        """The function ``rule`` builds for ``req`` (built once per request per module)."""
+        factory = builder.factory
+        memo: dict[tuple, func.FuncOp] = factory.__dict__.setdefault("user_rule_functions", {})
+        key = (op.attributes[RULE_ATTR].data, req)  # type: ignore[attr-defined]
+        fn = memo.get(key)
+        if fn is None:
+            prefix = {"forward": "fwdrule_", "augmented": "augrule_", "reverse": "revrule_"}
+            name = factory.unique_name(prefix[req.mode] + op.callee.string_value())  # type: ignore[attr-defined]
+            fn = rule.build(req, name, factory.module)
+            factory.module.body.block.add_op(fn)
+            memo[key] = fn
+        return fn
+
+    # -- forward mode -----------------------------------------------------------------
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, func.CallOp)
+        rule = user_rule_of(op)
+        assert rule is not None
+        acts = tuple(
+            Activity.DUP if fwd.tan.get(a) is not None else Activity.CONST
+            for a in op.arguments
+        )
+        act_res = tuple(fwd.info.is_active(r) for r in op.results)
+        dup_buffers = any(
+            act is Activity.DUP and is_buffer(a) for a, act in zip(op.arguments, acts)
+        )
+        if rule.inactive or not (any(act_res) or dup_buffers) or Activity.DUP not in acts:
+            e.insert(op.clone(value_mapper=fwd.vmap))
+            return
+        w = fwd.width
+        operands: list[SSAValue] = []
+        for a, act in zip(op.arguments, acts):
+            operands.append(fwd.vmap.get(a, a))
+            if act is Activity.DUP:
+                operands += fwd.tan[a]
+        req = RuleRequest(
+            "forward", tuple(a.type for a in op.arguments), tuple(op.result_types),
+            acts, act_res, needs_primal=True, needs_shadow=any(act_res), width=w,
+            overwritten=(False,) * len(acts),
+        )
+        call = self._emit(fwd, e, op, rule, req, operands)
+        n = len(op.results)
+        for r, v in zip(op.results, call.results[:n]):
+            fwd.vmap[r] = v
+        k = n
+        for r, active in zip(op.results, act_res):
+            if active:
+                fwd.tan[r] = tuple(call.results[k : k + w])
+                k += w
+        fwd.finalizers.append(lambda: self._drop_primal(fwd, op, rule, req, call, operands))
+
+    def _emit(self, builder: Any, e: Emitter, op: Operation, rule: UserRule,
+              req: RuleRequest, operands: list[SSAValue]) -> func.CallOp:
+        fn = self._function(builder, op, rule, req)
+        types = list(fn.function_type.outputs.data)
+        return e.insert(func.CallOp(fn.sym_name.data, operands, types))
+
+    def _drop_primal(self, fwd: Any, op: Operation, rule: UserRule, req: RuleRequest,
+                     call: func.CallOp, operands: list[SSAValue]) -> None:
+        """Once the whole derivative is built: when nothing used the primal results, call
+        the rule's ``needs_primal = False`` variant instead (Enzyme asks the rule for
+        what the derivative needs, and only for that)."""
+        n = len(op.results)
+        if any(r.uses for r in call.results[:n]):
+            return
+        lean = replace(req, needs_primal=False)
+        new = self._emit(fwd, Emitter(InsertPoint.before(call)), op, rule, lean, operands)
+        for old_r, new_r in zip(call.results[n:], new.results, strict=True):
+            old_r.replace_all_uses_with(new_r)
+        Rewriter.erase_op(call)
+
+    # -- reverse mode -----------------------------------------------------------------
+    @staticmethod
+    def _reverse_activities(rev: Any, op: func.CallOp) -> tuple[Activity, ...]:
+        return tuple(
+            (Activity.DUP if is_buffer(a) else Activity.ACTIVE)
+            if rev.info.is_active(a) else Activity.CONST
+            for a in op.arguments
+        )
+
+    def _augment(self, rev: Any, e: Emitter, op: func.CallOp, rule: UserRule,
+                 operands: list[SSAValue]) -> _RuledCall | None:
+        """Emit the augmented call for ``op`` at ``e`` (or nothing when the call needs no
+        reverse: inactive rule, nothing active)."""
+        if rule.inactive:
+            return None
+        acts = self._reverse_activities(rev, op)
+        act_res = tuple(rev.info.is_active(r) for r in op.results)
+        if not any(act_res) and all(a is Activity.CONST for a in acts):
+            return None
+        req = RuleRequest(
+            "augmented", tuple(a.type for a in op.arguments), tuple(op.result_types),
+            acts, act_res, needs_primal=True, needs_shadow=False, width=rev.width,
+            overwritten=overwritten_arguments(rev.fn, op),
+        )
+        aug = self._emit(rev, e, op, rule, req, operands)
+        n = len(op.results)
+        return _RuledCall(aug, req, n, list(aug.results[n:]))
+
+    def forward_sweep(self, rev: Any, e: Emitter, op: Operation) -> bool:
+        assert isinstance(op, func.CallOp)
+        rule = user_rule_of(op)
+        assert rule is not None
+        operands = [rev.fwd_map.get(a, a) for a in op.arguments]
+        got = self._augment(rev, e, op, rule, operands)
+        if got is None:
+            return False
+        for r, v in zip(op.results, got.aug.results):
+            rev.fwd_map[r] = v
+        rev.__dict__.setdefault("ruled_calls", {})[op] = got
+        return True
+
+    def prepare_reverse(self, rev: Any, op: Operation) -> None:
+        """A ruled call inside a loop or branch was cloned with its region op: replace
+        the clone by the augmented call."""
+        assert isinstance(op, func.CallOp)
+        ruled = rev.__dict__.setdefault("ruled_calls", {})
+        clone = rev.op_map.get(op)
+        if op in ruled or clone is None:
+            return
+        rule = user_rule_of(op)
+        assert rule is not None
+        got = self._augment(rev, Emitter(InsertPoint.before(clone)), op, rule,
+                            list(clone.operands))
+        if got is None:
+            return
+        remap = dict(zip(clone.results, got.aug.results))
+        for old_r, new_r in remap.items():
+            old_r.replace_all_uses_with(new_r)
+        Rewriter.erase_op(clone)
+        for k, v in rev.fwd_map.items():
+            if v in remap:
+                rev.fwd_map[k] = remap[v]
+        rev.op_map[op] = got.aug
+        ruled[op] = got
+
+    def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
+        assert isinstance(op, func.CallOp)
+        got: _RuledCall | None = rev.__dict__.get("ruled_calls", {}).get(op)
+        if got is None:
+            return
+        rule = user_rule_of(op)
+        assert rule is not None
+        req, w, e = got.request, rev.width, ctx.e
+        operands: list[SSAValue] = []
+        for a, act in zip(op.arguments, req.activities):
+            operands.append(rev.primal(a, ctx))
+            if act is Activity.DUP:
+                shadow = rev.shadow.get(a)
+                if shadow is None:
+                    raise UnsupportedError(
+                        f"{rule.name}: the shadow of array argument "
+                        f"{list(op.arguments).index(a)} of {op.callee} is not known here"
+                    )
+                operands += shadow
+        for r, active in zip(op.results, req.active_results):
+            if active:
+                operands += rev.adj_or_zero(ctx, ctx, r)
+        operands += [rev.fetch(t, ctx) for t in got.tape]
+        rreq = replace(req, mode="reverse", tape_types=tuple(t.type for t in got.tape))
+        call = self._emit(rev, e, op, rule, rreq, operands)
+        active_args = [a for a, act in zip(op.arguments, req.activities)
+                       if act is Activity.ACTIVE]
+        if len(call.results) != w * len(active_args):
+            raise UnsupportedError(
+                f"{rule.name}: its reverse function returns {len(call.results)} values, "
+                f"expected {w * len(active_args)}"
+            )
+        for k, a in enumerate(active_args):
+            rev.accumulate(ctx, a, rev.lanes(call.results, k))
+        rev.finalizers.append(lambda: self._drop_aug_primal(rev, op, rule, got, call))
+
+    def _drop_aug_primal(self, rev: Any, op: Operation, rule: UserRule,
+                         got: _RuledCall, rcall: func.CallOp) -> None:
+        """Once the whole derivative is built: when nothing used the augmented call's
+        primal results, call the ``needs_primal = False`` variants of the augmented and
+        reverse functions instead (kept when their tape differs: the reverse function
+        was built for the first one's)."""
+        aug, n = got.aug, got.n_primal
+        if any(r.uses for r in aug.results[:n]):
+            return
+        lean = replace(got.request, needs_primal=False)
+        fn = self._function(rev, op, rule, lean)
+        tape_types = list(fn.function_type.outputs.data)
+        if tape_types != [t.type for t in got.tape]:
+            return
+        new = Emitter(InsertPoint.before(aug)).insert(
+            func.CallOp(fn.sym_name.data, list(aug.operands), tape_types))
+        for old_r, new_r in zip(aug.results[n:], new.results, strict=True):
+            old_r.replace_all_uses_with(new_r)
+        Rewriter.erase_op(aug)
+        rreq = replace(lean, mode="reverse", tape_types=tuple(tape_types))
+        rfn = self._function(rev, op, rule, rreq)
+        new_r = Emitter(InsertPoint.before(rcall)).insert(
+            func.CallOp(rfn.sym_name.data, list(rcall.operands), list(rcall.result_types)))
+        for old_v, new_v in zip(rcall.results, new_r.results, strict=True):
+            old_v.replace_all_uses_with(new_v)
+        Rewriter.erase_op(rcall)
+
+
+def _callee(op: Operation) -> func.FuncOp | None:
+    from xdsl.traits import SymbolTable  # noqa: PLC0415
+
+    callee = SymbolTable.lookup_symbol(op, op.callee)  # type: ignore[attr-defined]
+    return callee if isinstance(callee, func.FuncOp) else None
+
+
+#: The one rule object for every ruled call (it reads the call's user rule).
+USER_CALL_RULE = UserCallRule()

@@ -18,6 +18,7 @@ are inputs *and* outputs (their shadows carry seeds in and derivatives out).
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
@@ -58,6 +59,65 @@ def value_flow_edges(op: Operation) -> Iterator[Edge]:
     for a in operands:
         for r in op.results:
             yield a, r
+
+
+_IN_PROGRESS = threading.local()
+
+
+def call_flow_edges(call: Operation, callee: func.FuncOp | None) -> Iterator[Edge]:
+    """The differentiable edges of a call: from each operand to each result and to each
+    buffer operand that the callee's own value flow connects it to (its body analysed
+    like the caller's), so that ``(x, y) -> (f(x), 2.0 * y)`` does not make ``y``'s
+    result depend on ``x``.  Every operand flows to every result and every buffer
+    operand when the body is not available, calls a function without a body (a host
+    function: nothing is known of it), or is being analysed already (recursion)."""
+    operands, results = list(call.operands), list(call.results)
+    busy: set[str] = getattr(_IN_PROGRESS, "names", None) or set()
+    _IN_PROGRESS.names = busy
+    opaque = callee is None or not callee.body.blocks or callee.sym_name.data in busy
+    if not opaque:
+        assert callee is not None
+        opaque = any(
+            isinstance(o, func.CallOp) and _calls_declaration(o) for o in callee.walk()
+        )
+    if opaque:
+        buffers = [b for b in operands if isinstance(b.type, MemRefType)]
+        for a in operands:
+            for r in [*results, *buffers]:
+                if r is not a:
+                    yield a, r
+        return
+    assert callee is not None
+    name = callee.sym_name.data
+    busy.add(name)
+    try:
+        succ: dict[SSAValue, list[SSAValue]] = defaultdict(list)
+        ret_op = None
+        for op in callee.walk():
+            if isinstance(op, func.ReturnOp) and op.parent_op() is callee:
+                ret_op = op
+            for src, dst in value_flow_edges(op):
+                succ[src].append(dst)
+    finally:
+        busy.discard(name)
+    args = callee.body.block.args
+    rets = list(ret_op.operands) if ret_op is not None else []
+    for i, a in enumerate(args):
+        reached = _reach([a], succ)
+        for j, r in enumerate(rets):
+            if r in reached and j < len(results):
+                yield operands[i], results[j]
+        for k, b in enumerate(args):
+            if k != i and isinstance(b.type, MemRefType) and b in reached:
+                yield operands[i], operands[k]
+
+
+def _calls_declaration(call: func.CallOp) -> bool:
+    """Whether ``call`` calls a function declared without a body (a host function)."""
+    from xdsl.traits import SymbolTable  # noqa: PLC0415
+
+    callee = SymbolTable.lookup_symbol(call, call.callee)
+    return not isinstance(callee, func.FuncOp) or not callee.body.blocks
 
 
 def check_const_buffers(fn: func.FuncOp, info: "ActivityInfo", shadowed: Iterable[int]) -> None:

@@ -94,7 +94,7 @@ class DifferentiatePass(ModulePass):
                 self._replace(factory, req)
             if len(ready) < len(pending):
                 # The outer requests differentiate the inner derivatives' code itself.
-                InlinePass().apply(ctx, op)
+                InlinePass(keep_ruled=True).apply(ctx, op)
 
     @staticmethod
     def _replace(factory: DerivativeFactory, req: _Request) -> None:

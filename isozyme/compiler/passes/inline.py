@@ -4,6 +4,10 @@ xDSL has no general inliner.  The traced IR is small and call graphs from Python
 helpers are acyclic, so inlining everything before AD is both simple and what Enzyme
 wants (it differentiates optimized, inlined code).  Recursive calls are left alone.
 Private functions left without callers are removed.
+
+Calls with a user derivative rule (``isozyme.rules``: marked ``isozyme.rule``) must
+reach AD as calls, so the pipeline runs this pass with ``keep_ruled`` before AD; after
+AD they are inlined like any other call.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from xdsl.dialects.builtin import ModuleOp, SymbolRefAttr
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
+
+from isozyme.compiler.ad_rules.registry import RULE_ATTR
 
 _MAX_ROUNDS = 64
 
@@ -35,9 +41,14 @@ def _inline_call(call: func.CallOp, callee: func.FuncOp) -> None:
 
 @dataclass(frozen=True)
 class InlinePass(ModulePass):
-    """Inline all non-recursive calls of single-block functions; drop dead private ones."""
+    """Inline all non-recursive calls of single-block functions; drop dead private ones.
+
+    ``keep_ruled``: leave calls marked with a user rule (``isozyme.rule``) alone.
+    """
 
     name = "inline"
+
+    keep_ruled: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         funcs = {f.sym_name.data: f for f in op.ops if isinstance(f, func.FuncOp)}
@@ -49,7 +60,8 @@ class InlinePass(ModulePass):
                 while caller is not None and not isinstance(caller, func.FuncOp):
                     caller = caller.parent_op()
                 if (
-                    callee is None
+                    (self.keep_ruled and RULE_ATTR in call.attributes)
+                    or callee is None
                     or callee is caller
                     or len(callee.body.blocks) != 1
                 ):
