@@ -259,6 +259,16 @@ class UserCallRule(CallRule):
         act_res = tuple(rev.info.is_active(r) for r in op.results)
         if not any(act_res) and all(a is Activity.CONST for a in acts):
             return None
+        for r, active in zip(op.results, act_res):
+            if active and is_buffer(r):
+                # its shadow would have to come from the rule (Enzyme's needs_shadow in
+                # augmented_primal); without one the adjoints flowing into it would be lost
+                raise UnsupportedError(
+                    f"{rule.name}: reverse mode of a ruled function that returns an array "
+                    f"({op.callee}); rules of functions returning arrays work in forward "
+                    "mode; in reverse mode return floats, or write the result into a "
+                    "Duplicated array argument"
+                )
         req = RuleRequest(
             "augmented", tuple(a.type for a in op.arguments), tuple(op.result_types),
             acts, act_res, needs_primal=True, needs_shadow=False, width=rev.width,
@@ -313,6 +323,14 @@ class UserCallRule(CallRule):
         rule = user_rule_of(op)
         assert rule is not None
         req, w, e = got.request, rev.width, ctx.e
+        if ctx.parallels and Activity.DUP in req.activities:
+            # the reverse rule updates the shadows with plain stores: concurrent
+            # iterations would race on them
+            raise UnsupportedError(
+                f"{rule.name}: reverse mode of a ruled call with a Duplicated array "
+                f"argument inside a parallel loop (prange or whole-array code) "
+                f"({op.callee}); call it from a serial loop"
+            )
         operands: list[SSAValue] = []
         for a, act in zip(op.arguments, req.activities):
             operands.append(rev.primal(a, ctx))
