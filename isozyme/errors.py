@@ -60,6 +60,12 @@ class UnsupportedError(IsozymeError, NotImplementedError):
     """A feature isozyme does not implement (yet); the message names it."""
 
 
+class HostCallError(IsozymeError, RuntimeError):
+    """A Python function called from compiled code (a host call: the primal of a rule's
+    function isozyme cannot trace) raised; the message names the function and the
+    exception, which is the error's ``__cause__``.  The call stopped there."""
+
+
 class CompileError(IsozymeError):
     """A compiler pass or the LLVM backend failed on IR isozyme produced."""
 

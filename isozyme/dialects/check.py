@@ -14,6 +14,8 @@ write happens) and the Python call raises the isozyme error of ``kind``:
 ``index``       :class:`isozyme.errors.OutOfBoundsError`
 ``shape``       :class:`isozyme.errors.ShapeError`
 ``unsupported`` :class:`isozyme.errors.UnsupportedError`
+``host``        :class:`isozyme.errors.HostCallError` (the host function's exception
+                appended by the runtime, :mod:`isozyme.host_calls`)
 =============== ==========================================
 
 with ``message.format(*values)``, the values being the run-time integers of the
@@ -58,6 +60,7 @@ CHECK_KINDS: dict[str, str] = {
     "unsupported": "UnsupportedError",
     "unbound": "UnboundVariableError",
     "zerodivision": "DivisionByZeroError",
+    "host": "HostCallError",
 }
 
 

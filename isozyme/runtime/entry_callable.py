@@ -29,6 +29,7 @@ from isozyme.runtime.marshal import (
     descriptor_struct,
 )
 from isozyme.compiler.lowering.convert_gpu_launch_to_llvm import DRIVER_FAILURE
+from isozyme.host_calls import host_failure
 from isozyme.runtime.cuda_errors import driver_failure
 from isozyme.runtime.result_arrays import make_result_wrapper
 
@@ -64,6 +65,8 @@ def make_check_failure(checks: CheckTable, status_slot: int) -> Callable[[Any], 
         kind, message, n = checks[code - 1]
         if message.startswith(DRIVER_FAILURE):
             raise driver_failure(message, record[1])
+        if kind == "host":  # the Python function's exception, kept by the callback
+            raise host_failure(message, record[1])
         raise _error_class(kind)(message.format(*record[1 : 1 + n]))
 
     return fail
