@@ -104,6 +104,7 @@ from isozyme.compiler.ad_rules import combining_op_names
 from isozyme.compiler.analysis.reductions import combining_kind, describe
 from isozyme.dialects.memref_ext import atomic_rmw
 from isozyme.errors import UnsupportedError
+from isozyme.host_calls import HOST_CALL_ATTR
 
 #: Threads per block of every launch (1-D blocks).
 BLOCK_SIZE = 256
@@ -144,6 +145,13 @@ def _reduction_kind(region: Region) -> str:
 def _refuse_in_kernel(loop: scf.ParallelOp) -> None:
     """Raise for the ops a kernel body cannot hold."""
     for op in loop.body.walk():
+        if isinstance(op, func.CallOp) and HOST_CALL_ATTR in op.attributes:
+            name = op.attributes[HOST_CALL_ATTR].data  # type: ignore[attr-defined]
+            raise UnsupportedError(
+                f"a call of the Python function {name} inside a GPU kernel (scf.parallel "
+                "body, isozyme.prange): a kernel cannot call Python; call it outside "
+                "the prange loop, or compile for the cpu target"
+            )
         if isinstance(op, func.CallOp):
             raise UnsupportedError(
                 f"func.call @{op.callee.root_reference.data} inside a GPU kernel "
