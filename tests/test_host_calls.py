@@ -100,7 +100,35 @@ def paired(x):
     return host_call(pair, [x], [Float64Type(), Float64Type()])
 
 
-for _w in (erfc, log, mixed, erfc32, collatz, wrong_count, twice, paired):
+def seven():
+    return 7.0
+
+
+def constant_args(x):
+    # Python and numpy numbers as arguments; a host function without arguments
+    r = host_call(ldexp_and_triple, [x, 2], [Float64Type(), IntegerType(64)])[0]
+    return r + host_call(seven, [], [Float64Type()])[0] + host_call(
+        erfc_f32, [np.float32(0.5)], [Float32Type()])[0]
+
+
+def not_a_number(x):
+    return "text"
+
+
+def text_result(x):
+    return host_call(not_a_number, [x], [Float64Type()])[0]
+
+
+def bool_arg(x):
+    return host_call(math.log, [x > 0.0], [Float64Type()])[0]
+
+
+def i32_result(x):
+    return host_call(math.floor, [x], [IntegerType(32)])[0]
+
+
+for _w in (erfc, log, mixed, erfc32, collatz, wrong_count, twice, paired, constant_args,
+           text_result, bool_arg, i32_result):
     _w.runs_on_traced_values = True  # type: ignore[attr-defined]
 
 
@@ -142,6 +170,10 @@ def f_mixed(x, n):
 def test_several_arguments_and_results_f64_i64():
     assert primal(f_mixed, 0.75, 5) == math.ldexp(0.75, 5) + 15
     assert primal(f_mixed, -1.5, -3) == math.ldexp(-1.5, -3) - 9
+
+
+def test_constant_arguments_and_no_arguments():
+    assert primal(lambda x: constant_args(x), 1.5) == 6.0 + 7.0 + float(np.float32(math.erfc(0.5)))
 
 
 def f_erfc32(x):
@@ -232,6 +264,19 @@ def test_array_argument_is_refused_naming_the_function():
     with pytest.raises(TraceError, match=r"host call of math\.log with an array argument"
                                          r".*host calls take scalars"):
         primal(f_array_arg, np.ones(3))
+
+
+def test_a_result_that_is_not_a_number_is_an_isozyme_error():
+    with pytest.raises(HostCallError, match=r"not_a_number raised TypeError: returned a "
+                                            r"str where a number was expected"):
+        primal(lambda x: text_result(x), 1.0)
+
+
+@pytest.mark.parametrize("wrapper, what", [(bool_arg, "with a bool argument"),
+                                           (i32_result, "returning i32")])
+def test_bool_argument_and_i32_result_are_refused(wrapper, what):
+    with pytest.raises(TraceError, match=rf"host call of math\.\w+ {what}"):
+        primal(lambda x: wrapper(x), 1.0)
 
 
 # -- threads -------------------------------------------------------------------------

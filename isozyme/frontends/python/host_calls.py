@@ -23,7 +23,8 @@ no pass removes, merges or moves them.  A GPU target refuses them inside a kerne
 (``isozyme.compiler.gpu.outline_parallel_loops``).
 
 Scalars only: ``f64``, ``f32`` and ``i64`` (``index`` values are passed as ``i64``);
-Python ints and floats are passed as ``i64``/``f64`` constants.
+Python and numpy numbers are passed as constants of their type (``i64``, ``f64``,
+``f32``).  Arrays and bools are refused (``TraceError`` naming the function).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from xdsl.dialects.builtin import (
     IntegerType,
     StringAttr,
     f64,
+    i1,
     i64,
 )
 from xdsl.ir import Attribute, SSAValue
@@ -48,7 +50,7 @@ from isozyme import host_calls
 from .context import current_builder
 from .diagnostics import trace_error
 from .runtime_checks import require
-from .tracer import Tracer, as_tracer, is_array_value, ssa
+from .tracer import Tracer, as_tracer, is_array_value, scalar_type_of, ssa
 
 
 def _declare(name: str, arg_types: list[Attribute], result_types: list[Attribute]) -> None:
@@ -74,13 +76,13 @@ def _i64(value: int) -> SSAValue:
 
 def _argument(a: object, label: str) -> tuple[str, SSAValue]:
     """The kind letter and the value passed for one argument of a host call."""
-    if is_array_value(a) or not isinstance(a, (Tracer, int, float)) or isinstance(a, bool):
+    if is_array_value(a) or (not isinstance(a, Tracer) and scalar_type_of(a) is None):
         what = "an array" if is_array_value(a) else f"a {type(a).__name__}"
         raise trace_error(
             f"a host call of {label} with {what} argument",
             "host calls take scalars (f64, f32 or i64)",
         )
-    t = a if isinstance(a, Tracer) else as_tracer(a)
+    t = as_tracer(a)
     typ = t.type
     v = ssa(t)
     if isinstance(typ, Float64Type):
@@ -92,7 +94,7 @@ def _argument(a: object, label: str) -> tuple[str, SSAValue]:
     if isinstance(typ, IntegerType) and typ.width.data == 64:
         return "q", v
     raise trace_error(
-        f"a host call of {label} with a {typ} argument",
+        f"a host call of {label} with {'a bool' if typ == i1 else f'an {typ}'} argument",
         "host calls take scalars (f64, f32 or i64)",
     )
 
