@@ -201,15 +201,18 @@ def register_signature(args: str) -> str:
     return name
 
 
-def host_failure(message: str, status: int) -> Exception:
+def host_failure(message: str, status: int) -> BaseException:
     """The error of a failed host call: ``message`` (the check's, naming the function)
-    followed by the Python exception kept under ``status``, which becomes its cause."""
+    followed by the Python exception kept under ``status``, which becomes its cause.
+    A ``KeyboardInterrupt`` or ``SystemExit`` is returned as it is (re-raised)."""
     from isozyme.errors import HostCallError  # noqa: PLC0415 (leaf: errors is a leaf too)
 
     with _LOCK:
         e = _ERRORS.pop(status, None)
     if e is None:
         return HostCallError(f"{message} an exception that was not kept")
+    if not isinstance(e, Exception):
+        return e
     error = HostCallError(f"{message} {type(e).__name__}: {e}")
     error.__cause__ = e
     return error

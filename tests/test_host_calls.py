@@ -245,6 +245,27 @@ def test_exception_becomes_an_isozyme_error_and_the_next_call_works():
     assert primal(f_log, 3.0) == math.log(3.0) + 1.0
 
 
+def interrupt(x):
+    raise KeyboardInterrupt
+
+
+def interrupted(x):
+    return host_call(interrupt, [x], [Float64Type()])[0]
+
+
+interrupted.runs_on_traced_values = True  # type: ignore[attr-defined]
+
+
+def f_interrupted(x):
+    return interrupted(x)
+
+
+def test_keyboard_interrupt_is_raised_as_it_is():
+    with pytest.raises(KeyboardInterrupt):
+        primal(f_interrupted, 1.0)
+    assert primal(f_log, 1.0) == 1.0
+
+
 def f_wrong_count(x):
     a, b = wrong_count(x)
     return a + b
