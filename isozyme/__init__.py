@@ -32,6 +32,7 @@ from isozyme.seeds import make_zero, onehot
 from isozyme.hessians import hvp, hvp_, hvp_and_gradient_
 from isozyme.config import config
 from isozyme.frontends.python.parallel import prange
+from isozyme import rules
 from isozyme.errors import (
     AnnotationError,
     CompileError,
@@ -41,6 +42,7 @@ from isozyme.errors import (
     IsozymeError,
     OutOfBoundsError,
     ReadOnlyError,
+    RuleError,
     ShapeError,
     TraceError,
     UnboundVariableError,
@@ -54,10 +56,10 @@ __all__ = [
     "CompileError", "Const", "CudaError", "DataRaceError", "DivisionByZeroError", "Duplicated", "DuplicatedNoNeed",
     "Forward",
     "ForwardWithPrimal", "GradientResult", "IsozymeError", "Mode", "OutOfBoundsError",
-    "ReadOnlyError", "Reverse",
+    "ReadOnlyError", "Reverse", "RuleError",
     "ReverseWithPrimal", "ShapeError", "TraceError", "UnboundVariableError", "UnsupportedError", "autodiff", "clear_cache", "config",
     "gradient",
     "gradient_", "hvp", "hvp_", "hvp_and_gradient_", "jacobian", "make_zero", "onehot",
-    "ir", "ir_stages", "prange",
+    "ir", "ir_stages", "prange", "rules",
     "target", "vjp",
 ]

@@ -60,6 +60,12 @@ class UnsupportedError(IsozymeError, NotImplementedError):
     """A feature isozyme does not implement (yet); the message names it."""
 
 
+class RuleError(IsozymeError, TypeError):
+    """A custom derivative rule (``isozyme.rules``) that cannot be used: registered with
+    bad arguments, missing for the mode asked, or returning the wrong structure, shape or
+    dtype; the message names the rule (function and rule kind) and what was expected."""
+
+
 class HostCallError(IsozymeError, RuntimeError):
     """A Python function called from compiled code (a host call: the primal of a rule's
     function isozyme cannot trace) raised; the message names the function and the

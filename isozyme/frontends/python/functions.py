@@ -46,6 +46,7 @@ from .debug_print import traced_print
 from .diagnostics import trace_error
 from .accumulation import in_parallel_body, note_atomic_call
 from .parallel import prange
+from .ruled_calls import NOT_RULED, ruled_call
 from .side_effects import intercept
 from .whole_array.elementwise import elementwise
 from .tracer import (
@@ -171,6 +172,9 @@ def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     if isinstance(f, _NOTED_TYPES) and not is_converted(f) and tracing():
         # Its globals and closure are part of the compiled code's cache key.
         current_builder().session.note_function(f)
+    ruled = ruled_call(f, args, kwargs)  # a user rule wins over every other dispatch
+    if ruled is not NOT_RULED:
+        return ruled
     if f is builtins.print:  # printed by the compiled code on every call
         return traced_print(*args, **kwargs)
     if f is prange:  # a range, or an error naming `for i in prange(...)` for traced bounds

@@ -20,6 +20,7 @@ from .buffer_ownership import returned_array
 from .context import COMPILE_LOCK, TraceSession, sanitize_name
 from .diagnostics import trace_error
 from .functions import flatten, trace_function, unflatten
+from .ruled_calls import ruled_entry
 from .static_shapes import StaticShapeNeeded, static_type
 from .tracer import Tracer, Undefined, as_tracer, is_array_value, is_number, scalar_type_of
 
@@ -180,6 +181,7 @@ def _trace(
     hidden_type: Callable[[Any], Attribute | None] | None,
     layouts: Sequence[str | None],
 ) -> TracedFunction:
+    fn = ruled_entry(fn)  # a function with a rule: a ruled call of it (ruled_calls.py)
     if isinstance(fn, types.MethodType):
         bound_self, fn = fn.__self__, fn.__func__
         args = [bound_self, *args]
