@@ -74,6 +74,7 @@ class RuleSet:
 _LOCK = threading.Lock()
 _SEQ = itertools.count()
 _REGISTRY: dict[Any, list[RuleEntry]] = {}
+_HELD: dict[int, Any] = {}
 
 
 def function_name(f: object) -> str:
@@ -103,14 +104,10 @@ def register(f: object, kind: RuleKind, types: Sequence[object], impl: Callable[
     if impl is not None and not callable(impl):
         raise RuleError(f"isozyme.rules.{origin}({function_name(f)}): the rule must be a "
                         f"function, got {impl!r}")
-    try:
-        hash(f)
-    except TypeError:
-        raise RuleError(f"isozyme.rules.{origin}: {function_name(f)} is not hashable; rules "
-                        "attach to functions, methods and other hashable callables") from None
     entry = RuleEntry(kind, _check_types(f, types, origin), impl, origin, next(_SEQ))
     with _LOCK:
-        _REGISTRY.setdefault(f, []).append(entry)
+        _REGISTRY.setdefault(_key(f), []).append(entry)
+        _HELD[id(f)] = f  # an unhashable f is keyed by id: keep it alive
     _invalidate()
     return entry
 
@@ -118,7 +115,7 @@ def register(f: object, kind: RuleKind, types: Sequence[object], impl: Callable[
 def unregister(f: object) -> None:
     """Forget every rule of ``f`` (and clear the compile cache)."""
     with _LOCK:
-        _REGISTRY.pop(f, None)
+        _REGISTRY.pop(_key(f), None)
     _invalidate()
 
 
@@ -128,14 +125,21 @@ def _invalidate() -> None:
     clear_cache()
 
 
+def _key(f: object) -> object:
+    """``f`` itself (equal bound methods are one key), or its id when it is unhashable
+    (a ``ctypes`` function)."""
+    try:
+        hash(f)
+    except TypeError:
+        return ("unhashable", id(f))
+    return f
+
+
 def has_rules(f: object) -> bool:
-    """Whether any rule is registered for ``f`` (cheap; False for unhashable ``f``)."""
+    """Whether any rule is registered for ``f`` (cheap)."""
     if not _REGISTRY:
         return False
-    try:
-        return f in _REGISTRY
-    except TypeError:
-        return False
+    return _key(f) in _REGISTRY
 
 
 def _matches(types: tuple[type, ...], args: Sequence[object],
@@ -152,7 +156,7 @@ def lookup(f: object, args: Sequence[object],
     if not has_rules(f):
         return None
     with _LOCK:
-        entries = list(_REGISTRY.get(f, ()))
+        entries = list(_REGISTRY.get(_key(f), ()))
     found: dict[str, RuleEntry] = {}
     for e in entries:  # later registrations win
         if _matches(e.types, args, isinstance_):

@@ -111,7 +111,8 @@ def _emit(f: Any, rules: Any, args: tuple[Any, ...]) -> Any:
     fb = current_builder()
     session = fb.session
     leaves, treedef = pytree.flatten((args, {}))
-    key = ("ruled", f, rules.key, tuple(_functions._key_of(x) for x in leaves), treedef,
+    key = ("ruled", _registry()._key(f), rules.key, tuple(_functions._key_of(x) for x in leaves),
+           treedef,
            in_parallel_body())
     entry = session.helpers.get(key)
     if entry is None:
