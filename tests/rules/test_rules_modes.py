@@ -43,6 +43,7 @@ from tests.finite_differences import central_gradient
 
 SCALES = (1.0, 3.0)
 KINDS = ("easy", "general", "chainrules")
+ARRAY_KINDS = ("easy", "general", "loops", "chainrules")
 X, Y = 0.7, 1.3
 RTOL, ATOL = 1e-6, 1e-8
 RNG = np.random.default_rng(10)
@@ -439,8 +440,53 @@ def test_float32(kind, scale):
 # --------------------------------------------------------------------------- arrays
 def register_sumsin(kind, fn, scale, log):
     """Give ``fn(x, w) = sum(sin(x)) * w`` (x an array, w a float) a ``kind`` rule
-    scaled by ``scale``; the general reverse rule adds into ``x.dval``."""
-    if kind == "easy":
+    scaled by ``scale``; the general reverse rules add into ``x.dval`` ("general" in
+    whole-array numpy, "loops" element by element)."""
+    if kind == "loops":
+        @rules.forward(fn)
+        def fwd_loops(config, func, RT, x, w):
+            record(log, "forward", config)
+            s = 0.0
+            for i in range(x.val.shape[0]):
+                s += math.sin(x.val[i])
+            ts = []
+            for dx, dw in zip(lanes(x, rules.width(config)), lanes(w, rules.width(config))):
+                t = s * dw
+                if not isinstance(x, Const):
+                    for i in range(x.val.shape[0]):
+                        t += math.cos(x.val[i]) * dx[i] * w.val
+                ts.append(scale * t)
+            shadow = shadow_of(config, ts)
+            if not rules.needs_primal(config):
+                return shadow
+            if rules.width(config) == 1:
+                return Duplicated(s * w.val, shadow)
+            return BatchDuplicated(s * w.val, shadow)
+
+        @rules.augmented_primal(fn)
+        def aug_loops(config, func, RT, x, w):
+            record(log, "augmented", config)
+            s = 0.0
+            for i in range(x.val.shape[0]):
+                s += math.sin(x.val[i])
+            return rules.AugmentedReturn(s * w.val if rules.needs_primal(config) else None, None, s)
+
+        @rules.reverse(fn)
+        def rev_loops(config, func, dret, tape, x, w):
+            record(log, "reverse", config)
+            seeds = seeds_of(config, dret)
+            if seeds is None:
+                return (None, None)
+            shadows = ()
+            if isinstance(x, BatchDuplicated):
+                shadows = x.dvals
+            elif isinstance(x, Duplicated):
+                shadows = (x.dval,)
+            for dx, d in zip(shadows, seeds):
+                for i in range(x.val.shape[0]):
+                    dx[i] += scale * math.cos(x.val[i]) * w.val * d
+            return (None, adjoint(config, w, [scale * tape * d for d in seeds]))
+    elif kind == "easy":
         rules.easy_rule(fn, lambda x, w: (scale * np.cos(x) * w, scale * np.sum(np.sin(x))))
     elif kind == "general":
         @rules.forward(fn)
@@ -500,7 +546,7 @@ def make_sumsin(kind, scale, log=None):
 
 
 @pytest.mark.parametrize("scale", SCALES)
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ARRAY_KINDS)
 def test_array_argument(kind, scale):
     sumsin = make_sumsin(kind, scale)
 
@@ -560,7 +606,7 @@ def test_array_easy_rule_array_output_forward(scale):
 
 
 @pytest.mark.parametrize("scale", SCALES)
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ARRAY_KINDS)
 def test_batch_forward_array(kind, scale):
     sumsin = make_sumsin(kind, scale)
 
@@ -630,7 +676,7 @@ def test_rule_inside_a_helper(kind, scale):
 
 
 @pytest.mark.parametrize("scale", SCALES)
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ARRAY_KINDS)
 def test_rule_on_rows_of_a_duplicated_matrix(kind, scale):
     """The ruled function's array argument is a row (a view) of a Duplicated matrix: its
     shadow is the row of the matrix's shadow."""
@@ -740,7 +786,7 @@ def test_hvp_through_a_ruled_function(kind, scale):
 
 # --------------------------------------------------------------------------- targets
 @pytest.mark.parametrize("scale", SCALES)
-@pytest.mark.parametrize("kind", ["easy", "general"])
+@pytest.mark.parametrize("kind", ["easy", "general", "loops"])
 def test_on_the_emulated_gpu(kind, scale):
     sumsin = make_sumsin(kind, scale)
 
