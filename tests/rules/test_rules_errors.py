@@ -102,7 +102,7 @@ def test_easy_rule_wrong_number_of_entries(fn, mode):
         return fn(v[0], v[1]) * 2.0
 
     exc = (untouched_forward if mode is Forward else untouched_reverse)(f, np.array([X, Y]))
-    check_message(exc, fn.__name__, "easy_rule", "expected")
+    check_message(exc, fn.__name__, "easy_rule", "expected", r"\(2\)")
 
 
 def fwd_two_shadows(x):
@@ -129,7 +129,7 @@ def test_forward_rule_wrong_number_of_outputs():
         return fwd_two_shadows(v[0]) * 2.0
 
     exc = untouched_forward(f, np.array([X, Y]))
-    check_message(exc, "fwd_two_shadows", "forward rule", "expected")
+    check_message(exc, "fwd_two_shadows", "forward rule", "tuple of 2", "Duplicated")
 
     def g(v):
         a, b = pol_one_shadow(v[0], v[1])
@@ -191,7 +191,7 @@ def test_reverse_rule_wrong_entries(fn):
         return fn(v[0], v[1]) * 2.0
 
     exc = untouched_reverse(f, np.array([X, Y]))
-    check_message(exc, fn.__name__, "reverse rule")
+    check_message(exc, fn.__name__, "reverse rule", "expected", "argument")
     with pytest.raises(RuleError):
         gradient(Reverse, fn, X, Y)
 
@@ -238,15 +238,15 @@ def sin32_f64_tangent(x):
 
 @rules.forward(sin32_f64_tangent)
 def _fwd_f64_tangent(config, func, RT, x):
-    t = np.cos(x.val).astype(np.float64) * x.dval.astype(np.float64)  # f64 for an f32 result
+    t = np.cos(x.val) * x.dval * np.float64(1.0)  # f64 for an f32 result
     return iz.Duplicated(np.sin(x.val), t) if rules.needs_primal(config) else t
 
 
-def sum32_f64_gradient(x):
-    return np.sum(x * x)
+def sq32_f64_derivative(x):
+    return x * x
 
 
-rules.easy_rule(sum32_f64_gradient, lambda x: ((2.0 * x).astype(np.float64),))
+rules.easy_rule(sq32_f64_derivative, lambda x: (2.0 * x * np.float64(1.0),))
 
 
 def test_wrong_dtype():
@@ -254,14 +254,14 @@ def test_wrong_dtype():
         return sin32_f64_tangent(v[0]) * np.float32(2.0)
 
     exc = untouched_forward(f, np.array([0.5, 0.25], dtype=np.float32))
-    check_message(exc, "sin32_f64_tangent", "forward rule", "f32|float32")
+    check_message(exc, "sin32_f64_tangent", "forward rule", "f64", "expected f32")
 
     def g(v):
-        return sum32_f64_gradient(v) * np.float32(2.0)
+        return sq32_f64_derivative(v[1]) * np.float32(2.0)
 
     for check in (untouched_forward, untouched_reverse):
         exc = check(g, np.array([0.5, 0.25], dtype=np.float32))
-        check_message(exc, "sum32_f64_gradient", "easy_rule", "f32|float32")
+        check_message(exc, "sq32_f64_derivative", "easy_rule", "f64", "expected f32")
 
 
 # --------------------------------------------------------------------------- missing rules
@@ -335,7 +335,9 @@ def typed_only(x, y):
 
 @rules.forward(typed_only, np.float32, np.float32)
 def _fwd_typed_only(config, func, RT, x, y):
-    t = 10.0 * (np.cos(x.val) * y.val * x.dval + np.sin(x.val) * y.dval)
+    dx = x.dval if isinstance(x, Duplicated) else np.float32(0.0)
+    dy = y.dval if isinstance(y, Duplicated) else np.float32(0.0)
+    t = 10.0 * (np.cos(x.val) * y.val * dx + np.sin(x.val) * dy)
     return iz.Duplicated(np.sin(x.val) * y.val, t) if rules.needs_primal(config) else t
 
 
@@ -347,7 +349,8 @@ def _aug_typed_only(config, func, RT, x, y):
 @rules.reverse(typed_only, np.float32, np.float32)
 def _rev_typed_only(config, func, dret, tape, x, y):
     d = dret.val
-    return (10.0 * np.cos(x.val) * y.val * d, 10.0 * np.sin(x.val) * d)
+    return (10.0 * np.cos(x.val) * y.val * d if isinstance(x, Active) else None,
+            10.0 * np.sin(x.val) * d if isinstance(y, Active) else None)
 
 
 def test_type_filter_that_does_not_match_gives_normal_ad():
