@@ -112,7 +112,9 @@ def fwd_two_shadows(x):
 @rules.forward(fwd_two_shadows)
 def _fwd_two_shadows(config, func, RT, x):
     t = math.cos(x.val) * x.dval
-    return (t, t)  # one output: one shadow expected
+    if rules.needs_primal(config):
+        return iz.Duplicated(math.sin(x.val), t)
+    return (t, t)  # one output: one shadow expected, not a tuple of two
 
 
 def pol_one_shadow(r, t):
@@ -121,22 +123,41 @@ def pol_one_shadow(r, t):
 
 @rules.forward(pol_one_shadow)
 def _pol_one_shadow(config, func, RT, r, t):
-    return r.dval * math.cos(t.val)  # two outputs: a tuple of two shadows expected
+    c, s = math.cos(t.val), math.sin(t.val)
+    if rules.needs_primal(config):
+        return iz.Duplicated((r.val * c, r.val * s), (r.dval * c, r.dval * s))
+    return r.dval * c  # two outputs: a tuple of two shadows expected, not one
+
+
+def fwd_mismatched_duplicated(x):
+    return math.sin(x)
+
+
+@rules.forward(fwd_mismatched_duplicated)
+def _fwd_mismatched_duplicated(config, func, RT, x):
+    t = math.cos(x.val) * x.dval
+    return iz.Duplicated(math.sin(x.val), (t, t))
 
 
 def test_forward_rule_wrong_number_of_outputs():
-    def f(v):
-        return fwd_two_shadows(v[0]) * 2.0
-
-    exc = untouched_forward(f, np.array([X, Y]))
-    check_message(exc, "fwd_two_shadows", "forward rule", "tuple of 2", "Duplicated")
-
-    def g(v):
-        a, b = pol_one_shadow(v[0], v[1])
-        return a * b
-
-    exc = untouched_forward(g, np.array([X, Y]))
+    """Without needs_primal (Forward of the ruled function itself) the rules return
+    their bare shadows, which have the wrong structure."""
+    with pytest.raises(RuleError) as exc:
+        autodiff(Forward, fwd_two_shadows, Duplicated(X, 1.0))
+    check_message(exc, "fwd_two_shadows", "forward rule", "expected")
+    with pytest.raises(RuleError) as exc:
+        autodiff(Forward, pol_one_shadow, Duplicated(X, 1.0), Const(Y))
     check_message(exc, "pol_one_shadow", "forward rule", "expected")
+
+
+def test_forward_rule_duplicated_of_mismatched_structure():
+    """Duplicated(primal, shadows) with shadows of another structure than the primal is
+    refused where the rule builds it."""
+    def f(v):
+        return fwd_mismatched_duplicated(v[0]) * 2.0
+
+    exc = untouched_forward(f, np.array([X, Y]), err=IsozymeError)
+    check_message(exc, "Duplicated", "structure")
 
 
 def fwd_needs_primal(x):
@@ -451,3 +472,29 @@ def test_reverse_of_an_array_result_is_refused():
     check_message(exc, "doubled", "forward mode")
     (t,) = autodiff(Forward, f, Duplicated(np.array([0.1, 0.2]), np.array([1.0, 0.5])))
     assert t == pytest.approx(3.0, rel=1e-14)
+
+
+# --------------------------------------------------------------------------- shadows in augmented_primal
+def reads_shadow_early(x):
+    return x[0] * x[1]
+
+
+@rules.augmented_primal(reads_shadow_early)
+def _aug_reads_shadow(config, func, RT, x):
+    x.dval[0] += 1.0  # shadows are given to the reverse rule only
+    return rules.AugmentedReturn(x.val[0] * x.val[1], None, None)
+
+
+@rules.reverse(reads_shadow_early)
+def _rev_reads_shadow(config, func, dret, tape, x):
+    x.dval[0] += x.val[1] * dret.val
+    x.dval[1] += x.val[0] * dret.val
+    return (None,)
+
+
+def test_augmented_primal_has_no_shadows():
+    def f(x):
+        return reads_shadow_early(x) * 2.0
+
+    exc = untouched_reverse(f, np.array([X, Y]))
+    check_message(exc, "reads_shadow_early", "augmented_primal", "reverse")

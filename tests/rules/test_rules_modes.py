@@ -268,6 +268,24 @@ def test_config_needs_primal_true_when_the_result_is_used():
     assert primal == pytest.approx(sq(X, Y), rel=1e-14)
 
 
+@pytest.mark.parametrize("scale", SCALES)
+def test_easy_rule_constant_entry(scale):
+    """rules.Constant: no derivative through that argument, whatever the body does."""
+    def h(x, y):
+        return math.sin(x) * y
+
+    rules.easy_rule(h, lambda x, y: (scale * math.cos(x) * y, rules.Constant))
+
+    def f(x, y):
+        return 2.0 * h(x, y) + y
+
+    for mode in (Forward, Reverse):
+        close(gradient(mode, f, X, Y), [2.0 * scale * math.cos(X) * Y, 1.0])
+    (d,) = autodiff(Reverse, f, Active, Const(X), Active(Y))
+    assert d[0] is None
+    close(d[1], 1.0)
+
+
 # --------------------------------------------------------------------------- batch mode
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("kind", KINDS)
