@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from xdsl.dialects import func, memref
+from xdsl.dialects import builtin, func, memref
 from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Attribute, Operation
 
@@ -66,6 +66,22 @@ class _AugmentedDuplicated(Duplicated):
 
     def __repr__(self) -> str:
         return f"Duplicated({self.val!r}, <shadow given to reverse>)"
+
+
+def _lower_whole_array(module: builtin.ModuleOp) -> None:
+    """Lower the whole-array (``linalg``) code of a rule's functions to loops: they
+    are built during AD, after the ``optimized`` stage did so for the user's code."""
+    from isozyme.compiler.context import make_context  # noqa: PLC0415
+    from isozyme.compiler.passes.convert_linalg_to_parallel_loops import (  # noqa: PLC0415
+        ConvertLinalgToParallelLoopsPass,
+    )
+    from xdsl.transforms.lower_affine import LowerAffinePass  # noqa: PLC0415
+
+    if not any(op.name.startswith("linalg.") for op in module.walk()):
+        return
+    ctx = make_context()
+    ConvertLinalgToParallelLoopsPass().apply(ctx, module)
+    LowerAffinePass().apply(ctx, module)
 
 
 def _config(request: RuleRequest, overwritten: tuple[bool, ...], needs_shadow: bool) -> Any:
@@ -116,7 +132,10 @@ class PythonRule(UserRule):
         body = {"forward": self._forward, "augmented": self._augmented,
                 "reverse": self._reverse}[request.mode]
         operand_types = self._operand_types(request)
-        session = TraceSession(module=module)  # type: ignore[arg-type]
+        # Traced into a module of its own (new names avoid every symbol of `module`),
+        # lowered like the `optimized` stage lowers whole-array code, then moved over.
+        scratch = builtin.ModuleOp([])
+        session = TraceSession(module=scratch)
         session.used_names = {name} | {
             op.sym_name.data for op in module.regions[0].block.ops  # type: ignore[attr-defined]
             if hasattr(op, "sym_name")
@@ -133,6 +152,12 @@ class PythonRule(UserRule):
             func_op, _ = _functions.trace_function(
                 session, traced, leaves, treedef, name, list(operand_types),
                 lambda r: r, private=True)
+            session.add_function(func_op)
+            _lower_whole_array(scratch)
+        for op in list(scratch.body.block.ops):
+            op.detach()
+            if op is not func_op:
+                module.regions[0].block.add_op(op)
         return func_op
 
     def _label(self, entry: Any) -> str:
