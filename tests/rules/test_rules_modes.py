@@ -264,6 +264,7 @@ def test_config_needs_primal_true_when_the_result_is_used():
     d, primal = autodiff(ReverseWithPrimal, sq, Active, Active(X), Active(Y))
     aug = [entry for entry in log if entry[0] == "augmented"]
     assert aug and all(entry[1] is True for entry in aug)
+    assert all(entry[2] is False for entry in aug)  # an Active float result: no shadow
     close(d, grad_fd(sq, (X, Y)))
     assert primal == pytest.approx(sq(X, Y), rel=1e-14)
 
@@ -284,6 +285,28 @@ def test_easy_rule_constant_entry(scale):
     (d,) = autodiff(Reverse, f, Active, Const(X), Active(Y))
     assert d[0] is None
     close(d[1], 1.0)
+
+
+def duplicated_or_shadow(config, primal, shadow):
+    """A helper of a forward rule building its return value."""
+    return Duplicated(primal, shadow) if rules.needs_primal(config) else shadow
+
+
+def test_rule_body_calls_a_helper_returning_duplicated():
+    """Rule bodies are traced like user code: a helper they call may build the
+    Duplicated they return."""
+    def h(x):
+        return math.sin(x)
+
+    @rules.forward(h)
+    def fwd(config, func, RT, x):
+        return duplicated_or_shadow(config, math.sin(x.val), 3.0 * math.cos(x.val) * x.dval)
+
+    def f(x):
+        y = h(x)
+        return y * y
+
+    close(gradient(Forward, f, X), [3.0 * fd(f, (X,), 0)])
 
 
 # --------------------------------------------------------------------------- batch mode
