@@ -662,6 +662,25 @@ def test_batch_forward_array(kind, scale):
     close(J, scale * g)
 
 
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("kind", ARRAY_KINDS)
+def test_batch_reverse_array(kind, scale):
+    """jacobian(Reverse, chunk=2): the reverse rule gets two seeds and, for the
+    Duplicated array argument, two shadows (x.dvals)."""
+    log = []
+    sumsin = make_sumsin(kind, scale, log)
+
+    def g(A):
+        return np.array([sumsin(A[0], 1.0), sumsin(A[1], 2.0) * sumsin(A[0], 0.5)])
+
+    A = RNG.uniform(-1, 1, (2, 3))
+    (J,) = jacobian(Reverse, g, A, chunk=2)
+    expected = np.stack([central_gradient(lambda a, k=k: g(a)[k], [A]) for k in range(2)])
+    close(J, scale * expected)
+    if kind in ("general", "loops"):
+        assert 2 in {entry[3] for entry in log if entry[0] == "reverse"}
+
+
 # --------------------------------------------------------------------------- loops, branches, helpers
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("kind", KINDS)
