@@ -363,6 +363,9 @@ def _trace_helper(
                    for x in out_leaves):
                 # a closure over the helper's values, called by the caller: inline
                 raise EscapedValueError(f"{f.__name__}() returns a closure")
+            if any(_annotation_of_tracers(x) for x in out_leaves):
+                # Duplicated(y, dy) built by a helper of a rule body: inline
+                raise EscapedValueError(f"{f.__name__}() returns an annotation")
             # each buffer returned once, arguments not at all (arrays.HelperReturns)
             returns = helper_returns([x for x in out_leaves if isinstance(x, Tracer)])
             out["leaves"], out["def"], out["returns"] = out_leaves, out_def, returns
@@ -396,6 +399,22 @@ def _trace_helper(
         return entry
     finally:
         session.in_progress.discard(key)
+
+
+def _annotation_of_tracers(x: object) -> bool:
+    """Whether ``x`` is an activity annotation (``Duplicated(y, dy)``...) holding
+    traced values, which a helper cannot return as results."""
+    from isozyme.annotations import Annotation  # noqa: PLC0415
+
+    if not isinstance(x, Annotation):
+        return False
+    parts = []
+    for name in ("val", "dval", "dvals"):
+        try:
+            parts.append(getattr(x, name))
+        except Exception:  # noqa: BLE001 (no such slot; augmented_primal's dval raises)
+            pass
+    return contains_tracer(parts)
 
 
 def _has_atomic(func_op: func.FuncOp, session: Any) -> bool:
