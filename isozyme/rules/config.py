@@ -9,7 +9,7 @@ are attributes).  ``augmented_primal`` returns an :class:`AugmentedReturn`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -29,6 +29,9 @@ class Config:
     needs_shadow: bool
     width: int
     overwritten: tuple[bool, ...]
+    #: isozyme's own: (whether the function returns a tuple, its number of results),
+    #: for the rules derived from an easy_rule or a ChainRules rule
+    result_shape: tuple[bool, int] | None = field(default=None, repr=False, compare=False)
 
 
 def needs_primal(config: Config) -> bool:

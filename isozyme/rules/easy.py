@@ -69,8 +69,10 @@ def mul(a: Any, b: Any) -> Any:
     return b * a if ndim(b) > 0 and ndim(a) == 0 else a * b
 
 
-def rows_of(value: object, n_args: int, label: str) -> list[tuple[Any, ...]]:
-    """``jac``'s value as one tuple per output, each with one entry per argument."""
+def rows_of(value: object, n_args: int, label: str,
+            result_shape: tuple[bool, int] | None = None) -> list[tuple[Any, ...]]:
+    """``jac``'s value as one tuple per output, each with one entry per argument
+    (``result_shape``: whether ``f`` returns a tuple, and how many results)."""
     if isinstance(value, (tuple, list)) and value and all(
             isinstance(r, (tuple, list)) for r in value):
         rows = [tuple(r) for r in value]
@@ -78,6 +80,14 @@ def rows_of(value: object, n_args: int, label: str) -> list[tuple[Any, ...]]:
         rows = [tuple(value)]
     else:
         rows = [(value,)]
+    if result_shape is not None:
+        is_tuple, n_out = result_shape
+        if is_tuple and n_args == 1 and len(rows) == 1 and len(rows[0]) == n_out != 1:
+            rows = [(r,) for r in rows[0]]  # one argument: a bare entry per output
+        if len(rows) != n_out:
+            raise RuleError(
+                f"{label}: the Jacobian has {len(rows)} rows; expected one row per result "
+                f"of the function ({n_out}), each with one entry per argument ({n_args})")
     for j, row in enumerate(rows):
         if len(row) != n_args:
             raise RuleError(
@@ -86,8 +96,60 @@ def rows_of(value: object, n_args: int, label: str) -> list[tuple[Any, ...]]:
     return rows
 
 
+def _contract(how: Callable[[], Any], label: str, what: str) -> Any:
+    """``how()``, a shape error in it named as the rule's (the Jacobian entry does
+    not fit the argument or the result)."""
+    from isozyme.errors import IsozymeError  # noqa: PLC0415
+
+    try:
+        return how()
+    except RuleError:
+        raise
+    except IsozymeError as exc:
+        raise RuleError(f"{label}: {what} does not fit: {exc}") from exc
+
+
+def check_sizes(J: Any, first: int, v: Any, label: str, what: str) -> None:
+    """Check that the dimensions of ``J`` from ``first`` on are ``v``'s sizes: at
+    trace time where both are known, else when the compiled code runs (a
+    ``ShapeError`` naming the rule)."""
+    from isozyme.frontends.python.runtime_checks import require  # noqa: PLC0415
+
+    if ndim(v) == 0:
+        return
+    for k in range(ndim(v)):
+        jk, vk = J.shape[first + k], v.shape[k]
+        message = (f"{label}: a Jacobian entry has size {{0}} in dimension {first + k}, "
+                   f"where {what} has size {{1}}")
+        if isinstance(jk, int) and isinstance(vk, int):
+            if jk != vk:
+                raise RuleError(message.format(jk, vk))
+            continue
+        require(jk == vk, "shape", message, jk, vk)
+
+
 def jvp(J: Any, dx: Any, nx: int, label: str) -> Any:
     """The contribution ``J . dx`` of an argument with ``nx`` dimensions."""
+    if nx > 0 and ndim(J) >= nx:
+        check_sizes(J, ndim(J) - nx, dx, label, "the argument")
+    return _contract(lambda: _jvp(J, dx, nx, label), label,
+                     "a Jacobian entry times its argument's tangent")
+
+
+def vjp(J: Any, dy: Any, x: Any, label: str) -> Any:
+    """The contribution ``J^T . dy`` to the adjoint of argument ``x``."""
+    nx = ndim(x)
+    if ndim(J) != nx + ndim(dy):
+        raise RuleError(f"{label}: a Jacobian entry has {ndim(J)} dimensions; expected "
+                        f"{nx + ndim(dy)}: the result's ({ndim(dy)}) then the "
+                        f"argument's ({nx})")
+    check_sizes(J, nx and ndim(J) - nx, x, label, "the argument")
+    check_sizes(J, 0, dy, label, "the result")
+    return _contract(lambda: _vjp(J, dy, nx, label), label,
+                     "a Jacobian entry times its result's seed")
+
+
+def _jvp(J: Any, dx: Any, nx: int, label: str) -> Any:
     ny = ndim(J) - nx
     if ny < 0:
         raise RuleError(f"{label}: a Jacobian entry has {ndim(J)} dimensions for an "
@@ -100,9 +162,7 @@ def jvp(J: Any, dx: Any, nx: int, label: str) -> Any:
     return call(np.einsum, f"{ys}{xs},{xs}->{ys}", J, dx)
 
 
-def vjp(J: Any, dy: Any, nx: int, label: str) -> Any:
-    """The contribution ``J^T . dy`` to the adjoint of an argument with ``nx``
-    dimensions."""
+def _vjp(J: Any, dy: Any, nx: int, label: str) -> Any:
     ny = ndim(J) - nx
     if ny < 0:
         raise RuleError(f"{label}: a Jacobian entry has {ndim(J)} dimensions for an "
@@ -126,7 +186,8 @@ def derive(f: Callable[..., Any], jac: Callable[..., Any]) -> tuple[Callable[...
     @converted
     def forward(config: Any, func: Any, RT: Any, *args: Any) -> Any:
         vals = [a.val for a in args]
-        rows = rows_of(call(jac, *vals), len(args), label)
+        rows = rows_of(call(jac, *vals), len(args), label, config.result_shape)
+        multi = len(rows) > 1 or bool(config.result_shape and config.result_shape[0])
         w = width(config)
         primal = primal_of(vals) if needs_primal(config) else None
         if not needs_shadow(config):
@@ -145,10 +206,10 @@ def derive(f: Callable[..., Any], jac: Callable[..., Any]) -> tuple[Callable[...
                 if t is None:  # no derivative reaches output j: a zero of its kind
                     if primal is None:
                         primal = primal_of(vals)
-                    y = primal[j] if len(rows) > 1 else primal
+                    y = primal[j] if multi else primal
                     t = call(np.zeros_like, y) if ndim(y) > 0 else 0.0
                 tans.append(t)
-            shadows.append(tans[0] if len(rows) == 1 else tuple(tans))
+            shadows.append(tuple(tans) if multi else tans[0])
         if needs_primal(config):
             return Duplicated(primal, shadows[0]) if w == 1 else \
                 BatchDuplicated(primal, tuple(shadows))
@@ -161,7 +222,7 @@ def derive(f: Callable[..., Any], jac: Callable[..., Any]) -> tuple[Callable[...
         tape = None
         if any(ow and ndim(v) > 0 for ow, v in zip(config.overwritten[1:], vals)):
             # the arrays may change before the reverse sweep: keep the Jacobian
-            tape = rows_of(call(jac, *vals), len(args), label)
+            tape = rows_of(call(jac, *vals), len(args), label, config.result_shape)
         return AugmentedReturn(primal, None, tape)
 
     @converted
@@ -170,14 +231,15 @@ def derive(f: Callable[..., Any], jac: Callable[..., Any]) -> tuple[Callable[...
         adjoints: list[Any] = [None] * len(args)
         if not isinstance(dret, Active):
             return tuple(adjoints)
-        rows = tape if tape is not None else rows_of(call(jac, *vals), len(args), label)
+        rows = tape if tape is not None else rows_of(call(jac, *vals), len(args), label,
+                                                     config.result_shape)
+        multi = len(rows) > 1 or bool(config.result_shape and config.result_shape[0])
         w = width(config)
         lanes = [dret.val] if w == 1 else list(dret.val)
-        seeds = [list(s) if len(rows) > 1 else [s] for s in lanes]
+        seeds = [list(s) if multi else [s] for s in lanes]
         for i, a in enumerate(args):
             if isinstance(a, Const):
                 continue
-            nx = ndim(a.val)
             if isinstance(a, Active):
                 per_lane = []
                 for lane in range(w):
@@ -185,7 +247,7 @@ def derive(f: Callable[..., Any], jac: Callable[..., Any]) -> tuple[Callable[...
                     for row, dy in zip(rows, seeds[lane]):
                         if row[i] is Constant or is_static_zero(dy):
                             continue
-                        c = vjp(row[i], dy, nx, label)
+                        c = vjp(row[i], dy, a.val, label)
                         total = c if total is None else total + c
                     per_lane.append(0.0 if total is None else total)
                 adjoints[i] = per_lane[0] if w == 1 else tuple(per_lane)
@@ -196,7 +258,7 @@ def derive(f: Callable[..., Any], jac: Callable[..., Any]) -> tuple[Callable[...
                         if row[i] is Constant or is_static_zero(dy):
                             continue
                         shadow = shadows[lane]
-                        shadow += vjp(row[i], dy, nx, label)
+                        shadow += vjp(row[i], dy, a.val, label)
         return tuple(adjoints)
 
     for rule in (forward, augmented, reverse):

@@ -84,10 +84,12 @@ def _lower_whole_array(module: builtin.ModuleOp) -> None:
     LowerAffinePass().apply(ctx, module)
 
 
-def _config(request: RuleRequest, overwritten: tuple[bool, ...], needs_shadow: bool) -> Any:
+def _config(request: RuleRequest, overwritten: tuple[bool, ...], needs_shadow: bool,
+            result_shape: tuple[bool, int]) -> Any:
     from isozyme.rules.config import Config  # noqa: PLC0415
 
-    return Config(request.needs_primal, needs_shadow, request.width, (False, *overwritten))
+    return Config(request.needs_primal, needs_shadow, request.width, (False, *overwritten),
+                  result_shape)
 
 
 class PythonRule(UserRule):
@@ -294,7 +296,8 @@ class PythonRule(UserRule):
             primals.append(next(it))
             shadows.append([next(it) for _ in range(w)] if act is Activity.DUP else None)
         anns = self._annotations(request, label, primals, shadows)
-        config = _config(request, self._overwritten(request), request.needs_shadow)
+        config = _config(request, self._overwritten(request), request.needs_shadow,
+                         (self.returns_tuple, len(self.result_types)))
         if not request.needs_shadow:
             rt: type = Const
         elif w == 1:
@@ -347,7 +350,8 @@ class PythonRule(UserRule):
         from isozyme.rules.config import AugmentedReturn  # noqa: PLC0415
 
         anns = self._annotations(request, label, values, [None] * len(values))
-        config = _config(request, self._overwritten(request), request.needs_shadow)
+        config = _config(request, self._overwritten(request), request.needs_shadow,
+                         (self.returns_tuple, len(self.result_types)))
         rt: type = Const
         if any(request.active_results):
             rt = Duplicated if any(is_array_type(t) for t in self.result_types) else Active
@@ -386,7 +390,8 @@ class PythonRule(UserRule):
         tape_values = list(it)
         tape = self._rebuild_tape(request, tape_values, label)
         anns = self._annotations(request, label, primals, shadows)
-        config = _config(request, self._overwritten(request), request.needs_shadow)
+        config = _config(request, self._overwritten(request), request.needs_shadow,
+                         (self.returns_tuple, len(self.result_types)))
         dret: Any = Const
         if any(request.active_results):
             def lane_seed(lane: int) -> Any:

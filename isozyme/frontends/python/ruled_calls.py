@@ -221,7 +221,7 @@ def _host_body(f: Any, rules: Any, args: tuple[Any, ...]) -> Callable[..., Any]:
     """A body calling ``f`` on the host with the traced arguments (module docstring)."""
     from .host_calls import host_call  # noqa: PLC0415
 
-    n_results = _host_result_count(rules)
+    n_results = _host_result_count(f, rules, args)
     floats = [a.type for a in pytree.flatten(args)[0]
               if isinstance(a, Tracer) and is_float_type(a.type)]
     rtype: Attribute = f32 if floats and all(t == f32 for t in floats) else f64
@@ -235,11 +235,30 @@ def _host_body(f: Any, rules: Any, args: tuple[Any, ...]) -> Callable[..., Any]:
     return body
 
 
-def _host_result_count(rules: Any) -> int:
-    """How many results a host-called body has: an easy rule's Jacobian rows, else 1."""
+def _host_result_count(f: Any, rules: Any, args: tuple[Any, ...]) -> int:
+    """How many results a host-called body has: an easy rule's Jacobian rows (its
+    ``jac`` traced on the arguments into a function that is then dropped), else 1."""
     entry = rules.forward or rules.augmented or rules.reverse
-    rows = getattr(getattr(entry, "impl", None), "jacobian_rows", None)
-    return 1 if rows is None else rows
+    jac = getattr(getattr(entry, "impl", None), "jacobian", None)
+    if jac is None:
+        return 1
+    from isozyme.rules.easy import rows_of  # noqa: PLC0415
+
+    session = current_builder().session
+    leaves, treedef = pytree.flatten((args, {}))
+    traced_types = [x.type for x in leaves if isinstance(x, Tracer)]
+    count: dict[str, int] = {}
+
+    def probe(*call_args: Any) -> None:
+        rows = rows_of(_functions.converted_call(jac, *call_args), len(call_args),
+                       f"the easy_rule of {_registry().function_name(f)}")
+        count["rows"] = len(rows)
+
+    name = session.unique_name("jacobian_probe")
+    _functions.trace_function(session, mark_converted(probe), leaves, treedef, name,
+                              traced_types, lambda r: [], private=True)
+    session.used_names.discard(name)
+    return count["rows"]
 
 
 def _outputs(result: object, fname: str) -> tuple[list[Tracer], bool]:
