@@ -43,7 +43,7 @@ from . import functions as _functions
 from .arrays import is_array_type
 from .ast_transform import convert, mark_converted
 from .buffer_ownership import returned_array
-from .context import COMPILE_LOCK, TraceSession
+from .context import COMPILE_LOCK, TraceSession, current_builder
 from .tracer import Tracer, constant, emit1, is_array_value, is_number
 
 
@@ -271,7 +271,11 @@ class PythonRule(UserRule):
             fresh = returned_array(value, public=True)  # type: ignore[arg-type]
             if fresh.type == t:
                 return fresh
-            return emit1(memref.CastOp.get(_functions.ssa(fresh), t))
+            cast = emit1(memref.CastOp.get(_functions.ssa(fresh), t))
+            # the buffer is returned (not freed) under the cast's type
+            fb = current_builder()
+            fb.allocs = [(cast.value if v is fresh.value else v, b) for v, b in fb.allocs]
+            return cast
         if is_number(value) and not isinstance(value, Tracer):
             return constant(value, t)
         if isinstance(value, Tracer) and not is_array_value(value):
