@@ -70,11 +70,11 @@ func.func private @{name}(%x: f64, %seed: f64, %c: f64) -> f64 {{
         return fn
 
 
-def _module(rule: UserRule, body: str, requests: str):
+def _module(rule: UserRule, body: str, requests: str, callee_op: str = "math.sin"):
     rid = register_user_rule(rule, "sin")
     src = f"""
 func.func private @mysin(%x: f64) -> f64 {{
-  %s = math.sin %x : f64
+  %s = {callee_op} %x : f64
   func.return %s : f64
 }}
 {body.replace("RULE", rid)}
@@ -200,3 +200,24 @@ func.func @tangent(%x: f64, %dx: f64) -> f64 {
     assert grad(x, 1.0)[0] == pytest.approx(math.sin(x), rel=1e-14)  # d(y x) with y constant
     assert tangent(x, 1.0)[0] == pytest.approx(math.sin(x), rel=1e-14)
     assert rule.requests == []
+
+
+def test_rule_applies_where_the_body_has_no_derivative():
+    # the callee's body is floor (zero derivative, no activity edge): the rule, not the
+    # body, decides what flows (a straight-through estimator is such a rule)
+    body = """
+func.func private @f(%x: f64) -> f64 {
+  %y = func.call @mysin(%x) {isozyme.rule = "RULE"} : (f64) -> f64
+  func.return %y : f64
+}
+"""
+    reqs = """
+func.func @grad(%x: f64, %seed: f64) -> f64 {
+  %g = enzyme.autodiff @f(%x, %seed) {activity=[#enzyme<activity enzyme_active>], ret_activity=[#enzyme<activity enzyme_activenoneed>]} : (f64, f64) -> f64
+  func.return %g : f64
+}
+"""
+    rule = TripleSin()
+    ctx, module = _module(rule, body, reqs, callee_op="math.floor")
+    _, (grad,) = _run(ctx, module, [("grad", ["f64", "f64"], ["f64"])])
+    assert grad(0.3, 1.0)[0] == pytest.approx(3 * math.cos(0.3), rel=1e-14)

@@ -90,6 +90,12 @@ class UserRule(abc.ABC):
     name: str = "a user rule"
     inactive: bool = False
 
+    def depends(self, arg: int, result: int) -> bool:
+        """Whether result ``result`` of a call may depend differentiably on argument
+        ``arg`` (an activity edge); by default every one does (an easy rule's
+        ``Constant`` entries may say otherwise)."""
+        return True
+
     @abc.abstractmethod
     def build(self, request: RuleRequest, name: str, module: Operation) -> func.FuncOp:
         """The function that implements ``request``; ``module`` is the module it will
@@ -158,13 +164,30 @@ class UserCallRule(CallRule):
     (the module docstring gives the functions' conventions)."""
 
     def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        """The rule, not the body, says what is differentiable: every argument flows
+        into every result unless the rule declares less (:meth:`UserRule.depends`), so
+        a rule giving a derivative where the body has none (a straight-through rule of
+        ``floor``) is used; an argument flows into a buffer argument when the body
+        writes that buffer (the primal's effect)."""
         rule = user_rule_of(op)
         assert rule is not None
         if rule.inactive:
-            return iter(())
-        from isozyme.compiler.analysis.activity import call_flow_edges  # noqa: PLC0415
+            return
+        from isozyme.compiler.analysis.buffers import written_arguments  # noqa: PLC0415
 
-        return call_flow_edges(op, _callee(op))
+        callee = _callee(op)
+        args = list(op.operands)
+        if callee is not None and callee.body.blocks:
+            written = written_arguments(callee)
+        else:
+            written = {i for i, a in enumerate(args) if is_buffer(a)}
+        for i, a in enumerate(args):
+            for j, r in enumerate(op.results):
+                if rule.depends(i, j):
+                    yield a, r
+            for k in written:
+                if k != i:
+                    yield a, args[k]
 
     # -- helpers ----------------------------------------------------------------------
     @staticmethod
