@@ -66,10 +66,18 @@ class RuledEntry(HelperEntry):
     rule_id: str = ""
 
 
-def _registry() -> Any:
-    from isozyme.rules import registry  # noqa: PLC0415 (the public package sits above)
+_REGISTRY_MODULE: Any = None
 
-    return registry
+
+def _registry() -> Any:
+    """``isozyme.rules.registry`` (imported on first use: the public package sits
+    above the frontend)."""
+    global _REGISTRY_MODULE
+    if _REGISTRY_MODULE is None:
+        from isozyme.rules import registry  # noqa: PLC0415
+
+        _REGISTRY_MODULE = registry
+    return _REGISTRY_MODULE
 
 
 def ruled_call(f: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -176,6 +184,8 @@ def _trace_ruled(f: Any, rules: Any, args: tuple[Any, ...], leaves: list[Any],
                 session, _host_body(f, rules, args), leaves, treedef, name, traced_types,
                 collect, private=True, owned=owned)
         session.add_function(func_op)
+        # (the rules' own globals are not part of the cache key: rule bodies are traced
+        # during AD, after the cache guard read its values, and may append to a list)
         result_types = list(func_op.function_type.outputs.data)
         rule = PythonRule(f, rules, args, leaves, treedef, out["tuple"],
                           tuple(result_types))
