@@ -867,6 +867,31 @@ def test_on_the_emulated_gpu(kind, scale):
     close(t, scale * float(np.sum(g)))
 
 
+@pytest.mark.parametrize("target", ["cpu", "cuda-emu"])
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_rule_inside_a_parallel_loop(kind, scale, target):
+    """A ruled call of floats in an iz.prange body: inside the kernel on cuda-emu."""
+    h, _ = make_scalar(kind, scale)
+
+    def kernel(x, out):
+        for i in iz.prange(x.shape[0]):
+            out[i] = h(x[i], 2.0) * x[i]
+
+    x = RNG.uniform(-1, 1, 5)
+    d = np.array([fd(lambda v: h(v, 2.0) * v, (v,), 0) for v in x])
+    with iz.target(target):
+        dx, dout = np.zeros(5), np.ones(5)
+        autodiff(Reverse, kernel, Duplicated(x.copy(), dx), Duplicated(np.zeros(5), dout))
+        seed, tout = RNG.uniform(-1, 1, 5), np.zeros(5)
+        autodiff(Forward, kernel, Duplicated(x.copy(), seed.copy()), Duplicated(np.zeros(5), tout))
+    # out = h(x, 2) x: the wrong rule scales dh only, not the product's x term
+    true_dh = np.array([2.0 * math.cos(v) for v in x])
+    expected = d + (scale - 1.0) * true_dh * x
+    close(dx, expected)
+    close(tout, expected * seed)
+
+
 # --------------------------------------------------------------------------- untraceable primals
 def test_scipy_ufunc_with_an_easy_rule():
     """scipy.special.expit cannot be traced: its primal runs as a host call, its
