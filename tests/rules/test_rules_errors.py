@@ -75,7 +75,7 @@ def test_rule_error_is_an_isozyme_type_error():
     assert iz.RuleError is RuleError
 
 
-# --------------------------------------------------------------------------- wrong structure
+# ---------------------------------------------------------------------- wrong structure
 def too_many_entries(x, y):
     return math.sin(x) * y
 
@@ -217,7 +217,7 @@ def test_reverse_rule_wrong_entries(fn):
         gradient(Reverse, fn, X, Y)
 
 
-# --------------------------------------------------------------------------- wrong shape / dtype
+# ------------------------------------------------------------------ wrong shape / dtype
 def sumsq_wrong_shape(x):
     return np.sum(x * x)
 
@@ -287,7 +287,7 @@ def test_wrong_dtype():
         check_message(exc, "sq32_f64_derivative", "easy_rule", "f64", "expected f32")
 
 
-# --------------------------------------------------------------------------- missing rules
+# ------------------------------------------------------------------------ missing rules
 def only_forward(x):
     return math.sin(x)
 
@@ -350,7 +350,7 @@ def test_missing_rule_at_the_top_level():
     check_message(exc, "only_reverse", "forward")
 
 
-# --------------------------------------------------------------------------- type filters
+# ------------------------------------------------------------------------- type filters
 # deliberately wrong (x10) rules that apply to float32 arguments only
 def typed_only(x, y):
     return math.sin(x) * y
@@ -426,7 +426,7 @@ def test_inactive_filter_on_int_argument():
     assert gradient(Forward, g, Y, X) == pytest.approx((X + 2 * Y, Y), rel=1e-14)
 
 
-# --------------------------------------------------------------------------- keyword arguments
+# -------------------------------------------------------------------- keyword arguments
 def with_keywords(x, y=2.0):
     return math.sin(x) * y
 
@@ -458,7 +458,7 @@ def test_keyword_only_arguments_are_refused():
     check_message(exc, "keyword_only", "y")
 
 
-# --------------------------------------------------------------------------- arrays out in reverse
+# ---------------------------------------------------------------- arrays out in reverse
 def doubled(x):
     return 2.0 * x
 
@@ -476,7 +476,7 @@ def test_reverse_of_an_array_result_is_refused():
     assert t == pytest.approx(3.0, rel=1e-14)
 
 
-# --------------------------------------------------------------------------- shadows in augmented_primal
+# ---------------------------------------------------------- shadows in augmented_primal
 def reads_shadow_early(x):
     return x[0] * x[1]
 

@@ -6,7 +6,8 @@ Every scenario is built twice by a factory: once with a correct rule (the result
 match central differences of the plain Python function) and once with a rule scaled by
 3 (``SCALES``).  The callers are written so that every input reaches the result only
 through the ruled function, so the wrong rule must give exactly 3 times the true
-derivative: the rule, not the traced body, was differentiated.
+derivative: the rule, not the traced body, was differentiated (where a caller has
+another path, its expected value says so).
 
 A rule is global state: each factory call makes fresh function objects (closures) and
 registers the rule on them, so tests never share a rule.  General rules append what
@@ -58,10 +59,11 @@ def fd(f, args, k, h=1e-6):
 
 
 def close(actual, expected, rtol=RTOL, atol=ATOL):
+    """assert_allclose of a float, a tuple of floats or an array."""
     np.testing.assert_allclose(np.asarray(actual, dtype=float), expected, rtol=rtol, atol=atol)
 
 
-# --------------------------------------------------------------------------- helpers for general rules
+# ------------------------------------------------------------ helpers for general rules
 def lanes(a, w):
     """The tangents (forward) of a general rule's argument, one per lane; zeros for Const."""
     if isinstance(a, BatchDuplicated):
@@ -91,11 +93,12 @@ def adjoint(config, arg, values):
 
 
 def record(log, kind, config):
+    """Append (rule kind, needs_primal, needs_shadow, width, overwritten) to ``log``."""
     log.append((kind, rules.needs_primal(config), rules.needs_shadow(config),
                 rules.width(config), tuple(rules.overwritten(config))))
 
 
-# --------------------------------------------------------------------------- h(x, y) = sin(x) * y
+# ----------------------------------------------------------------- h(x, y) = sin(x) * y
 def register_sin_times(kind, h, scale, log):
     """Give ``h(x, y) = sin(x) * y`` a rule of ``kind`` whose derivative is ``scale``
     times the true one."""
@@ -354,7 +357,7 @@ def test_jacobian_chunk_2(kind, scale, mode):
         assert 2 in {entry[3] for entry in log}
 
 
-# --------------------------------------------------------------------------- tuples and f32
+# ----------------------------------------------------------------------- tuples and f32
 def make_polar(kind, scale):
     """Fresh ``pol(r, t) = (r cos t, r sin t)`` with a ``kind`` rule, and a caller."""
     def pol(r, t):
@@ -478,7 +481,7 @@ def test_float32(kind, scale):
         close(res, [scale * gk for gk in g], rtol=1e-5, atol=1e-6)
 
 
-# --------------------------------------------------------------------------- arrays
+# ------------------------------------------------------------------------------- arrays
 def register_sumsin(kind, fn, scale, log):
     """Give ``fn(x, w) = sum(sin(x)) * w`` (x an array, w a float) a ``kind`` rule
     scaled by ``scale``; the general reverse rules add into ``x.dval`` ("general" in
@@ -535,7 +538,8 @@ def register_sumsin(kind, fn, scale, log):
             record(log, "forward", config)
             n = rules.width(config)
             c, s = np.cos(x.val), np.sum(np.sin(x.val))
-            ts = [scale * (np.sum(c * dx) * w.val + s * dw) for dx, dw in zip(lanes(x, n), lanes(w, n))]
+            ts = [scale * (np.sum(c * dx) * w.val + s * dw)
+                  for dx, dw in zip(lanes(x, n), lanes(w, n))]
             shadow = shadow_of(config, ts)
             if not rules.needs_primal(config):
                 return shadow
@@ -681,7 +685,7 @@ def test_batch_reverse_array(kind, scale):
         assert 2 in {entry[3] for entry in log if entry[0] == "reverse"}
 
 
-# --------------------------------------------------------------------------- loops, branches, helpers
+# ------------------------------------------------------------- loops, branches, helpers
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_rule_inside_a_loop(kind, scale):
@@ -758,7 +762,7 @@ def test_rule_on_rows_of_a_duplicated_matrix(kind, scale):
     close(t, scale * float(np.sum(g * sA)))
 
 
-# --------------------------------------------------------------------------- overwritten
+# -------------------------------------------------------------------------- overwritten
 def make_product(scale, log):
     """``prod01(x) = x[0] * x[1]`` with general rules that keep x[0], x[1] on the tape
     only when ``overwritten`` says x may change before the reverse rule runs."""
@@ -821,7 +825,7 @@ def test_overwritten(scale):
                            if entry[0] in ("augmented", "reverse")), (f.__name__, log)
 
 
-# --------------------------------------------------------------------------- nested AD
+# ---------------------------------------------------------------------------- nested AD
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_hvp_through_a_ruled_function(kind, scale):
@@ -844,7 +848,7 @@ def test_hvp_through_a_ruled_function(kind, scale):
     close(iz.hvp(f, x, v), scale * hvp_fd, rtol=1e-6, atol=1e-7)
 
 
-# --------------------------------------------------------------------------- targets
+# ------------------------------------------------------------------------------ targets
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("kind", ["easy", "general", "loops"])
 def test_on_the_emulated_gpu(kind, scale):
@@ -892,7 +896,7 @@ def test_rule_inside_a_parallel_loop(kind, scale, target):
     close(tout, expected * seed)
 
 
-# --------------------------------------------------------------------------- untraceable primals
+# ------------------------------------------------------------------ untraceable primals
 def test_scipy_ufunc_with_an_easy_rule():
     """scipy.special.expit cannot be traced: its primal runs as a host call, its
     derivative is the rule's."""
@@ -985,7 +989,7 @@ def test_ctypes_function_with_an_easy_rule(scale, fn):
     assert res.val == pytest.approx(math.erfc(X * Y) * math.erfc(Y), rel=1e-15)
 
 
-# --------------------------------------------------------------------------- registration order
+# ------------------------------------------------------------------- registration order
 def test_rule_registered_after_compiling():
     """A function compiled (and run) before a rule is registered uses the rule after."""
     def h(x, y):
