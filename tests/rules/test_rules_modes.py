@@ -321,6 +321,14 @@ def test_batch_forward_scalars(kind, scale):
     g = grad_fd(f, (X, Y))
     (lanes_,) = autodiff(Forward, f, BatchDuplicated(X, (1.0, 0.0)), BatchDuplicated(Y, (0.0, 1.0)))
     close(lanes_, [scale * g[0], scale * g[1]])
+    lanes_, primal = autodiff(ForwardWithPrimal, f, BatchDuplicated(X, (1.0, 0.0)),
+                              BatchDuplicated(Y, (0.0, 1.0)))
+    close(lanes_, [scale * g[0], scale * g[1]])
+    assert primal == pytest.approx(f(X, Y), rel=1e-14)
+    # the ruled function itself: its rule returns BatchDuplicated(primal, shadows)
+    lanes_, primal = autodiff(ForwardWithPrimal, h, BatchDuplicated(X, (1.0, 0.5)), Const(Y))
+    close(lanes_, [scale * math.cos(X) * Y, 0.5 * scale * math.cos(X) * Y])
+    assert primal == pytest.approx(math.sin(X) * Y, rel=1e-14)
     if kind == "general":
         assert {entry[3] for entry in log} == {2}
 
