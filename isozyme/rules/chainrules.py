@@ -78,11 +78,12 @@ def rules_from_rrule(f: Callable[..., Any], rrule: Callable[..., Any]
 
     @converted
     def reverse(config: Any, func: Any, dret: Any, tape: Any, *args: Any) -> tuple[Any, ...]:
-        adjoints: list[Any] = [None] * len(args)
-        if not isinstance(dret, Active):
+        w = width(config)
+        adjoints: list[Any] = [
+            (0.0 if w == 1 else (0.0,) * w) if isinstance(a, Active) else None for a in args]
+        if not isinstance(dret, Active):  # no result is differentiated: zero adjoints
             return tuple(adjoints)
         _, pullback = _pair(call(rrule, f, *[a.val for a in args]), label, "(y, pullback)")
-        w = width(config)
         lanes = [dret.val] if w == 1 else list(dret.val)
         per_arg: list[list[Any]] = [[] for _ in args]
         for seed in lanes:

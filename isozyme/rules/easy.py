@@ -228,13 +228,14 @@ def derive(f: Callable[..., Any], jac: Callable[..., Any]) -> tuple[Callable[...
     @converted
     def reverse(config: Any, func: Any, dret: Any, tape: Any, *args: Any) -> tuple[Any, ...]:
         vals = [a.val for a in args]
-        adjoints: list[Any] = [None] * len(args)
-        if not isinstance(dret, Active):
+        w = width(config)
+        adjoints: list[Any] = [
+            (0.0 if w == 1 else (0.0,) * w) if isinstance(a, Active) else None for a in args]
+        if not isinstance(dret, Active):  # no result is differentiated: zero adjoints
             return tuple(adjoints)
         rows = tape if tape is not None else rows_of(call(jac, *vals), len(args), label,
                                                      config.result_shape)
         multi = len(rows) > 1 or bool(config.result_shape and config.result_shape[0])
-        w = width(config)
         lanes = [dret.val] if w == 1 else list(dret.val)
         seeds = [list(s) if multi else [s] for s in lanes]
         for i, a in enumerate(args):

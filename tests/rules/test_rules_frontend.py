@@ -433,3 +433,22 @@ def test_array_and_scalar_arguments_batched():
                                                            np.array([0.0, 1.0]))),
                      BatchDuplicated(X, (0.0, 1.0)))
     close(d2, 3.0 * (gx + np.array([0.0, fd(lambda a: f(x, a), [X], 0)])))
+
+
+
+# --------------------------------------------------------------------------- activity
+def test_constant_jacobian_entries_are_no_activity_edges():
+    """h's second result does not depend on x by the rule (Constant): a function of it
+    has no derivative with respect to x, and the rule's object says so."""
+    def h_c(x, y):
+        return (x * y, x + y)
+
+    rules.easy_rule(h_c, lambda x, y: ((y, x), (rules.Constant, 1.0)))
+
+    def f(x, y):
+        return h_c(x, y)[1] * 2.0
+
+    rule, _, _ = _rule_of(f, [f64, f64])
+    assert [rule.depends(a, r) for r in (0, 1) for a in (0, 1)] == [True, True, False, True]
+    assert gradient(Reverse, f, X, Y) == (0.0, 2.0)
+    assert gradient(Forward, f, X, Y) == (0.0, 2.0)

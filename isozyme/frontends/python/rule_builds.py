@@ -119,8 +119,21 @@ class PythonRule(UserRule):
             self.arg_operands.append(list(range(k, k + n)))
             k += n
         self.bare = [isinstance(a, Tracer) for a in args]
+        # per result, per positional argument: False where an easy rule's Jacobian
+        # entry is Constant (set by ruled_calls; None: every entry may be nonzero)
+        self.pattern: list[tuple[bool, ...]] | None = None
         # the augmented functions' tapes: (structure, leaves with None for traced ones)
         self._tapes: dict[RuleRequest, tuple[Any, list[Any]]] = {}
+
+    def depends(self, arg: int, result: int) -> bool:
+        """Whether result ``result`` may depend differentiably on operand ``arg``:
+        not where an easy rule's Jacobian entry is ``Constant``."""
+        if self.pattern is None:
+            return True
+        for p, ops in enumerate(self.arg_operands):
+            if arg in ops:
+                return not self.bare[p] or self.pattern[result][p]
+        return True
 
     # -- entry point ------------------------------------------------------------------
     def build(self, request: RuleRequest, name: str, module: Operation) -> func.FuncOp:
@@ -414,6 +427,8 @@ class PythonRule(UserRule):
                 continue
             t = primals[self.arg_operands[p][0]].type
             what = f"the adjoint of argument {p}"
+            if adj is None and dret is Const:
+                adj = 0.0 if w == 1 else (0.0,) * w  # no result is differentiated
             if adj is None:
                 raise RuleError(f"{label} returned None as {what}, which is Active; "
                                 "expected its adjoint")

@@ -189,6 +189,9 @@ def _trace_ruled(f: Any, rules: Any, args: tuple[Any, ...], leaves: list[Any],
         result_types = list(func_op.function_type.outputs.data)
         rule = PythonRule(f, rules, args, leaves, treedef, out["tuple"],
                           tuple(result_types))
+        if not rule.inactive:  # an easy rule's Constant entries are no activity edges
+            rule.pattern = jacobian_pattern(f, rules, args,
+                                            (out["tuple"], len(result_types)))
         rule_id = register_user_rule(rule, getattr(f, "__name__", None) or "rule")
         is_tuple = out["tuple"]
 
@@ -246,29 +249,39 @@ def _host_body(f: Any, rules: Any, args: tuple[Any, ...]) -> Callable[..., Any]:
 
 
 def _host_result_count(f: Any, rules: Any, args: tuple[Any, ...]) -> int:
-    """How many results a host-called body has: an easy rule's Jacobian rows (its
-    ``jac`` traced on the arguments into a function that is then dropped), else 1."""
-    entry = rules.forward or rules.augmented or rules.reverse
-    jac = getattr(getattr(entry, "impl", None), "jacobian", None)
-    if jac is None:
-        return 1
+    """How many results a host-called body has: an easy rule's Jacobian rows, else 1."""
+    pattern = jacobian_pattern(f, rules, args, None)
+    return 1 if pattern is None else len(pattern)
+
+
+def jacobian_pattern(f: Any, rules: Any, args: tuple[Any, ...],
+                     result_shape: tuple[bool, int] | None) -> list[tuple[bool, ...]] | None:
+    """Per result, per positional argument: whether the easy rule's Jacobian entry is
+    not ``Constant`` (its ``jac`` traced on the arguments into a function that is then
+    dropped); None when the rules do not all come from one easy rule."""
+    impls = [e.impl for e in (rules.forward, rules.augmented, rules.reverse) if e is not None]
+    jacs = {id(getattr(impl, "jacobian", None)) for impl in impls}
+    jac = getattr(impls[0], "jacobian", None) if impls else None
+    if jac is None or len(jacs) != 1:
+        return None
+    from isozyme.rules.config import Constant  # noqa: PLC0415
     from isozyme.rules.easy import rows_of  # noqa: PLC0415
 
     session = current_builder().session
     leaves, treedef = pytree.flatten((args, {}))
     traced_types = [x.type for x in leaves if isinstance(x, Tracer)]
-    count: dict[str, int] = {}
+    found: dict[str, list[tuple[bool, ...]]] = {}
 
     def probe(*call_args: Any) -> None:
         rows = rows_of(_functions.converted_call(jac, *call_args), len(call_args),
-                       f"the easy_rule of {_registry().function_name(f)}")
-        count["rows"] = len(rows)
+                       f"the easy_rule of {_registry().function_name(f)}", result_shape)
+        found["rows"] = [tuple(e is not Constant for e in row) for row in rows]
 
     name = session.unique_name("jacobian_probe")
     _functions.trace_function(session, mark_converted(probe), leaves, treedef, name,
                               traced_types, lambda r: [], private=True)
     session.used_names.discard(name)
-    return count["rows"]
+    return found["rows"]
 
 
 def _outputs(result: object, fname: str) -> tuple[list[Tracer], bool]:
