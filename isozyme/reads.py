@@ -36,6 +36,7 @@ the hidden arguments.
 
 from __future__ import annotations
 
+import ctypes
 import dis
 import enum
 import functools
@@ -93,6 +94,9 @@ _IDENT_TYPES = (
     types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type, np.ufunc,
     types.MethodDescriptorType, types.WrapperDescriptorType, types.BuiltinMethodType,
     Mode,  # Forward, Reverse...: immutable singletons a nested autodiff reads
+    # a C function loaded with ctypes (libm's erfc): called through a user rule's host
+    # call, it traces the same for as long as it is the same object
+    ctypes._CFuncPtr,  # type: ignore[attr-defined]
 )
 _SIMPLE = frozenset({int, bool, str, bytes, complex, type(None), type(Ellipsis), range, slice})
 _MAX_ELEMENTS = 1_000_000  # a frozen value larger than this is refused, not compared

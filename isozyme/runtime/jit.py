@@ -147,6 +147,8 @@ def release_freed_code() -> int:
     n = 0
     with _JIT_LOCK:
         jit = _JIT_INSTANCE
+        if jit is None:  # another thread released the engine after the check above
+            return 0
         while _FREED:
             mod = _FREED.pop()
             jit.engine.remove_module(mod)

@@ -39,10 +39,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from xdsl.dialects import func
-from xdsl.dialects.builtin import StringAttr
+from xdsl.dialects import func, memref
+from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, StringAttr
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.traits import is_side_effect_free
 
 from isozyme.compiler.ad_rules.registry import RULE_ATTR, CallRule, Edge
 from isozyme.compiler.analysis.buffers import is_buffer
@@ -51,6 +52,11 @@ from isozyme.dialects.enzyme import Activity
 from isozyme.errors import UnsupportedError
 
 RuleMode = Literal["forward", "augmented", "reverse"]
+
+#: Attribute of a function a :class:`UserRule` built: per result, whether it is an
+#: array the function allocated (``i1`` values); the reverse sweep frees such tape
+#: arrays after the reverse call.
+OWNED_RESULTS_ATTR = "isozyme.owned_results"
 
 
 @dataclass(frozen=True)
@@ -255,13 +261,13 @@ class UserCallRule(CallRule):
         the rule's ``needs_primal = False`` variant instead (Enzyme asks the rule for
         what the derivative needs, and only for that)."""
         n = len(op.results)
-        if any(r.uses for r in call.results[:n]):
+        if any(_live(r) for r in call.results[:n]):
             return
         lean = replace(req, needs_primal=False)
         new = self._emit(fwd, Emitter(InsertPoint.before(call)), op, rule, lean, operands)
         for old_r, new_r in zip(call.results[n:], new.results, strict=True):
             old_r.replace_all_uses_with(new_r)
-        Rewriter.erase_op(call)
+        _erase_with_dead_users(call)
 
     # -- reverse mode -----------------------------------------------------------------
     @staticmethod
@@ -280,7 +286,9 @@ class UserCallRule(CallRule):
             return None
         acts = self._reverse_activities(rev, op)
         act_res = tuple(rev.info.is_active(r) for r in op.results)
-        if not any(act_res) and all(a is Activity.CONST for a in acts):
+        if not any(act_res) and Activity.DUP not in acts:
+            # no seed can reach an Active argument through it (its adjoints are zero)
+            # and no shadow to update: the primal call is enough (Enzyme drops it too)
             return None
         for r, active in zip(op.results, act_res):
             if active and is_buffer(r):
@@ -368,6 +376,12 @@ class UserCallRule(CallRule):
         for r, active in zip(op.results, req.active_results):
             if active:
                 operands += rev.adj_or_zero(ctx, ctx, r)
+        if ctx.parent is not None and any(is_buffer(t) for t in got.tape):
+            raise UnsupportedError(
+                f"{rule.name}: its tape holds an array, and the call of {op.callee} is "
+                "inside a loop or branch, where the reverse sweep caches scalars only; "
+                "put floats on the tape (or call it outside the loop)"
+            )
         operands += [rev.fetch(t, ctx) for t in got.tape]
         rreq = replace(req, mode="reverse", tape_types=tuple(t.type for t in got.tape))
         call = self._emit(rev, e, op, rule, rreq, operands)
@@ -380,6 +394,8 @@ class UserCallRule(CallRule):
             )
         for k, a in enumerate(active_args):
             rev.accumulate(ctx, a, rev.lanes(call.results, k))
+        for t in _owned_tape(self._function(rev, op, rule, req), got):
+            e.insert(memref.DeallocOp.get(t))  # the augmented function allocated it
         rev.finalizers.append(lambda: self._drop_aug_primal(rev, op, rule, got, call))
 
     def _drop_aug_primal(self, rev: Any, op: Operation, rule: UserRule,
@@ -389,7 +405,7 @@ class UserCallRule(CallRule):
         reverse functions instead (kept when their tape differs: the reverse function
         was built for the first one's)."""
         aug, n = got.aug, got.n_primal
-        if any(r.uses for r in aug.results[:n]):
+        if any(_live(r) for r in aug.results[:n]):
             return
         lean = replace(got.request, needs_primal=False)
         fn = self._function(rev, op, rule, lean)
@@ -400,7 +416,7 @@ class UserCallRule(CallRule):
             func.CallOp(fn.sym_name.data, list(aug.operands), tape_types))
         for old_r, new_r in zip(aug.results[n:], new.results, strict=True):
             old_r.replace_all_uses_with(new_r)
-        Rewriter.erase_op(aug)
+        _erase_with_dead_users(aug)
         rreq = replace(lean, mode="reverse", tape_types=tuple(tape_types))
         rfn = self._function(rev, op, rule, rreq)
         new_r = Emitter(InsertPoint.before(rcall)).insert(
@@ -408,6 +424,63 @@ class UserCallRule(CallRule):
         for old_v, new_v in zip(rcall.results, new_r.results, strict=True):
             old_v.replace_all_uses_with(new_v)
         Rewriter.erase_op(rcall)
+
+
+def _live(v: SSAValue) -> bool:
+    """Whether the value of ``v`` is needed: some use is not a pure op (a return, a
+    store, a call, a region op's operand), or is a pure op whose results are live.
+    (Forward mode clones every primal op, so a primal the derivative does not need
+    may still feed dead arithmetic when the finalizers run.)"""
+    seen: set[Operation] = set()
+    todo = [v]
+    while todo:
+        for use in todo.pop().uses:
+            user = use.operation
+            if user in seen:
+                continue
+            seen.add(user)
+            if user.regions or not is_side_effect_free(user) or not user.results:
+                return True
+            todo.extend(user.results)
+    return False
+
+
+def _erase_with_dead_users(call: Operation) -> None:
+    """Erase ``call``, whose remaining results feed only dead pure ops (see
+    :func:`_live`), with those ops."""
+    dead: list[Operation] = []
+    todo = list(call.results)
+    while todo:
+        for use in todo.pop().uses:
+            if use.operation not in dead:
+                dead.append(use.operation)
+                todo.extend(use.operation.results)
+    while dead:
+        for op in [o for o in dead if not any(r.uses for r in o.results)]:
+            Rewriter.erase_op(op)
+            dead.remove(op)
+    Rewriter.erase_op(call)
+
+
+def _owned_tape(aug: func.FuncOp, got: _RuledCall) -> list[SSAValue]:
+    """The tape arrays of ``got`` that ``aug`` allocated, each returned once (its
+    :data:`OWNED_RESULTS_ATTR` says which): the reverse sweep frees them after the
+    reverse call.  A tape entry that is an argument or a view of one is not the
+    tape's to free."""
+    ret = aug.body.block.last_op
+    assert isinstance(ret, func.ReturnOp)
+    owned_attr = aug.attributes.get(OWNED_RESULTS_ATTR)
+    if not isinstance(owned_attr, ArrayAttr):
+        return []
+    owned = [isinstance(a, IntegerAttr) and a.value.data != 0 for a in owned_attr.data]
+    start = len(ret.operands) - len(got.tape)
+    out: list[SSAValue] = []
+    for k, t in enumerate(got.tape):
+        value = ret.operands[start + k]
+        if is_buffer(value) and start + k < len(owned) and owned[start + k] \
+                and sum(1 for o in ret.operands if o is value) == 1:
+            out.append(t)
+    return out
 
 
 def _callee(op: Operation) -> func.FuncOp | None:
