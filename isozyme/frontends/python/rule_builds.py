@@ -35,7 +35,7 @@ from isozyme.annotations import (
     Duplicated,
     DuplicatedNoNeed,
 )
-from isozyme.compiler.ad_rules.user_rules import RuleRequest, UserRule
+from isozyme.compiler.ad_rules.user_rules import OWNED_RESULTS_ATTR, RuleRequest, UserRule
 from isozyme.dialects.enzyme import Activity
 from isozyme.errors import RuleError
 
@@ -163,10 +163,15 @@ class PythonRule(UserRule):
         def traced(*values: Tracer) -> list[Tracer]:
             return body(request, impl, label, list(values))
 
+        owned: list[bool] = []
         with COMPILE_LOCK:
             func_op, _ = _functions.trace_function(
                 session, traced, leaves, treedef, name, list(operand_types),
-                lambda r: r, private=True)
+                lambda r: r, private=True, owned=owned)
+            # which results are arrays the function allocated (the AD side frees a
+            # tape's such arrays after the reverse call: user_rules.OWNED_RESULTS_ATTR)
+            func_op.attributes[OWNED_RESULTS_ATTR] = builtin.ArrayAttr(
+                [builtin.IntegerAttr(int(o), 1) for o in owned])
             session.add_function(func_op)
             _lower_whole_array(scratch)
         for op in list(scratch.body.block.ops):
