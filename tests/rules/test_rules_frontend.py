@@ -452,3 +452,48 @@ def test_constant_jacobian_entries_are_no_activity_edges():
     assert [rule.depends(a, r) for r in (0, 1) for a in (0, 1)] == [True, True, False, True]
     assert gradient(Reverse, f, X, Y) == (0.0, 2.0)
     assert gradient(Forward, f, X, Y) == (0.0, 2.0)
+
+
+# -- review fixes -------------------------------------------------------------------------
+
+
+def _two_out(x):
+    return (x * 2.0, x * 3.0)
+
+
+def _one_out(x):
+    return x * 2.0
+
+
+def test_forward_rule_returning_one_array_twice_is_copied_not_freed_twice():
+    """One tangent array for two results, one array as primal and tangent, one array in
+    two lanes: each result gets a buffer of its own (freeing one buffer twice crashed)."""
+    @rules.forward(_two_out)
+    def two_fwd(config, func, RT, x):
+        t = x.dval * 2.0
+        return Duplicated((x.val * 2.0, x.val * 3.0), (t, t))
+
+    def g(x):
+        a, b = _two_out(x)
+        return np.sum(a) + np.sum(b)
+
+    x = np.array([1.0, 2.0, 3.0])
+    dx = np.array([1.0, 0.0, 0.0])
+    assert autodiff(Forward, g, Duplicated(x, dx))[0] == pytest.approx(4.0)
+
+    @rules.forward(_one_out)
+    def one_fwd(config, func, RT, x):
+        if config.width > 1:
+            t = x.dvals[0] * 2.0
+            return BatchDuplicated(x.val * 2.0, (t, t))
+        p = x.val * 2.0
+        return Duplicated(p, p)
+
+    def h(x):
+        return np.sum(_one_out(x) * _one_out(x))
+
+    # the rule's tangent is 2x: d sum(y*y) = 2 sum(y * 2x) with y = 2x
+    assert autodiff(Forward, h, Duplicated(x, dx))[0] == pytest.approx(2 * np.sum(4 * x * x))
+    got = autodiff(Forward, lambda x: np.sum(_one_out(x)),
+                   BatchDuplicated(x, (dx, dx.copy())))[0]
+    assert got == pytest.approx((2.0, 2.0))

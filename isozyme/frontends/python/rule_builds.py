@@ -268,12 +268,15 @@ class PythonRule(UserRule):
                             f"expected one value ({self.fname} returns one value)")
         return [value]
 
-    def _check(self, value: Any, t: Attribute, label: str, what: str) -> Tracer:
+    def _check(self, value: Any, t: Attribute, label: str, what: str,
+               seen: set[int] | None = None) -> Tracer:
         """``value`` as a tracer of type ``t`` (Python numbers are converted; a traced
-        value must have ``t``'s type, an array ``t``'s rank and element type)."""
+        value must have ``t``'s type, an array ``t``'s rank and element type).  ``seen``
+        holds the buffers already returned by this function: an array returned twice
+        (one tangent for two results) is copied, each result being a buffer of its own."""
         if isinstance(value, Tracer) and value.type == t:
             if is_array_value(value):
-                return returned_array(value, public=True)  # type: ignore[arg-type]
+                return _distinct(returned_array(value, public=True), seen)  # type: ignore[arg-type]
             return value
         if is_array_type(t):
             assert isinstance(t, MemRefType)
@@ -286,7 +289,7 @@ class PythonRule(UserRule):
                 raise RuleError(f"{label} returned an array of {vt.element_type} with "
                                 f"{len(vt.shape)} dimensions as {what}; expected "
                                 f"{t.element_type} with {len(t.shape)} dimensions")
-            fresh = returned_array(value, public=True)  # type: ignore[arg-type]
+            fresh = _distinct(returned_array(value, public=True), seen)  # type: ignore[arg-type]
             if fresh.type == t:
                 return fresh
             cast = emit1(memref.CastOp.get(_functions.ssa(fresh), t))
@@ -302,8 +305,9 @@ class PythonRule(UserRule):
         raise RuleError(f"{label} returned {_describe(value)} as {what}; expected a "
                         f"value of type {t}")
 
-    def _results(self, value: Any, label: str, what: str) -> list[Tracer]:
-        return [self._check(v, t, label, f"{what} {i}" if self.returns_tuple else what)
+    def _results(self, value: Any, label: str, what: str,
+                 seen: set[int] | None = None) -> list[Tracer]:
+        return [self._check(v, t, label, f"{what} {i}" if self.returns_tuple else what, seen)
                 for i, (v, t) in enumerate(zip(self._per_output(value, label, what),
                                                self.result_types))]
 
@@ -329,8 +333,9 @@ class PythonRule(UserRule):
         out = impl(config, Const(self.f), rt, *anns)
         primal, lanes = self._split_forward(out, request, label)
         results: list[Tracer] = []
+        seen: set[int] = set()
         if request.needs_primal:
-            results += self._results(primal, label, "the primal")
+            results += self._results(primal, label, "the primal", seen)
         if request.needs_shadow:
             per_lane = [self._per_output(s, label, "a tangent") for s in lanes]
             for j, (t, active) in enumerate(zip(self.result_types, request.active_results)):
@@ -338,7 +343,8 @@ class PythonRule(UserRule):
                     what = f"the tangent of result {j}" if self.returns_tuple else "the tangent"
                     for lane in range(w):
                         what_l = what if w == 1 else f"{what} (lane {lane})"
-                        results.append(self._check(per_lane[lane][j], t, label, what_l))
+                        results.append(self._check(per_lane[lane][j], t, label, what_l,
+                                                   seen))
         return results
 
     @staticmethod
@@ -382,8 +388,9 @@ class PythonRule(UserRule):
             raise RuleError(f"{label} returned {_describe(out)}; expected "
                             "isozyme.rules.AugmentedReturn(primal, shadow, tape)")
         results: list[Tracer] = []
+        seen: set[int] = set()
         if request.needs_primal:
-            results += self._results(out.primal, label, "the primal")
+            results += self._results(out.primal, label, "the primal", seen)
         tape_leaves, tape_def = pytree.flatten(out.tape)
         traced = []
         for x in tape_leaves:
@@ -427,6 +434,7 @@ class PythonRule(UserRule):
                             f"entry per argument ({n}): the adjoint of each Active argument, "
                             "None for the others")
         results: list[Tracer] = []
+        seen: set[int] = set()
         for p, (ann, adj) in enumerate(zip(anns, out)):
             if not isinstance(ann, Active):
                 continue
@@ -443,7 +451,7 @@ class PythonRule(UserRule):
                     raise RuleError(f"{label} returned {_describe(adj)} as {what}; with "
                                     f"width {w} expected a tuple of {w} adjoints")
                 lanes = list(adj)
-            results += [self._check(v, t, label, what) for v in lanes]
+            results += [self._check(v, t, label, what, seen) for v in lanes]
         return results
 
     def _rebuild_tape(self, request: RuleRequest, values: list[Tracer], label: str) -> Any:
@@ -457,6 +465,20 @@ class PythonRule(UserRule):
         it = iter(values)
         leaves = [next(it) if x is _TRACED else x for x in template]
         return pytree.unflatten(tape_def, leaves)
+
+
+def _distinct(value: Any, seen: set[int] | None) -> Any:
+    """``value`` (an array the built function returns), copied when ``seen`` holds its
+    buffer already: each result is freed on its own (returning one buffer twice freed
+    it twice)."""
+    if seen is None:
+        return value
+    if id(value.value) in seen:
+        from .whole_array import copy_to_new  # noqa: PLC0415
+
+        value = copy_to_new(value)
+    seen.add(id(value.value))
+    return value
 
 
 #: A traced leaf's place in a remembered tape.
