@@ -497,3 +497,20 @@ def test_forward_rule_returning_one_array_twice_is_copied_not_freed_twice():
     got = autodiff(Forward, lambda x: np.sum(_one_out(x)),
                    BatchDuplicated(x, (dx, dx.copy())))[0]
     assert got == pytest.approx((2.0, 2.0))
+
+
+def _sized(x):
+    return x * 2.0
+
+
+def test_forward_rule_tangent_of_the_wrong_size_is_a_shape_error():
+    """A tangent whose sizes differ from the primal result's is a ShapeError naming
+    the rule when the code runs (it read past the tangent's end before)."""
+    @rules.forward(_sized)
+    def sized_fwd(config, func, RT, x):
+        t = x.dval[:2] * 2.0
+        return Duplicated(x.val * 2.0, t) if config.needs_primal else t
+
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(iz.ShapeError, match=r"forward rule of _sized.*size 2.*size 4"):
+        autodiff(Forward, lambda x: np.sum(_sized(x) * _sized(x)), Duplicated(x, np.ones(4)))

@@ -343,8 +343,10 @@ class PythonRule(UserRule):
                     what = f"the tangent of result {j}" if self.returns_tuple else "the tangent"
                     for lane in range(w):
                         what_l = what if w == 1 else f"{what} (lane {lane})"
-                        results.append(self._check(per_lane[lane][j], t, label, what_l,
-                                                   seen))
+                        tangent = self._check(per_lane[lane][j], t, label, what_l, seen)
+                        if request.needs_primal and is_array_value(tangent):
+                            _check_sizes(tangent, results[j], label, what_l)
+                        results.append(tangent)
         return results
 
     @staticmethod
@@ -465,6 +467,22 @@ class PythonRule(UserRule):
         it = iter(values)
         leaves = [next(it) if x is _TRACED else x for x in template]
         return pytree.unflatten(tape_def, leaves)
+
+
+def _check_sizes(value: Any, primal: Any, label: str, what: str) -> None:
+    """Check that ``value`` (a tangent) has the sizes of ``primal`` (the primal result
+    the rule returned): at trace time where both are known, else when the compiled
+    code runs (a ``ShapeError`` naming the rule, as the easy rules' checks)."""
+    from .runtime_checks import require  # noqa: PLC0415
+
+    for k, (vk, pk) in enumerate(zip(value.shape, primal.shape)):
+        message = (f"{label} returned {what} with size {{0}} in dimension {k}, where "
+                   f"the primal result has size {{1}}")
+        if isinstance(vk, int) and isinstance(pk, int):
+            if vk != pk:
+                raise RuleError(message.format(vk, pk))
+            continue
+        require(vk == pk, "shape", message, vk, pk)
 
 
 def _distinct(value: Any, seen: set[int] | None) -> Any:
