@@ -40,7 +40,7 @@ from isozyme.dialects.enzyme import Activity
 from isozyme.errors import RuleError
 
 from . import functions as _functions
-from .arrays import is_array_type
+from .arrays import is_array_type, wrap
 from .ast_transform import convert, mark_converted
 from .buffer_ownership import returned_array
 from .context import COMPILE_LOCK, TraceSession, current_builder
@@ -292,7 +292,7 @@ class PythonRule(UserRule):
             fresh = _distinct(returned_array(value, public=True), seen)  # type: ignore[arg-type]
             if fresh.type == t:
                 return fresh
-            cast = emit1(memref.CastOp.get(_functions.ssa(fresh), t))
+            cast = wrap(emit1(memref.CastOp.get(_functions.ssa(fresh), t)).value)
             # the buffer is returned (not freed) under the cast's type
             fb = current_builder()
             fb.allocs = [(cast.value if v is fresh.value else v, b) for v, b in fb.allocs]
