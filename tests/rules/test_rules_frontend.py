@@ -514,3 +514,19 @@ def test_forward_rule_tangent_of_the_wrong_size_is_a_shape_error():
     x = np.array([1.0, 2.0, 3.0, 4.0])
     with pytest.raises(iz.ShapeError, match=r"forward rule of _sized.*size 2.*size 4"):
         autodiff(Forward, lambda x: np.sum(_sized(x) * _sized(x)), Duplicated(x, np.ones(4)))
+
+
+def _self_sq(x):
+    return x * x
+
+
+def test_easy_rule_whose_jacobian_calls_the_function_itself():
+    """jac may call the ruled function (its Jacobian is probed once the call is
+    registered, not while its body is traced: that raised 'recursive call')."""
+    rules.easy_rule(_self_sq, lambda x: ((3 * 2 * _self_sq(x) / x,),))
+    for mode in (Forward, Reverse):
+        assert gradient(mode, lambda x: _self_sq(x) * 1.0, 1.5)[0] == pytest.approx(9.0)
+    rules.easy_rule(math.expm1, lambda x: ((3 * math.expm1(x) + 3.0,),))  # a host call
+    for mode in (Forward, Reverse):
+        got = gradient(mode, lambda x: math.expm1(x) * 1.0, 1.5)[0]
+        assert got == pytest.approx(3 * math.exp(1.5))

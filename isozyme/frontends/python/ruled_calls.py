@@ -124,6 +124,8 @@ def _emit(f: Any, rules: Any, args: tuple[Any, ...]) -> Any:
            in_parallel_body())
     entry = session.helpers.get(key)
     if entry is None:
+        if (id(session), key) in _HOST_PROBES:
+            return _probe_stand_in(f, args)
         if key in session.in_progress:
             raise trace_error(f"a recursive call of {_registry().function_name(f)}()",
                               "a function with a rule calls itself with traced arguments "
@@ -180,8 +182,13 @@ def _trace_ruled(f: Any, rules: Any, args: tuple[Any, ...], leaves: list[Any],
                                   "functions on the host with scalar arguments only") \
                     from None
             owned = []
+            _HOST_PROBES.add((id(session), key))
+            try:
+                host_body = _host_body(f, rules, args)
+            finally:
+                _HOST_PROBES.discard((id(session), key))
             func_op, _ = _functions.trace_function(
-                session, _host_body(f, rules, args), leaves, treedef, name, traced_types,
+                session, host_body, leaves, treedef, name, traced_types,
                 collect, private=True, owned=owned)
         session.add_function(func_op)
         # (the rules' own globals are not part of the cache key: rule bodies are traced
@@ -189,9 +196,6 @@ def _trace_ruled(f: Any, rules: Any, args: tuple[Any, ...], leaves: list[Any],
         result_types = list(func_op.function_type.outputs.data)
         rule = PythonRule(f, rules, args, leaves, treedef, out["tuple"],
                           tuple(result_types))
-        if not rule.inactive:  # an easy rule's Constant entries are no activity edges
-            rule.pattern = jacobian_pattern(f, rules, args,
-                                            (out["tuple"], len(result_types)))
         rule_id = register_user_rule(rule, getattr(f, "__name__", None) or "rule")
         is_tuple = out["tuple"]
 
@@ -201,9 +205,33 @@ def _trace_ruled(f: Any, rules: Any, args: tuple[Any, ...], leaves: list[Any],
         entry = RuledEntry(name, result_types, rebuild, owned=owned, rule_id=rule_id)
         entry.atomic = _functions._has_atomic(func_op, session)
         session.helpers[key] = entry
-        return entry
     finally:
         session.in_progress.discard(key)
+    if not rule.inactive:  # an easy rule's Constant entries are no activity edges
+        # (probed once the entry is registered: jac may call f itself)
+        try:
+            rule.pattern = jacobian_pattern(f, rules, args, (is_tuple, len(result_types)))
+        except TraceError:
+            # jac cannot be probed here (e.g. f called inside jac while a rule's jac is
+            # traced): every entry may be nonzero; jac's own errors show when it is used
+            rule.pattern = None
+    return entry
+
+
+#: (session id, key) of the ruled calls whose host body's result count is being probed:
+#: a call of ``f`` in its own ``jac`` then stands in as a one-result host call.
+_HOST_PROBES: set[tuple[int, Any]] = set()
+
+
+def _probe_stand_in(f: Any, args: tuple[Any, ...]) -> Any:
+    """``f(*args)`` in the dropped probe function of ``f``'s own Jacobian: a host call
+    with one scalar result (only the Jacobian's structure is read from the probe)."""
+    from .host_calls import host_call  # noqa: PLC0415
+
+    traced = [a for a in pytree.flatten(args)[0] if isinstance(a, Tracer)]
+    floats = [a.type for a in traced if is_float_type(a.type)]
+    rtype: Attribute = f32 if floats and all(t == f32 for t in floats) else f64
+    return host_call(f, traced, [rtype])[0]
 
 
 class _NotTraceable(Exception):
@@ -250,7 +278,12 @@ def _host_body(f: Any, rules: Any, args: tuple[Any, ...]) -> Callable[..., Any]:
 
 def _host_result_count(f: Any, rules: Any, args: tuple[Any, ...]) -> int:
     """How many results a host-called body has: an easy rule's Jacobian rows, else 1."""
-    pattern = jacobian_pattern(f, rules, args, None)
+    try:
+        pattern = jacobian_pattern(f, rules, args, None)
+    except TraceError:
+        # jac calls f while a rule's jac is traced (f's own Jacobian in jac): one
+        # scalar, as the other rules; a jac with more rows is refused when it is used
+        return 1
     return 1 if pattern is None else len(pattern)
 
 
