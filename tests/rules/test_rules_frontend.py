@@ -530,3 +530,25 @@ def test_easy_rule_whose_jacobian_calls_the_function_itself():
     for mode in (Forward, Reverse):
         got = gradient(mode, lambda x: math.expm1(x) * 1.0, 1.5)[0]
         assert got == pytest.approx(3 * math.exp(1.5))
+
+
+def _defaulted(x, s=2.0):
+    return s * x * x
+
+
+def test_typed_rule_matches_when_a_default_argument_is_left_out():
+    """The call is bound with its defaults before the rule's types are matched."""
+    rules.easy_rule(_defaulted, lambda x, s=2.0: ((3 * 2 * s * x, rules.Constant),),
+                    float, float)
+    def g1(x):
+        return _defaulted(x) * 1.0
+
+    def g2(x):
+        return _defaulted(x, 2.0) * 1.0
+
+    def g3(x):
+        return _defaulted(x, s=2.0) * 1.0
+
+    for g in (g1, g2, g3):
+        for mode in (Forward, Reverse):
+            assert gradient(mode, g, 1.5)[0] == pytest.approx(18.0)

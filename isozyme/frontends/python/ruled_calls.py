@@ -97,20 +97,31 @@ def ruled_call(f: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 
 def _positional(f: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    """``args`` and ``kwargs`` bound to ``f``'s positional parameters (a rule receives
-    positional arguments only)."""
-    if not kwargs:
-        return args
+    """``args`` and ``kwargs`` bound to ``f``'s positional parameters, defaults
+    included (a rule receives positional arguments only, and a typed rule matches
+    the whole argument list: ``f(x)`` and ``f(x, 2.0)`` pick the same rule)."""
     name = _registry().function_name(f)
     try:
-        bound = inspect.signature(f).bind(*args, **kwargs)
+        signature = inspect.signature(f)
+    except (TypeError, ValueError):
+        signature = None  # no Python signature (a C function): the arguments as given
+    if signature is None:
+        if not kwargs:
+            return args
+        raise trace_error(f"a call of {name}() with keyword arguments",
+                          "a function with a rule and no Python signature is called with "
+                          "positional arguments")
+    try:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
     except (TypeError, ValueError) as exc:
         raise trace_error(f"a call of {name}() with keyword arguments",
                           f"a function with a rule is called with positional arguments "
                           f"({exc})") from None
-    if bound.kwargs:
+    given = [k for k in bound.kwargs if k in kwargs]  # (defaulted ones stay f's own)
+    if given:
         raise trace_error(f"a call of {name}() with keyword-only arguments "
-                          f"{', '.join(bound.kwargs)}",
+                          f"{', '.join(given)}",
                           "a function with a rule receives positional arguments only")
     return tuple(bound.args)
 
