@@ -64,6 +64,17 @@ def is_static_zero(v: object) -> bool:
     return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and v == 0
 
 
+def unaliased(J: Any) -> Any:
+    """``J``, copied when it is a traced array the rule's function did not allocate (an
+    argument or a view of one, which the caller may overwrite before the reverse)."""
+    from isozyme.frontends.python.buffer_ownership import returned_array  # noqa: PLC0415
+    from isozyme.frontends.python.tracer import is_array_value  # noqa: PLC0415
+
+    if is_array_value(J):
+        return returned_array(J, public=True)
+    return J
+
+
 def mul(a: Any, b: Any) -> Any:
     """``a * b`` with an array operand first (a traced scalar does not multiply arrays)."""
     return b * a if ndim(b) > 0 and ndim(a) == 0 else a * b
@@ -221,8 +232,10 @@ def derive(f: Callable[..., Any], jac: Callable[..., Any]) -> tuple[Callable[...
         primal = primal_of(vals) if needs_primal(config) else None
         tape = None
         if any(ow and ndim(v) > 0 for ow, v in zip(config.overwritten[1:], vals)):
-            # the arrays may change before the reverse sweep: keep the Jacobian
-            tape = rows_of(call(jac, *vals), len(args), label, config.result_shape)
+            # the arrays may change before the reverse sweep: keep the Jacobian, its
+            # entries that are (or view) an argument copied (jac = lambda x: ((x,),))
+            tape = [tuple(unaliased(J) for J in row) for row in
+                    rows_of(call(jac, *vals), len(args), label, config.result_shape)]
         return AugmentedReturn(primal, None, tape)
 
     @converted

@@ -552,3 +552,23 @@ def test_typed_rule_matches_when_a_default_argument_is_left_out():
     for g in (g1, g2, g3):
         for mode in (Forward, Reverse):
             assert gradient(mode, g, 1.5)[0] == pytest.approx(18.0)
+
+
+def _half_sq(x):
+    return 0.5 * np.sum(x * x)
+
+
+def test_easy_rule_tape_entry_that_is_the_argument_is_copied():
+    """jac returns its argument as the gradient; the argument is overwritten after the
+    call, so the Jacobian is kept on the tape: a copy (not the overwritten array)."""
+    rules.easy_rule(_half_sq, lambda x: ((x,),))
+
+    def loss(x):
+        s = _half_sq(x)
+        x[0] = 10.0  # overwritten after the call
+        return s * 2.0
+
+    x = np.array([1.0, 2.0, 3.0])
+    dx = np.zeros(3)
+    autodiff(Reverse, loss, Active, Duplicated(x, dx))
+    np.testing.assert_allclose(dx, [2.0, 4.0, 6.0])
