@@ -572,3 +572,29 @@ def test_easy_rule_tape_entry_that_is_the_argument_is_copied():
     dx = np.zeros(3)
     autodiff(Reverse, loss, Active, Duplicated(x, dx))
     np.testing.assert_allclose(dx, [2.0, 4.0, 6.0])
+
+
+def _ident(x):
+    return x
+
+
+def _tail(x):
+    return x[1:]
+
+
+def test_ruled_function_returning_its_argument_or_a_view_is_refused():
+    """Python returns the argument itself, a ruled call a new array: refused."""
+    rules.easy_rule(_ident, lambda x: ((np.eye(x.shape[0]) * 3.0,),))
+    rules.forward(_tail)(lambda config, func, RT, x: x.dval[1:] * 1.0)
+
+    def g(x):
+        return np.sum(_ident(x) * x)
+
+    def h(x):
+        return np.sum(_tail(x))
+
+    x = np.array([1.0, 2.0])
+    for fn, name in ((g, "_ident"), (h, "_tail")):
+        with pytest.raises(TraceError, match=rf"{name}\(\) returning an array argument.*"
+                                             r"return a new array"):
+            autodiff(Forward, fn, Duplicated(x, np.ones(2)))

@@ -28,7 +28,7 @@ from typing import Any
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import StringAttr, f32, f64
-from xdsl.ir import Attribute
+from xdsl.ir import Attribute, BlockArgument
 
 from isozyme import pytree
 from isozyme.compiler.ad_rules.registry import RULE_ATTR
@@ -339,6 +339,7 @@ def _outputs(result: object, fname: str) -> tuple[list[Tracer], bool]:
         if isinstance(v, Undefined):
             raise v.error()
         if is_array_value(v):
+            _refuse_argument_alias(v, fname)
             v = returned_array(v, public=True)  # type: ignore[arg-type]
             if id(v.value) in seen:
                 from .whole_array import copy_to_new  # noqa: PLC0415
@@ -356,6 +357,17 @@ def _outputs(result: object, fname: str) -> tuple[list[Tracer], bool]:
         seen.add(id(v.value))
         out.append(v)
     return out, is_tuple
+
+
+def _refuse_argument_alias(v: Any, fname: str) -> None:
+    """Refuse an array argument (or a view of one) returned by a ruled function: the
+    ruled call returns a new array where Python returns the argument itself, so a
+    write through the result would not reach the argument."""
+    root = v._cache.get("root", v.value)
+    if isinstance(root, BlockArgument) and root.owner is current_builder().block:
+        raise trace_error(f"{fname}() returning an array argument",
+                          "a function with a rule returns an array argument or a view of "
+                          "it: return a new array (e.g. x.copy())")
 
 
 def ruled_entry(fn: Any) -> Any:
