@@ -598,3 +598,16 @@ def test_ruled_function_returning_its_argument_or_a_view_is_refused():
         with pytest.raises(TraceError, match=rf"{name}\(\) returning an array argument.*"
                                              r"return a new array"):
             autodiff(Forward, fn, Duplicated(x, np.ones(2)))
+
+
+def test_untyped_rule_on_a_numpy_function_applied_to_an_array():
+    """np.sin with a rule on an array: its body is the whole-array np.sin (the scalar
+    emitter gave IR that did not verify); a ufunc's defaults are no rule arguments."""
+    rules.easy_rule(np.arcsinh, lambda x: ((3 * np.diag(1.0 / np.sqrt(1.0 + x * x)),),))
+
+    def h(v):
+        return np.sum(np.arcsinh(v))
+
+    v = np.array([0.5, 1.0])
+    got = gradient(Forward, h, v)[0]
+    np.testing.assert_allclose(got, 3.0 / np.sqrt(1.0 + v * v))

@@ -37,7 +37,7 @@ from isozyme.errors import TraceError
 
 from . import functions as _functions
 from .accumulation import in_parallel_body
-from .arrays import wrap
+from .arrays import ARRAY_AWARE, wrap
 from .ast_transform import mark_converted
 from .buffer_ownership import adopt, returned_array
 from .builtins_table import lookup as table_lookup
@@ -100,20 +100,14 @@ def _positional(f: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
     """``args`` and ``kwargs`` bound to ``f``'s positional parameters, defaults
     included (a rule receives positional arguments only, and a typed rule matches
     the whole argument list: ``f(x)`` and ``f(x, 2.0)`` pick the same rule)."""
+    python = isinstance(getattr(f, "__func__", f), types.FunctionType)
+    if not kwargs and not python:
+        return args  # a ufunc's defaults (out=None, ...) are no arguments of the rule
     name = _registry().function_name(f)
     try:
-        signature = inspect.signature(f)
-    except (TypeError, ValueError):
-        signature = None  # no Python signature (a C function): the arguments as given
-    if signature is None:
-        if not kwargs:
-            return args
-        raise trace_error(f"a call of {name}() with keyword arguments",
-                          "a function with a rule and no Python signature is called with "
-                          "positional arguments")
-    try:
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
+        bound = inspect.signature(f).bind(*args, **kwargs)
+        if python:
+            bound.apply_defaults()
     except (TypeError, ValueError) as exc:
         raise trace_error(f"a call of {name}() with keyword arguments",
                           f"a function with a rule is called with positional arguments "
@@ -260,8 +254,21 @@ def _body(f: Any) -> Callable[..., Any] | None:
                                                 f.__self__))
     emitter = table_lookup(f)
     if emitter is not None:
-        return mark_converted(lambda *a: emitter(*a))
+        return mark_converted(functools.partial(_table_body, f, emitter))
     return None
+
+
+def _table_body(f: Any, emitter: Callable[..., Any], *args: Any) -> Any:
+    """``f(*args)`` from the builtins table: the scalar emitter, or, with an array
+    argument, ``f``'s whole-array form (``np.sin(v)``)."""
+    if not any(is_array_value(x) for x in pytree.flatten(list(args))[0]):
+        return emitter(*args)
+    aware = _functions._table_get(ARRAY_AWARE, f)
+    if aware is None:
+        raise trace_error(f"a call of {_registry().function_name(f)}() on an array",
+                          "its rule applies to scalar arguments only here: call it "
+                          "on scalars, or give the rule to a function of your own")
+    return aware(*args)
 
 
 def _host_callable(leaves: list[Any]) -> bool:
