@@ -611,3 +611,21 @@ def test_untyped_rule_on_a_numpy_function_applied_to_an_array():
     v = np.array([0.5, 1.0])
     got = gradient(Forward, h, v)[0]
     np.testing.assert_allclose(got, 3.0 / np.sqrt(1.0 + v * v))
+
+
+def _tup_ruled(x):
+    return (x * 2.0, x * x)
+
+
+rules.easy_rule(_tup_ruled, lambda x: ((3 * 2.0,), (3 * 2 * x,)))
+
+
+def test_lambda_whose_statement_goes_on_is_converted_and_its_rules_apply():
+    """A one-line lambda followed by more of its statement (`for fn in (lambda: ...,):`,
+    a call's closing parenthesis on a continuation line) is found in its source: it
+    ran unconverted before, without the rules of the functions it calls."""
+    for fn in (lambda x: _tup_ruled(x)[1],):
+        assert gradient(Reverse, fn, 1.5)[0] == pytest.approx(9.0)
+    got = gradient(Forward,
+                   lambda x: _tup_ruled(x)[0] * 1.0, 1.5)
+    assert got[0] == pytest.approx(6.0)

@@ -24,6 +24,14 @@ def find_lambda(source: str, code: types.CodeType,
     at = stripped.find("lambda")
     if at > 0:
         attempts.append(("(\n" + stripped[at:].rstrip(",;)") + "\n)", 1, indent + at))
+    if at >= 0:
+        # A one-line lambda followed by the rest of its statement (a call's closing
+        # parentheses on a continuation line, `for fn in (lambda x: ...,):`): its
+        # first line from "lambda", cut after each closing bracket or comma in turn.
+        line = stripped[at:].splitlines()[0]
+        ends = [k for k in range(len(line), 0, -1) if line[k - 1] in ")]},:"]
+        attempts += [("(\n" + line[:k].rstrip(",:") + "\n)", 1, indent + at)
+                     for k in ends[:40]]
     columns = [c for line, _, c, end in code.co_positions()  # RESUME: an empty span
                if line == code.co_firstlineno and c is not None and end and end > c]
     column = min(columns) if columns else None
