@@ -142,6 +142,36 @@ def has_rules(f: object) -> bool:
     return _key(f) in _REGISTRY
 
 
+def ruled_callable_named_by(fn: Any) -> str | None:
+    """The name of a global or closure callable with rules that the code of Python
+    function ``fn`` (or a function or lambda nested in it) names, else None: used to
+    refuse running ``fn`` unconverted, which would skip those rules."""
+    if not _REGISTRY:
+        return None
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    values: dict[str, Any] = {}
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+        try:
+            values[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            pass
+    scope = getattr(fn, "__globals__", {})
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        for name in (*c.co_names, *c.co_freevars):
+            value = values.get(name, scope.get(name))
+            try:
+                if value is not None and has_rules(value):
+                    return name
+            except TypeError:  # an unhashable value
+                continue
+        stack += [k for k in c.co_consts if isinstance(k, type(code))]
+    return None
+
+
 def _matches(types: tuple[type, ...], args: Sequence[object],
              isinstance_: Callable[[object, Any], bool]) -> bool:
     if not types:

@@ -629,3 +629,28 @@ def test_lambda_whose_statement_goes_on_is_converted_and_its_rules_apply():
     got = gradient(Forward,
                    lambda x: _tup_ruled(x)[0] * 1.0, 1.5)
     assert got[0] == pytest.approx(6.0)
+
+
+def test_function_with_rules_passed_to_map_keeps_its_rules():
+    """map(sq, ...) calls sq through converted_call: its rule applies (it ran as plain
+    Python on the tracers before, with the body's derivative)."""
+    def via_map(v):
+        return sum(map(_self_sq, [v[0], v[1]]))
+
+    rules.easy_rule(_self_sq, lambda x: ((3 * 2 * x,),))
+    for mode in (Forward, Reverse):
+        got = gradient(mode, via_map, np.array([1.5, 2.0]))[0]
+        np.testing.assert_allclose(got, [9.0, 12.0])
+
+
+def test_function_run_unconverted_that_calls_a_ruled_function_is_refused():
+    """A function whose source isozyme cannot find runs as plain Python: when it calls
+    a function with rules, that is refused (the rules would silently not apply)."""
+    rules.easy_rule(_self_sq, lambda x: ((3 * 2 * x,),))
+
+    def uses(x):
+        return _self_sq(x) * 1.0
+
+    uses.__code__ = uses.__code__.replace(co_name="renamed")  # its def is not found
+    with pytest.raises(TraceError, match=r"renamed\(\).*calls _self_sq\(\), which has rules"):
+        gradient(Reverse, uses, 1.5)

@@ -117,10 +117,26 @@ def mark_converted(f: Any) -> Any:
     return f
 
 
+def _refuse_skipped_rules(fn: Callable[..., Any]) -> None:
+    """Refuse running ``fn`` unconverted (its source was not found) when it names a
+    function with rules: those rules would silently not apply."""
+    from isozyme.rules.registry import ruled_callable_named_by  # noqa: PLC0415
+
+    name = ruled_callable_named_by(fn)
+    if name is not None:
+        code = fn.__code__  # type: ignore[attr-defined]
+        raise trace_error(
+            f"function {code.co_name}()",
+            f"isozyme cannot find its source to convert it, and it calls {name}(), "
+            "which has rules that would not apply: define it with def on lines of "
+            "its own", (code.co_filename, code.co_firstlineno))
+
+
 @dataclass
 class _Compiled:
     code: types.CodeType | None  # None: run the function unconverted
     factory_name: str = "_iz_factory"
+    source_found: bool = True  # False: its AST was not found (not a generator)
 
 
 _CACHE: dict[types.CodeType, _Compiled] = {}
@@ -142,6 +158,8 @@ def convert(fn: Callable[..., Any]) -> Callable[..., Any]:
     if compiled is None:
         compiled = _CACHE[code] = _compile(fn)
     if compiled.code is None:
+        if not compiled.source_found:
+            _refuse_skipped_rules(fn)
         return fn
     from . import converted_ops, ops  # the namespaces converted code calls into
 
@@ -184,19 +202,19 @@ def _compile(fn: Callable[..., Any]) -> _Compiled:
     if code.co_name == "<lambda>":
         node, line_offset = find_lambda(source, code, lines[0])
         if node is None:
-            return _Compiled(None)
+            return _Compiled(None, source_found=False)
     else:
         try:
             tree = ast.parse(source)
         except SyntaxError:
-            return _Compiled(None)
+            return _Compiled(None, source_found=False)
         node = tree.body[0] if tree.body else None
         line_offset = 0
         if isinstance(node, ast.AsyncFunctionDef):
             raise trace_error(f"async function {code.co_name}()", "not supported",
                               (filename, code.co_firstlineno))
         if not isinstance(node, ast.FunctionDef) or node.name != code.co_name:
-            return _Compiled(None)
+            return _Compiled(None, source_found=False)
         if contains(node.body, (ast.Yield, ast.YieldFrom, ast.Await)):
             ast.increment_lineno(node, first_line - 1)
             _note_generator(filename, node)

@@ -46,7 +46,7 @@ from .debug_print import traced_print
 from .diagnostics import trace_error
 from .accumulation import in_parallel_body, note_atomic_call
 from .parallel import prange
-from .ruled_calls import NOT_RULED, ruled_call
+from .ruled_calls import NOT_RULED, route_ruled_callables, ruled_call
 from .side_effects import intercept
 from .whole_array.elementwise import elementwise
 from .tracer import (
@@ -235,7 +235,10 @@ def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     if isinstance(f, type) and f.__module__ != "builtins":
         return f(*args, **kwargs)  # a user class: build the object at trace time
     if passes_through(f) or _is_container_method(f):
-        return f(*args, **kwargs)
+        # map(sq, xs), sorted(xs, key=sq): a function with rules they call is called
+        # through converted_call, as a call in converted code (its rules apply)
+        return f(*route_ruled_callables(args), **dict(zip(
+            kwargs, route_ruled_callables(tuple(kwargs.values())))))
     call = getattr(type(f), "__call__", None)
     if isinstance(call, types.FunctionType):  # a callable object defined in Python
         return converted_call(call, f, *args, **kwargs)

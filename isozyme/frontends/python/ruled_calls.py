@@ -377,6 +377,32 @@ def _refuse_argument_alias(v: Any, fname: str) -> None:
                           "it: return a new array (e.g. x.copy())")
 
 
+def route_ruled_callables(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``args`` with each callable that has rules replaced by a function calling it
+    through ``converted_call`` (for a builtin such as ``map`` that calls it)."""
+    registry = _registry()
+    if not registry._REGISTRY:
+        return args
+    out = []
+    for a in args:
+        try:
+            ruled = callable(a) and registry.has_rules(a)
+        except TypeError:
+            ruled = False
+        out.append(_routed(a) if ruled else a)
+    return tuple(out)
+
+
+def _routed(f: Any) -> Callable[..., Any]:
+    """``f`` called through ``converted_call`` (marked converted: converted code that
+    gets it back, from ``dict(key=f)`` say, calls it as it is)."""
+    @functools.wraps(f)
+    def routed(*args: Any, **kwargs: Any) -> Any:
+        return _functions.converted_call(f, *args, **kwargs)
+
+    return mark_converted(routed)
+
+
 def ruled_entry(fn: Any) -> Any:
     """``fn`` itself, or, when ``fn`` has a rule, a function whose body is a (ruled)
     call of ``fn``: the public function of ``gradient(Forward, mysin, 2.0)`` calls
