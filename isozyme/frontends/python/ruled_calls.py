@@ -89,24 +89,30 @@ def ruled_call(f: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     leaves, _ = pytree.flatten((list(args), kwargs))
     if not any(isinstance(x, Tracer) for x in leaves):
         return NOT_RULED  # plain Python at trace time, as any call without traced values
-    args = _positional(f, args, kwargs)
-    rules = registry.lookup(f, args, traced_isinstance)
+    given = _positional(f, args, kwargs, defaults=False)
+    rules = registry.lookup(f, given, traced_isinstance)
+    if rules is None and isinstance(getattr(f, "__func__", f), types.FunctionType):
+        # a typed rule for the whole parameter list: f(x) with f(x, s=2.0)
+        full = _positional(f, args, kwargs, defaults=True)
+        if len(full) != len(given):
+            given, rules = full, registry.lookup(f, full, traced_isinstance)
     if rules is None:
         return NOT_RULED
-    return _emit(f, rules, args)
+    return _emit(f, rules, given)
 
 
-def _positional(f: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    """``args`` and ``kwargs`` bound to ``f``'s positional parameters, defaults
-    included (a rule receives positional arguments only, and a typed rule matches
-    the whole argument list: ``f(x)`` and ``f(x, 2.0)`` pick the same rule)."""
-    python = isinstance(getattr(f, "__func__", f), types.FunctionType)
-    if not kwargs and not python:
-        return args  # a ufunc's defaults (out=None, ...) are no arguments of the rule
+def _positional(f: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                defaults: bool) -> tuple[Any, ...]:
+    """``args`` and ``kwargs`` bound to ``f``'s positional parameters (a rule receives
+    positional arguments only), with the defaults of the parameters left out when
+    ``defaults`` (a Python function's only: a ufunc's ``out=None``... are no
+    arguments of a rule)."""
+    if not kwargs and not defaults:
+        return args
     name = _registry().function_name(f)
     try:
         bound = inspect.signature(f).bind(*args, **kwargs)
-        if python:
+        if defaults:
             bound.apply_defaults()
     except (TypeError, ValueError) as exc:
         raise trace_error(f"a call of {name}() with keyword arguments",
