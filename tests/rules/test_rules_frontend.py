@@ -654,3 +654,20 @@ def test_function_run_unconverted_that_calls_a_ruled_function_is_refused():
     uses.__code__ = uses.__code__.replace(co_name="renamed")  # its def is not found
     with pytest.raises(TraceError, match=r"renamed\(\).*calls _self_sq\(\), which has rules"):
         gradient(Reverse, uses, 1.5)
+
+
+def _raising(x):
+    return x * 2.0
+
+
+def test_error_raised_in_a_rule_body_is_a_rule_error_naming_the_rule():
+    """A Python error in the user's rule is re-raised as a RuleError naming the rule,
+    the original kept as its cause; a Duplicated of mismatched structure as well."""
+    @rules.forward(_raising)
+    def raising_fwd(config, func, RT, x):
+        return Duplicated(x.val * 2.0, x.dvals[0])  # width 1: a Duplicated, no dvals
+
+    with pytest.raises(RuleError, match=r"forward rule of _raising raised AttributeError"
+                       ) as exc:
+        autodiff(Forward, lambda x: _raising(x) * 1.0, Duplicated(1.5, 1.0))
+    assert isinstance(exc.value.__cause__, AttributeError)

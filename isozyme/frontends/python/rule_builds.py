@@ -37,7 +37,7 @@ from isozyme.annotations import (
 )
 from isozyme.compiler.ad_rules.user_rules import OWNED_RESULTS_ATTR, RuleRequest, UserRule
 from isozyme.dialects.enzyme import Activity
-from isozyme.errors import RuleError
+from isozyme.errors import AnnotationError, IsozymeError, RuleError
 
 from . import functions as _functions
 from .arrays import is_array_type, wrap
@@ -330,7 +330,7 @@ class PythonRule(UserRule):
             rt = Duplicated if request.needs_primal else DuplicatedNoNeed
         else:
             rt = BatchDuplicated if request.needs_primal else BatchDuplicatedNoNeed
-        out = impl(config, Const(self.f), rt, *anns)
+        out = _call_rule(label, impl, config, Const(self.f), rt, *anns)
         primal, lanes = self._split_forward(out, request, label)
         results: list[Tracer] = []
         seen: set[int] = set()
@@ -385,7 +385,7 @@ class PythonRule(UserRule):
         rt: type = Const
         if any(request.active_results):
             rt = Duplicated if any(is_array_type(t) for t in self.result_types) else Active
-        out = impl(config, Const(self.f), rt, *anns)
+        out = _call_rule(label, impl, config, Const(self.f), rt, *anns)
         if not isinstance(out, AugmentedReturn):
             raise RuleError(f"{label} returned {_describe(out)}; expected "
                             "isozyme.rules.AugmentedReturn(primal, shadow, tape)")
@@ -429,7 +429,7 @@ class PythonRule(UserRule):
                 per = [s[lane] if s is not None else 0.0 for s in seeds]
                 return tuple(per) if self.returns_tuple else per[0]
             dret = Active(lane_seed(0) if w == 1 else tuple(lane_seed(k) for k in range(w)))
-        out = impl(config, Const(self.f), dret, tape, *anns)
+        out = _call_rule(label, impl, config, Const(self.f), dret, tape, *anns)
         n = len(anns)
         if not isinstance(out, (tuple, list)) or len(out) != n:
             raise RuleError(f"{label} returned {_describe(out)}; expected a tuple with one "
@@ -467,6 +467,23 @@ class PythonRule(UserRule):
         it = iter(values)
         leaves = [next(it) if x is _TRACED else x for x in template]
         return pytree.unflatten(tape_def, leaves)
+
+
+def _call_rule(label: str, impl: Callable[..., Any], *args: Any) -> Any:
+    """``impl(*args)``: the user's rule, an error it raises (a Python error, a bad
+    ``Duplicated`` it builds) re-raised as a RuleError naming the rule (the cause
+    kept); isozyme's other errors carry their own location and pass as they are."""
+    try:
+        return impl(*args)
+    except AnnotationError as exc:
+        raise RuleError(f"{label}: {exc} (a Duplicated or BatchDuplicated a rule builds "
+                        "pairs each primal with shadows of the same structure, type and "
+                        "shape)") from exc
+    except IsozymeError:
+        raise
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError,
+            ZeroDivisionError) as exc:
+        raise RuleError(f"{label} raised {type(exc).__name__}: {exc}") from exc
 
 
 def _check_sizes(value: Any, primal: Any, label: str, what: str) -> None:
