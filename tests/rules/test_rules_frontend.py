@@ -671,3 +671,25 @@ def test_error_raised_in_a_rule_body_is_a_rule_error_naming_the_rule():
                        ) as exc:
         autodiff(Forward, lambda x: _raising(x) * 1.0, Duplicated(1.5, 1.0))
     assert isinstance(exc.value.__cause__, AttributeError)
+
+
+def _dup_dot(a, b):
+    return np.dot(a, b)
+
+
+def test_reverse_rule_returning_a_value_for_a_duplicated_argument_is_refused():
+    """Such a value would be ignored (the adjoint goes into the shadow): a RuleError."""
+    @rules.augmented_primal(_dup_dot)
+    def dup_aug(config, func, RT, a, b):
+        return rules.AugmentedReturn(np.dot(a.val, b.val), None, None)
+
+    @rules.reverse(_dup_dot)
+    def dup_rev(config, func, dret, tape, a, b):
+        a.dval[:] += dret.val * b.val
+        b.dval[:] += dret.val * a.val
+        return (dret.val * b.val, dret.val * a.val)
+
+    a, b = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    with pytest.raises(RuleError, match=r"reverse rule of _dup_dot returned .* for "
+                                        r"argument 0, which is Duplicated"):
+        autodiff(Reverse, _dup_dot, Duplicated(a, np.zeros(2)), Duplicated(b, np.zeros(2)))

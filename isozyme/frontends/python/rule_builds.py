@@ -438,6 +438,11 @@ class PythonRule(UserRule):
         results: list[Tracer] = []
         seen: set[int] = set()
         for p, (ann, adj) in enumerate(zip(anns, out)):
+            if isinstance(ann, (Duplicated, BatchDuplicated)) and adj is not None:
+                raise RuleError(
+                    f"{label} returned {_describe(adj)} for argument {p}, which is "
+                    f"{type(ann).__name__}: its adjoint is added into its shadow in place "
+                    "(x.dval), and the rule returns None for it")
             if not isinstance(ann, Active):
                 continue
             t = primals[self.arg_operands[p][0]].type
