@@ -693,3 +693,22 @@ def test_reverse_rule_returning_a_value_for_a_duplicated_argument_is_refused():
     with pytest.raises(RuleError, match=r"reverse rule of _dup_dot returned .* for "
                                         r"argument 0, which is Duplicated"):
         autodiff(Reverse, _dup_dot, Duplicated(a, np.zeros(2)), Duplicated(b, np.zeros(2)))
+
+
+def _writes_only(x, out):
+    out[:] = x * x
+
+
+def test_ruled_function_returning_none_is_refused_with_a_hint():
+    """A ruled function that only writes into an argument (returns None) is refused,
+    saying to return a number (the AD side needs a result)."""
+    rules.easy_rule(_writes_only, lambda x, out: ((rules.Constant, rules.Constant),))
+
+    def loss(x):
+        out = np.zeros(2)
+        _writes_only(x, out)
+        return np.sum(out)
+
+    with pytest.raises(TraceError, match=r"_writes_only\(\) returning a value of type "
+                                         r"NoneType.*returns, e\.g\., 0\.0"):
+        gradient(Reverse, loss, np.array([1.0, 2.0]))

@@ -365,7 +365,9 @@ def _outputs(result: object, fname: str) -> tuple[list[Tracer], bool]:
         else:
             raise trace_error(
                 f"{fname}() returning a value of type {type(v).__name__}",
-                "a function with a rule returns numbers, arrays, or a flat tuple of them",
+                "a function with a rule returns numbers, arrays, or a flat tuple of them"
+                + (" (one that only writes into an argument returns, e.g., 0.0)"
+                   if v is None else ""),
             )
         seen.add(id(v.value))
         out.append(v)
