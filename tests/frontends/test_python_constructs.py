@@ -669,3 +669,12 @@ def test_generator_on_traced_values_names_the_generator() -> None:
         trace(traced_generator, [V, i64])
     assert f"{THIS_FILE}:{line_of(traced_generator, 'for i in range(n)')}:" in str(e.value)
     assert "a generator function (`yield`)" in str(e.value)
+
+
+def test_call_with_a_keyword_named_f():
+    # converted_call's own first parameter must not take a keyword argument named f
+    def g(x):
+        d = dict(f=x * 2.0)
+        return d["f"] * x
+
+    assert autodiff(Reverse, g, Active, Active(1.5)) == ((6.0,),)

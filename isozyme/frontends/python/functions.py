@@ -166,7 +166,7 @@ def _global_arrays_only(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         return None
 
 
-def converted_call(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def converted_call(f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Call ``f(*args, **kwargs)`` from converted code (see the module docstring)."""
     check_defined(f, *args, *kwargs.values())
     if isinstance(f, _NOTED_TYPES) and not is_converted(f) and tracing():
