@@ -91,13 +91,7 @@ def call_flow_edges(call: Operation, callee: func.FuncOp | None) -> Iterator[Edg
     name = callee.sym_name.data
     busy.add(name)
     try:
-        succ: dict[SSAValue, list[SSAValue]] = defaultdict(list)
-        ret_op = None
-        for op in callee.walk():
-            if isinstance(op, func.ReturnOp) and op.parent_op() is callee:
-                ret_op = op
-            for src, dst in value_flow_edges(op):
-                succ[src].append(dst)
+        succ, _, ret_op = _flow_graph(callee)
     finally:
         busy.discard(name)
     args = callee.body.block.args
@@ -160,16 +154,7 @@ def analyze_activity(
     ``memory_outputs`` are the indices of Duplicated buffer arguments: what is stored
     into them is an output.
     """
-    succ: dict[SSAValue, list[SSAValue]] = defaultdict(list)
-    pred: dict[SSAValue, list[SSAValue]] = defaultdict(list)
-    ret_op = None
-    for op in fn.walk():
-        if isinstance(op, func.ReturnOp) and op.parent_op() is fn:
-            ret_op = op
-        for src, dst in value_flow_edges(op):
-            if is_differentiable_type(src.type) and is_differentiable_type(dst.type):
-                succ[src].append(dst)
-                pred[dst].append(src)
+    succ, pred, ret_op = _flow_graph(fn)
     entry_args = fn.body.block.args
     varied = _reach(
         [entry_args[i] for i in active_args if is_differentiable_type(entry_args[i].type)],
@@ -186,6 +171,24 @@ def analyze_activity(
         ]
     useful = _reach(seeds, pred)
     return ActivityInfo(varied, useful)
+
+
+def _flow_graph(
+    fn: func.FuncOp,
+) -> tuple[dict[SSAValue, list[SSAValue]], dict[SSAValue, list[SSAValue]], func.ReturnOp | None]:
+    """The differentiable value-flow graph of ``fn`` (successors, predecessors) and its
+    top-level ``func.return``."""
+    succ: dict[SSAValue, list[SSAValue]] = defaultdict(list)
+    pred: dict[SSAValue, list[SSAValue]] = defaultdict(list)
+    ret_op = None
+    for op in fn.walk():
+        if isinstance(op, func.ReturnOp) and op.parent_op() is fn:
+            ret_op = op
+        for src, dst in value_flow_edges(op):
+            if is_differentiable_type(src.type) and is_differentiable_type(dst.type):
+                succ[src].append(dst)
+                pred[dst].append(src)
+    return succ, pred, ret_op
 
 
 def _reach(seeds: Iterable[SSAValue], edges: dict[SSAValue, list[SSAValue]]) -> set[SSAValue]:
