@@ -316,11 +316,7 @@ class PythonRule(UserRule):
                  values: list[Tracer]) -> list[Tracer]:
         w = request.width
         it = iter(values)
-        primals: list[Tracer] = []
-        shadows: list[list[Tracer] | None] = []
-        for act in request.activities:
-            primals.append(next(it))
-            shadows.append([next(it) for _ in range(w)] if act is Activity.DUP else None)
+        primals, shadows = _arguments(request, it)
         anns = self._annotations(request, label, primals, shadows)
         config = _config(request, self._overwritten(request), request.needs_shadow,
                          (self.returns_tuple, len(self.result_types)))
@@ -411,11 +407,7 @@ class PythonRule(UserRule):
                  values: list[Tracer]) -> list[Tracer]:
         w = request.width
         it = iter(values)
-        primals: list[Tracer] = []
-        shadows: list[list[Tracer] | None] = []
-        for act in request.activities:
-            primals.append(next(it))
-            shadows.append([next(it) for _ in range(w)] if act is Activity.DUP else None)
+        primals, shadows = _arguments(request, it)
         seeds = [[next(it) for _ in range(w)] if active else None
                  for active in request.active_results]
         tape_values = list(it)
@@ -523,6 +515,18 @@ def _distinct(value: Any, seen: set[int] | None) -> Any:
 
 #: A traced leaf's place in a remembered tape.
 _TRACED = object()
+
+
+def _arguments(request: RuleRequest, it: Any) -> tuple[list[Tracer], list[list[Tracer] | None]]:
+    """Take the call's arguments from the operands iterator ``it``: per argument its
+    primal, and its ``width`` shadows when it is Duplicated (None otherwise)."""
+    primals: list[Tracer] = []
+    shadows: list[list[Tracer] | None] = []
+    for act in request.activities:
+        primals.append(next(it))
+        shadows.append([next(it) for _ in range(request.width)]
+                       if act is Activity.DUP else None)
+    return primals, shadows
 
 
 def _describe(value: object) -> str:
