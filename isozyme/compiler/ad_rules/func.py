@@ -5,10 +5,13 @@ mode, which recomputes its primal), generated on demand by the derivative factor
 
 from __future__ import annotations
 
+import threading
+
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from xdsl.dialects import func
+from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Operation, SSAValue
 
 from isozyme.compiler.ad.common import lookup_callee
@@ -38,7 +41,6 @@ class FuncCallRule(CallRule):
 
     def flow_edges(self, op: Operation) -> Iterator[Edge]:
         assert isinstance(op, func.CallOp)
-        from isozyme.compiler.analysis.activity import call_flow_edges  # noqa: PLC0415
         from xdsl.traits import SymbolTable  # noqa: PLC0415
 
         callee = SymbolTable.lookup_symbol(op, op.callee)
@@ -127,3 +129,61 @@ FUNC_CALLS: dict[type[Operation], Callable[[Operation], tuple[str, Sequence[SSAV
 }
 
 register(FUNC_RULES)
+
+
+_IN_PROGRESS = threading.local()
+
+
+def call_flow_edges(call: Operation, callee: func.FuncOp | None) -> Iterator[Edge]:
+    """The differentiable edges of a call: from each operand to each result and to each
+    buffer operand that the callee's own value flow connects it to (its body analysed
+    like the caller's), so that ``(x, y) -> (f(x), 2.0 * y)`` does not make ``y``'s
+    result depend on ``x``.  Every operand flows to every result and every buffer
+    operand when the body is not available, calls a function without a body (a host
+    function: nothing is known of it), or is being analysed already (recursion)."""
+    operands, results = list(call.operands), list(call.results)
+    busy: set[str] = getattr(_IN_PROGRESS, "names", None) or set()
+    _IN_PROGRESS.names = busy
+    opaque = callee is None or not callee.body.blocks or callee.sym_name.data in busy
+    if not opaque:
+        assert callee is not None
+        opaque = any(_calls_declaration(o) for o in callee.walk())
+    if opaque:
+        buffers = [b for b in operands if isinstance(b.type, MemRefType)]
+        for a in operands:
+            for r in [*results, *buffers]:
+                if r is not a:
+                    yield a, r
+        return
+    assert callee is not None
+    name = callee.sym_name.data
+    from isozyme.compiler.analysis.activity import flow_graph, reach  # noqa: PLC0415
+
+    busy.add(name)
+    try:
+        succ, _, ret_op = flow_graph(callee)
+    finally:
+        busy.discard(name)
+    args = callee.body.block.args
+    rets = list(ret_op.operands) if ret_op is not None else []
+    for i, a in enumerate(args):
+        reached = reach([a], succ)
+        for j, r in enumerate(rets):
+            if r in reached and j < len(results):
+                yield operands[i], results[j]
+        for k, b in enumerate(args):
+            if k != i and isinstance(b.type, MemRefType) and b in reached:
+                yield operands[i], operands[k]
+
+
+def _calls_declaration(op: Operation) -> bool:
+    """Whether ``op`` is a call (:data:`FUNC_CALLS`) of a function declared without a
+    body (a host function)."""
+    call = FUNC_CALLS.get(type(op))
+    if call is None:
+        return False
+    from xdsl.traits import SymbolTable  # noqa: PLC0415
+
+    callee = SymbolTable.lookup_symbol(op, call(op)[0])
+    return not isinstance(callee, func.FuncOp) or not callee.body.blocks
+

@@ -18,7 +18,6 @@ are inputs *and* outputs (their shadows carry seeds in and derivatives out).
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
@@ -61,59 +60,6 @@ def value_flow_edges(op: Operation) -> Iterator[Edge]:
             yield a, r
 
 
-_IN_PROGRESS = threading.local()
-
-
-def call_flow_edges(call: Operation, callee: func.FuncOp | None) -> Iterator[Edge]:
-    """The differentiable edges of a call: from each operand to each result and to each
-    buffer operand that the callee's own value flow connects it to (its body analysed
-    like the caller's), so that ``(x, y) -> (f(x), 2.0 * y)`` does not make ``y``'s
-    result depend on ``x``.  Every operand flows to every result and every buffer
-    operand when the body is not available, calls a function without a body (a host
-    function: nothing is known of it), or is being analysed already (recursion)."""
-    operands, results = list(call.operands), list(call.results)
-    busy: set[str] = getattr(_IN_PROGRESS, "names", None) or set()
-    _IN_PROGRESS.names = busy
-    opaque = callee is None or not callee.body.blocks or callee.sym_name.data in busy
-    if not opaque:
-        assert callee is not None
-        opaque = any(
-            isinstance(o, func.CallOp) and _calls_declaration(o) for o in callee.walk()
-        )
-    if opaque:
-        buffers = [b for b in operands if isinstance(b.type, MemRefType)]
-        for a in operands:
-            for r in [*results, *buffers]:
-                if r is not a:
-                    yield a, r
-        return
-    assert callee is not None
-    name = callee.sym_name.data
-    busy.add(name)
-    try:
-        succ, _, ret_op = _flow_graph(callee)
-    finally:
-        busy.discard(name)
-    args = callee.body.block.args
-    rets = list(ret_op.operands) if ret_op is not None else []
-    for i, a in enumerate(args):
-        reached = _reach([a], succ)
-        for j, r in enumerate(rets):
-            if r in reached and j < len(results):
-                yield operands[i], results[j]
-        for k, b in enumerate(args):
-            if k != i and isinstance(b.type, MemRefType) and b in reached:
-                yield operands[i], operands[k]
-
-
-def _calls_declaration(call: func.CallOp) -> bool:
-    """Whether ``call`` calls a function declared without a body (a host function)."""
-    from xdsl.traits import SymbolTable  # noqa: PLC0415
-
-    callee = SymbolTable.lookup_symbol(call, call.callee)
-    return not isinstance(callee, func.FuncOp) or not callee.body.blocks
-
-
 def check_const_buffers(fn: func.FuncOp, info: "ActivityInfo", shadowed: Iterable[int]) -> None:
     """Refuse Const buffer arguments that receive active values (Enzyme refuses too):
     their derivative would have nowhere to go."""
@@ -154,9 +100,9 @@ def analyze_activity(
     ``memory_outputs`` are the indices of Duplicated buffer arguments: what is stored
     into them is an output.
     """
-    succ, pred, ret_op = _flow_graph(fn)
+    succ, pred, ret_op = flow_graph(fn)
     entry_args = fn.body.block.args
-    varied = _reach(
+    varied = reach(
         [entry_args[i] for i in active_args if is_differentiable_type(entry_args[i].type)],
         succ,
     )
@@ -169,11 +115,11 @@ def analyze_activity(
             for i in active_returns
             if is_differentiable_type(ret_op.operands[i].type)
         ]
-    useful = _reach(seeds, pred)
+    useful = reach(seeds, pred)
     return ActivityInfo(varied, useful)
 
 
-def _flow_graph(
+def flow_graph(
     fn: func.FuncOp,
 ) -> tuple[dict[SSAValue, list[SSAValue]], dict[SSAValue, list[SSAValue]], func.ReturnOp | None]:
     """The differentiable value-flow graph of ``fn`` (successors, predecessors) and its
@@ -191,7 +137,7 @@ def _flow_graph(
     return succ, pred, ret_op
 
 
-def _reach(seeds: Iterable[SSAValue], edges: dict[SSAValue, list[SSAValue]]) -> set[SSAValue]:
+def reach(seeds: Iterable[SSAValue], edges: dict[SSAValue, list[SSAValue]]) -> set[SSAValue]:
     seen: set[SSAValue] = set()
     stack = list(seeds)
     while stack:
