@@ -278,9 +278,19 @@ class _Kernels:
                 for i, name in enumerate(self.artefact.kernels):
                     fn = mod.get_function(name)
                     functions.append(fn)
-                    self.table[i] = fn.ptr
+                    self.table[i] = _function_handle(fn)
             self.keep = (mod, functions)
             self.device = device
+
+
+def _function_handle(fn: Any) -> int:
+    """The ``CUfunction`` of a kernel from ``RawModule.get_function``: CuPy 13 returns a
+    ``cupy.cuda.function.Function`` (``.ptr``); CuPy 14 returns a ``RawKernel``, whose
+    ``.kernel`` is that ``Function``."""
+    ptr = getattr(fn, "ptr", None)
+    if ptr is None:
+        ptr = fn.kernel.ptr
+    return int(ptr)
 
 
 def _use_device(cupy: Any, device: int) -> Any:

@@ -69,8 +69,11 @@ def cuda_on_the_cpu_fixture(emu_cache, monkeypatch):
             self.lib = compile_emu_library(source)
 
         def get_function(self, name: str):
+            # as CuPy 14: a RawKernel whose .kernel is the Function holding the
+            # CUfunction (CuPy 13 returned that Function itself)
             fn = getattr(self.lib, EMU_TRAMPOLINE_PREFIX + name)
-            return type("Fn", (), {"ptr": ctypes.cast(fn, ctypes.c_void_p).value})()
+            function = type("Function", (), {"ptr": ctypes.cast(fn, ctypes.c_void_p).value})()
+            return type("RawKernel", (), {"kernel": function})()
 
     def callback(f) -> int:
         return ctypes.cast(f, ctypes.c_void_p).value
