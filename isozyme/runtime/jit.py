@@ -11,7 +11,9 @@ A module is freed when nothing uses its code any more: each :class:`CompiledModu
 collected, and :func:`release_freed_code` (run by ``isozyme.clear_cache()`` and before
 each compilation) removes the queued modules from the engine and disposes of them.
 
-Symbols of different modules must not clash inside the shared engine, so before
+The libm functions the lowering declares as ``__iz_libm_<name>`` get their libm names
+back (a user function of that name is renamed: see :func:`_link_libm`).  Symbols of
+different modules must not clash inside the shared engine, so before
 optimisation every defined function except the C entry points becomes ``internal``
 (this also lets O3 inline and delete them) and each entry ``_iz_entry_f`` is renamed
 ``_iz_entry_f.<n>`` with a per-module number ``n``.
@@ -38,7 +40,8 @@ import llvmlite.binding as llb
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Attribute
 
-from isozyme.abi import ENTRY_PREFIX
+from isozyme.abi import ENTRY_PREFIX, HELPER_PREFIX
+from isozyme.compiler.lowering._common import LIBM_PREFIX
 from isozyme.compiler.lowering.translate import translate_to_llvm_ir
 from isozyme.runtime.entry_callable import make_entry_callable
 from isozyme.runtime.marshal import (
@@ -293,6 +296,29 @@ def _check_symbols(mod: llb.ModuleRef) -> None:
         )
 
 
+def _link_libm(mod: llb.ModuleRef, uid: int) -> None:
+    """Give the libm functions the lowering declared as ``__iz_libm_<name>``
+    (:data:`LIBM_PREFIX`) their libm names, so that LLVM knows them (attributes,
+    constant folding) and MCJIT resolves them from libm.  A function of the module
+    that has the libm name itself (a user function ``@tan``) is renamed first: every
+    function but the entry points is internal, its name is free."""
+    functions = {fn.name: fn for fn in mod.functions}
+    for name, decl in functions.items():
+        if not (decl.is_declaration and name.startswith(LIBM_PREFIX)):
+            continue
+        libm_name = name[len(LIBM_PREFIX):]
+        other = functions.get(libm_name)
+        if other is not None and other.is_declaration:
+            # declared under both names: bind the prefixed one to libm's address
+            address = llb.address_of_symbol(libm_name)
+            if address is not None:
+                llb.add_symbol(name, address)
+            continue
+        if other is not None:
+            other.name = f"{libm_name}.{HELPER_PREFIX}user.{uid}"
+        decl.name = libm_name
+
+
 def compile_llvm_ir(
     llvm_ir: str, globals_: Mapping[str, int] | None = None
 ) -> CompiledModule:
@@ -316,6 +342,7 @@ def _compile_locked(
     mod.data_layout = jit.data_layout
     mod.verify()
     uid = jit.next_module_id()
+    _link_libm(mod, uid)
     for value in (*mod.global_variables, *mod.functions):
         if value.name in globals_ and value.is_declaration:
             address = globals_[value.name]
@@ -369,6 +396,7 @@ def llvm_ir_stages(module: ModuleOp) -> tuple[str, str]:
         mod.triple = jit.triple
         mod.data_layout = jit.data_layout
         mod.verify()
+        _link_libm(mod, 0)
         for fn in mod.functions:
             if not fn.is_declaration and not fn.name.startswith(ENTRY_PREFIX):
                 fn.linkage = llb.Linkage.internal

@@ -36,6 +36,12 @@ class LoweringError(CompileError):
     """Raised when a module cannot be lowered to the ``llvm`` dialect (an op without a
     conversion, or a construct the C entry points do not support)."""
 
+#: Prefix of the libm functions the lowering declares (``__iz_libm_tan``): a function of
+#: the user's module may be called ``tan`` (Enzyme-MLIR's tests name functions after the
+#: op they test), so libm's symbols get names no user function has.  The runtime gives
+#: them back their libm names when it links the module (``runtime/jit.py``).
+LIBM_PREFIX = HELPER_PREFIX + "libm_"
+
 #: The struct a cache points to: ``{ptr data, i64 size, i64 capacity}``.
 CACHE_STRUCT = llvm.LLVMStructType.from_type_list([llvm.LLVMPointerType(), i64, i64])
 

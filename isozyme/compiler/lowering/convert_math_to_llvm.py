@@ -3,7 +3,8 @@
 Functions LLVM has an intrinsic for (``llvm.sin``, ``llvm.pow``, ``llvm.fabs``...)
 become ``llvm.call``s of the declared intrinsic; the others become calls of the libm
 function (``tan``, ``atan2``, ``expm1``..., with the ``f`` suffix for ``f32``), declared
-as external ``llvm.func``s that MCJIT resolves from the process. Calls (rather than
+as external ``llvm.func``s named ``__iz_libm_<name>`` (:data:`LIBM_PREFIX`: a user
+function may be called ``tan``); the runtime links them to libm's functions. Calls (rather than
 xDSL's ``llvm.intr.*`` ops) are used because they carry fast-math flags through
 ``xdsl.backend.llvm``.
 """
@@ -24,6 +25,7 @@ from xdsl.pattern_rewriter import (
 
 from isozyme.compiler.lowering._common import (
     HELPER_PREFIX,
+    LIBM_PREFIX,
     call,
     declare_function,
     llvm_fastmath,
@@ -88,7 +90,7 @@ class FloatMathLowering(RewritePattern):
         if type(op) in INTRINSICS:
             name = f"{INTRINSICS[type(op)]}.{type_suffix(t)}"  # type: ignore[arg-type]
         elif type(op) in LIBM:
-            name = LIBM[type(op)] + ("f" if isinstance(t, Float32Type) else "")
+            name = LIBM_PREFIX + LIBM[type(op)] + ("f" if isinstance(t, Float32Type) else "")
         else:
             return
         assert t is not None
