@@ -276,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="differentiate a bundled example")
     demo.add_argument("--print-ir", default=None)
     demo.set_defaults(func=_cmd_demo)
+    from isozyme.tools.run import add_run_parser  # noqa: PLC0415
+
+    add_run_parser(sub)  # isozyme run FILE.mlir --entry F --args ... [--json]
     ns = p.parse_args(argv)
     return _guarded("isozyme", lambda: ns.func(ns))
 

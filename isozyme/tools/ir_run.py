@@ -125,12 +125,12 @@ def _functions(module: ModuleOp) -> dict[str, func.FuncOp]:
     }
 
 
-def _find_entry(module: ModuleOp, entry: str) -> func.FuncOp:
+def _find_entry(module: ModuleOp, entry: str, name: str) -> func.FuncOp:
     entry = entry.removeprefix("@")
     funcs = _functions(module)
     if entry not in funcs:
         names = ", ".join(f"@{n}" for n in funcs) or "none"
-        raise IsozymeError(f"no function @{entry} in the module; functions: {names}")
+        raise IsozymeError(f"no function @{entry} in {name}; functions: {names}")
     return funcs[entry]
 
 
@@ -252,7 +252,7 @@ def run_ir(
         _verify(module, name)
     else:
         module = parse_ir(source, name)
-    fn = _find_entry(module, entry)
+    fn = _find_entry(module, entry, name)
     fname = fn.sym_name.data
     ftype = fn.function_type
     params = list(ftype.inputs.data)
