@@ -191,7 +191,9 @@ def _array(value: Any, spec: MemrefSpec, what: str) -> np.ndarray:
     the array to pass (``value`` itself when it already fits)."""
     if isinstance(value, np.ndarray):
         raw = value
-    elif isinstance(value, list | tuple):
+    elif isinstance(value, list | tuple) or (
+        spec.rank == 0 and isinstance(value, int | float | np.number)
+    ):
         try:
             raw = np.array(value)
         except ValueError:
