@@ -300,6 +300,17 @@ def _use_device(cupy: Any, device: int) -> Any:
     return make(device) if make is not None else contextlib.nullcontext()
 
 
+def _make_context_current(cupy: Any, device: int) -> None:
+    """Make ``device``'s primary context current in this thread. ``cupy.cuda.Device``
+    calls ``cudaSetDevice`` only when the device number changes, and a fresh thread
+    already reports device 0 while no context is current in it: its ``cuLaunchKernel``
+    then fails with ``CUDA_ERROR_INVALID_CONTEXT`` (seen on an H200). Since CUDA 12,
+    ``cudaSetDevice`` makes the primary context current."""
+    set_device = getattr(getattr(cupy.cuda, "runtime", None), "setDevice", None)
+    if set_device is not None:  # a stand-in CuPy without a runtime has no contexts
+        set_device(device)
+
+
 def _current_stream(cupy: Any) -> int:
     """The handle of CuPy's current stream (0, the legacy default stream, for a
     stand-in CuPy without streams)."""
@@ -328,6 +339,7 @@ def _on_device(kernels: _Kernels) -> Callable[[Callable[..., tuple]], Callable[.
             if device is None:
                 device = kernels.device if kernels.device is not None else _current_device(cupy)
             with _use_device(cupy, device):
+                _make_context_current(cupy, device)
                 if kernels.device is None:
                     kernels.load(device)
                 elif kernels.device != device:
