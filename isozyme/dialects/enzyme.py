@@ -31,12 +31,30 @@ Operand and result conventions (Enzyme-MLIR's):
 The cache ops ``enzyme.init``/``enzyme.push``/``enzyme.pop`` hold the values the reverse
 sweep needs from the forward sweep: a LIFO stack per cached value, growing with the trip
 count of the loops around the push.  ``enzyme.cache_free`` (an isozyme op) releases one.
+
+Enzyme-MLIR's gradient slots are read too: ``enzyme.init`` of a ``!enzyme.Gradient<T>``
+makes one mutable ``T`` (an accumulator that is not an SSA value), written by
+``enzyme.set`` and read by ``enzyme.get``.  Enzyme-MLIR declares no custom syntax for
+init/push/pop/set/get, so its files spell them in MLIR's generic form, which isozyme
+parses; isozyme prints and parses a custom form as well::
+
+    %g = "enzyme.init"() : () -> !enzyme.Gradient<f64>      // Enzyme-MLIR, generic
+    "enzyme.set"(%g, %v) : (!enzyme.Gradient<f64>, f64) -> ()
+    %r = "enzyme.get"(%g) : (!enzyme.Gradient<f64>) -> f64
+    %g = enzyme.init : !enzyme.Gradient<f64>                  // custom
+    enzyme.set %g, %v : !enzyme.Gradient<f64>, f64
+    %r = enzyme.get %g : (!enzyme.Gradient<f64>) -> f64
+
+One op name, ``enzyme.init``, creates both kinds: it is an :class:`InitOp` for a cache
+and a :class:`GradientInitOp` for a gradient (the parser picks the class from the result
+type), so passes that handle caches never see a gradient.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -50,6 +68,7 @@ from xdsl.dialects.utils import EnumAttribute
 from xdsl.ir import (
     Attribute,
     Dialect,
+    Operation,
     ParametrizedAttribute,
     SSAValue,
     TypeAttribute,
@@ -247,6 +266,18 @@ class CacheType(ParametrizedAttribute, TypeAttribute):
         super().__init__(element_type)
 
 
+@irdl_attr_definition
+class GradientType(ParametrizedAttribute, TypeAttribute):
+    """``!enzyme.Gradient<T>``: one mutable value of type T, e.g. the adjoint of a value
+    that reverse mode accumulates across regions (Enzyme-MLIR's type)."""
+
+    name = "enzyme.Gradient"
+    basetype: Attribute = param_def()
+
+    def __init__(self, basetype: Attribute):
+        super().__init__(basetype)
+
+
 def _print_diff_op(op: "_DiffOpBase", printer: Printer) -> None:
     printer.print_string(" ")
     printer.print_attribute(op.fn)
@@ -431,16 +462,79 @@ class AutoDiffOp(_DiffOpBase):
     name = "enzyme.autodiff"
 
 
+def _parse_init(parser: Parser) -> Operation:
+    """The custom form of both inits: ``enzyme.init attr-dict : !enzyme.Cache<T>`` or
+    ``... : !enzyme.Gradient<T>``; the result type picks the op class."""
+    attrs = parser.parse_optional_attr_dict()
+    parser.parse_punctuation(":")
+    pos = parser.pos
+    t = parser.parse_type()
+    if not isinstance(t, (CacheType, GradientType)):
+        parser.raise_error(
+            f"enzyme.init makes a !enzyme.Cache<T> or a !enzyme.Gradient<T>, not {t}", pos
+        )
+    op = InitOp.create(result_types=[t])
+    op.attributes.update(attrs)
+    return op
+
+
+def _print_init(op: Operation, printer: Printer) -> None:
+    printer.print_op_attributes(op.attributes)
+    printer.print_string(" : ")
+    printer.print_attribute(op.results[0].type)
+
+
 @irdl_op_definition
 class InitOp(IRDLOperation):
-    """``enzyme.init``: create an empty cache (a LIFO stack) of one value type."""
+    """``enzyme.init``: create an empty cache (a LIFO stack) of one value type.
+
+    Parsing ``enzyme.init`` with a ``!enzyme.Gradient<T>`` result (custom or generic
+    form) gives a :class:`GradientInitOp` instead (see the module docstring)."""
 
     name = "enzyme.init"
     result = result_def(CacheType)
-    assembly_format = "attr-dict `:` type($result)"
 
     def __init__(self, element_type: Attribute):
         super().__init__(result_types=[CacheType(element_type)])
+
+    @classmethod
+    def create(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+        """``Operation.create``, which the generic parser and ``clone`` call, with the
+        class chosen by the result type: a gradient's init is a ``GradientInitOp``."""
+        if cls is InitOp and any(
+            isinstance(t, GradientType) for t in kwargs.get("result_types", ())
+        ):
+            return GradientInitOp.create(**kwargs)
+        return super().create(**kwargs)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> Operation:  # type: ignore[override]
+        return _parse_init(parser)
+
+    def print(self, printer: Printer) -> None:
+        _print_init(self, printer)
+
+
+@irdl_op_definition
+class GradientInitOp(IRDLOperation):
+    """``enzyme.init`` of a ``!enzyme.Gradient<T>``: create one mutable ``T`` slot
+    (Enzyme-MLIR's gradient), zero until the first ``enzyme.set``.
+
+    Not registered by name (``enzyme.init`` is :class:`InitOp`'s): the parser builds it
+    through :meth:`InitOp.create` when the result is a gradient."""
+
+    name = "enzyme.init"
+    result = result_def(GradientType)
+
+    def __init__(self, basetype: Attribute):
+        super().__init__(result_types=[GradientType(basetype)])
+
+    @classmethod
+    def parse(cls, parser: Parser) -> Operation:  # type: ignore[override]
+        return _parse_init(parser)
+
+    def print(self, printer: Printer) -> None:
+        _print_init(self, printer)
 
 
 @irdl_op_definition
@@ -482,8 +576,54 @@ class CacheFreeOp(IRDLOperation):
         super().__init__(operands=[cache])
 
 
+@irdl_op_definition
+class SetOp(IRDLOperation):
+    """``enzyme.set``: overwrite the value held by a gradient."""
+
+    name = "enzyme.set"
+    gradient = operand_def(GradientType)
+    value = operand_def()
+    assembly_format = (
+        "$gradient `,` $value attr-dict `:` type($gradient) `,` type($value)"
+    )
+
+    def __init__(self, gradient: SSAValue, value: SSAValue):
+        super().__init__(operands=[gradient, value])
+
+    def verify_(self) -> None:
+        t = self.gradient.type
+        assert isinstance(t, GradientType)
+        if self.value.type != t.basetype:
+            raise VerifyException(
+                f"enzyme.set: a value of type {self.value.type} cannot be stored in a "
+                f"{t}"
+            )
+
+
+@irdl_op_definition
+class GetOp(IRDLOperation):
+    """``enzyme.get``: read the value held by a gradient."""
+
+    name = "enzyme.get"
+    gradient = operand_def(GradientType)
+    result = result_def()
+    assembly_format = "$gradient attr-dict `:` functional-type($gradient, $result)"
+
+    def __init__(self, gradient: SSAValue):
+        assert isinstance(gradient.type, GradientType)
+        super().__init__(operands=[gradient], result_types=[gradient.type.basetype])
+
+    def verify_(self) -> None:
+        t = self.gradient.type
+        assert isinstance(t, GradientType)
+        if self.result.type != t.basetype:
+            raise VerifyException(
+                f"enzyme.get: a {t} holds a {t.basetype}, not a {self.result.type}"
+            )
+
+
 Enzyme = Dialect(
     "enzyme",
-    [ForwardDiffOp, AutoDiffOp, InitOp, PushOp, PopOp, CacheFreeOp],
-    [ActivityAttr, CacheType],
+    [ForwardDiffOp, AutoDiffOp, InitOp, PushOp, PopOp, CacheFreeOp, SetOp, GetOp],
+    [ActivityAttr, CacheType, GradientType],
 )

@@ -13,6 +13,11 @@ stack) and zero-initialised where ``enzyme.init`` was.  ``enzyme.push``/``enzyme
 
 They have internal linkage, so LLVM's O3 inlines them and drops their bodies.
 
+A ``!enzyme.Gradient<T>`` (Enzyme-MLIR's mutable slot) is one ``T`` on the stack: its
+``enzyme.init`` an ``llvm.alloca`` in the function's entry block and a store of zero
+where the init was, ``enzyme.set`` an ``llvm.store``, ``enzyme.get`` an ``llvm.load``;
+LLVM's mem2reg then keeps it in a register.
+
 Elements are scalars or memref descriptors (already lowered to
 ``{ptr, ptr, i64, array<r x i64>, array<r x i64>}`` structs by ``convert-memref-to-llvm``):
 reverse mode pushes a whole cache buffer per iteration of a loop of unknown trip count
@@ -25,7 +30,14 @@ from __future__ import annotations
 from xdsl.builder import Builder
 from xdsl.context import Context
 from xdsl.dialects import builtin, func, llvm
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, i64
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    ModuleOp,
+    i64,
+)
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -48,7 +60,16 @@ from isozyme.compiler.lowering._common import (
     module_of,
     type_suffix,
 )
-from isozyme.dialects.enzyme import CacheFreeOp, InitOp, PopOp, PushOp
+from isozyme.dialects.enzyme import (
+    CacheFreeOp,
+    GetOp,
+    GradientInitOp,
+    GradientType,
+    InitOp,
+    PopOp,
+    PushOp,
+    SetOp,
+)
 
 _PTR = llvm.LLVMPointerType()
 _FREE_HELPER = f"{HELPER_PREFIX}cache_free"
@@ -218,6 +239,51 @@ class InitLowering(RewritePattern):
         rewriter.replace(op, [zero, store], [alloca.res])
 
 
+class GradientInitLowering(RewritePattern):
+    """``enzyme.init`` of a gradient -> ``llvm.alloca`` of one ``T`` (function entry)
+    + a store of zero, so that a ``get`` before any ``set`` reads 0."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: GradientInitOp, rewriter: PatternRewriter, /):
+        gradient = op.result.type
+        assert isinstance(gradient, GradientType)
+        t = convert_type(gradient.basetype)
+        entry = _entry_block(op)
+        one = llvm.ConstantOp(IntegerAttr(1, i64), i64)
+        alloca = llvm.AllocaOp(one, t, alignment=8)
+        rewriter.insert([one, alloca], InsertPoint.at_start(entry))
+        zero = _zero(t)
+        store = llvm.StoreOp(zero.results[0], alloca)
+        rewriter.replace(op, [zero, store], [alloca.res])
+
+
+def _zero(t: Attribute) -> Operation:
+    """The zero of ``t``: a constant for a number (``llvm.mlir.zero`` takes LLVM types
+    only), ``llvm.mlir.zero`` for a pointer or a struct (a memref descriptor)."""
+    if isinstance(t, AnyFloat):
+        return llvm.ConstantOp(FloatAttr(0.0, t), t)
+    if isinstance(t, IntegerType):
+        return llvm.ConstantOp(IntegerAttr(0, t), t)
+    return llvm.ZeroOp(result_types=[t])
+
+
+class SetLowering(RewritePattern):
+    """``enzyme.set`` -> ``llvm.store`` into the gradient's slot."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: SetOp, rewriter: PatternRewriter, /):
+        rewriter.replace(op, llvm.StoreOp(op.value, op.gradient), [])
+
+
+class GetLowering(RewritePattern):
+    """``enzyme.get`` -> ``llvm.load`` from the gradient's slot."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: GetOp, rewriter: PatternRewriter, /):
+        t = convert_type(op.result.type)
+        rewriter.replace(op, llvm.LoadOp(op.gradient, t))
+
+
 class PushLowering(RewritePattern):
     """``enzyme.push`` -> ``llvm.call @__iz_cache_push_<T>``."""
 
@@ -248,7 +314,8 @@ class CacheFreeLowering(RewritePattern):
 
 
 class ConvertEnzymeCacheToLLVMPass(ModulePass):
-    """Lower ``enzyme.init``/``push``/``pop``/``cache_free`` to the ``llvm`` dialect."""
+    """Lower ``enzyme.init``/``push``/``pop``/``cache_free`` and the gradient ops
+    ``enzyme.init``/``set``/``get`` to the ``llvm`` dialect."""
 
     name = "convert-enzyme-cache-to-llvm"
 
@@ -256,7 +323,8 @@ class ConvertEnzymeCacheToLLVMPass(ModulePass):
         """Rewrite ``op`` in place, adding the helper functions it needs."""
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
-                [InitLowering(), PushLowering(), PopLowering(), CacheFreeLowering()]
+                [InitLowering(), PushLowering(), PopLowering(), CacheFreeLowering(),
+                 GradientInitLowering(), SetLowering(), GetLowering()]
             ),
             apply_recursively=False,
         ).rewrite_module(op)
