@@ -23,12 +23,15 @@ import inspect
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import isozyme as iz
 from isozyme.compiler.pipeline import ALL_STAGES
 from isozyme.compiler.targets import TARGET_NAMES, stages_of
+from isozyme.tools.common import OneLineParser as _Parser
+from isozyme.tools.common import guarded as _guarded
+from isozyme.tools.common import one_line
 
 _MODES = {
     "forward": iz.Forward,
@@ -41,60 +44,6 @@ _MODES = {
 def stage_header(stage: str) -> str:
     """The header line printed above each IR stage."""
     return f"// ===== isozyme IR stage: {stage} ====="
-
-
-class _Parser(argparse.ArgumentParser):
-    """``argparse`` with one-line errors: ``PROG: error: MESSAGE (see PROG --help)``,
-    exit status 2 (argparse's usual status), no usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        """Print one line and exit with status 2."""
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line: its non-blank lines, stripped, joined with `` | ``."""
-    return " | ".join(s.strip() for s in str(text).splitlines() if s.strip())
-
-
-def _fail(prog: str, message: str) -> int:
-    """Print ``PROG: error: MESSAGE`` as one line on standard error; return status 1."""
-    try:
-        print(f"{prog}: error: {one_line(message)}", file=sys.stderr, flush=True)
-    except OSError:  # standard error is closed too: nothing left to tell
-        pass
-    return 1
-
-
-def _silence_stdout() -> None:
-    """After a closed pipe: point standard output at /dev/null, so that the final flush
-    at exit does not fail again (Python's recommended handling of EPIPE)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # not a real file (redirected in tests)
-        pass
-
-
-def _guarded(prog: str, run: Callable[[], int]) -> int:
-    """Run a command; turn every error into one line on standard error and a non-zero
-    status (1; 130 for Ctrl-C).  ``SystemExit`` (argparse, one-line messages) passes."""
-    try:
-        status = run()
-        sys.stdout.flush()  # a closed pipe fails here, not in the flush at exit
-        return status
-    except BrokenPipeError:
-        _silence_stdout()
-        return _fail(prog, "standard output was closed (broken pipe)")
-    except KeyboardInterrupt:
-        _fail(prog, "interrupted")
-        return 130
-    except iz.IsozymeError as e:
-        return _fail(prog, str(e))
-    except Exception as e:  # noqa: BLE001 (the command line never shows a traceback)
-        if os.environ.get("ISOZYME_TRACEBACK"):
-            raise
-        return _fail(prog, f"{type(e).__name__}: {e}")
 
 
 def _import_error(path: Path, e: BaseException) -> str:
@@ -284,49 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def opt_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``isozyme-opt``: run named passes on an MLIR file."""
-    from xdsl.parser import Parser
-    from xdsl.utils.exceptions import ParseError
+    """Entry point of ``isozyme-opt`` (kept for importers): :func:`isozyme.tools.opt.main`."""
+    from isozyme.tools.opt import main as opt  # noqa: PLC0415
 
-    from isozyme.compiler.context import make_context
-    from isozyme.compiler.passes import available_passes
-
-    passes = available_passes()
-    p = _Parser(prog="isozyme-opt")
-    p.add_argument("file", help="MLIR text file ('-' for stdin)")
-    p.add_argument("--passes", default="",
-                   help=f"comma-separated pass names: {', '.join(sorted(passes))}")
-    ns = p.parse_args(argv)
-
-    def run() -> int:
-        names = [s.strip() for s in ns.passes.split(",") if s.strip()]
-        for name in names:  # before reading anything
-            if name not in passes:
-                print(f"isozyme-opt: unknown pass {name!r}; passes: "
-                      f"{', '.join(sorted(passes))}", file=sys.stderr)
-                return 2
-        if ns.file == "-":
-            text = sys.stdin.read()
-        else:
-            path = Path(ns.file)
-            if not path.is_file():
-                return _fail("isozyme-opt", f"no such file: {path}")
-            try:
-                text = path.read_text()
-            except (OSError, UnicodeDecodeError) as e:
-                return _fail("isozyme-opt", f"cannot read {path}: {e}")
-        ctx = make_context()
-        try:
-            module = Parser(ctx, text, ns.file).parse_module()
-        except ParseError as e:
-            return _fail("isozyme-opt", f"{ns.file} does not parse: {e}")
-        for name in names:
-            passes[name]().apply(ctx, module)
-        module.verify()
-        print(module)
-        return 0
-
-    return _guarded("isozyme-opt", run)
+    return opt(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

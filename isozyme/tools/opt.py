@@ -1,0 +1,307 @@
+"""``isozyme-opt``: run isozyme's passes on a textual IR file, as ``mlir-opt``/``xdsl-opt`` do.
+
+    isozyme-opt FILE.mlir -p 'enzyme,simplify-ad,canonicalize' [-o OUT] [--print-op-generic]
+    isozyme-opt FILE.mlir --passes inline,enzyme-differentiate --print-ir-after-all
+    isozyme-opt --list-passes
+
+The pipeline is written in xdsl-opt's spelling, ``name{option=value other=1,2},name``
+(``-p``, ``--passes`` and ``--pass-pipeline`` are the same option; given several times,
+the pipelines run one after the other); mlir-opt's ``builtin.module(...)`` around it is
+accepted.  The input is parsed with every dialect of isozyme's IR (Enzyme-MLIR's
+``enzyme.fwddiff``/``enzyme.autodiff`` included), verified, then each pass runs and the
+module is verified again after it.  ``FILE`` ``-`` (or none) reads standard input.
+
+Every error is ONE line on standard error and a non-zero status, never a traceback:
+status 2 for a misuse of the command line (an unknown pass or option, a pipeline that does
+not parse), 1 for a missing file, an input that does not parse (``FILE:LINE:COL``) or does
+not verify, and a pass that fails or leaves IR that does not verify (naming the pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import io
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from xdsl.passes import ModulePass
+from xdsl.utils.hints import type_repr
+
+from isozyme.tools.common import OneLineParser, fail, guarded, one_line
+
+PROG = "isozyme-opt"
+
+#: The header line ``--print-ir-after-all`` prints above each pass's output (mlir-opt's).
+AFTER_HEADER = "// -----// IR Dump After {pass_} //----- //"
+
+
+class OptError(Exception):
+    """A failure ``isozyme-opt`` reports as one line with its exit ``status``."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+# -- the pass table ---------------------------------------------------------------------
+
+
+def _passes() -> dict[str, Callable[[], type[ModulePass]] | type[ModulePass]]:
+    """Pass name -> pass class, from isozyme's registry."""
+    from isozyme.compiler.passes import available_passes  # noqa: PLC0415 (slow import)
+
+    return dict(available_passes())
+
+
+def pass_summary(cls: type) -> str:
+    """The first paragraph of a pass's own docstring, on one line (not the docstring of
+    a base class, nor the signature ``dataclass`` writes when there is none)."""
+    doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "")
+    if doc.startswith(f"{cls.__name__}("):  # dataclass's stand-in
+        doc = ""
+    return " ".join(doc.split("\n\n", 1)[0].split()) or "(no description)"
+
+
+def pass_options(cls: type) -> list[str]:
+    """A pass's options as ``name: type = default`` (names in the pipeline's spelling,
+    ``-`` for ``_``): the init fields of its dataclass."""
+    if not dataclasses.is_dataclass(cls):
+        return []
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 (an unresolvable annotation: print it as written)
+        hints = {}
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name == "name":
+            continue
+        ty = hints.get(f.name, f.type)
+        ty_s = ty if isinstance(ty, str) else type_repr(ty)
+        if f.default is not dataclasses.MISSING:
+            default = f" = {_spell(f.default)}"
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f" = {_spell(f.default_factory())}"
+        else:
+            default = " (required)"
+        out.append(f"{f.name.replace('_', '-')}: {ty_s}{default}")
+    return out
+
+
+def _spell(value: object) -> str:
+    """A default value as the pipeline spells it (``true``, ``1,2``, ``"text"``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        return ",".join(_spell(v) for v in value) or "(empty)"
+    return str(value)
+
+
+def list_passes(out: typing.TextIO) -> None:
+    """Print every pass: its name and one-line description, then its options indented."""
+    for name, cls in sorted(_passes().items()):
+        print(f"{name}: {pass_summary(cls)}", file=out)
+        for opt in pass_options(cls):  # type: ignore[arg-type]
+            print(f"    {opt}", file=out)
+
+
+# -- the pipeline -----------------------------------------------------------------------
+
+
+def _strip_module_anchor(spec: str) -> str:
+    """``builtin.module(a,b)`` (mlir-opt's spelling) -> ``a,b``."""
+    s = spec.strip()
+    if s.startswith("builtin.module(") and s.endswith(")"):
+        return s[len("builtin.module("):-1]
+    return s
+
+
+def parse_pipeline(specs: Sequence[str]) -> list[ModulePass]:
+    """The passes of the pipelines ``specs`` (xdsl-opt's spelling), in order; an unknown
+    pass or option, or a spec that does not parse, is an :class:`OptError` (status 2)."""
+    from xdsl.utils.arg_spec import parse_pipeline as xdsl_parse_pipeline  # noqa: PLC0415
+    from xdsl.utils.exceptions import ArgSpecParseError  # noqa: PLC0415
+
+    text = ",".join(s for s in (_strip_module_anchor(x) for x in specs) if s)
+    if not text:
+        return []
+    try:
+        arg_specs = list(xdsl_parse_pipeline(text))
+    except ArgSpecParseError as e:  # a BaseException in xDSL: caught by name
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        col = next((ln.rsplit(":", 1)[1] for ln in lines if ln.startswith("pass-pipeline:")),
+                   "?")
+        raise OptError(f"pass pipeline {text!r} does not parse at column {col}: "
+                       f"{lines[-1] if lines else e}", 2) from None
+    table = _passes()
+    passes = []
+    for spec in arg_specs:
+        if spec.name not in table:
+            raise OptError(
+                f"unknown pass {spec.name!r}; passes: {', '.join(sorted(table))} "
+                f"(see {PROG} --list-passes)", 2)
+        cls = table[spec.name]
+        try:
+            passes.append(cls.from_spec(spec))  # type: ignore[union-attr]
+        except (ValueError, TypeError) as e:
+            opts = ", ".join(pass_options(cls)) or "none"  # type: ignore[arg-type]
+            raise OptError(f"pass {spec.name!r}: {e} (its options: {opts})", 2) from None
+    return passes
+
+
+def pass_spelling(p: ModulePass) -> str:
+    """``p`` as a pipeline spells it (``inline{keep-ruled=true}``), options at their
+    default left out."""
+    from xdsl.utils.arg_spec import ArgSpec  # noqa: PLC0415
+
+    spec = p.spec()
+    params = " ".join(ArgSpec._spec_parameter_list_type_str(k.replace("_", "-"), v)
+                      for k, v in spec.parameters.items())
+    return f"{spec.name}{{{params}}}" if params else spec.name
+
+
+# -- input, passes, output --------------------------------------------------------------
+
+
+def read_input(file: str) -> tuple[str, str]:
+    """``(text, name)`` of the input file (``-``: standard input, named ``<stdin>``)."""
+    if file == "-":
+        return sys.stdin.read(), "<stdin>"
+    path = Path(file)
+    if not path.exists():
+        raise OptError(f"no such file: {file}")
+    if not path.is_file():
+        raise OptError(f"not a file: {file}")
+    try:
+        return path.read_text(), file
+    except (OSError, UnicodeDecodeError) as e:
+        raise OptError(f"cannot read {file}: {e}") from None
+
+
+def parse_module(ctx, text: str, name: str):
+    """Parse and verify the input; a parse error names ``FILE:LINE:COL``."""
+    from xdsl.dialects.builtin import ModuleOp  # noqa: PLC0415
+    from xdsl.parser import Parser  # noqa: PLC0415
+    from xdsl.utils.exceptions import ParseError, VerifyException  # noqa: PLC0415
+
+    try:
+        module = Parser(ctx, text, name).parse_module()
+    except ParseError as e:
+        where = e.span.get_location() if e.span is not None else name
+        raise OptError(f"{where}: does not parse: {e.msg}") from None
+    if not isinstance(module, ModuleOp):  # pragma: no cover - parse_module wraps
+        raise OptError(f"{name}: expected a builtin.module")
+    try:
+        module.verify()
+    except VerifyException as e:
+        raise OptError(f"{name} does not verify: {_first_lines(e)}") from None
+    return module
+
+
+def _first_lines(e: BaseException, n: int = 3) -> str:
+    """The first ``n`` non-blank lines of an error (a verifier's message may hold the
+    whole module)."""
+    lines = [s for s in str(e).splitlines() if s.strip()]
+    return one_line("\n".join(lines[:n])) + (" ..." if len(lines) > n else "")
+
+
+def print_module(module, out: typing.TextIO, generic: bool) -> None:
+    """Print ``module`` (the generic form of every op with ``generic``)."""
+    from xdsl.printer import Printer  # noqa: PLC0415
+
+    Printer(stream=out, print_generic_format=generic).print_op(module)
+    print(file=out)
+
+
+def run_passes(ctx, module, passes: Sequence[ModulePass],
+               after: Callable[[ModulePass], None] | None = None) -> None:
+    """Apply ``passes`` in order, verifying after each (``after(pass)`` then); a failure
+    is an :class:`OptError` naming the pass."""
+    from xdsl.utils.exceptions import VerifyException  # noqa: PLC0415
+
+    from isozyme.errors import IsozymeError  # noqa: PLC0415
+
+    for p in passes:
+        try:
+            p.apply(ctx, module)
+        except IsozymeError as e:
+            raise OptError(f"pass {p.name!r} failed: {e}") from None
+        except Exception as e:  # noqa: BLE001 (the command line never shows a traceback)
+            raise OptError(f"pass {p.name!r} failed: {type(e).__name__}: {e}") from e
+        try:
+            module.verify()
+        except VerifyException as e:
+            raise OptError(f"the IR after pass {p.name!r} does not verify: "
+                           f"{_first_lines(e)}") from None
+        if after is not None:
+            after(p)
+
+
+def _parser() -> OneLineParser:
+    p = OneLineParser(prog=PROG, description="\n\n".join(__doc__.split("\n\n")[:2]),
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", nargs="?", default="-",
+                   help="MLIR text file ('-' or none: standard input)")
+    p.add_argument("-p", "--passes", "--pass-pipeline", dest="pipeline", action="append",
+                   default=[], metavar="PIPELINE",
+                   help="passes in xdsl-opt's spelling: 'a,b{option=value}' "
+                   "(see --list-passes); repeated: run one after the other")
+    p.add_argument("--print-ir-after-all", action="store_true",
+                   help="print the IR after each pass, under a header line")
+    p.add_argument("--print-op-generic", action="store_true",
+                   help="print every op in MLIR's generic form")
+    p.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="write the result to FILE instead of standard output")
+    p.add_argument("--list-passes", action="store_true",
+                   help="list the passes with their options and exit")
+    return p
+
+
+def _run(ns) -> int:
+    if ns.list_passes:
+        list_passes(sys.stdout)
+        return 0
+    passes = parse_pipeline(ns.pipeline)  # before reading anything
+    text, name = read_input(ns.file)
+    from isozyme.compiler.context import make_context  # noqa: PLC0415
+
+    ctx = make_context()
+    module = parse_module(ctx, text, name)
+
+    def dump(p: ModulePass) -> None:
+        print(AFTER_HEADER.format(pass_=pass_spelling(p)), file=sys.stdout)
+        print_module(module, sys.stdout, ns.print_op_generic)
+
+    run_passes(ctx, module, passes, dump if ns.print_ir_after_all else None)
+    if ns.output is None:
+        print_module(module, sys.stdout, ns.print_op_generic)
+        return 0
+    buf = io.StringIO()
+    print_module(module, buf, ns.print_op_generic)
+    try:
+        Path(ns.output).write_text(buf.getvalue())
+    except OSError as e:
+        raise OptError(f"cannot write {ns.output}: {e.strerror or e}") from None
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``isozyme-opt``; returns the exit status."""
+    ns = _parser().parse_args(argv)
+
+    def run() -> int:
+        try:
+            return _run(ns)
+        except OptError as e:
+            return fail(PROG, str(e), e.status)
+
+    return guarded(PROG, run)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
