@@ -10,6 +10,7 @@ from xdsl.dialects import affine, arith, builtin, cf, func, gpu, linalg, llvm, m
 from isozyme.dialects.check import Isz
 from isozyme.dialects.enzyme import Enzyme
 from isozyme.dialects.gpu_ext import IszGpu
+from isozyme.dialects.math_ext import MathExt
 from isozyme.dialects.memref_ext import MemRefExt
 
 
@@ -17,7 +18,7 @@ from isozyme.dialects.memref_ext import MemRefExt
 def _dialects():
     return (
         builtin.Builtin, func.Func, arith.Arith, math.Math, scf.Scf, cf.Cf,
-        llvm.LLVM, memref.MemRef, linalg.Linalg, affine.Affine, gpu.GPU, MemRefExt, Enzyme, Isz, IszGpu,
+        llvm.LLVM, memref.MemRef, linalg.Linalg, affine.Affine, gpu.GPU, MemRefExt, MathExt, Enzyme, Isz, IszGpu,
     )
 
 

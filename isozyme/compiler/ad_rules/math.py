@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import math as pymath
 
+from collections.abc import Iterator
+from typing import Any
+
 from xdsl.dialects import arith, math
 from xdsl.dialects.builtin import IntegerType
 from xdsl.ir import Operation
 
-from isozyme.compiler.ad_rules import PartialsRule, Primals, Rule
-from isozyme.compiler.ad_rules.registry import ZeroRule, register
+from isozyme.compiler.ad_rules import ONE, PartialsRule, Primals, Rule
+from isozyme.compiler.ad_rules.registry import Edge, OpRule, ZeroRule, register
 from isozyme.compiler.emitter import Emitter
+from isozyme.dialects.math_ext import ErfcOp, SincosOp
 
 
 def _one_minus_sq(e: Emitter, v):
@@ -125,12 +129,64 @@ MATH_RULES: dict[type[Operation], Rule] = {
             ),
         )
     ),
+    ErfcOp: PartialsRule(
+        lambda e, p: (
+            e.scale(
+                e.unary(math.ExpOp, e.neg(e.mul(p.x, p.x))), -2.0 / pymath.sqrt(pymath.pi)
+            ),
+        )
+    ),
+    # fma(a, b, c) = a * b + c
+    math.FmaOp: PartialsRule(lambda e, p: (p.y, p.x, ONE)),
     math.AbsFOp: PartialsRule(_sign),
     math.PowFOp: PartialsRule(_powf),
     math.FPowIOp: PartialsRule(_fpowi),
     math.Atan2Op: PartialsRule(_atan2),
     math.CopySignOp: PartialsRule(_copysign),
 }
+
+class SincosRule(OpRule):
+    """``math.sincos`` (two results, so not a :class:`PartialsRule`): d sin = cos dx,
+    d cos = -sin dx; in reverse, dx += cos * adj(sin) - sin * adj(cos), with sin and
+    cos recomputed from the primal operand by one new ``math.sincos``."""
+
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        assert isinstance(op, SincosOp)
+        yield op.operand, op.sin
+        yield op.operand, op.cos
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, SincosOp)
+        clone = e.insert(op.clone(value_mapper=fwd.vmap))
+        dx = fwd.tan.get(op.operand)
+        if dx is None:
+            return
+        sin, cos = clone.sin, clone.cos
+        if fwd.info.is_active(op.sin):
+            fwd.tan[op.sin] = tuple(e.mul(d, cos) for d in dx)
+        if fwd.info.is_active(op.cos):
+            fwd.tan[op.cos] = tuple(e.neg(e.mul(d, sin)) for d in dx)
+
+    def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
+        assert isinstance(op, SincosOp)
+        if not rev.info.is_active(op.operand):
+            return
+        adj_sin = ctx.adj.get(op.sin) if rev.info.is_active(op.sin) else None
+        adj_cos = ctx.adj.get(op.cos) if rev.info.is_active(op.cos) else None
+        if adj_sin is None and adj_cos is None:
+            return
+        e = ctx.e
+        again = e.insert(SincosOp(rev.primal(op.operand, ctx)))
+        lanes = []
+        for lane in range(rev.width):
+            terms = []
+            if adj_sin is not None:
+                terms.append(e.mul(adj_sin[lane], again.cos))
+            if adj_cos is not None:
+                terms.append(e.neg(e.mul(adj_cos[lane], again.sin)))
+            lanes.append(terms[0] if len(terms) == 1 else e.add(terms[0], terms[1]))
+        rev.accumulate(ctx, op.operand, lanes)
+
 
 # Piecewise-constant float ops: zero derivative.
 MATH_ZERO: dict[type[Operation], ZeroRule] = {
@@ -140,3 +196,4 @@ MATH_ZERO: dict[type[Operation], ZeroRule] = {
 
 register(MATH_RULES)
 register(MATH_ZERO)
+register({SincosOp: SincosRule()})

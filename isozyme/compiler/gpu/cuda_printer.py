@@ -64,6 +64,7 @@ from isozyme.compiler.gpu.outline_parallel_loops import WARP_AGGREGATE_ATTR
 from isozyme.compiler.lowering._common import LoweringError
 from isozyme.compiler.lowering.convert_memref_to_llvm import kept_dims
 from isozyme.dialects.gpu_ext import ReportFailureOp
+from isozyme.dialects.math_ext import ErfcOp, SincosOp
 from isozyme.dialects.memref_ext import TransposeOp, atomic_rmw_kind_name
 from isozyme.errors import UnsupportedError
 
@@ -312,7 +313,7 @@ _MATH = {
     math.SqrtOp: "sqrt", math.CbrtOp: "cbrt", math.ErfOp: "erf", math.PowFOp: "pow",
     math.AbsFOp: "fabs", math.FloorOp: "floor", math.CeilOp: "ceil",
     math.RoundEvenOp: "rint", math.RoundOp: "round", math.TruncOp: "trunc",
-    math.CopySignOp: "copysign", math.FmaOp: "fma",
+    math.CopySignOp: "copysign", math.FmaOp: "fma", ErfcOp: "erfc",
 }
 
 _GPU_IDS = {gpu.BlockIdOp: "blockIdx", gpu.ThreadIdOp: "threadIdx",
@@ -640,6 +641,12 @@ class _Printer:
         fn = _MATH[type(op)] + ("f" if f32 else "")
         args = ", ".join(self.name(x) for x in op.operands)
         self.define(op.results[0], f"{fn}({args})")
+
+    def sincos(self, op: SincosOp) -> None:
+        f32 = isinstance(op.operand.type, Float32Type)
+        x = self.name(op.operand)
+        self.define(op.sin, f"{'sinf' if f32 else 'sin'}({x})")
+        self.define(op.cos, f"{'cosf' if f32 else 'cos'}({x})")
 
     def other_math(self, op: Operation) -> None:
         t = op.results[0].type
@@ -1147,6 +1154,7 @@ _DISPATCH: dict[type[Operation], Callable[[_Printer, Operation], None]] = {
                                   arith.IndexCastOp, arith.ExtSIOp, arith.ExtUIOp,
                                   arith.TruncIOp, arith.BitcastOp)},
     **{t: _Printer.float_math for t in _MATH},
+    SincosOp: _Printer.sincos,
     **{t: _Printer.other_math for t in (math.FPowIOp, math.RsqrtOp, math.IPowIOp,
                                         math.AbsIOp, math.CountLeadingZerosOp,
                                         math.CountTrailingZerosOp, math.CtPopOp)},

@@ -32,6 +32,7 @@ from isozyme.compiler.lowering._common import (
     module_of,
     type_suffix,
 )
+from isozyme.dialects.math_ext import ErfcOp, SincosOp
 
 #: math op -> LLVM intrinsic base name (overloaded on the float type).
 INTRINSICS: dict[type[Operation], str] = {
@@ -71,6 +72,7 @@ LIBM: dict[type[Operation], str] = {
     math.Log1pOp: "log1p",
     math.CbrtOp: "cbrt",
     math.ErfOp: "erf",
+    ErfcOp: "erfc",
 }
 
 #: integer bit-counting ops -> intrinsic taking an extra ``i1 is_zero_poison`` (or not).
@@ -212,6 +214,23 @@ class RsqrtLowering(RewritePattern):
         rewriter.replace(op, [sqrt, one, div])
 
 
+class SincosLowering(RewritePattern):
+    """``math.sincos`` -> ``llvm.sin`` and ``llvm.cos`` of the operand (LLVM's backend
+    fuses the pair into one ``sincos`` libcall where the target has one)."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
+        if not isinstance(op, SincosOp):
+            return
+        t = op.operand.type
+        fm = llvm_fastmath(op)
+        calls = []
+        for base in ("llvm.sin", "llvm.cos"):
+            name = f"{base}.{type_suffix(t)}"
+            declare_function(module_of(op), name, [t], t)
+            calls.append(call(name, [op.operand], t, fm))
+        rewriter.replace(op, calls, [c.results[0] for c in calls])
+
+
 class IntMathLowering(RewritePattern):
     """``absi``/``ctlz``/``cttz``/``ctpop`` -> the LLVM integer intrinsic."""
 
@@ -248,6 +267,7 @@ class ConvertMathToLLVMPass(ModulePass):
                     FPowILowering(),
                     IPowILowering(),
                     RsqrtLowering(),
+                    SincosLowering(),
                     IntMathLowering(),
                 ]
             ),
