@@ -308,3 +308,24 @@ func.func @f(%a: memref<f64>, %m: memref<2xi1>) -> i1 {
     r = run_ir(src, "f", [2.5, [1, 0]])
     assert r.results == [True] and r.args[0].shape == () and float(r.args[0]) == 5.0
     np.testing.assert_array_equal(r.args[1], [True, True])
+
+
+def test_add_c_entry_points_only_one_function():
+    """``add-c-entry-points{only=F}`` gives the private @cube alone an entry point;
+    without the option every public function gets one (and @cube none)."""
+    from xdsl.dialects import llvm
+
+    from isozyme.compiler.lowering import apply_lowering
+    from isozyme.compiler.lowering.add_c_entry_points import AddCEntryPointsPass
+    from isozyme.compiler.targets.cpu import CpuTarget
+
+    def entries(only):
+        module = Parser(make_context(), SCALARS).parse_module()
+        passes = [AddCEntryPointsPass(only) if isinstance(p, AddCEntryPointsPass) else p
+                  for p in CpuTarget().lowering_passes()]
+        apply_lowering(module, passes)
+        return sorted(f.sym_name.data for f in module.ops
+                      if isinstance(f, llvm.FuncOp) and f.sym_name.data.startswith("_iz_"))
+
+    assert entries("cube") == ["_iz_entry_cube"]
+    assert entries(None) == ["_iz_entry_mix", "_iz_entry_narrow"]

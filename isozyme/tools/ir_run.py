@@ -15,10 +15,10 @@ the call. Every misuse (an unknown entry, a wrong number of arguments, a value t
 does not fit its type or a static size) is an :class:`~isozyme.errors.IsozymeError`
 raised before anything runs.
 
-The entry may be a private function: the runner makes it public in its own copy of the
-module (a private function without callers would be removed by ``inline``, and only
-public functions get a C entry point), which changes nothing else: the JIT makes every
-function but the entry points internal anyway.
+The entry may be a private function: lowering gives the entry, and only it, a C entry
+point (``add-c-entry-points{only=F}``), and while requests are expanded the entry is
+public in the runner's own copy of the module (``inline`` removes private functions
+without callers).
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ from xdsl.parser import Parser
 from xdsl.utils.exceptions import ParseError, VerifyException
 
 from isozyme.compiler.context import make_context
-from isozyme.compiler.lowering import lower_to_llvm
+from isozyme.compiler.lowering import apply_lowering
+from isozyme.compiler.lowering.add_c_entry_points import AddCEntryPointsPass
 from isozyme.compiler.passes.differentiate import DifferentiatePass
 from isozyme.compiler.pipeline import STAGE_PASSES
+from isozyme.compiler.targets.cpu import CpuTarget
 from isozyme.dialects.enzyme import AutoDiffOp, ForwardDiffOp
 from isozyme.errors import IsozymeError, UnsupportedError
 from isozyme.runtime.jit import compile_llvm_module
@@ -239,6 +241,17 @@ def _zeros_ones(a: np.ndarray) -> bool:
     return a.dtype.kind in "iu" and bool(np.isin(a, (0, 1)).all())
 
 
+def _lower(module: ModuleOp, entry: str) -> None:
+    """Lower ``module`` to the ``llvm`` dialect with the CPU target's passes, giving a
+    C entry point to function ``entry`` alone (private or not; other functions need
+    not be callable from C)."""
+    passes = [
+        AddCEntryPointsPass(only=entry) if isinstance(p, AddCEntryPointsPass) else p
+        for p in CpuTarget().lowering_passes()
+    ]
+    apply_lowering(module, passes, make_context())
+
+
 def run_ir(
     source: str | ModuleOp,
     entry: str,
@@ -275,10 +288,12 @@ def run_ir(
         else:
             passed.append(_scalar(value, t, what))
 
-    fn.sym_visibility = None  # private entries get a C entry point too (see above)
     if has_requests(module):
+        visibility = fn.sym_visibility
+        fn.sym_visibility = None  # `inline` would drop a private entry without callers
         expand_requests(module)
-    lower_to_llvm(module, make_context())
+        _find_entry(module, fname, name).sym_visibility = visibility
+    _lower(module, fname)
     compiled = compile_llvm_module(module)
     call = compiled.entry(fname, [_entry_type(s) for s in arg_slots],
                           [_entry_type(s) for s in result_slots])

@@ -16,9 +16,14 @@ numpy array. The runtime calls these through ctypes.
 When the module has run-time checks (``convert-isz-check-to-llvm``), the status record
 follows the result slots in ``%out``: the entry zeroes its first slot before the call and
 passes its address to a function that takes the hidden status pointer.
+
+With the option ``only=f`` the pass gives an entry point to ``@f`` alone, even when it
+is private (``internal``): ``isozyme run`` calls any function of a module that way.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from xdsl.builder import Builder
 from xdsl.context import Context
@@ -163,6 +168,12 @@ def is_public_definition(op: llvm.FuncOp) -> bool:
     )
 
 
+def _is_named_definition(op: llvm.FuncOp, name: str) -> bool:
+    """Whether ``op`` is function ``name`` (public or ``internal``) with a body."""
+    return bool(op.body.blocks) and op.sym_name.data == name
+
+
+@dataclass(frozen=True)
 class AddCEntryPointsPass(ModulePass):
     """Add ``@_iz_entry_<f>(ptr in, ptr out)`` for every public ``llvm.func @f``.
 
@@ -170,6 +181,10 @@ class AddCEntryPointsPass(ModulePass):
     """
 
     name = "add-c-entry-points"
+
+    #: When set, only this function gets an entry point, even if it is private
+    #: (``isozyme run``'s entry); by default every public function gets one.
+    only: str | None = None
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
         """Append the entry points to ``op``."""
@@ -180,7 +195,10 @@ class AddCEntryPointsPass(ModulePass):
             f
             for f in op.ops
             if isinstance(f, llvm.FuncOp)
-            and is_public_definition(f)
+            and (
+                is_public_definition(f) if self.only is None
+                else _is_named_definition(f, self.only)
+            )
             and ENTRY_PREFIX + f.sym_name.data not in existing
         ]
         with_status = CHECKS_ATTR in op.attributes
