@@ -35,7 +35,7 @@ and before ``add-c-entry-points``; the ``gpu.container_module`` attribute is dro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects import gpu, llvm
@@ -218,8 +218,10 @@ class ConvertGpuLaunchToLLVMPass(ModulePass):
 
     name = "convert-gpu-launch-to-llvm"
 
-    kernels: tuple[str, ...] = ()
-    launch_symbol: str = CUDA_LAUNCH_SYMBOL
+    kernels: tuple[str, ...] = field(default=(), metadata={
+        "help": "the kernel names, in the order of the kernel table"})
+    launch_symbol: str = field(default=CUDA_LAUNCH_SYMBOL, metadata={
+        "help": "the launch function called (cuLaunchKernel's signature)"})
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         """Rewrite ``op`` in place."""

@@ -17,7 +17,7 @@ kernel instead of a host loop that would copy device memory one element at a tim
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xdsl.builder import Builder
 from xdsl.context import Context
@@ -84,7 +84,8 @@ class ExpandMemrefCopyPass(ModulePass):
 
     name = "expand-memref-copy"
 
-    parallel: bool = False
+    parallel: bool = field(default=False, metadata={
+        "help": "one scf.parallel over all dimensions instead of an scf.for nest"})
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
         """Rewrite ``op`` in place."""

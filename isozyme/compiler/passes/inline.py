@@ -12,7 +12,7 @@ AD they are inlined like any other call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects import func
@@ -48,7 +48,8 @@ class InlinePass(ModulePass):
 
     name = "inline"
 
-    keep_ruled: bool = False
+    keep_ruled: bool = field(default=False, metadata={
+        "help": "leave calls of functions with a user derivative rule (isozyme.rule) as calls"})
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         funcs = {f.sym_name.data: f for f in op.ops if isinstance(f, func.FuncOp)}

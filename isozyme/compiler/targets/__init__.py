@@ -21,7 +21,7 @@ module, before and after LLVM's O3) for every target.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -82,6 +82,11 @@ class Target(ABC):
         """Every stage of this target, in order: common, its own, the runtime's."""
         return COMMON_STAGES + cls.stages + RUNTIME_STAGES
 
+    def stage_passes(self, stage: str) -> Sequence[ModulePass]:
+        """The passes this target runs in its IR stage ``stage`` (none by default)."""
+        del stage
+        return ()
+
     @abstractmethod
     def lowering_passes(self) -> Sequence[ModulePass]:
         """The passes that lower (the host part of) a module to the ``llvm`` dialect."""
@@ -133,9 +138,28 @@ def get_target(name: str | Target) -> Target:
     return target
 
 
+def build_target_passes(items: Iterable[str | ModulePass]) -> tuple[ModulePass, ...]:
+    """A target's pass list: registered passes by name in xdsl-opt's spelling
+    (``expand-memref-copy{parallel=true}``) or already built, with the custom passes
+    anchored on their names placed around them (:mod:`isozyme.compiler.pipeline`)."""
+    from isozyme.compiler.passes.registry import parse_pass_pipeline  # noqa: PLC0415
+    # (the pipeline imports the targets: its insertions are looked up on use)
+    from isozyme.compiler.pipeline import with_insertions  # noqa: PLC0415
+
+    passes = [p for item in items
+              for p in (parse_pass_pipeline(item) if isinstance(item, str) else (item,))]
+    return with_insertions(passes)
+
+
 def stages_of(target: str | Target) -> tuple[str, ...]:
-    """Every stage name of ``target`` (see :meth:`Target.all_stages`)."""
-    return get_target(target).all_stages()
+    """Every stage name of ``target`` (see :meth:`Target.all_stages`), with the stages
+    ``after:<pass>`` of the active custom passes (:mod:`isozyme.compiler.pipeline`)."""
+    from isozyme.compiler.pipeline import active_insertions, stages_of  # noqa: PLC0415
+
+    tgt = get_target(target)
+    if not active_insertions():
+        return tgt.all_stages()
+    return stages_of(tgt) + RUNTIME_STAGES
 
 
 __all__ = [
@@ -143,6 +167,7 @@ __all__ = [
     "RUNTIME_STAGES",
     "TARGET_NAMES",
     "Artefact",
+    "build_target_passes",
     "GpuArtefact",
     "LLVMArtefact",
     "OnStage",

@@ -17,35 +17,27 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from isozyme.compiler.lowering import apply_lowering
-from isozyme.compiler.lowering.add_c_entry_points import AddCEntryPointsPass
-from isozyme.compiler.lowering.convert_arith_to_llvm import ConvertArithToLLVMPass
-from isozyme.compiler.lowering.convert_cf_to_llvm import ConvertCfToLLVMPass
-from isozyme.compiler.lowering.convert_check_to_llvm import ConvertCheckToLLVMPass
-from isozyme.compiler.lowering.convert_enzyme_cache_to_llvm import (
-    ConvertEnzymeCacheToLLVMPass,
-)
-from isozyme.compiler.lowering.convert_func_to_llvm import ConvertFuncToLLVMPass
-from isozyme.compiler.lowering.convert_math_to_llvm import ConvertMathToLLVMPass
-from isozyme.compiler.lowering.convert_memref_to_llvm import ConvertMemrefToLLVMPass
-from isozyme.compiler.lowering.convert_parallel_to_for import ConvertParallelToForPass
-from isozyme.compiler.lowering.convert_scf_to_cf import ConvertScfToCfPass
-from isozyme.compiler.lowering.expand_memref_copy import ExpandMemrefCopyPass
-from isozyme.compiler.passes.split_accumulations import SplitAccumulationsPass
-from isozyme.compiler.targets import LLVMArtefact, OnStage, Target
+from isozyme.compiler.passes.registry import pass_info
+from isozyme.compiler.targets import LLVMArtefact, OnStage, Target, build_target_passes
 
-#: The passes that lower a ``simplified``-stage module to the ``llvm`` dialect, in
-#: order (re-exported as ``isozyme.compiler.lowering.LOWERING_PASSES``).
-LLVM_LOWERING_PASSES: tuple[type[ModulePass], ...] = (
-    ExpandMemrefCopyPass,
-    ConvertScfToCfPass,
-    ConvertMemrefToLLVMPass,
-    ConvertArithToLLVMPass,
-    ConvertMathToLLVMPass,
-    ConvertEnzymeCacheToLLVMPass,
-    ConvertFuncToLLVMPass,
-    ConvertCfToLLVMPass,
-    ConvertCheckToLLVMPass,
-    AddCEntryPointsPass,
+#: The registry names of the passes that lower a ``simplified``-stage module to the
+#: ``llvm`` dialect, in order.
+LLVM_LOWERING: tuple[str, ...] = (
+    "expand-memref-copy",
+    "convert-scf-to-cf",
+    "convert-memref-to-llvm",
+    "convert-arith-to-llvm",
+    "convert-math-to-llvm",
+    "convert-enzyme-cache-to-llvm",
+    "convert-func-to-llvm",
+    "convert-cf-to-llvm",
+    "convert-isz-check-to-llvm",
+    "add-c-entry-points",
+)
+
+#: Their classes (re-exported as ``isozyme.compiler.lowering.LOWERING_PASSES``).
+LLVM_LOWERING_PASSES: tuple[type[ModulePass], ...] = tuple(
+    pass_info(n).cls for n in LLVM_LOWERING
 )
 
 
@@ -58,10 +50,17 @@ class CpuTarget(Target):
     def lowering_passes(self) -> Sequence[ModulePass]:
         """``convert-parallel-to-for`` (the CPU runs parallel loops sequentially),
         ``split-accumulations`` again (the adjoints of parallel loops are loops now, and
-        a loop per accumulation vectorizes), then :data:`LLVM_LOWERING_PASSES`,
-        instantiated."""
-        return (ConvertParallelToForPass(), SplitAccumulationsPass(),
-                *(p() for p in LLVM_LOWERING_PASSES))
+        a loop per accumulation vectorizes), then :data:`LLVM_LOWERING`, built from
+        the pass registry (with the custom passes inserted around them)."""
+        return build_target_passes(self.lowering_specs())
+
+    def lowering_specs(self) -> tuple[str, ...]:
+        """The registry names of :meth:`lowering_passes` (without custom passes)."""
+        return ("convert-parallel-to-for", "split-accumulations", *LLVM_LOWERING)
+
+    def stage_passes(self, stage: str) -> Sequence[ModulePass]:
+        """Stage ``llvm``: :meth:`lowering_passes`."""
+        return self.lowering_passes() if stage == "llvm" else ()
 
     def compile(
         self,

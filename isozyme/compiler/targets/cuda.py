@@ -59,20 +59,14 @@ from isozyme.abi import (
 )
 from isozyme.compiler.lowering import apply_lowering
 from isozyme.compiler.lowering._common import byte_size, call, declare_function
-from isozyme.compiler.lowering.convert_func_to_llvm import ConvertFuncToLLVMPass
-from isozyme.compiler.lowering.convert_gpu_launch_to_llvm import (
-    ConvertGpuLaunchToLLVMPass,
-    keep_first_error,
-)
+from isozyme.compiler.lowering.convert_gpu_launch_to_llvm import keep_first_error
 from isozyme.compiler.lowering.convert_memref_to_llvm import (
-    ConvertMemrefToLLVMPass,
     MemrefLowerer,  # element addresses of memref accesses, as the CPU lowering computes them
     storage_type,
 )
-from isozyme.compiler.lowering.expand_memref_copy import ExpandMemrefCopyPass
-from isozyme.compiler.targets import GpuArtefact, OnStage, Target
+from isozyme.compiler.passes.registry import make_pass
+from isozyme.compiler.targets import GpuArtefact, OnStage, Target, build_target_passes
 from isozyme.compiler.targets.cpu import CpuTarget
-from isozyme.compiler.targets.parallel_host_loops import ParallelizeHostLoopsPass
 from isozyme.dialects.check import CheckOp
 
 _PTR = llvm.LLVMPointerType()
@@ -228,17 +222,19 @@ class CudaTarget(Target):
         """The CPU target's passes, plus ``convert-gpu-launch-to-llvm`` after
         ``convert-func-to-llvm`` and, with device memory, ``convert-host-memory-access-
         to-copies`` before and ``use-device-allocator`` after
-        ``convert-memref-to-llvm``."""
-        passes: list[ModulePass] = []
-        for p in CpuTarget().lowering_passes():
-            if isinstance(p, ConvertMemrefToLLVMPass) and self.device_memory:
-                passes.append(ConvertHostMemoryAccessToCopiesPass())
-            passes.append(p)
-            if isinstance(p, ConvertMemrefToLLVMPass) and self.device_memory:
-                passes.append(UseDeviceAllocatorPass())
-            if isinstance(p, ConvertFuncToLLVMPass):
-                passes.append(ConvertGpuLaunchToLLVMPass(tuple(kernels), self.launch_symbol))
-        return tuple(passes)
+        ``convert-memref-to-llvm`` (built from the pass registry)."""
+        items: list[str | ModulePass] = []
+        for name in CpuTarget().lowering_specs():
+            if name == "convert-memref-to-llvm" and self.device_memory:
+                items.append("convert-host-memory-access-to-copies")
+            items.append(name)
+            if name == "convert-memref-to-llvm" and self.device_memory:
+                items.append("use-device-allocator")
+            if name == "convert-func-to-llvm":
+                # kernel names are data, not pipeline text: built with keywords
+                items.append(make_pass("convert-gpu-launch-to-llvm", kernels=tuple(kernels),
+                                       launch_symbol=self.launch_symbol))
+        return build_target_passes(items)
 
     def kernel_passes(self) -> Sequence[ModulePass]:
         """The passes of stage ``gpu``: element loops that can run as kernels become
@@ -248,17 +244,18 @@ class CudaTarget(Target):
         one-iteration loops), then ``gpu-outline-parallel-loops``. Without the first
         three, the host program would read and write device memory one element (one
         ``cuMemcpy``) at a time."""
-        from isozyme.compiler.gpu import OutlineParallelLoopsPass  # noqa: PLC0415
-        from isozyme.compiler.targets.serial_kernels import (  # noqa: PLC0415
-            WrapSerialLoopsPass,
-        )
+        return build_target_passes((
+            "expand-memref-copy{parallel=true}",
+            "parallelize-host-loops",
+            "wrap-serial-loops",
+            "gpu-outline-parallel-loops",
+        ))
 
-        return (
-            ExpandMemrefCopyPass(parallel=True),
-            ParallelizeHostLoopsPass(),
-            WrapSerialLoopsPass(),
-            OutlineParallelLoopsPass(),
-        )
+    def stage_passes(self, stage: str) -> Sequence[ModulePass]:
+        """Stage ``gpu``: :meth:`kernel_passes`; ``llvm``: :meth:`lowering_passes`."""
+        if stage == "gpu":
+            return self.kernel_passes()
+        return self.lowering_passes() if stage == "llvm" else ()
 
     def kernel_source(self, module: ModuleOp, kernels: gpu.ModuleOp | None, cuda: str) -> str:
         """The source the runtime compiles the kernels from: the CUDA C itself."""
