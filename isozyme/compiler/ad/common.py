@@ -44,6 +44,11 @@ class DerivativeBuilder:
         active_rets: Sequence[Activity],
     ):
         self.factory = factory
+        if len(fn.body.blocks) > 1:
+            raise UnsupportedError(
+                f"cannot differentiate @{fn.sym_name.data}: it has {len(fn.body.blocks)} "
+                "blocks (cf branches); raise them to scf first (the lift-cf-to-scf pass)"
+            )
         self.fn = fn
         self.sig = sig
         #: the batch width: tangents (forward) and adjoints (reverse) are tuples of it

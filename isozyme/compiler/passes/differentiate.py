@@ -24,6 +24,7 @@ from xdsl.traits import SymbolTable
 
 from isozyme.compiler.ad.factory import DerivativeFactory
 from isozyme.compiler.passes.inline import InlinePass
+from isozyme.compiler.passes.lift_cf_to_scf import lift_functions
 from isozyme.dialects.enzyme import AutoDiffOp, ForwardDiffOp
 from isozyme.errors import UnsupportedError
 
@@ -84,6 +85,11 @@ class DifferentiatePass(ModulePass):
             ]
             if not pending:
                 return
+            # AD differentiates structured control flow: raise the branches of the
+            # functions the requests reach first (lift-cf-to-scf refuses what it cannot)
+            funcs = {f.sym_name.data: f for f in op.ops if isinstance(f, func.FuncOp)}
+            reached = set().union(*(_reachable(op, r.fn.string_value()) for r in pending))
+            lift_functions(funcs[n] for n in sorted(reached))
             ready = _ready(op, pending)
             if not ready:
                 raise UnsupportedError(
