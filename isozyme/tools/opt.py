@@ -53,7 +53,9 @@ class OptError(Exception):
 def _passes() -> dict[str, Callable[[], type[ModulePass]] | type[ModulePass]]:
     """Pass name -> pass class, from isozyme's registry."""
     from isozyme.compiler.passes import available_passes  # noqa: PLC0415 (slow import)
+    from isozyme.compiler.passes.enzyme import register  # noqa: PLC0415
 
+    register()  # TODO(registry): drop when the registry lists `enzyme` itself
     return dict(available_passes())
 
 
