@@ -8,6 +8,7 @@ from xdsl.context import Context
 from xdsl.dialects import affine, arith, builtin, cf, func, gpu, linalg, llvm, math, memref, scf
 
 from isozyme.dialects.check import Isz
+from isozyme.dialects.custom_syntax import with_custom_syntax
 from isozyme.dialects.enzyme import Enzyme
 from isozyme.dialects.gpu_ext import IszGpu
 from isozyme.dialects.math_ext import MathExt
@@ -17,8 +18,9 @@ from isozyme.dialects.memref_ext import MemRefExt
 @cache
 def _dialects():
     return (
-        builtin.Builtin, func.Func, arith.Arith, math.Math, scf.Scf, cf.Cf,
-        llvm.LLVM, memref.MemRef, linalg.Linalg, affine.Affine, gpu.GPU, MemRefExt, MathExt, Enzyme, Isz, IszGpu,
+        builtin.Builtin, func.Func, arith.Arith, math.Math, with_custom_syntax(scf.Scf),
+        cf.Cf, llvm.LLVM, with_custom_syntax(memref.MemRef), linalg.Linalg, affine.Affine,
+        gpu.GPU, MemRefExt, MathExt, Enzyme, Isz, IszGpu,
     )
 
 

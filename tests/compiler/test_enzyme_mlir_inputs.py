@@ -185,3 +185,132 @@ func.func @k(%x: memref<?xf32>, %n: index) {
     OutlineParallelLoopsPass().apply(ctx, module)
     text = print_cuda(module)
     assert "sinf(" in text and "cosf(" in text and "erfcf(" in text
+
+
+# 3. MLIR's custom syntax of scf.parallel, scf.if, memref.cast, memref.alloca_scope ------
+MATVEC_TYPES = ["memref<?x?xf64>", "memref<?xf64>", "memref<?xf64>"]
+MATVEC = f"""
+func.func @matvec(%a: memref<?x?xf64>, %x: memref<?xf64>, %y: memref<?xf64>) {{
+  %zero = arith.constant 0.000000e+00 : f64
+  %c1 = arith.constant 1 : index
+  %c0 = arith.constant 0 : index
+  %n = memref.dim %a, %c0 : memref<?x?xf64>
+  %m = memref.dim %a, %c1 : memref<?x?xf64>
+  scf.parallel (%i) = (%c0) to (%n) step (%c1) {{
+    %s = scf.for %j = %c0 to %m step %c1 iter_args(%acc = %zero) -> (f64) {{
+      %aij = memref.load %a[%i, %j] : memref<?x?xf64>
+      %xj = memref.load %x[%j] : memref<?xf64>
+      %p = arith.mulf %aij, %xj : f64
+      %acc2 = arith.addf %acc, %p : f64
+      scf.yield %acc2 : f64
+    }}
+    memref.store %s, %y[%i] : memref<?xf64>
+  }}
+  return
+}}
+func.func @dmatvec(%a: memref<?x?xf64>, %x: memref<?xf64>, %y: memref<?xf64>,
+                   %da: memref<?x?xf64>, %dx: memref<?xf64>, %dy: memref<?xf64>) {{
+  enzyme.fwddiff @matvec(%a, %da, %x, %dx, %y, %dy) <{{ activity=[{DUP}, {DUP}, {DUP}], ret_activity=[] }}> : (memref<?x?xf64>, memref<?x?xf64>, memref<?xf64>, memref<?xf64>, memref<?xf64>, memref<?xf64>) -> ()
+  return
+}}
+func.func @rmatvec(%a: memref<?x?xf64>, %x: memref<?xf64>, %y: memref<?xf64>,
+                   %da: memref<?x?xf64>, %dx: memref<?xf64>, %dy: memref<?xf64>) {{
+  enzyme.autodiff @matvec(%a, %da, %x, %dx, %y, %dy) <{{ activity=[{DUP}, {DUP}, {DUP}], ret_activity=[] }}> : (memref<?x?xf64>, memref<?x?xf64>, memref<?xf64>, memref<?xf64>, memref<?xf64>, memref<?xf64>) -> ()
+  return
+}}
+"""
+
+
+def array_derivatives(primal: Callable[..., None], inputs: Sequence[np.ndarray],
+                      out: np.ndarray, h: float = 1e-6) -> list[np.ndarray]:
+    """By central differences: d out / d inputs[k] of ``primal(*inputs, out)`` (which
+    writes ``out``), as arrays of shape ``out.shape + inputs[k].shape``."""
+    result = []
+    for k, x in enumerate(inputs):
+        jac = np.zeros(out.shape + x.shape)
+        for idx in np.ndindex(x.shape):
+            outs = []
+            for sign in (1, -1):
+                args = [a.copy() for a in inputs]
+                args[k][idx] += sign * h
+                o = np.zeros_like(out)
+                primal(*args, o)
+                outs.append(o)
+            jac[(...,) + idx] = (outs[0] - outs[1]) / (2 * h)
+        result.append(jac)
+    return result
+
+
+def test_scf_parallel_custom_syntax() -> None:
+    """Enzyme-MLIR's ForwardMode/parallel.mlir shape: a matrix-vector product in an
+    ``scf.parallel`` written in MLIR's syntax (implicit ``scf.reduce``)."""
+    cm = compile_ir(MATVEC)
+    primal = cm.entry("matvec", MATVEC_TYPES, [])
+    rng = np.random.default_rng(0)
+    a, x = rng.standard_normal((3, 2)), rng.standard_normal(2)
+    y = np.zeros(3)
+    primal(a, x, y)
+    assert np.allclose(y, a @ x, rtol=1e-15)
+    ja, jx = array_derivatives(primal, [a, x], y)
+    da, dx = rng.standard_normal((3, 2)), rng.standard_normal(2)
+    dy = np.zeros(3)
+    cm.entry("dmatvec", MATVEC_TYPES * 2, [])(a, x, np.zeros(3), da, dx, dy)
+    want = np.einsum("ikl,kl->i", ja, da) + jx @ dx
+    assert np.allclose(dy, want, rtol=1e-7, atol=1e-9)
+    seed = rng.standard_normal(3)
+    ga, gx = np.zeros((3, 2)), np.zeros(2)
+    cm.entry("rmatvec", MATVEC_TYPES * 2, [])(a, x, np.zeros(3), ga, gx, seed.copy())
+    assert np.allclose(ga, np.einsum("i,ikl->kl", seed, ja), rtol=1e-7, atol=1e-9)
+    assert np.allclose(gx, seed @ jx, rtol=1e-7, atol=1e-9)
+
+
+CAST_IF = f"""
+func.func @cast_if(%x: memref<?xf64>, %c: i1) -> f32 {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %w = memref.cast %x : memref<?xf64> to memref<2xf64>
+  %v = memref.load %w[%c0] : memref<2xf64>
+  %u = memref.load %w[%c1] : memref<2xf64>
+  %q = scf.if %c -> f64 {{
+    %s = arith.mulf %v, %u : f64
+    scf.yield %s : f64
+  }} else {{
+    %s = math.sin %v : f64
+    scf.yield %s : f64
+  }}
+  %r = arith.truncf %q : f64 to f32
+  return %r : f32
+}}
+func.func @dcast_if(%x: memref<?xf64>, %dx: memref<?xf64>, %c: i1) -> f32 {{
+  %r = enzyme.fwddiff @cast_if(%x, %dx, %c) {{ activity=[{DUP}, {CONST}], ret_activity=[{DUPNONEED}] }} : (memref<?xf64>, memref<?xf64>, i1) -> f32
+  return %r : f32
+}}
+func.func @rcast_if(%x: memref<?xf64>, %dx: memref<?xf64>, %c: i1, %dr: f32) {{
+  enzyme.autodiff @cast_if(%x, %dx, %c, %dr) {{ activity=[{DUP}, {CONST}], ret_activity=[{ACTIVENONEED}] }} : (memref<?xf64>, memref<?xf64>, i1, f32) -> ()
+  return
+}}
+"""
+
+
+def test_memref_cast_and_scf_if_with_bare_result_type() -> None:
+    """``memref.cast %x : T to T'`` and ``scf.if %c -> f32 {`` (no parentheses) parse;
+    the derivative flows through the cast's view of the shadow and either branch."""
+    cm = compile_ir(CAST_IF)
+    m = "memref<?xf64>"
+    primal = cm.entry("cast_if", [m, "i1"], ["f32"])
+    forward = cm.entry("dcast_if", [m, m, "i1"], ["f32"])
+    reverse = cm.entry("rcast_if", [m, m, "i1", "f32"], [])
+    x = np.array([0.6, -1.3])
+    for branch in (True, False):
+        (y,) = primal(x, branch)
+        assert y == pytest.approx(x[0] * x[1] if branch else math.sin(x[0]), rel=1e-6)
+        grad = [
+            central_difference(lambda a, b: primal(np.array([a, b]), branch)[0], x, k, 1e-3)
+            for k in range(2)
+        ]
+        for k in range(2):
+            (t,) = forward(x, np.eye(2)[k], branch)
+            assert t == pytest.approx(grad[k], rel=1e-3, abs=1e-6)
+        gx = np.zeros(2)
+        reverse(x, gx, branch, 1.0)
+        assert gx == pytest.approx(grad, rel=1e-3, abs=1e-6)
