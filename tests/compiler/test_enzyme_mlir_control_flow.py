@@ -332,3 +332,46 @@ func.func @d(%x: f64, %dx: f64, %y: f64) -> f64 {{
     LiftCfToScfPass(strict=False).apply(ctx, module)
     f = next(o for o in module.ops if isinstance(o, func.FuncOp))
     assert len(f.body.blocks) > 1
+
+
+# -- 2. scf.for with integer (non-index) bounds in reverse mode --------------------------
+I32_LOOPS = """
+func.func @for_i32(%x: f64, %y: f64, %n: i32) -> f64 {
+  %c0 = arith.constant 0 : i32
+  %c1 = arith.constant 1 : i32
+  %r = scf.for %i = %c0 to %n step %c1 iter_args(%acc = %x) -> (f64) : i32 {
+    %fi = arith.sitofp %i : i32 to f64
+    %s = math.sin %acc : f64
+    %t = arith.mulf %s, %y : f64
+    %u = arith.addf %t, %fi : f64
+    %v = arith.mulf %u, %x : f64
+    scf.yield %v : f64
+  }
+  func.return %r : f64
+}
+
+func.func @nested_i64(%x: f64, %n: i64, %m: i64) -> f64 {
+  %c0 = arith.constant 1 : i64
+  %c2 = arith.constant 2 : i64
+  %r = scf.for %i = %c0 to %n step %c2 iter_args(%acc = %x) -> (f64) : i64 {
+    %r2 = scf.for %j = %c0 to %m step %c0 iter_args(%a = %acc) -> (f64) : i64 {
+      %s = math.sin %a : f64
+      %t = arith.mulf %s, %x : f64
+      scf.yield %t : f64
+    }
+    %e = arith.mulf %r2, %acc : f64
+    scf.yield %e : f64
+  }
+  func.return %r : f64
+}
+"""
+
+
+def test_scf_for_with_integer_bounds():
+    text = _check_all(I32_LOOPS, {"for_i32": ["f64", "f64", "i32"],
+                           "nested_i64": ["f64", "i64", "i64"]},
+               {"for_i32": [(0.6, 0.7, 0), (0.6, 0.7, 1), (0.6, 0.7, 4), (0.6, 0.7, -2)],
+                "nested_i64": [(0.8, 6, 3), (0.8, 2, 2), (0.8, 1, 3)]})
+    # values of the body are cached in buffers indexed by the iteration, as for index
+    # bounds (no stack)
+    assert "enzyme.push" not in text and "memref.alloc" in text

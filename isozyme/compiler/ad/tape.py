@@ -126,6 +126,14 @@ def defining_op(v: SSAValue) -> Operation | None:
     return v.op
 
 
+def as_index(e: Emitter, v: SSAValue) -> SSAValue:
+    """``v`` as an ``index`` (cast from a loop's integer type; scf.for's bounds are
+    signed)."""
+    if isinstance(v.type, IndexType):
+        return v
+    return e.insert(arith.IndexCastOp(v, IndexType())).result
+
+
 def free_values(op: Operation) -> list[SSAValue]:
     """Values defined outside ``op`` that ops inside its regions use, in walk order."""
     seen: dict[SSAValue, None] = {}
@@ -335,7 +343,8 @@ class PrimalFetcher:
             ip = InsertPoint.after(value.op)
         fe = Emitter(ip)
         slot = [
-            fe.insert(arith.DivSIOp(fe.subi(iv, lb), step)).result
+            fe.insert(arith.DivSIOp(
+                fe.subi(as_index(fe, iv), as_index(fe, lb)), as_index(fe, step))).result
             for lb, _, step, iv in dims
         ]
         fe.insert(memref.StoreOp.get(value, buf, slot))
@@ -347,7 +356,8 @@ class PrimalFetcher:
         """``memref.alloc`` of one ``t`` per iteration of ``dims``, marked a cache."""
         index = IndexType()
         sizes = [
-            e.maxsi(e.ceildivsi(e.subi(ub, lb), step), e.const(0, index))
+            e.maxsi(e.ceildivsi(e.subi(as_index(e, ub), as_index(e, lb)),
+                                as_index(e, step)), e.const(0, index))
             for lb, ub, step, _ in dims
         ]
         mtype = MemRefType(t, [DYNAMIC_INDEX] * len(dims))

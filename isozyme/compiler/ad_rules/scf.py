@@ -42,7 +42,7 @@ from xdsl.dialects.builtin import IndexType
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from isozyme.compiler.ad.tape import RevCtx, free_values
+from isozyme.compiler.ad.tape import RevCtx, as_index, free_values
 from isozyme.compiler.ad_rules.registry import Edge, RegionRule, register
 from isozyme.compiler.analysis.buffers import is_buffer
 from isozyme.compiler.analysis.reductions import combining_kind
@@ -146,8 +146,7 @@ class ForRule(RegionRule):
 
     def cache_dims(self, op: Operation) -> list[tuple[SSAValue, ...]] | None:
         assert isinstance(op, scf.ForOp)
-        if op.lb.type != IndexType():
-            return None
+        # integer (non-index) bounds too: the tape casts them to index
         return [(op.lb, op.ub, op.step, op.body.block.args[0])]
 
     def flow_edges(self, op: Operation) -> Iterator[Edge]:
@@ -193,9 +192,10 @@ class ForRule(RegionRule):
         if not rev.needs_reverse(op) and not rev.touches_shadow(op):
             return
         e = ctx.e
-        lb, ub, step = (rev.primal(v, ctx) for v in (op.lb, op.ub, op.step))
-        if lb.type != IndexType():
-            raise UnsupportedError("reverse mode of scf.for needs index-typed bounds")
+        # bounds of an integer type (scf.for on i32...): the reverse loop counts in
+        # index, the recomputed induction variable is cast back to the loop's type
+        iv_type = op.lb.type
+        lb, ub, step = (as_index(e, rev.primal(v, ctx)) for v in (op.lb, op.ub, op.step))
         n = e.maxsi(e.ceildivsi(e.subi(ub, lb), step), e.const(0, IndexType()))
         iteration = _reversed_iteration(n, rev)
 
@@ -206,7 +206,10 @@ class ForRule(RegionRule):
                 # iteration k of the reverse loop is iteration n-1-k of the primal
                 jj = j()
                 with rev.prologue(child) as ce:
-                    return ce.addi(lb, ce.muli(jj, step))
+                    iv = ce.addi(lb, ce.muli(jj, step))
+                    if iv_type != IndexType():
+                        iv = ce.insert(arith.IndexCastOp(iv, iv_type)).result
+                    return iv
 
             return emit
 
