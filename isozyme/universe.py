@@ -55,31 +55,33 @@ def _renamed(cls: type[ModulePass], name: str) -> type[ModulePass]:
 
 def _pass(name: str, as_name: str) -> Callable[[], type[ModulePass]]:
     def load() -> type[ModulePass]:
-        from isozyme.compiler.passes import available_passes  # noqa: PLC0415
-        from isozyme.compiler.passes.enzyme import register  # noqa: PLC0415
-
-        register()  # TODO(registry): drop when the registry lists `enzyme` itself
-        cls = available_passes()[name]
+        cls = _registry().pass_info(name).cls
         return cls if as_name == name else _renamed(cls, as_name)
 
     return load
 
 
-def _isozyme_passes() -> dict[str, Callable[[], type[ModulePass]]]:
-    """Pass name (as xdsl-opt sees it) -> loader, for every pass isozyme defines."""
-    from xdsl.transforms import get_all_passes  # noqa: PLC0415
-
-    from isozyme.compiler.passes import available_passes  # noqa: PLC0415
+def _registry():
+    from isozyme.compiler.passes import registry  # noqa: PLC0415
     from isozyme.compiler.passes.enzyme import register  # noqa: PLC0415
 
-    register()  # TODO(registry): drop when the registry lists `enzyme` itself
+    register()  # TODO(registry): drop when the registry's table lists `enzyme` itself
+    return registry
+
+
+def _isozyme_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    """Pass name (as xdsl-opt sees it) -> loader, for every pass of isozyme's registry
+    that is not xDSL's own."""
+    from xdsl.transforms import get_all_passes  # noqa: PLC0415
+
+    registry = _registry()
     xdsl_names = set(get_all_passes())
     out: dict[str, Callable[[], type[ModulePass]]] = {}
-    for name, cls in available_passes().items():
-        if not cls.__module__.startswith("isozyme."):
-            continue  # xDSL's own (canonicalize, cse...): xDSL's universe has them
-        as_name = f"{CLASH_PREFIX}{name}" if name in xdsl_names else name
-        out[as_name] = _pass(name, as_name)
+    for info in registry.registered_passes():
+        if info.origin == "xdsl":
+            continue  # canonicalize, cse...: xDSL's universe has them
+        as_name = f"{CLASH_PREFIX}{info.name}" if info.name in xdsl_names else info.name
+        out[as_name] = _pass(info.name, as_name)
     return out
 
 

@@ -20,8 +20,6 @@ not verify, and a pass that fails or leaves IR that does not verify (naming the 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import io
 import sys
 import typing
@@ -29,8 +27,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from xdsl.passes import ModulePass
-from xdsl.utils.hints import type_repr
 
+from isozyme.errors import IsozymeError
 from isozyme.tools.common import OneLineParser, fail, guarded, one_line
 
 PROG = "isozyme-opt"
@@ -50,51 +48,19 @@ class OptError(Exception):
 # -- the pass table ---------------------------------------------------------------------
 
 
-def _passes() -> dict[str, Callable[[], type[ModulePass]] | type[ModulePass]]:
-    """Pass name -> pass class, from isozyme's registry."""
-    from isozyme.compiler.passes import available_passes  # noqa: PLC0415 (slow import)
+def _registry():
+    """isozyme's pass registry (imported on first use: it is slow to import)."""
+    from isozyme.compiler.passes import registry  # noqa: PLC0415
     from isozyme.compiler.passes.enzyme import register  # noqa: PLC0415
 
-    register()  # TODO(registry): drop when the registry lists `enzyme` itself
-    return dict(available_passes())
-
-
-def pass_summary(cls: type) -> str:
-    """The first paragraph of a pass's own docstring, on one line (not the docstring of
-    a base class, nor the signature ``dataclass`` writes when there is none)."""
-    doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "")
-    if doc.startswith(f"{cls.__name__}("):  # dataclass's stand-in
-        doc = ""
-    return " ".join(doc.split("\n\n", 1)[0].split()) or "(no description)"
-
-
-def pass_options(cls: type) -> list[str]:
-    """A pass's options as ``name: type = default`` (names in the pipeline's spelling,
-    ``-`` for ``_``): the init fields of its dataclass."""
-    if not dataclasses.is_dataclass(cls):
-        return []
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # noqa: BLE001 (an unresolvable annotation: print it as written)
-        hints = {}
-    out = []
-    for f in dataclasses.fields(cls):
-        if not f.init or f.name == "name":
-            continue
-        ty = hints.get(f.name, f.type)
-        ty_s = ty if isinstance(ty, str) else type_repr(ty)
-        if f.default is not dataclasses.MISSING:
-            default = f" = {_spell(f.default)}"
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f" = {_spell(f.default_factory())}"
-        else:
-            default = " (required)"
-        out.append(f"{f.name.replace('_', '-')}: {ty_s}{default}")
-    return out
+    register()  # TODO(registry): drop when the registry's table lists `enzyme` itself
+    return registry
 
 
 def _spell(value: object) -> str:
-    """A default value as the pipeline spells it (``true``, ``1,2``, ``"text"``)."""
+    """A default value as a pipeline spells it (``true``, ``1,2``, ``"text"``)."""
+    if value is None:
+        return "(none)"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str):
@@ -104,12 +70,19 @@ def _spell(value: object) -> str:
     return str(value)
 
 
+def option_line(opt) -> str:
+    """One option of a pass (a registry ``PassOption``): ``name: type = default  help``."""
+    default = " (required)" if opt.required else f" = {_spell(opt.default)}"
+    return f"{opt.name}: {opt.type}{default}" + (f"  {opt.help}" if opt.help else "")
+
+
 def list_passes(out: typing.TextIO) -> None:
-    """Print every pass: its name and one-line description, then its options indented."""
-    for name, cls in sorted(_passes().items()):
-        print(f"{name}: {pass_summary(cls)}", file=out)
-        for opt in pass_options(cls):  # type: ignore[arg-type]
-            print(f"    {opt}", file=out)
+    """Print every registered pass, in the registry's order: its name and one-line
+    description, then its options indented."""
+    for info in _registry().registered_passes():
+        print(f"{info.name}: {info.summary or '(no description)'}", file=out)
+        for opt in info.options:
+            print(f"    {option_line(opt)}", file=out)
 
 
 # -- the pipeline -----------------------------------------------------------------------
@@ -140,31 +113,29 @@ def parse_pipeline(specs: Sequence[str]) -> list[ModulePass]:
                    "?")
         raise OptError(f"pass pipeline {text!r} does not parse at column {col}: "
                        f"{lines[-1] if lines else e}", 2) from None
-    table = _passes()
+    registry = _registry()
     passes = []
     for spec in arg_specs:
-        if spec.name not in table:
+        if spec.name not in registry.pass_names():
             raise OptError(
-                f"unknown pass {spec.name!r}; passes: {', '.join(sorted(table))} "
+                f"unknown pass {spec.name!r}; passes: {', '.join(sorted(registry.pass_names()))} "
                 f"(see {PROG} --list-passes)", 2)
-        cls = table[spec.name]
+        info = registry.pass_info(spec.name)
         try:
-            passes.append(cls.from_spec(spec))  # type: ignore[union-attr]
-        except (ValueError, TypeError) as e:
-            opts = ", ".join(pass_options(cls)) or "none"  # type: ignore[arg-type]
-            raise OptError(f"pass {spec.name!r}: {e} (its options: {opts})", 2) from None
+            passes.append(info.from_spec(spec))
+        except IsozymeError as e:  # an unknown option, a value of the wrong type
+            message = str(e)
+            if "its options" not in message:
+                opts = "; ".join(option_line(o) for o in info.options) or "none"
+                message += f" (its options: {opts})"
+            raise OptError(message, 2) from None
     return passes
 
 
 def pass_spelling(p: ModulePass) -> str:
     """``p`` as a pipeline spells it (``inline{keep-ruled=true}``), options at their
     default left out."""
-    from xdsl.utils.arg_spec import ArgSpec  # noqa: PLC0415
-
-    spec = p.spec()
-    params = " ".join(ArgSpec._spec_parameter_list_type_str(k.replace("_", "-"), v)
-                      for k, v in spec.parameters.items())
-    return f"{spec.name}{{{params}}}" if params else spec.name
+    return _registry().pipeline_spelling([p])
 
 
 # -- input, passes, output --------------------------------------------------------------
@@ -226,7 +197,6 @@ def run_passes(ctx, module, passes: Sequence[ModulePass],
     is an :class:`OptError` naming the pass."""
     from xdsl.utils.exceptions import VerifyException  # noqa: PLC0415
 
-    from isozyme.errors import IsozymeError  # noqa: PLC0415
 
     for p in passes:
         try:
