@@ -414,3 +414,31 @@ def test_gradient_slots_run_through_the_whole_pipeline():
     x, n = 0.75, 4
     expected = sum(3 * (x + i) ** 2 for i in range(n))
     assert f(x, n) == (pytest.approx(expected, rel=1e-14),)
+
+
+SLOT_USER = """
+func.func private @h(%x: f64) -> f64 {
+  %g = "enzyme.init"() : () -> !enzyme.Gradient<f64>
+  "enzyme.set"(%g, %x) : (!enzyme.Gradient<f64>, f64) -> ()
+  %v = "enzyme.get"(%g) : (!enzyme.Gradient<f64>) -> f64
+  %y = arith.mulf %v, %x : f64
+  func.return %y : f64
+}
+func.func @dh(%x: f64) -> f64 {
+  %one = arith.constant 1.0 : f64
+  %d = enzyme.fwddiff @h(%x, %one) <{activity = [#enzyme.activity<enzyme_dup>],
+         ret_activity = [#enzyme.activity<enzyme_dupnoneed>]}> : (f64, f64) -> f64
+  func.return %d : f64
+}
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="no derivative rules for enzyme.set/enzyme.get yet (compiler/ad_rules/enzyme.py): "
+    "the value that flows through a gradient slot is taken as inactive (derivative 0)",
+)
+def test_forward_mode_through_a_gradient_slot():
+    artefact = run_pipeline(parse(SLOT_USER), target="cpu")
+    dh = compile_llvm_module(artefact.module).entry("dh", ["f64"], ["f64"])
+    assert dh(1.5) == (3.0,)  # d/dx x*x
