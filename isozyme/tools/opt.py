@@ -224,7 +224,7 @@ def _parser() -> OneLineParser:
                    help="passes in xdsl-opt's spelling: 'a,b{option=value}' "
                    "(see --list-passes); repeated: run one after the other")
     p.add_argument("--print-ir-after-all", action="store_true",
-                   help="print the IR after each pass, under a header line")
+                   help="print the IR after each pass on standard output, under a header line")
     p.add_argument("--print-op-generic", action="store_true",
                    help="print every op in MLIR's generic form")
     p.add_argument("-o", "--output", default=None, metavar="FILE",
