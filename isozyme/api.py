@@ -34,6 +34,7 @@ from isozyme.calls import (
     prepare,
     stats,
 )
+from isozyme.compiler.pipeline import custom_passes_key
 from isozyme.compiler.targets import TARGET_NAMES, get_target, stages_of
 from isozyme.frontends.python.context import COMPILE_LOCK, tracing
 from isozyme.frontends.python.nested import (
@@ -117,7 +118,8 @@ def autodiff(mode: Mode, f: Callable, *args: Any) -> tuple:
     else:
         ret_cls, rest = None, args
     anns = [a if isinstance(a, Annotation) else Const(a) for a in rest]
-    key = (f, mode, ret_cls, _FORCED_TARGET.get(), *map(arg_key, anns))
+    key = (f, mode, ret_cls, _FORCED_TARGET.get(), *map(arg_key, anns),
+           custom_passes_key())  # code compiled with other custom passes is not reused
     for compiled in _CACHE.get(key, ()):
         guard = compiled.guard
         if guard is None:

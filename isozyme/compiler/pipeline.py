@@ -217,6 +217,27 @@ _RUNNING: ContextVar[tuple[Insertion, ...] | None] = ContextVar(
 )
 
 
+#: ``on_stage`` of the pipeline running now, for the custom passes a target runs.
+_ON_STAGE: ContextVar[OnStage | None] = ContextVar("isozyme_on_stage", default=None)
+
+
+@dataclass(frozen=True)
+class _Reported(ModulePass):
+    """A custom pass in a target's list while a pipeline runs: after it, the stage
+    ``after:<name>`` is reported to the pipeline's ``on_stage``."""
+
+    name = "isozyme-reported-pass"
+
+    inner: ModulePass
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        """Run the wrapped pass, then report its stage."""
+        self.inner.apply(ctx, op)
+        on_stage = _ON_STAGE.get()
+        if on_stage is not None:
+            on_stage(f"after:{_pass_name(self.inner)}", op)
+
+
 def active_insertions() -> tuple[Insertion, ...]:
     """The insertions in force here: the process-wide ones, then those of the
     enclosing ``with extra_passes(...)`` blocks, outermost first."""
@@ -296,18 +317,24 @@ def with_insertions(
 ) -> tuple[ModulePass, ...]:
     """``passes`` with the custom passes anchored on their names (``after``/``before``
     a pass) placed around each of them (how the targets build their pass lists)."""
+    report = False
     if insertions is None:
         running = _RUNNING.get()
         insertions = active_insertions() if running is None else running
+        report = running is not None  # a target building its list in a pipeline run
     ins = [i for i in insertions if not i.at_stage]
     if not ins:
         return tuple(passes)
+
+    def placed(q: ModulePass) -> ModulePass:
+        return _Reported(q) if report else q
+
     out: list[ModulePass] = []
     for p in passes:
         name = _pass_name(p)
-        out.extend(q for i in ins if i.before == name for q in i.passes)
+        out.extend(placed(q) for i in ins if i.before == name for q in i.passes)
         out.append(p)
-        out.extend(q for i in ins if i.after == name for q in i.passes)
+        out.extend(placed(q) for i in ins if i.after == name for q in i.passes)
     return tuple(out)
 
 
@@ -446,10 +473,11 @@ class Pipeline:
         upto = self._base_stage_of(upto)
         ctx = ctx or make_context()
         # The target builds its pass lists from the insertions of the running pipeline.
-        token = _RUNNING.set(self.insertions)
+        token, reporting = _RUNNING.set(self.insertions), _ON_STAGE.set(on_stage)
         try:
             return self._run(module, upto, on_stage, ctx)
         finally:
+            _ON_STAGE.reset(reporting)
             _RUNNING.reset(token)
 
     def _base_stage_of(self, name: str) -> str:
