@@ -141,6 +141,12 @@ def while_arrays(x, n):
     return s
 
 
+def branch(x, y):
+    if x > y:
+        return x * y
+    return math.exp(x)
+
+
 def gradient_into(x, dx):
     autodiff(Reverse, array_loop, Active, Duplicated(x, dx))
 
@@ -167,6 +173,8 @@ PROGRAMS = {
     "while_cache": (Reverse, while_loop, (Active, Active(1.5)), None, COMMON + ("llvm",)),
     "while_buffers": (Reverse, while_arrays, (Active, Duplicated(X, np.zeros(4)), Const(3)),
                       None, COMMON + ("llvm",)),
+    "batch_branch": (Forward, branch, (iz.BatchDuplicated(1.0, (1.0, 0.0)), Const(2.0)),
+                     None, COMMON + ("llvm",)),
     "nested": (Forward, gradient_into, (Duplicated(X, np.ones(4)),
                                         Duplicated(np.zeros(4), np.zeros(4))), None,
                COMMON + ("llvm",)),
@@ -199,6 +207,7 @@ def test_the_programs_exercise_caches_checks_and_kernels(all_stages):
     assert '"enzyme.autodiff"' in text["nested/traced"]
     assert '"enzyme.fwddiff"' in text["nested/traced"]
     assert '"isz.check"' in text["array_loop/optimized"]
+    assert "width = 2" in text["batch_branch/traced"] and '"scf.if"' in text["batch_branch/traced"]
     assert '"gpu.launch_func"' in text["gpu/host"] and '"gpu.func"' in text["gpu/gpu"]
     assert '"llvm.func"' in text["gpu/llvm"]
 
@@ -374,6 +383,24 @@ def test_hand_written_gradient_and_cache_ops_run():
         for v in reversed(pushed[:n]):
             h = np.float32(h + np.float32(v))
         assert s == float(h)
+
+
+def test_a_gradient_slot_holds_a_buffer():
+    src = """
+func.func @f(%x: f64, %m: memref<3xf64>) -> f64 {
+  %g = "enzyme.init"() : () -> !enzyme.Gradient<memref<3xf64>>
+  "enzyme.set"(%g, %m) : (!enzyme.Gradient<memref<3xf64>>, memref<3xf64>) -> ()
+  %b = "enzyme.get"(%g) : (!enzyme.Gradient<memref<3xf64>>) -> memref<3xf64>
+  %c1 = arith.constant 1 : index
+  %e = memref.load %b[%c1] : memref<3xf64>
+  %s = arith.addf %x, %e : f64
+  func.return %s : f64
+}
+"""
+    module = parse(src)
+    lower_to_llvm(module)
+    f = compile_llvm_module(module).entry("f", ["f64", "memref<3xf64>"], ["f64"])
+    assert f(1.0, np.array([1.0, 5.0, 7.0])) == (6.0,)
 
 
 ACCUMULATE = """
