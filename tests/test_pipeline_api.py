@@ -101,6 +101,14 @@ def test_insert_around_a_named_target_pass_and_print_ir() -> None:
     assert iz.autodiff(iz.Forward, f, iz.Duplicated(2.0, 1.0), 3.0) == (3.0,)
 
 
+def test_after_a_gpu_target_stage() -> None:
+    with iz.target("cuda-emu"), pipeline.extra_passes(MulfToAddf(), after="gpu"):
+        stages = pipeline.stages_of("cuda-emu")
+        assert stages[stages.index("gpu") + 1] == STAGE
+        text = iz.ir(iz.Reverse, f, *ARGS, stage=STAGE)
+        assert "arith.addf" in text and "arith.mulf" not in text
+
+
 def test_pipeline_objects_build_and_run() -> None:
     default = pipeline.Pipeline.default("cpu")
     assert default.stage_names == ("traced", "optimized", "differentiated", "simplified",
@@ -126,6 +134,13 @@ def test_pipeline_objects_build_and_run() -> None:
     assert flat.run(m, upto=STAGE) is None
     assert [o.name for o in m.walk()].count("arith.addf") == 2  # one product, now a sum
     assert str(pipeline.Pipeline.parse("canonicalize,cse")) == "canonicalize,cse"
+    # after a pipeline's own stage: the stage's IR, then the custom pass's
+    own = pipeline.Pipeline.parse("cse", stage="cleanup").insert(MulfToAddf(),
+                                                               after="cleanup")
+    assert own.stage_names == ("cleanup", STAGE)
+    m, seen = Parser(make_context(), text).parse_module(), []
+    own.run(m, on_stage=lambda s, ir: seen.append((s, str(ir).count("arith.mulf"))))
+    assert seen == [("cleanup", 1), (STAGE, 0)]
 
 
 def test_bad_insertions_are_refused() -> None:

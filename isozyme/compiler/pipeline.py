@@ -133,23 +133,20 @@ def _identity(p: ModulePass) -> object:
 
 @dataclass(frozen=True, eq=False)
 class Insertion:
-    """Custom passes run ``after`` or ``before`` a stage or a registered pass (exactly
-    one of the two is given). ``key`` identifies it in the compile-cache key."""
+    """Custom passes run ``after`` or ``before`` a stage (``at_stage``) or a registered
+    pass (exactly one of the two is given). ``key`` identifies it in the compile-cache
+    key."""
 
     passes: tuple[ModulePass, ...]
     after: str | None = None
     before: str | None = None
+    at_stage: bool = True
     key: tuple = field(default=(), repr=False)
 
     @property
     def anchor(self) -> str:
         """The stage or pass name the passes are placed against."""
         return self.after if self.after is not None else self.before  # type: ignore[return-value]
-
-    @property
-    def at_stage(self) -> bool:
-        """Whether the anchor is a stage (else a pass name)."""
-        return self.anchor in _KNOWN_STAGES
 
     def stage_names(self) -> tuple[str, ...]:
         """The IR stages it adds: ``after:<name>`` per pass."""
@@ -201,7 +198,7 @@ def make_insertion(
         raise IsozymeError("nothing runs before 'traced'; use after='traced'")
     ps = _as_passes(passes)
     key = (after, before, tuple(_identity(p) for p in ps))
-    return Insertion(ps, after, before, key)
+    return Insertion(ps, after, before, anchor in _KNOWN_STAGES, key)
 
 
 #: (insertions, their keys): process-wide ones, and those of ``with`` blocks.
@@ -383,10 +380,9 @@ class Pipeline:
     ) -> Pipeline:
         """This pipeline with ``passes`` inserted (see :func:`extra_passes`; here a
         stage name may also be one of this pipeline's own stages)."""
-        if after is not None and after in self._own_stage_names():
-            ins = Insertion(_as_passes(passes), after, None)
-        elif before is not None and before in self._own_stage_names():
-            ins = Insertion(_as_passes(passes), None, before)
+        own = self._own_stage_names()
+        if (after is None) != (before is None) and (after in own or before in own):
+            ins = Insertion(_as_passes(passes), after, before, at_stage=True)
         else:
             ins = make_insertion(passes, after=after, before=before)
         return Pipeline(self.stages, self.target, (*self.insertions, ins))
@@ -430,7 +426,7 @@ class Pipeline:
     def _runs_in(self, ins: Insertion, stage: str) -> bool:
         """Whether a pass-anchored insertion runs in ``stage`` of this pipeline."""
         if self.target is not None and stage in self.target.stages:
-            names = [_pass_name(p) for p in _target_passes(self.target, stage)]
+            names = [_pass_name(p) for p in self.target.stage_passes(stage)]
         else:
             names = [_pass_name(p) for s in self.stages if s.name == stage for p in s.passes]
         return ins.anchor in names
@@ -537,12 +533,6 @@ class Pipeline:
                 self._run_after(name, ir, ctx, on_stage)
 
         return self.target.compile(module, ctx, upto=upto, on_stage=hook)
-
-
-def _target_passes(target: Target, stage: str) -> tuple[ModulePass, ...]:
-    """The passes ``target`` runs in ``stage`` (for :attr:`Pipeline.stage_names`)."""
-    fn = getattr(target, "stage_passes", None)
-    return tuple(fn(stage)) if fn is not None else ()
 
 
 def run_pipeline(
