@@ -23,6 +23,7 @@ is private (``internal``): ``isozyme run`` calls any function of a module that w
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from xdsl.builder import Builder
@@ -184,7 +185,8 @@ class AddCEntryPointsPass(ModulePass):
 
     #: When set, only this function gets an entry point, even if it is private
     #: (``isozyme run``'s entry); by default every public function gets one.
-    only: str | None = None
+    only: str | None = dataclasses.field(default=None, metadata={
+        "help": "give only this function (private or not) an entry point"})
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
         """Append the entry points to ``op``."""

@@ -530,7 +530,8 @@ class LiftCfToScfPass(ModulePass):
 
     name = "lift-cf-to-scf"
 
-    strict: bool = True
+    strict: bool = field(default=True, metadata={
+        "help": "refuse control flow that cannot be raised (else leave the function as it is)"})
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         lift_functions([f for f in op.ops if isinstance(f, func.FuncOp)], self.strict)

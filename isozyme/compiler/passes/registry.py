@@ -50,6 +50,8 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
     "hoist-checks": ("isozyme.compiler.passes.hoist_checks", "HoistChecksPass", "isozyme"),
     "enzyme-differentiate": (
         "isozyme.compiler.passes.differentiate", "DifferentiatePass", "isozyme"),
+    "enzyme": ("isozyme.compiler.passes.enzyme", "EnzymePass", "isozyme"),
+    "lift-cf-to-scf": ("isozyme.compiler.passes.lift_cf_to_scf", "LiftCfToScfPass", "isozyme"),
     "simplify-ad": ("isozyme.compiler.passes.simplify_ad", "SimplifyADPass", "isozyme"),
     "eliminate-dead-caches": (
         "isozyme.compiler.passes.eliminate_dead_caches", "EliminateDeadCachesPass", "isozyme"),
