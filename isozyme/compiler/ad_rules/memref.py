@@ -35,7 +35,13 @@ from xdsl.dialects.builtin import IndexType, MemRefType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 
-from isozyme.compiler.ad_rules.registry import Edge, InactiveRule, MemoryRule, register
+from isozyme.compiler.ad_rules.registry import (
+    Edge,
+    InactiveRule,
+    MemoryRule,
+    RegionRule,
+    register,
+)
 from isozyme.compiler.analysis.injectivity import defined_inside, followed_iv
 from isozyme.compiler.emitter import Emitter
 from isozyme.dialects.memref_ext import ATOMIC_RMW_KIND, TransposeOp, atomic_rmw
@@ -339,6 +345,120 @@ class AllocRule(MemoryRule):
                 ctx.e.insert(memref.DeallocOp.get(sh))
 
 
+def _shadow_alloca(
+    e: Emitter, op: memref.AllocaOp, size: Callable[[SSAValue], SSAValue]
+) -> SSAValue:
+    """A zero-filled ``memref.alloca`` shaped like ``op``'s (``size`` maps its dynamic
+    sizes to the values at the insertion point)."""
+    props = {} if op.alignment is None else {"alignment": op.alignment}
+    shadow = e.insert(memref.AllocaOp.build(
+        operands=[[size(v) for v in op.dynamic_sizes], []],
+        result_types=[op.memref.type], properties=props,
+    )).memref
+    emit_fill(e, shadow, 0.0)
+    return shadow
+
+
+class AllocaRule(MemoryRule):
+    """``memref.alloca``: an active buffer gets a zeroed shadow ``memref.alloca`` (both
+    modes; stack memory, so nothing to free).  In reverse mode a buffer allocated in a
+    loop body or branch gets its shadow in the matching reverse block, as
+    :class:`AllocRule` does."""
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, memref.AllocaOp)
+        e.insert(op.clone(value_mapper=fwd.vmap))
+        if fwd.info.is_active(op.memref):
+            fwd.tan[op.memref] = tuple(
+                _shadow_alloca(e, op, lambda v: fwd.vmap.get(v, v))
+                for _ in range(fwd.width)
+            )
+
+    def forward_sweep(self, rev: Any, e: Emitter, op: Operation) -> bool:
+        assert isinstance(op, memref.AllocaOp)
+        if not rev.info.is_active(op.memref):
+            return False
+        e.insert(op.clone(value_mapper=rev.fwd_map))
+        rev.shadow[op.memref] = tuple(
+            _shadow_alloca(e, op, lambda v: rev.fwd_map.get(v, v))
+            for _ in range(rev.width)
+        )
+        return True
+
+    def reverse_entry(self, rev: Any, ctx: Any, op: Operation) -> None:
+        assert isinstance(op, memref.AllocaOp)
+        if rev.info.is_active(op.memref):
+            rev.shadow[op.memref] = tuple(
+                _shadow_alloca(ctx.e, op, lambda v: rev.primal(v, ctx))
+                for _ in range(rev.width)
+            )
+
+    def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
+        if ctx.parent is not None:
+            rev.shadow.pop(op.results[0], None)
+
+
+class AllocaScopeRule(RegionRule):
+    """``memref.alloca_scope``: a region run once, differentiated structurally (as a
+    branch of ``scf.if`` that is always taken).  Forward mode: a new scope that also
+    returns the tangents of its active results.  Reverse mode: the reverse of the body
+    in a new scope, returning the updated adjoints of the outside scalars it reads."""
+
+    def cache_dims(self, op: Operation) -> list[tuple[SSAValue, ...]] | None:
+        return []
+
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        assert isinstance(op, memref.AllocaScopeOp)
+        yield from zip(_scope_return(op).operands, op.results)
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, memref.AllocaScopeOp)
+        act = [i for i, r in enumerate(op.results) if fwd.info.is_active(r)]
+        types = [r.type for r in op.results]
+        types += [op.results[i].type for i in act for _ in range(fwd.width)]
+        block = Block()
+        be = Emitter(InsertPoint.at_end(block))
+        term = fwd.emit_block_body(be, op.scope.block)
+        values = [fwd.vmap.get(v, v) for v in term.operands]
+        values += fwd.tangents_of(be, [term.operands[i] for i in act])
+        be.insert(memref.AllocaScopeReturnOp.create(operands=values))
+        new = e.insert(memref.AllocaScopeOp.create(result_types=types, regions=[Region(block)]))
+        for i, r in enumerate(op.results):
+            fwd.vmap[r] = new.results[i]
+        fwd.bind_tangents([op.results[i] for i in act], new.results[len(op.results):])
+
+    def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
+        from isozyme.compiler.ad.tape import RevCtx  # noqa: PLC0415
+        from isozyme.compiler.ad_rules.scf import outer_active_scalars  # noqa: PLC0415
+
+        assert isinstance(op, memref.AllocaScopeOp)
+        outer = outer_active_scalars(rev, op)
+        if not outer and not rev.touches_shadow(op):
+            return
+        block = Block()
+        child = RevCtx(op.scope.block, ctx, block)
+        for v in outer:
+            child.adj[v] = rev.adj_or_zero(ctx, ctx, v)
+        for y, r in zip(_scope_return(op).operands, op.results):
+            rev.accumulate(child, y, ctx.adj.get(r) if rev.info.is_active(r) else None)
+        rev.reverse_block(child)
+        child.e.insert(memref.AllocaScopeReturnOp.create(
+            operands=[a for v in outer for a in child.adj[v]]
+        ))
+        types = [v.type for v in outer for _ in range(rev.width)]
+        scope = ctx.e.insert(
+            memref.AllocaScopeOp.create(result_types=types, regions=[Region(block)])
+        )
+        for k, v in enumerate(outer):
+            ctx.adj[v] = rev.lanes(scope.results, k)
+
+
+def _scope_return(op: memref.AllocaScopeOp) -> Operation:
+    term = op.scope.block.last_op
+    assert isinstance(term, memref.AllocaScopeReturnOp)
+    return term
+
+
 class DeallocRule(MemoryRule):
     """``memref.dealloc``: frees the shadow too; in reverse mode both frees move after
     the reverse sweep, which still reads the shadow."""
@@ -409,6 +529,8 @@ MEMREF_RULES: dict[type[Operation], Any] = {
     memref.LoadOp: LoadRule(),
     memref.StoreOp: StoreRule(),
     memref.AllocOp: AllocRule(),
+    memref.AllocaOp: AllocaRule(),
+    memref.AllocaScopeOp: AllocaScopeRule(),
     memref.DeallocOp: DeallocRule(),
     memref.AtomicRMWOp: AtomicAddRule(),
     memref.DimOp: InactiveRule(recompute="always"),

@@ -17,6 +17,9 @@ constants; the others are read from the descriptor.
 * ``memref.alloc``: ``malloc`` of ``product(sizes) * sizeof(T)`` bytes (plus the
   ``alignment`` when it exceeds malloc's 16 bytes, the aligned pointer rounded up),
   offset 0, row-major strides; only the identity layout;
+* ``memref.alloca``: the same descriptor over an ``llvm.alloca`` of the elements (stack
+  memory until the function returns: ``memref.alloca_scope`` is inlined, see
+  ``convert_scf_to_cf.py``);
 * ``memref.dealloc``: ``free`` of the allocated pointer;
 * ``memref.cast`` (same rank, any layouts): the descriptor passes through unchanged;
 * ``memref.subview`` (static or dynamic offsets, sizes and steps; rank-reducing when
@@ -242,17 +245,18 @@ def _lower_dim(op: memref.DimOp, mtype: MemRefType) -> None:
     Rewriter.replace_op(op, [], [result])
 
 
-def _lower_alloc(op: memref.AllocOp, mtype: MemRefType) -> None:
+def _lower_alloc(op: memref.AllocOp | memref.AllocaOp, mtype: MemRefType) -> None:
+    """``memref.alloc`` (``malloc``) and ``memref.alloca`` (``llvm.alloca`` of the
+    element count, on the stack until the function returns)."""
+    on_stack = isinstance(op, memref.AllocaOp)
     if not isinstance(mtype.layout, NoneAttr):
         raise LoweringError(
-            f"isozyme lowering: memref.alloc supports the identity layout only, "
+            f"isozyme lowering: {op.name} supports the identity layout only, "
             f"got {mtype}"
         )
     if op.symbol_operands:
-        raise LoweringError("isozyme lowering: memref.alloc with symbol operands")
+        raise LoweringError(f"isozyme lowering: {op.name} with symbol operands")
     lo = MemrefLowerer(op, mtype)
-    module = module_of(op)
-    declare_function(module, "malloc", [i64], _PTR)
     dynamic = iter(op.dynamic_sizes)
     sizes: list[SSAValue] = []
     for k in range(lo.rank):
@@ -263,20 +267,28 @@ def _lower_alloc(op: memref.AllocOp, mtype: MemRefType) -> None:
     for k in range(lo.rank - 2, -1, -1):
         strides[k] = lo.mul(strides[k + 1], sizes[k + 1])
     count = lo.mul(strides[0], sizes[0]) if lo.rank else lo.const(1)
-    elem_bytes = byte_size(storage_type(mtype.element_type))
-    nbytes = lo.mul(count, lo.const(elem_bytes))
+    storage = storage_type(mtype.element_type)
+    elem_bytes = byte_size(storage)
     alignment = op.alignment.value.data if op.alignment is not None else 0
-    over_aligned = alignment > _MALLOC_ALIGNMENT
-    if over_aligned:
-        nbytes = lo.add(nbytes, lo.const(alignment - 1))
-    allocated = lo.b.insert(call("malloc", [nbytes], _PTR)).returned
-    assert allocated is not None
-    aligned = allocated
-    if over_aligned:
-        as_int = lo.b.insert(llvm.PtrToIntOp(allocated, i64)).results[0]
-        bumped = lo.add(as_int, lo.const(alignment - 1))
-        rounded = lo.b.insert(llvm.AndOp(bumped, lo.const(-alignment))).res
-        aligned = lo.b.insert(llvm.IntToPtrOp(rounded)).results[0]
+    if on_stack:
+        allocated = lo.b.insert(
+            llvm.AllocaOp(count, storage, alignment=max(alignment, elem_bytes))
+        ).res
+        aligned = allocated
+    else:
+        declare_function(module_of(op), "malloc", [i64], _PTR)
+        nbytes = lo.mul(count, lo.const(elem_bytes))
+        over_aligned = alignment > _MALLOC_ALIGNMENT
+        if over_aligned:
+            nbytes = lo.add(nbytes, lo.const(alignment - 1))
+        malloced = lo.b.insert(call("malloc", [nbytes], _PTR)).returned
+        assert malloced is not None
+        allocated = aligned = malloced
+        if over_aligned:
+            as_int = lo.b.insert(llvm.PtrToIntOp(allocated, i64)).results[0]
+            bumped = lo.add(as_int, lo.const(alignment - 1))
+            rounded = lo.b.insert(llvm.AndOp(bumped, lo.const(-alignment))).res
+            aligned = lo.b.insert(llvm.IntToPtrOp(rounded)).results[0]
     desc = lo.b.insert(llvm.UndefOp(lo.desc_t)).res
     desc = lo.insert(desc, allocated, _ALLOCATED)
     desc = lo.insert(desc, aligned, _ALIGNED)
@@ -541,6 +553,7 @@ _LOWERINGS = {
     memref.StoreOp: (_lower_store, lambda op: op.memref),
     memref.DimOp: (_lower_dim, lambda op: op.source),
     memref.AllocOp: (_lower_alloc, lambda op: op.memref),
+    memref.AllocaOp: (_lower_alloc, lambda op: op.memref),
     memref.DeallocOp: (_lower_dealloc, lambda op: op.memref),
     memref.CastOp: (_lower_cast, lambda op: op.source),
     memref.SubviewOp: (_lower_subview, lambda op: op.source),

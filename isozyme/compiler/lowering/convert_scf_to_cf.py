@@ -2,14 +2,15 @@
 
 ``scf.for`` and ``scf.if`` reuse xDSL's patterns (``xdsl.transforms.convert_scf_to_cf``);
 xDSL has no ``scf.while`` lowering, so :class:`WhileLowering` below follows MLIR's
-``SCFToControlFlow``.
+``SCFToControlFlow``.  ``scf.execute_region`` and ``memref.alloca_scope``, regions run
+once, are inlined into the enclosing block's control flow.
 """
 
 from __future__ import annotations
 
 from xdsl.context import Context
-from xdsl.dialects import builtin, cf, scf
-from xdsl.ir import Block
+from xdsl.dialects import builtin, cf, memref, scf
+from xdsl.ir import Block, Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -81,8 +82,64 @@ class WhileLowering(RewritePattern):
         rewriter.replace(op, [], continue_block.args)
 
 
+def inline_region_run_once(
+    op: Operation, terminator: type[Operation], rewriter: PatternRewriter
+) -> None:
+    """Replace ``op``, whose single region runs once from its entry block and leaves
+    through ``terminator`` ops (their operands are ``op``'s results), by that region's
+    blocks::
+
+        ^pre: ...              br ^entry
+        ^entry: ... ^bbN: ...  br ^continue(%values)   // each terminator
+        ^continue(%results): ...
+    """
+    pre_block = op.parent_block()
+    assert pre_block is not None
+    parent = pre_block.parent_region()
+    assert parent is not None
+    region = op.regions[0]
+    entry = region.first_block
+    assert entry is not None and not entry.args
+    remaining = pre_block.split_before(op)
+    continue_block = Block(arg_types=op.result_types)
+    parent.insert_block_before(continue_block, remaining)
+    rewriter.insert(cf.BranchOp(remaining), InsertPoint.at_end(continue_block))
+    for block in region.blocks:
+        term = block.last_op
+        if isinstance(term, terminator):
+            rewriter.replace(term, cf.BranchOp(continue_block, *term.operands))
+    rewriter.inline_region(region, BlockInsertPoint.before(continue_block))
+    rewriter.insert(cf.BranchOp(entry), InsertPoint.at_end(pre_block))
+    rewriter.replace(op, [], continue_block.args)
+
+
+class ExecuteRegionLowering(RewritePattern):
+    """``scf.execute_region`` (any number of blocks, ``scf.yield`` exits) -> its blocks,
+    inlined (:func:`inline_region_run_once`)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(
+        self, op: scf.ExecuteRegionOp, rewriter: PatternRewriter, /
+    ) -> None:
+        inline_region_run_once(op, scf.YieldOp, rewriter)
+
+
+class AllocaScopeLowering(RewritePattern):
+    """``memref.alloca_scope`` -> its blocks, inlined: the ``memref.alloca``s in it then
+    live until the function returns, not until the scope ends (no stack save and
+    restore: the reverse sweep of AD reads the forward sweep's stack buffers after
+    their scope)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(
+        self, op: memref.AllocaScopeOp, rewriter: PatternRewriter, /
+    ) -> None:
+        inline_region_run_once(op, memref.AllocaScopeReturnOp, rewriter)
+
+
 class ConvertScfToCfPass(ModulePass):
-    """Lower ``scf.for``/``if``/``index_switch``/``while`` to ``cf`` branches."""
+    """Lower ``scf.for``/``if``/``index_switch``/``while``/``execute_region`` (and
+    ``memref.alloca_scope``) to ``cf`` branches."""
 
     name = "convert-scf-to-cf"
 
@@ -90,6 +147,13 @@ class ConvertScfToCfPass(ModulePass):
         """Rewrite every structured control-flow op of ``op`` in place."""
         PatternRewriteWalker(
             GreedyRewritePatternApplier(
-                [SwitchLowering(), IfLowering(), ForLowering(), WhileLowering()]
+                [
+                    SwitchLowering(),
+                    IfLowering(),
+                    ForLowering(),
+                    WhileLowering(),
+                    ExecuteRegionLowering(),
+                    AllocaScopeLowering(),
+                ]
             )
         ).rewrite_module(op)
