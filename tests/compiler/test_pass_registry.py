@@ -134,6 +134,8 @@ def test_options_are_described_and_parsed() -> None:
     (lambda: parse_pass_pipeline("inline{keep-ruled=3}"), "pass 'inline': bad options"),
     (lambda: parse_pass_pipeline("cse{"), "bad pass pipeline 'cse{'"),
     (lambda: make_pass("cse", aggressive=True), "pass 'cse' has no option 'aggressive'"),
+    (lambda: make_pass("inline", keep_ruled="yes"),
+     "pass 'inline': option 'keep-ruled' takes bool, not 'yes'"),
     (lambda: run_pass(small_module(), "canonicalise"), "unknown pass 'canonicalise'"),
 ])
 def test_errors_are_one_line_isozyme_errors(call, message: str) -> None:

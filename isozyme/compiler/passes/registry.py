@@ -33,7 +33,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError
-from xdsl.utils.hints import type_repr
+from xdsl.utils.hints import isa, type_repr
 
 from isozyme.errors import IsozymeError
 
@@ -180,11 +180,15 @@ class PassInfo:
         """An instance with ``options`` (Python keywords or pipeline spellings);
         unknown or ill-typed options raise :class:`IsozymeError`."""
         fields = {o.field: o for o in self.options}
+        hints = get_type_hints(self.cls)
         kwargs: dict[str, Any] = {}
         for key, value in options.items():
             opt = fields.get(key.replace("-", "_"))
             if opt is None:
                 raise IsozymeError(_unknown_option(self, key))
+            if not isa(value, hints[opt.field]):
+                raise IsozymeError(f"pass {self.name!r}: option {opt.name!r} takes "
+                                   f"{opt.type}, not {value!r}")
             kwargs[opt.field] = value
         missing = [o.name for o in self.options if o.required and o.field not in kwargs]
         if missing:
