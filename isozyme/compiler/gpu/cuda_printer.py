@@ -1018,6 +1018,22 @@ class _Printer:
             self.indent -= 1
         self.emit("}")
 
+    def alloca_scope(self, op: memref.AllocaScopeOp) -> None:
+        """``memref.alloca_scope``: a C block (its per-thread arrays end with it)."""
+        outs = [self.declare(r) for r in op.results]
+
+        def scope_return(term: Operation) -> None:
+            if not isinstance(term, memref.AllocaScopeReturnOp):
+                raise UnsupportedError(f"{term.name} ending a memref.alloca_scope")
+            if outs:
+                self.assign_all(outs, list(term.operands))
+
+        self.emit("{")
+        self.indent += 1
+        self.block(op.scope.block, scope_return)
+        self.indent -= 1
+        self.emit("}")
+
     def while_(self, op: scf.WhileOp) -> None:
         before, after = op.before_region.block, op.after_region.block
         carried = []
@@ -1132,6 +1148,7 @@ _DISPATCH: dict[type[Operation], Callable[[_Printer, Operation], None]] = {
     memref.ExpandShapeOp: _Printer.expand_shape,
     memref.CollapseShapeOp: _Printer.collapse_shape,
     memref.AllocaOp: _Printer.alloca,
+    memref.AllocaScopeOp: _Printer.alloca_scope,
     memref.AllocOp: _Printer.alloc,
     memref.DeallocOp: _Printer.dealloc,
     TransposeOp: _Printer.transpose,
