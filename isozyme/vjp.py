@@ -32,6 +32,7 @@ from isozyme.annotations import (
 from isozyme.arguments import arg_key
 from isozyme.calls import Compiled, SeedKind, build, prepare
 from isozyme.compiler.ad.reverse import SEED_SHAPE_MESSAGE
+from isozyme.compiler.pipeline import custom_passes_key
 from isozyme.errors import AnnotationError, ShapeError
 from isozyme.runtime.marshal import device_view, on_device
 
@@ -110,7 +111,8 @@ def vjp(mode: Mode, f: Callable, *args: Any, seeds: tuple | None = None) -> tupl
     width = None if seeds is None else len(seeds)
     _check_width(anns, width)
     forced = api._FORCED_TARGET.get()
-    key = (f, mode, _VJP, forced, width, kinds, *map(arg_key, anns))
+    key = (f, mode, _VJP, forced, width, kinds, *map(arg_key, anns),
+           custom_passes_key())  # code compiled with other custom passes is not reused
     compiled, hidden = _compiled(key, lambda: _build(mode, f, rest, forced, kinds, width))
     try:
         if hidden:

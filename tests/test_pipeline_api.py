@@ -160,3 +160,15 @@ def test_bad_insertions_are_refused() -> None:
     with pytest.raises(IsozymeError, match="no IR stage 'after:x'"):
         pipeline.Pipeline.default().run(builtin.ModuleOp([]), upto="after:x")
     assert not pipeline.active_insertions()
+
+
+def test_vjp_and_cli_stages_see_custom_passes() -> None:
+    # vjp keys its own compile cache: code compiled without the pass is not reused
+    args = (1.0, iz.Active(2.0), iz.Active(3.0))
+    assert iz.vjp(iz.Reverse, f, *args) == ((3.0, 2.0),)
+    with pipeline.extra_passes([MulfToAddf()], after="optimized"):
+        assert iz.vjp(iz.Reverse, f, *args) == ((1.0, 1.0),)
+        from isozyme.cli import parse_stages  # noqa: PLC0415
+
+        assert STAGE in parse_stages("all") and parse_stages(STAGE) == [STAGE]
+    assert iz.vjp(iz.Reverse, f, *args) == ((3.0, 2.0),)
