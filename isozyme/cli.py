@@ -144,7 +144,8 @@ def parse_stages(spec: str | None, target: str | None = None) -> list[str]:
     """``a,b`` or ``all`` -> list of stage names (of ``target``; default ``cpu``)."""
     if not spec:
         return []
-    known = stages_of(target) if target is not None else ALL_STAGES
+    # stages_of includes the ``after:<pass>`` stages of active custom passes
+    known = stages_of(target if target is not None else "cpu")
     if spec == "all":
         return list(known)
     stages = [s.strip() for s in spec.split(",") if s.strip()]
