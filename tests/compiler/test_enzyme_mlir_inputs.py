@@ -19,9 +19,8 @@ from xdsl.parser import Parser
 
 from isozyme.compiler.context import make_context
 from isozyme.compiler.lowering import lower_to_llvm
-from isozyme.compiler.passes.differentiate import DifferentiatePass
-from isozyme.compiler.pipeline import STAGE_PASSES
 from isozyme.runtime.jit import CompiledModule, compile_llvm_module
+from isozyme.tools.ir_run import expand_requests, parse_ir, run_ir
 
 DUP = "#enzyme.activity<enzyme_dup>"
 DUPNONEED = "#enzyme.activity<enzyme_dupnoneed>"
@@ -31,15 +30,12 @@ CONST = "#enzyme<activity enzyme_const>"
 
 
 def compile_ir(src: str) -> CompiledModule:
-    """Parse ``src``, expand its requests as the pipeline does (``differentiated`` then
-    the ``simplified`` stage), lower and JIT it."""
-    ctx = make_context()
-    module = Parser(ctx, src).parse_module()
-    module.verify()
-    DifferentiatePass().apply(ctx, module)
-    for p in STAGE_PASSES["simplified"]():
-        p.apply(ctx, module)
-    lower_to_llvm(module, ctx)
+    """Parse ``src``, expand its requests as ``isozyme run`` does
+    (:func:`~isozyme.tools.ir_run.expand_requests`), lower and JIT it: one compilation
+    for every entry of the module (``run_ir`` compiles per call)."""
+    module = parse_ir(src)
+    expand_requests(module)
+    lower_to_llvm(module)
     return compile_llvm_module(module)
 
 
@@ -113,6 +109,9 @@ def test_functions_named_like_libm_functions() -> None:
         (y,) = cm.entry(name, ["f64"], ["f64"])(x)
         assert y == pytest.approx(getattr(math, name)(x), rel=1e-15)
         check_scalar(cm, name, [x])
+    # the same through isozyme run's runner
+    (t,) = run_ir(LIBM_NAMED, "dsinh", [0.7, 1.0]).results
+    assert t == pytest.approx(math.cosh(0.7), rel=1e-15)
 
 
 # 2. math.sincos, math.erfc, math.fma ---------------------------------------------------
