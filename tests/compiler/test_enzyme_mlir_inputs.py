@@ -49,8 +49,8 @@ def central_difference(f: Callable[..., float], args: Sequence[float], k: int,
 
 
 def scalar_requests(name: str, n: int, t: str = "f64") -> str:
-    """``@d<name>`` (forward: every argument dup, the tangent returned) and ``@r<name>``
-    (reverse: every argument active, the gradient returned) of scalar function
+    """``@fwd_<name>`` (forward: every argument dup, the tangent returned) and
+    ``@rev_<name>`` (reverse: every argument active, the gradient returned) of scalar function
     ``@name`` of ``n`` arguments of type ``t``."""
     xs = [f"%x{i}" for i in range(n)]
     fwd_args = ", ".join(f"%x{i}, %dx{i}" for i in range(n))
@@ -58,11 +58,11 @@ def scalar_requests(name: str, n: int, t: str = "f64") -> str:
     grads = ", ".join([t] * n)
     rev_outs = ", ".join(f"%g#{i}" for i in range(n)) if n > 1 else "%g"
     return f"""
-func.func @d{name}({fwd_params}) -> {t} {{
+func.func @fwd_{name}({fwd_params}) -> {t} {{
   %r = enzyme.fwddiff @{name}({fwd_args}) {{ activity=[{", ".join([DUP] * n)}], ret_activity=[{DUPNONEED}] }} : ({", ".join([t] * 2 * n)}) -> {t}
   return %r : {t}
 }}
-func.func @r{name}({", ".join(f"{x}: {t}" for x in xs)}, %dr: {t}) -> ({grads}) {{
+func.func @rev_{name}({", ".join(f"{x}: {t}" for x in xs)}, %dr: {t}) -> ({grads}) {{
   %g{":" + str(n) if n > 1 else ""} = enzyme.autodiff @{name}({", ".join(xs)}, %dr) <{{ activity=[{", ".join([ACTIVE] * n)}], ret_activity=[{ACTIVENONEED}] }}> : ({", ".join([t] * (n + 1))}) -> ({grads})
   return {rev_outs} : {grads}
 }}
@@ -75,8 +75,8 @@ def check_scalar(cm: CompiledModule, name: str, args: Sequence[float], t: str = 
     ``@name`` at ``args`` equal the central differences of its primal."""
     n = len(args)
     primal = cm.entry(name, [t] * n, [t])
-    fwd = cm.entry(f"d{name}", [t] * 2 * n, [t])
-    rev = cm.entry(f"r{name}", [t] * (n + 1), [t] * n)
+    fwd = cm.entry(f"fwd_{name}", [t] * 2 * n, [t])
+    rev = cm.entry(f"rev_{name}", [t] * (n + 1), [t] * n)
     grad = rev(*args, 1.0)
     h = 1e-6 if t == "f64" else 1e-2
     for k in range(n):
@@ -110,7 +110,7 @@ def test_functions_named_like_libm_functions() -> None:
         assert y == pytest.approx(getattr(math, name)(x), rel=1e-15)
         check_scalar(cm, name, [x])
     # the same through isozyme run's runner
-    (t,) = run_ir(LIBM_NAMED, "dsinh", [0.7, 1.0]).results
+    (t,) = run_ir(LIBM_NAMED, "fwd_sinh", [0.7, 1.0]).results
     assert t == pytest.approx(math.cosh(0.7), rel=1e-15)
 
 
