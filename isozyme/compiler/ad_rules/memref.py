@@ -16,7 +16,8 @@ MemRefDerivatives.td).
   adds its adjoint into the shadow, a store takes the overwritten value's adjoint from
   the shadow and zeroes it.  Active local buffers get shadows (zeroed in reverse mode,
   per reverse iteration when allocated in a loop), views of shadowed buffers are taken
-  again of the shadows.
+  again of the shadows.  A ``memref.alloca`` gets a shadow ``memref.alloca``; a
+  ``memref.alloca_scope`` is differentiated structurally (a region run once).
 * in the reverse of a parallel loop (``scf.parallel``), iterations run concurrently:
   a load's adjoint is added into the shadow with ``memref.atomic_rmw addf`` unless the
   element is provably private to the iteration (:func:`private_element`), then with a
