@@ -188,6 +188,22 @@ def test_user_function_named_like_libm_calls_libm() -> None:
     assert "__iz_libm_" not in compiled.llvm_ir_optimized
 
 
+def test_libc_name_clash_is_reported() -> None:
+    """The C library functions the lowering calls (malloc, free) keep their names (LLVM
+    optimises them): a user function of that name is refused, naming it."""
+    src = """
+    func.func private @malloc(%n: i64) -> i64 {
+      func.return %n : i64
+    }
+    func.func @f(%n: index) {
+      %a = memref.alloc(%n) : memref<?xf64>
+      memref.dealloc %a : memref<?xf64>
+      func.return
+    }"""
+    with pytest.raises(LoweringError, match="defines @malloc, which clashes"):
+        lowered(src)
+
+
 def test_scf_while_to_cf() -> None:
     src = """
     func.func @f(%n: i64) -> i64 {

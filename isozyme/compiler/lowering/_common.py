@@ -155,14 +155,16 @@ def declare_function(
     """Declare an external ``llvm.func`` (a libm/libc function or an LLVM intrinsic)
     at the top of ``module`` unless it is declared already.
 
-    Raises ``ValueError`` when the module defines a function of that name itself (a
-    traced Python function called ``tan`` would otherwise be called for ``math.tan``).
+    Raises :class:`LoweringError` when the module defines a function of that name
+    itself (a user function ``@malloc`` would otherwise be called for
+    ``memref.alloc``); libm's functions are declared under :data:`LIBM_PREFIX`, so a
+    function may be called ``tan``.
     """
     for op in module.ops:
         sym = op.properties.get("sym_name")
         if sym is not None and sym.data == name:  # type: ignore[attr-defined]
             if op.regions and op.regions[0].blocks:
-                raise ValueError(
+                raise LoweringError(
                     f"isozyme lowering: the module defines @{name}, which clashes with "
                     f"the external function @{name} that the lowering needs"
                 )
