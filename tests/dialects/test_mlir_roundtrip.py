@@ -236,14 +236,9 @@ def test_mlir_opt_rejects_a_bad_module():
 
 
 @needs_mlir_opt
-@pytest.mark.xfail(
-    strict=True,
-    reason="memref.transpose's result type: isozyme's frontend (view_ops.transpose) gives "
-    "it fully dynamic strides, upstream requires the source's strides permuted "
-    "(e.g. strided<[1, ?], offset: ?>); the frontend should transpose to that type and "
-    "memref.cast to its generic view type",
-)
 def test_transpose_verifies_in_mlir_opt():
+    # memref.transpose has the type upstream infers (the source's strides permuted),
+    # then a memref.cast to isozyme's generic view type
     texts = iz.ir_stages(Reverse, transposed, Active,
                          Duplicated(np.ones((2, 3)), np.zeros((2, 3))), stages=COMMON)
     assert_mlir_opt_accepts({s: generic(parse(t)) for s, t in texts.items()})

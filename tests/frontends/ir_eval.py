@@ -325,6 +325,12 @@ class MemRefNumpyFunctions(InterpreterFunctions):
         self._check(args[0], "transpose")
         return (args[0].transpose(op.perm),)
 
+    @impl(memref.CastOp)
+    def run_cast(self, interpreter: Interpreter, op: memref.CastOp, args: PythonValues):
+        """``memref.cast``: the same array (only its static type changes)."""
+        self._check(args[0], "cast")
+        return (args[0],)
+
     @impl(memref.ExtractStridedMetaDataOp)
     def run_extract_strided_metadata(self, interpreter: Interpreter,
                                      op: memref.ExtractStridedMetaDataOp,

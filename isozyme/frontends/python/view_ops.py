@@ -69,13 +69,37 @@ def _derived(v: ArrayTracer, x: ArrayTracer, sizes: Sequence[Size]) -> ArrayTrac
     return v
 
 
+def _transposed_type(src: MemRefType, perm: Sequence[int]) -> MemRefType:
+    """The type upstream MLIR's ``memref.transpose`` verifier requires: sizes and
+    strides of ``src`` permuted, its offset kept (``?`` where not static)."""
+    shape = src.get_shape()
+    if isinstance(src.layout, NoneAttr):  # identity layout: row-major strides
+        strides: list[int | None] = []
+        acc: int | None = 1
+        for size in reversed(shape):
+            strides.insert(0, acc)
+            acc = None if acc is None or size == DYNAMIC_INDEX else acc * size
+        offset: int | None = 0
+    else:
+        strides = list(src.layout.get_strides() or [None] * len(shape))
+        offset = src.layout.get_offset()
+    layout = StridedLayoutAttr(
+        [NoneAttr() if strides[p] is None else strides[p] for p in perm],
+        NoneAttr() if offset is None else offset,
+    )
+    return MemRefType(src.element_type, [shape[p] for p in perm], layout)
+
+
 def transpose(x: ArrayTracer, perm: Sequence[int]) -> ArrayTracer:
     """``np.transpose(x, perm)``: a ``memref.transpose`` view."""
     if list(perm) == list(range(x.ndim)):
         return x
     shape = x.type.get_shape()
-    op = TransposeOp(ssa(x), perm, _strided(x.element_type, [shape[p] for p in perm]))
-    v = ArrayTracer(emit1(op).value)
+    # memref.transpose's result type as upstream MLIR infers it (the source's strides
+    # permuted), then a cast to the generic view type every view has here
+    op = TransposeOp(ssa(x), perm, _transposed_type(x.type, perm))
+    v = ArrayTracer(emit1(memref.CastOp.get(
+        emit1(op).value, _strided(x.element_type, [shape[p] for p in perm]))).value)
     # What is known of the result's layout: a size is known to be 1 or not when static or
     # a size of an argument (never 1, see shape_checks.py), also through temporaries.
     layout = layout_of(x)
