@@ -263,7 +263,8 @@ def gradient_(mode: Mode, dx: Any, f: Callable, x: Any) -> tuple:
 
 
 def ir(
-    mode: Mode, f: Callable, *args: Any, stage: str = "simplified", target: str | None = None
+    mode: Mode, f: Callable, *args: Any, stage: str = "simplified", target: str | None = None,
+    generic: bool = False,
 ) -> str:
     """The text of one IR stage for ``autodiff(mode, f, *args)``.
 
@@ -272,10 +273,12 @@ def ir(
     C), ``host`` (the program around them) and ``llvm`` (the host program) for
     ``cuda`` and ``cuda-emu``; and ``llvm-ir``, ``llvm-ir-optimized`` (LLVM IR before
     and after LLVM's optimizer). ``target``: as ``with isozyme.target(...)``
-    (default: the forced target, else the one the arguments select). Printing needs
-    no GPU, CuPy or C++ compiler.
+    (default: the forced target, else the one the arguments select). ``generic``:
+    the MLIR stages in MLIR's generic form (as ``mlir-opt --mlir-print-op-generic``
+    prints them: ``"builtin.module"() ({ ...``), which upstream MLIR tools read.
+    Printing needs no GPU, CuPy or C++ compiler.
     """
-    return ir_stages(mode, f, *args, stages=(stage,), target=target)[stage]
+    return ir_stages(mode, f, *args, stages=(stage,), target=target, generic=generic)[stage]
 
 
 def ir_stages(
@@ -284,9 +287,10 @@ def ir_stages(
     *args: Any,
     stages: Sequence[str] | None = None,
     target: str | None = None,
+    generic: bool = False,
 ) -> dict[str, str]:
     """Texts of several IR stages (see :func:`ir`; default: all of the target's),
-    keyed by stage name."""
+    keyed by stage name; ``generic``: MLIR's generic form."""
     forced = target if target is not None else _FORCED_TARGET.get()
     if forced is not None:
         get_target(forced)  # an unknown name fails before any work
@@ -303,5 +307,6 @@ def ir_stages(
     spec = prepare(mode, f, args, target=name)
     last = max(stages, key=known.index)
     with _COMPILE_LOCK:
-        built = build(spec, keep_stages=True, upto=last, load=name == "cpu")
+        built = build(spec, keep_stages=True, upto=last, load=name == "cpu",
+                      generic=generic)
     return {s: built.stages[s] for s in stages}

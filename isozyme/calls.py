@@ -6,6 +6,7 @@ runner that marshals values in and out of the compiled entry point.
 
 from __future__ import annotations
 
+import io
 import weakref
 from collections import namedtuple
 from collections.abc import Callable, Sequence
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from xdsl.dialects.builtin import Float32Type, Float64Type, MemRefType
 from xdsl.dialects import func
-from xdsl.ir import Attribute
+from xdsl.ir import Attribute, Operation
+from xdsl.printer import Printer
 
 from isozyme.compiler.analysis.buffers import collapsed_arguments, written_arguments
 
@@ -466,15 +468,27 @@ class Compiled:
     static_arguments: frozenset[int] = frozenset()
 
 
+def _stage_text(ir: object, generic: bool) -> str:
+    """A stage's text: an xDSL op in MLIR's generic form with ``generic`` (what
+    ``mlir-opt --mlir-print-op-generic`` prints), else custom; other stages (the CUDA C
+    of kernels) as they are."""
+    if generic and isinstance(ir, Operation):
+        out = io.StringIO()
+        Printer(stream=out, print_generic_format=True).print_op(ir)
+        return out.getvalue()
+    return str(ir)
+
+
 def build(
     spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized", load: bool = True,
-    variants: bool = True,
+    variants: bool = True, generic: bool = False,
 ) -> Compiled:
     """Trace, compile (for ``spec.target``) and load one signature; with ``upto``
     before the runtime's stages, stop there (the runner then does nothing).
     ``keep_stages``: record the text of every stage in ``Compiled.stages``;
     ``load=False``: only print (the LLVM IR stages without loading the code: no GPU
-    nor C++ compiler needed).  A trace that needed argument shapes as Python ints is
+    nor C++ compiler needed); ``generic``: record the MLIR stages in MLIR's generic
+    form (``--print-op-generic``).  A trace that needed argument shapes as Python ints is
     compiled for these shapes: with ``variants``, the result then compiles again per
     shape (:mod:`isozyme.shape_variants`)."""
     from isozyme.frontends.python import trace
@@ -528,7 +542,7 @@ def build(
 
     def record(stage: str, module) -> None:
         if keep_stages:
-            stages[stage] = str(module)
+            stages[stage] = _stage_text(module, generic)
 
     target = get_target(spec.target)
     ir_upto = upto if upto not in RUNTIME_STAGES else target.stages[-1]

@@ -159,13 +159,14 @@ def parse_stages(spec: str | None, target: str | None = None) -> list[str]:
 
 def run_diff(
     fn, mode: iz.Mode, anns: Sequence[object], stages: Sequence[str], out=None,
-    target: str | None = None,
+    target: str | None = None, generic: bool = False,
 ) -> tuple:
-    """Print the IR stages, then differentiate and print the result (on ``target``
-    when given: ``isozyme.target``)."""
+    """Print the IR stages (MLIR's generic form with ``generic``), then differentiate
+    and print the result (on ``target`` when given: ``isozyme.target``)."""
     out = out or sys.stdout
     if stages:
-        texts = iz.ir_stages(mode, fn, *anns, stages=stages, target=target)
+        texts = iz.ir_stages(mode, fn, *anns, stages=stages, target=target,
+                             generic=generic)
         for s in stages:
             print(stage_header(s), file=out)
             print(texts[s].rstrip(), file=out)
@@ -196,7 +197,8 @@ def _cmd_diff(ns: argparse.Namespace) -> int:
     check_arity(fn, values)
     anns = annotate(mode, values, ns.activity)
     target = ns.compile_target
-    run_diff(fn, mode, anns, parse_stages(ns.print_ir, target), target=target)
+    run_diff(fn, mode, anns, parse_stages(ns.print_ir, target), target=target,
+             generic=ns.print_op_generic)
     return 0
 
 
@@ -222,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "target also gpu, cuda, host) or 'all'")
     d.add_argument("--target", dest="compile_target", choices=TARGET_NAMES, default=None,
                    help="compilation target (default: cpu; cuda for device arrays)")
+    d.add_argument("--print-op-generic", action="store_true",
+                   help="print the MLIR stages of --print-ir in MLIR's generic form "
+                   "(as mlir-opt --mlir-print-op-generic does)")
     d.set_defaults(func=_cmd_diff)
     demo = sub.add_parser("demo", help="differentiate a bundled example")
     demo.add_argument("--print-ir", default=None)

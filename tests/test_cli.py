@@ -54,6 +54,22 @@ def test_diff_selected_stages_only():
     assert stage_header("optimized") not in out
 
 
+def test_diff_print_op_generic():
+    # MLIR stages in MLIR's generic form, LLVM IR as it is; without the flag, custom
+    args = ["diff", f"{EXAMPLE}:rosenbrock", "--args", "1.0", "2.0", "--activity",
+            "active", "active", "--print-ir", "traced,simplified,llvm-ir"]
+    out = run_main(args + ["--print-op-generic"])
+    traced = out.split(stage_header("traced"))[1].split(stage_header("simplified"))[0]
+    assert traced.strip().startswith('"builtin.module"() ({')
+    assert '"func.func"() <{' in traced and '"enzyme.autodiff"(' in traced
+    simplified = out.split(stage_header("simplified"))[1].split(stage_header("llvm-ir"))[0]
+    assert simplified.strip().startswith('"builtin.module"() ({')
+    assert "func.func @" not in simplified and "define " in out
+    assert out.strip().endswith("((-400.0, 200.0),)")
+    custom = run_main(args)
+    assert '"builtin.module"' not in custom and "func.func @" in custom
+
+
 def test_diff_unknown_stage_exits():
     with pytest.raises(SystemExit, match="unknown stage"):
         main(["diff", f"{EXAMPLE}:rosenbrock", "--args", "1.0", "2.0", "--print-ir", "bogus"])
