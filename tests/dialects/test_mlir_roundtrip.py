@@ -522,6 +522,22 @@ func.func @fwd(%x: f64, %n: index) -> f64 {
          : (f64, f64, index) -> f64
   func.return %d : f64
 }
+func.func @fwd2(%x: f64, %n: index) -> (f64, f64) {
+  %one = arith.constant 1.0 : f64
+  %three = arith.constant 3.0 : f64
+  %d:2 = enzyme.fwddiff @h(%x, %one, %three, %n) {activity = [#enzyme.activity<enzyme_dup>,
+         #enzyme.activity<enzyme_const>], ret_activity = [#enzyme.activity<enzyme_dupnoneed>],
+         width = 2} : (f64, f64, f64, index) -> (f64, f64)
+  func.return %d#0, %d#1 : f64, f64
+}
+func.func @rev2(%x: f64, %n: index) -> (f64, f64) {
+  %one = arith.constant 1.0 : f64
+  %three = arith.constant 3.0 : f64
+  %d:2 = enzyme.autodiff @h(%x, %n, %one, %three) {activity = [#enzyme.activity<enzyme_active>,
+         #enzyme.activity<enzyme_const>], ret_activity = [#enzyme.activity<enzyme_activenoneed>],
+         width = 2} : (f64, index, f64, f64) -> (f64, f64)
+  func.return %d#0, %d#1 : f64, f64
+}
 """
 
 
@@ -532,12 +548,64 @@ def test_reverse_and_forward_mode_through_gradient_slots_in_loops():
     lib = compile_llvm_module(run_pipeline(parse(SLOT_LOOPS), target="cpu").module)
     primal, rev, fwd = (lib.entry(n, ["f64", "index"], ["f64"])
                         for n in ("primal", "rev", "fwd"))
+    fwd2, rev2 = (lib.entry(n, ["f64", "index"], ["f64", "f64"]) for n in ("fwd2", "rev2"))
     assert rev(0.7, 0) == (pytest.approx(3 * 0.7 ** 2, rel=1e-14),)  # b = a = x: x**3
     eps = 1e-6
     for x, n in ((0.7, 1), (0.7, 3), (-1.3, 2)):
         fd = (primal(x + eps, n)[0] - primal(x - eps, n)[0]) / (2 * eps)
         assert rev(x, n)[0] == pytest.approx(fd, rel=1e-7)
         assert fwd(x, n)[0] == pytest.approx(rev(x, n)[0], rel=1e-13)
+        # batched (width 2, seeds 1 and 3): one tangent/shadow slot per lane
+        for batched in (fwd2, rev2):
+            assert batched(x, n) == pytest.approx((fd, 3 * fd), rel=1e-7)
+
+
+#: A slot made in each iteration (read once before its first set: zero).
+SLOT_PER_ITERATION = """
+func.func private @h(%x: f64, %n: index) -> f64 {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %z = arith.constant 0.0 : f64
+  %r = scf.for %i = %c0 to %n step %c1 iter_args(%acc = %z) -> (f64) {
+    %g = "enzyme.init"() : () -> !enzyme.Gradient<f64>
+    %ii = arith.index_cast %i : index to i64
+    %fi = arith.sitofp %ii : i64 to f64
+    %u = arith.mulf %x, %fi : f64
+    %v0 = "enzyme.get"(%g) : (!enzyme.Gradient<f64>) -> f64
+    %u2 = arith.addf %u, %v0 : f64
+    "enzyme.set"(%g, %u2) : (!enzyme.Gradient<f64>, f64) -> ()
+    %v = "enzyme.get"(%g) : (!enzyme.Gradient<f64>) -> f64
+    %s = math.sin %v : f64
+    %a2 = arith.addf %acc, %s : f64
+    scf.yield %a2 : f64
+  }
+  func.return %r : f64
+}
+func.func @primal(%x: f64, %n: index) -> f64 {
+  %y = func.call @h(%x, %n) : (f64, index) -> f64
+  func.return %y : f64
+}
+func.func @rev(%x: f64, %n: index) -> f64 {
+  %one = arith.constant 1.0 : f64
+  %d = enzyme.autodiff @h(%x, %n, %one) <{activity = [#enzyme.activity<enzyme_active>,
+         #enzyme.activity<enzyme_const>], ret_activity = [#enzyme.activity<enzyme_activenoneed>]}>
+         : (f64, index, f64) -> f64
+  func.return %d : f64
+}
+"""
+
+
+def test_reverse_mode_through_a_slot_made_in_a_loop_body():
+    # the shadow slot of a slot made in a loop body is made in each reverse iteration
+    lib = compile_llvm_module(run_pipeline(parse(SLOT_PER_ITERATION), target="cpu").module)
+    primal, rev = (lib.entry(n, ["f64", "index"], ["f64"]) for n in ("primal", "rev"))
+    eps = 1e-6
+    for x, n in ((0.7, 3), (1.1, 5)):
+        fd = (primal(x + eps, n)[0] - primal(x - eps, n)[0]) / (2 * eps)
+        assert rev(x, n)[0] == pytest.approx(fd, rel=1e-7)
+        # sum_i sin(x*i): its derivative exactly
+        assert rev(x, n)[0] == pytest.approx(
+            sum(i * math.cos(x * i) for i in range(n)), rel=1e-13)
 
 
 BUFFER_SLOT = """

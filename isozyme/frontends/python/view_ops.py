@@ -6,7 +6,8 @@ ad_rules.memref.MEMREF_VIEWS`), so writes through it reach the base and the base
 writes are seen through it; the AD passes take the same view of the shadow:
 
 * ``x.T``, ``np.transpose(x, axes)``: ``memref.transpose`` (sizes and strides
-  permuted);
+  permuted, the type upstream MLIR infers), then ``memref.cast`` to the generic view
+  type (fully dynamic strides and offset);
 * ``x[:, None]``, ``x[None]``: ``memref.expand_shape`` grouping each new axis (static
   size 1) with a neighbouring dimension;
 * ``x.reshape(shape)``, ``np.reshape``, ``x.ravel()``, ``np.ravel``: a 1-D array is
