@@ -74,6 +74,23 @@ class DerivativeBuilder:
             fin()
 
 
+def check_shadowed(info: ActivityInfo, op: Operation, shadows: dict, mode: str) -> None:
+    """Refuse ``op`` when it uses an active buffer that has no shadow: the buffer was
+    made by an op whose rule gives no shadow (a region op yielding an array, an op
+    without a buffer rule), so the derivatives through it would be silently lost."""
+    for v in op.operands:
+        if isinstance(v.type, MemRefType) and v not in shadows and info.is_active(v):
+            owner = v.owner
+            made = (f"the result of '{owner.name}'" if isinstance(owner, Operation)
+                    else f"a block argument of '{owner.parent_op().name}'"  # type: ignore[union-attr]
+                    if owner.parent_op() is not None else "a block argument")
+            raise UnsupportedError(
+                f"{mode} mode of '{op.name}': it uses an array that depends on active "
+                f"inputs but has no shadow ({made}): no derivative rule gives a shadow "
+                "to arrays made that way, so their derivatives would be lost"
+            )
+
+
 def rule_for(op: Operation) -> Rule:
     """The derivative rule of an active op, or a clear error naming the op."""
     rule = lookup_rule(op)

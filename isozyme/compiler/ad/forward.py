@@ -16,7 +16,7 @@ from xdsl.dialects.builtin import FunctionType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 
-from isozyme.compiler.ad.common import DerivativeBuilder, jvp
+from isozyme.compiler.ad.common import DerivativeBuilder, check_shadowed, jvp
 from isozyme.compiler.ad_rules.memref import emit_zero_like
 from isozyme.compiler.ad_rules.registry import OpRule, lookup
 from isozyme.compiler.analysis.buffers import is_buffer
@@ -125,6 +125,7 @@ class _ForwardDiff(DerivativeBuilder):
     def emit_op(self, e: Emitter, op: Operation) -> None:
         """Emit ``op`` and its tangent code: the op's registered rule, or the scalar
         rule applied to the operands' tangents."""
+        check_shadowed(self.info, op, self.tan, "forward")
         rule = lookup(op)
         if isinstance(rule, OpRule):
             rule.forward(self, e, op)

@@ -24,7 +24,7 @@ from xdsl.dialects.builtin import FunctionType, IndexType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint
 
-from isozyme.compiler.ad.common import DerivativeBuilder, vjp
+from isozyme.compiler.ad.common import DerivativeBuilder, check_shadowed, vjp
 from isozyme.compiler.ad.tape import PrimalFetcher, RevCtx, free_values
 from isozyme.compiler.ad_rules import allocated_by
 from isozyme.compiler.ad_rules.memref import emit_add_into
@@ -258,6 +258,7 @@ class _ReverseDiff(DerivativeBuilder, PrimalFetcher):
         for op in reversed(list(ctx.fwd_block.ops)[:-1]):
             if op in skip:
                 continue
+            check_shadowed(self.info, op, self.shadow, "reverse")
             rule = lookup(op)
             if isinstance(rule, OpRule):
                 rule.reverse(self, ctx, op)

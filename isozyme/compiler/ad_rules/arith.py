@@ -4,14 +4,18 @@ Integer ops, comparisons and float->int casts have no derivative: their results 
 never active.  Those the reverse sweep recomputes rather than caches (index arithmetic
 of induction variables, comparisons) are registered as ``InactiveRule`` with their
 ``recompute`` policy.
+
+``arith.select`` has a rule of its own (:class:`SelectRule`): on scalars it picks the
+chosen operand's tangent/adjoint, on buffers (``memref``-typed) it selects the shadows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import IndexType, IntegerAttr, IntegerType
+from xdsl.dialects.builtin import IndexType, IntegerAttr, IntegerType, MemRefType
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from isozyme.compiler.ad_rules import (
@@ -22,22 +26,101 @@ from isozyme.compiler.ad_rules import (
     Primals,
     Rule,
 )
-from isozyme.compiler.ad_rules.registry import InactiveRule, ZeroRule, register
+from isozyme.compiler.ad_rules.registry import (
+    Edge,
+    InactiveRule,
+    MemoryRule,
+    ZeroRule,
+    register,
+)
 from isozyme.compiler.emitter import Emitter
+from isozyme.errors import UnsupportedError
 
 
-def _select_forward(e: Emitter, p: Primals, t) -> SSAValue | None:
-    ta, tb = t[1], t[2]
-    if ta is None and tb is None:
-        return None
-    ty = p._op.results[0].type
-    return e.select(p.operand(0), ta or e.zero(ty), tb or e.zero(ty))
+class SelectRule(MemoryRule):
+    """``arith.select``.  Of scalars: the tangent is the select of the operands'
+    tangents, the adjoint goes to the operand the condition chose.  Of buffers
+    (``memref``-typed, Enzyme-MLIR's ``select_ptr``): the result is the memory of one
+    operand, so its shadow is the select of the operands' shadows, in both modes (a
+    view of two sources: the activity analysis links it to both, each way)."""
 
+    recompute = "float"
 
-def _select_reverse(e: Emitter, p: Primals, adj: SSAValue):
-    zero = e.zero(adj.type)
-    c = p.operand(0)
-    return (None, e.select(c, adj, zero), e.select(c, zero, adj))
+    def flow_edges(self, op: Operation) -> Iterator[Edge]:
+        assert isinstance(op, arith.SelectOp)
+        for src in (op.lhs, op.rhs):
+            yield src, op.result
+            if isinstance(op.result.type, MemRefType):
+                yield op.result, src  # a store through the result writes the source
+
+    @staticmethod
+    def _shadows(op: arith.SelectOp, shadows: dict) -> tuple | None:
+        """The shadows of both operands (None when neither has one; refused when only
+        one has: a Const array selected with an active one)."""
+        sa, sb = shadows.get(op.lhs), shadows.get(op.rhs)
+        if sa is None and sb is None:
+            return None
+        if sa is None or sb is None:
+            raise UnsupportedError(
+                "arith.select between an array with a derivative (Duplicated or "
+                "computed from active values) and one without (Const): its shadow "
+                "would be a select of a shadow and nothing; mark both Duplicated")
+        return sa, sb
+
+    def forward(self, fwd: Any, e: Emitter, op: Operation) -> None:
+        assert isinstance(op, arith.SelectOp)
+        e.insert(op.clone(value_mapper=fwd.vmap))
+        cond = fwd.vmap.get(op.cond, op.cond)
+        if isinstance(op.result.type, MemRefType):
+            pair = self._shadows(op, fwd.tan)
+            if pair is not None:
+                fwd.tan[op.result] = tuple(e.select(cond, a, b) for a, b in zip(*pair))
+            return
+        if not fwd.info.is_active(op.result):
+            return
+        ta, tb = fwd.tan.get(op.lhs), fwd.tan.get(op.rhs)
+        if ta is None and tb is None:
+            return
+        zero = e.zero(op.result.type)
+        fwd.tan[op.result] = tuple(
+            e.select(cond, ta[k] if ta else zero, tb[k] if tb else zero)
+            for k in range(fwd.width)
+        )
+
+    def forward_sweep(self, rev: Any, e: Emitter, op: Operation) -> bool:
+        assert isinstance(op, arith.SelectOp)
+        if not isinstance(op.result.type, MemRefType):
+            return False
+        pair = self._shadows(op, rev.shadow)
+        if pair is None:
+            return False
+        clone = e.insert(op.clone(value_mapper=rev.fwd_map))
+        rev.shadow[op.result] = tuple(e.select(clone.cond, a, b) for a, b in zip(*pair))
+        return True
+
+    def reverse_entry(self, rev: Any, ctx: Any, op: Operation) -> None:
+        assert isinstance(op, arith.SelectOp)
+        if not isinstance(op.result.type, MemRefType):
+            return
+        pair = self._shadows(op, rev.shadow)
+        if pair is not None:
+            cond = rev.primal(op.cond, ctx)
+            rev.shadow[op.result] = tuple(ctx.e.select(cond, a, b) for a, b in zip(*pair))
+
+    def reverse(self, rev: Any, ctx: Any, op: Operation) -> None:
+        assert isinstance(op, arith.SelectOp)
+        if isinstance(op.result.type, MemRefType):
+            if ctx.parent is not None:
+                rev.shadow.pop(op.result, None)
+            return
+        adj = ctx.adj.get(op.result)
+        if adj is None or not rev.info.is_active(op.result):
+            return
+        e = ctx.e
+        cond = rev.primal(op.cond, ctx)
+        zero = e.zero(op.result.type)
+        rev.accumulate(ctx, op.lhs, [e.select(cond, a, zero) for a in adj])
+        rev.accumulate(ctx, op.rhs, [e.select(cond, zero, a) for a in adj])
 
 
 def _cast_forward(e: Emitter, p: Primals, t) -> SSAValue | None:
@@ -79,9 +162,6 @@ ARITH_RULES: dict[type[Operation], Rule] = {
     arith.MaxnumfOp: PartialsRule(_max_partials("oge")),
     arith.MinimumfOp: PartialsRule(_max_partials("ole")),
     arith.MinnumfOp: PartialsRule(_max_partials("ole")),
-    arith.SelectOp: CustomRule(
-        _select_forward, _select_reverse, recompute=_FLOAT, flow_operands=(1, 2)
-    ),
     arith.ExtFOp: CustomRule(_cast_forward, _cast_reverse, recompute="always"),
     arith.TruncFOp: CustomRule(_cast_forward, _cast_reverse, recompute=_FLOAT),
 }
@@ -109,6 +189,7 @@ ARITH_INACTIVE: dict[type[Operation], InactiveRule] = {
 }
 
 register(ARITH_RULES)
+register({arith.SelectOp: SelectRule()})
 register(ARITH_ZERO)
 register(ARITH_INACTIVE)
 

@@ -68,8 +68,9 @@ def check_const_buffers(fn: func.FuncOp, info: "ActivityInfo", shadowed: Iterabl
         if i not in shadowed and isinstance(arg.type, MemRefType) and info.is_active(arg):
             raise AnnotationError(
                 f"argument {i} of {fn.sym_name.data} is a Const array, but the function "
-                "stores values that depend on active inputs into it; pass it as "
-                "Duplicated(x, dx)"
+                "stores values that depend on active inputs into it (or selects "
+                "between it and an active array, so that its memory may hold them); "
+                "pass it as Duplicated(x, dx)"
             )
 
 

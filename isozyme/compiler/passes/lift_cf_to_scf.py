@@ -93,6 +93,7 @@ class _RegionLifter:
         self.where = where
         self.vmap: dict[SSAValue, SSAValue] = {}
         self.emitted = 0
+        self.open_loops: set[Block] = set()  # headers of the loops being emitted
         self._merge_exits()
         self._analyze()
 
@@ -140,19 +141,28 @@ class _RegionLifter:
         retreating: list[tuple[Block, Block]] = []
         visited: set[Block] = set()
 
-        def dfs(b: Block) -> None:
-            visited.add(b)
-            on_stack.add(b)
-            order.append(b)
-            succ[b] = self._successors(b)
-            for s in succ[b]:
-                if s in on_stack:
-                    retreating.append((b, s))
-                elif s not in visited:
-                    dfs(s)
-            on_stack.discard(b)
-
-        dfs(entry)
+        # iterative depth-first search (large functions would exceed Python's stack)
+        visited.add(entry)
+        on_stack.add(entry)
+        order.append(entry)
+        succ[entry] = self._successors(entry)
+        stack: list[tuple[Block, int]] = [(entry, 0)]
+        while stack:
+            blk, k = stack[-1]
+            if k == len(succ[blk]):
+                stack.pop()
+                on_stack.discard(blk)
+                continue
+            stack[-1] = (blk, k + 1)
+            s = succ[blk][k]
+            if s in on_stack:
+                retreating.append((blk, s))
+            elif s not in visited:
+                visited.add(s)
+                on_stack.add(s)
+                order.append(s)
+                succ[s] = self._successors(s)
+                stack.append((s, 0))
         self.succ = succ
         self.blocks = order
         preds: dict[Block, list[Block]] = {b: [] for b in order}
@@ -382,6 +392,16 @@ class _RegionLifter:
         the ``before`` region only forwards its arguments (the flag of the test, then
         the values live across it) -- the form reverse mode reverses as a counted
         loop.  The execution order of the ops is the original one."""
+        if hdr in self.open_loops:
+            raise self._refuse("control flow that re-enters a loop other than through "
+                               "its back edges", hdr)
+        self.open_loops.add(hdr)
+        try:
+            return self._emit_loop(into, hdr, init)
+        finally:
+            self.open_loops.discard(hdr)
+
+    def _emit_loop(self, into: Block, hdr: Block, init: list[SSAValue]) -> tuple[_Node, list[SSAValue]]:
         exiting, exit_target = self.exit_of[hdr]
         t = exiting.last_op
         if not isinstance(t, cf.ConditionalBranchOp):
@@ -478,9 +498,9 @@ def lift_region(region: Region, exit_type: type[Operation], where: str) -> None:
 
 def lift_function(fn: func.FuncOp) -> None:
     """Raise ``fn``'s branches to ``scf`` ops (its ``scf.execute_region`` ops too)."""
-    for op in list(fn.walk()):
-        if isinstance(op, scf.ExecuteRegionOp):
-            _lift_execute_region(op, fn)
+    regions = [o for o in fn.walk() if isinstance(o, scf.ExecuteRegionOp)]
+    for op in reversed(regions):  # inner ones first: lifting an outer one clones them
+        _lift_execute_region(op, fn)
     lift_region(fn.body, func.ReturnOp, f"@{fn.sym_name.data}")
 
 
