@@ -1,11 +1,16 @@
-"""Command lines: ``isozyme diff``, ``isozyme demo`` and ``isozyme-opt``.
+"""Command lines: ``isozyme diff``, ``isozyme run``, ``isozyme demo`` (and
+``isozyme-opt``, in :mod:`isozyme.tools.opt`).
 
 ``isozyme diff FILE.py:FUNC --mode reverse --args 1.0 2.0 --print-ir all`` traces and
 differentiates FUNC, prints the requested IR stages under a header line each, then the
 result (``--target cuda`` prints that target's stages, ``gpu``, ``cuda`` and ``host``
-included).  ``isozyme-opt FILE.mlir --passes inline,enzyme-differentiate,simplify-ad``
-runs isozyme's passes on IR text (Enzyme-MLIR's ``enzyme.fwddiff``/``enzyme.autodiff``
-included) and prints the result.
+included; custom passes inserted with :mod:`isozyme.pipeline` add ``after:<pass>``).
+``isozyme run FILE.mlir --entry F --args 1.5 '[1, 2]' [--json]`` JIT-runs function F of
+a textual IR file on the CPU, its ``enzyme.fwddiff``/``enzyme.autodiff`` requests
+expanded first, and prints the results and the memref arguments after the call
+(:mod:`isozyme.tools.run`).  ``isozyme-opt FILE.mlir -p enzyme,simplify-ad`` runs
+isozyme's registered passes on IR text (Enzyme-MLIR's syntax included) and prints the
+result.  See docs/cli.md and docs/research.md.
 
 Every misuse (a bad option, a wrong number of ``--args`` or one that is not a Python
 literal, a missing file or function, a file that fails to import, an unknown pass, a
