@@ -1,4 +1,6 @@
-"""Every ```python example of README.md and docs/*.md runs and prints what it shows."""
+"""Every ```python example and every ``console run`` shell session of README.md and
+docs/*.md runs and prints what it shows (docs/check_examples.py; its own behaviour is
+tested in tests/test_docs_reference.py)."""
 
 import subprocess
 import sys
