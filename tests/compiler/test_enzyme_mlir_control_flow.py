@@ -532,3 +532,39 @@ def test_arrays_without_shadow_are_refused_not_ignored():
     module = Parser(ctx, MIXED_SELECT).parse_module()
     with pytest.raises(AnnotationError, match="argument 1 of select_ptr is a Const array.*selects"):
         run_pipeline(module, upto="differentiated", ctx=ctx)
+
+
+INDEX_SWITCH = """
+func.func private @f(%x: f64, %i: index) -> f64 {
+  %r = scf.index_switch %i -> f64
+  case 1 {
+    %y = arith.mulf %x, %x : f64
+    scf.yield %y : f64
+  }
+  default {
+    scf.yield %x : f64
+  }
+  func.return %r : f64
+}
+"""
+
+
+@pytest.mark.parametrize("mode, request_", [
+    ("forward", f"""
+func.func @d(%x: f64, %dx: f64, %i: index) -> f64 {{
+  %r = enzyme.fwddiff @f(%x, %dx, %i) <{{activity=[{DUP}, {CONST}], ret_activity=[{DUPNONEED}]}}> : (f64, f64, index) -> f64
+  func.return %r : f64
+}}"""),
+    ("reverse", f"""
+func.func @g(%x: f64, %i: index, %s: f64) -> f64 {{
+  %r = enzyme.autodiff @f(%x, %i, %s) <{{activity=[{ACTIVE}, {CONST}], ret_activity=[{ACTIVENONEED}]}}> : (f64, index, f64) -> f64
+  func.return %r : f64
+}}"""),
+])
+def test_region_op_without_rule_is_refused_not_constant(mode, request_):
+    """A region op AD has no rule for (scf.index_switch) whose results depend on active
+    values is refused; its results were taken as constants (a zero derivative)."""
+    ctx = make_context()
+    module = Parser(ctx, INDEX_SWITCH + request_).parse_module()
+    with pytest.raises(UnsupportedError, match=f"{mode} mode of 'scf.index_switch'"):
+        run_pipeline(module, upto="differentiated", ctx=ctx)

@@ -44,11 +44,13 @@ class DerivativeBuilder:
         active_rets: Sequence[Activity],
     ):
         self.factory = factory
-        if len(fn.body.blocks) > 1:
-            raise UnsupportedError(
-                f"cannot differentiate @{fn.sym_name.data}: it has {len(fn.body.blocks)} "
-                "blocks (cf branches); raise them to scf first (the lift-cf-to-scf pass)"
-            )
+        # AD differentiates structured control flow: raise cf branches and
+        # scf.execute_region first (refused with an UnsupportedError naming what cannot
+        # be raised)
+        from isozyme.compiler.passes.lift_cf_to_scf import has_branches, lift_function  # noqa: PLC0415
+
+        if has_branches(fn):
+            lift_function(fn)
         self.fn = fn
         self.sig = sig
         #: the batch width: tangents (forward) and adjoints (reverse) are tuples of it

@@ -48,7 +48,15 @@ def value_flow_edges(op: Operation) -> Iterator[Edge]:
     if isinstance(rule, OpRule):
         yield from rule.flow_edges(op)
         return
-    if isinstance(rule, (ZeroRule, InactiveRule)) or op.regions:
+    if isinstance(rule, (ZeroRule, InactiveRule)):
+        return
+    if op.regions:
+        # a region op without a rule (scf.execute_region...): every value it reads may
+        # reach every result, so that AD refuses it when active instead of taking its
+        # results as constants
+        for a in _values_read(op):
+            for r in op.results:
+                yield a, r
         return
     if rule is None and not any(is_float(r.type) for r in op.results):
         return
@@ -58,6 +66,22 @@ def value_flow_edges(op: Operation) -> Iterator[Edge]:
     for a in operands:
         for r in op.results:
             yield a, r
+
+
+def _values_read(op: Operation) -> list[SSAValue]:
+    """The operands of ``op`` and of the ops nested in it that are defined outside it."""
+    inside: set[SSAValue] = set()
+    for o in op.walk():
+        inside.update(o.results)
+        for region in o.regions:
+            for block in region.blocks:
+                inside.update(block.args)
+    seen: dict[SSAValue, None] = {}
+    for o in op.walk():
+        for v in o.operands:
+            if v not in inside:
+                seen.setdefault(v)
+    return list(seen)
 
 
 def check_const_buffers(fn: func.FuncOp, info: "ActivityInfo", shadowed: Iterable[int]) -> None:

@@ -24,7 +24,6 @@ from xdsl.traits import SymbolTable
 
 from isozyme.compiler.ad.factory import DerivativeFactory
 from isozyme.compiler.passes.inline import InlinePass
-from isozyme.compiler.passes.lift_cf_to_scf import lift_functions
 from isozyme.dialects.enzyme import AutoDiffOp, ForwardDiffOp
 from isozyme.errors import UnsupportedError
 
@@ -73,7 +72,10 @@ def _ready(module: ModuleOp, pending: list[_Request]) -> list[_Request]:
 @dataclass(frozen=True)
 class DifferentiatePass(ModulePass):
     """Generate ``fwddiffe<f>``/``diffe<f>`` for each ``enzyme.fwddiff``/``enzyme.autodiff``
-    and replace the request by a ``func.call`` of it, inner requests first."""
+    and replace the request by a ``func.call`` of it, inner requests first.
+
+    Functions with ``cf`` branches are raised to ``scf`` (``lift-cf-to-scf``) when
+    their derivative is built (:class:`~isozyme.compiler.ad.common.DerivativeBuilder`)."""
 
     name = "enzyme-differentiate"
 
@@ -85,11 +87,6 @@ class DifferentiatePass(ModulePass):
             ]
             if not pending:
                 return
-            # AD differentiates structured control flow: raise the branches of the
-            # functions the requests reach first (lift-cf-to-scf refuses what it cannot)
-            funcs = {f.sym_name.data: f for f in op.ops if isinstance(f, func.FuncOp)}
-            reached = set().union(*(_reachable(op, r.fn.string_value()) for r in pending))
-            lift_functions(funcs[n] for n in sorted(reached))
             ready = _ready(op, pending)
             if not ready:
                 raise UnsupportedError(
