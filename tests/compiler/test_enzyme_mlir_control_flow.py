@@ -142,6 +142,13 @@ func.func @diamond(%x: f64, %y: f64) -> f64 {
   func.return %o2 : f64
 }
 
+// a call of a multi-block function (not inlined: it is raised when its derivative is built)
+func.func @calls_diamond(%x: f64, %y: f64) -> f64 {
+  %d = func.call @diamond(%y, %x) : (f64, f64) -> f64
+  %r = arith.mulf %d, %x : f64
+  func.return %r : f64
+}
+
 func.func @select_blocks(%x: f64, %y: f64) -> f64 {
   %c = arith.cmpf ult, %x, %y : f64
   cf.cond_br %c, ^bb1(%x : f64), ^bb1(%y : f64)
@@ -247,13 +254,15 @@ func.func @switch_region(%x: f64, %c: i32) -> f64 {
 
 def test_multi_block_functions_forward_and_reverse():
     functions = {
-        "diamond": ["f64", "f64"], "select_blocks": ["f64", "f64"],
+        "diamond": ["f64", "f64"], "calls_diamond": ["f64", "f64"],
+        "select_blocks": ["f64", "f64"],
         "two_returns": ["f64", "f64"], "while_loop": ["f64", "index"],
         "do_while": ["f64", "f64", "index"], "loop_with_branch": ["f64", "f64", "index"],
         "switch_region": ["f64", "i32"],
     }
     points = {
         "diamond": [(0.3, 0.8), (1.1, 0.4)],  # both arms
+        "calls_diamond": [(0.3, 0.8), (1.1, 0.4)],
         "select_blocks": [(0.3, 0.8), (1.1, 0.4)],
         "two_returns": [(0.7, 0.4), (-0.6, 0.9)],
         "while_loop": [(0.9, 0), (0.9, 1), (0.9, 4)],
