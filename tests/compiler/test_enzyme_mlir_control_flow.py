@@ -228,6 +228,26 @@ func.func @loop_with_branch(%x: f64, %y: f64, %n: index) -> f64 {
   func.return %r : f64
 }
 
+// nested loops; the inner loop's exit test branches straight back to the outer header
+func.func @nested_loops(%x: f64, %y: f64, %n: index) -> f64 {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  cf.br ^outer(%c0, %y : index, f64)
+^outer(%i: index, %r: f64):
+  %more = arith.cmpi slt, %i, %n : index
+  cf.cond_br %more, ^inner(%c0, %r : index, f64), ^done
+^inner(%j: index, %q: f64):
+  %s = math.sin %q : f64
+  %t = arith.mulf %s, %x : f64
+  %q2 = arith.addf %t, %y : f64
+  %j1 = arith.addi %j, %c1 : index
+  %i1 = arith.addi %i, %c1 : index
+  %again = arith.cmpi sle, %j1, %i : index
+  cf.cond_br %again, ^inner(%j1, %q2 : index, f64), ^outer(%i1, %q2 : index, f64)
+^done:
+  func.return %r : f64
+}
+
 func.func @switch_region(%x: f64, %c: i32) -> f64 {
   %c2 = arith.constant 2.5 : f64
   %r:2 = scf.execute_region -> (f64, f64) {
@@ -258,7 +278,7 @@ def test_multi_block_functions_forward_and_reverse():
         "select_blocks": ["f64", "f64"],
         "two_returns": ["f64", "f64"], "while_loop": ["f64", "index"],
         "do_while": ["f64", "f64", "index"], "loop_with_branch": ["f64", "f64", "index"],
-        "switch_region": ["f64", "i32"],
+        "switch_region": ["f64", "i32"], "nested_loops": ["f64", "f64", "index"],
     }
     points = {
         "diamond": [(0.3, 0.8), (1.1, 0.4)],  # both arms
@@ -269,6 +289,7 @@ def test_multi_block_functions_forward_and_reverse():
         "do_while": [(0.7, 0.6, 1), (0.7, 0.6, 3)],  # runs at least once
         "loop_with_branch": [(0.3, 0.45, 5), (1.3, 0.8, 3)],
         "switch_region": [(0.7, 104), (0.7, 113), (0.7, 7)],  # each case, the default
+        "nested_loops": [(0.9, 0.3, 0), (0.9, 0.3, 3)],  # 0 and 1+2+3 inner iterations
     }
     text = _check_all(BRANCHES, functions, points)
     assert not re.search(r"\bcf\.", text)  # every branch was raised to scf
@@ -291,6 +312,7 @@ def test_lifted_structure():
     assert names["loop_with_branch"].count("scf.while") == 1
     assert "scf.execute_region" not in names["switch_region"]
     assert names["switch_region"].count("scf.if") == 2  # two cases and the default
+    assert names["nested_loops"].count("scf.while") == 2
     assert not any(n.startswith("cf.") for ns in names.values() for n in ns)
 
 

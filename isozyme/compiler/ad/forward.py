@@ -106,6 +106,8 @@ class _ForwardDiff(DerivativeBuilder):
             self.tan[v] = tuple(flat[k * w : (k + 1) * w])
 
     def _emit_return(self, e: Emitter, op: func.ReturnOp) -> list:
+        # a returned active array without a tangent would come back as zeros
+        check_shadowed(self.info, op, self.tan, "forward")
         outs: list[SSAValue] = []
         for v, act in zip(op.operands, self.ret_activities):
             if act in (Activity.DUP, Activity.CONST):

@@ -226,7 +226,8 @@ class _RegionLifter:
         for b in self.blocks:
             out[b] = [self.target(b, s) for s in self.succ[b]] or [None]
         for h, lt in self.latch.items():
-            out[lt] = [self.exit_of[h][1]]
+            exiting, target = self.exit_of[h]
+            out[lt] = [self.target(exiting, target)]  # an outer loop's latch, maybe
         out[None] = []
         pdom: dict[_Node, set[int]] = {n: set(range(len(nodes))) for n in nodes}
         idx = {id(n): i for i, n in enumerate(nodes)}
@@ -305,7 +306,7 @@ class _RegionLifter:
                 into.add_op(self.exit_type(*[self.m(v) for v in t.operands]))
                 return []
             edges = [(s, [self.m(v) for v in vs]) for s, vs in _terminator_edges(t)]
-            if isinstance(t, cf.BranchOp):
+            if len(edges) == 1:  # cf.br, or a cf.switch with only a default
                 (s, vals), = edges
                 b, args = self.target(b, s), vals
                 continue
@@ -446,7 +447,8 @@ class _RegionLifter:
         results = loop.results[1:]
         for k, v in enumerate(live):
             self.vmap[v] = results[nc + ne + k]
-        return exit_target, list(results[nc : nc + ne])
+        # the exit may go straight back to an outer loop's header (its latch)
+        return self.target(exiting, exit_target), list(results[nc : nc + ne])
 
     def _blocks_between(self, hdr: Block, exiting: Block, body: set[Block]) -> set[Block]:
         """The loop's blocks on paths from its header to its exit test."""
