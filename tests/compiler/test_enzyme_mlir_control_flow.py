@@ -599,3 +599,41 @@ def test_region_op_without_rule_is_refused_not_constant(mode, request_):
     module = Parser(ctx, INDEX_SWITCH + request_).parse_module()
     with pytest.raises(UnsupportedError, match=f"{mode} mode of 'scf.index_switch'"):
         run_pipeline(module, upto="differentiated", ctx=ctx)
+
+
+GROW = f"""
+func.func @grow(%x: f64) -> f64 {{
+  %limit = arith.constant 10.0 : f64
+  %k = arith.constant 1.5 : f64
+  cf.br ^bb1(%x : f64)
+^bb1(%r: f64):
+  %m = arith.mulf %r, %k : f64
+  %n = arith.addf %m, %x : f64
+  %small = arith.cmpf olt, %n, %limit : f64
+  cf.cond_br %small, ^bb1(%n : f64), ^bb2(%n : f64)
+^bb2(%ret: f64):
+  return %ret : f64
+}}
+func.func @dgrow(%x: f64, %dres: f64) -> f64 {{
+  %r = enzyme.autodiff @grow(%x, %dres) <{{activity=[{ACTIVE}], ret_activity=[{ACTIVENONEED}]}}> : (f64, f64) -> f64
+  return %r : f64
+}}
+"""
+
+
+def test_reverse_only_request_on_a_loop_of_branches_through_run_ir():
+    """Only an autodiff request (no forward one raises the function first), run with
+    ``isozyme run``'s runner; the trip count depends on the data."""
+    from isozyme.tools.ir_run import run_ir
+
+    def grow(x: float) -> float:
+        r = x
+        while True:
+            r = 1.5 * r + x
+            if not r < 10.0:
+                return r
+
+    for x in (0.3, 2.0, 12.0):  # several iterations, one
+        (got,) = run_ir(GROW, "dgrow", [x, 2.0]).results
+        want = 2.0 * (grow(x + H) - grow(x - H)) / (2 * H)
+        assert got == pytest.approx(want, rel=1e-6)

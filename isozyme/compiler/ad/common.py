@@ -44,13 +44,6 @@ class DerivativeBuilder:
         active_rets: Sequence[Activity],
     ):
         self.factory = factory
-        # AD differentiates structured control flow: raise cf branches and
-        # scf.execute_region first (refused with an UnsupportedError naming what cannot
-        # be raised)
-        from isozyme.compiler.passes.lift_cf_to_scf import has_branches, lift_function  # noqa: PLC0415
-
-        if has_branches(fn):
-            lift_function(fn)
         self.fn = fn
         self.sig = sig
         #: the batch width: tangents (forward) and adjoints (reverse) are tuples of it

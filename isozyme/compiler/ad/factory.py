@@ -7,6 +7,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from isozyme.compiler.ad.forward import generate_forward
 from isozyme.compiler.ad.reverse import generate_reverse
+from isozyme.compiler.passes.lift_cf_to_scf import has_branches, lift_function
 from isozyme.dialects.enzyme import Activity, DerivativeSignature
 
 _SHORT = {
@@ -64,6 +65,11 @@ class DerivativeFactory:
         key = (fn.sym_name.data, sig)
         if key in self._done:
             return self._done[key]
+        if has_branches(fn):
+            # AD differentiates structured control flow: raise cf branches and
+            # scf.execute_region first (refused with an UnsupportedError naming what
+            # cannot be raised)
+            lift_function(fn)
         name = self._name(sig, fn)
         self._names.add(name)
         self._done[key] = name  # before generating: a recursive call finds it

@@ -75,7 +75,7 @@ class DifferentiatePass(ModulePass):
     and replace the request by a ``func.call`` of it, inner requests first.
 
     Functions with ``cf`` branches are raised to ``scf`` (``lift-cf-to-scf``) when
-    their derivative is built (:class:`~isozyme.compiler.ad.common.DerivativeBuilder`)."""
+    their derivative is built (:class:`~isozyme.compiler.ad.factory.DerivativeFactory`)."""
 
     name = "enzyme-differentiate"
 
