@@ -3,8 +3,8 @@
 Most ops are described by their partial derivatives (``PartialsRule``): the AD passes
 derive the forward rule (tangent = sum of partial * operand tangent) and the reverse rule
 (operand adjoint += partial * result adjoint) from it.  Ops whose derivative is not a
-product (``arith.select``, casts between float widths) give both directions explicitly
-(``CustomRule``).  Supporting a new op is one table entry plus a finite-difference test.
+product (casts between float widths) give both directions explicitly (``CustomRule``);
+``arith.select`` is a ``MemoryRule``, since a select of buffers selects their shadows.  Supporting a new op is one table entry plus a finite-difference test.
 
 Every dialect registers its rules in :mod:`isozyme.compiler.ad_rules.registry`:
 scalar rules here, and rules that emit their own code for buffer ops (``memref.py``),

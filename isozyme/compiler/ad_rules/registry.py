@@ -13,7 +13,8 @@ Rule kinds:
 * :class:`ZeroRule`: float ops whose derivative is zero wherever it exists (floor);
 * :class:`InactiveRule`: ops whose results are never active (integer and index
   arithmetic, comparisons, ``memref.dim``), registered for their ``recompute`` policy;
-* :class:`OpRule` subclasses -- :class:`MemoryRule` (load/store/alloc/dealloc/views),
+* :class:`OpRule` subclasses -- :class:`MemoryRule` (load/store/alloc/dealloc/views,
+  ``arith.select``),
   :class:`RegionRule` (``scf.for``/``if``/``while``/``parallel``), :class:`CallRule`
   (``func.call``), :class:`GuardRule` (run-time checks) -- which emit their own forward
   and reverse code through hooks the AD generators call.
