@@ -258,7 +258,11 @@ def measure_file(path: Path, rng) -> list[Check]:
             module = parse_ir(text, path.name)
             wrap = wrap_request(run_line, module)
             if wrap:
-                text = text + "\n" + wrap
+                # the wrapper goes inside an explicit `module { ... }`, not next to it
+                body = re.sub(r"^\s*module\s*\{(.*)\}\s*$", r"\1",
+                              "\n".join(l for l in text.splitlines()
+                                        if not l.lstrip().startswith("//")), flags=re.S)
+                text = body + "\n" + wrap
                 module = parse_ir(text, path.name)
         except Exception as e:  # noqa: BLE001
             for mode, f in found or ([("wrap", "?")] if WRAP_RE.search(run_line) else []):
