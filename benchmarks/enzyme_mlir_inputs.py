@@ -149,7 +149,6 @@ def is_float(t) -> bool:
 def run_check(text: str, module: ModuleOp, req, c: Check, rng) -> None:
     """Run one request and compare it with finite differences; sets ``c.outcome``."""
     width = req.width.value.data if req.width is not None else 1
-    acts = [a.data if hasattr(a, "data") else str(a) for a in req.activity.data]
     acts = [str(a).split("enzyme_")[-1].rstrip(">") for a in req.activity.data]
     rets = [str(a).split("enzyme_")[-1].rstrip(">") for a in req.ret_activity.data]
     fwd = isinstance(req, ForwardDiffOp)
