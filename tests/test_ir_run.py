@@ -329,3 +329,101 @@ def test_add_c_entry_points_only_one_function():
 
     assert entries("cube") == ["_iz_entry_cube"]
     assert entries(None) == ["_iz_entry_mix", "_iz_entry_narrow"]
+
+
+# ---- autodiff's stages on hand-written IR ------------------------------------------
+
+LOOPS = """
+#id = affine_map<(d0) -> (d0)>
+// the sum of a's elements, with an affine loop
+func.func @affine_sum(%a: memref<4xf64>) -> f64 {
+  %z = arith.constant 0.0 : f64
+  %r = affine.for %i = 0 to 4 iter_args(%acc = %z) -> (f64) {
+    // generic form: xDSL 0.74 parses `affine.load %a[%i]` with a symbol map
+    %v = "affine.load"(%a, %i) <{map = #id}> : (memref<4xf64>, index) -> f64
+    %s = arith.addf %acc, %v : f64
+    affine.yield %s : f64
+  }
+  func.return %r : f64
+}
+// b[i] = a[i] * a[i] + b[i]
+func.func @square_add(%a: memref<3xf64>, %b: memref<3xf64>) {
+  linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel"]}
+      ins(%a : memref<3xf64>) outs(%b : memref<3xf64>) {
+  ^bb0(%x: f64, %y: f64):
+    %m = arith.mulf %x, %x : f64
+    %s = arith.addf %m, %y : f64
+    linalg.yield %s : f64
+  }
+  func.return
+}
+"""
+
+
+def test_affine_and_linalg_are_lowered_before_running():
+    """``affine.for`` and ``linalg.generic`` run: the ``optimized`` stage lowers them
+    (without it the lowering stops at 'no conversion to the llvm dialect')."""
+    assert run_ir(LOOPS, "affine_sum", [[1.5, -2.0, 4.0, 0.25]]).results == [3.75]
+    r = run_ir(LOOPS, "square_add", [[1.0, -2.0, 0.5], [10.0, 20.0, 30.0]])
+    np.testing.assert_array_equal(r.args[1], [11.0, 24.0, 30.25])
+    np.testing.assert_array_equal(r.args[0], [1.0, -2.0, 0.5])
+
+
+BRANCHES = """
+// |x| with branches: raised to scf.if, then inlined into @g
+func.func private @absval(%x: f64) -> f64 {
+  %z = arith.constant 0.0 : f64
+  %neg = arith.cmpf olt, %x, %z : f64
+  cf.cond_br %neg, ^flip, ^done(%x : f64)
+^flip:
+  %m = arith.negf %x : f64
+  cf.br ^done(%m : f64)
+^done(%r: f64):
+  func.return %r : f64
+}
+func.func @g(%x: f64) -> f64 {
+  %a = func.call @absval(%x) : (f64) -> f64
+  %b = arith.mulf %a, %x : f64
+  func.return %b : f64
+}
+// the index of a's first negative element (n if none): a loop with two exits,
+// which lift-cf-to-scf cannot raise: it stays multi-block and is lowered as it is
+func.func @first_negative(%a: memref<?xf64>) -> index {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %z = arith.constant 0.0 : f64
+  %n = memref.dim %a, %c0 : memref<?xf64>
+  cf.br ^head(%c0 : index)
+^head(%i: index):
+  %more = arith.cmpi slt, %i, %n : index
+  cf.cond_br %more, ^body, ^done(%i : index)
+^body:
+  %v = memref.load %a[%i] : memref<?xf64>
+  %neg = arith.cmpf olt, %v, %z : f64
+  %next = arith.addi %i, %c1 : index
+  cf.cond_br %neg, ^done(%i : index), ^head(%next : index)
+^done(%r: index):
+  func.return %r : index
+}
+"""
+
+
+def test_optimized_stage_raises_branches_before_inlining():
+    """``lift-cf-to-scf{strict=false}`` runs first in ``optimized``: a multi-block
+    callee AD never sees is raised and then inlined; a function it cannot raise is
+    left multi-block, and still lowers and runs."""
+    from xdsl.dialects import cf, func
+
+    from isozyme.compiler.pipeline import Pipeline
+
+    module = Parser(make_context(), BRANCHES).parse_module()
+    Pipeline.default("cpu", custom=False).run(module, upto="optimized")
+    fns = {f.sym_name.data: f for f in module.ops if isinstance(f, func.FuncOp)}
+    assert sorted(fns) == ["first_negative", "g"]  # @absval inlined, then dropped
+    assert not any(isinstance(op, cf.ConditionalBranchOp) for op in fns["g"].walk())
+    assert len(fns["first_negative"].body.blocks) > 1
+    assert run_ir(BRANCHES, "g", [-3.0]).results == [-9.0]  # |x| * x
+    assert run_ir(BRANCHES, "g", [2.0]).results == [4.0]
+    assert run_ir(BRANCHES, "absval", [-1.5]).results == [1.5]  # a private entry
+    assert run_ir(BRANCHES, "first_negative", [[1.0, 2.0, -3.0, -4.0]]).results == [2]
+    assert run_ir(BRANCHES, "first_negative", [[1.0]]).results == [1]

@@ -2,8 +2,9 @@
 
 =================  ==========================================================
 ``traced``         frontend output plus the ``enzyme`` request
-``optimized``      inline, fuse elementwise linalg, linalg to parallel loops, canonicalize, CSE,
-                   DCE, LICM, hoist run-time checks out of loops (before AD)
+``optimized``      raise cf branches to scf, inline, fuse elementwise linalg, linalg
+                   to parallel loops, canonicalize, CSE, DCE, LICM, hoist run-time
+                   checks out of loops (before AD)
 ``differentiated`` ``enzyme-differentiate``: derivative functions generated
 ``simplified``     ``simplify-ad``, canonicalize, CSE, DCE, ``eliminate-dead-caches``,
                    LICM, ``split-accumulations``
@@ -70,6 +71,10 @@ STAGE_PIPELINES: dict[str, tuple[str, ...]] = {
         # docs/architecture.md); parallel dimensions become scf.parallel, which stays
         # parallel through AD and becomes a kernel on GPU targets.
         # (calls with a user derivative rule stay calls until AD has used the rule)
+        # cf branches raised to scf first: in every function, also those AD never
+        # reaches, and before inlining (the inliner skips multi-block callees); what
+        # cannot be raised stays multi-block for the lowering (strict=false).
+        "lift-cf-to-scf{strict=false}",
         "inline{keep-ruled=true}",
         "linalg-fuse-elementwise",
         "convert-linalg-to-parallel-loops",

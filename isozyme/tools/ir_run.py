@@ -1,8 +1,10 @@
 """Run one function of a textual IR module on the CPU, as ``mlir-cpu-runner`` does.
 
 :func:`run_ir` parses the module with isozyme's dialects, expands the ``enzyme.fwddiff``
-and ``enzyme.autodiff`` requests it holds (``enzyme-differentiate``, then the passes of
-the ``simplified`` stage, as the pipeline does), lowers it to the ``llvm`` dialect,
+and ``enzyme.autodiff`` requests it holds by running autodiff's target-independent stages
+after ``traced`` (``optimized``, ``differentiated``, ``simplified``: cf branches raised,
+calls inlined, ``linalg`` and ``affine`` lowered to loops, derivatives generated and
+simplified, as the pipeline does), lowers it to the ``llvm`` dialect,
 JIT-compiles it and calls the entry function through its C entry point
 (:mod:`isozyme.compiler.lowering.add_c_entry_points`).
 
@@ -16,9 +18,9 @@ does not fit its type or a static size) is an :class:`~isozyme.errors.IsozymeErr
 raised before anything runs.
 
 The entry may be a private function: lowering gives the entry, and only it, a C entry
-point (``add-c-entry-points{only=F}``), and while requests are expanded the entry is
-public in the runner's own copy of the module (``inline`` removes private functions
-without callers).
+point (``add-c-entry-points{only=F}``), and while the stages run the entry is public
+in the runner's own copy of the module (``inline`` removes private functions without
+callers).
 """
 
 from __future__ import annotations
@@ -44,13 +46,14 @@ from xdsl.utils.exceptions import ParseError, VerifyException
 from isozyme.compiler.context import make_context
 from isozyme.compiler.lowering import apply_lowering
 from isozyme.compiler.lowering.add_c_entry_points import AddCEntryPointsPass
-from isozyme.compiler.passes.differentiate import DifferentiatePass
-from isozyme.compiler.pipeline import STAGE_PASSES
+from isozyme.compiler.pipeline import Pipeline, Stage, stage_passes
+from isozyme.compiler.targets import COMMON_STAGES
 from isozyme.compiler.targets.cpu import CpuTarget
 from isozyme.dialects.enzyme import AutoDiffOp, ForwardDiffOp
 from isozyme.errors import IsozymeError, UnsupportedError
 from isozyme.runtime.jit import compile_llvm_module
 from isozyme.runtime.marshal import MemrefSpec, memref_spec
+from isozyme.tools.common import parse_verify_location
 
 __all__ = ["IRRunResult", "parse_ir", "expand_requests", "run_ir"]
 
@@ -85,12 +88,18 @@ def _plain(v: Any) -> Any:
 def parse_ir(source: str, name: str = "<input>") -> ModuleOp:
     """Parse and verify IR text with isozyme's dialects.
 
-    Raises :class:`IsozymeError` with ``NAME:LINE:COL: message`` on a parse error and
-    the verifier's message on an invalid module."""
+    Raises :class:`IsozymeError` with ``NAME:LINE:COL: message`` on a parse error or
+    an op that fails to verify while parsed (``arith.addi`` on ``f64``), and the
+    verifier's message on an invalid module."""
+    parser = Parser(make_context(), source, name)
     try:
-        module = Parser(make_context(), source, name).parse_module()
+        module = parser.parse_module()
     except ParseError as e:
         raise IsozymeError(f"{e.span.get_location()}: {e.msg}") from None
+    except VerifyException as e:  # an op's types checked as the parser builds it
+        first = next((s for s in str(e).splitlines() if s.strip()), "invalid IR")
+        raise IsozymeError(
+            f"{parse_verify_location(parser, name)}: does not verify: {first}") from None
     _verify(module, name)
     return module
 
@@ -108,14 +117,19 @@ def has_requests(module: ModuleOp) -> bool:
     return any(isinstance(op, ForwardDiffOp | AutoDiffOp) for op in module.walk())
 
 
+def common_pipeline() -> Pipeline:
+    """autodiff's target-independent stages after ``traced`` (``optimized``,
+    ``differentiated``, ``simplified``), without target and without custom passes."""
+    return Pipeline(tuple(Stage(s, stage_passes(s)) for s in COMMON_STAGES[1:]))
+
+
 def expand_requests(module: ModuleOp) -> None:
-    """Replace the module's ``enzyme`` requests by calls of derivative functions and
-    simplify the result: ``enzyme-differentiate`` and the ``simplified`` stage's
-    passes, in place."""
-    ctx = make_context()
-    DifferentiatePass().apply(ctx, module)
-    for p in STAGE_PASSES["simplified"]():
-        p.apply(ctx, module)
+    """Run autodiff's stages after ``traced`` on ``module``, in place: the ``enzyme``
+    requests become calls of derivative functions, and hand-written ``cf``, ``linalg``
+    and ``affine`` code is raised or lowered as the pipeline does for traced code, so
+    that the CPU target can lower the result. Private functions without callers are
+    removed (by ``inline``)."""
+    common_pipeline().run(module, ctx=make_context())
 
 
 def _functions(module: ModuleOp) -> dict[str, func.FuncOp]:
@@ -288,11 +302,10 @@ def run_ir(
         else:
             passed.append(_scalar(value, t, what))
 
-    if has_requests(module):
-        visibility = fn.sym_visibility
-        fn.sym_visibility = None  # `inline` would drop a private entry without callers
-        expand_requests(module)
-        _find_entry(module, fname, name).sym_visibility = visibility
+    visibility = fn.sym_visibility
+    fn.sym_visibility = None  # `inline` would drop a private entry without callers
+    expand_requests(module)
+    _find_entry(module, fname, name).sym_visibility = visibility
     _lower(module, fname)
     compiled = compile_llvm_module(module)
     call = compiled.entry(fname, [_entry_type(s) for s in arg_slots],
