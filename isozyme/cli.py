@@ -66,14 +66,14 @@ def _import_error(path: Path, e: BaseException) -> str:
 def load_function(target: str):
     """Load ``FILE.py:FUNC`` and return the function object."""
     if ":" not in target:
-        raise SystemExit(f"isozyme: expected FILE.py:FUNC, got {target!r}")
+        raise SystemExit(f"isozyme: error: expected FILE.py:FUNC, got {target!r}")
     path_s, name = target.rsplit(":", 1)
     path = Path(path_s)
     if not path.is_file():
-        raise SystemExit(f"isozyme: no such file: {path}")
+        raise SystemExit(f"isozyme: error: no such file: {path}")
     spec = importlib.util.spec_from_file_location(path.stem, path)
     if spec is None or spec.loader is None:
-        raise SystemExit(f"isozyme: not a Python file: {path}")
+        raise SystemExit(f"isozyme: error: not a Python file: {path}")
     module = importlib.util.module_from_spec(spec)
     added = sys.modules.setdefault(path.stem, module) is module
     try:
@@ -84,9 +84,9 @@ def load_function(target: str):
         raise SystemExit(f"isozyme: error: {one_line(_import_error(path, e))}") from None
     fn = getattr(module, name, None)
     if fn is None:
-        raise SystemExit(f"isozyme: {path} has no function {name!r}")
+        raise SystemExit(f"isozyme: error: {path} has no function {name!r}")
     if not callable(fn):
-        raise SystemExit(f"isozyme: {path}: {name!r} is not a function")
+        raise SystemExit(f"isozyme: error: {path}: {name!r} is not a function")
     return fn
 
 
@@ -130,7 +130,7 @@ def annotate(mode: iz.Mode, values: Sequence[object], activities: Sequence[str] 
         ]
     if len(activities) != len(values):
         raise SystemExit(
-            f"isozyme: {len(values)} --args but {len(activities)} --activity words"
+            f"isozyme: error: {len(values)} --args but {len(activities)} --activity words"
         )
     out = []
     for v, a in zip(values, activities):
@@ -141,7 +141,7 @@ def annotate(mode: iz.Mode, values: Sequence[object], activities: Sequence[str] 
         elif a in ("dup", "duplicated"):
             out.append(iz.Duplicated(v, type(v)(1.0)))
         else:
-            raise SystemExit(f"isozyme: unknown activity {a!r} (active, const, dup)")
+            raise SystemExit(f"isozyme: error: unknown activity {a!r} (active, const, dup)")
     return out
 
 
@@ -157,7 +157,7 @@ def parse_stages(spec: str | None, target: str | None = None) -> list[str]:
     for s in stages:
         if s not in known:
             raise SystemExit(
-                f"isozyme: unknown stage {s!r}; stages: {', '.join(known)}, all"
+                f"isozyme: error: unknown stage {s!r}; stages: {', '.join(known)}, all"
             )
     return stages
 

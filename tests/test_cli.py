@@ -154,10 +154,27 @@ def test_diff_misuse_is_one_line(args, fragments, status):
 
 def test_diff_missing_file_and_function(tmp_path):
     _assert_one_line_error(_run_cli(["diff", f"{tmp_path / 'nope.py'}:f", "--args", "1.0"]),
-                           "no such file")
+                           "isozyme: error: no such file")
     _assert_one_line_error(_run_cli(["diff", f"{EXAMPLE}:nope", "--args", "1.0"]),
-                           "has no function 'nope'")
-    _assert_one_line_error(_run_cli(["diff", str(EXAMPLE)]), "expected FILE.py:FUNC")
+                           "isozyme: error: ", "has no function 'nope'")
+    _assert_one_line_error(_run_cli(["diff", str(EXAMPLE)]),
+                           "isozyme: error: expected FILE.py:FUNC")
+
+
+def test_diff_error_messages_have_the_error_prefix():
+    """load_function/annotate/parse_stages/parse_args_values say ``isozyme: error:``
+    as the other errors do (in-process: the SystemExit's message)."""
+    from isozyme.cli import annotate, load_function, parse_args_values, parse_stages
+    import isozyme as iz
+
+    calls = [lambda: load_function("nope.py"), lambda: parse_stages("bogus"),
+             lambda: annotate(iz.Reverse, [1.0], ["bogus"]),
+             lambda: annotate(iz.Reverse, [1.0], []),
+             lambda: parse_args_values(["(2"])]
+    for call in calls:
+        with pytest.raises(SystemExit) as e:
+            call()
+        assert str(e.value.code).startswith("isozyme: error: "), e.value.code
 
 
 def test_diff_file_that_raises_on_import(bad_files):

@@ -259,6 +259,9 @@ def test_cli_reads_stdin(capsys, monkeypatch):
     [
         (["MISSING", "--entry", "f"], "no such file: MISSING"),
         (["BAD", "--entry", "f", "--args", "1"], "BAD:3:26: Expected ':'"),
+        (["ILLTYPED", "--entry", "f", "--args", "1"],
+         "ILLTYPED:2:3: does not verify: Unexpected attribute f64"),
+        (["DIR", "--entry", "f"], "DIR is a directory, not an IR file"),
         (["AD", "--entry", "f", "--args", "1", "x"],
          "--args word 2 ('x') is not a number or a JSON list"),
         (["AD", "--entry", "f", "--args", "1"], "@f takes 2 argument(s) (f64, f64), got 1"),
@@ -271,7 +274,11 @@ def test_cli_reads_stdin(capsys, monkeypatch):
 def test_cli_errors_are_one_line(capsys, tmp_path, argv, message):
     bad = tmp_path / "bad.mlir"
     bad.write_text("\nfunc.func @f(%x: f64) -> f64 {\n  %y = arith.mulf %x, %x f64\n}\n")
-    names = {"MISSING": str(tmp_path / "missing.mlir"), "BAD": str(bad), "AD": str(AD_FILE)}
+    illtyped = tmp_path / "illtyped.mlir"  # verified by xDSL while the op is parsed
+    illtyped.write_text("func.func @f(%x: f64) -> f64 {\n  %y = arith.addi %x, %x : f64\n"
+                        "  func.return %y : f64\n}\n")
+    names = {"MISSING": str(tmp_path / "missing.mlir"), "BAD": str(bad), "AD": str(AD_FILE),
+             "ILLTYPED": str(illtyped), "DIR": str(tmp_path)}
     argv = [names.get(a, a) for a in argv]
     for key, value in names.items():
         message = message.replace(key, value)

@@ -153,6 +153,16 @@ def test_parse_error_names_line_and_column(capsys, tmp_path):
     assert f"{bad}:2:20: does not parse: Operation arith.bogus is not registered" in line
 
 
+def test_op_failing_to_verify_while_parsed_names_the_file(capsys, tmp_path):
+    """xDSL checks an op's types as it parses it (a VerifyException, not a
+    ParseError): the line names the file and the op's line and column."""
+    bad = tmp_path / "addi.mlir"
+    bad.write_text("func.func @f(%x: f64) -> f64 {\n  %y = arith.addi %x, %x : f64\n"
+                   "  func.return %y : f64\n}\n")
+    line = _one_line_error(capsys, bad)
+    assert line.endswith(f"{bad}:2:3: does not verify: Unexpected attribute f64"), line
+
+
 @pytest.mark.parametrize("pipeline, fragments", [
     ("inline,bogus", ["unknown pass 'bogus'", "enzyme-differentiate"]),
     ("inline{bogus=1}", ["pass 'inline' has no option 'bogus'; its options: keep-ruled"]),

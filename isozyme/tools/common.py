@@ -29,6 +29,26 @@ def one_line(text: str) -> str:
     return " | ".join(s.strip() for s in str(text).splitlines() if s.strip())
 
 
+def parse_verify_location(parser: object, name: str) -> str:
+    """``NAME:LINE:COL`` of the op whose verification failed while ``parser`` (an xDSL
+    ``Parser``) read it: xDSL checks an op's types when the op is built, after its
+    text, so the op is the one ending before the parser's position (its line, and
+    the column where that line's text starts). ``NAME`` alone when unknown."""
+    try:
+        text: str = parser.lexer.input.content  # type: ignore[attr-defined]
+        end = parser.pos  # type: ignore[attr-defined]
+    except AttributeError:
+        return name
+    last = len(text[:end].rstrip()) - 1
+    if last < 0:
+        return name
+    line_start = text.rfind("\n", 0, last) + 1
+    line = text.count("\n", 0, last) + 1
+    line_text = text[line_start:last + 1]
+    col = len(line_text) - len(line_text.lstrip()) + 1
+    return f"{name}:{line}:{col}"
+
+
 def fail(prog: str, message: str, status: int = 1) -> int:
     """Print ``PROG: error: MESSAGE`` as one line on standard error; return ``status``."""
     try:

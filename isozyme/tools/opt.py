@@ -29,7 +29,13 @@ from pathlib import Path
 from xdsl.passes import ModulePass
 
 from isozyme.errors import IsozymeError
-from isozyme.tools.common import OneLineParser, fail, guarded, one_line
+from isozyme.tools.common import (
+    OneLineParser,
+    fail,
+    guarded,
+    one_line,
+    parse_verify_location,
+)
 
 PROG = "isozyme-opt"
 
@@ -157,16 +163,21 @@ def read_input(file: str) -> tuple[str, str]:
 
 
 def parse_module(ctx, text: str, name: str):
-    """Parse and verify the input; a parse error names ``FILE:LINE:COL``."""
+    """Parse and verify the input; a parse error, or an op that fails to verify while
+    it is parsed, names ``FILE:LINE:COL``."""
     from xdsl.dialects.builtin import ModuleOp  # noqa: PLC0415
     from xdsl.parser import Parser  # noqa: PLC0415
     from xdsl.utils.exceptions import ParseError, VerifyException  # noqa: PLC0415
 
+    parser = Parser(ctx, text, name)
     try:
-        module = Parser(ctx, text, name).parse_module()
+        module = parser.parse_module()
     except ParseError as e:
         where = e.span.get_location() if e.span is not None else name
         raise OptError(f"{where}: does not parse: {e.msg}") from None
+    except VerifyException as e:  # an op's types checked as the parser builds it
+        raise OptError(f"{parse_verify_location(parser, name)}: does not verify: "
+                       f"{_first_lines(e)}") from None
     if not isinstance(module, ModuleOp):  # pragma: no cover - parse_module wraps
         raise OptError(f"{name}: expected a builtin.module")
     try:

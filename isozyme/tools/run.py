@@ -75,6 +75,8 @@ def _read(file: str) -> str:
     if file == "-":
         return sys.stdin.read()
     path = Path(file)
+    if path.is_dir():
+        raise IsozymeError(f"{path} is a directory, not an IR file")
     if not path.is_file():
         raise IsozymeError(f"no such file: {path}")
     try:
