@@ -76,12 +76,17 @@ def load_function(target: str):
         raise SystemExit(f"isozyme: error: not a Python file: {path}")
     module = importlib.util.module_from_spec(spec)
     added = sys.modules.setdefault(path.stem, module) is module
+    saved_path = list(sys.path)
+    # the file's directory first, as `python FILE.py` does: sibling imports work
+    sys.path.insert(0, str(path.resolve().parent))
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 (the user's module raised while importing)
         if added:
             sys.modules.pop(path.stem, None)
         raise SystemExit(f"isozyme: error: {one_line(_import_error(path, e))}") from None
+    finally:
+        sys.path[:] = saved_path
     fn = getattr(module, name, None)
     if fn is None:
         raise SystemExit(f"isozyme: error: {path} has no function {name!r}")

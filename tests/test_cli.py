@@ -161,6 +161,21 @@ def test_diff_missing_file_and_function(tmp_path):
                            "isozyme: error: expected FILE.py:FUNC")
 
 
+def test_load_function_imports_a_sibling_module(tmp_path):
+    """The file's directory is first on sys.path while it is imported (as with
+    ``python FILE.py``), and sys.path is restored after."""
+    from isozyme.cli import load_function
+
+    (tmp_path / "iz_sibling_helper.py").write_text("def twice(x):\n    return 2 * x\n")
+    (tmp_path / "uses_sibling.py").write_text(
+        "from iz_sibling_helper import twice\n\ndef f(x):\n    return twice(x)\n")
+    before = list(sys.path)
+    fn = load_function(f"{tmp_path / 'uses_sibling.py'}:f")
+    assert fn(3.0) == 6.0 and sys.path == before
+    sys.modules.pop("iz_sibling_helper", None)
+    sys.modules.pop("uses_sibling", None)
+
+
 def test_diff_error_messages_have_the_error_prefix():
     """load_function/annotate/parse_stages/parse_args_values say ``isozyme: error:``
     as the other errors do (in-process: the SystemExit's message)."""
