@@ -62,10 +62,8 @@ def _pass(name: str, as_name: str) -> Callable[[], type[ModulePass]]:
 
 
 def _registry():
+    """isozyme's pass registry, imported when xdsl-opt first asks for a pass."""
     from isozyme.compiler.passes import registry  # noqa: PLC0415
-    from isozyme.compiler.passes.enzyme import register  # noqa: PLC0415
-
-    register()  # TODO(registry): drop when the registry's table lists `enzyme` itself
     return registry
 
 

@@ -57,9 +57,6 @@ class OptError(Exception):
 def _registry():
     """isozyme's pass registry (imported on first use: it is slow to import)."""
     from isozyme.compiler.passes import registry  # noqa: PLC0415
-    from isozyme.compiler.passes.enzyme import register  # noqa: PLC0415
-
-    register()  # TODO(registry): drop when the registry's table lists `enzyme` itself
     return registry
 
 

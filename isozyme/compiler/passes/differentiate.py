@@ -13,6 +13,7 @@ inner AD emitted (shadow buffers, caches, reversed loops) like any other code.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from xdsl.context import Context
 from xdsl.dialects import func
@@ -78,6 +79,8 @@ class DifferentiatePass(ModulePass):
     their derivative is built (:class:`~isozyme.compiler.ad.factory.DerivativeFactory`)."""
 
     name = "enzyme-differentiate"
+    #: builds and names the derivatives (the ``enzyme`` pass names them as Enzyme does)
+    factory_class: ClassVar[type[DerivativeFactory]] = DerivativeFactory
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         while True:
@@ -92,7 +95,7 @@ class DifferentiatePass(ModulePass):
                 raise UnsupportedError(
                     f"{pending[0].name} @{pending[0].fn.string_value()}: the function "
                     "differentiates itself (a recursive nested autodiff)")
-            factory = DerivativeFactory(op)
+            factory = self.factory_class(op)
             for req in ready:
                 self._replace(factory, req)
             if len(ready) < len(pending):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from xdsl.dialects.func import FuncOp
 
 from isozyme.compiler.ad.factory import DerivativeFactory
-from isozyme.compiler.passes.differentiate import DifferentiatePass, _Request
+from isozyme.compiler.passes.differentiate import DifferentiatePass
 from isozyme.dialects.enzyme import DerivativeSignature
 
 
@@ -52,28 +52,4 @@ class EnzymePass(DifferentiatePass):
     ``fwddiffe<W><f>``, ``diffe<f>``, ``<name>_0`` on a clash)."""
 
     name = "enzyme"
-
-    @staticmethod
-    def _replace(factory: DerivativeFactory, req: _Request) -> None:
-        # DifferentiatePass.apply (its waves, inlining, control-flow lifting) runs as it
-        # is; only the naming differs: the wave's factory names as Enzyme does.
-        # TODO(differentiate): a `factory_class` hook on DifferentiatePass would do this
-        # without switching the instance's class.
-        if not isinstance(factory, EnzymeNamedFactory):
-            factory.__class__ = EnzymeNamedFactory  # same state, Enzyme's _name
-        DifferentiatePass._replace(factory, req)
-
-
-def register() -> None:
-    """Make ``enzyme`` known to the pass registry.
-
-    TODO(registry): the registry's table of built-in passes should list
-    ``"enzyme": ("isozyme.compiler.passes.enzyme", "EnzymePass", "isozyme")``; until it
-    does, the tools call this, which registers the pass through the registry's
-    ``register_pass`` (a no-op once the table has it)."""
-    try:
-        from isozyme.compiler.passes import registry  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - a checkout without the registry
-        return
-    if "enzyme" not in registry.pass_names():
-        registry.register_pass(EnzymePass)
+    factory_class = EnzymeNamedFactory
