@@ -17,7 +17,6 @@ script's output.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import inspect
 import re
 import sys
@@ -93,21 +92,6 @@ def _cell(text: str) -> str:
 
 
 # -- passes.md -------------------------------------------------------------------------
-def _spell(value: Any) -> str:
-    """A default as a pipeline spells it (``true``, ``"text"``, ``1,2``)."""
-    if value is dataclasses.MISSING:
-        return "(required)"
-    if value is None:
-        return "(none)"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, tuple):
-        return ",".join(_spell(v) for v in value) or "(empty)"
-    return str(value)
-
-
 def _where_run() -> dict[str, list[str]]:
     """Pass name -> where autodiff runs it: ``optimized``, ``cpu: llvm``... (the
     stages of :data:`STAGE_PIPELINES` and each target's stages)."""
@@ -197,7 +181,7 @@ def render_passes() -> str:
                   doc_markdown(info.doc) or "(no description)"]
         if info.options:
             lines += ["", "| option | type | default | meaning |", "|---|---|---|---|"]
-            lines += [f"| `{o.name}` | `{_cell(o.type)}` | `{_cell(_spell(o.default))}` | "
+            lines += [f"| `{o.name}` | `{_cell(o.type)}` | `{_cell(o.default_text)}` | "
                       f"{_cell(o.help)} |" for o in info.options]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -60,22 +60,9 @@ def _registry():
     return registry
 
 
-def _spell(value: object) -> str:
-    """A default value as a pipeline spells it (``true``, ``1,2``, ``"text"``)."""
-    if value is None:
-        return "(none)"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, tuple):
-        return ",".join(_spell(v) for v in value) or "(empty)"
-    return str(value)
-
-
 def option_line(opt) -> str:
     """One option of a pass (a registry ``PassOption``): ``name: type = default  help``."""
-    default = " (required)" if opt.required else f" = {_spell(opt.default)}"
+    default = " (required)" if opt.required else f" = {opt.default_text}"
     return f"{opt.name}: {opt.type}{default}" + (f"  {opt.help}" if opt.help else "")
 
 

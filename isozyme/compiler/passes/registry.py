@@ -154,6 +154,25 @@ class PassOption:
         """Whether a pipeline must give this option (it has no default)."""
         return self.default is dataclasses.MISSING
 
+    @property
+    def default_text(self) -> str:
+        """The default as a pipeline spells it (``true``, ``"text"``, ``1,2``), or
+        ``(required)`` (shown by ``isozyme-opt --list-passes`` and ``docs/passes.md``)."""
+        return "(required)" if self.required else _spell(self.default)
+
+
+def _spell(value: Any) -> str:
+    """A value as a pipeline spells it (``true``, ``"text"``, ``1,2``)."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        return ",".join(_spell(v) for v in value) or "(empty)"
+    return str(value)
+
 
 @dataclass(frozen=True)
 class PassInfo:
