@@ -26,7 +26,7 @@ from isozyme.annotations import (
 )
 from isozyme.api import GradientResult, autodiff, clear_cache, gradient, gradient_, ir, ir_stages
 from isozyme.api import target
-from isozyme import pipeline
+from isozyme import pipeline, timings
 from isozyme.vjp import vjp
 from isozyme.jacobians import jacobian
 from isozyme.seeds import make_zero, onehot
@@ -61,6 +61,6 @@ __all__ = [
     "ReverseWithPrimal", "ShapeError", "TraceError", "UnboundVariableError", "UnsupportedError", "autodiff", "clear_cache", "config",
     "gradient",
     "gradient_", "hvp", "hvp_", "hvp_and_gradient_", "jacobian", "make_zero", "onehot",
-    "ir", "ir_stages", "pipeline", "prange", "rules",
+    "ir", "ir_stages", "pipeline", "prange", "rules", "timings",
     "target", "vjp",
 ]

@@ -483,6 +483,18 @@ def build(
     spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized", load: bool = True,
     variants: bool = True, generic: bool = False,
 ) -> Compiled:
+    """:func:`_build`, timed as one compilation (:mod:`isozyme.timings`)."""
+    from isozyme.timings import compilation
+
+    name = getattr(spec.fn, "__qualname__", None) or getattr(spec.fn, "__name__", "?")
+    with compilation(f"{spec.mode} of {name} ({spec.target})"):
+        return _build(spec, keep_stages, upto, load, variants, generic)
+
+
+def _build(
+    spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized", load: bool = True,
+    variants: bool = True, generic: bool = False,
+) -> Compiled:
     """Trace, compile (for ``spec.target``) and load one signature; with ``upto``
     before the runtime's stages, stop there (the runner then does nothing).
     ``keep_stages``: record the text of every stage in ``Compiled.stages``;
@@ -492,6 +504,7 @@ def build(
     compiled for these shapes: with ``variants``, the result then compiles again per
     shape (:mod:`isozyme.shape_variants`)."""
     from isozyme.frontends.python import trace
+    from isozyme.timings import phase
     from isozyme.shape_variants import compiled_variants, traced_places, traced_shapes
 
     if load and upto in RUNTIME_STAGES and spec.target == "cuda":
@@ -504,8 +517,9 @@ def build(
 
     stats["traces"] += 1
     n_user, places = len(spec.annotations), traced_places(spec)
-    traced = trace(spec.fn, spec.trace_args, hidden_type=_hidden_type, layouts=spec.layouts,
-                   shapes=traced_shapes(spec, places))
+    with phase("trace", "trace"):
+        traced = trace(spec.fn, spec.trace_args, hidden_type=_hidden_type,
+                       layouts=spec.layouts, shapes=traced_shapes(spec, places))
     guard = _reads_guard(spec, traced)  # before the spec's arguments are used below
     # What the runner checks before each call (read from the traced IR, before AD).
     fn_op = next(op for op in traced.module.ops
@@ -565,14 +579,15 @@ def build(
     if keep_stages:
         stages["llvm-ir"] = compiled.llvm_ir
         stages["llvm-ir-optimized"] = compiled.llvm_ir_optimized
-    entry = compiled.entry(
-        REQUEST_NAME, sig.operand_types(arg_types, result_types),
-        sig.result_types(arg_types, result_types),
-    )
-    run = make_runner(
-        spec, entry, sig, result_types, traced.returns_tuple, traced.shape_constraints,
-        written, collapsed,
-    )
+    with phase("runtime/entry", "runtime"):  # the callable that marshals arguments
+        entry = compiled.entry(
+            REQUEST_NAME, sig.operand_types(arg_types, result_types),
+            sig.result_types(arg_types, result_types),
+        )
+        run = make_runner(
+            spec, entry, sig, result_types, traced.returns_tuple,
+            traced.shape_constraints, written, collapsed,
+        )
     run.keepalive = compiled  # type: ignore[attr-defined]
     done = _guarded(Compiled(run, stages), spec, guard, len(traced.hidden))
     static = tuple(places[k] for k in sorted(traced.static_arguments))

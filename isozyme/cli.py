@@ -207,8 +207,16 @@ def _cmd_diff(ns: argparse.Namespace) -> int:
     check_arity(fn, values)
     anns = annotate(mode, values, ns.activity)
     target = ns.compile_target
-    run_diff(fn, mode, anns, parse_stages(ns.print_ir, target), target=target,
-             generic=ns.print_op_generic)
+    stages = parse_stages(ns.print_ir, target)
+    if not ns.timings:
+        run_diff(fn, mode, anns, stages, target=target, generic=ns.print_op_generic)
+        return 0
+    with iz.timings.collect() as reports:
+        try:
+            run_diff(fn, mode, anns, stages, target=target, generic=ns.print_op_generic)
+        finally:  # also when the compilation failed: how far it got, and how fast
+            for report in reports:
+                print(report.format(), file=sys.stderr)
     return 0
 
 
@@ -237,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--print-op-generic", action="store_true",
                    help="print the MLIR stages of --print-ir in MLIR's generic form "
                    "(as mlir-opt --mlir-print-op-generic does)")
+    d.add_argument("--timings", action="store_true",
+                   help="print the time of tracing, each pass, lowering, LLVM "
+                   "optimization and code generation of each compilation to stderr "
+                   "(as ISOZYME_TIMINGS=1 does)")
     d.set_defaults(func=_cmd_diff)
     demo = sub.add_parser("demo", help="differentiate a bundled example")
     demo.add_argument("--print-ir", default=None)

@@ -57,6 +57,7 @@ from isozyme.compiler.targets import (
     get_target,
 )
 from isozyme.errors import IsozymeError
+from isozyme.timings import phase
 
 #: The IR stages of the ``cpu`` target (the compiler's; see :func:`stages_of`).
 IR_STAGES = COMMON_STAGES + ("llvm",)
@@ -506,7 +507,8 @@ class Pipeline:
                 if not isinstance(module, ModuleOp):
                     raise IsozymeError(f"stage {stage!r} is text: no pass can run after it")
                 for p in ins.passes:
-                    p.apply(ctx, module)
+                    with phase(f"{stage}/{_pass_name(p)}"):
+                        p.apply(ctx, module)
                     if on_stage is not None:
                         on_stage(f"after:{_pass_name(p)}", module)
 
@@ -518,7 +520,8 @@ class Pipeline:
                   for ins in self.insertions if not ins.at_stage for p in ins.passes}
         for stage in self.stages:
             for p in self.passes(stage.name) if stage.passes else ():
-                p.apply(ctx, module)
+                with phase(f"{stage.name}/{_pass_name(p)}"):
+                    p.apply(ctx, module)
                 if on_stage is not None and id(p) in custom:
                     on_stage(custom[id(p)], module)
             if verify:
@@ -556,7 +559,9 @@ def run_pipeline(
     the module, or the text of a stage that is text (``cuda``), e.g. to print it.
     The active custom passes (:func:`insert`, :func:`extra_passes`) run too.
     """
-    return Pipeline.default(target).run(module, upto=upto, on_stage=on_stage, ctx=ctx)
+    with phase("pipeline/setup", "setup"):  # the first time: imports the passes
+        pipeline = Pipeline.default(target)
+    return pipeline.run(module, upto=upto, on_stage=on_stage, ctx=ctx)
 
 
 def stages_of(target: str | Target) -> tuple[str, ...]:

@@ -52,6 +52,7 @@ from isozyme.runtime.marshal import (
     type_name_of,
 )
 from isozyme.runtime.result_arrays import _MallocBlock
+from isozyme.timings import phase
 
 __all__ = [
     "CompiledModule",
@@ -337,10 +338,11 @@ def compile_llvm_ir(
 def _compile_locked(
     jit: _JIT, llvm_ir: str, globals_: Mapping[str, int]
 ) -> CompiledModule:
-    mod = llb.parse_assembly(llvm_ir)
-    mod.triple = jit.triple
-    mod.data_layout = jit.data_layout
-    mod.verify()
+    with phase("llvm/parse", "llvm-translate"):
+        mod = llb.parse_assembly(llvm_ir)
+        mod.triple = jit.triple
+        mod.data_layout = jit.data_layout
+        mod.verify()
     uid = jit.next_module_id()
     _link_libm(mod, uid)
     for value in (*mod.global_variables, *mod.functions):
@@ -358,13 +360,15 @@ def _compile_locked(
             fn.name = new_name
         else:
             fn.linkage = llb.Linkage.internal
-    jit.optimize(mod)
+    with phase("llvm/optimize", "llvm-optimize"):
+        jit.optimize(mod)
     mod.verify()
     optimized = str(mod)
     _check_symbols(mod)
-    jit.engine.add_module(mod)
-    jit.live += 1
-    jit.engine.finalize_object()
+    with phase("llvm/codegen", "codegen"):
+        jit.engine.add_module(mod)
+        jit.live += 1
+        jit.engine.finalize_object()
     addresses = {
         old: jit.engine.get_function_address(new) for old, new in renamed.items()
     }
@@ -378,9 +382,11 @@ def compile_llvm_module(
     for :func:`compile_llvm_ir`."""
     from isozyme.compiler.lowering.convert_check_to_llvm import check_table  # noqa: PLC0415
 
-    compiled = compile_llvm_ir(
-        translate_to_llvm_ir(module, host_target_triple()), globals_
-    )
+    with phase("llvm/setup", "codegen"):  # the engine, on the first compilation
+        triple = host_target_triple()
+    with phase("llvm/translate", "llvm-translate"):
+        llvm_ir = translate_to_llvm_ir(module, triple)
+    compiled = compile_llvm_ir(llvm_ir, globals_)
     compiled.checks = check_table(module)
     return compiled
 

@@ -27,6 +27,7 @@ from isozyme.compiler.lowering.convert_math_to_llvm import ConvertMathToLLVMPass
 from isozyme.compiler.lowering.convert_memref_to_llvm import ConvertMemrefToLLVMPass
 from isozyme.compiler.lowering.convert_scf_to_cf import ConvertScfToCfPass
 from isozyme.compiler.lowering.expand_memref_copy import ExpandMemrefCopyPass
+from isozyme.timings import phase
 from isozyme.compiler.lowering.translate import (
     translate_to_llvm_ir,
     translate_to_llvmlite,
@@ -50,7 +51,8 @@ def apply_lowering(
     ops are left and verify the module."""
     ctx = ctx if ctx is not None else Context(allow_unregistered=True)
     for p in passes:
-        p.apply(ctx, module)
+        with phase(f"lowering/{p.name}", "lowering"):
+            p.apply(ctx, module)
     leftovers = sorted(
         {
             op.name
