@@ -151,3 +151,43 @@ def test_every_read_checks_not_only_arithmetic(f):
         autodiff(ReverseWithPrimal, f, Active, Duplicated(X.copy(), np.zeros(5)), Const(0))
     got = autodiff(ReverseWithPrimal, f, Active, Duplicated(X.copy(), np.zeros(5)), Const(2))[1]
     assert got == pytest.approx(f(X.copy(), 2))
+
+
+def reused_loop_variable(x):
+    # `j` is read again by a later loop of the function, so the outer loops carry it
+    # as a late variable; the r loop's body may leave it unassigned (r == 0).
+    s = 0.0
+    for c in range(2):
+        for r in range(x.shape[0]):
+            for j in range(r):
+                s += x[j] * x[r] * (c + 1)
+    for j in range(2, 3):
+        s += x[j]
+    return s
+
+
+def reused_loop_variable_read_after(x):
+    s = 0.0
+    for c in range(2):
+        for r in range(x.shape[0]):
+            for j in range(r):
+                s += x[j] * x[r]
+    return s + j
+
+
+def test_loop_variable_reused_by_a_later_loop():
+    """GMM's loop nest (benchmarks/arrays.py) reuses `j` in a later loop: it traced to
+    'j holds a LateTracer before the loop' (a late variable dropped by the middle loop
+    was then checked as a carried one)."""
+    x = np.array([0.5, -1.0, 2.0, 1.5])
+    dx = np.zeros(4)
+    (grads,), value = autodiff(ReverseWithPrimal, reused_loop_variable, Active,
+                               Duplicated(x, dx))
+    assert value == pytest.approx(reused_loop_variable(x))
+    np.testing.assert_allclose(dx, central_gradient(reused_loop_variable, [x]), rtol=1e-6)
+
+
+def test_loop_variable_read_after_a_loop_that_may_not_assign_it_is_refused():
+    x = np.array([0.5, -1.0, 2.0, 1.5])
+    with pytest.raises(iz.TraceError, match="variable 'j'.*no value after the loop"):
+        autodiff(Forward, reused_loop_variable_read_after, Duplicated(x, np.ones(4)))

@@ -129,6 +129,8 @@ class Carried:
             if k in self.late:
                 changed = self._check_late(k, after) or changed
                 continue
+            if k in self.dropped:  # a late variable the body may leave unassigned
+                continue
             if _undefined(before) and name in self.live_after and k not in self.dropped \
                     and is_array_value(after):
                 changed = self.arrays.check_late(k, after, current_builder().block) or changed
@@ -221,6 +223,8 @@ class Carried:
         for slot, r in zip(self.slots, results):
             out[slot] = late(r, self.names[slot]) if slot in self.late else Tracer(r)
         self.arrays.bind(out, late)
+        for k in self.dropped:  # (an enclosing loop's late value is stale after it)
+            out[k] = UNDEF
         for k, v in enumerate(out):
             if _undefined(v):
                 out[k] = Undefined(
