@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from isozyme.runtime import thread_pool  # noqa: F401 (binds __iz_parallel_for for the JIT)
 from isozyme.runtime.jit import CompiledModule, compile_llvm_ir, compile_llvm_module
 
 if TYPE_CHECKING:

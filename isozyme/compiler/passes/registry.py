@@ -57,6 +57,8 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
         "isozyme.compiler.passes.eliminate_dead_caches", "EliminateDeadCachesPass", "isozyme"),
     "split-accumulations": (
         "isozyme.compiler.passes.split_accumulations", "SplitAccumulationsPass", "isozyme"),
+    "gather-accumulations": (
+        "isozyme.compiler.passes.gather_accumulations", "GatherAccumulationsPass", "isozyme"),
     "verify-buffer-lifetimes": (
         "isozyme.compiler.passes.verify_buffer_lifetimes", "VerifyBufferLifetimesPass",
         "isozyme"),
@@ -64,6 +66,12 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
     "convert-parallel-to-for": (
         "isozyme.compiler.lowering.convert_parallel_to_for", "ConvertParallelToForPass",
         "isozyme"),
+    "outline-parallel-loops-cpu": (
+        "isozyme.compiler.lowering.outline_parallel_loops_cpu",
+        "OutlineParallelLoopsCpuPass", "isozyme"),
+    "convert-parallel-dispatch-to-llvm": (
+        "isozyme.compiler.lowering.convert_parallel_dispatch_to_llvm",
+        "ConvertParallelDispatchToLLVMPass", "isozyme"),
     "expand-memref-copy": (
         "isozyme.compiler.lowering.expand_memref_copy", "ExpandMemrefCopyPass", "isozyme"),
     "convert-scf-to-cf": (

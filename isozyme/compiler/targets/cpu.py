@@ -1,6 +1,7 @@
 """The ``cpu`` target: the module lowered to the ``llvm`` dialect, for LLVM's JIT.
 
-Stage ``llvm``: ``convert-parallel-to-for`` (``scf.parallel`` as ``scf.for`` nests,
+Stage ``llvm``: with ``isozyme.config(threads=N)``, ``N > 1``, ``outline-parallel-loops-cpu``
+first (see :meth:`CpuTarget.lowering_passes`); ``convert-parallel-to-for`` (``scf.parallel`` as ``scf.for`` nests,
 atomics as plain read-modify-writes), ``split-accumulations`` (for the loops that
 were parallel adjoints), then :data:`LLVM_LOWERING_PASSES` (one pass per
 file of :mod:`isozyme.compiler.lowering`), after which only ``llvm`` ops are left. The artefact
@@ -16,6 +17,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
+from isozyme.config import threads as configured_threads
 from isozyme.compiler.lowering import apply_lowering
 from isozyme.compiler.passes.registry import pass_info
 from isozyme.compiler.targets import LLVMArtefact, OnStage, Target, build_target_passes
@@ -51,8 +53,27 @@ class CpuTarget(Target):
         """``convert-parallel-to-for`` (the CPU runs parallel loops sequentially),
         ``split-accumulations`` again (the adjoints of parallel loops are loops now, and
         a loop per accumulation vectorizes), then :data:`LLVM_LOWERING`, built from
-        the pass registry (with the custom passes inserted around them)."""
-        return build_target_passes(self.lowering_specs())
+        the pass registry (with the custom passes inserted around them).
+
+        With ``isozyme.config(threads=N)``, ``N > 1``: ``outline-parallel-loops-cpu``
+        first (the outermost race-free parallel loops become chunk functions) and
+        ``convert-parallel-dispatch-to-llvm`` after ``convert-isz-check-to-llvm`` (their
+        wrappers call the worker pool of ``runtime/thread_pool.py``)."""
+        return build_target_passes(self.threaded_specs())
+
+    def threaded_specs(self) -> tuple[str, ...]:
+        """:meth:`lowering_specs` with the worker-pool passes when ``threads > 1``
+        (the GPU targets' host programs reuse :meth:`lowering_specs` without them)."""
+        specs = self.lowering_specs()
+        if configured_threads() <= 1:
+            return specs
+        at = specs.index("convert-isz-check-to-llvm") + 1
+        return (
+            "outline-parallel-loops-cpu",
+            *specs[:at],
+            "convert-parallel-dispatch-to-llvm",
+            *specs[at:],
+        )
 
     def lowering_specs(self) -> tuple[str, ...]:
         """The registry names of :meth:`lowering_passes` (without custom passes)."""

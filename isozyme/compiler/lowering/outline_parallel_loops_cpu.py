@@ -1,0 +1,239 @@
+"""``outline-parallel-loops-cpu``: the body of every outermost race-free ``scf.parallel``
+becomes a function of a chunk of its first dimension, so that the CPU runs the chunks on
+a worker pool (``runtime/thread_pool.py``).
+
+For a loop in ``@f`` (the ``k``-th outermost one of ``@f``)::
+
+    scf.parallel (%i, %j) = (%lb0, %lb1) to (%ub0, %ub1) step (%s0, %s1) { body }
+
+the pass emits, in place of the loop::
+
+    %n0 = max(0, ceildiv(ub0 - lb0, s0))            // trip count of each dimension
+    %work = n0 * n1 * <ops of the body>
+    scf.if (%work >= MIN_PARALLEL_WORK) {
+      func.call @__iz_pardispatch_f_k(%c0, %n0, <live-ins>)   // the pool runs chunks
+    } else {
+      func.call @__iz_par_f_k(%c0, %n0, <live-ins>)           // serially, as before
+    }
+
+and two private functions::
+
+    func.func private @__iz_par_f_k(%lo: index, %hi: index, <live-ins>) {
+      scf.for %t = %lo to %hi step 1 {
+        %i = lb0 + t * s0
+        scf.parallel (%j) = (%lb1) to (%ub1) step (%s1) { body }   // (1-D: body alone)
+      }
+    }
+    func.func private @__iz_pardispatch_f_k(%lo, %hi, <live-ins>) {
+      func.call @__iz_par_f_k(%lo, %hi, <live-ins>)
+    }
+
+The live-ins are the values defined outside the loop and used inside it (bounds of the
+inner dimensions, ``lb0`` and ``s0`` included), in the order of first use; an
+``arith.constant`` is cloned into the function instead, as the GPU outlining does.
+``convert-parallel-dispatch-to-llvm`` later replaces the body of ``@__iz_pardispatch_…``
+(by then an ``llvm.func``, with the check status argument when the body has checks) by
+a call of the pool's ``__iz_parallel_for``.  Only the first dimension is split into
+chunks; the others stay an ``scf.parallel`` that ``convert-parallel-to-for`` nests.
+
+A loop stays as it is (serial) when running its iterations at once could race or could
+not be outlined: reductions (``scf.reduce`` with operands: their order of combination
+is the serial one on the CPU), ``memref.atomic_rmw`` (the reverse of a parallel loop
+whose iterations accumulate into a shared shadow), calls (a host callback or a function
+with side effects) and ``enzyme`` cache ops.
+
+The CPU target runs this pass first, when ``isozyme.config(threads=N)`` has ``N > 1``.
+"""
+
+from __future__ import annotations
+
+from xdsl.context import Context
+from xdsl.dialects import arith, builtin, func, memref, scf
+from xdsl.dialects.builtin import IndexType, IntegerAttr
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+#: Prefix of the outlined body functions, ``@__iz_par_<f>_<k>``.
+BODY_PREFIX = "__iz_par_"
+#: Prefix of the dispatch wrappers, ``@__iz_pardispatch_<f>_<k>``.
+DISPATCH_PREFIX = "__iz_pardispatch_"
+#: Work (trip count x ops of the body) from which a loop goes to the pool: a dispatch
+#: costs tens of microseconds (thread wake-ups); this is ~100-200 us of serial work.
+MIN_PARALLEL_WORK = 200_000
+
+
+def _serial_only(op: Operation) -> bool:
+    """Whether ``op`` keeps its enclosing parallel loop serial (module docstring)."""
+    return (
+        isinstance(op, memref.AtomicRMWOp | func.CallOp)
+        or op.name.startswith("enzyme.")
+    )
+
+
+def parallel_safe(par: scf.ParallelOp) -> bool:
+    """Whether the iterations of ``par`` may run on several threads at once."""
+    if par.initVals or not par.lowerBound:
+        return False
+    return not any(_serial_only(o) for o in par.body.walk())
+
+
+def _inside(root: Operation, v: SSAValue) -> bool:
+    owner = v.owner
+    op = owner.parent_op() if isinstance(owner, Block) else owner
+    return op is not None and root.is_ancestor(op)
+
+
+def _live_ins(par: scf.ParallelOp) -> list[SSAValue]:
+    """Values defined outside ``par`` that its body and inner bounds use, by first use
+    (the first dimension's ``lb`` and ``step`` first: the chunk function needs them)."""
+    seen: dict[SSAValue, None] = {par.lowerBound[0]: None, par.step[0]: None}
+    for dim in range(1, len(par.lowerBound)):
+        for v in (par.lowerBound[dim], par.upperBound[dim], par.step[dim]):
+            seen.setdefault(v, None)
+    for o in par.body.walk():
+        for v in o.operands:
+            if not _inside(par, v):
+                seen.setdefault(v, None)
+    return list(seen)
+
+
+def _trip_count(b: list[Operation], lb: SSAValue, ub: SSAValue, step: SSAValue,
+                zero: SSAValue, one: SSAValue) -> SSAValue:
+    """``max(0, ceildiv(ub - lb, step))`` (steps of ``scf.parallel`` are positive)."""
+    span = arith.SubiOp(ub, lb)
+    bump = arith.SubiOp(step, one)
+    top = arith.AddiOp(span, bump)
+    div = arith.DivSIOp(top, step)
+    count = arith.MaxSIOp(div, zero)
+    b += [span, bump, top, div, count]
+    return count.result
+
+
+def _const(b: list[Operation], value: int) -> SSAValue:
+    c = arith.ConstantOp(IntegerAttr(value, IndexType()))
+    b.append(c)
+    return c.result
+
+
+def _outline(par: scf.ParallelOp, fn_name: str, k: int, module: builtin.ModuleOp) -> None:
+    """Replace ``par`` (inside ``@fn_name``) by the dispatch (module docstring)."""
+    body_ops = sum(1 for _ in par.body.walk())
+    live = _live_ins(par)
+    passed = [v for v in live if not isinstance(v.owner, arith.ConstantOp)]
+    body_name = f"{BODY_PREFIX}{fn_name}_{k}"
+    dispatch_name = f"{DISPATCH_PREFIX}{fn_name}_{k}"
+    index = IndexType()
+    arg_types = [index, index, *(v.type for v in passed)]
+
+    # -- the chunk function: constants cloned, live-ins as arguments, a loop of chunks
+    entry = Block(arg_types=arg_types)
+    lo, hi, *args = entry.args
+    mapping: dict[SSAValue, SSAValue] = dict(zip(passed, args, strict=True))
+    for v in live:
+        if isinstance(v.owner, arith.ConstantOp):
+            clone = v.owner.clone()
+            entry.add_op(clone)
+            mapping[v] = clone.result
+    one_in = arith.ConstantOp(IntegerAttr(1, index))
+    entry.add_op(one_in)
+    loop_block = Block(arg_types=[index])
+    t = loop_block.args[0]
+    scaled = arith.MuliOp(t, mapping[par.step[0]])
+    iv0 = arith.AddiOp(mapping[par.lowerBound[0]], scaled)
+    loop_block.add_ops([scaled, iv0])
+    body = par.body.block
+    reduce_op = body.last_op
+    assert isinstance(reduce_op, scf.ReduceOp)
+    # Uses inside the loop of the live-ins now read the function's arguments.
+    for v in live:
+        for use in list(v.uses):
+            if par.is_ancestor(use.operation) and use.operation is not par:
+                use.operation.operands[use.index] = mapping[v]
+    body.args[0].replace_all_uses_with(iv0.result)
+    body.erase_arg(body.args[0])
+    if len(par.lowerBound) == 1:
+        Rewriter.erase_op(reduce_op)
+        for o in list(body.ops):
+            o.detach()
+            loop_block.add_op(o)
+    else:
+        par.body.detach_block(body)
+        inner = scf.ParallelOp(
+            [mapping[v] for v in par.lowerBound[1:]],
+            [mapping[v] for v in par.upperBound[1:]],
+            [mapping[v] for v in par.step[1:]],
+            Region(body),
+        )
+        loop_block.add_op(inner)
+    loop_block.add_op(scf.YieldOp())
+    entry.add_op(scf.ForOp(lo, hi, one_in.result, [], loop_block))
+    entry.add_op(func.ReturnOp())
+    body_fn = func.FuncOp(body_name, (arg_types, []), Region(entry), visibility="private")
+
+    wrapper_entry = Block(arg_types=arg_types)
+    wrapper_entry.add_ops([
+        func.CallOp(body_name, list(wrapper_entry.args), []),
+        func.ReturnOp(),
+    ])
+    wrapper = func.FuncOp(
+        dispatch_name, (arg_types, []), Region(wrapper_entry), visibility="private"
+    )
+    module.body.block.add_ops([body_fn, wrapper])
+
+    # -- the call site: trip count, work estimate, serial or pool
+    pre: list[Operation] = []
+    zero = _const(pre, 0)
+    one = _const(pre, 1)
+    counts = [
+        _trip_count(pre, lb, ub, st, zero, one)
+        for lb, ub, st in zip(par.lowerBound, par.upperBound, par.step, strict=True)
+    ]
+    work = _const(pre, body_ops)
+    for c in counts:
+        mul = arith.MuliOp(work, c)
+        pre.append(mul)
+        work = mul.result
+    threshold = _const(pre, MIN_PARALLEL_WORK)
+    big = arith.CmpiOp(work, threshold, "sge")
+    pre.append(big)
+    call_args = [zero, counts[0], *passed]
+    dispatch = scf.IfOp(
+        big,
+        [],
+        [func.CallOp(dispatch_name, call_args, []), scf.YieldOp()],
+        [func.CallOp(body_name, call_args, []), scf.YieldOp()],
+    )
+    Rewriter.insert_op([*pre, dispatch], InsertPoint.before(par))
+    Rewriter.erase_op(par)
+
+
+class OutlineParallelLoopsCpuPass(ModulePass):
+    """Outline each outermost race-free ``scf.parallel`` into a chunk function and a
+    dispatch wrapper, for the CPU's worker pool (see the module docstring)."""
+
+    name = "outline-parallel-loops-cpu"
+
+    def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
+        """Rewrite every function of ``op`` in place."""
+        for fn in [f for f in op.ops if isinstance(f, func.FuncOp)]:
+            if fn.sym_name.data.startswith((BODY_PREFIX, DISPATCH_PREFIX)):
+                continue
+            outer = [
+                p for p in fn.walk()
+                if isinstance(p, scf.ParallelOp) and not _nested_in_parallel(p, fn)
+            ]
+            k = 0
+            for par in outer:
+                if parallel_safe(par):
+                    _outline(par, fn.sym_name.data, k, op)
+                    k += 1
+
+
+def _nested_in_parallel(op: Operation, stop: Operation) -> bool:
+    cur = op.parent_op()
+    while cur is not None and cur is not stop:
+        if isinstance(cur, scf.ParallelOp):
+            return True
+        cur = cur.parent_op()
+    return False
