@@ -101,6 +101,7 @@ STAGE_PIPELINES: dict[str, tuple[str, ...]] = {
         "dce",
         "licm",
         "split-accumulations",
+        "gather-accumulations",
     ),
 }
 
