@@ -9,7 +9,7 @@ For a loop in ``@f`` (the ``k``-th outermost one of ``@f``)::
 the pass emits, in place of the loop::
 
     %n0 = max(0, ceildiv(ub0 - lb0, s0))            // trip count of each dimension
-    %work = n0 * n1 * <ops of the body>
+    %work = n0 * n1 * <ops of the body>     // nested loops: ops x their trip counts
     scf.if (%work >= MIN_PARALLEL_WORK) {
       func.call @__iz_pardispatch_f_k(%c0, %n0, <live-ins>)   // the pool runs chunks
     } else {
@@ -110,6 +110,44 @@ def _trip_count(b: list[Operation], lb: SSAValue, ub: SSAValue, step: SSAValue,
     return count.result
 
 
+#: Trip count assumed for a nested loop whose bounds are computed inside the body.
+NESTED_TRIP_GUESS = 16
+
+
+def _work(region_ops: list[Operation], pre: list[Operation], par: scf.ParallelOp,
+          zero: SSAValue, one: SSAValue) -> SSAValue:
+    """Ops the given ops run per iteration: nested loops count their body times their
+    trip count, computed before ``par`` when their bounds are defined outside it
+    (``NESTED_TRIP_GUESS`` otherwise)."""
+    flat = 0
+    terms: list[SSAValue] = []
+    for o in region_ops:
+        flat += 1
+        if isinstance(o, scf.ForOp | scf.ParallelOp):
+            bounds = (
+                [(o.lb, o.ub, o.step)] if isinstance(o, scf.ForOp)
+                else list(zip(o.lowerBound, o.upperBound, o.step, strict=True))
+            )
+            inner = _work(list(o.body.block.ops), pre, par, zero, one)
+            for lb, ub, st in bounds:
+                if any(_inside(par, v) for v in (lb, ub, st)):
+                    trip = _const(pre, NESTED_TRIP_GUESS)
+                else:
+                    trip = _trip_count(pre, lb, ub, st, zero, one)
+                mul = arith.MuliOp(inner, trip)
+                pre.append(mul)
+                inner = mul.result
+            terms.append(inner)
+        else:
+            flat += sum(1 for r in o.regions for _ in r.walk())
+    total = _const(pre, flat)
+    for t in terms:
+        add = arith.AddiOp(total, t)
+        pre.append(add)
+        total = add.result
+    return total
+
+
 def _const(b: list[Operation], value: int) -> SSAValue:
     c = arith.ConstantOp(IntegerAttr(value, IndexType()))
     b.append(c)
@@ -118,7 +156,22 @@ def _const(b: list[Operation], value: int) -> SSAValue:
 
 def _outline(par: scf.ParallelOp, fn_name: str, k: int, module: builtin.ModuleOp) -> None:
     """Replace ``par`` (inside ``@fn_name``) by the dispatch (module docstring)."""
-    body_ops = sum(1 for _ in par.body.walk())
+    # -- the call site (built first: the work estimate reads the body in place)
+    pre: list[Operation] = []
+    zero = _const(pre, 0)
+    one = _const(pre, 1)
+    counts = [
+        _trip_count(pre, lb, ub, st, zero, one)
+        for lb, ub, st in zip(par.lowerBound, par.upperBound, par.step, strict=True)
+    ]
+    work = _work(list(par.body.block.ops), pre, par, zero, one)
+    for c in counts:
+        mul = arith.MuliOp(work, c)
+        pre.append(mul)
+        work = mul.result
+    threshold = _const(pre, MIN_PARALLEL_WORK)
+    big = arith.CmpiOp(work, threshold, "sge")
+    pre.append(big)
     live = _live_ins(par)
     passed = [v for v in live if not isinstance(v.owner, arith.ConstantOp)]
     body_name = f"{BODY_PREFIX}{fn_name}_{k}"
@@ -181,22 +234,6 @@ def _outline(par: scf.ParallelOp, fn_name: str, k: int, module: builtin.ModuleOp
     )
     module.body.block.add_ops([body_fn, wrapper])
 
-    # -- the call site: trip count, work estimate, serial or pool
-    pre: list[Operation] = []
-    zero = _const(pre, 0)
-    one = _const(pre, 1)
-    counts = [
-        _trip_count(pre, lb, ub, st, zero, one)
-        for lb, ub, st in zip(par.lowerBound, par.upperBound, par.step, strict=True)
-    ]
-    work = _const(pre, body_ops)
-    for c in counts:
-        mul = arith.MuliOp(work, c)
-        pre.append(mul)
-        work = mul.result
-    threshold = _const(pre, MIN_PARALLEL_WORK)
-    big = arith.CmpiOp(work, threshold, "sge")
-    pre.append(big)
     call_args = [zero, counts[0], *passed]
     dispatch = scf.IfOp(
         big,
