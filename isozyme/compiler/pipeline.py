@@ -100,6 +100,7 @@ STAGE_PIPELINES: dict[str, tuple[str, ...]] = {
         "eliminate-dead-caches",
         "dce",
         "licm",
+        "eliminate-dead-stores",
         "split-accumulations",
         "gather-accumulations",
     ),

@@ -59,6 +59,8 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
         "isozyme.compiler.passes.split_accumulations", "SplitAccumulationsPass", "isozyme"),
     "gather-accumulations": (
         "isozyme.compiler.passes.gather_accumulations", "GatherAccumulationsPass", "isozyme"),
+    "eliminate-dead-stores": (
+        "isozyme.compiler.passes.eliminate_dead_stores", "EliminateDeadStoresPass", "isozyme"),
     "verify-buffer-lifetimes": (
         "isozyme.compiler.passes.verify_buffer_lifetimes", "VerifyBufferLifetimesPass",
         "isozyme"),

@@ -1,0 +1,99 @@
+"""``eliminate-dead-stores``: the zeroing of a local adjoint buffer freed right after
+the loop goes; stores something may still read stay; a stencil's gradient (whose
+reverse step zeroes such a buffer) stays right and gets its gather form."""
+
+import re
+
+import numpy as np
+import pytest
+from xdsl.parser import Parser
+
+import isozyme as iz
+from isozyme.compiler.context import make_context
+from isozyme.compiler.passes.eliminate_dead_stores import EliminateDeadStoresPass
+
+# the reverse of a stencil step: take the adjoint nb[i+1], zero it, scatter it into du
+ZEROED = """
+func.func @f(%du: memref<?xf64>, %n: index, %m: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %z = arith.constant 0.0 : f64
+  %nb = memref.alloc(%n) : memref<?xf64>
+  scf.for %i = %c0 to %m step %c1 {
+    %j = arith.addi %i, %c1 : index
+    %t = memref.load %nb[%j] : memref<?xf64>
+    memref.store %z, %nb[%j] : memref<?xf64>
+    %a = memref.load %du[%i] : memref<?xf64>
+    %s = arith.addf %a, %t : f64
+    memref.store %s, %du[%i] : memref<?xf64>
+  }
+  AFTER
+  memref.dealloc %nb : memref<?xf64>
+  func.return
+}
+"""
+
+
+def _stores_left(text: str) -> int:
+    ctx = make_context()
+    m = Parser(ctx, text).parse_module()
+    EliminateDeadStoresPass().apply(ctx, m)
+    m.verify()
+    return str(m).count("memref.store")
+
+
+def test_zeroing_of_a_freed_local_buffer_is_dropped():
+    assert _stores_left(ZEROED.replace("AFTER", "")) == 1
+
+
+@pytest.mark.parametrize("change", [
+    # read after the loop
+    ("AFTER", "%r = memref.load %nb[%c0] : memref<?xf64>"),
+    # read of another element in the loop (a later iteration reads the zero)
+    ("%t = memref.load %nb[%j]", "%t = memref.load %nb[%i]"),
+    # the same element every iteration
+    ("memref.store %z, %nb[%j]", "memref.store %z, %nb[%c1]"),
+])
+def test_stores_that_may_be_read_stay(change):
+    text = ZEROED.replace(*change).replace("AFTER", "")
+    assert _stores_left(text) == 2
+
+
+def stencil(u, steps):
+    n = len(u)
+    for t in range(steps):
+        new = np.zeros(n)
+        for i in range(1, n - 1):
+            new[i] = u[i] + 0.1 * (u[i - 1] - 2.0 * u[i] + u[i + 1]) * u[i]
+        for i in range(1, n - 1):
+            u[i] = new[i]
+    s = 0.0
+    for i in range(n):
+        s += u[i] * u[i]
+    return s
+
+
+def _fd(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for k in range(len(x)):
+        p, m = x.copy(), x.copy()
+        p[k] += h
+        m[k] -= h
+        g[k] = (f(p) - f(m)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("n", [3, 7])
+def test_stencil_gradient_in_gather_form(n):
+    rng = np.random.default_rng(n)
+    u = rng.uniform(-1.0, 1.0, n)
+    du = np.zeros(n)
+    iz.autodiff(iz.Reverse, stencil, iz.Active, iz.Duplicated(u.copy(), du), 3)
+    np.testing.assert_allclose(du, _fd(lambda v: stencil(v, 3), u), rtol=1e-6, atol=1e-8)
+    text = iz.ir(iz.Reverse, stencil, iz.Active, iz.Duplicated(u.copy(), np.zeros(n)), 3,
+                 stage="simplified")
+    # the reverse step: one loop accumulating du[e] from the three neighbours
+    assert any(
+        re.search(rf"memref\.store %\d+, %1\[{iv}\]", body) and body.count("arith.addf %") >= 3
+        for iv, body in re.findall(r"scf\.for (%\d+) = [^\n]*\n(.*?)\n      \}", text, re.S)
+    ), text
