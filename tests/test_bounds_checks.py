@@ -507,7 +507,7 @@ def test_config_turns_checks_off_and_back_on():
     autodiff(Forward, read_at, Const(x), Const(1))  # compiled with checks
     old = iz.config(boundscheck=False)
     try:
-        assert old == {"boundscheck": True}
+        assert old["boundscheck"] is True  # (config() returns every setting)
         assert "isz.check" not in iz.ir(Forward, read_at, Const(x), Const(1), stage="llvm")
         assert autodiff(iz.ForwardWithPrimal, read_at, Const(x), Const(2))[1] == 6.0
     finally:
