@@ -50,6 +50,19 @@ def prange_2d(a, b):
     return 0.0
 
 
+def sum_sin(x):
+    return np.sum(np.sin(x) * x)
+
+
+def prange_max_and_sum(x):
+    s = 0.0
+    m = -np.inf
+    for i in prange(len(x)):
+        s += x[i] * x[i]
+        m = max(m, x[i])
+    return s + m
+
+
 def gather_sum(x, idx, y):
     # y[i] reads x[idx[i]]: the adjoint scatters into dx[idx[i]] (atomics, may race)
     for i in prange(len(y)):
@@ -159,6 +172,31 @@ def test_race_prone_reverse_accumulation_stays_serial_and_right(threads2) -> Non
     np.testing.assert_allclose(gx, np.bincount(idx, weights=2.0 * x[idx], minlength=m),
                                rtol=1e-12)
     assert len(threads2) == 2  # the forward sweep's two chunks; the adjoint: serial
+
+
+def test_reductions_run_in_chunks_combined_in_order(threads2) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(N)
+    want = serially(lambda: autodiff(iz.ForwardWithPrimal, sum_sin, Const, Const(x))[1])
+    got = autodiff(iz.ForwardWithPrimal, sum_sin, Const, Const(x))[1]
+    assert _threads_seen(threads2) == 2
+    # two partial sums added in chunk order: the serial sum up to rounding
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got == pytest.approx(float(np.sum(np.sin(x) * x)), rel=1e-12)
+    # the gradient: its forward sweep's sum and its adjoint loop both go to the pool
+    threads2.clear()
+    (g,) = iz.gradient(Reverse, sum_sin, x)
+    np.testing.assert_allclose(g, np.sin(x) + x * np.cos(x), rtol=1e-13, atol=1e-15)
+    assert len(threads2) == 4
+    v = rng.standard_normal(N)
+    h = 1e-6
+    fd = (sum_sin(x + h * v) - sum_sin(x - h * v)) / (2 * h)
+    assert fd == pytest.approx(float(g @ v), rel=1e-6)
+    # a max and a sum in one prange loop (identities -inf and -0.0)
+    threads2.clear()
+    got = autodiff(iz.ForwardWithPrimal, prange_max_and_sum, Const, Const(x))[1]
+    assert _threads_seen(threads2) == 2
+    assert got == pytest.approx(float(x @ x + x.max()), rel=1e-12)
 
 
 def test_threads_1_compiles_no_dispatch_and_never_calls_the_pool() -> None:

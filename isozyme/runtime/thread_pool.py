@@ -6,15 +6,17 @@ The ``outline-parallel-loops-cpu`` pass outlines the body of each outermost
 and ``convert-parallel-dispatch-to-llvm`` gives it a trampoline with one signature for
 every loop::
 
-    void tramp(void *ctx, int64_t lo, int64_t hi, int64_t *status)
+    void tramp(void *ctx, int64_t lo, int64_t hi, int64_t *status, int64_t chunk)
 
 (``ctx``: a struct holding the loop's live-in values; ``status``: a check status record
 of ``n_slots`` 8-byte slots, or null when the body has no run-time check).  The compiled
 code then calls::
 
-    void __iz_parallel_for(tramp, ctx, lo, hi, status, n_slots)
+    int64_t __iz_parallel_for(tramp, ctx, lo, hi, status, n_slots)
 
-which this module defines as a ``ctypes`` callback and binds in LLVM's symbol table
+(it returns the number of chunks ``n``; chunk ``k`` of a loop with reductions wrote its
+partial results at index ``k`` of the loop's partials buffers, which the compiled code
+then combines in chunk order), which this module defines as a ``ctypes`` callback and binds in LLVM's symbol table
 (``llvmlite.binding.add_symbol``) when it is imported.
 
 **Why a Python pool.**  The dispatcher acquires the GIL, splits ``[lo, hi)`` into one
@@ -47,14 +49,15 @@ import llvmlite.binding as llb
 
 from isozyme.config import threads as configured_threads
 from isozyme.compiler.lowering.convert_parallel_dispatch_to_llvm import PARALLEL_FOR_SYMBOL
+from isozyme.compiler.lowering.outline_parallel_loops_cpu import MAX_CHUNKS
 
-#: ``void tramp(void *ctx, int64_t lo, int64_t hi, int64_t *status)``.
+#: ``void tramp(void *ctx, int64_t lo, int64_t hi, int64_t *status, int64_t chunk)``.
 TRAMPOLINE = ctypes.CFUNCTYPE(
-    None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p
+    None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64
 )
-#: ``void __iz_parallel_for(tramp, ctx, lo, hi, status, n_slots)``.
+#: ``int64_t __iz_parallel_for(tramp, ctx, lo, hi, status, n_slots)``: the chunk count.
 DISPATCHER = ctypes.CFUNCTYPE(
-    None,
+    ctypes.c_int64,
     ctypes.c_void_p,
     ctypes.c_void_p,
     ctypes.c_int64,
@@ -114,22 +117,23 @@ class _Pool:
 _POOL = _Pool()
 
 
-def _run_chunk(fn: Callable[..., None], ctx: int, lo: int, hi: int, status: int | None) -> None:
+def _run_chunk(fn: Callable[..., None], ctx: int, lo: int, hi: int, status: int | None,
+               chunk: int) -> None:
     if chunk_log is not None:
         chunk_log.append((threading.get_ident(), lo, hi))
-    fn(ctx, lo, hi, status)
+    fn(ctx, lo, hi, status, chunk)
 
 
-def parallel_for(fn_addr: int, ctx: int, lo: int, hi: int, status: int | None, n_slots: int) -> None:
-    """Run ``tramp(ctx, ·, ·, ·)`` over ``[lo, hi)`` in contiguous chunks, one per thread
-    (see the module docstring)."""
+def parallel_for(fn_addr: int, ctx: int, lo: int, hi: int, status: int | None, n_slots: int) -> int:
+    """Run ``tramp(ctx, ·, ·, ·, k)`` over ``[lo, hi)`` in contiguous chunks ``k``, one per
+    thread (see the module docstring); return the number of chunks."""
     fn = TRAMPOLINE(fn_addr)
-    n = min(configured_threads(), hi - lo)
+    n = min(configured_threads(), hi - lo, MAX_CHUNKS)
     # One dispatch at a time: a second caller (another Python thread) runs its loop
     # serially rather than waiting for busy workers.
     if n <= 1 or not _POOL.busy.acquire(blocking=False):
-        _run_chunk(fn, ctx, lo, hi, status)
-        return
+        _run_chunk(fn, ctx, lo, hi, status, 0)
+        return 1
     try:
         try:
             bounds = [lo + (hi - lo) * k // n for k in range(n + 1)]
@@ -137,11 +141,11 @@ def parallel_for(fn_addr: int, ctx: int, lo: int, hi: int, status: int | None, n
             addrs = [ctypes.addressof(r) if status else None for r in records]
             workers = _POOL.workers(n - 1)
         except Exception:  # noqa: BLE001 (no chunk has run: run the loop serially)
-            _run_chunk(fn, ctx, lo, hi, status)
-            return
+            _run_chunk(fn, ctx, lo, hi, status, 0)
+            return 1
         for k, w in enumerate(workers, start=1):
-            w.submit(lambda k=k: _run_chunk(fn, ctx, bounds[k], bounds[k + 1], addrs[k]))
-        _run_chunk(fn, ctx, bounds[0], bounds[1], addrs[0])
+            w.submit(lambda k=k: _run_chunk(fn, ctx, bounds[k], bounds[k + 1], addrs[k], k))
+        _run_chunk(fn, ctx, bounds[0], bounds[1], addrs[0], 0)
         for w in workers:
             w.wait()
     finally:
@@ -151,6 +155,7 @@ def parallel_for(fn_addr: int, ctx: int, lo: int, hi: int, status: int | None, n
             if r[0] != 0:  # the first failing chunk, in iteration order
                 ctypes.memmove(status, r, n_slots * 8)
                 break
+    return n
 
 
 _CALLBACK = DISPATCHER(parallel_for)  # kept alive for the process

@@ -2,21 +2,22 @@
 ``outline-parallel-loops-cpu`` made call the worker pool.
 
 By now every function is an ``llvm.func``. For each chunk function
-``@__iz_par_X(%lo: i64, %hi: i64, <live-ins>[, %status: !llvm.ptr])`` the pass adds its
-trampoline, the one signature the pool calls::
+``@__iz_par_X(%lo: i64, %hi: i64, %chunk: i64, <live-ins>[, %status: !llvm.ptr])`` the
+pass adds its trampoline, the one signature the pool calls::
 
     llvm.func internal @__iz_partramp_X(%ctx: !llvm.ptr, %lo: i64, %hi: i64,
-                                        %status: !llvm.ptr) {
+                                        %status: !llvm.ptr, %chunk: i64) {
       %v_k = llvm.load (llvm.load (llvm.getelementptr %ctx[k] : !llvm.ptr))
-      llvm.call @__iz_par_X(%lo, %hi, %v_0, ..., [%status])
+      llvm.call @__iz_par_X(%lo, %hi, %chunk, %v_0, ..., [%status])
       llvm.return
     }
 
 and replaces the body of the wrapper ``@__iz_pardispatch_X`` (same arguments) by::
 
     %ctx = llvm.alloca n x !llvm.ptr     // ctx[k]: the address of a slot holding live-in k
-    llvm.call @__iz_parallel_for(llvm.mlir.addressof @__iz_partramp_X, %ctx, %lo, %hi,
-                                 %status or null, <status slots>)
+    %n = llvm.call @__iz_parallel_for(llvm.mlir.addressof @__iz_partramp_X, %ctx, %lo, %hi,
+                                      %status or null, <status slots>) : i64
+    llvm.return %n          // how many chunks ran (chunk k wrote its partials at k)
 
 ``__iz_parallel_for`` is defined by the runtime (``runtime/thread_pool.py``). The status
 record has ``1 + max(values of a check)`` slots (``convert-isz-check-to-llvm``'s table);
@@ -54,8 +55,8 @@ def _i64(value: int) -> llvm.ConstantOp:
 def _trampoline(name: str, body: llvm.FuncOp, live_types: list[Attribute],
                 status: bool) -> llvm.FuncOp:
     """``@name(ctx, lo, hi, status)``: unpack ``ctx`` and call ``body``."""
-    block = Block(arg_types=[_PTR, i64, i64, _PTR])
-    ctx, lo, hi, st = block.args
+    block = Block(arg_types=[_PTR, i64, i64, _PTR, i64])
+    ctx, lo, hi, st, chunk = block.args
     values = []
     for k, t in enumerate(live_types):
         slot_at = llvm.GEPOp(ctx, [k], _PTR)
@@ -63,11 +64,11 @@ def _trampoline(name: str, body: llvm.FuncOp, live_types: list[Attribute],
         load = llvm.LoadOp(slot, t)
         block.add_ops([slot_at, slot, load])
         values.append(load.dereferenced_value)
-    args = [lo, hi, *values, *([st] if status else [])]
+    args = [lo, hi, chunk, *values, *([st] if status else [])]
     block.add_ops([llvm.CallOp(body.sym_name.data, *args), llvm.ReturnOp()])
     return llvm.FuncOp(
         name,
-        llvm.LLVMFunctionType([_PTR, i64, i64, _PTR], llvm.LLVMVoidType()),
+        llvm.LLVMFunctionType([_PTR, i64, i64, _PTR, i64], llvm.LLVMVoidType()),
         linkage=llvm.LinkageAttr("internal"),
         body=Region(block),
     )
@@ -79,7 +80,7 @@ def _dispatch_body(wrapper: llvm.FuncOp, tramp: str, n_live: int, status: bool,
     (``ptr[n]``), a call of the pool."""
     inputs = list(wrapper.function_type.inputs.data)
     block = Block(arg_types=inputs)
-    lo, hi, *rest = block.args
+    lo, hi, _chunk, *rest = block.args
     live = rest[:n_live]
     one = _i64(1)
     count = _i64(max(n_live, 1))
@@ -98,11 +99,8 @@ def _dispatch_body(wrapper: llvm.FuncOp, tramp: str, n_live: int, status: bool,
         ops.append(zero)
         st = zero.results[0]
     slots = _i64(n_slots)
-    ops += [
-        slots,
-        llvm.CallOp(PARALLEL_FOR_SYMBOL, fn, ctx, lo, hi, st, slots),
-        llvm.ReturnOp(),
-    ]
+    run = llvm.CallOp(PARALLEL_FOR_SYMBOL, fn, ctx, lo, hi, st, slots, return_type=i64)
+    ops += [slots, run, llvm.ReturnOp(run.returned)]
     block.add_ops(ops)
     return Region(block)
 
@@ -120,14 +118,13 @@ class ConvertParallelDispatchToLLVMPass(ModulePass):
         if not wrappers:
             return
         n_slots = 1 + max((n for _, _, n in check_table(op)), default=0)
-        declare_function(op, PARALLEL_FOR_SYMBOL, [_PTR, _PTR, i64, i64, _PTR, i64],
-                         llvm.LLVMVoidType())
+        declare_function(op, PARALLEL_FOR_SYMBOL, [_PTR, _PTR, i64, i64, _PTR, i64], i64)
         for wrapper in wrappers:
             suffix = wrapper.sym_name.data[len(DISPATCH_PREFIX):]
             body = funcs[BODY_PREFIX + suffix]
             status = takes_status(body)
             inputs = list(body.function_type.inputs.data)
-            live_types = inputs[2:len(inputs) - 1] if status else inputs[2:]
+            live_types = inputs[3:len(inputs) - 1] if status else inputs[3:]
             tramp_name = TRAMPOLINE_PREFIX + suffix
             op.body.block.add_op(_trampoline(tramp_name, body, live_types, status))
             new_body = _dispatch_body(wrapper, tramp_name, len(live_types), status, n_slots)

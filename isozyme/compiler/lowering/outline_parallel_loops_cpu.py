@@ -49,10 +49,19 @@ from __future__ import annotations
 
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, func, memref, scf
-from xdsl.dialects.builtin import IndexType, IntegerAttr
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
+
+from isozyme.compiler.analysis.reductions import combining_kind
 
 #: Prefix of the outlined body functions, ``@__iz_par_<f>_<k>``.
 BODY_PREFIX = "__iz_par_"
@@ -61,6 +70,8 @@ DISPATCH_PREFIX = "__iz_pardispatch_"
 #: Work (trip count x ops of the body) from which a loop goes to the pool: a dispatch
 #: costs tens of microseconds (thread wake-ups); this is ~100-200 us of serial work.
 MIN_PARALLEL_WORK = 200_000
+#: The most chunks a loop is split into (the size of a reduction's partials buffer).
+MAX_CHUNKS = 64
 
 
 def _serial_only(op: Operation) -> bool:
@@ -73,7 +84,7 @@ def _serial_only(op: Operation) -> bool:
 
 def parallel_safe(par: scf.ParallelOp) -> bool:
     """Whether the iterations of ``par`` may run on several threads at once."""
-    if par.initVals or not par.lowerBound:
+    if not par.lowerBound or (par.initVals and not _reductions_supported(par)):
         return False
     return not any(_serial_only(o) for o in par.body.walk())
 
@@ -154,6 +165,46 @@ def _const(b: list[Operation], value: int) -> SSAValue:
     return c.result
 
 
+def _combine(block: Block, region: Region, acc: SSAValue, value: SSAValue) -> SSAValue:
+    """Append to ``block`` a copy of the reduce ``region``'s body on ``(acc, value)``;
+    return the combined value."""
+    rblock = region.block
+    mapping: dict[SSAValue, SSAValue] = {rblock.args[0]: acc, rblock.args[1]: value}
+    for o in rblock.ops:
+        if isinstance(o, scf.ReduceReturnOp):
+            return mapping.get(o.result, o.result)
+        block.add_op(o.clone(value_mapper=mapping))
+    raise AssertionError("reduce region without scf.reduce.return")
+
+
+def _identity(kind: str, t: Attribute) -> arith.ConstantOp | None:
+    """The identity of reduction ``kind`` on ``t``, or None (then the loop stays serial).
+    ``-0.0`` for ``addf`` (``x + -0.0`` is ``x`` for every ``x``)."""
+    if isinstance(t, IntegerType):
+        w = t.width.data
+        ints = {"addi": 0, "muli": 1, "ori": 0, "xori": 0, "andi": -1, "maxu": 0,
+                "minu": -1, "maxs": -(1 << (w - 1)), "mins": (1 << (w - 1)) - 1}
+        return arith.ConstantOp(IntegerAttr(ints[kind], t)) if kind in ints else None
+    floats = {"addf": -0.0, "mulf": 1.0, "maximumf": float("-inf"),
+              "minimumf": float("inf")}
+    if isinstance(t, AnyFloat) and kind in floats:
+        return arith.ConstantOp(FloatAttr(floats[kind], t))
+    return None
+
+
+def _reductions_supported(par: scf.ParallelOp) -> bool:
+    """A 1-D loop whose reductions each combine with one op that has an identity."""
+    reduce_op = par.body.block.last_op
+    assert isinstance(reduce_op, scf.ReduceOp)
+    if len(par.lowerBound) != 1:
+        return False
+    for region, v in zip(reduce_op.reductions, par.initVals, strict=True):
+        kind = combining_kind(region)
+        if kind is None or _identity(kind, v.type) is None:
+            return False
+    return True
+
+
 def _outline(par: scf.ParallelOp, fn_name: str, k: int, module: builtin.ModuleOp) -> None:
     """Replace ``par`` (inside ``@fn_name``) by the dispatch (module docstring)."""
     # -- the call site (built first: the work estimate reads the body in place)
@@ -172,16 +223,27 @@ def _outline(par: scf.ParallelOp, fn_name: str, k: int, module: builtin.ModuleOp
     threshold = _const(pre, MIN_PARALLEL_WORK)
     big = arith.CmpiOp(work, threshold, "sge")
     pre.append(big)
+    Rewriter.insert_op(pre, InsertPoint.before(par))
+
+    original = par
+    inits = list(par.initVals)
+    if inits:
+        # The serial path keeps the loop itself (its sum in the serial order); the
+        # chunk function gets a copy.
+        par = par.clone()
     live = _live_ins(par)
     passed = [v for v in live if not isinstance(v.owner, arith.ConstantOp)]
     body_name = f"{BODY_PREFIX}{fn_name}_{k}"
     dispatch_name = f"{DISPATCH_PREFIX}{fn_name}_{k}"
     index = IndexType()
-    arg_types = [index, index, *(v.type for v in passed)]
+    partial_types = [MemRefType(v.type, [MAX_CHUNKS]) for v in inits]
+    arg_types = [index, index, index, *partial_types, *(v.type for v in passed)]
 
     # -- the chunk function: constants cloned, live-ins as arguments, a loop of chunks
     entry = Block(arg_types=arg_types)
-    lo, hi, *args = entry.args
+    lo, hi, chunk = entry.args[:3]
+    partials = entry.args[3:3 + len(inits)]
+    args = entry.args[3 + len(inits):]
     mapping: dict[SSAValue, SSAValue] = dict(zip(passed, args, strict=True))
     for v in live:
         if isinstance(v.owner, arith.ConstantOp):
@@ -190,14 +252,20 @@ def _outline(par: scf.ParallelOp, fn_name: str, k: int, module: builtin.ModuleOp
             mapping[v] = clone.result
     one_in = arith.ConstantOp(IntegerAttr(1, index))
     entry.add_op(one_in)
-    loop_block = Block(arg_types=[index])
-    t = loop_block.args[0]
-    scaled = arith.MuliOp(t, mapping[par.step[0]])
-    iv0 = arith.AddiOp(mapping[par.lowerBound[0]], scaled)
-    loop_block.add_ops([scaled, iv0])
     body = par.body.block
     reduce_op = body.last_op
     assert isinstance(reduce_op, scf.ReduceOp)
+    identities = []
+    for region, v in zip(reduce_op.reductions, inits, strict=True):
+        ident = _identity(combining_kind(region) or "", v.type)
+        assert ident is not None
+        entry.add_op(ident)
+        identities.append(ident.result)
+    loop_block = Block(arg_types=[index, *(v.type for v in inits)])
+    t, *accs = loop_block.args
+    scaled = arith.MuliOp(t, mapping[par.step[0]])
+    iv0 = arith.AddiOp(mapping[par.lowerBound[0]], scaled)
+    loop_block.add_ops([scaled, iv0])
     # Uses inside the loop of the live-ins now read the function's arguments.
     for v in live:
         for use in list(v.uses):
@@ -206,10 +274,16 @@ def _outline(par: scf.ParallelOp, fn_name: str, k: int, module: builtin.ModuleOp
     body.args[0].replace_all_uses_with(iv0.result)
     body.erase_arg(body.args[0])
     if len(par.lowerBound) == 1:
-        Rewriter.erase_op(reduce_op)
         for o in list(body.ops):
+            if o is reduce_op:
+                break
             o.detach()
             loop_block.add_op(o)
+        combined = [
+            _combine(loop_block, region, acc, value)
+            for region, acc, value in zip(reduce_op.reductions, accs, reduce_op.args,
+                                          strict=True)
+        ]
     else:
         par.body.detach_block(body)
         inner = scf.ParallelOp(
@@ -219,30 +293,70 @@ def _outline(par: scf.ParallelOp, fn_name: str, k: int, module: builtin.ModuleOp
             Region(body),
         )
         loop_block.add_op(inner)
-    loop_block.add_op(scf.YieldOp())
-    entry.add_op(scf.ForOp(lo, hi, one_in.result, [], loop_block))
+        combined = []
+    loop_block.add_op(scf.YieldOp(*combined))
+    chunk_loop = scf.ForOp(lo, hi, one_in.result, identities, loop_block)
+    entry.add_op(chunk_loop)
+    for result, buf in zip(chunk_loop.results, partials, strict=True):
+        entry.add_op(memref.StoreOp.get(result, buf, [chunk]))
     entry.add_op(func.ReturnOp())
     body_fn = func.FuncOp(body_name, (arg_types, []), Region(entry), visibility="private")
+    if inits:
+        par.erase()  # the copy's ops now live in the chunk function
 
+    # -- the wrapper: one chunk (chunk 0) here; the pool's chunk count once lowered
     wrapper_entry = Block(arg_types=arg_types)
+    w_lo = wrapper_entry.args[0]
+    w_zero = arith.ConstantOp(IntegerAttr(0, index))
+    w_one = arith.ConstantOp(IntegerAttr(1, index))
     wrapper_entry.add_ops([
-        func.CallOp(body_name, list(wrapper_entry.args), []),
-        func.ReturnOp(),
+        w_zero, w_one,
+        func.CallOp(body_name, [w_lo, wrapper_entry.args[1], w_zero.result,
+                                *wrapper_entry.args[3:]], []),
+        func.ReturnOp(w_one.result),
     ])
     wrapper = func.FuncOp(
-        dispatch_name, (arg_types, []), Region(wrapper_entry), visibility="private"
+        dispatch_name, (arg_types, [index]), Region(wrapper_entry), visibility="private"
     )
     module.body.block.add_ops([body_fn, wrapper])
 
-    call_args = [zero, counts[0], *passed]
-    dispatch = scf.IfOp(
-        big,
-        [],
-        [func.CallOp(dispatch_name, call_args, []), scf.YieldOp()],
-        [func.CallOp(body_name, call_args, []), scf.YieldOp()],
-    )
-    Rewriter.insert_op([*pre, dispatch], InsertPoint.before(par))
-    Rewriter.erase_op(par)
+    if not inits:
+        call_args = [zero, counts[0], zero, *passed]
+        dispatch = scf.IfOp(
+            big,
+            [],
+            [func.CallOp(dispatch_name, call_args, [index]), scf.YieldOp()],
+            [func.CallOp(body_name, call_args, []), scf.YieldOp()],
+        )
+        Rewriter.insert_op(dispatch, InsertPoint.before(original))
+        Rewriter.erase_op(original)
+        return
+
+    # -- reductions: partials per chunk, combined in chunk order from the init values
+    then = Block()
+    bufs = [memref.AllocOp.get(v.type, shape=[MAX_CHUNKS]) for v in inits]
+    then.add_ops(bufs)
+    n_chunks = func.CallOp(dispatch_name, [zero, counts[0], zero, *bufs, *passed], [index])
+    then.add_op(n_chunks)
+    fold_block = Block(arg_types=[index, *(v.type for v in inits)])
+    kk, *facc = fold_block.args
+    folded = []
+    for region, acc, buf in zip(reduce_op.reductions, facc, bufs, strict=True):
+        load = memref.LoadOp.get(buf, [kk])
+        fold_block.add_op(load)
+        folded.append(_combine(fold_block, region, acc, load.res))
+    fold_block.add_op(scf.YieldOp(*folded))
+    fold = scf.ForOp(zero, n_chunks.res[0], one, inits, fold_block)
+    then.add_op(fold)
+    then.add_ops([memref.DeallocOp.get(b) for b in bufs])
+    then.add_op(scf.YieldOp(*fold.results))
+    dispatch = scf.IfOp(big, [v.type for v in inits], Region(then), Region(Block()))
+    Rewriter.insert_op(dispatch, InsertPoint.before(original))
+    for old, new in zip(original.results, dispatch.results, strict=True):
+        old.replace_all_uses_with(new)
+    original.detach()
+    else_block = dispatch.false_region.block
+    else_block.add_ops([original, scf.YieldOp(*original.results)])
 
 
 class OutlineParallelLoopsCpuPass(ModulePass):
