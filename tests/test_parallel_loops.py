@@ -242,6 +242,37 @@ def test_bounds_check_in_a_parallel_body_is_reported_as_serially(threads2) -> No
     np.testing.assert_array_equal(y, x)
 
 
+def test_pool_works_in_a_forked_child(threads2) -> None:
+    import os  # noqa: PLC0415
+
+    x = np.linspace(-1.0, 1.0, N)
+    y = np.zeros(N)
+    args = (Forward, scale_into, Const, Const(x), Duplicated(y, np.zeros(N)))
+    autodiff(*args)  # the parent's workers exist now
+    pid = os.fork()
+    if pid == 0:  # the child: its pool starts afresh instead of waiting on dead threads
+        try:
+            y[:] = 0.0
+            autodiff(*args)
+            os._exit(0 if np.array_equal(y, np.sin(x) * 2.0 + x) else 1)
+        finally:
+            os._exit(2)
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    deadline = time.monotonic() + 60.0
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:  # hung on workers that do not exist
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child's parallel loop hung")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_threads_setting_is_validated() -> None:
     with pytest.raises(ValueError, match="threads must be a positive int"):
         iz.config(threads=0)

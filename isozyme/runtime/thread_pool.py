@@ -42,6 +42,7 @@ The thread count is read from :func:`isozyme.config.threads` on every dispatch.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from collections.abc import Callable
 
@@ -115,6 +116,15 @@ class _Pool:
 
 
 _POOL = _Pool()
+
+
+def _reset_after_fork() -> None:
+    # A forked child has none of the parent's worker threads: start afresh.
+    global _POOL
+    _POOL = _Pool()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _run_chunk(fn: Callable[..., None], ctx: int, lo: int, hi: int, status: int | None,
