@@ -44,6 +44,7 @@ from isozyme.abi import ENTRY_PREFIX, HELPER_PREFIX
 from isozyme.compiler.lowering._common import LIBM_PREFIX
 from isozyme.compiler.lowering.translate import translate_to_llvm_ir
 from isozyme.runtime.entry_callable import make_entry_callable
+from isozyme.runtime.heap import keep_freed_memory
 from isozyme.runtime.marshal import (
     MemrefSpec,
     descriptor_struct,
@@ -136,6 +137,7 @@ def _create_jit() -> None:
     with _JIT_LOCK:  # two threads' first compilations must not create two engines
         if _JIT_INSTANCE is None:
             _JIT_INSTANCE = _JIT()
+            keep_freed_memory()  # a call's tape reuses the previous call's pages
 
 
 def release_freed_code() -> int:
