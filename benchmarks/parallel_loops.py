@@ -5,8 +5,11 @@
 
 Workloads: the three of ``benchmarks/arrays.py`` (rosenbrock n = 10**6, heat n = 10**4 x
 100 steps, GMM d = 10, k = 25, n = 1000; loop form, primal and gradient) and one
-elementwise whole-array function (``y[:] = sin(x) * 2 + x``, n = 10**6, primal and
-gradient), whose loops are ``scf.parallel``.
+elementwise whole-array function (``y[:] = sin(x) * 2 + x``, n = 10**6) and Rosenbrock's
+whole-array form (``np.sum`` of slices, n = 10**6; a reduction), primal and gradient,
+whose loops are ``scf.parallel``.  Also the cost of one dispatch: the elementwise
+function at n = 1000 compiled with the work threshold at 0, so that its loop always goes
+through the pool.
 
 Each function is compiled once with ``isozyme.config(threads=2)``.  The pool reads its
 thread count when it dispatches, so the same compiled code is timed with 1 and with 2
@@ -106,6 +109,13 @@ def cases() -> list[tuple[str, str, tuple, Callable[[], object]]]:
     out += [("gmm", "primal", gp, lambda: iz.autodiff(*gp)),
             ("gmm", "gradient", gg, lambda: iz.autodiff(*gg))]
 
+    vx = rng.uniform(-1.0, 1.0, W.ROSEN_N)
+    vdx = np.zeros_like(vx)
+    vp = (iz.ForwardWithPrimal, W.rosenbrock_vec, iz.Const, iz.Const(vx))
+    vg = (iz.Reverse, W.rosenbrock_vec, iz.Active, iz.Duplicated(vx, vdx))
+    out += [("rosenbrock, whole-array form", "primal", vp, lambda: iz.autodiff(*vp)),
+            ("rosenbrock, whole-array form", "gradient", vg, lambda: iz.autodiff(*vg))]
+
     ex = rng.uniform(size=W.ROSEN_N)
     ey, edx, edy = np.zeros_like(ex), np.zeros_like(ex), np.ones_like(ex)
     ep = (iz.Forward, elementwise, iz.Const, iz.Const(ex), iz.Duplicated(ey, np.zeros_like(ex)))
@@ -113,6 +123,40 @@ def cases() -> list[tuple[str, str, tuple, Callable[[], object]]]:
     out += [("elementwise (whole-array)", "primal", ep, lambda: iz.autodiff(*ep)),
             ("elementwise (whole-array)", "gradient", eg, lambda: iz.autodiff(*eg))]
     return out
+
+
+def dispatch_cost(repeat: int) -> tuple[float, float, float]:
+    """Per-call time (us) of the elementwise function at n = 1000: compiled without the
+    pool (threads=1), then forced through the pool with 1 and with 2 threads."""
+    from isozyme.compiler.lowering import outline_parallel_loops_cpu as O  # noqa: PLC0415
+
+    x = np.linspace(0.0, 1.0, 1000)
+    a = (iz.Forward, elementwise, iz.Const, iz.Const(x),
+         iz.Duplicated(np.zeros(1000), np.zeros(1000)))
+
+    def best() -> float:
+        return min(timeit.repeat(lambda: iz.autodiff(*a), number=2000, repeat=repeat)) / 2000 * 1e6
+
+    old = iz.config(threads=1)
+    saved = O.MIN_PARALLEL_WORK
+    try:
+        iz.autodiff(*a)
+        serial = best()
+        iz.config(threads=2)
+        O.MIN_PARALLEL_WORK = 0  # read when the loop is outlined: this compilation only
+        iz.autodiff(*a)
+        O.MIN_PARALLEL_WORK = saved
+        one = two = float("inf")
+        for _ in range(3):
+            _set_runtime_threads(1)
+            one = min(one, best())
+            _set_runtime_threads(2)
+            two = min(two, best())
+    finally:
+        O.MIN_PARALLEL_WORK = saved
+        iz.config(**old)
+        iz.clear_cache()  # no code compiled with the threshold at 0 is kept
+    return serial, one, two
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     finally:
         iz.config(**old)
+    serial, one, two = dispatch_cost(args.repeat)
+    print(f"dispatch cost: no pool {serial:.1f} us, pool with 1 thread {one:.1f} us, "
+          f"with 2 threads {two:.1f} us", flush=True)
 
     info = machine()
     load = os.getloadavg()
@@ -167,12 +214,18 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {kind} | {loops} | {t1:.3f} | {t2:.3f} | {r:.2f}x |")
     lines += [
         "",
+        "Cost of a dispatch (elementwise function, n = 1000, about 1 us of work, loop "
+        "forced through the pool): "
+        f"{serial:.1f} us per call without the pool, {one:.1f} us through the pool with "
+        f"1 thread (the ctypes callback: +{one - serial:.1f} us), {two:.1f} us with 2 "
+        f"threads (waking a worker and waiting for it: +{two - serial:.1f} us).",
+        "",
         "Why the three array workloads do not speed up: their loops are written "
         "`for i in range(...)` (sequential `scf.for`). Rosenbrock's and GMM's outer "
         "loops carry a sum (a reduction); the heat stencil's loops are parallel in "
         "substance but `scf.for`, and each has 10^4 iterations (~5 us of work), less "
         "than one dispatch costs. The pool takes `scf.parallel` loops (`prange`, "
-        "whole-array numpy) without reductions; the elementwise row shows it at work.",
+        "whole-array numpy, 1-D reductions); the whole-array rows show it at work.",
         "",
     ]
     text = "\n".join(lines)
