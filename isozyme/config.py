@@ -12,6 +12,11 @@ already running in another thread finishes with the code it started with).
 process): the CPU target runs the outermost parallel loops (``scf.parallel``) on that
 many threads (``runtime/thread_pool.py``).  ``threads=1`` compiles and runs every loop
 serially, as without the setting.
+
+``disk_cache`` (default on; ``ISOZYME_DISK_CACHE=0`` turns it off for the process):
+compiled CPU code is stored on disk (``$ISOZYME_CACHE_DIR``, see
+:mod:`isozyme.runtime.disk_cache`) and a later process loads it instead of compiling.
+Changing it does not empty the compile cache.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ def _env_threads() -> int:
 _SETTINGS: dict[str, bool | int] = {
     "boundscheck": _env_flag("ISOZYME_BOUNDSCHECK", True),
     "threads": _env_threads(),
+    "disk_cache": _env_flag("ISOZYME_DISK_CACHE", True),
 }
 
 
@@ -63,8 +69,14 @@ def threads() -> int:
     return int(_SETTINGS["threads"])
 
 
+def disk_cache() -> bool:
+    """Whether compiled CPU code is stored and looked up on disk (see :func:`config`)."""
+    return bool(_SETTINGS["disk_cache"])
+
+
 def config(
-    *, boundscheck: bool | None = None, threads: int | None = None
+    *, boundscheck: bool | None = None, threads: int | None = None,
+    disk_cache: bool | None = None,
 ) -> dict[str, bool | int]:
     """Change isozyme's global settings; return the previous ones.
 
@@ -79,6 +91,11 @@ def config(
     A loop runs in parallel when it has enough work (trip count times body size) and
     its iterations cannot race (a reverse-mode loop that accumulates into a shared
     shadow with atomics stays serial).  ``threads=1`` runs everything serially.
+
+    ``disk_cache``: store compiled CPU code on disk and load it in later processes
+    (default on; ``ISOZYME_DISK_CACHE=0``; the directory is ``$ISOZYME_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/isozyme``, else ``~/.cache/isozyme``).  Changing it keeps the
+    compile cache.
 
     Changing a setting empties the compile cache, so every function is traced again
     with the new setting.  The previous settings come back so that they can be
@@ -98,6 +115,12 @@ def config(
             if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
                 raise ValueError(f"threads must be a positive int, got {threads!r}")
             _SETTINGS["threads"] = threads
-        if _SETTINGS != previous:
+        if disk_cache is not None:
+            if not isinstance(disk_cache, bool):
+                raise TypeError(f"disk_cache must be a bool, got {disk_cache!r}")
+            _SETTINGS["disk_cache"] = disk_cache
+        # Code does not depend on where it is cached: only other settings empty the cache.
+        if {k: v for k, v in _SETTINGS.items() if k != "disk_cache"} != {
+                k: v for k, v in previous.items() if k != "disk_cache"}:
             api.clear_cache()
     return previous
