@@ -18,6 +18,14 @@ optimisation every defined function except the C entry points becomes ``internal
 (this also lets O3 inline and delete them) and each entry ``_iz_entry_f`` is renamed
 ``_iz_entry_f.<n>`` with a per-module number ``n``.
 
+With the disk cache on (:mod:`isozyme.runtime.disk_cache`, CPU target), a module goes
+into the engine as object code instead: :func:`compile_llvm_module` emits the optimized
+module's object (stored for later processes) and adds it with ``add_object_file``; a
+cache hit adds the stored object (:func:`load_cached`).  Entries of such code are named
+after the sha256 of the translated IR, ``_iz_entry_f.<hash>``, the same in every process;
+an object is added to an engine once (:data:`_OBJECTS`), and MCJIT cannot remove an
+object, so its memory returns when the engine is disposed of (no module left).
+
 Calling an entry point from Python is :meth:`CompiledModule.entry`, built from
 :mod:`isozyme.runtime.marshal` (argument types, memref descriptors),
 :mod:`isozyme.runtime.entry_callable` (the generated callables) and
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
 import itertools
 import threading
 import weakref
@@ -63,6 +72,7 @@ __all__ = [
     "compile_llvm_module",
     "descriptor_struct",
     "host_target_triple",
+    "load_cached",
     "make_entry_callable",
     "memref_spec",
     "release_freed_code",
@@ -123,7 +133,11 @@ _JIT_LOCK = threading.RLock()
 #: LLVM modules whose CompiledModule was garbage collected, to remove from the engine.
 #: Appended to by finalizers (any thread, any time: list.append is atomic), emptied
 #: under _JIT_LOCK.
-_FREED: list[llb.ModuleRef] = []
+_FREED: list[llb.ModuleRef | None] = []
+#: Object code added to the current engine, by IR hash: its entry symbols -> addresses.
+#: An object stays in MCJIT until the engine is disposed of (release_freed_code), so
+#: the same code is added once and its addresses reused.  Used under _JIT_LOCK.
+_OBJECTS: dict[str, dict[str, int]] = {}
 
 
 def _jit() -> _JIT:
@@ -157,13 +171,15 @@ def release_freed_code() -> int:
             return 0
         while _FREED:
             mod = _FREED.pop()
-            jit.engine.remove_module(mod)
-            mod.close()
+            if mod is not None:  # None: object code, which only the engine's end frees
+                jit.engine.remove_module(mod)
+                mod.close()
             n += 1
         jit.live -= n
         if jit.live == 0:
             jit.engine.close()
             _JIT_INSTANCE = None
+            _OBJECTS.clear()
     _trim_malloc()
     return n
 
@@ -201,7 +217,8 @@ class CompiledModule:
     llvm_ir_optimized: str
     #: entry-point name in the source (``_iz_entry_f``) -> native address.
     entry_addresses: dict[str, int]
-    _module: llb.ModuleRef = field(repr=False)
+    #: None for code added as an object file (disk cache), which has no module.
+    _module: llb.ModuleRef | None = field(repr=False)
     #: The run-time checks' ``(kind, message, n_values)`` by id - 1 (``isz.check``).
     checks: tuple[tuple[str, str, int], ...] = ()
     #: Wraps each entry callable (a GPU executor's per-call set-up: device, stream,
@@ -299,7 +316,7 @@ def _check_symbols(mod: llb.ModuleRef) -> None:
         )
 
 
-def _link_libm(mod: llb.ModuleRef, uid: int) -> None:
+def _link_libm(mod: llb.ModuleRef, uid: int | str) -> None:
     """Give the libm functions the lowering declared as ``__iz_libm_<name>``
     (:data:`LIBM_PREFIX`) their libm names, so that LLVM knows them (attributes,
     constant folding) and MCJIT resolves them from libm.  A function of the module
@@ -338,14 +355,18 @@ def compile_llvm_ir(
 
 
 def _compile_locked(
-    jit: _JIT, llvm_ir: str, globals_: Mapping[str, int]
+    jit: _JIT, llvm_ir: str, globals_: Mapping[str, int], ir_hash: str | None = None,
+    on_object: Callable[[bytes, dict[str, str]], None] | None = None,
 ) -> CompiledModule:
+    """Parse, optimise and add ``llvm_ir`` to ``jit``'s engine.  With ``ir_hash`` (the
+    disk cache), entries are named ``<entry>.<ir_hash>`` and the module goes in as
+    object code, handed to ``on_object(object, {entry: symbol})`` first."""
     with phase("llvm/parse", "llvm-translate"):
         mod = llb.parse_assembly(llvm_ir)
         mod.triple = jit.triple
         mod.data_layout = jit.data_layout
         mod.verify()
-    uid = jit.next_module_id()
+    uid: int | str = jit.next_module_id() if ir_hash is None else ir_hash
     _link_libm(mod, uid)
     for value in (*mod.global_variables, *mod.functions):
         if value.name in globals_ and value.is_declaration:
@@ -367,6 +388,14 @@ def _compile_locked(
     mod.verify()
     optimized = str(mod)
     _check_symbols(mod)
+    if ir_hash is not None:
+        with phase("llvm/codegen", "codegen"):
+            obj = jit.target_machine.emit_object(mod)
+        mod.close()
+        if on_object is not None:
+            on_object(obj, renamed)
+        addresses = _add_object_locked(jit, ir_hash, obj, renamed)
+        return CompiledModule(llvm_ir, optimized, addresses, None)
     with phase("llvm/codegen", "codegen"):
         jit.engine.add_module(mod)
         jit.live += 1
@@ -377,20 +406,68 @@ def _compile_locked(
     return CompiledModule(llvm_ir, optimized, addresses, mod)
 
 
+def _add_object_locked(
+    jit: _JIT, ir_hash: str, obj: bytes, entries: Mapping[str, str]
+) -> dict[str, int]:
+    """Add object code to ``jit``'s engine once per IR hash; return the addresses of
+    its entries by source name."""
+    symbols = _OBJECTS.get(ir_hash)
+    if symbols is None:
+        with phase("llvm/load-object", "codegen"):
+            jit.engine.add_object_file(llb.ObjectFileRef.from_data(obj))
+            jit.engine.finalize_object()
+            symbols = {s: jit.engine.get_function_address(s) for s in entries.values()}
+        if not all(symbols.values()):
+            missing = sorted(s for s, a in symbols.items() if not a)
+            raise RuntimeError(f"isozyme runtime: object code lacks entries {missing}")
+        _OBJECTS[ir_hash] = symbols
+    jit.live += 1  # (released as a None in _FREED)
+    return {old: symbols[new] for old, new in entries.items()}
+
+
 def compile_llvm_module(
-    module: ModuleOp, globals_: Mapping[str, int] | None = None
+    module: ModuleOp, globals_: Mapping[str, int] | None = None,
+    cache_key: str | None = None,
 ) -> CompiledModule:
     """JIT an ``llvm``-stage module (the output of ``lower_to_llvm``); ``globals_`` as
-    for :func:`compile_llvm_ir`."""
+    for :func:`compile_llvm_ir`.  With ``cache_key`` (a disk cache front key, see
+    :mod:`isozyme.runtime.disk_cache`) the object code is stored under that key."""
     from isozyme.compiler.lowering.convert_check_to_llvm import check_table  # noqa: PLC0415
 
     with phase("llvm/setup", "codegen"):  # the engine, on the first compilation
         triple = host_target_triple()
     with phase("llvm/translate", "llvm-translate"):
         llvm_ir = translate_to_llvm_ir(module, triple)
-    compiled = compile_llvm_ir(llvm_ir, globals_)
-    compiled.checks = check_table(module)
+    checks = check_table(module)
+    if cache_key is None or globals_:
+        compiled = compile_llvm_ir(llvm_ir, globals_)
+        compiled.checks = checks
+        return compiled
+    from isozyme.runtime import disk_cache  # noqa: PLC0415
+
+    ir_hash = hashlib.sha256(llvm_ir.encode()).hexdigest()[:32]
+
+    def store(obj: bytes, entries: dict[str, str]) -> None:
+        with phase("disk-cache/store", "runtime"):
+            disk_cache.store(
+                cache_key, disk_cache.CachedCode(ir_hash, obj, dict(entries), checks)
+            )
+
+    release_freed_code()
+    with _JIT_LOCK:
+        compiled = _compile_locked(_jit(), llvm_ir, {}, ir_hash, store)
+    compiled.checks = checks
     return compiled
+
+
+def load_cached(code: Any) -> CompiledModule:
+    """Load a disk cache entry's object code (a
+    :class:`isozyme.runtime.disk_cache.CachedCode`) without compiling; its
+    ``llvm_ir`` texts are empty (the cache is not used when stages are printed)."""
+    release_freed_code()
+    with _JIT_LOCK:
+        addresses = _add_object_locked(_jit(), code.ir_hash, code.obj, code.entries)
+    return CompiledModule("", "", addresses, None, checks=code.checks)
 
 
 def llvm_ir_stages(module: ModuleOp) -> tuple[str, str]:
