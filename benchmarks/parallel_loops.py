@@ -137,7 +137,8 @@ def dispatch_cost(repeat: int) -> tuple[float, float, float]:
     def best() -> float:
         return min(timeit.repeat(lambda: iz.autodiff(*a), number=2000, repeat=repeat)) / 2000 * 1e6
 
-    old = iz.config(threads=1)
+    # The disk cache keys on the traced IR, not on the threshold: keep this code out of it.
+    old = iz.config(threads=1, disk_cache=False)
     saved = O.MIN_PARALLEL_WORK
     try:
         iz.autodiff(*a)

@@ -273,6 +273,33 @@ def test_pool_works_in_a_forked_child(threads2) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+def test_code_loaded_from_the_disk_cache_dispatches(tmp_path) -> None:
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    code = (
+        "import numpy as np, isozyme as iz\n"
+        "from isozyme.runtime import thread_pool as tp\n"
+        "from tests.test_parallel_loops import N, scale_into\n"
+        "x = np.linspace(-1.0, 1.0, N); y = np.zeros(N)\n"
+        "tp.chunk_log = []\n"
+        "iz.autodiff(iz.Forward, scale_into, iz.Const, iz.Const(x),"
+        " iz.Duplicated(y, np.zeros(N)))\n"
+        "print(np.array_equal(y, np.sin(x) * 2.0 + x), len({t for t, _, _ in tp.chunk_log}))\n"
+    )
+    env = dict(os.environ, ISOZYME_CACHE_DIR=str(tmp_path), ISOZYME_THREADS="2",
+               ISOZYME_DISK_CACHE="1", ISOZYME_TIMINGS="1")
+    root = Path(__file__).resolve().parents[1]
+    for compiled in (True, False):  # compiles and stores, then loads the object code
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split() == ["True", "2"]
+        assert ("llvm/optimize" in out.stderr) is compiled, out.stderr[-2000:]
+
+
 def test_threads_setting_is_validated() -> None:
     with pytest.raises(ValueError, match="threads must be a positive int"):
         iz.config(threads=0)
