@@ -67,22 +67,15 @@ def test_stages_per_target() -> None:
 
 
 def test_cpu_target_passes_start_with_parallel_to_for() -> None:
-    old = iz.config(threads=1)
-    try:
-        names = [p.name for p in CpuTarget().lowering_passes()]
-        assert names[0] == "convert-parallel-to-for"
-        assert names[-1] == "add-c-entry-points"
-        # with a worker pool the outermost parallel loops are outlined first, and
-        # their dispatch is lowered once the check status arguments exist
-        iz.config(threads=2)
-        names = [p.name for p in CpuTarget().lowering_passes()]
-        assert names[:2] == ["outline-parallel-loops-cpu", "convert-parallel-to-for"]
-        i = names.index
-        assert i("convert-isz-check-to-llvm") < i("convert-parallel-dispatch-to-llvm") \
-            < i("add-c-entry-points")
-        assert "outline-parallel-loops-cpu" not in CpuTarget().lowering_specs()
-    finally:
-        iz.config(**old)
+    names = [p.name for p in CpuTarget().lowering_passes()]
+    # the worker pool's outlining first (it does nothing with threads=1), and its
+    # dispatch lowered once the check status arguments exist
+    assert names[:2] == ["outline-parallel-loops-cpu", "convert-parallel-to-for"]
+    assert names[-1] == "add-c-entry-points"
+    i = names.index
+    assert i("convert-isz-check-to-llvm") < i("convert-parallel-dispatch-to-llvm") \
+        < i("add-c-entry-points")
+    assert "outline-parallel-loops-cpu" not in CpuTarget().lowering_specs()
 
 
 def test_gpu_host_passes() -> None:

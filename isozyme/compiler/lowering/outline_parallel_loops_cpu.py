@@ -11,21 +11,22 @@ the pass emits, in place of the loop::
     %n0 = max(0, ceildiv(ub0 - lb0, s0))            // trip count of each dimension
     %work = n0 * n1 * <ops of the body>     // nested loops: ops x their trip counts
     scf.if (%work >= MIN_PARALLEL_WORK) {
-      func.call @__iz_pardispatch_f_k(%c0, %n0, <live-ins>)   // the pool runs chunks
+      func.call @__iz_pardispatch_f_k(%c0, %n0, %c0, <live-ins>)   // the pool runs chunks
     } else {
-      func.call @__iz_par_f_k(%c0, %n0, <live-ins>)           // serially, as before
+      func.call @__iz_par_f_k(%c0, %n0, %c0, <live-ins>)           // serially
     }
 
 and two private functions::
 
-    func.func private @__iz_par_f_k(%lo: index, %hi: index, <live-ins>) {
+    func.func private @__iz_par_f_k(%lo: index, %hi: index, %chunk: index, <live-ins>) {
       scf.for %t = %lo to %hi step 1 {
         %i = lb0 + t * s0
         scf.parallel (%j) = (%lb1) to (%ub1) step (%s1) { body }   // (1-D: body alone)
       }
     }
-    func.func private @__iz_pardispatch_f_k(%lo, %hi, <live-ins>) {
-      func.call @__iz_par_f_k(%lo, %hi, <live-ins>)
+    func.func private @__iz_pardispatch_f_k(%lo, %hi, %chunk, <live-ins>) -> index {
+      func.call @__iz_par_f_k(%lo, %hi, %c0, <live-ins>)
+      func.return %c1            // chunks run
     }
 
 The live-ins are the values defined outside the loop and used inside it (bounds of the
@@ -36,13 +37,24 @@ inner dimensions, ``lb0`` and ``s0`` included), in the order of first use; an
 a call of the pool's ``__iz_parallel_for``.  Only the first dimension is split into
 chunks; the others stay an ``scf.parallel`` that ``convert-parallel-to-for`` nests.
 
+**Reductions** (``scf.reduce`` with operands; 1-D loops whose reduce regions each combine
+with one op that has an identity: ``addf``, ``mulf``, ``maximumf``, ``minimumf``, the
+integer ones): the chunk function also takes its chunk index ``%chunk`` and one
+``memref<MAX_CHUNKS x T>`` of partials per reduction; it reduces its range from the
+identity and stores the result at ``[%chunk]``.  The wrapper returns how many chunks ran
+(one, until lowered); the caller combines the partials in chunk order starting from the
+loop's init values, with the reduce region's op.  The serial path keeps the original
+loop, so below the threshold its sum is bit-identical to the serial code.
+
 A loop stays as it is (serial) when running its iterations at once could race or could
-not be outlined: reductions (``scf.reduce`` with operands: their order of combination
-is the serial one on the CPU), ``memref.atomic_rmw`` (the reverse of a parallel loop
+not be outlined: other reductions, ``memref.atomic_rmw`` (the reverse of a parallel loop
 whose iterations accumulate into a shared shadow), calls (a host callback or a function
 with side effects) and ``enzyme`` cache ops.
 
-The CPU target runs this pass first, when ``isozyme.config(threads=N)`` has ``N > 1``.
+The CPU target runs this pass first. It reads ``isozyme.config(threads=N)`` when it runs
+(the setting is part of every compilation, like ``boundscheck``, and changing it empties
+the compile cache): with ``N == 1`` it leaves the module unchanged, so ``threads=1``
+compiles exactly the serial code.
 """
 
 from __future__ import annotations
@@ -62,6 +74,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from isozyme.compiler.analysis.reductions import combining_kind
+from isozyme.config import threads as configured_threads
 
 #: Prefix of the outlined body functions, ``@__iz_par_<f>_<k>``.
 BODY_PREFIX = "__iz_par_"
@@ -366,7 +379,9 @@ class OutlineParallelLoopsCpuPass(ModulePass):
     name = "outline-parallel-loops-cpu"
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
-        """Rewrite every function of ``op`` in place."""
+        """Rewrite every function of ``op`` in place (nothing with ``threads=1``)."""
+        if configured_threads() <= 1:
+            return
         for fn in [f for f in op.ops if isinstance(f, func.FuncOp)]:
             if fn.sym_name.data.startswith((BODY_PREFIX, DISPATCH_PREFIX)):
                 continue

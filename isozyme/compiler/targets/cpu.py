@@ -1,7 +1,7 @@
 """The ``cpu`` target: the module lowered to the ``llvm`` dialect, for LLVM's JIT.
 
-Stage ``llvm``: with ``isozyme.config(threads=N)``, ``N > 1``, ``outline-parallel-loops-cpu``
-first (see :meth:`CpuTarget.lowering_passes`); ``convert-parallel-to-for`` (``scf.parallel`` as ``scf.for`` nests,
+Stage ``llvm``: ``outline-parallel-loops-cpu`` first (with ``isozyme.config(threads=N)``,
+``N > 1``; see :meth:`CpuTarget.lowering_passes`); ``convert-parallel-to-for`` (``scf.parallel`` as ``scf.for`` nests,
 atomics as plain read-modify-writes), ``split-accumulations`` (for the loops that
 were parallel adjoints), then :data:`LLVM_LOWERING_PASSES` (one pass per
 file of :mod:`isozyme.compiler.lowering`), after which only ``llvm`` ops are left. The artefact
@@ -17,7 +17,6 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from isozyme.config import threads as configured_threads
 from isozyme.compiler.lowering import apply_lowering
 from isozyme.compiler.passes.registry import pass_info
 from isozyme.compiler.targets import LLVMArtefact, OnStage, Target, build_target_passes
@@ -50,23 +49,19 @@ class CpuTarget(Target):
     stages = ("llvm",)
 
     def lowering_passes(self) -> Sequence[ModulePass]:
-        """``convert-parallel-to-for`` (the CPU runs parallel loops sequentially),
-        ``split-accumulations`` again (the adjoints of parallel loops are loops now, and
-        a loop per accumulation vectorizes), then :data:`LLVM_LOWERING`, built from
-        the pass registry (with the custom passes inserted around them).
-
-        With ``isozyme.config(threads=N)``, ``N > 1``: ``outline-parallel-loops-cpu``
-        first (the outermost race-free parallel loops become chunk functions) and
-        ``convert-parallel-dispatch-to-llvm`` after ``convert-isz-check-to-llvm`` (their
-        wrappers call the worker pool of ``runtime/thread_pool.py``)."""
+        """``outline-parallel-loops-cpu`` (the outermost race-free parallel loops become
+        chunk functions for the worker pool of ``runtime/thread_pool.py``; it does nothing
+        under ``isozyme.config(threads=1)``), ``convert-parallel-to-for`` (the rest run
+        sequentially), ``split-accumulations`` again (the adjoints of parallel loops are
+        loops now, and a loop per accumulation vectorizes), then :data:`LLVM_LOWERING`
+        with ``convert-parallel-dispatch-to-llvm`` after ``convert-isz-check-to-llvm``,
+        built from the pass registry (with the custom passes inserted around them)."""
         return build_target_passes(self.threaded_specs())
 
     def threaded_specs(self) -> tuple[str, ...]:
-        """:meth:`lowering_specs` with the worker-pool passes when ``threads > 1``
-        (the GPU targets' host programs reuse :meth:`lowering_specs` without them)."""
+        """:meth:`lowering_specs` with the worker-pool passes (the GPU targets' host
+        programs reuse :meth:`lowering_specs` without them)."""
         specs = self.lowering_specs()
-        if configured_threads() <= 1:
-            return specs
         at = specs.index("convert-isz-check-to-llvm") + 1
         return (
             "outline-parallel-loops-cpu",
