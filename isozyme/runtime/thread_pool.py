@@ -8,16 +8,17 @@ every loop::
 
     void tramp(void *ctx, int64_t lo, int64_t hi, int64_t *status, int64_t chunk)
 
-(``ctx``: a struct holding the loop's live-in values; ``status``: a check status record
+(``ctx``: the addresses of the loop's live-in values; ``status``: a check status record
 of ``n_slots`` 8-byte slots, or null when the body has no run-time check).  The compiled
 code then calls::
 
     int64_t __iz_parallel_for(tramp, ctx, lo, hi, status, n_slots)
 
-(it returns the number of chunks ``n``; chunk ``k`` of a loop with reductions wrote its
-partial results at index ``k`` of the loop's partials buffers, which the compiled code
-then combines in chunk order), which this module defines as a ``ctypes`` callback and binds in LLVM's symbol table
-(``llvmlite.binding.add_symbol``) when it is imported.
+which this module defines as a ``ctypes`` callback and binds in LLVM's symbol table
+(``llvmlite.binding.add_symbol``) when it is imported.  It returns the number of chunks
+``n`` (at most ``MAX_CHUNKS``); chunk ``k`` of a loop with reductions stores its partial
+results at index ``k`` of the loop's partials buffers, which the compiled code then
+combines in chunk order.
 
 **Why a Python pool.**  The dispatcher acquires the GIL, splits ``[lo, hi)`` into one
 contiguous chunk per thread, hands all chunks but the first to persistent worker threads
@@ -27,8 +28,9 @@ machine this costs about 17 us per dispatch, 50-60 us under load (thread wake-up
 against ~0 for a pthread pool written in LLVM IR, which would be much more code to own;
 the compiled code only calls the dispatcher when the loop has enough work
 (``MIN_PARALLEL_WORK`` of ``outline-parallel-loops-cpu``, tested inline before the
-call), so small loops (the heat
-stencil's 10^4-element steps) pay nothing.
+call), so small loops (the heat stencil's 10^4-element steps) pay nothing.  One dispatch
+runs at a time: a loop reached while the workers are busy (another Python thread's call)
+runs on its calling thread.
 
 **Checks.**  Each chunk gets its own status record; after every chunk has finished the
 record of the first chunk (in iteration order) that failed is copied into the caller's,
