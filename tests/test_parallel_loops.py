@@ -63,6 +63,10 @@ def prange_max_and_sum(x):
     return s + m
 
 
+def sum_squares_2d(a):
+    return np.sum(a * a)
+
+
 def gather_sum(x, idx, y):
     # y[i] reads x[idx[i]]: the adjoint scatters into dx[idx[i]] (atomics, may race)
     for i in prange(len(y)):
@@ -192,11 +196,47 @@ def test_reductions_run_in_chunks_combined_in_order(threads2) -> None:
     h = 1e-6
     fd = (sum_sin(x + h * v) - sum_sin(x - h * v)) / (2 * h)
     assert fd == pytest.approx(float(g @ v), rel=1e-6)
+    # a 2-D sum: chunks of rows, each row's inner loop reduced from the identity
+    threads2.clear()
+    a = x.reshape(200, -1)
+    got = autodiff(iz.ForwardWithPrimal, sum_squares_2d, Const, Const(a))[1]
+    assert sorted((lo, hi) for _, lo, hi in threads2) == [(0, 100), (100, 200)]
+    assert got == pytest.approx(float(np.sum(a * a)), rel=1e-12)
+    (ga,) = iz.gradient(Reverse, sum_squares_2d, a)
+    np.testing.assert_array_equal(ga, 2.0 * a)
     # a max and a sum in one prange loop (identities -inf and -0.0)
     threads2.clear()
     got = autodiff(iz.ForwardWithPrimal, prange_max_and_sum, Const, Const(x))[1]
     assert _threads_seen(threads2) == 2
     assert got == pytest.approx(float(x @ x + x.max()), rel=1e-12)
+
+
+def test_calls_from_two_python_threads_at_once(threads2) -> None:
+    # one call has the workers; a loop of the other runs on its own thread meanwhile
+    import threading  # noqa: PLC0415
+
+    rng = np.random.default_rng(4)
+    xs = [rng.standard_normal(N) for _ in range(2)]
+    outs = [np.zeros(N) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for _ in range(20):
+                outs[k][:] = 0.0
+                autodiff(Forward, scale_into, Const, Const(xs[k]),
+                         Duplicated(outs[k], np.zeros(N)))
+                np.testing.assert_array_equal(outs[k], np.sin(xs[k]) * 2.0 + xs[k])
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    autodiff(Forward, scale_into, Const, Const(xs[0]), Duplicated(outs[0], np.zeros(N)))
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert errors == []
 
 
 def test_threads_1_compiles_no_dispatch_and_never_calls_the_pool() -> None:

@@ -37,11 +37,12 @@ inner dimensions, ``lb0`` and ``s0`` included), in the order of first use; an
 a call of the pool's ``__iz_parallel_for``.  Only the first dimension is split into
 chunks; the others stay an ``scf.parallel`` that ``convert-parallel-to-for`` nests.
 
-**Reductions** (``scf.reduce`` with operands; 1-D loops whose reduce regions each combine
-with one op that has an identity: ``addf``, ``mulf``, ``maximumf``, ``minimumf``, the
-integer ones): the chunk function also takes its chunk index ``%chunk`` and one
+**Reductions** (``scf.reduce`` with operands whose reduce regions each combine with one
+op that has an identity: ``addf``, ``mulf``, ``maximumf``, ``minimumf``, the integer
+ones): the chunk function also takes its chunk index ``%chunk`` and one
 ``memref<MAX_CHUNKS x T>`` of partials per reduction; it reduces its range from the
-identity and stores the result at ``[%chunk]``.  The wrapper returns how many chunks ran
+identity (the inner dimensions' ``scf.parallel`` from the identity too, its results
+combined into the chunk's) and stores the result at ``[%chunk]``.  The wrapper returns how many chunks ran
 (one, until lowered); the caller combines the partials in chunk order starting from the
 loop's init values, with the reduce region's op.  The serial path keeps the original
 loop, so below the threshold its sum is bit-identical to the serial code.
@@ -206,11 +207,9 @@ def _identity(kind: str, t: Attribute) -> arith.ConstantOp | None:
 
 
 def _reductions_supported(par: scf.ParallelOp) -> bool:
-    """A 1-D loop whose reductions each combine with one op that has an identity."""
+    """Whether the reductions of ``par`` each combine with one op that has an identity."""
     reduce_op = par.body.block.last_op
     assert isinstance(reduce_op, scf.ReduceOp)
-    if len(par.lowerBound) != 1:
-        return False
     for region, v in zip(reduce_op.reductions, par.initVals, strict=True):
         kind = combining_kind(region)
         if kind is None or _identity(kind, v.type) is None:
@@ -298,15 +297,22 @@ def _outline(par: scf.ParallelOp, fn_name: str, k: int, module: builtin.ModuleOp
                                           strict=True)
         ]
     else:
+        # The other dimensions stay one parallel loop; its reductions start from the
+        # identities and its results combine into the chunk's accumulators.
         par.body.detach_block(body)
         inner = scf.ParallelOp(
             [mapping[v] for v in par.lowerBound[1:]],
             [mapping[v] for v in par.upperBound[1:]],
             [mapping[v] for v in par.step[1:]],
             Region(body),
+            identities,
         )
         loop_block.add_op(inner)
-        combined = []
+        combined = [
+            _combine(loop_block, region, acc, value)
+            for region, acc, value in zip(reduce_op.reductions, accs, inner.results,
+                                          strict=True)
+        ]
     loop_block.add_op(scf.YieldOp(*combined))
     chunk_loop = scf.ForOp(lo, hi, one_in.result, identities, loop_block)
     entry.add_op(chunk_loop)
