@@ -46,6 +46,7 @@ from xdsl.dialects.builtin import DYNAMIC_INDEX, IndexType, MemRefType, UnitAttr
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, OpResult, SSAValue
 from xdsl.rewriter import InsertPoint
 
+from isozyme.compiler.ad_rules import allocated_by
 from isozyme.compiler.ad_rules.registry import OpRule, lookup, recompute_policy
 from isozyme.compiler.analysis.buffers import buffers_written, root_buffer
 from isozyme.compiler.emitter import Emitter
@@ -153,11 +154,13 @@ class PrimalFetcher:
 
     Expects ``self.fn`` (the primal function), ``self.fwd_map`` (primal value ->
     forward-sweep clone), ``self.read_only`` (buffers nothing writes), ``self.entry``
-    (the derivative's entry block) and ``self.caches`` (caches to free at the end).
+    (the derivative's entry block), ``self.caches`` (caches to free at the end) and
+    ``self.shadow`` (primal buffer -> its shadows).
     """
 
     fn: object
     fwd_map: dict[SSAValue, SSAValue]
+    shadow: dict[SSAValue, tuple[SSAValue, ...]]
     read_only: set[SSAValue]
     entry: Block | None
     caches: list[SSAValue]
@@ -211,7 +214,9 @@ class PrimalFetcher:
     def _final_value(self, load: Operation) -> bool:
         """Whether ``load`` (a rule with ``recompute="load"``: operand 0 is the buffer)
         reads memory nothing writes afterwards: the reverse sweep runs after the whole
-        forward sweep, so the same load then gives the same value."""
+        forward sweep, so the same load then gives the same value.  The buffer is an
+        argument, or a local allocation of the entry block with a shadow (its free moves
+        after the reverse sweep: ``DeallocRule``; GMM's ``qdiag = exp(icf)`` table)."""
         top = load
         entry = self.fn.body.block  # type: ignore[attr-defined]
         while top.parent_block() is not entry:
@@ -219,8 +224,14 @@ class PrimalFetcher:
             assert parent is not None
             top = parent
         root = root_buffer(load.operands[0])
-        if not (isinstance(root, BlockArgument) and root.block is entry):
-            return False  # a local buffer may be freed, or reallocated, before then
+        shadowed_local = (
+            isinstance(root.owner, Operation)
+            and root.owner.parent_block() is entry
+            and allocated_by(root.owner) is not None
+            and root in self.shadow
+        )
+        if not (isinstance(root, BlockArgument) and root.block is entry) and not shadowed_local:
+            return False  # another local buffer may be freed, or reallocated, before then
         op: Operation | None = top
         while op is not None:
             if any(root_buffer(b) is root for b in buffers_written(op)):
