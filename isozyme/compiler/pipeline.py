@@ -77,6 +77,8 @@ STAGE_PIPELINES: dict[str, tuple[str, ...]] = {
         # cannot be raised stays multi-block for the lowering (strict=false).
         "lift-cf-to-scf{strict=false}",
         "inline{keep-ruled=true}",
+        # one SSA value per array size, so inlined helpers' broadcast views fold and fuse
+        "resolve-shaped-type-result-dims",
         "linalg-fuse-elementwise",
         "convert-linalg-to-parallel-loops",
         "lower-affine",

@@ -42,6 +42,9 @@ from isozyme.errors import IsozymeError
 _BUILTIN: dict[str, tuple[str, str, str]] = {
     # -- isozyme: before and after AD (isozyme.compiler.passes)
     "inline": ("isozyme.compiler.passes.inline", "InlinePass", "isozyme"),
+    "resolve-shaped-type-result-dims": (
+        "isozyme.compiler.passes.resolve_shaped_dims", "ResolveShapedTypeResultDimsPass",
+        "isozyme"),
     "linalg-fuse-elementwise": (
         "isozyme.compiler.passes.fuse_elementwise", "FuseElementwisePass", "isozyme"),
     "convert-linalg-to-parallel-loops": (
