@@ -265,3 +265,32 @@ def test_two_writers_at_once_then_a_second_process_hits(tmp_path):
     assert second["stats"]["hits"] == 1 and second["stats"]["rejected"] == 0
     assert second["grad"] == first[0]["grad"]  # the same code, the same numbers
     np.testing.assert_allclose(second["other"], [X[1] * 7.0, X[0] * 7.0, 0, 0, 0])
+
+
+def test_user_rules_and_custom_passes_are_not_cached(cache, pipeline_runs):
+    """Their Python code runs after tracing and is part of no key."""
+    import math
+
+    from isozyme import rules
+    from isozyme.compiler.pipeline import extra_passes
+
+    def h(x):
+        return math.sin(x)
+
+    rules.easy_rule(h, lambda x: (3.0 * math.cos(x),))  # three times the true derivative
+
+    def f(x):
+        return h(x) * 2.0
+
+    ((d1,),) = autodiff(Reverse, f, Active(0.4))
+    assert d1 == pytest.approx(6.0 * math.cos(0.4), rel=1e-12)
+    assert entries(cache) == []
+
+    def g(x):
+        return x * x
+
+    with extra_passes("dce", after="simplified"):
+        autodiff(Reverse, g, Active(1.5))
+    assert entries(cache) == []
+    autodiff(Reverse, make(1.0), Active, Duplicated(X, np.zeros_like(X)))
+    assert len(entries(cache)) == 1  # (and cached otherwise)

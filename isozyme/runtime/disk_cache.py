@@ -7,9 +7,10 @@ the :func:`environment_key` (isozyme's version and a hash of its own source file
 an edited checkout never runs stale code; xDSL, llvmlite and LLVM versions; host CPU
 name, features and triple; this file format's version).  The pipeline's spelling is
 covered by the source hash and the settings (the stage pipelines are isozyme code,
-the target's pass list depends only on ``config``); a compilation with active custom
-passes (:func:`isozyme.compiler.pipeline.extra_passes`) is not cached, since the code
-of a user's pass is not part of any key.
+the target's pass list depends only on ``config``).  Not cached, since user code that
+runs after tracing is part of no key: a compilation with active custom passes
+(:func:`isozyme.compiler.pipeline.extra_passes`), and a module calling a function with
+a user rule (``isozyme.rules``: AD calls the rule's Python code to build it).
 
 An entry holds the object code of the optimized LLVM module (``emit_object``), the
 sha256 of the translated LLVM IR (the code's content address: entry symbols are
@@ -39,6 +40,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from isozyme.compiler.ad_rules.registry import RULE_ATTR
 
 #: Bumped whenever the layout or the meaning of an entry changes.
 FORMAT_VERSION = 1
@@ -158,12 +161,15 @@ def front_key(module: Any, target: str) -> str | None:
 
     if custom_passes_key():
         return None  # a user's pass code is part of no key
+    text = str(module)
+    if RULE_ATTR in text:
+        return None  # nor is a user rule's, which AD runs (conservative: any mention)
     settings = {k: v for k, v in _SETTINGS.items() if k != "disk_cache"}
     env = {k: v for k, v in os.environ.items()
            if k.startswith("ISOZYME_") and k not in _ENV_IGNORED}
     h = hashlib.sha256()
     for part in (environment_key(), target, json.dumps(settings, sort_keys=True),
-                 json.dumps(env, sort_keys=True), str(module)):
+                 json.dumps(env, sort_keys=True), text):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
