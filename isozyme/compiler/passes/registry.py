@@ -4,7 +4,7 @@ One table (:data:`_BUILTIN`) maps each MLIR-style pass name to the module and cl
 that implement it: isozyme's own passes (:mod:`isozyme.compiler.passes`), the lowering
 to the ``llvm`` dialect (:mod:`isozyme.compiler.lowering`), the GPU targets' passes
 (:mod:`isozyme.compiler.gpu`, :mod:`isozyme.compiler.targets`) and the xDSL passes the
-pipeline uses (``canonicalize``, ``cse``, ``dce``, ``licm``, ``lower-affine``). Classes
+pipeline uses (``canonicalize``, ``dce``, ``licm``, ``lower-affine``). Classes
 are imported on first use, so importing the registry imports no pass.
 
 The pipeline (:data:`isozyme.compiler.pipeline.STAGE_PIPELINES`) and the targets name
@@ -64,6 +64,8 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
         "isozyme.compiler.passes.gather_accumulations", "GatherAccumulationsPass", "isozyme"),
     "eliminate-dead-stores": (
         "isozyme.compiler.passes.eliminate_dead_stores", "EliminateDeadStoresPass", "isozyme"),
+    # isozyme's own CSE: xDSL's is quadratic on long straight-line code (see cse.py)
+    "cse": ("isozyme.compiler.passes.cse", "CSEPass", "isozyme"),
     "verify-buffer-lifetimes": (
         "isozyme.compiler.passes.verify_buffer_lifetimes", "VerifyBufferLifetimesPass",
         "isozyme"),
@@ -121,8 +123,6 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
         "isozyme.compiler.targets.cuda", "UseDeviceAllocatorPass", "isozyme"),
     # -- xDSL's generic passes
     "canonicalize": ("xdsl.transforms.canonicalize", "CanonicalizePass", "xdsl"),
-    "cse": ("xdsl.transforms.common_subexpression_elimination",
-            "CommonSubexpressionElimination", "xdsl"),
     "dce": ("xdsl.transforms.dead_code_elimination", "DeadCodeElimination", "xdsl"),
     "licm": ("xdsl.transforms.loop_invariant_code_motion", "LoopInvariantCodeMotionPass",
              "xdsl"),
@@ -133,8 +133,6 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
 _XDSL_DOCS: dict[str, str] = {
     "canonicalize": "Apply every canonicalization pattern of the ops' dialects (folds, "
                     "algebraic simplifications) to a fixed point.",
-    "cse": "Common subexpression elimination: replace an op by an identical earlier one "
-           "that dominates it (same operands, attributes and no side effects).",
     "dce": "Dead code elimination: erase ops without side effects whose results are "
            "unused, and unreachable blocks.",
     "licm": "Loop-invariant code motion: move ops without side effects out of loops when "
