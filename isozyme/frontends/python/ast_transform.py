@@ -53,6 +53,8 @@ from __future__ import annotations
 import ast
 import copy
 import inspect
+import linecache
+import re
 import textwrap
 import types
 from collections.abc import Callable, Iterable
@@ -186,11 +188,36 @@ def convert(fn: Callable[..., Any]) -> Callable[..., Any]:
 # --------------------------------------------------------------------------- parsing
 
 
+#: inspect.findsource's pattern of the line a code object's source starts on.
+_DEF_LINE = re.compile(r"^(\s*def\s)|(\s*async\s+def\s)|(.*(?<!\w)lambda(:|\s))|^(\s*@)")
+
+
+def _source_lines(fn: Callable[..., Any]) -> tuple[list[str], int]:
+    """``inspect.getsourcelines(fn.__code__)``, without its ``inspect.getmodule``,
+    whose first call in a process scans every module of ``sys.modules`` (10-20 ms of
+    a first call whose code comes from the disk cache): a function's globals are its
+    module's namespace, all ``linecache`` needs for source a loader provides."""
+    code: types.CodeType = fn.__code__  # type: ignore[attr-defined]
+    filename = code.co_filename
+    linecache.checkcache(filename)
+    lines = linecache.getlines(filename, getattr(fn, "__globals__", None))
+    if not lines:
+        return inspect.getsourcelines(code)  # inspect's own errors and special cases
+    lnum = code.co_firstlineno - 1
+    while lnum > 0:
+        if lnum >= len(lines):
+            raise OSError("lineno is out of bounds")
+        if _DEF_LINE.match(lines[lnum]):
+            break
+        lnum -= 1
+    return inspect.getblock(lines[lnum:]), lnum + 1
+
+
 def _compile(fn: Callable[..., Any]) -> _Compiled:
     code: types.CodeType = fn.__code__  # type: ignore[attr-defined]
     filename = code.co_filename
     try:
-        lines, first_line = inspect.getsourcelines(code)
+        lines, first_line = _source_lines(fn)
     except (OSError, TypeError) as exc:
         raise trace_error(
             f"function {code.co_name}()",
