@@ -484,11 +484,13 @@ def _disk_cache_key(
 ) -> str | None:
     """The disk cache's front key of a traced module (after ``add_request``), or None
     when this build neither looks up nor stores (stages kept, not loaded, not cpu)."""
-    if keep_stages or not load or upto not in RUNTIME_STAGES:
+    if keep_stages or not load or upto not in RUNTIME_STAGES or target != "cpu":
         return None
     from isozyme.runtime import disk_cache
     from isozyme.timings import phase
 
+    if not disk_cache.enabled():
+        return None  # (untimed: the report shows no disk cache step when it is off)
     with phase("disk-cache/key", "runtime"):
         return disk_cache.front_key(module, target)
 
