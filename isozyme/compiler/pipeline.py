@@ -102,7 +102,10 @@ STAGE_PIPELINES: dict[str, tuple[str, ...]] = {
         "eliminate-dead-caches",
         "dce",
         "licm",
+        # after LICM (a loop's zeroed adjoint is then seen dead); dce drops what
+        # computed a dead store's value
         "eliminate-dead-stores",
+        "dce",
         "split-accumulations",
         "gather-accumulations",
     ),
