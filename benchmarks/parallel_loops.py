@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "loops carry a sum (a reduction); the heat stencil's loops are parallel in "
         "substance but `scf.for`, and each has 10^4 iterations (~5 us of work), less "
         "than one dispatch costs. The pool takes `scf.parallel` loops (`prange`, "
-        "whole-array numpy, 1-D reductions); the whole-array rows show it at work.",
+        "whole-array numpy, reductions with an identity); the whole-array rows show it at work.",
         "",
     ]
     text = "\n".join(lines)
