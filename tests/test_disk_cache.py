@@ -294,3 +294,22 @@ def test_user_rules_and_custom_passes_are_not_cached(cache, pipeline_runs):
     assert entries(cache) == []
     autodiff(Reverse, make(1.0), Active, Duplicated(X, np.zeros_like(X)))
     assert len(entries(cache)) == 1  # (and cached otherwise)
+
+
+def test_source_hash_follows_edits_of_the_package(tmp_path, monkeypatch):
+    """The hash of isozyme's files is remembered under their paths, sizes and mtimes:
+    an edit (new mtime) hashes the contents again."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    monkeypatch.setenv("ISOZYME_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(disk_cache, "_package_files", lambda: (str(pkg), ["a.py"]))
+    first = disk_cache._source_hash()
+    assert disk_cache._source_hash() == first  # from the memo
+    st = os.stat(pkg / "a.py")
+    (pkg / "a.py").write_text("x = 2\n")  # same size
+    os.utime(pkg / "a.py", ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+    second = disk_cache._source_hash()
+    assert second != first
+    memo = tmp_path / "cache" / "cpu" / "source-hashes"
+    assert sorted(p.read_text() for p in memo.iterdir()) == sorted([first, second])

@@ -100,23 +100,47 @@ def cache_dir() -> Path:
     return base / "cpu"
 
 
-def _source_hash() -> str:
-    """sha256 over isozyme's own files (path and contents), so that any edit of the
-    package, pipeline or runtime gives new keys."""
+def _package_files() -> tuple[str, list[str]]:
+    """isozyme's package directory and its files (relative paths, sorted; no caches)."""
     import isozyme  # noqa: PLC0415
 
-    root = Path(isozyme.__file__).resolve().parent
+    root = os.path.dirname(os.path.abspath(isozyme.__file__))
+    found: list[str] = []
+    for d, dirs, files in os.walk(root):
+        dirs[:] = [x for x in dirs if x != "__pycache__"]
+        found += [os.path.relpath(os.path.join(d, f), root)
+                  for f in files if not f.endswith((".pyc", ".pyo"))]
+    return root, sorted(found)
+
+
+def _source_hash() -> str:
+    """sha256 over isozyme's own files (paths and contents), so that any edit of the
+    package, pipeline or runtime gives new keys.  Hashing the contents costs 5-20 ms,
+    so it is remembered on disk under a fingerprint of the files' paths, sizes and
+    modification times (nanoseconds; under 1 ms to take): an edit changes the
+    fingerprint, and a new fingerprint hashes the contents again."""
+    root, files = _package_files()
+    fp = hashlib.sha256()
+    for rel in files:
+        st = os.stat(os.path.join(root, rel))
+        fp.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    memo = cache_dir() / "source-hashes" / fp.hexdigest()
+    try:
+        known = memo.read_text().strip()
+        if len(known) == 64 and all(c in "0123456789abcdef" for c in known):
+            return known
+    except OSError:
+        pass
     h = hashlib.sha256()
-    paths = sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-    )
-    for p in paths:
-        h.update(str(p.relative_to(root)).encode())
+    for rel in files:
+        h.update(rel.encode())
         h.update(b"\0")
-        h.update(p.read_bytes())
+        with open(os.path.join(root, rel), "rb") as f:
+            h.update(f.read())
         h.update(b"\0")
-    return h.hexdigest()
+    digest = h.hexdigest()
+    _write_atomic(memo, digest.encode())
+    return digest
 
 
 def environment_key() -> str:
@@ -257,17 +281,17 @@ def lookup(key: str | None) -> CacheHit | None:
     return CacheHit(key, code)
 
 
-def store(key: str, code: CachedCode) -> None:
-    """Write the entry of ``key`` atomically (temporary file + ``os.replace``); a
-    failure to write (read-only or full disk) only costs the next process a compile."""
-    path = _path(key)
+def _write_atomic(path: Path, data: bytes) -> bool:
+    """Write ``path`` through a temporary file in its directory and ``os.replace``, so
+    that readers see the old file or the whole new one and concurrent writers both
+    succeed; False when it could not be written (read-only or full disk)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide it from others
-                f.write(encode(key, code))
+                f.write(data)
             os.replace(tmp, path)
         except BaseException:
             try:
@@ -276,8 +300,15 @@ def store(key: str, code: CachedCode) -> None:
                 pass
             raise
     except OSError:
-        return
-    stats["stores"] += 1
+        return False
+    return True
+
+
+def store(key: str, code: CachedCode) -> None:
+    """Write the entry of ``key`` atomically; a failure to write only costs the next
+    process a compile."""
+    if _write_atomic(_path(key), encode(key, code)):
+        stats["stores"] += 1
 
 
 __all__ = [
