@@ -466,7 +466,9 @@ def load_cached(code: Any) -> CompiledModule:
     ``llvm_ir`` texts are empty (the cache is not used when stages are printed)."""
     release_freed_code()
     with _JIT_LOCK:
-        addresses = _add_object_locked(_jit(), code.ir_hash, code.obj, code.entries)
+        with phase("llvm/setup", "codegen"):  # the engine, on the first load
+            jit = _jit()
+        addresses = _add_object_locked(jit, code.ir_hash, code.obj, code.entries)
     return CompiledModule("", "", addresses, None, checks=code.checks)
 
 
