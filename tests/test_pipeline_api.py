@@ -114,7 +114,8 @@ def test_pipeline_objects_build_and_run() -> None:
     assert default.stage_names == ("traced", "optimized", "differentiated", "simplified",
                                    "llvm")
     assert str(default).startswith(
-        "lift-cf-to-scf{strict=false},inline{keep-ruled=true},linalg-fuse-elementwise,")
+        "lift-cf-to-scf{strict=false},inline{keep-ruled=true},"
+        "resolve-shaped-type-result-dims,linalg-fuse-elementwise,")
     assert [p.name for p in default.passes("differentiated")] == ["enzyme-differentiate"]
     traced = iz.ir(iz.Reverse, f, *ARGS, stage="traced")
     module = Parser(make_context(), traced).parse_module()
