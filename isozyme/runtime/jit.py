@@ -95,6 +95,13 @@ class _JIT:
             path = ctypes.util.find_library(lib)
             if path is not None:
                 llb.load_library_permanently(path)
+        import os  # noqa: PLC0415
+
+        #: LLVM's level: "auto" (the rule of :meth:`optimize`) or "0".."3" forced
+        #: (``ISOZYME_LLVM_OPT``: to measure what each level costs and gives)
+        self.opt_level = os.environ.get("ISOZYME_LLVM_OPT", "auto").strip() or "auto"
+        if self.opt_level not in ("auto", "0", "1", "2", "3"):
+            self.opt_level = "auto"  # a mistyped value keeps the default
         target = llb.Target.from_triple(llb.get_process_triple())
         self.target_machine = target.create_target_machine(
             cpu=llb.get_host_cpu_name(),
@@ -117,11 +124,27 @@ class _JIT:
         return next(self._counter)
 
     def optimize(self, mod: llb.ModuleRef) -> None:
-        """Run LLVM's default O3 pipeline (new pass manager) on ``mod`` in place."""
-        pto = llb.create_pipeline_tuning_options(speed_level=3)
-        pto.loop_vectorization = True
-        pto.slp_vectorization = True
-        pto.loop_unrolling = True
+        """Run LLVM's O3 pipeline (new pass manager) on ``mod`` in place, without the
+        loop unroller.
+
+        Measured (benchmarks/compile_time.py, results/compile-time-cpu.md): the
+        unroller makes no gradient faster (rosenbrock, heat, GMM warm calls equal
+        within noise) while it multiplies the code that the rest of O3 and the code
+        generator then process (GMM: optimize + codegen about a third longer).  The
+        vectorizers stay: they make the rosenbrock gradient 2-6x and heat 1.7x faster
+        than O1 does.  ``ISOZYME_LLVM_OPT=0..3`` forces LLVM's plain level instead
+        (3: O3 with unrolling; 0: no IR optimization), to measure."""
+        if self.opt_level == "auto":
+            level, unroll = 3, False
+        else:
+            level = int(self.opt_level)
+            unroll = level >= 2
+        if level == 0:
+            return
+        pto = llb.create_pipeline_tuning_options(speed_level=level)
+        pto.loop_vectorization = level >= 2
+        pto.slp_vectorization = level >= 2
+        pto.loop_unrolling = unroll
         pb = llb.create_pass_builder(self.target_machine, pto)
         mpm = pb.getModulePassManager()
         mpm.run(mod, pb)
