@@ -313,3 +313,18 @@ def test_source_hash_follows_edits_of_the_package(tmp_path, monkeypatch):
     assert second != first
     memo = tmp_path / "cache" / "cpu" / "source-hashes"
     assert sorted(p.read_text() for p in memo.iterdir()) == sorted([first, second])
+
+
+def test_an_unusable_cache_directory_only_costs_compiles(tmp_path, monkeypatch, pipeline_runs):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("ISOZYME_CACHE_DIR", str(blocker))
+    isozyme.clear_cache()
+    try:
+        f = make(7.0)
+        np.testing.assert_allclose(grad(f), exact_grad(7.0, X), rtol=1e-12)
+        isozyme.clear_cache()
+        np.testing.assert_allclose(grad(f), exact_grad(7.0, X), rtol=1e-12)
+        assert pipeline_runs[0] == 2  # nothing stored, nothing loaded, no error
+    finally:
+        isozyme.clear_cache()

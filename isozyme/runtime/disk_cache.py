@@ -199,6 +199,10 @@ def front_key(module: Any, target: str) -> str | None:
 
     if custom_passes_key():
         return None  # a user's pass code is part of no key
+    try:
+        cache_dir()
+    except RuntimeError:  # no home directory and no ISOZYME_CACHE_DIR: no disk cache
+        return None
     text = str(module)
     if RULE_ATTR in text:
         return None  # nor is a user rule's, which AD runs (conservative: any mention)
