@@ -176,3 +176,35 @@ def test_linear_cse_keeps_a_read_after_a_write_and_merges_reads_before_it():
     assert a is b and a is not c and c is not d
     consts = [op for op in module.walk() if op.name == "arith.constant"]
     assert len(consts) == 1
+
+
+def test_canonicalize_hoists_constants_of_a_loop_nest_in_one_sweep(monkeypatch):
+    """A constant in the innermost of five nested scf.for loops ends before the
+    outermost loop, and xDSL's driver sweeps the module twice (once to change, once to
+    see nothing changes), not once per loop level as with xDSL's pattern alone."""
+    from xdsl import pattern_rewriter
+
+    from isozyme.compiler.passes.canonicalize import CanonicalizePass
+
+    depth = 5
+    head = "".join(f"{'  ' * i}scf.for %i{i} = %lb to %ub step %st {{\n" for i in range(depth))
+    tail = "".join(f"{'  ' * i}}}\n" for i in reversed(range(depth)))
+    src = f"""
+    func.func @f(%m: memref<4xf64>, %lb: index, %ub: index, %st: index) {{
+    {head}
+      %c = arith.constant 2.0 : f64
+      memref.store %c, %m[%i{depth - 1}] : memref<4xf64>
+    {tail}
+      func.return
+    }}
+    """
+    module = _parse(src)
+    sweeps = []
+    walk = pattern_rewriter.PatternRewriteWalker._process_worklist
+    monkeypatch.setattr(pattern_rewriter.PatternRewriteWalker, "_process_worklist",
+                        lambda self, listener: sweeps.append(1) or walk(self, listener))
+    CanonicalizePass().apply(make_context(), module)
+    fn = next(op for op in module.walk() if op.name == "func.func")
+    top = [op.name for op in fn.body.block.ops]
+    assert top == ["arith.constant", "scf.for", "func.return"]
+    assert len(sweeps) <= 2

@@ -4,7 +4,7 @@ One table (:data:`_BUILTIN`) maps each MLIR-style pass name to the module and cl
 that implement it: isozyme's own passes (:mod:`isozyme.compiler.passes`), the lowering
 to the ``llvm`` dialect (:mod:`isozyme.compiler.lowering`), the GPU targets' passes
 (:mod:`isozyme.compiler.gpu`, :mod:`isozyme.compiler.targets`) and the xDSL passes the
-pipeline uses (``canonicalize``, ``dce``, ``licm``, ``lower-affine``). Classes
+pipeline uses (``dce``, ``licm``, ``lower-affine``). Classes
 are imported on first use, so importing the registry imports no pass.
 
 The pipeline (:data:`isozyme.compiler.pipeline.STAGE_PIPELINES`) and the targets name
@@ -66,6 +66,8 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
         "isozyme.compiler.passes.eliminate_dead_stores", "EliminateDeadStoresPass", "isozyme"),
     # isozyme's own CSE: xDSL's is quadratic on long straight-line code (see cse.py)
     "cse": ("isozyme.compiler.passes.cse", "CSEPass", "isozyme"),
+    # xDSL's, with loop constants hoisted in one walk first (see canonicalize.py)
+    "canonicalize": ("isozyme.compiler.passes.canonicalize", "CanonicalizePass", "isozyme"),
     "verify-buffer-lifetimes": (
         "isozyme.compiler.passes.verify_buffer_lifetimes", "VerifyBufferLifetimesPass",
         "isozyme"),
@@ -122,7 +124,6 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
     "use-device-allocator": (
         "isozyme.compiler.targets.cuda", "UseDeviceAllocatorPass", "isozyme"),
     # -- xDSL's generic passes
-    "canonicalize": ("xdsl.transforms.canonicalize", "CanonicalizePass", "xdsl"),
     "dce": ("xdsl.transforms.dead_code_elimination", "DeadCodeElimination", "xdsl"),
     "licm": ("xdsl.transforms.loop_invariant_code_motion", "LoopInvariantCodeMotionPass",
              "xdsl"),
@@ -131,8 +132,6 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
 
 #: Docstrings for the xDSL passes that have none (or a terse one) upstream.
 _XDSL_DOCS: dict[str, str] = {
-    "canonicalize": "Apply every canonicalization pattern of the ops' dialects (folds, "
-                    "algebraic simplifications) to a fixed point.",
     "dce": "Dead code elimination: erase ops without side effects whose results are "
            "unused, and unreachable blocks.",
     "licm": "Loop-invariant code motion: move ops without side effects out of loops when "
