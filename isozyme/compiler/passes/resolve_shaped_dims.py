@@ -261,7 +261,8 @@ class _Folder:
             for op in list(block.ops):
                 if isinstance(op, _CSE_OPS) and len(op.results) == 1:
                     key = (op.name, tuple(op.operands), tuple(op.result_types),
-                           tuple(sorted((k, str(v)) for k, v in op.properties.items())))
+                           tuple(sorted((k, str(v)) for k, v in op.properties.items())),
+                           tuple(sorted((k, str(v)) for k, v in op.attributes.items())))
                     prev = scope.get(key)
                     if prev is not None:
                         self._replace(op, prev)
