@@ -126,7 +126,8 @@ def test_a_corrupt_entry_is_rebuilt_never_run(cache, pipeline_runs, how):
 
 
 def test_decode_rejects_what_is_not_the_entry_of_its_key():
-    code = disk_cache.CachedCode("ab" * 16, b"\x7fELF-object", {"_iz_entry_f": "_iz_entry_f." + "ab" * 16},
+    h = "ab" * 16
+    code = disk_cache.CachedCode(h, b"\x7fELF-object", {"_iz_entry_f": "_iz_entry_f." + h},
                                  (("bounds", "x[i]: index out of range", 2),))
     data = disk_cache.encode("k1", code)
     assert disk_cache.decode("k1", data) == code
