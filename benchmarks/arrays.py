@@ -3,6 +3,7 @@
     python benchmarks/arrays.py            # full run, writes benchmarks/results/arrays-cpu.*
     python benchmarks/arrays.py --quick    # fewer/shorter repeats, for a smoke test
     python benchmarks/arrays.py --no-write # print only
+    python benchmarks/arrays.py --cpu-time # process CPU time, for a loaded machine
 
 Workloads (float64, one process, one thread):
 
@@ -516,7 +517,10 @@ def run_tool(res: dict, key: str, label: str, call: Callable[[], object], args) 
     The timing itself is done by time_interleaved, for all tools of a workload together."""
     try:
         ms = first_call_ms(call)
-        timer = timeit.Timer(call)
+        # --cpu-time: the process's CPU time, which other processes' load does not
+        # inflate (valid because every tool runs on one thread)
+        timer = timeit.Timer(call, timer=time.process_time if args.cpu_time
+                             else time.perf_counter)
         number = 1
         while timer.timeit(number) < args.min_time:
             number *= 2
@@ -1029,7 +1033,8 @@ def render_markdown(report: dict) -> str:
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()
                                  if val and k != "isozyme_worktree_dirty") + ".", "",
         f"Settings: best and median of {report['settings']['repeat']} repeats of at least "
-        f"{report['settings']['min_time_s']} s each, per call, in ms, the repeats "
+        f"{report['settings']['min_time_s']} s each, per call, in ms "
+        f"({report['settings']['clock']}), the repeats "
         "interleaved round-robin over the tools of a workload; one process, one thread. The isozyme primal is `autodiff(ForwardWithPrimal, f, Const, Const(x), "
         "...)` whose compiled IR is the primal alone (checked: see `primal_ir` in the "
         "JSON); the isozyme gradient is `autodiff(Reverse, f, Active, Duplicated(x, dx))` "
@@ -1088,6 +1093,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=9)
     p.add_argument("--min-time", type=float, default=0.2, help="seconds per repeat, at least")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time with the process's CPU time instead of wall-clock time "
+                        "(steadier on a loaded machine; every tool runs on one thread)")
     p.add_argument("--quick", action="store_true", help="repeat=3, min-time=0.05")
     p.add_argument("--rosen-n", type=int, default=ROSEN_N)
     p.add_argument("--heat-n", type=int, default=HEAT_N)
@@ -1138,6 +1146,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(), "versions": versions(peers, iz),
         "settings": {"repeat": args.repeat, "min_time_s": args.min_time,
+                     "clock": "process CPU time" if args.cpu_time else "wall clock",
                      "threads_env": {k: os.environ.get(k) for k in
                                      ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                       "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "XLA_FLAGS",
