@@ -108,6 +108,7 @@ STAGE_PIPELINES: dict[str, tuple[str, ...]] = {
         "dce",
         "split-accumulations",
         "gather-accumulations",
+        "shrink-fills",
     ),
 }
 

@@ -60,7 +60,7 @@ def _is_one(v: SSAValue) -> bool:
     )
 
 
-def _iv_sign(v: SSAValue, body: Block) -> int | None:
+def iv_coefficient(v: SSAValue, body: Block) -> int | None:
     """The coefficient of the induction variable in ``v`` (0: loop-invariant), or None
     when ``v`` is not ``+-iv + b`` built from ``addi``/``subi``/``index_cast``."""
     if isinstance(v, BlockArgument):
@@ -72,9 +72,9 @@ def _iv_sign(v: SSAValue, body: Block) -> int | None:
     if op.parent_block() is not body or isinstance(op, arith.ConstantOp):
         return 0
     if isinstance(op, arith.IndexCastOp):
-        return _iv_sign(op.input, body)
+        return iv_coefficient(op.input, body)
     if isinstance(op, (arith.AddiOp, arith.SubiOp)):
-        a, b = _iv_sign(op.lhs, body), _iv_sign(op.rhs, body)
+        a, b = iv_coefficient(op.lhs, body), iv_coefficient(op.rhs, body)
         if a is None or b is None:
             return None
         s = a + b if isinstance(op, arith.AddiOp) else a - b
@@ -108,7 +108,7 @@ def _accumulation(loop: Operation) -> _Accumulation | None:
             break
     else:
         return None
-    signs = [_iv_sign(i, body) for i in store.indices]
+    signs = [iv_coefficient(i, body) for i in store.indices]
     if None in signs or [s for s in signs if s != 0] not in ([1], [-1]):
         return None
     dim = next(k for k, s in enumerate(signs) if s != 0)

@@ -64,6 +64,7 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
         "isozyme.compiler.passes.gather_accumulations", "GatherAccumulationsPass", "isozyme"),
     "eliminate-dead-stores": (
         "isozyme.compiler.passes.eliminate_dead_stores", "EliminateDeadStoresPass", "isozyme"),
+    "shrink-fills": ("isozyme.compiler.passes.shrink_fills", "ShrinkFillsPass", "isozyme"),
     # isozyme's own CSE: xDSL's is quadratic on long straight-line code (see cse.py)
     "cse": ("isozyme.compiler.passes.cse", "CSEPass", "isozyme"),
     # xDSL's, with loop constants hoisted in one walk first (see canonicalize.py)
