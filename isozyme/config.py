@@ -83,7 +83,10 @@ def config(
     ``boundscheck``: check every array index of traced code at run time (the default;
     ``ISOZYME_BOUNDSCHECK=0`` in the environment starts the process with it off).  An
     index outside ``[-n, n)`` raises :class:`isozyme.OutOfBoundsError` naming the file,
-    line, index and size, before any later write of the call.  Off, indexing costs
+    line, index and size, before any later write of the call (in a ``prange`` loop
+    run on several threads, iterations after the failing one, which have no order,
+    may have written their elements: the error names the lowest failing
+    iteration, as a serial run would).  Off, indexing costs
     nothing extra and an out-of-bounds index is undefined behaviour, as in C.
 
     ``threads``: how many threads the CPU target runs the outermost parallel loops on

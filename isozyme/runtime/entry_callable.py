@@ -31,6 +31,7 @@ from isozyme.runtime.marshal import (
 from isozyme.compiler.lowering.convert_gpu_launch_to_llvm import DRIVER_FAILURE
 from isozyme.host_calls import host_failure
 from isozyme.runtime.cuda_errors import driver_failure
+from isozyme.runtime.deferred_signals import PENDING, deliver
 from isozyme.runtime.result_arrays import make_result_wrapper
 
 #: ``(kind, message, n_values)`` per check id (id ``k`` at index ``k - 1``), as
@@ -196,6 +197,15 @@ def make_entry_callable(
         values = ", ".join(slot_values + desc_values)
         lines.append(f"    pack_into(in_buf, 0, {values})")
     lines.append("    fn(in_ptr, out_ptr)")
+    # a Ctrl-C the worker pool deferred while the code ran (deferred_signals)
+    namespace["pending_signals"] = PENDING
+    namespace["deliver_signals"] = deliver
+    lines.append("    if pending_signals:")
+    lines.append("        try:")
+    lines.append("            deliver_signals()")
+    lines.append("        except BaseException:")
+    lines.append("            push(B)")
+    lines.append("            raise")
     if checks:
         namespace["check_failed"] = make_check_failure(checks, out_slots)
         # read the status record before the buffers go back to the pool: another

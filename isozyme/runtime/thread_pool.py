@@ -51,6 +51,7 @@ from collections.abc import Callable
 import llvmlite.binding as llb
 
 from isozyme.config import threads as configured_threads
+from isozyme.runtime.deferred_signals import sigint_deferred
 from isozyme.compiler.lowering.convert_parallel_dispatch_to_llvm import PARALLEL_FOR_SYMBOL
 from isozyme.compiler.lowering.outline_parallel_loops_cpu import MAX_CHUNKS
 
@@ -138,7 +139,29 @@ def _run_chunk(fn: Callable[..., None], ctx: int, lo: int, hi: int, status: int 
 
 def parallel_for(fn_addr: int, ctx: int, lo: int, hi: int, status: int | None, n_slots: int) -> int:
     """Run ``tramp(ctx, ·, ·, ·, k)`` over ``[lo, hi)`` in contiguous chunks ``k``, one per
-    thread (see the module docstring); return the number of chunks."""
+    thread (see the module docstring); return the number of chunks.
+
+    Nothing may be raised out of it (see :mod:`.deferred_signals`): a Ctrl-C is
+    deferred to the end of the native call, and whatever happens every worker's chunk
+    has finished before it returns."""
+    with sigint_deferred():
+        return _dispatch(fn_addr, ctx, lo, hi, status, n_slots)
+
+
+def _wait_all(workers: list[_Worker]) -> None:
+    """Wait for every worker, even through an exception (the chunks read the caller's
+    stack and fill its partials: returning earlier would free them under the workers)."""
+    for w in workers:
+        while True:
+            try:
+                w.wait()
+                break
+            except BaseException:  # noqa: BLE001, S112 (keep waiting: see docstring)
+                continue
+
+
+def _dispatch(fn_addr: int, ctx: int, lo: int, hi: int, status: int | None,
+              n_slots: int) -> int:
     fn = TRAMPOLINE(fn_addr)
     n = min(configured_threads(), hi - lo, MAX_CHUNKS)
     # One dispatch at a time: a second caller (another Python thread) runs its loop
@@ -157,9 +180,10 @@ def parallel_for(fn_addr: int, ctx: int, lo: int, hi: int, status: int | None, n
             return 1
         for k, w in enumerate(workers, start=1):
             w.submit(lambda k=k: _run_chunk(fn, ctx, bounds[k], bounds[k + 1], addrs[k], k))
-        _run_chunk(fn, ctx, bounds[0], bounds[1], addrs[0], 0)
-        for w in workers:
-            w.wait()
+        try:
+            _run_chunk(fn, ctx, bounds[0], bounds[1], addrs[0], 0)
+        finally:
+            _wait_all(workers)
     finally:
         _POOL.busy.release()
     if status:
