@@ -19,6 +19,7 @@ then get their own calls inlined too.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -49,6 +50,38 @@ def _inline_call(call: func.CallOp, callee: func.FuncOp) -> list[Operation]:
     return inserted
 
 
+def _move_body(call: func.CallOp, callee: func.FuncOp) -> list[Operation]:
+    """Replace ``call`` by ``callee``'s body itself, moved, and erase ``callee`` (a
+    private function named by this call alone: copying would only waste time)."""
+    block = callee.body.block
+    for arg, value in zip(block.args, call.arguments, strict=True):
+        arg.replace_all_uses_with(value)
+    ret = block.last_op
+    assert isinstance(ret, func.ReturnOp)
+    results = list(ret.operands)
+    moved = [op for op in block.ops if op is not ret]
+    ip = InsertPoint.before(call)
+    for op in moved:
+        op.detach()
+        Rewriter.insert_op(op, ip)
+    Rewriter.replace_op(call, [], results)
+    Rewriter.erase_op(callee)
+    return moved
+
+
+def _reference_counts(ops: Iterable[Operation]) -> Counter[str]:
+    """How many calls and symbol-reference properties in ``ops`` name each symbol."""
+    counts: Counter[str] = Counter()
+    for top in ops:
+        for o in top.walk():
+            if isinstance(o, func.CallOp):
+                counts[o.callee.string_value()] += 1
+            for a in o.properties.values():
+                if isinstance(a, SymbolRefAttr) and not isinstance(o, func.CallOp):
+                    counts[a.string_value()] += 1
+    return counts
+
+
 def _calls_in(ops: Iterable[Operation]) -> Iterator[func.CallOp]:
     for op in ops:
         for o in op.walk():
@@ -75,8 +108,11 @@ class InlinePass(ModulePass):
             or len(callee.body.blocks) != 1
         )
 
-    def _inline_into(self, fn: func.FuncOp, funcs: dict[str, func.FuncOp]) -> None:
-        """Inline every inlinable call in ``fn``, then the calls those bring in."""
+    def _inline_into(
+        self, fn: func.FuncOp, funcs: dict[str, func.FuncOp], refs: Counter[str]
+    ) -> None:
+        """Inline every inlinable call in ``fn``, then the calls those bring in
+        (``refs``: the references to each function, kept up to date)."""
         # each pending call with the functions whose inlining brought it in: a call of
         # one of them is recursive and stays a call
         work: list[tuple[func.CallOp, frozenset[str]]] = [
@@ -89,7 +125,13 @@ class InlinePass(ModulePass):
                 continue
             assert callee is not None
             inner = chain | {name}
-            work.extend((c, inner) for c in _calls_in(_inline_call(call, callee)))
+            if refs[name] == 1 and _is_private(callee):
+                inserted = _move_body(call, callee)
+            else:
+                inserted = _inline_call(call, callee)
+                refs.update(_reference_counts(inserted))
+            refs[name] -= 1
+            work.extend((c, inner) for c in _calls_in(inserted))
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         """Inline, in place, the calls of ``op``'s functions; erase dead private ones."""
@@ -97,13 +139,15 @@ class InlinePass(ModulePass):
         # functions no call names first: the private callees nobody names afterwards
         # are erased without having been expanded themselves
         called = {c.callee.string_value() for c in _calls_in(op.ops)}
+        refs = _reference_counts(op.ops)
         for name, f in funcs.items():
             if name not in called:
-                self._inline_into(f, funcs)
+                self._inline_into(f, funcs, refs)
         self._erase_dead(op, funcs)
+        refs = _reference_counts(op.ops)
         for name, f in funcs.items():
             if name in called and f.parent is not None:
-                self._inline_into(f, funcs)
+                self._inline_into(f, funcs, refs)
         self._erase_dead(op, funcs)
 
     @staticmethod
@@ -111,7 +155,7 @@ class InlinePass(ModulePass):
         """Erase the private functions no call or symbol reference names, and those
         only erased functions named (counting references per function, once)."""
         names_in: dict[str, set[str]] = {}
-        count: dict[str, int] = dict.fromkeys(funcs, 0)
+        count = {n: 0 for n, f in funcs.items() if f.parent is not None}
         for top in op.ops:
             inside = _used_symbols_of(top)
             if isinstance(top, func.FuncOp) and top.sym_name.data in funcs:
