@@ -10,8 +10,9 @@ reads ``m[e]`` once, adds every loop's contribution and writes it once.  The ele
 that not every loop reaches (the ends: ``dx[0]`` has no ``dx[i+1]`` term) are done by
 small remainder loops, one range below and one above the common range per loop.
 
-What is fused: consecutive ``scf.for`` ops with step 1, no iteration arguments, a flat
-body of pure ``arith``/``math`` ops and loads, and exactly one store, an accumulation
+What is fused: consecutive ``scf.for`` ops with step 1, an ``index`` induction
+variable, no iteration arguments, a flat body of pure ``arith``/``math`` ops and loads,
+and exactly one store, an accumulation
 ``m[..., idx, ...] = m[..., idx, ...] + v`` whose varying index is ``idx = +-iv + b``
 (``addi``/``subi``/``index_cast`` of the induction variable and loop-invariant values),
 the other indices loop-invariant and the same in every loop of the run, and no other
@@ -87,6 +88,8 @@ def _accumulation(loop: Operation) -> _Accumulation | None:
     if not isinstance(loop, scf.ForOp) or loop.res or not _is_one(loop.step):
         return None
     body = loop.body.block
+    if not isinstance(body.args[0].type, IndexType):
+        return None  # an i64 induction variable: _fuse's range arithmetic is index
     ops = list(body.ops)[:-1]
     stores = [op for op in ops if isinstance(op, memref.StoreOp)]
     if len(stores) != 1 or not all(

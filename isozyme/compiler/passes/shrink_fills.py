@@ -9,11 +9,13 @@ the buffer per step, in the primal and in both sweeps of the gradient.
 A fill (an ``scf.parallel``/``scf.for`` from 0 to the buffer's size, step 1, storing one
 value defined outside it at the induction variable) of a rank-1 ``memref.alloc`` of the
 same block is shrunk to the elements outside ``[lo, hi)`` when the next op after it
-(only ``arith`` ops between) is an ``scf.for`` with step 1 whose only use of the buffer
+(only ``arith`` ops between) is an ``scf.for`` with step 1 and an ``index`` induction
+variable whose only use of the buffer
 is one store per iteration at ``+-iv + b`` (the contiguous range ``[lo, hi)``), either a
 plain store of a value that does not read the buffer, or an accumulation
 ``buf[idx] = buf[idx] + v``, whose load then becomes the fill value (``fill + v``: the
-same sum, bit for bit).
+same sum, bit for bit).  The shrunk fill goes right before the writer loop, after the
+``arith`` ops that may define the loop's bounds.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ def _writer(loop: Operation, buf: SSAValue) -> tuple[memref.StoreOp, int] | None
     if not isinstance(loop, scf.ForOp) or not _const_index(loop.step, 1):
         return None
     body = loop.body.block
+    if not isinstance(body.args[0].type, IndexType):
+        return None  # an i64 induction variable: the range arithmetic below is index
     stores = [o for o in body.ops if isinstance(o, memref.StoreOp) and o.memref is buf]
     if len(stores) != 1 or any(o.regions for o in body.ops):
         return None
@@ -133,7 +137,10 @@ def _next_loop(op: Operation) -> Operation | None:
 
 def _shrink(fill: _Fill, loop: scf.ForOp, store: memref.StoreOp, sign: int) -> None:
     body = loop.body.block
-    ip = InsertPoint.before(fill.op)
+    # right before the writer, not the fill: the loop's bounds and the index chain's
+    # outside values may be defined by the arith ops between the fill and the loop
+    # (xDSL's verify() does not check dominance); nothing between reads the buffer
+    ip = InsertPoint.before(loop)
 
     def emit(op: Operation) -> SSAValue:
         Rewriter.insert_op(op, ip)
