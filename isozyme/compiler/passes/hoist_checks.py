@@ -103,6 +103,7 @@ class _Loop:
         self.body: Block = loop.body.block
         self.iv = self.body.args[0]
         self._dep: dict[SSAValue, bool] = {}
+        self._position: dict[Operation, int] | None = None
 
     def inside(self, v: SSAValue) -> bool:
         """Whether ``v`` is defined by an op (or is an argument) of the loop body."""
@@ -306,7 +307,12 @@ class _Loop:
                 continue
             needed.add(op)
             stack.extend(o for o in op.operands if self.inside(o))
-        return [op for op in self.body.ops if op in needed]
+        # body order from positions taken once (walking the body per call was
+        # quadratic in the body's size); hoisting inserts before the loop, not in it
+        if self._position is None:
+            self._position = {op: i for i, op in enumerate(self.body.ops)}
+        pos = self._position
+        return sorted((op for op in needed if op in pos), key=pos.__getitem__)
 
 
 def _constant_of(v: SSAValue) -> int | None:
