@@ -21,7 +21,7 @@ and the warm-call time of each.
 ```console
 $ python benchmarks/compile_time.py                # everything; writes results
 $ python benchmarks/compile_time.py --repeats 5 --no-write
-$ python benchmarks/compile_time.py --only first   # first calls only (no O-levels, det)
+$ python benchmarks/compile_time.py --only first   # first calls only (prints, no write)
 ```
 
 Results: ``benchmarks/results/compile-time-cpu.md`` (with the machine's name).
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         {"det": det, "levels": {f"{k[0]}:{k[1]}": v for k, v in (levels or {}).items()}},
         indent=1)
     print(text)
-    if not args.no_write and first:
+    if not args.no_write and args.only is None:  # a partial run never overwrites
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(text)
         print(f"wrote {RESULTS}")
