@@ -7,11 +7,13 @@ setting is read when a function is traced, so changing it empties the compile ca
 every call that starts after the change runs code compiled with the new setting (a call
 already running in another thread finishes with the code it started with).
 
-``threads`` (default: the number of cores this process may run on,
-``os.sched_getaffinity``; the environment variable ``ISOZYME_THREADS`` sets it for the
+``threads`` (default 1; the environment variable ``ISOZYME_THREADS`` sets it for the
 process): the CPU target runs the outermost parallel loops (``scf.parallel``) on that
 many threads (``runtime/thread_pool.py``).  ``threads=1`` compiles and runs every loop
-serially, as without the setting.
+serially.  The pool is opt-in (as numba's ``parallel=True``): with more than one thread
+each parallel loop is compiled twice (a chunk function beside the serial path), which
+made compilations about 1.75x longer in measurements, and a dispatch costs tens of
+microseconds.
 
 ``disk_cache`` (default on; ``ISOZYME_DISK_CACHE=0`` turns it off for the process):
 compiled CPU code is stored on disk (``$ISOZYME_CACHE_DIR``, see
@@ -31,17 +33,10 @@ def _env_flag(name: str, default: bool) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
 
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _env_threads() -> int:
     value = os.environ.get("ISOZYME_THREADS", "").strip()
     if value == "":
-        return _usable_cores()
+        return 1
     try:
         n = int(value)
     except ValueError:
@@ -90,7 +85,7 @@ def config(
     nothing extra and an out-of-bounds index is undefined behaviour, as in C.
 
     ``threads``: how many threads the CPU target runs the outermost parallel loops on
-    (default: the cores this process may use; ``ISOZYME_THREADS`` in the environment).
+    (default 1, that is serial; ``ISOZYME_THREADS`` in the environment).
     A loop runs in parallel when it has enough work (trip count times body size) and
     its iterations cannot race (a reverse-mode loop that accumulates into a shared
     shadow with atomics stays serial).  ``threads=1`` runs everything serially.

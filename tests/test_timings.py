@@ -21,6 +21,15 @@ from isozyme.compiler.passes.registry import parse_pass_pipeline
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_disk_cache():
+    """Compilations here must compile: a disk cache hit (an identical function traced
+    by another test) skips the pipeline and LLVM, whose steps these tests look for."""
+    old = iz.config(disk_cache=False)
+    yield
+    iz.config(**old)
+
+
 def _fresh_square_sum():
     """A new function object each call, so that the compile cache misses."""
     def square_sum(x):
