@@ -11,6 +11,7 @@ from xdsl.parser import Parser
 import isozyme as iz
 from isozyme.compiler.context import make_context
 from isozyme.compiler.passes.shrink_fills import ShrinkFillsPass
+from tests.array_programs import stencil_steps
 
 FILLED = """
 func.func @f(%u: memref<?xf64>, %n: index) {
@@ -60,20 +61,6 @@ def test_fill_stays_when_the_loop_reads_other_elements():
     assert '"scf.parallel"' in _apply(body)
 
 
-def stencil(u, steps):
-    n = len(u)
-    for t in range(steps):
-        new = np.zeros(n)
-        for i in range(1, n - 1):
-            new[i] = u[i] + 0.1 * (u[i - 1] - 2.0 * u[i] + u[i + 1])
-        for i in range(1, n - 1):
-            u[i] = new[i]
-    s = 0.0
-    for i in range(n):
-        s += u[i] * u[i]
-    return s
-
-
 def shifted(u):
     n = len(u)
     new = np.zeros(n)
@@ -89,7 +76,7 @@ def shifted(u):
 def test_primal_and_gradient_unchanged(n):
     rng = np.random.default_rng(n)
     u = rng.uniform(-1.0, 1.0, n)
-    for f, extra in ((stencil, (3,)), (shifted, ())):
+    for f, extra in ((stencil_steps, (3,)), (shifted, ())):
         want = f(u.copy(), *extra)
         _, got = iz.autodiff(iz.ForwardWithPrimal, f, iz.Const, iz.Const(u.copy()), *extra)
         assert got == pytest.approx(want, rel=1e-13, abs=1e-13)
@@ -102,7 +89,7 @@ def test_primal_and_gradient_unchanged(n):
             m[k] -= h
             fd[k] = (f(p, *extra) - f(m, *extra)) / (2 * h)
         np.testing.assert_allclose(du, fd, rtol=1e-6, atol=1e-8, err_msg=f.__name__)
-    text = iz.ir(iz.ForwardWithPrimal, stencil, iz.Const, iz.Const(u.copy()), 3,
+    text = iz.ir(iz.ForwardWithPrimal, stencil_steps, iz.Const, iz.Const(u.copy()), 3,
                  stage="simplified")
     assert '"scf.parallel"' not in text  # new = np.zeros(n): filled only at the ends
 
