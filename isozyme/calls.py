@@ -479,33 +479,6 @@ def _stage_text(ir: object, generic: bool) -> str:
     return str(ir)
 
 
-def _disk_cache_key(
-    module, target: str, keep_stages: bool, upto: str, load: bool
-) -> str | None:
-    """The disk cache's front key of a traced module (after ``add_request``), or None
-    when this build neither looks up nor stores (stages kept, not loaded, not cpu)."""
-    if keep_stages or not load or upto not in RUNTIME_STAGES or target != "cpu":
-        return None
-    from isozyme.runtime import disk_cache
-    from isozyme.timings import phase
-
-    if not disk_cache.enabled():
-        return None  # (untimed: the report shows no disk cache step when it is off)
-    with phase("disk-cache/key", "runtime"):
-        return disk_cache.front_key(module, target)
-
-
-def _disk_cache_lookup(key: str | None):
-    """The disk cache's entry of ``key`` (a ``CacheHit``), or None."""
-    if key is None:
-        return None
-    from isozyme.runtime import disk_cache
-    from isozyme.timings import phase
-
-    with phase("disk-cache/lookup", "runtime"):
-        return disk_cache.lookup(key)
-
-
 def build(
     spec: _Spec, keep_stages: bool, upto: str = "llvm-ir-optimized", load: bool = True,
     variants: bool = True, generic: bool = False,
@@ -587,9 +560,13 @@ def _build(
 
     target = get_target(spec.target)
     ir_upto = upto if upto not in RUNTIME_STAGES else target.stages[-1]
-    cache_key = _disk_cache_key(traced.module, spec.target, keep_stages, upto, load)
-    # A disk cache hit stands in for the artefact: no pipeline, no LLVM.
-    artefact = _disk_cache_lookup(cache_key) or run_pipeline(
+    from isozyme.runtime import disk_cache
+
+    # A disk cache hit stands in for the artefact: no pipeline, no LLVM (only for code
+    # that is loaded and whose stages are not recorded).
+    cache_key = (disk_cache.front_key(traced.module, spec.target)
+                 if load and not keep_stages and upto in RUNTIME_STAGES else None)
+    artefact = disk_cache.lookup(cache_key) or run_pipeline(
         traced.module, target=target, upto=ir_upto, on_stage=record
     )
     if upto not in RUNTIME_STAGES or artefact is None:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from isozyme.compiler.ad_rules.registry import RULE_ATTR
+from isozyme.timings import phase
 
 #: Bumped whenever the layout or the meaning of an entry changes.
 FORMAT_VERSION = 1
@@ -195,7 +196,6 @@ def front_key(module: Any, target: str) -> str | None:
     if target != "cpu" or not enabled():
         return None
     from isozyme.compiler.pipeline import custom_passes_key  # noqa: PLC0415
-    from isozyme.config import _SETTINGS  # noqa: PLC0415
 
     if custom_passes_key():
         return None  # a user's pass code is part of no key
@@ -203,6 +203,14 @@ def front_key(module: Any, target: str) -> str | None:
         cache_dir()
     except RuntimeError:  # no home directory and no ISOZYME_CACHE_DIR: no disk cache
         return None
+    with phase("disk-cache/key", "runtime"):  # (no step in the report when off)
+        return _hash_module(module, target)
+
+
+def _hash_module(module: Any, target: str) -> str | None:
+    """:func:`front_key`'s hash (None: the module calls a user rule)."""
+    from isozyme.config import _SETTINGS  # noqa: PLC0415
+
     text = str(module)
     if RULE_ATTR in text:
         return None  # nor is a user rule's, which AD runs (conservative: any mention)
@@ -279,6 +287,12 @@ def lookup(key: str | None) -> CacheHit | None:
     which is deleted so that the rebuilt one replaces it)."""
     if key is None:
         return None
+    with phase("disk-cache/lookup", "runtime"):
+        return _lookup(key)
+
+
+def _lookup(key: str) -> CacheHit | None:
+    """:func:`lookup` of a key."""
     path = _path(key)
     try:
         data = path.read_bytes()
